@@ -146,7 +146,12 @@ java17() {
 }
 
 provision_elasticsearch() {
-  local dir="$cache/elasticsearch-$ES_VERSION" java_home
+  # Run as root, Elasticsearch itself runs as a dedicated user, who cannot reach
+  # into root's home: its tree is cached in a shared place instead.
+  local base=$cache
+  [[ $(id -u) -eq 0 ]] && base=${AI_OPERATOR_SHARED_CACHE:-/var/cache/ai-operator}
+  mkdir -p "$base"
+  local dir="$base/elasticsearch-$ES_VERSION" java_home
   java_home=$(java17)
   if [[ ! -x $dir/bin/elasticsearch ]]; then
     command -v mvn >/dev/null || apt_install elasticsearch maven

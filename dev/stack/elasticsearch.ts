@@ -38,7 +38,11 @@ export async function startElasticsearch(workDir: string): Promise<Elasticsearch
   }
   const [port, transportPort] = [await freePort(), await freePort()];
   const url = `http://127.0.0.1:${port}`;
-  const proc = spawnManaged('elasticsearch', found.elasticsearch!, [
+  // setpriv execs Elasticsearch as its own user, with no process in between to
+  // lose signals: the tether (running as us) stops it directly.
+  const asUser = uid === undefined ? [] : ['--reuid', String(uid), '--regid', String(gid), '--init-groups', '--'];
+  const command = uid === undefined ? found.elasticsearch! : 'setpriv';
+  const proc = spawnManaged('elasticsearch', command, [...asUser, ...(uid === undefined ? [] : [found.elasticsearch!]),
     '-E', 'discovery.type=single-node',
     '-E', 'network.host=127.0.0.1',
     '-E', `http.port=${port}`,
@@ -47,8 +51,9 @@ export async function startElasticsearch(workDir: string): Promise<Elasticsearch
     '-E', `path.logs=${join(dir, 'logs')}`,
     '-E', 'cluster.routing.allocation.disk.threshold_enabled=false',
     '-E', 'action.auto_create_index=true',
+    // Loopback-only test node: no TLS or users to provision.
+    '-E', 'xpack.security.enabled=false',
   ], join(workDir, 'elasticsearch.log'), {
-    uid, gid,
     env: {
       PATH: process.env.PATH,
       ES_JAVA_HOME: found['es-java-home'],

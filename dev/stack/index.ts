@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startElasticsearch, type ElasticsearchInstance } from './elasticsearch.ts';
 import { startEtcd, type EtcdInstance } from './etcd.ts';
-import { startKube, type KubeInstance } from './kube.ts';
+import { startKube, useExistingCluster, type KubeInstance } from './kube.ts';
 import { startNats, type NatsInstance } from './nats.ts';
 import { startPrometheus, type PrometheusInstance, type Sample } from './prometheus.ts';
 import type { ManagedProcess } from './process.ts';
@@ -70,26 +70,20 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     if (!options.keepData) rmSync(workDir, { recursive: true, force: true });
   };
   try {
-    const kubeEtcd = startEtcd(workDir, 'etcd-kube').then(track);
-    const [etcd, kube, nats, prometheus, elasticsearch] = await allOrNothing([
-      startEtcd(workDir, 'etcd').then(track),
-      kubeEtcd.then((e) => startKube(workDir, e.endpoint)).then(track),
-      startNats(workDir).then(track),
-      startPrometheus(workDir, options.prometheusHistory, options.scrapeTargets).then(track),
-      startElasticsearch(workDir).then(track),
-    ] as const);
-    return { workDir, etcd, kube, nats, prometheus, elasticsearch, stop };
+    const etcd = startEtcd(workDir, 'etcd').then(track);
+    const kube = (useExistingCluster() ? Promise.resolve('') : startEtcd(workDir, 'etcd-kube').then(track).then((e) => e.endpoint))
+      .then((endpoint) => startKube(workDir, endpoint)).then(track);
+    const nats = startNats(workDir).then(track);
+    const prometheus = startPrometheus(workDir, options.prometheusHistory, options.scrapeTargets).then(track);
+    const elasticsearch = startElasticsearch(workDir).then(track);
+    // Wait for every start to settle, so a failure never leaves a process still
+    // starting in the background after cleanup ran.
+    const results = await Promise.allSettled([etcd, kube, nats, prometheus, elasticsearch]);
+    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failures.length > 0) throw new Error(failures.map((f) => (f.reason as Error).message).join('\n'));
+    return { workDir, etcd: await etcd, kube: await kube, nats: await nats, prometheus: await prometheus, elasticsearch: await elasticsearch, stop };
   } catch (error) {
     await stop();
     throw error;
   }
-}
-
-// Like Promise.all, but waits for every start to settle so that a failure never
-// leaves a process starting in the background after cleanup ran.
-async function allOrNothing<T extends readonly Promise<unknown>[]>(promises: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
-  const results = await Promise.allSettled(promises);
-  const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failures.length > 0) throw new Error(failures.map((f) => (f.reason as Error).message).join('\n'));
-  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> };
 }

@@ -41,7 +41,7 @@ function readyz(url: string, ca: Buffer): Promise<boolean> {
   });
 }
 
-function useExistingCluster(): boolean {
+export function useExistingCluster(): boolean {
   return /^(1|true|yes)$/i.test(process.env.USE_EXISTING_CLUSTER ?? '');
 }
 

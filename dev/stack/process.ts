@@ -85,8 +85,17 @@ export function tail(file: string, lines = 20): string {
   }
 }
 
-/** Polls `probe` until it returns true; fails with the process's log tail. */
+/** Polls `probe` until it returns true; otherwise stops the process and fails with its log tail. */
 export async function waitHealthy(proc: ManagedProcess, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  try {
+    await pollHealthy(proc, probe, timeoutMs);
+  } catch (error) {
+    await proc.stop();
+    throw error;
+  }
+}
+
+async function pollHealthy(proc: ManagedProcess, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError = '';
   while (Date.now() < deadline) {
