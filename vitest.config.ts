@@ -6,6 +6,8 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
+          // Unit tests first: they are fast and say most about a broken change.
+          sequence: { groupOrder: 0 },
           include: ['src/**/*.test.ts', 'dev/**/*.test.ts'],
           environment: 'node',
         },
@@ -13,6 +15,7 @@ export default defineConfig({
       {
         test: {
           name: 'e2e',
+          sequence: { groupOrder: 1 },
           include: ['test/e2e/**/*.test.ts'],
           environment: 'node',
           // One real stack for the whole run, started once and always stopped.
