@@ -62,11 +62,13 @@ go_build() {
   local component=$1 module_dir=$2 out=$3 ldflags=$4; shift 4
   need_go "$component"
   say "building $component (first run only; several minutes)"
-  local tmp="$out.tmp"
+  local tmp="$out.tmp" gocache
   rm -rf "$tmp" && mkdir -p "$tmp"
-  (cd "$module_dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@" >&2) \
-    || fail "$component" "go build in $module_dir failed (is the Go module proxy reachable?)"
-  rm -rf "$out" && mv "$tmp" "$out"
+  # A throw-away build cache: the binaries are what is kept, not 2-3 GiB of objects.
+  gocache=$(mktemp -d)
+  (cd "$module_dir" && GOCACHE=$gocache CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@" >&2) \
+    || { rm -rf "$gocache"; fail "$component" "go build in $module_dir failed (is the Go module proxy reachable?)"; }
+  rm -rf "$gocache" "$out" && mv "$tmp" "$out"
 }
 
 provision_etcd() {
@@ -108,9 +110,12 @@ provision_nats() {
     need_go nats-server
     say "building nats-server $NATS_VERSION (first run only)"
     rm -rf "$dir" && mkdir -p "$dir"
-    GOBIN="$dir/bin" CGO_ENABLED=0 go install -trimpath "github.com/nats-io/nats-server/v2@v$NATS_VERSION" >&2 \
-      || { rm -rf "$dir"; fail nats-server "go install github.com/nats-io/nats-server/v2@v$NATS_VERSION failed (is the Go module proxy reachable?)"; }
+    local gocache
+    gocache=$(mktemp -d)
+    GOCACHE=$gocache GOBIN="$dir/bin" CGO_ENABLED=0 go install -trimpath "github.com/nats-io/nats-server/v2@v$NATS_VERSION" >&2 \
+      || { rm -rf "$dir" "$gocache"; fail nats-server "go install github.com/nats-io/nats-server/v2@v$NATS_VERSION failed (is the Go module proxy reachable?)"; }
   fi
+  rm -rf "${gocache:-}"
   echo "nats-server=$dir/bin/nats-server"
 }
 

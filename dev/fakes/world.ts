@@ -1,0 +1,271 @@
+// A scripted outside world for engine tests: Argo CD, GitHub, the cluster and
+// Prometheus behind the engine's ports, with its state kept in a KV — in memory
+// for unit tests, in the real etcd when an operator process is killed and
+// restarted (the world must outlive it). Merging a PR plays Argo CD's part:
+// the app syncs the merge commit and turns Healthy.
+import { createHash } from 'node:crypto';
+import type { AppRef, AttemptRecord, HealthStatus } from '../../src/fsm/record.ts';
+import type { DeploymentReplicas } from '../../src/governance/invariants.ts';
+import type { ApplicationView, ArgoCdPort } from '../../src/ports/argocd.ts';
+import { IntegrationError, type ErrorCode } from '../../src/ports/errors.ts';
+import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPullRequestSpec } from '../../src/ports/github.ts';
+import type { AttemptObjectsPort, ClusterPort, HumanRequests, PodSummary } from '../../src/ports/kubernetes.ts';
+import type { MetricsHistoryPort } from '../../src/ports/prometheus.ts';
+import type { KV } from '../../src/store/kv.ts';
+
+export const OPERATOR_LOGIN = 'ai-operator[bot]';
+
+export interface FakeApp extends ApplicationView {
+  deployments: DeploymentReplicas[];
+  /** Healthy fraction per revision, answered to uptime queries over its window. */
+  uptime: Record<string, number>;
+  /** What Argo CD reports after syncing a merged rollback. */
+  healthAfterMerge: HealthStatus;
+}
+
+export interface FakePullRequest extends PullRequestInfo {
+  spec: RollbackPullRequestSpec;
+  comments: string[];
+  labels: string[];
+}
+
+const P = '/fake-world/';
+const K = {
+  app: (ref: AppRef) => `${P}apps/${ref.namespace}/${ref.name}`,
+  commits: (path: string) => `${P}commits/${encodeURIComponent(path)}`,
+  ci: (sha: string) => `${P}ci/${sha}`,
+  pr: (n: number) => `${P}prs/${String(n).padStart(6, '0')}`,
+  prCounter: `${P}pr-counter`,
+  failure: (call: string) => `${P}failures/${call}`,
+  prometheusDown: `${P}prometheus-down`,
+  requests: (name: string) => `${P}requests/${name}`,
+  projection: (name: string) => `${P}projections/${name}`,
+  calls: (call: string) => `${P}calls/${call}`,
+};
+
+export function fakeSha(seed: string): string {
+  return createHash('sha1').update(seed).digest('hex');
+}
+
+export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHistoryPort, AttemptObjectsPort {
+  readonly kv: KV;
+  constructor(kv: KV) { this.kv = kv; }
+
+  // ---- state helpers -------------------------------------------------------
+
+  private async read<T>(key: string): Promise<T | undefined> {
+    const kv = await this.kv.get(key);
+    return kv ? (JSON.parse(kv.value) as T) : undefined;
+  }
+
+  /** Read-modify-write with compare-and-swap, retried on a race with the other process. */
+  async update<T>(key: string, change: (current: T | undefined) => T): Promise<T> {
+    for (;;) {
+      const current = await this.kv.get(key);
+      const next = change(current ? (JSON.parse(current.value) as T) : undefined);
+      const result = await this.kv.txn({
+        compares: [current ? { key, target: 'mod', equals: current.modRevision } : { key, target: 'absent' }],
+        puts: [{ key, value: JSON.stringify(next) }],
+        deletes: [],
+      });
+      if (result.succeeded) return next;
+    }
+  }
+
+  private async put(key: string, value: unknown): Promise<void> {
+    await this.kv.txn({ compares: [], puts: [{ key, value: JSON.stringify(value) }], deletes: [] });
+  }
+
+  private async call(name: string): Promise<void> {
+    await this.update<number>(K.calls(name), (n) => (n ?? 0) + 1);
+    const failure = await this.read<{ code: ErrorCode; times: number }>(K.failure(name));
+    if (failure && failure.times !== 0) {
+      if (failure.times > 0) await this.put(K.failure(name), { ...failure, times: failure.times - 1 });
+      throw new IntegrationError(name, failure.code, `injected ${failure.code}`);
+    }
+  }
+
+  // ---- scripting (tests) ---------------------------------------------------
+
+  async addApp(app: FakeApp): Promise<void> { await this.put(K.app(app.ref), app); }
+  async app(ref: AppRef): Promise<FakeApp | undefined> { return this.read<FakeApp>(K.app(ref)); }
+  async setHealth(ref: AppRef, health: HealthStatus, deployments?: DeploymentReplicas[]): Promise<void> {
+    await this.update<FakeApp>(K.app(ref), (app) => ({ ...app!, health, ...(deployments ? { deployments } : {}) }));
+  }
+  async setCommits(path: string, commits: CommitInfo[]): Promise<void> { await this.put(K.commits(path), commits); }
+  async setCi(sha: string, ci: CiStatus): Promise<void> { await this.put(K.ci(sha), ci); }
+  async setPrometheusDown(down: boolean): Promise<void> { await this.put(K.prometheusDown, down); }
+  /** The next `times` calls of `call` fail with `code` (-1: every call). */
+  async failNext(call: string, code: ErrorCode, times = 1): Promise<void> { await this.put(K.failure(call), { code, times }); }
+  async setRequests(attemptName: string, requests: HumanRequests): Promise<void> { await this.put(K.requests(attemptName), requests); }
+  async callCount(call: string): Promise<number> { return (await this.read<number>(K.calls(call))) ?? 0; }
+  async pullRequests(): Promise<FakePullRequest[]> {
+    return (await this.kv.getPrefix(`${P}prs/`)).map((kv) => JSON.parse(kv.value) as FakePullRequest);
+  }
+  async projection(attemptName: string): Promise<AttemptRecord | undefined> { return this.read<AttemptRecord>(K.projection(attemptName)); }
+  /** CI of every open PR's head turns to `state`. */
+  async setCiOfOpenPullRequests(state: CiStatus['state']): Promise<void> {
+    for (const pr of await this.pullRequests()) {
+      if (pr.state === 'open') await this.setCi(pr.headSha, { state, runs: state === 'none' ? [] : [{ name: 'ci/build', state }] });
+    }
+  }
+
+  // ---- ArgoCdPort ------------------------------------------------------------
+
+  async getApplication(ref: AppRef): Promise<ApplicationView | undefined> {
+    return this.read<FakeApp>(K.app(ref));
+  }
+  async getApplicationHealth(ref: AppRef): Promise<{ status: HealthStatus; revision?: string } | undefined> {
+    await this.call('getApplicationHealth');
+    const app = await this.read<FakeApp>(K.app(ref));
+    return app?.health ? { status: app.health, ...(app.syncRevision ? { revision: app.syncRevision } : {}) } : undefined;
+  }
+  async getApplicationSyncStatus(ref: AppRef): Promise<{ status: string; revision?: string } | undefined> {
+    const app = await this.read<FakeApp>(K.app(ref));
+    return app ? { status: 'Synced', ...(app.syncRevision ? { revision: app.syncRevision } : {}) } : undefined;
+  }
+  async listApplications(): Promise<ApplicationView[]> {
+    return (await this.kv.getPrefix(`${P}apps/`)).map((kv) => JSON.parse(kv.value) as FakeApp);
+  }
+
+  // ---- ClusterPort ---------------------------------------------------------
+
+  async getDeploymentStatus(app: ApplicationView): Promise<DeploymentReplicas[]> {
+    await this.call('getDeploymentStatus');
+    return (await this.read<FakeApp>(K.app(app.ref)))?.deployments ?? [];
+  }
+  async listPods(): Promise<PodSummary[]> { return []; }
+
+  // ---- MetricsHistoryPort --------------------------------------------------
+
+  async uptime(query: string, at: number): Promise<number | undefined> {
+    if (await this.read<boolean>(K.prometheusDown)) throw new IntegrationError('prometheusQuery', 'UNAVAILABLE', 'connect ECONNREFUSED');
+    const name = /name="((?:[^"\\]|\\.)*)"/.exec(query)?.[1];
+    const app = (await this.listApplications() as FakeApp[]).find((a) => a.ref.name === name);
+    if (!app) return undefined;
+    // The revision whose deployed window ends at `at`: the one before the next deployment then.
+    const history = [...app.history].sort((a, b) => a.id - b.id);
+    const index = history.findIndex((h) => Math.abs(Date.parse(h.deployedAt) / 1000 - at) < 1);
+    const revision = index > 0 ? history[index - 1]!.revision : history.at(-1)?.revision;
+    return revision === undefined ? undefined : app.uptime[revision];
+  }
+
+  // ---- GitHubPort ----------------------------------------------------------
+
+  async identity(): Promise<string> { return OPERATOR_LOGIN; }
+
+  async readRepositoryContent(_repo: RepoRef, path: string, _branch: string, limit: number): Promise<CommitInfo[]> {
+    await this.call('readRepositoryContent');
+    return ((await this.read<CommitInfo[]>(K.commits(path))) ?? []).slice(0, limit);
+  }
+
+  async getCommitStatus(_repo: RepoRef, sha: string): Promise<CiStatus> {
+    await this.call('getCommitStatus');
+    return (await this.read<CiStatus>(K.ci(sha))) ?? { state: 'none', runs: [] };
+  }
+
+  async findPullRequest(_repo: RepoRef, branch: string): Promise<PullRequestInfo | undefined> {
+    await this.call('findPullRequest');
+    return (await this.pullRequests()).find((pr) => pr.branch === branch && pr.state === 'open') ?? (await this.pullRequests()).find((pr) => pr.branch === branch);
+  }
+
+  async createPullRequest(_repo: RepoRef, spec: RollbackPullRequestSpec): Promise<PullRequestInfo> {
+    await this.call('createPullRequest');
+    const number = await this.update<number>(K.prCounter, (n) => (n ?? 0) + 1);
+    const pr: FakePullRequest = {
+      number, url: `https://github.example/acme/gitops/pull/${number}`, branch: spec.branch, base: spec.base, title: spec.title,
+      state: 'open', merged: false, headSha: fakeSha(`${spec.branch}:${spec.targetSha}`), mergeable: true, mergeableState: 'clean',
+      spec, comments: [], labels: spec.labels,
+    };
+    await this.put(K.pr(number), pr);
+    return pr;
+  }
+
+  async getPullRequestStatus(_repo: RepoRef, number: number): Promise<{ pr: PullRequestInfo; ci: CiStatus }> {
+    await this.call('getPullRequestStatus');
+    const pr = await this.read<FakePullRequest>(K.pr(number));
+    if (!pr) throw new IntegrationError('getPullRequestStatus', 'NOT_FOUND', `pull request #${number} not found`);
+    return { pr, ci: (await this.read<CiStatus>(K.ci(pr.headSha))) ?? { state: 'none', runs: [] } };
+  }
+
+  async listOpenPullRequests(_repo: RepoRef, filter: { base: string; path: string }): Promise<PullRequestInfo[]> {
+    await this.call('listOpenPullRequests');
+    return (await this.pullRequests()).filter((pr) => pr.state === 'open' && pr.base === filter.base && pr.spec.path === filter.path);
+  }
+
+  async mergePullRequest(_repo: RepoRef, number: number, options: { sha: string }): Promise<{ sha: string }> {
+    await this.call('mergePullRequest');
+    const merged = await this.update<FakePullRequest>(K.pr(number), (pr) => {
+      if (!pr) throw new IntegrationError('mergePullRequest', 'NOT_FOUND', `pull request #${number} not found`);
+      if (pr.merged) return pr;
+      if (pr.state !== 'open') throw new IntegrationError('mergePullRequest', 'CONFLICT', 'pull request is closed');
+      if (pr.headSha !== options.sha) throw new IntegrationError('mergePullRequest', 'CONFLICT', 'head moved');
+      return { ...pr, state: 'closed', merged: true, mergedBy: OPERATOR_LOGIN, mergeCommitSha: fakeSha(`merge:${number}`) };
+    });
+    await this.syncMerge(merged);
+    return { sha: merged.mergeCommitSha! };
+  }
+
+  /** A human merges on GitHub. */
+  async mergeAsHuman(number: number, login = 'alice'): Promise<void> {
+    const merged = await this.update<FakePullRequest>(K.pr(number), (pr) => ({ ...pr!, state: 'closed', merged: true, mergedBy: login, mergeCommitSha: fakeSha(`merge:${number}`) }));
+    await this.syncMerge(merged);
+  }
+
+  // Argo CD's part: auto-sync deploys the merge commit, which restores the app.
+  private async syncMerge(pr: FakePullRequest): Promise<void> {
+    const app = (await this.listApplications() as FakeApp[]).find((a) => a.source?.path === pr.spec.path);
+    if (!app) return;
+    await this.update<FakeApp>(K.app(app.ref), (current) => ({
+      ...current!,
+      syncRevision: pr.mergeCommitSha!,
+      health: current!.healthAfterMerge,
+      history: [...current!.history, { id: current!.history.length, revision: pr.mergeCommitSha!, deployedAt: new Date().toISOString() }],
+      deployments: current!.deployments.map((d) => ({ ...d, available: d.desired })),
+    }));
+  }
+
+  async commentPullRequest(_repo: RepoRef, number: number, marker: string, body: string): Promise<void> {
+    await this.call('commentPullRequest');
+    const tagged = `<!-- ai-operator:${marker} -->\n${body}`;
+    await this.update<FakePullRequest>(K.pr(number), (pr) => pr!.comments.some((c) => c.startsWith(`<!-- ai-operator:${marker} -->`)) ? pr! : { ...pr!, comments: [...pr!.comments, tagged] });
+  }
+
+  async closePullRequest(_repo: RepoRef, number: number, comment: string): Promise<void> {
+    await this.call('closePullRequest');
+    await this.update<FakePullRequest>(K.pr(number), (pr) => pr!.state === 'closed' ? pr! : { ...pr!, state: 'closed', comments: [...pr!.comments, comment] });
+  }
+
+  // ---- AttemptObjectsPort (unit tests; e2e uses the real API server) --------
+
+  async project(record: AttemptRecord): Promise<void> {
+    await this.put(K.projection(`${record.app.name}-${record.correlationId.replace(/-/g, '').slice(0, 8)}`), record);
+  }
+  async requests(record: AttemptRecord): Promise<HumanRequests> {
+    return (await this.read<HumanRequests>(K.requests(`${record.app.name}-${record.correlationId.replace(/-/g, '').slice(0, 8)}`))) ?? {};
+  }
+}
+
+/** A staging or production app with a good history: three healthy revisions, then a bad one deployed now. */
+export function scenarioApp(name: string, environment: 'staging' | 'production', now = Date.now()): { app: FakeApp; commits: CommitInfo[]; good: string; bad: string } {
+  const path = `apps/${name}`;
+  const hours = (h: number) => new Date(now - h * 3600_000).toISOString();
+  const shas = ['v1', 'v2', 'v3', 'bad'].map((v) => fakeSha(`${name}:${v}`));
+  const commits: CommitInfo[] = shas.map((sha, i) => ({
+    sha, message: i === 3 ? 'Bump image to a broken build' : `Release v${i + 1}`, author: i === 3 ? 'bob' : 'carol',
+    date: hours(72 - i * 24), url: `https://github.example/acme/gitops/commit/${sha}`,
+  })).reverse();
+  const app: FakeApp = {
+    ref: { namespace: 'argocd', name },
+    labels: { 'ai-operator.enabled': 'true', environment },
+    health: 'Healthy',
+    syncRevision: shas[3]!,
+    history: shas.map((revision, id) => ({ id, revision, deployedAt: hours(72 - id * 24) })),
+    resources: [{ kind: 'Deployment', name, namespace: name }],
+    source: { repoURL: 'https://github.com/acme/gitops.git', path, targetRevision: 'main' },
+    deployments: [{ name, desired: 3, available: 3 }],
+    uptime: { [shas[0]!]: 0.999, [shas[1]!]: 0.95, [shas[2]!]: 0.997 },
+    healthAfterMerge: 'Healthy',
+  };
+  return { app, commits, good: shas[2]!, bad: shas[3]! };
+}

@@ -1,0 +1,140 @@
+// The events the operator publishes (SPEC §9): their types, CloudEvents 1.0
+// envelope and data shapes. schemas/<type>.json is the authority on the wire;
+// these types are kept in step with it by validate.test.ts.
+import { randomUUID } from 'node:crypto';
+import type { State } from '../fsm/table.ts';
+
+export const EVENT_TYPES = [
+  'degradation.detected',
+  'degradation.confirmed',
+  'degradation.cleared',
+  'candidate.resolved',
+  'pr.created',
+  'ci.completed',
+  'merge.approved',
+  'pr.merged',
+  'pr.closed',
+  'rollback.completed',
+  'rollback.aborted',
+  'fsm.transition',
+] as const;
+
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** CloudEvents `type` is this prefix plus the event type. */
+export const CLOUDEVENT_TYPE_PREFIX = 'io.ai-operator.';
+export const EVENT_SOURCE = '/ai-operator';
+/** NATS subjects are this prefix, a dot and the event type. */
+export const SUBJECT_PREFIX = 'ai-operator';
+
+export interface AppRef {
+  namespace: string;
+  name: string;
+}
+
+export type Environment = 'staging' | 'production';
+
+interface AppData {
+  app: AppRef;
+  environment: Environment;
+}
+
+export interface EventData {
+  'degradation.detected': AppData & { healthStatus: string; revision: string; checks: number };
+  'degradation.confirmed': AppData & { checks: number; firstSeenAt: string };
+  'degradation.cleared': AppData & { checks: number; reason: string };
+  'candidate.resolved': AppData & {
+    currentRevision: string;
+    candidateRevision: string;
+    /** Healthy fraction over the window; null in ci-only mode. */
+    uptime: number | null;
+    mode: 'metrics' | 'ci-only';
+    evidence: string;
+  };
+  'pr.created': AppData & { number: number; url: string; branch: string; adopted: boolean };
+  'ci.completed': AppData & { number: number; headSha: string; state: 'success' | 'failure' | 'timeout' };
+  'merge.approved': AppData & { number: number; approvedBy: string; auto: boolean };
+  'pr.merged': AppData & { number: number; mergeCommitSha: string; autoMerged: boolean };
+  'pr.closed': AppData & { number: number; reason: string };
+  'rollback.completed': AppData & { revision: string; recoverySeconds: number };
+  'rollback.aborted': AppData & { fromState: State; reason: string; message: string };
+  'fsm.transition': AppData & { from: State; to: State; reason: string; version: number };
+}
+
+/**
+ * A CloudEvents 1.0 JSON event. Without a type argument it is the union of all
+ * event types, discriminated by `type`.
+ */
+export type CloudEvent<T extends EventType = EventType> = T extends EventType
+  ? {
+      specversion: '1.0';
+      id: string;
+      source: string;
+      type: `${typeof CLOUDEVENT_TYPE_PREFIX}${T}`;
+      /** RFC 3339. */
+      time: string;
+      /** The Application, `namespace/name`. */
+      subject: string;
+      /** Extension attribute: the attempt this event belongs to (UUID). */
+      correlationid: string;
+      datacontenttype: 'application/json';
+      data: EventData[T];
+    }
+  : never;
+
+export interface MakeEventInput<T extends EventType> {
+  subject: string;
+  correlationId: string;
+  data: EventData[T];
+  time: Date | string;
+  /** Defaults to a random UUID; pass one to make a re-publish deduplicate. */
+  id?: string;
+}
+
+export function makeEvent<T extends EventType>(type: T, input: MakeEventInput<T>): CloudEvent<T> {
+  const event = {
+    specversion: '1.0',
+    id: input.id ?? randomUUID(),
+    source: EVENT_SOURCE,
+    type: `${CLOUDEVENT_TYPE_PREFIX}${type}`,
+    time: typeof input.time === 'string' ? input.time : input.time.toISOString(),
+    subject: input.subject,
+    correlationid: input.correlationId,
+    datacontenttype: 'application/json',
+    data: input.data,
+  };
+  // TypeScript cannot narrow the conditional CloudEvent<T> for a generic T.
+  return event as unknown as CloudEvent<T>;
+}
+
+/** The app's subject as it appears in events: `namespace/name`. */
+export function appSubject(app: AppRef): string {
+  return `${app.namespace}/${app.name}`;
+}
+
+export function subjectFor(type: EventType, prefix: string = SUBJECT_PREFIX): string {
+  return `${prefix}.${type}`;
+}
+
+export function typeOfEvent<T extends EventType>(event: CloudEvent<T>): T {
+  return event.type.slice(CLOUDEVENT_TYPE_PREFIX.length) as T;
+}
+
+/** The event type named by a CloudEvents `type`, or undefined if it is not ours. */
+export function eventTypeOf(cloudEventType: unknown): EventType | undefined {
+  if (typeof cloudEventType !== 'string' || !cloudEventType.startsWith(CLOUDEVENT_TYPE_PREFIX)) return undefined;
+  const type = cloudEventType.slice(CLOUDEVENT_TYPE_PREFIX.length);
+  return (EVENT_TYPES as readonly string[]).includes(type) ? (type as EventType) : undefined;
+}
+
+/** An event written to the transactional outbox (SPEC §5), keyed by its outbox key. */
+export interface OutboxEntry {
+  key: string;
+  event: CloudEvent;
+}
+
+export interface OutboxStore {
+  /** Up to `limit` pending entries, oldest first. */
+  pendingOutbox(limit: number): Promise<OutboxEntry[]>;
+  removeOutbox(keys: string[]): Promise<void>;
+}

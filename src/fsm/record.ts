@@ -1,0 +1,124 @@
+// The authoritative record of one rollback attempt, as stored in etcd (SPEC §5)
+// and projected onto RollbackAttempt.status (SPEC §3).
+import type { Reason, State } from './table.ts';
+
+export type Environment = 'staging' | 'production';
+export type HealthStatus = 'Healthy' | 'Progressing' | 'Degraded' | 'Suspended' | 'Missing' | 'Unknown';
+export type CheckResult = 'PASS' | 'FAIL' | 'UNKNOWN';
+export type CiState = 'success' | 'failure' | 'pending' | 'error';
+
+export const INVARIANT_IDS = [
+  'I1_environment',
+  'I2_health_degraded',
+  'I3_replica_shortage',
+  'I4_persistence',
+  'I5_stable_previous',
+  'I6_ci_success',
+  'I7_no_conflicts',
+  'I8_branch_protection',
+] as const;
+export type InvariantId = (typeof INVARIANT_IDS)[number];
+
+export interface AppRef {
+  namespace: string;
+  name: string;
+}
+
+/** The effective settings of an attempt: the policy's fields over the environment defaults. */
+export interface Settings {
+  intervalSeconds: number;
+  persistenceChecks: number;
+  uptimeQuery: string;
+  minUptime: number;
+  window: string;
+  maxCommits: number;
+  searchTimeoutSeconds: number;
+  ciTimeoutSeconds: number;
+  approvalTimeoutSeconds: number;
+  mergeMethod: 'squash' | 'merge' | 'rebase';
+  approvers: { users: string[]; groups: string[] };
+  healthRestorationSeconds: number;
+  recoveryTimeoutSeconds: number;
+  cooldownSeconds: number;
+  dryRun: boolean;
+}
+
+export interface HealthCheck {
+  at: string;
+  status: HealthStatus;
+  revision?: string;
+}
+
+export interface InvariantResult {
+  id: InvariantId;
+  result: CheckResult;
+  detail: string;
+  checkedAt: string;
+}
+
+export interface Candidate {
+  revision: string;
+  shortRevision: string;
+  /** Uptime over the revision's deployed window; null in CI-only mode. */
+  uptime: number | null;
+  mode: 'metrics' | 'ci-only';
+  evidence: string;
+  ciState: CiState | 'unknown';
+}
+
+export interface PullRequestRef {
+  number: number;
+  url: string;
+  branch: string;
+  state: 'open' | 'closed' | 'merged';
+}
+
+export interface TransitionEntry {
+  from: State;
+  to: State;
+  at: string;
+  reason: Reason;
+}
+
+export interface AttemptRecord {
+  correlationId: string;
+  app: AppRef;
+  environment: Environment;
+  policyRef?: { name: string; namespace: string };
+  settings: Settings;
+  state: State;
+  reason: Reason;
+  message: string;
+  /** When the current state was entered. */
+  since: string;
+  /** Incremented by every write of the record. */
+  version: number;
+  createdAt: string;
+  degradation: { firstSeenAt: string; checks: number };
+  currentRevision?: string;
+  candidate?: Candidate;
+  pullRequest?: PullRequestRef;
+  invariants: InvariantResult[];
+  approval?: { approvedBy: string; approvedAt: string };
+  merge?: { at: string; commitSha: string; auto: boolean };
+  /** Start of the current run of Healthy checks after the merge. */
+  healthySince?: string;
+  transitions: TransitionEntry[];
+}
+
+export function shortSha(sha: string): string {
+  return sha.slice(0, 7);
+}
+
+/** etcd and RollbackAttempt naming: `{app}` prefixed `{namespace}_` outside the Argo CD namespace. */
+export function appKey(app: AppRef, argocdNamespace: string): string {
+  return app.namespace === argocdNamespace ? app.name : `${app.namespace}_${app.name}`;
+}
+
+export function attemptName(app: AppRef, correlationId: string): string {
+  return `${app.name}-${correlationId.replace(/-/g, '').slice(0, 8)}`;
+}
+
+export function branchName(app: AppRef, correlationId: string): string {
+  return `ai-operator/rollback/${attemptName(app, correlationId)}`;
+}

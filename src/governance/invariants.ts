@@ -1,0 +1,134 @@
+// The eight invariants of SPEC §7 as pure functions of gathered facts. A fact
+// that could not be read is `undefined` and yields UNKNOWN, which never counts
+// as PASS. The same results feed the merge decision, the status, the PR body
+// and the audit record.
+import type { CheckResult, CiState, Environment, HealthCheck, HealthStatus, InvariantId, InvariantResult } from '../fsm/record.ts';
+import { INVARIANT_IDS } from '../fsm/record.ts';
+
+export interface DeploymentReplicas {
+  name: string;
+  desired: number;
+  available: number;
+}
+
+export interface CheckRun {
+  name: string;
+  state: CiState;
+}
+
+export interface InvariantFacts {
+  environment: Environment;
+  /** A fresh read of Argo CD health. */
+  health?: HealthStatus;
+  deployments?: DeploymentReplicas[];
+  checks?: HealthCheck[];
+  persistenceChecks: number;
+  intervalSeconds: number;
+  candidate?: { uptime: number | null; minUptime: number; mode: 'metrics' | 'ci-only'; ciState: CiState | 'unknown' };
+  /** Every commit status and check run on the PR head. */
+  prChecks?: CheckRun[];
+  /** Other open pull requests touching this app's path on the target branch. */
+  otherOpenPullRequests?: Array<{ number: number; title: string }>;
+  mergeability?: { mergeable: boolean | null; mergeableState: string; requiredChecksPass: boolean };
+}
+
+type Verdict = [CheckResult, string];
+const unknown = (what: string): Verdict => ['UNKNOWN', `${what} could not be read`];
+
+const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
+  I1_environment: (f) =>
+    f.environment === 'staging' ? ['PASS', 'environment is staging'] : ['FAIL', `environment is ${f.environment}: a human approves`],
+
+  I2_health_degraded: (f) => {
+    if (f.health === undefined || f.health === 'Unknown') return unknown('Argo CD health');
+    return f.health === 'Degraded' ? ['PASS', 'Argo CD reports Degraded now'] : ['FAIL', `Argo CD reports ${f.health} now`];
+  },
+
+  I3_replica_shortage: (f) => {
+    if (f.deployments === undefined) return unknown('Deployment status');
+    if (f.deployments.length === 0) return ['FAIL', 'the application has no Deployments'];
+    const short = f.deployments.filter((d) => d.available < d.desired);
+    const listed = f.deployments.map((d) => `${d.name} ${d.available}/${d.desired}`).join(', ');
+    return short.length > 0 ? ['PASS', `replicas available/desired: ${listed}`] : ['FAIL', `every Deployment has its replicas: ${listed}`];
+  },
+
+  I4_persistence: (f) => {
+    if (f.checks === undefined) return unknown('health check history');
+    return persistence(f.checks, f.persistenceChecks, f.intervalSeconds);
+  },
+
+  I5_stable_previous: (f) => {
+    const c = f.candidate;
+    if (c === undefined) return unknown('the rollback target');
+    if (c.mode === 'ci-only') {
+      return c.ciState === 'success'
+        ? ['PASS', 'CI-only selection (no uptime data from Prometheus): the target commit\'s CI is success']
+        : c.ciState === 'unknown' ? unknown('the target commit\'s CI') : ['FAIL', `CI-only selection: the target commit's CI is ${c.ciState}`];
+    }
+    if (c.uptime === null) return unknown('the target\'s uptime');
+    const figure = `${(c.uptime * 100).toFixed(2)}% uptime (minimum ${(c.minUptime * 100).toFixed(2)}%)`;
+    return c.uptime >= c.minUptime ? ['PASS', figure] : ['FAIL', figure];
+  },
+
+  I6_ci_success: (f) => {
+    if (f.prChecks === undefined) return unknown('CI on the PR head');
+    if (f.prChecks.length === 0) return ['FAIL', 'no status or check run on the PR head yet'];
+    const notGreen = f.prChecks.filter((c) => c.state !== 'success');
+    return notGreen.length === 0
+      ? ['PASS', `${f.prChecks.length} status/check run(s) success`]
+      : ['FAIL', `not success: ${notGreen.map((c) => `${c.name}=${c.state}`).join(', ')}`];
+  },
+
+  I7_no_conflicts: (f) => {
+    if (f.otherOpenPullRequests === undefined) return unknown('open pull requests');
+    return f.otherOpenPullRequests.length === 0
+      ? ['PASS', 'no other open PR touches this path']
+      : ['FAIL', `other open PRs touch this path: ${f.otherOpenPullRequests.map((p) => `#${p.number}`).join(', ')}`];
+  },
+
+  I8_branch_protection: (f) => {
+    const m = f.mergeability;
+    if (m === undefined || m.mergeable === null) return unknown('mergeability (GitHub still computing)');
+    if (!m.mergeable) return ['FAIL', `not mergeable (state ${m.mergeableState})`];
+    if (m.mergeableState === 'clean') return ['PASS', 'mergeable, state clean'];
+    if (m.mergeableState === 'unstable' && m.requiredChecksPass) return ['PASS', 'mergeable, state unstable but required checks pass'];
+    return ['FAIL', `mergeable state ${m.mergeableState}`];
+  },
+};
+
+/** I4 on its own: the StabilityAnalyzer uses it to confirm persistence. */
+export function persistence(checks: HealthCheck[], required: number, intervalSeconds: number): Verdict {
+  const recent = checks.slice(-required);
+  if (recent.length < required) return ['FAIL', `${recent.length} of ${required} checks so far`];
+  const notDegraded = recent.find((c) => c.status !== 'Degraded');
+  if (notDegraded) return ['FAIL', `check at ${notDegraded.at} read ${notDegraded.status}`];
+  for (let i = 1; i < recent.length; i++) {
+    const gap = (Date.parse(recent[i]!.at) - Date.parse(recent[i - 1]!.at)) / 1000;
+    if (gap > 2 * intervalSeconds) return ['FAIL', `checks ${gap.toFixed(0)} s apart, more than 2 intervals`];
+  }
+  return ['PASS', `${required} consecutive Degraded checks from ${recent[0]!.at} to ${recent.at(-1)!.at}`];
+}
+
+export function evaluateInvariants(facts: InvariantFacts, now: Date): InvariantResult[] {
+  const checkedAt = now.toISOString();
+  return INVARIANT_IDS.map((id) => {
+    const [result, detail] = rules[id](facts);
+    return { id, result, detail, checkedAt };
+  });
+}
+
+export function allPass(results: InvariantResult[], ids: readonly InvariantId[] = INVARIANT_IDS): boolean {
+  return ids.every((id) => results.find((r) => r.id === id)?.result === 'PASS');
+}
+
+/** I2–I8: what production needs besides the approval (I1 fails there by design). */
+export const PRODUCTION_MERGE_INVARIANTS: readonly InvariantId[] = INVARIANT_IDS.filter((id) => id !== 'I1_environment');
+
+/** Invariants whose FAIL aborts a waiting attempt: not I1 (production's normal) nor I2 (health restored). */
+export function violations(results: InvariantResult[]): InvariantResult[] {
+  return results.filter((r) => r.result === 'FAIL' && r.id !== 'I1_environment' && r.id !== 'I2_health_degraded');
+}
+
+export function summary(results: InvariantResult[]): Record<string, CheckResult> {
+  return Object.fromEntries(results.map((r) => [r.id, r.result]));
+}

@@ -1,0 +1,133 @@
+// RollbackCandidateResolver (SPEC §6.3): the newest commit of the app's path,
+// older than the deployed revision and never rolled back from, whose deployed
+// window was stable in production metrics — or, when Prometheus cannot tell,
+// whose CI was green.
+import type { CandidateOutcome } from '../fsm/machine.ts';
+import { shortSha, type Candidate, type Settings } from '../fsm/record.ts';
+import type { ApplicationView } from '../ports/argocd.ts';
+import { IntegrationError } from '../ports/errors.ts';
+import type { CommitInfo, GitHubPort, RepoRef } from '../ports/github.ts';
+import type { MetricsHistoryPort } from '../ports/prometheus.ts';
+
+export const DEFAULT_UPTIME_QUERY =
+  'sum(count_over_time(argocd_app_info{name="$app",health_status="Healthy"}[$window])) / sum(count_over_time(argocd_app_info{name="$app"}[$window]))';
+
+export interface CandidateInput {
+  app: ApplicationView;
+  repo: RepoRef;
+  settings: Settings;
+  currentRevision: string;
+  excluded: string[];
+  now: Date;
+}
+
+/** A PromQL double-quoted string body: label values are escaped, never spliced raw. */
+export function escapeLabelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+export function renderUptimeQuery(template: string, app: string, windowSeconds: number): string {
+  return template.replaceAll('$app', escapeLabelValue(app)).replaceAll('$window', `${Math.max(1, Math.floor(windowSeconds))}s`);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86_400, w: 604_800, y: 31_536_000 };
+
+export function durationSeconds(duration: string): number {
+  let total = 0;
+  for (const [, n, unit] of duration.matchAll(/([0-9]+)(ms|s|m|h|d|w|y)/g)) total += Number(n) * DURATION_UNITS[unit!]!;
+  return total;
+}
+
+/** The commits a rollback may target, newest first. */
+export function candidateCommits(commits: CommitInfo[], currentRevision: string, excluded: string[]): CommitInfo[] {
+  const at = commits.findIndex((c) => c.sha === currentRevision);
+  // When the deployed revision did not touch the path, the newest path commit is what runs.
+  const older = at >= 0 ? commits.slice(at + 1) : commits.slice(1);
+  return older.filter((c) => !excluded.includes(c.sha));
+}
+
+/** A revision's deployed window: from its deployment to the next one, capped to the last `window` of it. */
+export function deployedWindow(app: ApplicationView, revision: string, windowSeconds: number, now: Date): { end: number; seconds: number } | undefined {
+  const history = [...app.history].sort((a, b) => a.id - b.id);
+  const index = history.map((h) => h.revision).lastIndexOf(revision);
+  if (index < 0) return undefined;
+  const start = Date.parse(history[index]!.deployedAt) / 1000;
+  const next = history[index + 1];
+  const end = next ? Date.parse(next.deployedAt) / 1000 : now.getTime() / 1000;
+  const seconds = Math.min(windowSeconds, end - start);
+  return seconds > 0 ? { end, seconds } : undefined;
+}
+
+export async function resolveCandidate(github: GitHubPort, metrics: MetricsHistoryPort, input: CandidateInput): Promise<CandidateOutcome> {
+  const { app, repo, settings, now } = input;
+  const deadline = Date.now() + settings.searchTimeoutSeconds * 1000;
+  const overBudget = () => Date.now() > deadline;
+  const path = app.source?.path ?? '.';
+  const branch = app.source?.targetRevision && app.source.targetRevision !== 'HEAD' ? app.source.targetRevision : 'main';
+  try {
+    const commits = await github.readRepositoryContent(repo, path, branch, settings.maxCommits);
+    const candidates = candidateCommits(commits, input.currentRevision, input.excluded);
+    if (candidates.length === 0) return { kind: 'none', detail: `no commit of ${path} older than ${shortSha(input.currentRevision)} to roll back to` };
+
+    const windowSeconds = durationSeconds(settings.window);
+    const measured: string[] = [];
+    let prometheusAnswered = false;
+    let prometheusDown: string | undefined;
+    for (const commit of candidates) {
+      if (overBudget()) return { kind: 'timeout', detail: `candidate search exceeded ${settings.searchTimeoutSeconds} s after ${measured.length} commit(s)` };
+      const window = deployedWindow(app, commit.sha, windowSeconds, now);
+      if (!window) {
+        measured.push(`${shortSha(commit.sha)}: never deployed`);
+        continue;
+      }
+      let uptime: number | undefined;
+      try {
+        uptime = await metrics.uptime(renderUptimeQuery(settings.uptimeQuery, app.ref.name, window.seconds), window.end);
+      } catch (error) {
+        if (!(error instanceof IntegrationError)) throw error;
+        prometheusDown = error.message;
+        break;
+      }
+      if (uptime === undefined) {
+        measured.push(`${shortSha(commit.sha)}: no data`);
+        continue;
+      }
+      prometheusAnswered = true;
+      measured.push(`${shortSha(commit.sha)}: ${(uptime * 100).toFixed(2)}%`);
+      if (uptime >= settings.minUptime) {
+        const ci = await github.getCommitStatus(repo, commit.sha);
+        const candidate: Candidate = {
+          revision: commit.sha, shortRevision: shortSha(commit.sha), uptime, mode: 'metrics',
+          evidence: `${(uptime * 100).toFixed(2)}% Healthy over ${(window.seconds / 3600).toFixed(1)} h deployed (minimum ${(settings.minUptime * 100).toFixed(2)}%)`,
+          ciState: ci.state === 'none' ? 'unknown' : ci.state,
+        };
+        return { kind: 'found', candidate, currentRevision: input.currentRevision };
+      }
+    }
+    if (prometheusAnswered && !prometheusDown) {
+      return { kind: 'none', detail: `no revision reached ${(settings.minUptime * 100).toFixed(2)}% uptime: ${measured.join(', ')}` };
+    }
+    return await ciOnly(github, repo, candidates, input, prometheusDown ?? 'Prometheus has no data for these revisions', overBudget);
+  } catch (error) {
+    if (error instanceof IntegrationError) return { kind: 'error', code: error.code, message: error.message };
+    throw error;
+  }
+}
+
+async function ciOnly(github: GitHubPort, repo: RepoRef, candidates: CommitInfo[], input: CandidateInput, why: string, overBudget: () => boolean): Promise<CandidateOutcome> {
+  for (const commit of candidates) {
+    if (overBudget()) return { kind: 'timeout', detail: `candidate search (CI-only) exceeded ${input.settings.searchTimeoutSeconds} s` };
+    const ci = await github.getCommitStatus(repo, commit.sha);
+    if (ci.state === 'success') {
+      return {
+        kind: 'found',
+        currentRevision: input.currentRevision,
+        candidate: {
+          revision: commit.sha, shortRevision: shortSha(commit.sha), uptime: null, mode: 'ci-only', ciState: 'success',
+          evidence: `CI-only selection (${why}): combined status and check runs of ${shortSha(commit.sha)} are success`,
+        },
+      };
+    }
+  }
+  return { kind: 'none', detail: `CI-only selection (${why}): no older commit has green CI` };
+}

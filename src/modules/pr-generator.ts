@@ -1,0 +1,99 @@
+// PRGenerator (SPEC §6.4): the rollback pull request — one commit restoring the
+// app's path to the candidate's tree, on a branch named after the attempt, with
+// a body that explains why, what is undone, why this target, the invariants and
+// what happens next. Before creating, it adopts an open PR of the same branch,
+// so retries and restarts can never open two.
+import { branchName, attemptName, shortSha, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
+import type { DeploymentReplicas } from '../governance/invariants.ts';
+import type { ApplicationView } from '../ports/argocd.ts';
+import type { CommitInfo, GitHubPort, PullRequestInfo, RepoRef } from '../ports/github.ts';
+
+export interface PullRequestContext {
+  record: AttemptRecord;
+  app: ApplicationView;
+  checks: HealthCheck[];
+  deployments?: DeploymentReplicas[];
+  undone: CommitInfo[];
+  invariants: InvariantResult[];
+}
+
+export function pullRequestTitle(record: AttemptRecord): string {
+  return `Rollback ${record.app.name} (${record.environment}) to ${record.candidate?.shortRevision ?? '?'}`;
+}
+
+export function approveCommand(record: AttemptRecord): string {
+  return `kubectl annotate rollbackattempt ${attemptName(record.app, record.correlationId)} -n ${record.app.namespace} ai-operator.io/approve=<your-username> --overwrite`;
+}
+
+const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+
+export function pullRequestBody(ctx: PullRequestContext): string {
+  const { record, app } = ctx;
+  const candidate = record.candidate!;
+  const lines: string[] = [
+    `## Why`,
+    ``,
+    `Argo CD reported **${app.ref.name}** (${record.environment}) \`Degraded\` on ${ctx.checks.length} consecutive checks, ` +
+      `every ${record.settings.intervalSeconds} s, from ${record.degradation.firstSeenAt}.`,
+    ``,
+    `| check | at | health | revision |`,
+    `|---|---|---|---|`,
+    ...ctx.checks.map((c, i) => `| ${i + 1} | ${c.at} | ${c.status} | ${c.revision ? `\`${shortSha(c.revision)}\`` : '—'} |`),
+  ];
+  if (ctx.deployments && ctx.deployments.length > 0) {
+    lines.push(``, `Replicas available / desired: ${ctx.deployments.map((d) => `\`${d.name}\` ${d.available}/${d.desired}`).join(', ')}.`);
+  }
+  lines.push(
+    ``,
+    `## What this undoes`,
+    ``,
+    `This restores \`${app.source?.path ?? '.'}\` to its tree at \`${candidate.shortRevision}\`; nothing outside that path changes.`,
+    ``,
+    ...(ctx.undone.length > 0
+      ? ctx.undone.map((c) => `- [\`${shortSha(c.sha)}\`](${c.url}) ${cell(c.message.split('\n')[0] ?? '')} — ${c.author}`)
+      : [`- (the commits between \`${candidate.shortRevision}\` and \`${shortSha(record.currentRevision ?? '')}\` could not be listed)`]),
+    ``,
+    `## Why this target`,
+    ``,
+    candidate.mode === 'metrics'
+      ? `\`${candidate.shortRevision}\` was ${candidate.evidence}.`
+      : `${candidate.evidence}. Prometheus could not rank revisions by uptime, so CI results chose the target.`,
+    ``,
+    `## Invariants`,
+    ``,
+    `| invariant | result | detail |`,
+    `|---|---|---|`,
+    ...ctx.invariants.map((i) => `| \`${i.id}\` | ${i.result === 'PASS' ? '✅ PASS' : i.result === 'FAIL' ? '❌ FAIL' : '❔ UNKNOWN'} | ${cell(i.detail)} |`),
+    ``,
+    `## What happens next`,
+    ``,
+    record.environment === 'staging'
+      ? `ai-operator merges this pull request itself once CI is green and all eight invariants pass on fresh reads, then waits for Argo CD to report Healthy for ${record.settings.healthRestorationSeconds} s.`
+      : `This is **production**: ai-operator will not merge without an authorized approval. Once CI is green, an approver runs:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\`\n\nWithout approval within ${record.settings.approvalTimeoutSeconds} s the attempt aborts and this PR stays open.`,
+    ``,
+    `Correlation id: \`${record.correlationId}\``,
+  );
+  return lines.join('\n');
+}
+
+/** Finds this attempt's PR or opens it. `opened` tells which. */
+export async function ensurePullRequest(github: GitHubPort, repo: RepoRef, ctx: PullRequestContext): Promise<{ pr: PullRequestInfo; opened: boolean }> {
+  const branch = branchName(ctx.record.app, ctx.record.correlationId);
+  const existing = await github.findPullRequest(repo, branch);
+  if (existing) return { pr: existing, opened: false };
+  const pr = await github.createPullRequest(repo, {
+    branch,
+    base: baseBranch(ctx.app),
+    path: ctx.app.source?.path ?? '.',
+    targetSha: ctx.record.candidate!.revision,
+    title: pullRequestTitle(ctx.record),
+    body: pullRequestBody(ctx),
+    labels: ['ai-operator', 'rollback', ctx.record.environment],
+  });
+  return { pr, opened: true };
+}
+
+export function baseBranch(app: ApplicationView): string {
+  const target = app.source?.targetRevision;
+  return target && target !== 'HEAD' ? target : 'main';
+}

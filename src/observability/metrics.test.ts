@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { STATES } from '../fsm/table.ts';
+import { METRIC, METRIC_LABELS, Metrics } from './metrics.ts';
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+// A small parser of the text exposition format: enough to check names and label sets.
+function parse(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) throw new Error(`unparsable exposition line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return samples;
+}
+
+function exercise(metrics: Metrics): void {
+  metrics.degradationDetected('payment-service', 'staging');
+  metrics.rollbackProposed('payment-service', 'staging', true);
+  metrics.rollbackMerged('payment-service', 'staging', true);
+  metrics.rollbackAborted('order-service', 'production', 'CIFailure');
+  metrics.invariantViolated('I6_ci_success');
+  metrics.observeCall('createPullRequest', 0.25, 'PERMISSION_DENIED');
+  metrics.setFsmState('payment-service', 'PRCreated');
+  metrics.setActiveRollbacks('staging', 1);
+  metrics.observeRecovery('payment-service', 'staging', 420);
+  metrics.observeCandidateResolution('payment-service', 3.5);
+  metrics.auditRecorded('file', 2);
+  metrics.setAuditFallbackPending(2);
+  metrics.setLeader(true);
+}
+
+describe('Metrics', () => {
+  it('exposes every metric of SPEC §11 with exactly its label names', async () => {
+    const metrics = new Metrics();
+    exercise(metrics);
+    const text = await metrics.registry.metrics();
+    const samples = parse(text);
+    const histograms = new Set<string>([METRIC.meanTimeToRecovery, METRIC.candidateResolutionDuration, METRIC.mcpCallDuration]);
+    for (const [name, labelNames] of Object.entries(METRIC_LABELS)) {
+      const series = histograms.has(name) ? `${name}_count` : name;
+      const found = samples.filter((s) => s.name === series);
+      expect(found, name).not.toHaveLength(0);
+      for (const s of found) expect(Object.keys(s.labels).sort(), name).toEqual([...labelNames].sort());
+      expect(text).toContain(`# TYPE ${name} ${histograms.has(name) ? 'histogram' : name.endsWith('_total') ? 'counter' : 'gauge'}`);
+    }
+  });
+
+  it('keeps the seed\'s names and label sets verbatim', () => {
+    expect(METRIC_LABELS).toMatchObject({
+      ai_operator_degradations_detected_total: ['app_name', 'environment'],
+      ai_operator_rollbacks_proposed_total: ['app_name', 'environment', 'success'],
+      ai_operator_rollbacks_merged_total: ['app_name', 'environment', 'auto_merged'],
+      ai_operator_rollbacks_aborted_total: ['app_name', 'environment', 'reason'],
+      ai_operator_invariant_violations_total: ['invariant_id'],
+      ai_operator_mcp_call_errors_total: ['call_name', 'error_code'],
+      ai_operator_fsm_state: ['app_name', 'state'],
+      ai_operator_active_rollbacks: ['environment'],
+      ai_operator_mean_time_to_recovery_seconds: ['app_name', 'environment'],
+      ai_operator_candidate_resolution_duration_seconds: ['app_name'],
+      ai_operator_mcp_call_duration_seconds: ['call_name'],
+    });
+  });
+
+  it('renders label values the way the alert rules match them', async () => {
+    const metrics = new Metrics();
+    exercise(metrics);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('ai_operator_rollbacks_merged_total{app_name="payment-service",environment="staging",auto_merged="true"} 1');
+    expect(text).toContain('ai_operator_mcp_call_errors_total{call_name="createPullRequest",error_code="PERMISSION_DENIED"} 1');
+    expect(text).toContain('ai_operator_leader 1');
+    // The MTTR alert is "p95 > 600": 600 must be a bucket edge.
+    expect(text).toContain('ai_operator_mean_time_to_recovery_seconds_bucket{le="600",app_name="payment-service",environment="staging"} 1');
+  });
+
+  it('leaves exactly one state at 1 per application, whatever the sequence of states', async () => {
+    const metrics = new Metrics();
+    const sequence = ['Idle', 'DegradationDetected', 'CandidateResolved', 'PRCreated', 'Abort', 'Idle', 'RollbackComplete'] as const;
+    for (const state of sequence) {
+      metrics.setFsmState('payment-service', state);
+      metrics.setFsmState('order-service', 'AwaitingMergeApproval');
+      const states = parse(await metrics.registry.metrics()).filter((s) => s.name === METRIC.fsmState);
+      for (const app of ['payment-service', 'order-service']) {
+        const mine = states.filter((s) => s.labels.app_name === app);
+        expect(mine.map((s) => s.labels.state).sort()).toEqual([...STATES].sort());
+        expect(mine.filter((s) => s.value === 1)).toHaveLength(1);
+        expect(mine.filter((s) => s.value === 0)).toHaveLength(STATES.length - 1);
+      }
+      const current = states.find((s) => s.labels.app_name === 'payment-service' && s.value === 1);
+      expect(current?.labels.state).toBe(state);
+    }
+  });
+
+  it('drops an application\'s state series when it is forgotten', async () => {
+    const metrics = new Metrics();
+    metrics.setFsmState('payment-service', 'Idle');
+    metrics.forgetApp('payment-service');
+    const states = parse(await metrics.registry.metrics()).filter((s) => s.name === METRIC.fsmState);
+    expect(states).toHaveLength(0);
+  });
+
+  it('lets two operators live in one process on separate registries', async () => {
+    const a = new Metrics();
+    const b = new Metrics();
+    a.degradationDetected('x', 'staging');
+    expect(await b.registry.metrics()).not.toContain('ai_operator_degradations_detected_total{');
+    expect(await a.registry.metrics()).toContain('ai_operator_degradations_detected_total{app_name="x",environment="staging"} 1');
+  });
+
+  it('does not record an error when the call succeeded', async () => {
+    const metrics = new Metrics();
+    metrics.observeCall('mergePullRequest', 0.1);
+    const samples = parse(await metrics.registry.metrics());
+    expect(samples.filter((s) => s.name === METRIC.mcpCallErrors)).toHaveLength(0);
+    expect(samples.find((s) => s.name === `${METRIC.mcpCallDuration}_count`)?.value).toBe(1);
+  });
+});

@@ -1,0 +1,235 @@
+// The operator's own Prometheus metrics (SPEC §11): names and labels exactly as
+// the seed's dashboard and alert rules query them, so they live here as constants.
+// Every metric is registered on a Registry owned by this object, never on
+// prom-client's global one: tests and two operators in one process must not clash.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { STATES, type State } from '../fsm/table.ts';
+import type { ErrorCode } from '../ports/errors.ts';
+
+export const METRIC = {
+  degradationsDetected: 'ai_operator_degradations_detected_total',
+  rollbacksProposed: 'ai_operator_rollbacks_proposed_total',
+  rollbacksMerged: 'ai_operator_rollbacks_merged_total',
+  rollbacksAborted: 'ai_operator_rollbacks_aborted_total',
+  invariantViolations: 'ai_operator_invariant_violations_total',
+  mcpCallErrors: 'ai_operator_mcp_call_errors_total',
+  fsmState: 'ai_operator_fsm_state',
+  activeRollbacks: 'ai_operator_active_rollbacks',
+  meanTimeToRecovery: 'ai_operator_mean_time_to_recovery_seconds',
+  candidateResolutionDuration: 'ai_operator_candidate_resolution_duration_seconds',
+  mcpCallDuration: 'ai_operator_mcp_call_duration_seconds',
+  auditRecords: 'ai_operator_audit_records_total',
+  auditFallbackPending: 'ai_operator_audit_fallback_pending',
+  leader: 'ai_operator_leader',
+} as const;
+
+export type MetricName = (typeof METRIC)[keyof typeof METRIC];
+
+/** Label names per metric, as the seed lists them. */
+export const METRIC_LABELS = {
+  [METRIC.degradationsDetected]: ['app_name', 'environment'],
+  [METRIC.rollbacksProposed]: ['app_name', 'environment', 'success'],
+  [METRIC.rollbacksMerged]: ['app_name', 'environment', 'auto_merged'],
+  [METRIC.rollbacksAborted]: ['app_name', 'environment', 'reason'],
+  [METRIC.invariantViolations]: ['invariant_id'],
+  [METRIC.mcpCallErrors]: ['call_name', 'error_code'],
+  [METRIC.fsmState]: ['app_name', 'state'],
+  [METRIC.activeRollbacks]: ['environment'],
+  [METRIC.meanTimeToRecovery]: ['app_name', 'environment'],
+  [METRIC.candidateResolutionDuration]: ['app_name'],
+  [METRIC.mcpCallDuration]: ['call_name'],
+  [METRIC.auditRecords]: ['sink'],
+  [METRIC.auditFallbackPending]: [],
+  [METRIC.leader]: [],
+} as const satisfies Record<MetricName, readonly string[]>;
+
+// The alert "MTTR p95 > 600 s" needs a bucket edge at 600; recovery is bounded by
+// recoveryTimeoutSeconds and approvals, so an hour covers the useful range.
+const MTTR_BUCKETS = [30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 3600];
+// The candidate search is cut off at searchTimeoutSeconds (default 120).
+const CANDIDATE_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120];
+// External calls: milliseconds when healthy, up to the 30 s call timeout.
+const CALL_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+type Labels<N extends MetricName> = (typeof METRIC_LABELS)[N][number];
+
+export interface MetricsOptions {
+  registry?: Registry;
+  /** Also export Node's process metrics (CPU, memory, event loop lag). */
+  processMetrics?: boolean;
+}
+
+export class Metrics {
+  readonly registry: Registry;
+  readonly #degradations: Counter<Labels<typeof METRIC.degradationsDetected>>;
+  readonly #proposed: Counter<Labels<typeof METRIC.rollbacksProposed>>;
+  readonly #merged: Counter<Labels<typeof METRIC.rollbacksMerged>>;
+  readonly #aborted: Counter<Labels<typeof METRIC.rollbacksAborted>>;
+  readonly #violations: Counter<Labels<typeof METRIC.invariantViolations>>;
+  readonly #callErrors: Counter<Labels<typeof METRIC.mcpCallErrors>>;
+  readonly #fsmState: Gauge<Labels<typeof METRIC.fsmState>>;
+  readonly #activeRollbacks: Gauge<Labels<typeof METRIC.activeRollbacks>>;
+  readonly #recovery: Histogram<Labels<typeof METRIC.meanTimeToRecovery>>;
+  readonly #candidateResolution: Histogram<Labels<typeof METRIC.candidateResolutionDuration>>;
+  readonly #callDuration: Histogram<Labels<typeof METRIC.mcpCallDuration>>;
+  readonly #auditRecords: Counter<Labels<typeof METRIC.auditRecords>>;
+  readonly #auditFallbackPending: Gauge;
+  readonly #leader: Gauge;
+
+  constructor(options: MetricsOptions = {}) {
+    const registry = options.registry ?? new Registry();
+    this.registry = registry;
+    const registers = [registry];
+    this.#degradations = new Counter({
+      name: METRIC.degradationsDetected,
+      help: 'Degraded health checks that started a rollback attempt.',
+      labelNames: METRIC_LABELS[METRIC.degradationsDetected],
+      registers,
+    });
+    this.#proposed = new Counter({
+      name: METRIC.rollbacksProposed,
+      help: 'Rollback pull requests the operator tried to open, by outcome.',
+      labelNames: METRIC_LABELS[METRIC.rollbacksProposed],
+      registers,
+    });
+    this.#merged = new Counter({
+      name: METRIC.rollbacksMerged,
+      help: 'Rollback pull requests merged, by the operator (auto_merged="true") or after approval.',
+      labelNames: METRIC_LABELS[METRIC.rollbacksMerged],
+      registers,
+    });
+    this.#aborted = new Counter({
+      name: METRIC.rollbacksAborted,
+      help: 'Rollback attempts that ended in Abort, by reason.',
+      labelNames: METRIC_LABELS[METRIC.rollbacksAborted],
+      registers,
+    });
+    this.#violations = new Counter({
+      name: METRIC.invariantViolations,
+      help: 'Invariant evaluations that did not PASS.',
+      labelNames: METRIC_LABELS[METRIC.invariantViolations],
+      registers,
+    });
+    this.#callErrors = new Counter({
+      name: METRIC.mcpCallErrors,
+      help: 'External calls that failed after retries, by typed error code.',
+      labelNames: METRIC_LABELS[METRIC.mcpCallErrors],
+      registers,
+    });
+    this.#fsmState = new Gauge({
+      name: METRIC.fsmState,
+      help: '1 for the state the application\'s latest attempt is in, 0 for the others.',
+      labelNames: METRIC_LABELS[METRIC.fsmState],
+      registers,
+    });
+    this.#activeRollbacks = new Gauge({
+      name: METRIC.activeRollbacks,
+      help: 'Rollback attempts not yet ended.',
+      labelNames: METRIC_LABELS[METRIC.activeRollbacks],
+      registers,
+    });
+    this.#recovery = new Histogram({
+      name: METRIC.meanTimeToRecovery,
+      help: 'Seconds from first degraded check to restored health, per completed rollback.',
+      labelNames: METRIC_LABELS[METRIC.meanTimeToRecovery],
+      buckets: MTTR_BUCKETS,
+      registers,
+    });
+    this.#candidateResolution = new Histogram({
+      name: METRIC.candidateResolutionDuration,
+      help: 'Seconds spent searching for a stable rollback candidate.',
+      labelNames: METRIC_LABELS[METRIC.candidateResolutionDuration],
+      buckets: CANDIDATE_BUCKETS,
+      registers,
+    });
+    this.#callDuration = new Histogram({
+      name: METRIC.mcpCallDuration,
+      help: 'Seconds per external call, retries included.',
+      labelNames: METRIC_LABELS[METRIC.mcpCallDuration],
+      buckets: CALL_BUCKETS,
+      registers,
+    });
+    this.#auditRecords = new Counter({
+      name: METRIC.auditRecords,
+      help: 'Audit records durably written, by sink.',
+      labelNames: METRIC_LABELS[METRIC.auditRecords],
+      registers,
+    });
+    this.#auditFallbackPending = new Gauge({
+      name: METRIC.auditFallbackPending,
+      help: 'Audit records in the file fallback not yet shipped to Elasticsearch.',
+      registers,
+    });
+    this.#leader = new Gauge({
+      name: METRIC.leader,
+      help: '1 while this replica holds the etcd leader lease, else 0.',
+      registers,
+    });
+    if (options.processMetrics) collectDefaultMetrics({ register: registry });
+  }
+
+  degradationDetected(app: string, environment: string): void {
+    this.#degradations.inc({ app_name: app, environment });
+  }
+
+  rollbackProposed(app: string, environment: string, success: boolean): void {
+    this.#proposed.inc({ app_name: app, environment, success: String(success) });
+  }
+
+  rollbackMerged(app: string, environment: string, autoMerged: boolean): void {
+    this.#merged.inc({ app_name: app, environment, auto_merged: String(autoMerged) });
+  }
+
+  rollbackAborted(app: string, environment: string, reason: string): void {
+    this.#aborted.inc({ app_name: app, environment, reason });
+  }
+
+  invariantViolated(invariantId: string): void {
+    this.#violations.inc({ invariant_id: invariantId });
+  }
+
+  /** One series per state, so a dashboard can show where each app is without a join. */
+  setFsmState(app: string, state: State): void {
+    for (const s of STATES) this.#fsmState.set({ app_name: app, state: s }, s === state ? 1 : 0);
+  }
+
+  /** Drops an application's state series once it is no longer monitored. */
+  forgetApp(app: string): void {
+    for (const s of STATES) this.#fsmState.remove({ app_name: app, state: s });
+  }
+
+  setActiveRollbacks(environment: string, count: number): void {
+    this.#activeRollbacks.set({ environment }, count);
+  }
+
+  observeRecovery(app: string, environment: string, seconds: number): void {
+    this.#recovery.observe({ app_name: app, environment }, seconds);
+  }
+
+  observeCandidateResolution(app: string, seconds: number): void {
+    this.#candidateResolution.observe({ app_name: app }, seconds);
+  }
+
+  /** Every call's duration; a failed call (after its retries) also counts its error code. */
+  observeCall(callName: string, seconds: number, errorCode?: ErrorCode): void {
+    this.#callDuration.observe({ call_name: callName }, seconds);
+    if (errorCode !== undefined) this.#callErrors.inc({ call_name: callName, error_code: errorCode });
+  }
+
+  auditRecorded(sink: string, count = 1): void {
+    this.#auditRecords.inc({ sink }, count);
+  }
+
+  setAuditFallbackPending(count: number): void {
+    this.#auditFallbackPending.set(count);
+  }
+
+  setLeader(isLeader: boolean): void {
+    this.#leader.set(isLeader ? 1 : 0);
+  }
+
+  /** The exposition text for GET /metrics, with its content type. */
+  async expose(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

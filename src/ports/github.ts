@@ -1,0 +1,70 @@
+// The GitHub calls of SPEC §8, named as the seed names them, plus what the
+// rollback PR needs. Implementations map failures onto IntegrationError codes.
+import type { CiState } from '../fsm/record.ts';
+import type { CheckRun } from '../governance/invariants.ts';
+
+export interface RepoRef {
+  owner: string;
+  repo: string;
+}
+
+export interface CommitInfo {
+  sha: string;
+  message: string;
+  author: string;
+  date: string;
+  url: string;
+}
+
+export interface PullRequestInfo {
+  number: number;
+  url: string;
+  branch: string;
+  base: string;
+  title: string;
+  state: 'open' | 'closed';
+  merged: boolean;
+  mergeCommitSha?: string;
+  mergedBy?: string;
+  headSha: string;
+  mergeable: boolean | null;
+  mergeableState: string;
+}
+
+export interface CiStatus {
+  state: CiState | 'none';
+  runs: CheckRun[];
+}
+
+export interface RollbackPullRequestSpec {
+  branch: string;
+  base: string;
+  /** The app's path in the repository, restored to its tree at `targetSha`. */
+  path: string;
+  targetSha: string;
+  title: string;
+  body: string;
+  labels: string[];
+}
+
+export interface GitHubPort {
+  /** The login the operator acts as (to tell its own merges from a human's). */
+  identity(): Promise<string>;
+  /** Commits touching `path` on `branch`, newest first. */
+  readRepositoryContent(repo: RepoRef, path: string, branch: string, limit: number): Promise<CommitInfo[]>;
+  getCommitStatus(repo: RepoRef, sha: string): Promise<CiStatus>;
+  findPullRequest(repo: RepoRef, branch: string): Promise<PullRequestInfo | undefined>;
+  createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<PullRequestInfo>;
+  getPullRequestStatus(repo: RepoRef, number: number): Promise<{ pr: PullRequestInfo; ci: CiStatus }>;
+  listOpenPullRequests(repo: RepoRef, filter: { base: string; path: string }): Promise<PullRequestInfo[]>;
+  mergePullRequest(repo: RepoRef, number: number, options: { sha: string; method: 'squash' | 'merge' | 'rebase' }): Promise<{ sha: string }>;
+  /** Adds a comment unless one carrying `marker` is already there. */
+  commentPullRequest(repo: RepoRef, number: number, marker: string, body: string): Promise<void>;
+  closePullRequest(repo: RepoRef, number: number, comment: string): Promise<void>;
+}
+
+/** owner/repo from an Argo CD repoURL (https, ssh or scp-like). */
+export function repoFromUrl(url: string): RepoRef | undefined {
+  const match = /[/:]([^/:]+)\/([^/]+?)(?:\.git)?\/?$/.exec(url.trim());
+  return match ? { owner: match[1]!, repo: match[2]! } : undefined;
+}

@@ -1,0 +1,132 @@
+// A work queue of keys (`namespace/name`), as controller-runtime has it: a key
+// waiting is queued once however often it is added; a key is never processed by
+// two workers at once (added while running, it runs again after); an error
+// requeues it with exponential backoff; a result may ask to run again later.
+import type { Logger } from '../observability/log.ts';
+
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+}
+
+export type ReconcileFn = (key: string) => Promise<ReconcileResult>;
+
+export interface QueueOptions {
+  concurrency?: number;
+  baseBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export class KeyQueue {
+  private readonly reconcile: ReconcileFn;
+  private readonly log: Logger;
+  private readonly concurrency: number;
+  private readonly baseBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly ready: string[] = [];
+  private readonly queued = new Set<string>();
+  private readonly running = new Set<string>();
+  /** Keys added while running: they go again once the current run ends. */
+  private readonly dirty = new Set<string>();
+  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly failures = new Map<string, number>();
+  private active = 0;
+  private stopped = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(reconcile: ReconcileFn, log: Logger, options: QueueOptions = {}) {
+    this.reconcile = reconcile;
+    this.log = log;
+    this.concurrency = options.concurrency ?? 4;
+    this.baseBackoffMs = options.baseBackoffMs ?? 500;
+    this.maxBackoffMs = options.maxBackoffMs ?? 60_000;
+  }
+
+  add(key: string): void {
+    if (this.stopped) return;
+    if (this.running.has(key)) {
+      this.dirty.add(key);
+      return;
+    }
+    if (this.queued.has(key)) return;
+    this.cancelTimer(key);
+    this.queued.add(key);
+    this.ready.push(key);
+    this.pump();
+  }
+
+  /** Adds the key after a delay; an earlier pending delay for it wins. */
+  addAfter(key: string, delayMs: number): void {
+    if (this.stopped) return;
+    const at = Date.now() + delayMs;
+    const pending = this.timers.get(key);
+    if (pending && pending.at <= at) return;
+    if (pending) clearTimeout(pending.timer);
+    const timer = setTimeout(() => {
+      this.timers.delete(key);
+      this.add(key);
+    }, delayMs);
+    timer.unref?.();
+    this.timers.set(key, { at, timer });
+  }
+
+  size(): number {
+    return this.ready.length + this.running.size;
+  }
+
+  /** Resolves when nothing is queued or running (delayed keys do not count). */
+  async idle(): Promise<void> {
+    if (this.size() === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const { timer } of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    this.ready.length = 0;
+    this.queued.clear();
+    await this.idle();
+  }
+
+  private cancelTimer(key: string): void {
+    const pending = this.timers.get(key);
+    if (pending) {
+      clearTimeout(pending.timer);
+      this.timers.delete(key);
+    }
+  }
+
+  private pump(): void {
+    while (!this.stopped && this.active < this.concurrency && this.ready.length > 0) {
+      const key = this.ready.shift()!;
+      this.queued.delete(key);
+      this.running.add(key);
+      this.active++;
+      void this.run(key);
+    }
+    if (this.size() === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  private async run(key: string): Promise<void> {
+    try {
+      const result = await this.reconcile(key);
+      this.failures.delete(key);
+      if (result.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
+    } catch (error) {
+      const failures = (this.failures.get(key) ?? 0) + 1;
+      this.failures.set(key, failures);
+      const delay = Math.min(this.maxBackoffMs, this.baseBackoffMs * 2 ** (failures - 1));
+      this.log.warn('Reconcile failed; retrying with backoff', { key, failures, retryInMs: delay, error: (error as Error).message });
+      this.addAfter(key, delay);
+    } finally {
+      this.running.delete(key);
+      this.active--;
+      if (this.dirty.delete(key)) this.add(key);
+      this.pump();
+    }
+  }
+}

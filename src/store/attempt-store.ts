@@ -1,0 +1,181 @@
+// The authoritative state of every rollback attempt, in etcd (SPEC §5).
+//
+// Every write is one transaction that
+//   - compares the attempt's state key mod_revision (compare-and-swap), or, for a
+//     new attempt, that the app has no active attempt (so there can never be two);
+//   - compares that the writer still holds the leader key (fencing);
+//   - writes the transition's events into the outbox in the same transaction.
+// Ended attempts are attached to a 7-day lease.
+import type { CloudEvent, OutboxEntry, OutboxStore } from '../events/types.ts';
+import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
+import { hasEnded } from '../fsm/table.ts';
+import type { Compare, KV, Put } from './kv.ts';
+
+export const RETENTION_SECONDS = 7 * 24 * 3600;
+
+export const KEYS = {
+  root: '/ai-operator/',
+  rollbackPrefix: '/ai-operator/rollback/',
+  appsPrefix: '/ai-operator/apps/',
+  outboxPrefix: '/ai-operator/outbox/',
+  leader: '/ai-operator/leader',
+  state: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/state`,
+  attempt: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/attempt`,
+  active: (app: string) => `/ai-operator/apps/${app}/active`,
+  health: (app: string) => `/ai-operator/apps/${app}/health`,
+  lastRollback: (app: string) => `/ai-operator/apps/${app}/last-rollback`,
+  rolledBackFrom: (app: string, sha: string) => `/ai-operator/apps/${app}/rolled-back-from/${sha}`,
+} as const;
+
+/** Proof of leadership checked inside every write: the leader key as this replica created it. */
+export interface Fence {
+  key: string;
+  createRevision: string;
+}
+
+export interface StoredAttempt {
+  record: AttemptRecord;
+  checks: HealthCheck[];
+  /** mod_revision of the state key: the compare-and-swap token of the next write. */
+  modRevision: string;
+}
+
+export interface AppState {
+  active?: StoredAttempt;
+  lastRollbackAt?: string;
+  rolledBackFrom: string[];
+}
+
+export interface AttemptWrite {
+  appKey: string;
+  record: AttemptRecord;
+  /** The health history to keep; undefined leaves it as it is. */
+  checks?: HealthCheck[];
+  /** The state key's mod_revision read before deciding; null for a new attempt. */
+  expectedModRevision: string | null;
+  events: CloudEvent[];
+  app?: { rolledBackFrom?: string; lastRollbackAt?: string };
+}
+
+export type CommitResult =
+  | { ok: true; modRevision: string }
+  | { ok: false; reason: 'conflict' | 'fenced' };
+
+export class AttemptStore implements OutboxStore {
+  private readonly kv: KV;
+  private fence: () => Fence | undefined;
+  private outboxCounter = 0;
+
+  /** `fence` returns the current leadership proof, or undefined when leader election is off. */
+  constructor(kv: KV, fence: () => Fence | undefined = () => undefined) {
+    this.kv = kv;
+    this.fence = fence;
+  }
+
+  async loadApp(appKey: string): Promise<AppState> {
+    const [active, lastRollback, rolledBack] = await Promise.all([
+      this.kv.get(KEYS.active(appKey)),
+      this.kv.get(KEYS.lastRollback(appKey)),
+      this.kv.getPrefix(KEYS.rolledBackFrom(appKey, '')),
+    ]);
+    const state: AppState = {
+      rolledBackFrom: rolledBack.map((kv) => kv.key.slice(KEYS.rolledBackFrom(appKey, '').length)),
+      ...(lastRollback ? { lastRollbackAt: lastRollback.value } : {}),
+    };
+    if (active) {
+      const stored = await this.getAttempt(appKey, active.value);
+      if (stored) state.active = stored;
+    }
+    return state;
+  }
+
+  async getAttempt(appKey: string, correlationId: string): Promise<StoredAttempt | undefined> {
+    const [state, attempt, health] = await Promise.all([
+      this.kv.get(KEYS.state(appKey, correlationId)),
+      this.kv.get(KEYS.attempt(appKey, correlationId)),
+      this.kv.get(KEYS.health(appKey)),
+    ]);
+    if (!state || !attempt) return undefined;
+    const history = health ? (JSON.parse(health.value) as { correlationId: string; checks: HealthCheck[] }) : undefined;
+    return {
+      record: JSON.parse(attempt.value) as AttemptRecord,
+      checks: history?.correlationId === correlationId ? history.checks : [],
+      modRevision: state.modRevision,
+    };
+  }
+
+  /** Every app with an active attempt (aborted ones included), for resync. */
+  async activeAttempts(): Promise<Array<{ appKey: string; correlationId: string }>> {
+    const all = await this.kv.getPrefix(KEYS.appsPrefix);
+    return all
+      .filter((kv) => kv.key.endsWith('/active'))
+      .map((kv) => ({ appKey: kv.key.slice(KEYS.appsPrefix.length, -'/active'.length), correlationId: kv.value }));
+  }
+
+  /** Every stored attempt record, newest writes included, for the RollbackAttempt projection. */
+  async allAttempts(): Promise<AttemptRecord[]> {
+    const all = await this.kv.getPrefix(KEYS.rollbackPrefix);
+    return all.filter((kv) => kv.key.endsWith('/attempt')).map((kv) => JSON.parse(kv.value) as AttemptRecord);
+  }
+
+  async commit(write: AttemptWrite): Promise<CommitResult> {
+    const { appKey, record } = write;
+    const cid = record.correlationId;
+    const fence = this.fence();
+    const compares: Compare[] = [];
+    if (write.expectedModRevision === null) {
+      compares.push({ key: KEYS.active(appKey), target: 'absent' }, { key: KEYS.state(appKey, cid), target: 'absent' });
+    } else {
+      compares.push({ key: KEYS.state(appKey, cid), target: 'mod', equals: write.expectedModRevision });
+    }
+    if (fence) compares.push({ key: fence.key, target: 'create', equals: fence.createRevision });
+
+    const ended = hasEnded(record.state);
+    const lease = ended ? await this.kv.grantLease(RETENTION_SECONDS) : undefined;
+    const leased = lease ? { lease: lease.id } : {};
+    const state = { state: record.state, since: record.since, reason: record.reason, version: record.version };
+    const puts: Put[] = [
+      { key: KEYS.state(appKey, cid), value: JSON.stringify(state), ...leased },
+      { key: KEYS.attempt(appKey, cid), value: JSON.stringify(record), ...leased },
+      ...write.events.map((event) => ({ key: this.outboxKey(event), value: JSON.stringify(event) })),
+    ];
+    const deletes: string[] = [];
+    if (ended) {
+      deletes.push(KEYS.active(appKey), KEYS.health(appKey));
+    } else {
+      if (write.expectedModRevision === null) puts.push({ key: KEYS.active(appKey), value: cid });
+      if (write.checks) puts.push({ key: KEYS.health(appKey), value: JSON.stringify({ correlationId: cid, checks: write.checks }) });
+    }
+    if (write.app?.lastRollbackAt) puts.push({ key: KEYS.lastRollback(appKey), value: write.app.lastRollbackAt });
+    if (write.app?.rolledBackFrom) puts.push({ key: KEYS.rolledBackFrom(appKey, write.app.rolledBackFrom), value: cid });
+
+    const result = await this.kv.txn({ compares, puts, deletes });
+    if (result.succeeded) {
+      // The new state key's mod_revision is the transaction's revision.
+      return { ok: true, modRevision: result.revision };
+    }
+    if (lease) await lease.revoke();
+    if (fence) {
+      const leader = await this.kv.get(fence.key);
+      if (leader?.createRevision !== fence.createRevision) return { ok: false, reason: 'fenced' };
+    }
+    return { ok: false, reason: 'conflict' };
+  }
+
+  async pendingOutbox(limit: number): Promise<OutboxEntry[]> {
+    const entries = await this.kv.getPrefix(KEYS.outboxPrefix, limit);
+    return entries.map((kv) => ({ key: kv.key, event: JSON.parse(kv.value) as CloudEvent }));
+  }
+
+  async removeOutbox(keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
+    await this.kv.txn({ compares: [], puts: [], deletes: keys });
+  }
+
+  // Time-ordered, so the relay publishes in commit order; the counter orders
+  // events of one transaction, the event id makes the key unique across replicas.
+  private outboxKey(event: CloudEvent): string {
+    const seq = (this.outboxCounter++ % 1_000_000).toString().padStart(6, '0');
+    return `${KEYS.outboxPrefix}${Date.now().toString().padStart(15, '0')}-${seq}-${event.id}`;
+  }
+}
