@@ -132,12 +132,12 @@ function toJson(value: unknown, seen: WeakSet<object>): JsonValue {
     // An Error's fields are not enumerable; its name and message are what a reader needs.
     const source: Record<string, unknown> =
       value instanceof Error ? { name: value.name, message: value.message, ...(value as unknown as Record<string, unknown>) } : (value as Record<string, unknown>);
-    const out: Record<string, JsonValue> = {};
-    for (const [key, v] of Object.entries(source)) {
-      if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
-      out[key] = SECRET_KEY.test(key) ? REDACTED : toJson(v, seen);
-    }
-    return out;
+    // fromEntries defines own properties, so a "__proto__" key stays data instead of becoming a prototype.
+    return Object.fromEntries(
+      Object.entries(source)
+        .filter(([, v]) => v !== undefined && typeof v !== 'function' && typeof v !== 'symbol')
+        .map(([key, v]) => [key, SECRET_KEY.test(key) ? REDACTED : toJson(v, seen)]),
+    );
   } finally {
     seen.delete(value);
   }

@@ -20,6 +20,7 @@ import { repoFromUrl, type GitHubPort, type RepoRef } from '../ports/github.ts';
 import type { AttemptObjectsPort, ClusterPort } from '../ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
 import type { AttemptStore, StoredAttempt } from '../store/attempt-store.ts';
+import { StoreUnavailable } from '../store/kv.ts';
 import type { ReconcileResult } from './queue.ts';
 
 export interface AuditSink {
@@ -102,12 +103,12 @@ export class ApplicationReconciler {
       }
       return { requeueAfterMs: this.nextCheckMs(latest) };
     } catch (error) {
-      if (latest && isActive(latest.state) && isUnexpected(error)) {
-        // Fail-safe (SPEC §14.5): an unexpected error ends the attempt in Abort with a reason.
-        latest = await this.failSafe(storeKey, latest, error as Error) ?? latest;
-        return { requeueAfterMs: this.nextCheckMs(latest) };
-      }
-      throw error;
+      if (!isUnexpected(error)) throw error;
+      // Fail-safe (SPEC §14.5): an unexpected error ends the active attempt in Abort with a reason.
+      const active = (await this.deps.store.loadApp(storeKey)).active?.record;
+      if (!active || !isActive(active.state)) throw error;
+      latest = await this.failSafe(storeKey, active, error as Error) ?? active;
+      return { requeueAfterMs: this.nextCheckMs(latest) };
     } finally {
       if (latest) await this.project(latest);
     }
@@ -387,13 +388,8 @@ export class ApplicationReconciler {
 }
 
 function isUnexpected(error: unknown): boolean {
-  return !(error instanceof WriteConflict) && !(error instanceof IntegrationError) && !isStoreUnavailable(error);
-}
-
-// etcd being unreachable is retried with backoff: nothing can be written anyway.
-function isStoreUnavailable(error: unknown): boolean {
-  const name = (error as Error)?.name ?? '';
-  return /GRPC|Etcd|Unavailable|Connect/i.test(name) || /ECONNREFUSED|UNAVAILABLE|deadline/i.test((error as Error)?.message ?? '');
+  // etcd being unreachable is retried with backoff: nothing could be written anyway.
+  return !(error instanceof WriteConflict) && !(error instanceof IntegrationError) && !(error instanceof StoreUnavailable);
 }
 
 export function parseKey(key: string): AppRef {

@@ -1,8 +1,18 @@
 // KV on a real etcd v3 cluster through the etcd3 library. The only importer of etcd3.
 import { Etcd3, type IOptions } from 'etcd3';
-import type { KV, KeyValue, Lease, Txn, TxnResult } from './kv.ts';
+import { StoreUnavailable, type KV, type KeyValue, type Lease, type Txn, type TxnResult } from './kv.ts';
 
 const NEUTRAL_KEY = '/ai-operator/';
+
+// Every failure of the client surfaces as StoreUnavailable, so callers can tell
+// "etcd is down, retry" from a bug.
+async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw new StoreUnavailable(`${what}: ${(error as Error).message}`, { cause: error });
+  }
+}
 
 export class EtcdKV implements KV {
   private readonly client: Etcd3;
@@ -12,7 +22,7 @@ export class EtcdKV implements KV {
   }
 
   async get(key: string): Promise<KeyValue | undefined> {
-    const response = await this.client.get(key).exec();
+    const response = await guarded(`get ${key}`, () => this.client.get(key).exec());
     const kv = response.kvs[0];
     return kv ? toKeyValue(kv) : undefined;
   }
@@ -20,7 +30,7 @@ export class EtcdKV implements KV {
   async getPrefix(prefix: string, limit?: number): Promise<KeyValue[]> {
     let query = this.client.getAll().prefix(prefix).sort('Key', 'Ascend');
     if (limit !== undefined) query = query.limit(limit);
-    const response = await query.exec();
+    const response = await guarded(`get ${prefix}*`, () => query.exec());
     return response.kvs.map(toKeyValue);
   }
 
@@ -40,25 +50,25 @@ export class EtcdKV implements KV {
       }),
       ...txn.deletes.map((key) => this.client.delete().key(key)),
     ];
-    const response = await builder.then(...ops).commit();
+    const response = await guarded('txn', () => builder.then(...ops).commit());
     return { succeeded: response.succeeded, revision: String(response.header.revision) };
   }
 
   async grantLease(ttlSeconds: number): Promise<Lease> {
     const lease = this.client.lease(ttlSeconds, { autoKeepAlive: false });
-    const id = await lease.grant();
+    const id = await guarded('lease grant', () => lease.grant());
     return {
       id,
       async renew() {
-        const response = await lease.keepaliveOnce();
+        const response = await guarded('lease renew', () => lease.keepaliveOnce());
         return Number(response.TTL);
       },
-      revoke: () => lease.revoke(),
+      revoke: () => guarded('lease revoke', () => lease.revoke()),
     };
   }
 
   async watchPrefix(prefix: string, onChange: (key: string, deleted: boolean) => void, onError: (error: Error) => void = () => undefined): Promise<() => Promise<void>> {
-    const watcher = await this.client.watch().prefix(prefix).create();
+    const watcher = await guarded(`watch ${prefix}*`, () => this.client.watch().prefix(prefix).create());
     watcher.on('put', (kv) => onChange(kv.key.toString(), false));
     watcher.on('delete', (kv) => onChange(kv.key.toString(), true));
     // The library reconnects watchers itself; an error is reported, not fatal.

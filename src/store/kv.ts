@@ -51,3 +51,11 @@ export interface KV {
   watchPrefix(prefix: string, onChange: (key: string, deleted: boolean) => void, onError?: (error: Error) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
+
+/** etcd could not be reached or answered with an error: retried with backoff, never a reason to abort. */
+export class StoreUnavailable extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(`etcd unavailable: ${message}`, options);
+    this.name = 'StoreUnavailable';
+  }
+}

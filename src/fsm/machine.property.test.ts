@@ -1,0 +1,242 @@
+// Property-based tests of SPEC §14 properties 1–5 over random sequences of health
+// checks, CI results, approvals, merges, resets, aborts, timeouts and crashes.
+// The world is simulated; decide() is the real one. Seeds are printed on failure
+// and fixed per property so a run can be replayed.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { INVARIANT_IDS, type AttemptRecord, type CheckResult, type HealthCheck, type HealthStatus, type InvariantResult, type Settings } from './record.ts';
+import { decide, type CandidateOutcome, type Decision, type Facts } from './machine.ts';
+import { isActive, isAllowed, isTerminal } from './table.ts';
+
+export const SETTINGS: Settings = {
+  intervalSeconds: 10, persistenceChecks: 3, uptimeQuery: 'q{name="$app"}', minUptime: 0.99, window: '24h', maxCommits: 50,
+  searchTimeoutSeconds: 120, ciTimeoutSeconds: 300, approvalTimeoutSeconds: 3600, mergeMethod: 'squash',
+  approvers: { users: ['alice'], groups: [] }, healthRestorationSeconds: 60, recoveryTimeoutSeconds: 600, cooldownSeconds: 0, dryRun: false,
+};
+
+type Action =
+  | { kind: 'tick'; seconds: number }
+  | { kind: 'health'; status: HealthStatus }
+  | { kind: 'ci'; state: 'success' | 'failure' | 'pending' }
+  | { kind: 'approve'; user: string }
+  | { kind: 'humanMerge' }
+  | { kind: 'humanClose' }
+  | { kind: 'reset' }
+  | { kind: 'abort' }
+  | { kind: 'crash' }
+  | { kind: 'candidate'; outcome: CandidateOutcome['kind'] }
+  | { kind: 'invariants'; results: CheckResult[] }
+  | { kind: 'failure' };
+
+const action: fc.Arbitrary<Action> = fc.oneof(
+  // Mostly about one check interval, so degradations persist; sometimes long, so timeouts fire.
+  { weight: 12, arbitrary: fc.record({ kind: fc.constant('tick' as const), seconds: fc.integer({ min: 5, max: 15 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('tick' as const), seconds: fc.integer({ min: 30, max: 4000 }) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('health' as const), status: fc.constantFrom<HealthStatus>('Healthy', 'Degraded', 'Degraded', 'Degraded', 'Progressing', 'Unknown') }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('ci' as const), state: fc.constantFrom('success' as const, 'failure' as const, 'pending' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('approve' as const), user: fc.constantFrom('alice', 'mallory', '', 'true') }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'humanMerge' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'humanClose' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'reset' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'abort' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'crash' as const }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('candidate' as const), outcome: fc.constantFrom('found' as const, 'found' as const, 'none' as const, 'timeout' as const, 'error' as const) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('invariants' as const), results: fc.array(fc.constantFrom<CheckResult>('PASS', 'PASS', 'PASS', 'FAIL', 'UNKNOWN'), { minLength: 8, maxLength: 8 }) }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'failure' as const }) },
+);
+
+interface World {
+  now: number;
+  health: HealthStatus;
+  revision: string;
+  ci: 'success' | 'failure' | 'pending';
+  approval?: string;
+  abort: boolean;
+  reset: boolean;
+  candidate: CandidateOutcome['kind'];
+  invariants: CheckResult[];
+  failure: boolean;
+  pr?: { number: number; state: 'open' | 'closed' | 'merged'; mergedByOperator: boolean; headSha: string };
+  prCount: number;
+  /** Merges carried out by the operator, with what it saw when it decided. */
+  merges: Array<{ environment: string; approval?: AttemptRecord['approval']; invariants: InvariantResult[] }>;
+}
+
+interface Stored {
+  record?: AttemptRecord;
+  checks: HealthCheck[];
+  /** Every record ever written, in order. */
+  history: AttemptRecord[];
+  attemptsStarted: number;
+}
+
+function facts(world: World, stored: Stored, environment: 'staging' | 'production', opened: boolean): Facts {
+  const now = new Date(world.now);
+  const record = stored.record;
+  const f: Facts = {
+    now, app: { namespace: 'argocd', name: 'app' }, environment, settings: SETTINGS,
+    ...(record ? { record } : {}), checks: stored.checks,
+    health: { status: world.health, revision: world.revision }, suspended: false,
+    nextCorrelationId: `00000000-0000-4000-8000-${String(stored.attemptsStarted).padStart(12, '0')}`,
+    human: { ...(world.abort ? { abort: 'test' } : {}), ...(world.reset ? { reset: true } : {}), ...(world.approval !== undefined ? { approval: { username: world.approval } } : {}) },
+  };
+  if (!record) return f;
+  if (world.failure) f.failure = { code: 'UNAVAILABLE', message: 'injected', call: 'test' };
+  if (record.state === 'DegradationDetected' && world.health === 'Degraded' && stored.checks.length >= 2) {
+    f.checks = [...stored.checks, { at: now.toISOString(), status: 'Degraded' }];
+    f.candidate = world.candidate === 'found'
+      ? { kind: 'found', currentRevision: world.revision, candidate: { revision: 'good', shortRevision: 'good', uptime: 0.999, mode: 'metrics', evidence: 'e', ciState: 'success' } }
+      : world.candidate === 'error' ? { kind: 'error', code: 'UNAVAILABLE', message: 'x' } : { kind: world.candidate, detail: 'd' };
+  }
+  if (world.pr && record.state !== 'DegradationDetected') {
+    f.pullRequest = { ref: { number: world.pr.number, url: 'u', branch: 'b', state: world.pr.state }, headSha: world.pr.headSha, mergeCommitSha: 'm', mergedByOperator: world.pr.mergedByOperator };
+    f.pullRequestJustOpened = opened;
+    f.ci = world.ci;
+    if (record.state === 'AwaitingMergeApproval') {
+      f.invariants = INVARIANT_IDS.map((id, i) => ({ id, result: world.invariants[i]!, detail: '', checkedAt: now.toISOString() }));
+    }
+  }
+  return f;
+}
+
+function apply(world: World, a: Action): void {
+  world.abort = false;
+  world.reset = false;
+  world.failure = false;
+  switch (a.kind) {
+    case 'tick': world.now += a.seconds * 1000; break;
+    case 'health': world.health = a.status; break;
+    case 'ci': world.ci = a.state; break;
+    case 'approve': world.approval = a.user; break;
+    case 'humanMerge': if (world.pr?.state === 'open') { world.pr.state = 'merged'; world.pr.mergedByOperator = false; world.revision = 'merged'; world.health = 'Healthy'; } break;
+    case 'humanClose': if (world.pr?.state === 'open') world.pr.state = 'closed'; break;
+    case 'reset': world.reset = true; break;
+    case 'abort': world.abort = true; break;
+    case 'candidate': world.candidate = a.outcome; break;
+    case 'invariants': world.invariants = a.results; break;
+    case 'failure': world.failure = true; break;
+    case 'crash': break;
+  }
+}
+
+/** Runs one action sequence; `check` sees every decision with the facts it was made from. */
+function run(actions: Action[], environment: 'staging' | 'production', check: (f: Facts, d: Decision, stored: Stored, world: World) => void): Stored {
+  const world: World = { now: Date.parse('2026-11-22T00:00:00Z'), health: 'Healthy', revision: 'bad', ci: 'pending', abort: false, reset: false, candidate: 'found', invariants: Array(8).fill('PASS'), failure: false, prCount: 0, merges: [] };
+  const stored: Stored = { checks: [], history: [], attemptsStarted: 0 };
+  for (const a of actions) {
+    apply(world, a);
+    let opened = false;
+    // A few rounds, as the reconciler does; a crash drops the intents of the round.
+    for (let round = 0; round < 4; round++) {
+      const f = facts(world, stored, environment, opened);
+      const d = decide(f);
+      check(f, d, stored, world);
+      if (d.record) {
+        if (!f.record) stored.attemptsStarted++;
+        stored.record = d.record;
+        stored.history.push(d.record);
+        if (d.checks) stored.checks = d.checks;
+        if (d.record.state === 'Idle' || d.record.state === 'RollbackComplete') {
+          stored.record = undefined;
+          stored.checks = [];
+          world.pr = undefined;
+          world.approval = undefined;
+        }
+      }
+      if (a.kind === 'crash' || d.intents.length === 0) break;
+      for (const intent of d.intents) {
+        if (intent.kind === 'openPullRequest' && !world.pr) {
+          world.pr = { number: ++world.prCount, state: 'open', mergedByOperator: false, headSha: `h${world.prCount}` };
+          opened = true;
+        }
+        if (intent.kind === 'mergePullRequest' && world.pr?.state === 'open') {
+          world.merges.push({ environment, ...(f.record?.approval ?? d.record?.approval ? { approval: (d.record ?? f.record)!.approval! } : {}), invariants: f.invariants ?? [] });
+          world.pr.state = 'merged';
+          world.pr.mergedByOperator = true;
+          // Argo CD syncs the rollback; later actions may still flip health.
+          world.revision = 'merged';
+          world.health = 'Healthy';
+        }
+        if (intent.kind === 'closePullRequest' && world.pr?.state === 'open') world.pr.state = 'closed';
+      }
+    }
+  }
+  return stored;
+}
+
+const RUNS = 1500;
+// size 'max': fast-check would otherwise keep arrays short (~10), too short to reach late states.
+const sequences = fc.array(action, { minLength: 10, maxLength: 150, size: 'max' });
+const environments = fc.constantFrom('staging' as const, 'production' as const);
+
+describe('state machine properties (SPEC §14)', () => {
+  it('1. never takes a transition outside the table', () => {
+    fc.assert(fc.property(sequences, environments, (actions, env) => {
+      run(actions, env, (f, d) => {
+        if (d.transition) expect(isAllowed(d.transition.from, d.transition.to, d.transition.reason)).toBe(true);
+        if (d.record && f.record) {
+          for (const t of d.record.transitions) expect(isAllowed(t.from, t.to, t.reason)).toBe(true);
+        }
+      });
+    }), { numRuns: RUNS, seed: 20261122 });
+  });
+
+  it('2. never merges production without a recorded, authorized approval', () => {
+    fc.assert(fc.property(sequences, (actions) => {
+      const merges: World['merges'] = [];
+      run(actions, 'production', (f, d, _s, world) => {
+        for (const intent of d.intents) {
+          if (intent.kind !== 'mergePullRequest') continue;
+          const approval = (d.record ?? f.record)?.approval;
+          expect(approval).toBeDefined();
+          expect(SETTINGS.approvers.users).toContain(approval!.approvedBy);
+        }
+        merges.push(...world.merges.splice(0));
+        if (d.transition?.to === 'RollbackMerged' && d.transition.reason === 'ApprovedAndMerged') expect(f.record?.approval).toBeDefined();
+      });
+      for (const m of merges) expect(m.approval).toBeDefined();
+    }), { numRuns: RUNS, seed: 20261123 });
+  });
+
+  it('3. never auto-merges unless all eight invariants PASS on the facts of that decision', () => {
+    fc.assert(fc.property(sequences, (actions) => {
+      run(actions, 'staging', (f, d) => {
+        if (!d.intents.some((i) => i.kind === 'mergePullRequest')) return;
+        expect(f.invariants).toHaveLength(8);
+        expect(f.invariants!.every((i) => i.result === 'PASS')).toBe(true);
+      });
+    }), { numRuns: RUNS, seed: 20261124 });
+  });
+
+  it('4. never starts an attempt while one is active, and never opens a second PR for one', () => {
+    fc.assert(fc.property(sequences, environments, (actions, env) => {
+      run(actions, env, (f, d) => {
+        if (d.record && f.record) expect(d.record.correlationId).toBe(f.record.correlationId);
+        if (f.record && (f.pullRequest || f.record.pullRequest)) expect(d.intents.some((i) => i.kind === 'openPullRequest')).toBe(false);
+      });
+    }), { numRuns: RUNS, seed: 20261125 });
+  });
+
+  it('5. terminal states are left only by reset', () => {
+    fc.assert(fc.property(sequences, environments, (actions, env) => {
+      run(actions, env, (f, d) => {
+        if (!f.record || !isTerminal(f.record.state)) return;
+        if (d.transition) expect(d.transition).toEqual({ from: f.record.state, to: 'Idle', reason: 'Reset' });
+        expect(d.intents.filter((i) => i.kind !== 'commentPullRequest')).toEqual([]);
+      });
+    }), { numRuns: RUNS, seed: 20261126 });
+  });
+
+  it('reaches every state of the table from random sequences (the generator is not trivial)', () => {
+    const seen = new Set<string>();
+    fc.assert(fc.property(sequences, environments, (actions, env) => {
+      run(actions, env, (_f, d) => { if (d.transition) seen.add(`${d.transition.from}->${d.transition.to}`); });
+    }), { numRuns: RUNS, seed: 20261127 });
+    for (const edge of ['Idle->DegradationDetected', 'DegradationDetected->Idle', 'DegradationDetected->CandidateResolved', 'DegradationDetected->Abort',
+      'CandidateResolved->PRCreated', 'PRCreated->AwaitingMergeApproval', 'PRCreated->Abort', 'PRCreated->Idle', 'AwaitingMergeApproval->RollbackMerged',
+      'AwaitingMergeApproval->Abort', 'AwaitingMergeApproval->Idle', 'RollbackMerged->RollbackComplete', 'Abort->Idle']) {
+      expect(seen, edge).toContain(edge);
+    }
+    expect(isActive('PRCreated')).toBe(true);
+  });
+});

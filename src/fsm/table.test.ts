@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { transition, TransitionRefused } from './machine.ts';
+import type { AttemptRecord } from './record.ts';
+import { Reason, STATES, TRANSITIONS, isAllowed, isTerminal, type State } from './table.ts';
+import { SETTINGS } from './machine.property.test.ts';
+
+function recordIn(state: State): AttemptRecord {
+  return {
+    correlationId: '00000000-0000-4000-8000-000000000001', app: { namespace: 'argocd', name: 'app' }, environment: 'staging', settings: SETTINGS,
+    state, reason: Reason.DegradationObserved, message: '', since: '2026-11-22T00:00:00.000Z', version: 4, createdAt: '2026-11-22T00:00:00.000Z',
+    degradation: { firstSeenAt: '2026-11-22T00:00:00.000Z', checks: 1 }, invariants: [], transitions: [],
+  };
+}
+
+const now = new Date('2026-11-22T01:00:00Z');
+
+describe('the transition table', () => {
+  const rows = TRANSITIONS.flatMap((rule) => rule.reasons.map((reason) => [rule.from, rule.to, reason] as const));
+
+  it.each(rows)('%s -> %s (%s) is taken and recorded', (from, to, reason) => {
+    const next = transition(recordIn(from), to, reason, now, 'why');
+    expect(next).toMatchObject({ state: to, reason, message: 'why', since: now.toISOString(), version: 5 });
+    expect(next.transitions.at(-1)).toEqual({ from, to, at: now.toISOString(), reason });
+  });
+
+  const refused = STATES.flatMap((from) => STATES.map((to) => [from, to] as const)).filter(([from, to]) => !TRANSITIONS.some((r) => r.from === from && r.to === to));
+  it.each(refused)('%s -> %s is refused', (from, to) => {
+    expect(() => transition(recordIn(from), to, Reason.AbortRequested, now, 'x')).toThrow(TransitionRefused);
+  });
+
+  it('refuses a listed transition with a reason it does not carry', () => {
+    expect(isAllowed('PRCreated', 'Abort', Reason.ApprovalTimeout)).toBe(false);
+    expect(() => transition(recordIn('RollbackMerged'), 'RollbackComplete', Reason.AutoMerged, now, 'x')).toThrow(TransitionRefused);
+  });
+
+  it('lets every non-terminal state abort on request and on an unexpected error', () => {
+    for (const from of ['DegradationDetected', 'CandidateResolved', 'PRCreated', 'AwaitingMergeApproval', 'RollbackMerged'] as const) {
+      expect(isAllowed(from, 'Abort', Reason.AbortRequested)).toBe(true);
+      expect(isAllowed(from, 'Abort', Reason.UnexpectedError)).toBe(true);
+    }
+  });
+
+  it('leaves the terminal states only by reset', () => {
+    expect(STATES.filter(isTerminal)).toEqual(['RollbackComplete', 'Abort']);
+    expect(TRANSITIONS.filter((r) => isTerminal(r.from))).toEqual([{ from: 'Abort', to: 'Idle', reasons: [Reason.Reset] }]);
+  });
+
+  it('uses CamelCase reasons', () => {
+    for (const reason of Object.values(Reason)) expect(reason).toMatch(/^[A-Z][A-Za-z0-9]*$/);
+  });
+});

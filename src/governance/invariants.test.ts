@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import type { CheckResult, InvariantId } from '../fsm/record.ts';
+import { allPass, evaluateInvariants, PRODUCTION_MERGE_INVARIANTS, violations, type InvariantFacts } from './invariants.ts';
+import { authorizeApproval } from './approval.ts';
+
+const t0 = Date.parse('2026-11-22T00:00:00Z');
+const at = (s: number) => new Date(t0 + s * 1000).toISOString();
+const now = new Date(t0 + 60_000);
+
+const passing: InvariantFacts = {
+  environment: 'staging',
+  health: 'Degraded',
+  deployments: [{ name: 'web', desired: 3, available: 1 }],
+  checks: [{ at: at(0), status: 'Degraded' }, { at: at(10), status: 'Degraded' }, { at: at(20), status: 'Degraded' }],
+  persistenceChecks: 3,
+  intervalSeconds: 10,
+  candidate: { uptime: 0.995, minUptime: 0.99, mode: 'metrics', ciState: 'success' },
+  prChecks: [{ name: 'ci/build', state: 'success' }, { name: 'lint', state: 'success' }],
+  otherOpenPullRequests: [],
+  mergeability: { mergeable: true, mergeableState: 'clean', requiredChecksPass: true },
+};
+
+function result(id: InvariantId, facts: InvariantFacts): { result: CheckResult; detail: string } {
+  const found = evaluateInvariants(facts, now).find((r) => r.id === id)!;
+  return { result: found.result, detail: found.detail };
+}
+
+const cases: Array<[InvariantId, CheckResult, Partial<InvariantFacts> | ((f: InvariantFacts) => InvariantFacts), RegExp]> = [
+  ['I1_environment', 'PASS', {}, /staging/],
+  ['I1_environment', 'FAIL', { environment: 'production' }, /production: a human approves/],
+  ['I2_health_degraded', 'PASS', {}, /Degraded now/],
+  ['I2_health_degraded', 'FAIL', { health: 'Healthy' }, /Healthy now/],
+  ['I2_health_degraded', 'UNKNOWN', (f) => { const { health: _h, ...rest } = f; return rest; }, /could not be read/],
+  ['I2_health_degraded', 'UNKNOWN', { health: 'Unknown' }, /could not be read/],
+  ['I3_replica_shortage', 'PASS', {}, /web 1\/3/],
+  ['I3_replica_shortage', 'FAIL', { deployments: [{ name: 'web', desired: 3, available: 3 }] }, /every Deployment has its replicas/],
+  ['I3_replica_shortage', 'FAIL', { deployments: [] }, /no Deployments/],
+  ['I3_replica_shortage', 'UNKNOWN', (f) => { const { deployments: _d, ...rest } = f; return rest; }, /could not be read/],
+  ['I4_persistence', 'PASS', {}, /3 consecutive Degraded checks/],
+  ['I4_persistence', 'FAIL', { checks: [{ at: at(0), status: 'Degraded' }, { at: at(10), status: 'Degraded' }] }, /2 of 3 checks/],
+  ['I4_persistence', 'FAIL', { checks: [{ at: at(0), status: 'Degraded' }, { at: at(10), status: 'Progressing' }, { at: at(20), status: 'Degraded' }] }, /read Progressing/],
+  ['I4_persistence', 'FAIL', { checks: [{ at: at(0), status: 'Degraded' }, { at: at(30), status: 'Degraded' }, { at: at(40), status: 'Degraded' }] }, /more than 2 intervals/],
+  ['I4_persistence', 'UNKNOWN', (f) => { const { checks: _c, ...rest } = f; return rest; }, /could not be read/],
+  ['I5_stable_previous', 'PASS', {}, /99\.50% uptime \(minimum 99\.00%\)/],
+  ['I5_stable_previous', 'FAIL', { candidate: { uptime: 0.98, minUptime: 0.99, mode: 'metrics', ciState: 'success' } }, /98\.00% uptime/],
+  ['I5_stable_previous', 'PASS', { candidate: { uptime: null, minUptime: 0.99, mode: 'ci-only', ciState: 'success' } }, /CI-only selection/],
+  ['I5_stable_previous', 'FAIL', { candidate: { uptime: null, minUptime: 0.99, mode: 'ci-only', ciState: 'failure' } }, /CI is failure/],
+  ['I5_stable_previous', 'UNKNOWN', (f) => { const { candidate: _c, ...rest } = f; return rest; }, /could not be read/],
+  ['I6_ci_success', 'PASS', {}, /2 status\/check run\(s\) success/],
+  ['I6_ci_success', 'FAIL', { prChecks: [{ name: 'ci/build', state: 'success' }, { name: 'e2e', state: 'pending' }] }, /e2e=pending/],
+  ['I6_ci_success', 'FAIL', { prChecks: [] }, /no status or check run/],
+  ['I6_ci_success', 'UNKNOWN', (f) => { const { prChecks: _p, ...rest } = f; return rest; }, /could not be read/],
+  ['I7_no_conflicts', 'PASS', {}, /no other open PR/],
+  ['I7_no_conflicts', 'FAIL', { otherOpenPullRequests: [{ number: 7, title: 'Bump image' }] }, /#7/],
+  ['I7_no_conflicts', 'UNKNOWN', (f) => { const { otherOpenPullRequests: _o, ...rest } = f; return rest; }, /could not be read/],
+  ['I8_branch_protection', 'PASS', {}, /clean/],
+  ['I8_branch_protection', 'PASS', { mergeability: { mergeable: true, mergeableState: 'unstable', requiredChecksPass: true } }, /required checks pass/],
+  ['I8_branch_protection', 'FAIL', { mergeability: { mergeable: true, mergeableState: 'blocked', requiredChecksPass: true } }, /blocked/],
+  ['I8_branch_protection', 'FAIL', { mergeability: { mergeable: false, mergeableState: 'dirty', requiredChecksPass: true } }, /not mergeable/],
+  ['I8_branch_protection', 'UNKNOWN', { mergeability: { mergeable: null, mergeableState: 'unknown', requiredChecksPass: true } }, /still computing/],
+];
+
+describe('invariants', () => {
+  it.each(cases)('%s is %s', (id, expected, change, detail) => {
+    const facts = typeof change === 'function' ? change(passing) : { ...passing, ...change };
+    const got = result(id, facts);
+    expect(got.result).toBe(expected);
+    expect(got.detail).toMatch(detail);
+  });
+
+  it('evaluates all eight, in order, with the check time', () => {
+    const results = evaluateInvariants(passing, now);
+    expect(results.map((r) => r.id)).toEqual(['I1_environment', 'I2_health_degraded', 'I3_replica_shortage', 'I4_persistence', 'I5_stable_previous', 'I6_ci_success', 'I7_no_conflicts', 'I8_branch_protection']);
+    expect(results.every((r) => r.checkedAt === now.toISOString())).toBe(true);
+    expect(allPass(results)).toBe(true);
+  });
+
+  it('never counts UNKNOWN as PASS', () => {
+    const results = evaluateInvariants({ environment: 'staging', persistenceChecks: 3, intervalSeconds: 10 }, now);
+    expect(results.filter((r) => r.result === 'UNKNOWN').map((r) => r.id)).toHaveLength(7);
+    expect(allPass(results)).toBe(false);
+    expect(violations(results)).toEqual([]);
+  });
+
+  it('lets production merge on I2–I8 but never on I1 alone', () => {
+    const results = evaluateInvariants({ ...passing, environment: 'production' }, now);
+    expect(allPass(results)).toBe(false);
+    expect(allPass(results, PRODUCTION_MERGE_INVARIANTS)).toBe(true);
+    expect(violations(results)).toEqual([]);
+  });
+});
+
+describe('approval', () => {
+  const approvers = { users: ['alice@example.com'], groups: ['sre-oncall'] };
+  it.each([
+    [{ username: 'alice@example.com' }, true, /listed in merge.approvers.users/],
+    [{ username: 'bob', groups: ['sre-oncall'] }, true, /approver group sre-oncall/],
+    [{ username: 'mallory' }, false, /not among the approvers/],
+    [{ username: 'true' }, false, /must name the approving user/],
+    [{ username: '' }, false, /must name the approving user/],
+  ])('%j authorized=%s', (request, authorized, detail) => {
+    const verdict = authorizeApproval(request, approvers);
+    expect(verdict.authorized).toBe(authorized);
+    expect(verdict.detail).toMatch(detail);
+  });
+  it('refuses everyone when a policy names no approvers', () => {
+    expect(authorizeApproval({ username: 'alice' }, { users: [], groups: [] })).toEqual({ authorized: false, detail: 'the policy names no approvers: nobody may approve' });
+  });
+});

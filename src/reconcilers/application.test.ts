@@ -1,0 +1,248 @@
+// The application reconciler end to end over the in-memory KV and the fake
+// world: observe → decide → commit → execute, with a controllable clock.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { FakeWorld, scenarioApp } from '../../dev/fakes/world.ts';
+import type { AuditInput } from '../audit/record.ts';
+import type { CloudEvent } from '../events/types.ts';
+import { attemptName, type AttemptRecord } from '../fsm/record.ts';
+import { createLogger } from '../observability/log.ts';
+import { Metrics } from '../observability/metrics.ts';
+import { settingsFrom } from '../policy/settings.ts';
+import { AttemptStore, KEYS } from '../store/attempt-store.ts';
+import { StoreUnavailable } from '../store/kv.ts';
+import { MemoryKV } from '../store/memory.ts';
+import { ApplicationReconciler } from './application.ts';
+
+const defaults = {
+  pollIntervalSec: 10, degradationPersistenceChecks: 3, candidateSearchTimeoutSec: 120, ciWaitTimeoutSec: 300, mergeApprovalTimeoutSec: 3600,
+  healthRestorationSec: 60, recoveryTimeoutSec: 600, cooldownSec: 1800, dryRun: false, monitoredApps: [],
+};
+
+class Harness {
+  kv = new MemoryKV();
+  world = new FakeWorld(this.kv);
+  store = new AttemptStore(this.kv);
+  audit: AuditInput[] = [];
+  now = Date.parse('2026-11-22T03:00:00Z');
+  metrics = new Metrics();
+  reconciler: ApplicationReconciler;
+
+  constructor(spec: Parameters<typeof settingsFrom>[1] = {}) {
+    this.reconciler = new ApplicationReconciler({
+      store: this.store, argocd: this.world, github: this.world, cluster: this.world, history: this.world, attempts: this.world,
+      monitoring: (app) => ({ settings: settingsFrom(defaults, { ...spec, merge: { approvers: { users: ['alice'] }, ...spec.merge } }), environment: app.labels.environment === 'staging' ? 'staging' : 'production', suspended: false }),
+      audit: { record: async (input) => { this.audit.push(input); } },
+      metrics: this.metrics,
+      log: createLogger('ERROR'),
+      argocdNamespace: 'argocd',
+      clock: () => new Date(this.now),
+    });
+  }
+
+  async reconcileEvery(seconds: number, times: number, key: string): Promise<void> {
+    for (let i = 0; i < times; i++) {
+      this.now += seconds * 1000;
+      await this.reconciler.reconcile(key);
+    }
+  }
+
+  async record(name: string): Promise<AttemptRecord | undefined> {
+    const all = await this.store.allAttempts();
+    return all.filter((r) => r.app.name === name).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
+  }
+
+  async outboxTypes(): Promise<string[]> {
+    return (await this.store.pendingOutbox(1000)).map((e) => (e.event as CloudEvent).type.replace('io.ai-operator.', ''));
+  }
+}
+
+describe('ApplicationReconciler', () => {
+  let h: Harness;
+  beforeEach(() => { h = new Harness(); });
+
+  async function given(name: string, env: 'staging' | 'production') {
+    const s = scenarioApp(name, env, h.now);
+    await h.world.addApp(s.app);
+    await h.world.setCommits(s.app.source!.path, s.commits);
+    await h.world.setCi(s.good, { state: 'success', runs: [{ name: 'ci/build', state: 'success' }] });
+    return s;
+  }
+
+  it('rolls a degraded staging app back to its last stable revision and confirms recovery', async () => {
+    const s = await given('payment-service', 'staging');
+    const key = 'argocd/payment-service';
+    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'payment-service', desired: 3, available: 1 }]);
+
+    await h.reconcileEvery(10, 3, key);
+    let record = await h.record('payment-service');
+    expect(record?.state).toBe('PRCreated');
+    expect(record?.candidate).toMatchObject({ revision: s.good, mode: 'metrics', uptime: 0.997 });
+    const [pr] = await h.world.pullRequests();
+    expect(pr).toMatchObject({ title: `Rollback payment-service (staging) to ${s.good.slice(0, 7)}`, branch: `ai-operator/rollback/${attemptName(s.app.ref, record!.correlationId)}`, labels: ['ai-operator', 'rollback', 'staging'] });
+    expect(pr!.spec).toMatchObject({ path: 'apps/payment-service', targetSha: s.good, base: 'main' });
+    expect(pr!.spec.body).toContain(record!.correlationId);
+    expect(pr!.spec.body).toContain('## Invariants');
+
+    await h.world.setCiOfOpenPullRequests('success');
+    await h.reconcileEvery(10, 1, key);
+    record = await h.record('payment-service');
+    expect(record?.state).toBe('RollbackMerged');
+    expect(record?.invariants.every((i) => i.result === 'PASS')).toBe(true);
+    expect((await h.world.pullRequests())[0]).toMatchObject({ merged: true });
+
+    await h.reconcileEvery(10, 7, key);
+    record = await h.record('payment-service');
+    expect(record?.state).toBe('RollbackComplete');
+    expect(record?.transitions.map((t) => t.to)).toEqual(['DegradationDetected', 'CandidateResolved', 'PRCreated', 'AwaitingMergeApproval', 'RollbackMerged', 'RollbackComplete']);
+    expect(await h.kv.get(KEYS.active('payment-service'))).toBeUndefined();
+    expect(await h.kv.get(KEYS.rolledBackFrom('payment-service', s.bad))).toBeDefined();
+    expect(await h.outboxTypes()).toEqual(expect.arrayContaining(['degradation.detected', 'degradation.confirmed', 'candidate.resolved', 'pr.created', 'ci.completed', 'merge.approved', 'pr.merged', 'rollback.completed']));
+    expect(h.audit.filter((a) => a.actionType === 'FSM_TRANSITION')).toHaveLength(6);
+    expect(h.audit.some((a) => a.actionType === 'PR_MERGED')).toBe(true);
+    expect(await h.world.projection(attemptName(s.app.ref, record!.correlationId))).toMatchObject({ state: 'RollbackComplete' });
+  });
+
+  it('waits for an authorized approval in production, ignores an unauthorized one, then merges', async () => {
+    const s = await given('order-service', 'production');
+    const key = 'argocd/order-service';
+    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'order-service', desired: 3, available: 0 }]);
+    await h.reconcileEvery(10, 3, key);
+    await h.world.setCiOfOpenPullRequests('success');
+    await h.reconcileEvery(10, 3, key);
+    let record = await h.record('order-service');
+    expect(record?.state).toBe('AwaitingMergeApproval');
+    expect((await h.world.pullRequests())[0]!.comments.join('\n')).toContain('ai-operator.io/approve=<your-username>');
+
+    const name = attemptName(s.app.ref, record!.correlationId);
+    await h.world.setRequests(name, { approve: 'mallory' });
+    await h.reconcileEvery(10, 2, key);
+    expect((await h.record('order-service'))?.state).toBe('AwaitingMergeApproval');
+    expect(h.audit.some((a) => a.actionType === 'APPROVAL' && a.level === 'WARN' && /mallory is not among the approvers/.test(a.message))).toBe(true);
+    expect(await h.world.callCount('mergePullRequest')).toBe(0);
+
+    await h.world.setRequests(name, { approve: 'alice' });
+    await h.reconcileEvery(10, 1, key);
+    record = await h.record('order-service');
+    expect(record).toMatchObject({ state: 'RollbackMerged', reason: 'ApprovedAndMerged', approval: { approvedBy: 'alice' } });
+  });
+
+  it('aborts production with ApprovalTimeout and leaves the PR open with a comment', async () => {
+    h = new Harness({ merge: { approvalTimeoutSeconds: 30 } });
+    const s = await given('order-service', 'production');
+    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'order-service', desired: 3, available: 0 }]);
+    await h.reconcileEvery(10, 3, 'argocd/order-service');
+    await h.world.setCiOfOpenPullRequests('success');
+    await h.reconcileEvery(10, 6, 'argocd/order-service');
+    expect(await h.record('order-service')).toMatchObject({ state: 'Abort', reason: 'ApprovalTimeout' });
+    const [pr] = await h.world.pullRequests();
+    expect(pr!.state).toBe('open');
+    expect(pr!.comments.at(-1)).toMatch(/ApprovalTimeout/);
+  });
+
+  it('goes back to Idle on a transient degradation, with no PR', async () => {
+    const s = await given('cart', 'staging');
+    await h.world.setHealth(s.app.ref, 'Degraded');
+    await h.reconcileEvery(10, 2, 'argocd/cart');
+    await h.world.setHealth(s.app.ref, 'Healthy');
+    await h.reconcileEvery(10, 1, 'argocd/cart');
+    expect(await h.record('cart')).toMatchObject({ state: 'Idle', reason: 'TransientDegradation' });
+    expect(await h.world.pullRequests()).toEqual([]);
+    expect(await h.kv.get(KEYS.active('cart'))).toBeUndefined();
+  });
+
+  it('closes the PR and returns to Idle when health comes back before the merge', async () => {
+    const s = await given('cart', 'staging');
+    await h.world.setHealth(s.app.ref, 'Degraded');
+    await h.reconcileEvery(10, 3, 'argocd/cart');
+    await h.world.setHealth(s.app.ref, 'Healthy');
+    await h.reconcileEvery(10, 1, 'argocd/cart');
+    expect(await h.record('cart')).toMatchObject({ state: 'Idle', reason: 'HealthRestoredBeforeMerge' });
+    expect((await h.world.pullRequests())[0]).toMatchObject({ state: 'closed', merged: false });
+  });
+
+  it('aborts with CIFailure, and with NoStableCandidate when no revision had 99% uptime', async () => {
+    const s = await given('cart', 'staging');
+    await h.world.setHealth(s.app.ref, 'Degraded');
+    await h.reconcileEvery(10, 3, 'argocd/cart');
+    await h.world.setCiOfOpenPullRequests('failure');
+    await h.reconcileEvery(10, 1, 'argocd/cart');
+    expect(await h.record('cart')).toMatchObject({ state: 'Abort', reason: 'CIFailure' });
+
+    const other = scenarioApp('search', 'staging', h.now);
+    await h.world.addApp({ ...other.app, uptime: { [other.good]: 0.9 } });
+    await h.world.setCommits(other.app.source!.path, other.commits);
+    await h.world.setHealth(other.app.ref, 'Degraded');
+    await h.reconcileEvery(10, 3, 'argocd/search');
+    expect(await h.record('search')).toMatchObject({ state: 'Abort', reason: 'NoStableCandidate' });
+  });
+
+  it('chooses by CI alone when Prometheus is down, and says so in I5', async () => {
+    const s = await given('cart', 'staging');
+    await h.world.setPrometheusDown(true);
+    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'cart', desired: 2, available: 0 }]);
+    await h.reconcileEvery(10, 3, 'argocd/cart');
+    const record = await h.record('cart');
+    expect(record?.candidate).toMatchObject({ revision: s.good, mode: 'ci-only', uptime: null });
+    await h.world.setCiOfOpenPullRequests('success');
+    await h.reconcileEvery(10, 1, 'argocd/cart');
+    const merged = await h.record('cart');
+    expect(merged?.invariants.find((i) => i.id === 'I5_stable_previous')).toMatchObject({ result: 'PASS', detail: expect.stringMatching(/CI-only selection/) });
+  });
+
+  it('aborts with PermissionDenied when GitHub refuses to open the PR', async () => {
+    const s = await given('cart', 'staging');
+    await h.world.failNext('createPullRequest', 'PERMISSION_DENIED');
+    await h.world.setHealth(s.app.ref, 'Degraded');
+    await h.reconcileEvery(10, 3, 'argocd/cart');
+    expect(await h.record('cart')).toMatchObject({ state: 'Abort', reason: 'PermissionDenied' });
+  });
+
+  it('adopts the PR it opened before a crash instead of opening a second', async () => {
+    const s = await given('cart', 'staging');
+    await h.world.setHealth(s.app.ref, 'Degraded');
+    await h.reconcileEvery(10, 2, 'argocd/cart');
+    // Crash right after the PR is created: the write of PRCreated fails once.
+    const commit = h.store.commit.bind(h.store);
+    let failed = false;
+    h.store.commit = async (write) => {
+      if (!failed && write.record.state === 'PRCreated') { failed = true; throw new StoreUnavailable('connection lost (simulated crash)'); }
+      return commit(write);
+    };
+    await expect(h.reconcileEvery(10, 1, 'argocd/cart')).rejects.toThrow(StoreUnavailable);
+    expect(await h.record('cart')).toMatchObject({ state: 'CandidateResolved' });
+    expect(await h.world.pullRequests()).toHaveLength(1);
+    h.store.commit = commit;
+    await h.reconcileEvery(1, 1, 'argocd/cart');
+    expect(await h.record('cart')).toMatchObject({ state: 'PRCreated', reason: 'PullRequestAdopted' });
+    expect(await h.world.pullRequests()).toHaveLength(1);
+    expect(await h.world.callCount('createPullRequest')).toBe(1);
+  });
+
+  it('fails safe: an unexpected error aborts the attempt with a reason and an audit record', async () => {
+    const s = await given('cart', 'staging');
+    await h.world.setHealth(s.app.ref, 'Degraded');
+    await h.reconcileEvery(10, 3, 'argocd/cart');
+    h.world.getPullRequestStatus = async () => { throw new TypeError("Cannot read properties of undefined (reading 'sha')"); };
+    await h.reconcileEvery(10, 1, 'argocd/cart');
+    expect(await h.record('cart')).toMatchObject({ state: 'Abort', reason: 'UnexpectedError', message: expect.stringMatching(/Cannot read properties/) });
+    expect(h.audit.at(-1)).toMatchObject({ actionType: 'ABORT', level: 'WARN' });
+    expect(await h.metrics.registry.metrics()).toMatch(/ai_operator_rollbacks_aborted_total\{app_name="cart",environment="staging",reason="UnexpectedError"\} 1/);
+  });
+
+  it('aborts an active attempt on the abort annotation and returns to Idle on reset', async () => {
+    const s = await given('cart', 'production');
+    await h.world.setHealth(s.app.ref, 'Degraded');
+    await h.reconcileEvery(10, 3, 'argocd/cart');
+    const name = attemptName(s.app.ref, (await h.record('cart'))!.correlationId);
+    await h.world.setRequests(name, { abort: 'investigating by hand' });
+    await h.reconcileEvery(10, 1, 'argocd/cart');
+    expect(await h.record('cart')).toMatchObject({ state: 'Abort', reason: 'AbortRequested', message: 'abort requested: investigating by hand' });
+    // An aborted app gets no new attempt until reset.
+    await h.reconcileEvery(10, 3, 'argocd/cart');
+    expect(await h.store.allAttempts()).toHaveLength(1);
+    await h.world.setRequests(name, { reset: true });
+    await h.reconcileEvery(10, 1, 'argocd/cart');
+    expect(await h.record('cart')).toMatchObject({ state: 'Idle', reason: 'Reset' });
+    expect(await h.kv.get(KEYS.active('cart'))).toBeUndefined();
+  });
+});
