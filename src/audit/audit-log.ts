@@ -144,29 +144,35 @@ export class ChainedAuditLog implements AuditLog {
 
   // One drain at a time is what keeps sink writes in chain order.
   #kick(): Promise<void> {
-    this.#draining ??= this.#drain().finally(() => {
-      this.#draining = undefined;
-    });
+    this.#draining ??= this.#drain();
     return this.#draining;
   }
 
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#queue.slice(0, this.#maxBatch);
-      try {
-        await this.#sink.write(batch.map((e) => e.record));
-      } catch (error) {
-        // The drain stops here, so everyone waiting learns now; the records stay queued for the next attempt.
-        for (const entry of this.#queue) for (const w of entry.waiters.splice(0)) w.reject(error);
-        throw error;
+    // Yield once so #kick has stored this promise before the finally below can clear it.
+    await undefined;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.slice(0, this.#maxBatch);
+        try {
+          await this.#sink.write(batch.map((e) => e.record));
+        } catch (error) {
+          // The drain stops here, so everyone waiting learns now; the records stay queued for the next attempt.
+          for (const entry of this.#queue) for (const w of entry.waiters.splice(0)) w.reject(error);
+          throw error;
+        }
+        this.#queue.splice(0, batch.length);
+        this.#lastError = undefined;
+        this.#metrics?.auditRecorded(this.#sink.name, batch.length);
+        for (const entry of batch) {
+          entry.written = true;
+          for (const w of entry.waiters.splice(0)) w.resolve(entry.record);
+        }
       }
-      this.#queue.splice(0, batch.length);
-      this.#lastError = undefined;
-      this.#metrics?.auditRecorded(this.#sink.name, batch.length);
-      for (const entry of batch) {
-        entry.written = true;
-        for (const w of entry.waiters.splice(0)) w.resolve(entry.record);
-      }
+    } finally {
+      // Cleared synchronously after the last queue check, before any resolved caller
+      // runs: a record() from that caller starts a new drain instead of joining this one.
+      this.#draining = undefined;
     }
   }
 }

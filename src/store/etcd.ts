@@ -1,5 +1,5 @@
 // KV on a real etcd v3 cluster through the etcd3 library. The only importer of etcd3.
-import { Etcd3, type IOptions } from 'etcd3';
+import { Etcd3, type IOptions, type Namespace } from 'etcd3';
 import { StoreUnavailable, type KV, type KeyValue, type Lease, type Txn, type TxnResult } from './kv.ts';
 
 const NEUTRAL_KEY = '/ai-operator/';
@@ -14,24 +14,38 @@ async function guarded<T>(what: string, run: () => Promise<T>): Promise<T> {
   }
 }
 
-export class EtcdKV implements KV {
-  private readonly client: Etcd3;
+export interface EtcdKVOptions extends Partial<IOptions> {
+  /** Every key lives under this prefix (etcd3's namespace), so tests can share one etcd. */
+  prefix?: string;
+}
 
-  constructor(endpoints: string[], options: Partial<IOptions> = {}) {
-    this.client = new Etcd3({ hosts: endpoints, dialTimeout: 5000, ...options });
+export class EtcdKV implements KV {
+  private readonly root: Etcd3;
+  private readonly client: Namespace;
+  private readonly prefix: string;
+
+  constructor(endpoints: string[], options: EtcdKVOptions = {}) {
+    const { prefix = '', ...etcdOptions } = options;
+    this.root = new Etcd3({ hosts: endpoints, dialTimeout: 5000, ...etcdOptions });
+    this.client = prefix ? this.root.namespace(prefix) : this.root;
+    this.prefix = prefix;
+  }
+
+  private unprefixed(key: string): string {
+    return this.prefix && key.startsWith(this.prefix) ? key.slice(this.prefix.length) : key;
   }
 
   async get(key: string): Promise<KeyValue | undefined> {
     const response = await guarded(`get ${key}`, () => this.client.get(key).exec());
     const kv = response.kvs[0];
-    return kv ? toKeyValue(kv) : undefined;
+    return kv ? { ...toKeyValue(kv), key: this.unprefixed(kv.key.toString()) } : undefined;
   }
 
   async getPrefix(prefix: string, limit?: number): Promise<KeyValue[]> {
     let query = this.client.getAll().prefix(prefix).sort('Key', 'Ascend');
     if (limit !== undefined) query = query.limit(limit);
     const response = await guarded(`get ${prefix}*`, () => query.exec());
-    return response.kvs.map(toKeyValue);
+    return response.kvs.map((kv) => ({ ...toKeyValue(kv), key: this.unprefixed(kv.key.toString()) }));
   }
 
   async txn(txn: Txn): Promise<TxnResult> {
@@ -69,15 +83,15 @@ export class EtcdKV implements KV {
 
   async watchPrefix(prefix: string, onChange: (key: string, deleted: boolean) => void, onError: (error: Error) => void = () => undefined): Promise<() => Promise<void>> {
     const watcher = await guarded(`watch ${prefix}*`, () => this.client.watch().prefix(prefix).create());
-    watcher.on('put', (kv) => onChange(kv.key.toString(), false));
-    watcher.on('delete', (kv) => onChange(kv.key.toString(), true));
+    watcher.on('put', (kv) => onChange(this.unprefixed(kv.key.toString()), false));
+    watcher.on('delete', (kv) => onChange(this.unprefixed(kv.key.toString()), true));
     // The library reconnects watchers itself; an error is reported, not fatal.
     watcher.on('error', onError);
     return async () => { await watcher.cancel(); };
   }
 
   async close(): Promise<void> {
-    this.client.close();
+    this.root.close();
   }
 }
 

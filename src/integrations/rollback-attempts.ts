@@ -1,0 +1,141 @@
+// RollbackAttempt objects on the Kubernetes API: the window onto the etcd record.
+// The operator creates one per attempt and rewrites its status from the record
+// (never the other way round); humans steer attempts through its annotations,
+// which an informer watches so an annotation wakes the app's reconcile at once.
+import { CustomObjectsApi, KubeConfig, PatchStrategy, makeInformer, setHeaderOptions, type Informer, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import { attemptName, type AttemptRecord } from '../fsm/record.ts';
+import type { Logger } from '../observability/log.ts';
+import { ANNOTATIONS, type AttemptObjectsPort, type HumanRequests } from '../ports/kubernetes.ts';
+
+const GROUP = 'ai-operator.io';
+const VERSION = 'v1alpha1';
+const PLURAL = 'rollbackattempts';
+
+interface RollbackAttemptObject extends KubernetesObject {
+  spec?: { application: { name: string; namespace: string }; correlationId: string };
+  status?: Record<string, unknown>;
+}
+
+const truncate = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
+/** RollbackAttempt.status from the etcd record (SPEC §3). Pure. */
+export function statusOf(record: AttemptRecord): Record<string, unknown> {
+  const active = record.state !== 'Idle' && record.state !== 'RollbackComplete' && record.state !== 'Abort';
+  return {
+    observedGeneration: 1,
+    phase: record.state,
+    reason: record.reason,
+    message: truncate(record.message, 32_000),
+    degradation: record.degradation,
+    ...(record.currentRevision ? { currentRevision: record.currentRevision } : {}),
+    ...(record.candidate ? {
+      candidate: {
+        revision: record.candidate.revision,
+        shortRevision: record.candidate.shortRevision,
+        ...(record.candidate.uptime !== null ? { uptime: record.candidate.uptime } : {}),
+        evidence: truncate(record.candidate.evidence, 4096),
+        ciState: record.candidate.ciState,
+      },
+    } : {}),
+    ...(record.pullRequest ? { pullRequest: { ...record.pullRequest, ref: `#${record.pullRequest.number}` } } : {}),
+    invariants: record.invariants.map((i) => ({ ...i, detail: truncate(i.detail, 2048) })),
+    ...(record.approval ? { approval: record.approval } : {}),
+    transitions: record.transitions.slice(-64),
+    conditions: [{
+      type: 'Active',
+      status: active ? 'True' : 'False',
+      reason: record.reason,
+      message: truncate(record.message || record.reason, 32_000),
+      lastTransitionTime: record.since.replace(/\.\d{3}Z$/, 'Z'),
+    }],
+  };
+}
+
+export class RollbackAttemptObjects implements AttemptObjectsPort {
+  private readonly api: CustomObjectsApi;
+  private readonly informer: Informer<RollbackAttemptObject> & ObjectCache<RollbackAttemptObject>;
+  private readonly log: Logger;
+  /** Last status written per object, so an unchanged projection costs no request. */
+  private readonly written = new Map<string, string>();
+
+  constructor(kc: KubeConfig, log: Logger, onRequest: (appKey: { namespace: string; name: string }) => void) {
+    this.api = kc.makeApiClient(CustomObjectsApi);
+    this.log = log;
+    this.informer = makeInformer<RollbackAttemptObject>(kc, `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+      () => this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as never);
+    const changed = (object: RollbackAttemptObject) => {
+      const app = object.spec?.application;
+      if (app && hasRequests(object)) onRequest(app);
+    };
+    this.informer.on('add', changed);
+    this.informer.on('update', changed);
+    this.informer.on('error', (error: unknown) => {
+      this.log.warn('RollbackAttempt watch failed; restarting it', { error: String(error) });
+      setTimeout(() => void this.informer.start().catch((e: Error) => this.log.warn('RollbackAttempt watch restart failed', { error: e.message })), 2000).unref();
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.informer.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.informer.stop();
+  }
+
+  async project(record: AttemptRecord): Promise<void> {
+    const name = attemptName(record.app, record.correlationId);
+    const namespace = record.app.namespace;
+    const status = statusOf(record);
+    const serialised = JSON.stringify(status);
+    if (this.written.get(`${namespace}/${name}`) === serialised) return;
+    if (!this.informer.get(name, namespace)) await this.ensureExists(record, name, namespace);
+    await this.api.patchNamespacedCustomObjectStatus(
+      { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    this.written.set(`${namespace}/${name}`, serialised);
+  }
+
+  async requests(record: AttemptRecord): Promise<HumanRequests> {
+    const name = attemptName(record.app, record.correlationId);
+    const cached = this.informer.get(name, record.app.namespace);
+    const object = cached ?? await this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: record.app.namespace, plural: PLURAL, name })
+      .then((o) => o as RollbackAttemptObject, (error: { code?: number }) => { if (error.code === 404) return undefined; throw error; });
+    return requestsOf(object);
+  }
+
+  private async ensureExists(record: AttemptRecord, name: string, namespace: string): Promise<void> {
+    const body = {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'RollbackAttempt',
+      metadata: { name, namespace, labels: { 'ai-operator.io/application': record.app.name, 'ai-operator.io/environment': record.environment } },
+      spec: {
+        application: record.app,
+        environment: record.environment,
+        correlationId: record.correlationId,
+        ...(record.policyRef ? { policyRef: record.policyRef } : {}),
+      },
+    };
+    try {
+      await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, body });
+      this.log.info('Created RollbackAttempt', { correlationId: record.correlationId, name, namespace });
+    } catch (error) {
+      if ((error as { code?: number }).code !== 409) throw error;
+    }
+  }
+}
+
+function hasRequests(object: RollbackAttemptObject): boolean {
+  const a = object.metadata?.annotations ?? {};
+  return ANNOTATIONS.approve in a || ANNOTATIONS.reset in a || ANNOTATIONS.abort in a;
+}
+
+export function requestsOf(object: KubernetesObject | undefined): HumanRequests {
+  const a = object?.metadata?.annotations ?? {};
+  return {
+    ...(a[ANNOTATIONS.approve] !== undefined ? { approve: a[ANNOTATIONS.approve] } : {}),
+    ...(a[ANNOTATIONS.reset] === 'true' ? { reset: true } : {}),
+    ...(a[ANNOTATIONS.abort] !== undefined ? { abort: a[ANNOTATIONS.abort] } : {}),
+  };
+}

@@ -1,0 +1,163 @@
+// The running operator: leader election, the key queue and its reconciler, the
+// outbox relay, and what wakes a key — the periodic resync, etcd watches, the
+// RollbackAttempt informer and JetStream events. Only the leader reconciles and
+// relays; standbys keep campaigning and are ready to take over.
+import type { AuditLog } from './audit/audit-log.ts';
+import type { EventBus, JetStreamBus, EventConsumer } from './events/jetstream.ts';
+import { OutboxRelay } from './events/outbox-relay.ts';
+import { appKey } from './fsm/record.ts';
+import type { Logger } from './observability/log.ts';
+import type { Metrics } from './observability/metrics.ts';
+import type { ArgoCdPort } from './ports/argocd.ts';
+import type { GitHubPort } from './ports/github.ts';
+import type { AttemptObjectsPort, ClusterPort } from './ports/kubernetes.ts';
+import type { MetricsHistoryPort } from './ports/prometheus.ts';
+import { ApplicationReconciler, type MonitoredApp } from './reconcilers/application.ts';
+import { KeyQueue } from './reconcilers/queue.ts';
+import type { ApplicationView } from './ports/argocd.ts';
+import { AttemptStore, KEYS } from './store/attempt-store.ts';
+import type { KV } from './store/kv.ts';
+import { LeaderElector } from './store/leader.ts';
+
+export interface OperatorOptions {
+  kv: KV;
+  bus: EventBus & Partial<Pick<JetStreamBus, 'consume'>>;
+  argocd: ArgoCdPort;
+  github: GitHubPort;
+  cluster: ClusterPort;
+  history: MetricsHistoryPort;
+  attempts: AttemptObjectsPort;
+  monitoring: (app: ApplicationView) => MonitoredApp | undefined;
+  audit: AuditLog;
+  metrics: Metrics;
+  log: Logger;
+  identity: string;
+  argocdNamespace: string;
+  leaderElection: boolean;
+  resyncIntervalMs?: number;
+  relayIntervalMs?: number;
+  leaderTtlSeconds?: number;
+  concurrency?: number;
+}
+
+export class Operator {
+  private readonly options: OperatorOptions;
+  private readonly log: Logger;
+  readonly leader?: LeaderElector;
+  readonly store: AttemptStore;
+  readonly queue: KeyQueue;
+  readonly relay: OutboxRelay;
+  private readonly reconciler: ApplicationReconciler;
+  private resyncTimer?: NodeJS.Timeout;
+  private stopWatch?: () => Promise<void>;
+  private consumer?: EventConsumer;
+  private started = false;
+
+  constructor(options: OperatorOptions) {
+    this.options = options;
+    this.log = options.log.child('Operator');
+    if (options.leaderElection) {
+      this.leader = new LeaderElector(options.kv, options.identity, options.log.child('LeaderElection'), {
+        ttlSeconds: options.leaderTtlSeconds ?? 15,
+        onElected: () => this.onElected(),
+        onDeposed: (why) => this.onDeposed(why),
+      });
+    }
+    this.store = new AttemptStore(options.kv, this.leader ? () => this.leader!.fence() : undefined);
+    this.relay = new OutboxRelay({ store: this.store, bus: options.bus, log: options.log.child('OutboxRelay') });
+    this.reconciler = new ApplicationReconciler({
+      store: this.store, argocd: options.argocd, github: options.github, cluster: options.cluster, history: options.history,
+      attempts: options.attempts, monitoring: options.monitoring, audit: options.audit, metrics: options.metrics,
+      log: options.log.child('Reconciler'), argocdNamespace: options.argocdNamespace,
+      onEventsWritten: () => this.relay.wake(),
+    });
+    this.queue = new KeyQueue((key) => this.isLeader() ? this.reconciler.reconcile(key) : Promise.resolve({}), options.log.child('Queue'), { concurrency: options.concurrency ?? 4 });
+  }
+
+  isLeader(): boolean {
+    return this.leader ? this.leader.isLeader() : this.started;
+  }
+
+  /** Queue the app's key (namespace/name). */
+  enqueue(app: { namespace: string; name: string }): void {
+    this.queue.add(`${app.namespace}/${app.name}`);
+  }
+
+  async start(): Promise<void> {
+    this.started = true;
+    // Level-triggered from etcd: any change under an app's keys wakes that app.
+    this.stopWatch = await this.options.kv.watchPrefix(KEYS.appsPrefix, (key) => {
+      const app = key.slice(KEYS.appsPrefix.length).split('/')[0];
+      if (app) this.enqueueStoreKey(app);
+    }, (error) => this.log.warn('etcd watch failed; the resync still covers every app', { error: error.message }));
+    if (this.options.bus.consume) {
+      this.consumer = await this.options.bus.consume({
+        durable: `ai-operator-wake-${this.options.identity.replace(/[^A-Za-z0-9_-]/g, '_')}`,
+        handler: (event) => {
+          const [namespace, name] = event.subject.split('/');
+          if (namespace && name) this.enqueue({ namespace, name });
+        },
+        onRejected: (rejected) => this.options.audit.record({
+          level: 'WARN', module: 'EventBus', actionType: 'EVENT_REJECTED', message: `Rejected a malformed event on ${rejected.subject}`,
+          reasoning: rejected.errors, metadata: { subject: rejected.subject, reason: rejected.reason },
+        }).then(() => undefined),
+      });
+    }
+    if (this.leader) {
+      await this.leader.start();
+    } else {
+      this.onElected();
+    }
+    this.scheduleResync();
+  }
+
+  async stop(): Promise<void> {
+    this.started = false;
+    clearTimeout(this.resyncTimer);
+    await this.queue.stop();
+    await this.relay.stop();
+    await this.consumer?.stop();
+    await this.stopWatch?.();
+    await this.leader?.stop();
+  }
+
+  /** Every watched app and every app with an active attempt goes through the queue. */
+  async resync(): Promise<void> {
+    if (!this.isLeader()) return;
+    const [apps, active] = await Promise.all([this.options.argocd.listApplications(), this.store.activeAttempts()]);
+    for (const app of apps) if (this.options.monitoring(app)) this.enqueue(app.ref);
+    for (const { appKey: key } of active) this.enqueueStoreKey(key);
+  }
+
+  private enqueueStoreKey(storeKey: string): void {
+    // `{namespace}_{name}` outside the Argo CD namespace, the bare name inside it.
+    const at = storeKey.indexOf('_');
+    this.enqueue(at > 0 ? { namespace: storeKey.slice(0, at), name: storeKey.slice(at + 1) } : { namespace: this.options.argocdNamespace, name: storeKey });
+  }
+
+  private scheduleResync(): void {
+    if (!this.started) return;
+    this.resyncTimer = setTimeout(() => {
+      void this.resync()
+        .catch((error: Error) => this.log.warn('Resync failed; retrying', { error: error.message }))
+        .finally(() => this.scheduleResync());
+    }, this.options.resyncIntervalMs ?? 30_000);
+    this.resyncTimer.unref?.();
+  }
+
+  private onElected(): void {
+    this.options.metrics.setLeader(true);
+    void this.options.audit.record({ module: 'Operator', actionType: 'LEADER_ELECTED', message: `${this.options.identity} became leader`, metadata: { identity: this.options.identity } })
+      .catch((error: Error) => this.log.error('Could not audit leader election', { error: error.message }));
+    this.relay.start(this.options.relayIntervalMs ?? 1000);
+    void this.resync().catch((error: Error) => this.log.warn('Resync after election failed', { error: error.message }));
+  }
+
+  private onDeposed(why: string): void {
+    this.options.metrics.setLeader(false);
+    void this.relay.stop();
+    void this.options.audit.record({ level: 'WARN', module: 'Operator', actionType: 'LEADER_LOST', message: `${this.options.identity} lost leadership: ${why}`, metadata: { identity: this.options.identity } })
+      .catch((error: Error) => this.log.error('Could not audit leadership loss', { error: error.message }));
+  }
+}
+
