@@ -41,6 +41,8 @@ const K = {
   requests: (name: string) => `${P}requests/${name}`,
   projection: (name: string) => `${P}projections/${name}`,
   calls: (call: string) => `${P}calls/${call}`,
+  delay: (call: string) => `${P}delays/${call}`,
+  mergeable: `${P}mergeable`,
 };
 
 export function fakeSha(seed: string): string {
@@ -76,6 +78,12 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     await this.kv.txn({ compares: [], puts: [{ key, value: JSON.stringify(value) }], deletes: [] });
   }
 
+  /** A pause after the call's effect: a window in which to kill the operator between effect and record. */
+  private async pauseAfter(name: string): Promise<void> {
+    const ms = await this.read<number>(K.delay(name));
+    if (ms) await new Promise((r) => setTimeout(r, ms));
+  }
+
   private async call(name: string): Promise<void> {
     await this.update<number>(K.calls(name), (n) => (n ?? 0) + 1);
     const failure = await this.read<{ code: ErrorCode; times: number }>(K.failure(name));
@@ -98,6 +106,9 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
   /** The next `times` calls of `call` fail with `code` (-1: every call). */
   async failNext(call: string, code: ErrorCode, times = 1): Promise<void> { await this.put(K.failure(call), { code, times }); }
   async setRequests(attemptName: string, requests: HumanRequests): Promise<void> { await this.put(K.requests(attemptName), requests); }
+  async setDelayAfter(call: string, ms: number): Promise<void> { await this.put(K.delay(call), ms); }
+  /** GitHub's mergeable flag for every PR (null: still computing, so I8 is UNKNOWN). */
+  async setMergeable(mergeable: boolean | null): Promise<void> { await this.put(K.mergeable, mergeable); }
   async callCount(call: string): Promise<number> { return (await this.read<number>(K.calls(call))) ?? 0; }
   async pullRequests(): Promise<FakePullRequest[]> {
     return (await this.kv.getPrefix(`${P}prs/`)).map((kv) => JSON.parse(kv.value) as FakePullRequest);
@@ -178,13 +189,16 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
       spec, comments: [], labels: spec.labels,
     };
     await this.put(K.pr(number), pr);
+    await this.pauseAfter('createPullRequest');
     return pr;
   }
 
   async getPullRequestStatus(_repo: RepoRef, number: number): Promise<{ pr: PullRequestInfo; ci: CiStatus }> {
     await this.call('getPullRequestStatus');
-    const pr = await this.read<FakePullRequest>(K.pr(number));
-    if (!pr) throw new IntegrationError('getPullRequestStatus', 'NOT_FOUND', `pull request #${number} not found`);
+    const stored = await this.read<FakePullRequest>(K.pr(number));
+    if (!stored) throw new IntegrationError('getPullRequestStatus', 'NOT_FOUND', `pull request #${number} not found`);
+    const mergeable = await this.read<boolean | null>(K.mergeable);
+    const pr = mergeable === undefined ? stored : { ...stored, mergeable, mergeableState: mergeable === null ? 'unknown' : mergeable ? 'clean' : 'dirty' };
     return { pr, ci: (await this.read<CiStatus>(K.ci(pr.headSha))) ?? { state: 'none', runs: [] } };
   }
 
@@ -203,6 +217,7 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
       return { ...pr, state: 'closed', merged: true, mergedBy: OPERATOR_LOGIN, mergeCommitSha: fakeSha(`merge:${number}`) };
     });
     await this.syncMerge(merged);
+    await this.pauseAfter('mergePullRequest');
     return { sha: merged.mergeCommitSha! };
   }
 

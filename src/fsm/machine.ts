@@ -170,7 +170,13 @@ export function decide(facts: Facts): Decision {
 
   if (record.state === 'Abort') {
     if (!facts.human.reset) return nothing();
-    return move(facts, record, 'Idle', Reason.Reset, 'reset by a human');
+    // A reset starts over: the aborted attempt's PR is closed first, so a new
+    // attempt can never leave two rollback PRs open for one app.
+    const pr = facts.pullRequest?.ref ?? record.pullRequest;
+    if (pr?.state === 'open' && facts.pullRequest?.ref.state !== 'closed' && facts.pullRequest?.ref.state !== 'merged') {
+      return { ...nothing(), intents: [{ kind: 'closePullRequest', number: pr.number, comment: `Attempt \`${record.correlationId}\` was reset by a human after it aborted (${record.reason}): closing its rollback pull request.` }] };
+    }
+    return move(facts, record, 'Idle', Reason.Reset, 'reset by a human', [], pr ? { pullRequest: { ...pr, state: facts.pullRequest?.ref.state ?? 'closed' } } : {});
   }
   if (!isActive(record.state)) return nothing();
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { transition, TransitionRefused } from './machine.ts';
 import type { AttemptRecord } from './record.ts';
 import { Reason, STATES, TRANSITIONS, isAllowed, isTerminal, type State } from './table.ts';
-import { SETTINGS } from './machine.property.test.ts';
+import { SETTINGS } from './testing.ts';
 
 function recordIn(state: State): AttemptRecord {
   return {

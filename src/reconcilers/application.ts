@@ -190,7 +190,9 @@ export class ApplicationReconciler {
         return;
       }
       case 'PRCreated':
-      case 'AwaitingMergeApproval': {
+      case 'AwaitingMergeApproval':
+      case 'Abort': {
+        if (!record.pullRequest) return;
         const { pr, ci } = await github.getPullRequestStatus(repo, record.pullRequest!.number);
         const identity = await (this.identity ??= github.identity());
         facts.pullRequest = {

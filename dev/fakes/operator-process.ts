@@ -1,0 +1,71 @@
+// An operator process for the engine's end-to-end tests: the real Operator
+// wiring on the real etcd, NATS JetStream and Kubernetes API server, with the
+// GitHub, Argo CD, cluster and Prometheus ports played by the fake world (kept
+// in etcd, so it outlives a killed operator). The real integrations replace the
+// fake world in src/main.ts.
+//
+// Environment: the operator's own variables (src/config.ts), plus
+//   KUBECONFIG, OPERATOR_ID, ETCD_PREFIX (isolates a test's keys),
+//   AI_OPERATOR_STREAM and AI_OPERATOR_SUBJECT_PREFIX (isolate its events).
+import { KubeConfig } from '@kubernetes/client-node';
+import { openAuditLog } from '../../src/audit/audit-log.ts';
+import { JsonlSink } from '../../src/audit/jsonl-sink.ts';
+import { ConfigErrors, loadConfig } from '../../src/config.ts';
+import { JetStreamBus } from '../../src/events/jetstream.ts';
+import { RollbackAttemptObjects } from '../../src/integrations/rollback-attempts.ts';
+import { createLogger } from '../../src/observability/log.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
+import { Operator } from '../../src/operator.ts';
+import { monitoringFor } from '../../src/policy/settings.ts';
+import { startHttp } from '../../src/server/http.ts';
+import { EtcdKV } from '../../src/store/etcd.ts';
+import { FakeWorld } from './world.ts';
+
+let config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (!(error instanceof ConfigErrors)) throw error;
+  process.stderr.write(`${error.message}\n`);
+  process.exit(2);
+}
+const identity = process.env.OPERATOR_ID ?? `operator-${process.pid}`;
+const log = createLogger(config.logLevel, { replica: identity });
+const kv = new EtcdKV(config.etcdEndpoints, { prefix: process.env.ETCD_PREFIX ?? '' });
+const world = new FakeWorld(kv);
+const metrics = new Metrics();
+const audit = await openAuditLog({ sink: await JsonlSink.open(config.auditFallbackDir), metrics });
+const bus = await JetStreamBus.connect({
+  servers: config.natsServers, registry: metrics.registry, log: log.child('EventBus'),
+  ...(process.env.AI_OPERATOR_STREAM ? { stream: process.env.AI_OPERATOR_STREAM } : {}),
+  ...(process.env.AI_OPERATOR_SUBJECT_PREFIX ? { subjectPrefix: process.env.AI_OPERATOR_SUBJECT_PREFIX } : {}),
+});
+await bus.ensureStream();
+
+const kc = new KubeConfig();
+kc.loadFromDefault();
+let operator: Operator | undefined;
+const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
+await attempts.start();
+operator = new Operator({
+  kv, bus, argocd: world, github: world, cluster: world, history: world, attempts,
+  monitoring: (app) => monitoringFor(app, [], config),
+  audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
+  resyncIntervalMs: Number(process.env.RESYNC_INTERVAL_MS ?? 2000),
+  leaderTtlSeconds: Number(process.env.LEADER_TTL_SECONDS ?? 15),
+});
+await operator.start();
+const server = await startHttp({ port: config.httpPort, host: '127.0.0.1', registry: metrics.registry, readiness: async () => [] });
+log.info('Operator started', { identity, leaderElection: config.leaderElection });
+
+const shutdown = async () => {
+  await operator!.stop();
+  await attempts.stop();
+  await bus.close();
+  await audit.close();
+  await kv.close();
+  server.close();
+  process.exit(0);
+};
+process.once('SIGTERM', () => void shutdown());
+process.once('SIGINT', () => void shutdown());
