@@ -134,11 +134,18 @@ describe('a killed operator resumes from etcd', () => {
   ];
 
   async function runScenario(name: string, killAt?: (typeof points)[number]) {
-    const t = await setUp(name, 'staging');
+    // A short leader lease: the restarted process waits out the killed one's lease.
+    const t = await setUp(name, 'staging', { LEADER_TTL_SECONDS: '5' });
     await killAt?.hold?.(t);
     let op = operator(t.env, `${name}-1`);
     await op.start();
     await t.world.setHealth(t.app.ref, 'Degraded', [{ name, desired: 3, available: 1 }]);
+    // CI turns green once the PR is there — except when the kill is to land while CI is pending.
+    const greenCi = async () => {
+      await eventually('PR opened', async () => (await t.world.pullRequests()).length >= 1, 60_000);
+      await t.world.setCiOfOpenPullRequests('success');
+    };
+    const ciTurnsGreen = killAt?.state === 'PRCreated' ? undefined : greenCi();
     let killedIn: State | undefined;
     if (killAt) {
       const at = await stateIs(t.latest, killAt.state, 60_000);
@@ -152,9 +159,7 @@ describe('a killed operator resumes from etcd', () => {
       op = operator(t.env, `${name}-2`);
       await op.start();
     }
-    // CI turns green once the PR is there.
-    await eventually('PR opened', async () => (await t.world.pullRequests()).length >= 1, 60_000);
-    await t.world.setCiOfOpenPullRequests('success');
+    await (ciTurnsGreen ?? greenCi());
     const done = await stateIs(t.latest, 'RollbackComplete', 90_000);
     await eventually('outbox drained', async () => (await t.store.pendingOutbox(10)).length === 0, 30_000);
     return { t, done, killedIn, events: await streamEvents(t.env), prs: await t.world.pullRequests(), merges: await t.world.callCount('mergePullRequest'), creates: await t.world.callCount('createPullRequest') };
@@ -207,6 +212,11 @@ describe('leader election', () => {
     await eventually('replica-b leads', async () => (await leaderOf()) === 'replica-b', 25_000, 200);
     const takeover = (Date.now() - killedAt) / 1000;
     expect(takeover).toBeLessThan(20);
+    // While replica-a led, replica-b wrote no transition.
+    const { readFileSync } = await import('node:fs');
+    const actedBeforeTakeover = readFileSync(b.logFile, 'utf8').split('\n').filter((l) => l.includes('"Transitioned attempt"') || l.includes('"from":'))
+      .map((l) => Date.parse((JSON.parse(l) as { timestamp: string }).timestamp)).filter((at) => at < killedAt);
+    expect(actedBeforeTakeover).toEqual([]);
     await t.world.setCiOfOpenPullRequests('success');
     const done = await stateIs(t.latest, 'RollbackComplete', 60_000);
 
