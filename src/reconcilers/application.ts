@@ -270,7 +270,7 @@ export class ApplicationReconciler {
     if (t.to === 'RollbackMerged') metrics.rollbackMerged(app, env, record.merge?.auto ?? false);
     if (t.to === 'Abort') metrics.rollbackAborted(app, env, t.reason);
     if (t.to === 'RollbackComplete') metrics.observeRecovery(app, env, (facts.now.getTime() - Date.parse(record.degradation.firstSeenAt)) / 1000);
-    log.info('Transitioned attempt', { correlationId: record.correlationId, app, from: t.from, to: t.to, reason: t.reason, message: record.message });
+    log.info('Transitioned attempt', { correlationId: record.correlationId, app, from: t.from, to: t.to, reason: t.reason, detail: record.message });
     await audit.record({
       level: t.to === 'Abort' ? 'WARN' : 'INFO',
       module: moduleFor(t.to),
