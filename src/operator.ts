@@ -38,6 +38,8 @@ export interface OperatorOptions {
   relayIntervalMs?: number;
   leaderTtlSeconds?: number;
   concurrency?: number;
+  /** Called by the leader after each resync with every watched Application (policy statuses). */
+  afterResync?: (apps: ApplicationView[]) => Promise<void>;
 }
 
 export class Operator {
@@ -127,6 +129,7 @@ export class Operator {
     const [apps, active] = await Promise.all([this.options.argocd.listApplications(), this.store.activeAttempts()]);
     for (const app of apps) if (this.options.monitoring(app)) this.enqueue(app.ref);
     for (const { appKey: key } of active) this.enqueueStoreKey(key);
+    await this.options.afterResync?.(apps);
   }
 
   private enqueueStoreKey(storeKey: string): void {

@@ -16,7 +16,7 @@ import { RollbackAttemptObjects } from '../../src/integrations/rollback-attempts
 import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { Operator } from '../../src/operator.ts';
-import { monitoringFor } from '../../src/policy/settings.ts';
+import { RollbackPolicies } from '../../src/reconcilers/rollback-policy.ts';
 import { startHttp } from '../../src/server/http.ts';
 import { EtcdKV } from '../../src/store/etcd.ts';
 import { FakeWorld } from './world.ts';
@@ -47,9 +47,12 @@ kc.loadFromDefault();
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
 await attempts.start();
+const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync());
+await policies.start();
 operator = new Operator({
   kv, bus, argocd: world, github: world, cluster: world, history: world, attempts,
-  monitoring: (app) => monitoringFor(app, [], config),
+  monitoring: (app) => policies.monitoring(app),
+  afterResync: (apps) => policies.writeStatuses(apps),
   audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
   resyncIntervalMs: Number(process.env.RESYNC_INTERVAL_MS ?? 2000),
   leaderTtlSeconds: Number(process.env.LEADER_TTL_SECONDS ?? 15),
@@ -61,6 +64,7 @@ log.info('Operator started', { identity, leaderElection: config.leaderElection }
 const shutdown = async () => {
   await operator!.stop();
   await attempts.stop();
+  await policies.stop();
   await bus.close();
   await audit.close();
   await kv.close();

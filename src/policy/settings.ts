@@ -75,12 +75,14 @@ export function environmentOf(app: ApplicationView, policy?: RollbackPolicy): En
 }
 
 /**
- * Whether and how an app is monitored. The first policy (by namespace/name) that
+ * Whether and how an app is monitored. The first policy of its namespace (by name) that
  * names or selects it wins; otherwise the opt-in label or MONITORED_APPS with the
  * environment defaults.
  */
 export function monitoringFor(app: ApplicationView, policies: RollbackPolicy[], defaults: Defaults): MonitoredApp | undefined {
-  const sorted = [...policies].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+  // Like other namespaced policies (NetworkPolicy, PodDisruptionBudget), a
+  // RollbackPolicy governs the Applications of its own namespace.
+  const sorted = policies.filter((p) => p.namespace === app.ref.namespace).sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
   const policy = sorted.find((p) => (p.spec.applications ?? []).includes(app.ref.name) || matchesSelector(app.labels, p.spec.selector ?? { matchLabels: { [OPT_IN_LABEL]: 'true' } }));
   if (policy) {
     return { settings: settingsFrom(defaults, policy.spec), environment: environmentOf(app, policy), policyRef: { name: policy.name, namespace: policy.namespace }, suspended: policy.spec.suspend ?? false };

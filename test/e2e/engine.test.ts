@@ -121,6 +121,28 @@ describe('RollbackAttempt, the window onto etcd', () => {
   });
 });
 
+describe('RollbackPolicy, declared in Git', () => {
+  it('governs the apps of its namespace: its environment and approvers win, and its status counts them', async () => {
+    // Given a staging-labelled app and a policy of its namespace that says production
+    const t = await setUp('policy', 'staging');
+    await kubectlOk(stack, ['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackPolicy', metadata: { name: 'payments', namespace: t.namespace },
+      spec: { applications: ['policy'], environment: 'production', detection: { intervalSeconds: 1, persistenceChecks: 2 }, merge: { approvers: { users: ['alice'] } } },
+    }));
+    await operator(t.env, 'op-policy').start();
+    // Then the policy's status counts the app
+    await eventually('policy status', async () => {
+      const policy = JSON.parse(await kubectlOk(stack, ['get', 'rollbackpolicy', 'payments', '-n', t.namespace, '-o', 'json'])) as { status?: { matchedApplications?: number; conditions?: Array<{ type: string; status: string }> } };
+      return policy.status?.matchedApplications === 1 && policy.status.conditions?.[0]?.status === 'True';
+    });
+    // When the app degrades, the attempt runs under the policy: production, two checks
+    await t.world.setHealth(t.app.ref, 'Degraded', [{ name: 'policy', desired: 2, available: 0 }]);
+    const record = await stateIs(t.latest, 'PRCreated');
+    expect(record).toMatchObject({ environment: 'production', policyRef: { name: 'payments', namespace: t.namespace }, degradation: { checks: 2 } });
+    expect(record.settings).toMatchObject({ persistenceChecks: 2, approvers: { users: ['alice'], groups: [] } });
+  });
+});
+
 describe('a killed operator resumes from etcd', () => {
   // Where to kill, and how the world is held there long enough to do it.
   const points: Array<{ state: State; hold?: (t: Awaited<ReturnType<typeof setUp>>) => Promise<void>; release?: (t: Awaited<ReturnType<typeof setUp>>) => Promise<void> }> = [

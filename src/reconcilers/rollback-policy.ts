@@ -1,0 +1,89 @@
+// RollbackPolicies, as declared in Git: watched through the API server and kept
+// in a cache the application reconciler consults (which policy governs an app,
+// with what settings). Each policy's status says how many Applications it
+// matches and whether it is Ready. Level-based: the status is recomputed from
+// the cache on every resync, never accumulated.
+import { CustomObjectsApi, KubeConfig, PatchStrategy, makeInformer, setHeaderOptions, type Informer, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import type { Logger } from '../observability/log.ts';
+import type { ApplicationView } from '../ports/argocd.ts';
+import { monitoringFor, type Defaults, type RollbackPolicy, type RollbackPolicySpec } from '../policy/settings.ts';
+import type { MonitoredApp } from './application.ts';
+
+const GROUP = 'ai-operator.io';
+const VERSION = 'v1alpha1';
+const PLURAL = 'rollbackpolicies';
+
+interface PolicyObject extends KubernetesObject {
+  spec?: RollbackPolicySpec;
+  status?: { matchedApplications?: number; observedGeneration?: number };
+}
+
+/** Which policy governs the app: the first by namespace/name that names or selects it. Pure. */
+export function governingPolicy(app: ApplicationView, policies: RollbackPolicy[], defaults: Defaults): RollbackPolicy | undefined {
+  const monitored = monitoringFor(app, policies, defaults);
+  return monitored?.policyRef ? policies.find((p) => p.name === monitored.policyRef!.name && p.namespace === monitored.policyRef!.namespace) : undefined;
+}
+
+export class RollbackPolicies {
+  private readonly api: CustomObjectsApi;
+  private readonly informer: Informer<PolicyObject> & ObjectCache<PolicyObject>;
+  private readonly defaults: Defaults;
+  private readonly log: Logger;
+
+  constructor(kc: KubeConfig, defaults: Defaults, log: Logger, onChange: () => void) {
+    this.api = kc.makeApiClient(CustomObjectsApi);
+    this.defaults = defaults;
+    this.log = log;
+    this.informer = makeInformer<PolicyObject>(kc, `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+      () => this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as never);
+    for (const verb of ['add', 'update', 'delete'] as const) this.informer.on(verb, () => onChange());
+    this.informer.on('error', (error: unknown) => {
+      this.log.warn('RollbackPolicy watch failed; restarting it', { error: String(error) });
+      setTimeout(() => void this.informer.start().catch((e: Error) => this.log.warn('RollbackPolicy watch restart failed', { error: e.message })), 2000).unref();
+    });
+  }
+
+  start(): Promise<void> {
+    return this.informer.start();
+  }
+
+  stop(): Promise<void> {
+    return this.informer.stop();
+  }
+
+  policies(): RollbackPolicy[] {
+    return this.informer.list().map((o) => ({ name: o.metadata!.name!, namespace: o.metadata!.namespace!, spec: o.spec ?? {} }));
+  }
+
+  monitoring(app: ApplicationView): MonitoredApp | undefined {
+    return monitoringFor(app, this.policies(), this.defaults);
+  }
+
+  /** Writes matchedApplications and Ready on every policy whose status is out of date. */
+  async writeStatuses(apps: ApplicationView[]): Promise<void> {
+    const policies = this.policies();
+    const matched = new Map<string, number>();
+    for (const app of apps) {
+      const policy = governingPolicy(app, policies, this.defaults);
+      if (policy) matched.set(`${policy.namespace}/${policy.name}`, (matched.get(`${policy.namespace}/${policy.name}`) ?? 0) + 1);
+    }
+    for (const object of this.informer.list()) {
+      const { name, namespace, generation } = object.metadata!;
+      const count = matched.get(`${namespace}/${name}`) ?? 0;
+      if (object.status?.matchedApplications === count && object.status.observedGeneration === generation) continue;
+      const status = {
+        observedGeneration: generation ?? 0,
+        matchedApplications: count,
+        conditions: [{
+          type: 'Ready', status: 'True', reason: count > 0 ? 'ApplicationsMatched' : 'NoApplicationsMatched',
+          message: `${count} Application(s) governed by this policy${object.spec?.suspend ? ' (suspended: no new attempts)' : ''}`,
+          lastTransitionTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'), observedGeneration: generation ?? 0,
+        }],
+      };
+      await this.api.patchNamespacedCustomObjectStatus(
+        { group: GROUP, version: VERSION, namespace: namespace!, plural: PLURAL, name: name!, body: { status } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ).catch((error: Error) => this.log.warn('Could not write RollbackPolicy status', { policy: `${namespace}/${name}`, error: error.message }));
+    }
+  }
+}
