@@ -5,32 +5,18 @@
 import type { AuditLog } from './audit/audit-log.ts';
 import type { EventBus, JetStreamBus, EventConsumer } from './events/jetstream.ts';
 import { OutboxRelay } from './events/outbox-relay.ts';
-import { appKey } from './fsm/record.ts';
 import type { Logger } from './observability/log.ts';
-import type { Metrics } from './observability/metrics.ts';
-import type { ArgoCdPort } from './ports/argocd.ts';
-import type { GitHubPort } from './ports/github.ts';
-import type { AttemptObjectsPort, ClusterPort } from './ports/kubernetes.ts';
-import type { MetricsHistoryPort } from './ports/prometheus.ts';
-import { ApplicationReconciler, type MonitoredApp } from './reconcilers/application.ts';
+import { ApplicationReconciler, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
 import { KeyQueue } from './reconcilers/queue.ts';
 import type { ApplicationView } from './ports/argocd.ts';
 import { AttemptStore, KEYS } from './store/attempt-store.ts';
 import type { KV } from './store/kv.ts';
 import { LeaderElector } from './store/leader.ts';
 
-export interface OperatorOptions {
+export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd' | 'github' | 'cluster' | 'history' | 'attempts' | 'monitoring' | 'metrics' | 'log' | 'argocdNamespace'> {
   kv: KV;
   bus: EventBus & Partial<Pick<JetStreamBus, 'consume'>>;
-  argocd: ArgoCdPort;
-  github: GitHubPort;
-  cluster: ClusterPort;
-  history: MetricsHistoryPort;
-  attempts: AttemptObjectsPort;
-  monitoring: (app: ApplicationView) => MonitoredApp | undefined;
   audit: AuditLog;
-  metrics: Metrics;
-  log: Logger;
   identity: string;
   argocdNamespace: string;
   leaderElection: boolean;
