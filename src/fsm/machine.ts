@@ -254,7 +254,8 @@ function decideDetected(facts: Facts, record: AttemptRecord): Decision {
   }
   // The observer searched for a candidate because this check confirmed persistence;
   // facts.checks already holds it.
-  return { ...candidateDecision(facts, record, facts.candidate), checks: facts.checks };
+  const confirmed = { ...record, degradation: { firstSeenAt: facts.checks[0]?.at ?? record.degradation.firstSeenAt, checks: facts.checks.length } };
+  return { ...candidateDecision(facts, confirmed, facts.candidate), checks: facts.checks };
 }
 
 function candidateDecision(facts: Facts, record: AttemptRecord, outcome: CandidateOutcome): Decision {
