@@ -40,6 +40,10 @@ export class Operator {
   private stopWatch?: () => Promise<void>;
   private consumer?: EventConsumer;
   private started = false;
+  /** App keys with an active attempt, kept from the etcd watch. */
+  private readonly active = new Set<string>();
+  private activeSynced = false;
+  private activeChanges = 0;
 
   constructor(options: OperatorOptions) {
     this.options = options;
@@ -58,6 +62,7 @@ export class Operator {
       attempts: options.attempts, monitoring: options.monitoring, audit: options.audit, metrics: options.metrics,
       log: options.log.child('Reconciler'), argocdNamespace: options.argocdNamespace,
       onEventsWritten: () => this.relay.wake(),
+      hasActiveAttempt: (key) => (this.activeSynced ? this.active.has(key) : undefined),
     });
     this.queue = new KeyQueue((key) => this.isLeader() ? this.reconciler.reconcile(key) : Promise.resolve({}), options.log.child('Queue'), { concurrency: options.concurrency ?? 4 });
   }
@@ -74,10 +79,21 @@ export class Operator {
   async start(): Promise<void> {
     this.started = true;
     // Level-triggered from etcd: any change under an app's keys wakes that app.
-    this.stopWatch = await this.options.kv.watchPrefix(KEYS.appsPrefix, (key) => {
-      const app = key.slice(KEYS.appsPrefix.length).split('/')[0];
-      if (app) this.enqueueStoreKey(app);
-    }, (error) => this.log.warn('etcd watch failed; the resync still covers every app', { error: error.message }));
+    this.stopWatch = await this.options.kv.watchPrefix(KEYS.appsPrefix, (key, deleted) => {
+      const [app, leaf] = key.slice(KEYS.appsPrefix.length).split('/');
+      if (!app) return;
+      if (leaf === 'active') {
+        this.activeChanges++;
+        if (deleted) this.active.delete(app);
+        else this.active.add(app);
+      }
+      this.enqueueStoreKey(app);
+    }, (error) => {
+      // Until the next full read the index may be stale: fall back to reading etcd.
+      this.activeSynced = false;
+      this.log.warn('etcd watch failed; the resync still covers every app', { error: error.message });
+    });
+    await this.refreshActive();
     if (this.options.bus.consume) {
       this.consumer = await this.options.bus.consume({
         durable: `ai-operator-wake-${this.options.identity.replace(/[^A-Za-z0-9_-]/g, '_')}`,
@@ -112,10 +128,21 @@ export class Operator {
   /** Every watched app and every app with an active attempt goes through the queue. */
   async resync(): Promise<void> {
     if (!this.isLeader()) return;
-    const [apps, active] = await Promise.all([this.options.argocd.listApplications(), this.store.activeAttempts()]);
+    const [apps, active] = await Promise.all([this.options.argocd.listApplications(), this.refreshActive()]);
     for (const app of apps) if (this.options.monitoring(app)) this.enqueue(app.ref);
     for (const { appKey: key } of active) this.enqueueStoreKey(key);
     await this.options.afterResync?.(apps);
+  }
+
+  private async refreshActive(): Promise<Array<{ appKey: string; correlationId: string }>> {
+    const before = this.activeChanges;
+    const active = await this.store.activeAttempts();
+    // A change seen by the watch during the read could be older or newer than it: read again.
+    if (this.activeChanges !== before) return this.refreshActive();
+    this.active.clear();
+    for (const { appKey: key } of active) this.active.add(key);
+    this.activeSynced = true;
+    return active;
   }
 
   private enqueueStoreKey(storeKey: string): void {

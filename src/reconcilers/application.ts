@@ -47,6 +47,12 @@ export interface ApplicationReconcilerDeps {
   metrics: Metrics;
   log: Logger;
   argocdNamespace: string;
+  /**
+   * Whether the app has an active attempt, from an index the operator keeps off
+   * the etcd watch; undefined when unknown. Lets a quiet app (no attempt, not
+   * Degraded) be checked from the watch cache alone, with no etcd read.
+   */
+  hasActiveAttempt?: (storeKey: string) => boolean | undefined;
   /** Called after a commit that wrote events, so the outbox relay publishes them at once. */
   onEventsWritten?: () => void;
   clock?: () => Date;
@@ -84,6 +90,11 @@ export class ApplicationReconciler {
     const ref = parseKey(key);
     const storeKey = appKey(ref, this.deps.argocdNamespace);
     let latest: AttemptRecord | undefined;
+    if (this.deps.hasActiveAttempt?.(storeKey) === false) {
+      const app = await this.deps.argocd.getApplication(ref);
+      // Healthy and no attempt: nothing to decide. The watch wakes the app when it changes.
+      if (!app || app.health !== 'Degraded') return {};
+    }
     try {
       const memo: RoundMemo = {};
       for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -101,14 +112,14 @@ export class ApplicationReconciler {
         }
         Object.assign(memo, await this.execute(decision.intents, written ?? facts.facts.record!, facts));
       }
-      return { requeueAfterMs: this.nextCheckMs(latest) };
+      return requeue(this.nextCheckMs(latest));
     } catch (error) {
       if (!isUnexpected(error)) throw error;
       // Fail-safe (SPEC §14.5): an unexpected error ends the active attempt in Abort with a reason.
       const active = (await this.deps.store.loadApp(storeKey)).active?.record;
       if (!active || !isActive(active.state)) throw error;
       latest = await this.failSafe(storeKey, active, error as Error) ?? active;
-      return { requeueAfterMs: this.nextCheckMs(latest) };
+      return requeue(this.nextCheckMs(latest));
     } finally {
       if (latest) await this.project(latest);
     }
@@ -383,10 +394,14 @@ export class ApplicationReconciler {
     return this.commit(storeKey, { facts, stored }, failSafe(facts, `unexpected error: ${error.message}`));
   }
 
-  private nextCheckMs(record: AttemptRecord | undefined): number {
-    const interval = record?.settings.intervalSeconds;
-    return (interval ?? 10) * 1000;
+  /** An active attempt is checked every interval; anything else waits for the watch or the resync. */
+  private nextCheckMs(record: AttemptRecord | undefined): number | undefined {
+    return record && isActive(record.state) ? record.settings.intervalSeconds * 1000 : undefined;
   }
+}
+
+function requeue(ms: number | undefined): ReconcileResult {
+  return ms === undefined ? {} : { requeueAfterMs: ms };
 }
 
 function isUnexpected(error: unknown): boolean {
