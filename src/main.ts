@@ -1,7 +1,21 @@
 // Wiring only: configuration → ports → reconcilers → HTTP server.
-import { createServer } from 'node:http';
+import { hostname } from 'node:os';
+import { KubeConfig } from '@kubernetes/client-node';
+import { openAuditLog } from './audit/audit-log.ts';
+import { JsonlSink } from './audit/jsonl-sink.ts';
 import { ConfigErrors, loadConfig, type Config } from './config.ts';
-import { createLogger } from './observability/log.ts';
+import { JetStreamBus } from './events/jetstream.ts';
+import { ArgoCdWatcher } from './integrations/argocd.ts';
+import { GitHubClient } from './integrations/github.ts';
+import { ClusterReader } from './integrations/kubernetes.ts';
+import { PrometheusHistory } from './integrations/prometheus.ts';
+import { RollbackAttemptObjects } from './integrations/rollback-attempts.ts';
+import { createLogger, type Logger } from './observability/log.ts';
+import { Metrics } from './observability/metrics.ts';
+import { Operator } from './operator.ts';
+import { RollbackPolicies } from './reconcilers/rollback-policy.ts';
+import { startHttp } from './server/http.ts';
+import { EtcdKV } from './store/etcd.ts';
 
 function configOrExit(): Config {
   try {
@@ -15,29 +29,80 @@ function configOrExit(): Config {
   }
 }
 
-const config = configOrExit();
-const log = createLogger(config.logLevel).child('main');
-log.info('Loaded configuration', {
-  pollIntervalSec: config.pollIntervalSec,
-  persistenceChecks: config.degradationPersistenceChecks,
-  githubApiUrl: config.githubApiUrl,
-  githubAuth: config.githubAuth.kind,
-  monitoredApps: config.monitoredApps.length,
-  dryRun: config.dryRun,
-});
-
-const server = createServer((req, res) => {
-  if (req.url === '/healthz') {
-    res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    return;
+/** Retries a start-up step until it works: a dependency that is down is waited for, never a crash loop. */
+async function untilReady<T>(what: string, log: Logger, step: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (error) {
+      const delay = Math.min(30_000, 1000 * 2 ** Math.min(attempt - 1, 5));
+      log.warn(`Waiting for ${what}`, { attempt, retryInMs: delay, error: (error as Error).message });
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
-  res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-});
-server.listen(config.httpPort, () => log.info('Serving HTTP', { port: config.httpPort }));
+}
 
+const config = configOrExit();
+const identity = process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
+const log = createLogger(config.logLevel, { replica: identity });
+const metrics = new Metrics({ processMetrics: true });
+const kc = new KubeConfig();
+kc.loadFromDefault();
+
+const kv = new EtcdKV(config.etcdEndpoints);
+const audit = await openAuditLog({ sink: await JsonlSink.open(config.auditFallbackDir), metrics });
+const bus = await untilReady('NATS JetStream', log, async () => {
+  const connected = await JetStreamBus.connect({ servers: config.natsServers, registry: metrics.registry, log: log.child('EventBus') });
+  await connected.ensureStream();
+  return connected;
+});
+await untilReady('etcd', log, () => kv.get('/ai-operator/leader'));
+
+const argocd = new ArgoCdWatcher({
+  kubeConfig: kc, log: log.child('ArgoCD'), metrics,
+  ...(config.argocdUrl && config.argocdToken ? { rest: { url: config.argocdUrl, token: config.argocdToken } } : {}),
+});
+const github = new GitHubClient({ baseUrl: config.githubApiUrl, auth: config.githubAuth, org: config.githubOrg, metrics, log: log.child('GitHub') });
+const cluster = new ClusterReader(kc, { metrics });
+const history = new PrometheusHistory({ url: config.prometheusUrl, metrics });
+
+let operator: Operator | undefined;
+const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
+const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync());
+operator = new Operator({
+  kv, bus, argocd, github, cluster, history, attempts,
+  monitoring: (app) => policies.monitoring(app),
+  afterResync: (apps) => policies.writeStatuses(apps),
+  audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
+  resyncIntervalMs: Math.max(config.pollIntervalSec * 3, 30) * 1000,
+});
+argocd.onChange((ref) => operator?.enqueue(ref));
+
+await untilReady('the Kubernetes API', log, async () => {
+  await Promise.all([argocd.start(), attempts.start(), policies.start()]);
+});
+await operator.start();
+const server = await startHttp({
+  port: config.httpPort, registry: metrics.registry,
+  readiness: async () => {
+    const problems: string[] = [];
+    if (!argocd.isSynced()) problems.push('Application watch not synced yet');
+    await kv.get('/ai-operator/leader').catch((error: Error) => problems.push(`etcd: ${error.message}`));
+    return problems;
+  },
+});
+log.info('Started operator', { identity, httpPort: config.httpPort, dryRun: config.dryRun, leaderElection: config.leaderElection });
+
+let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
+    if (stopping) return;
+    stopping = true;
     log.info('Shutting down', { signal });
-    server.close(() => process.exit(0));
+    void (async () => {
+      await operator!.stop();
+      await Promise.allSettled([argocd.stop(), attempts.stop(), policies.stop(), bus.close(), audit.close(), kv.close()]);
+      server.close(() => process.exit(0));
+    })();
   });
 }

@@ -1,0 +1,305 @@
+// An Argo CD simulator for tests and the demo. Every `intervalMs` it reads each
+// Application whose repoURL maps to a bare repository under `repoRoot`
+// (`https://github.com/{owner}/{repo}.git` → `${repoRoot}/{owner}/{repo}.git`)
+// and does what Argo CD's auto-sync would: a new commit of the tracked branch
+// that changes the app's path (or an app seen for the first time) is "synced" —
+// its Deployments are applied to the API server, with the replica status a
+// controller-manager would report, and the Application's status gets the
+// revision, a history entry, the resources and the health of rules.ts — through
+// the status subresource, as Argo CD writes it. A commit that leaves the path
+// alone only moves `sync.revision`, as Argo CD's comparison does.
+// Optionally it serves `argocd_app_info` on /metrics for a Prometheus to scrape.
+import { createServer, type Server } from 'node:http';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { Gauge, Registry } from 'prom-client';
+import { createLogger, type Logger } from '../../src/observability/log.ts';
+import { pathChanged, readManifests, repoDirOf, resolveRevision } from './git.ts';
+import { appendHistory, applicationStatus, argoTime, deploymentsIn, deploymentStatus, type DeploymentManifest, type HistoryEntry } from './rules.ts';
+
+export { BROKEN_ANNOTATION } from './rules.ts';
+
+export interface ArgoCdSimOptions {
+  kubeConfig: KubeConfig;
+  /** Where the GitHub simulator keeps its bare repositories. */
+  repoRoot: string;
+  /** Poll period; 1 s by default. */
+  intervalMs?: number;
+  /** How long a broken revision stays Progressing before it is Degraded; 0 by default. */
+  degradeAfterMs?: number;
+  /** Namespaces whose Applications are simulated; all by default. */
+  namespaces?: string[];
+  /** Serve `argocd_app_info` on http://127.0.0.1:{port}/metrics (0: any free port). */
+  metricsPort?: number;
+  log?: Logger;
+  now?: () => Date;
+}
+
+export interface ArgoCdSim {
+  /** Runs one poll now and resolves when it is done (rejects with what failed). */
+  syncNow(): Promise<void>;
+  stop(): Promise<void>;
+  metricsUrl?: string;
+}
+
+const GROUP = 'argoproj.io';
+const VERSION = 'v1alpha1';
+const PLURAL = 'applications';
+const MANAGER = 'argocd-application-controller';
+
+interface Source { repoURL?: string; path?: string; targetRevision?: string }
+interface Application {
+  metadata: { name: string; namespace: string; generation?: number };
+  spec: { project?: string; source?: Source; sources?: Source[]; destination?: { server?: string; namespace?: string }; revisionHistoryLimit?: number; syncPolicy?: { automated?: unknown } };
+  status?: {
+    sync?: { status?: string; revision?: string };
+    health?: { status?: string };
+    history?: HistoryEntry[];
+    resources?: Array<{ group?: string; kind?: string; namespace?: string; name?: string }>;
+  };
+}
+
+const isNotFound = (error: unknown) => (error as { code?: number }).code === 404;
+const isConflict = (error: unknown) => (error as { code?: number }).code === 409;
+
+/** JSON with sorted keys and nulls dropped: the API server returns objects with sorted keys. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+    return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null).sort(([a], [b]) => a.localeCompare(b)));
+  });
+}
+
+export async function startArgoCdSim(options: ArgoCdSimOptions): Promise<ArgoCdSim> {
+  const sim = new Simulator(options);
+  await sim.serveMetrics();
+  sim.schedule();
+  return { syncNow: () => sim.tick(), stop: () => sim.stop(), ...(sim.metricsUrl ? { metricsUrl: sim.metricsUrl } : {}) };
+}
+
+class Simulator {
+  metricsUrl?: string;
+  private readonly options: ArgoCdSimOptions;
+  private readonly log: Logger;
+  private readonly now: () => Date;
+  private readonly custom: CustomObjectsApi;
+  private readonly appsApi: AppsV1Api;
+  private readonly core: CoreV1Api;
+  /** Manifests per (repository, revision, path): commits never change. */
+  private readonly manifests = new Map<string, DeploymentManifest[]>();
+  /** What /metrics reports: the apps as last written. */
+  private readonly info = new Map<string, Record<string, string>>();
+  private chain: Promise<void> = Promise.resolve();
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  private server?: Server;
+
+  constructor(options: ArgoCdSimOptions) {
+    this.options = options;
+    this.log = options.log ?? createLogger('WARN').child('argocd-sim');
+    this.now = options.now ?? (() => new Date());
+    this.custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.appsApi = options.kubeConfig.makeApiClient(AppsV1Api);
+    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  /** Runs one poll after any running one; resolves with what failed (poll() has logged it). */
+  private enqueue(): Promise<unknown[]> {
+    const run = this.chain.then(() => this.poll());
+    this.chain = run.then(() => undefined);
+    return run;
+  }
+
+  async tick(): Promise<void> {
+    const failures = await this.enqueue();
+    if (failures.length > 0) throw new AggregateError(failures, `simulated Argo CD: ${failures.length} failure(s): ${failures.map(String).join('; ')}`);
+  }
+
+  schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.enqueue().then(() => this.schedule()), this.options.intervalMs ?? 1000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.chain;
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  /** Never rejects: every failure is logged and returned, and one broken app does not stall the others. */
+  private async poll(): Promise<unknown[]> {
+    let apps: Application[];
+    try {
+      apps = await this.listApplications();
+    } catch (error) {
+      this.log.warn('Listing Applications failed', { error: String(error) });
+      return [error];
+    }
+    const failures: unknown[] = [];
+    const seen = new Set<string>();
+    for (const app of apps) {
+      seen.add(`${app.metadata.namespace}/${app.metadata.name}`);
+      try {
+        await this.reconcile(app);
+      } catch (error) {
+        this.log.warn('Simulated sync failed', { app: `${app.metadata.namespace}/${app.metadata.name}`, error: String(error) });
+        failures.push(error);
+      }
+    }
+    for (const key of this.info.keys()) if (!seen.has(key)) this.info.delete(key);
+    return failures;
+  }
+
+  private async listApplications(): Promise<Application[]> {
+    const lists = this.options.namespaces?.length
+      ? await Promise.all(this.options.namespaces.map((namespace) => this.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace })))
+      : [await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })];
+    return lists.flatMap((l) => (l as { items: Application[] }).items);
+  }
+
+  private async reconcile(app: Application): Promise<void> {
+    const source = app.spec.source ?? app.spec.sources?.[0];
+    const gitDir = source?.repoURL ? repoDirOf(this.options.repoRoot, source.repoURL) : undefined;
+    if (!source || !gitDir) return; // not a repository of ours: another Argo CD's business
+    const path = source.path || '.';
+    const head = await resolveRevision(gitDir, source.targetRevision || 'HEAD');
+    if (!head) {
+      this.log.warn('Target revision not found', { app: app.metadata.name, targetRevision: source.targetRevision });
+      return;
+    }
+    const history = app.status?.history ?? [];
+    const last = history[history.length - 1];
+    const namespace = app.spec.destination?.namespace || app.metadata.namespace;
+    const now = this.now();
+
+    let deployed = last;
+    let nextHistory = history;
+    const firstSight = !app.status?.sync?.revision || !last;
+    if (firstSight || (app.status?.sync?.revision !== head && await pathChanged(gitDir, last.revision, head, path))) {
+      const deployments = await this.manifestsAt(gitDir, head, path, namespace);
+      const previous = (app.status?.resources ?? []).filter((r) => r.kind === 'Deployment' && r.group === 'apps');
+      await this.deploy(app, deployments, previous);
+      const at = argoTime(now);
+      nextHistory = appendHistory(history, { revision: head, deployedAt: at, deployStartedAt: at, source: { ...source } }, app.spec.revisionHistoryLimit ?? 10);
+      deployed = nextHistory[nextHistory.length - 1];
+      this.log.info('Synced application', { app: app.metadata.name, revision: head, deployments: deployments.length });
+    } else if (!app.status?.resources) {
+      // A history written by someone else (the demo seeds one) but nothing deployed
+      // yet: put the deployed revision's Deployments in the cluster, no new history entry.
+      await this.deploy(app, await this.manifestsAt(gitDir, last.revision, path, namespace), []);
+      this.log.info('Adopted application', { app: app.metadata.name, revision: last.revision });
+    }
+    const deployments = await this.manifestsAt(gitDir, deployed!.revision, path, namespace);
+    const status = applicationStatus({
+      source: { ...source }, destination: { ...app.spec.destination }, revision: head, history: nextHistory, deployments, now,
+      degradeAfterMs: this.options.degradeAfterMs ?? 0,
+    });
+    await this.writeStatus(app, status);
+  }
+
+  private async manifestsAt(gitDir: string, revision: string, path: string, namespace: string): Promise<DeploymentManifest[]> {
+    const key = `${gitDir}\0${revision}\0${path}\0${namespace}`;
+    let found = this.manifests.get(key);
+    if (!found) {
+      found = deploymentsIn(await readManifests(gitDir, revision, path), namespace);
+      this.manifests.set(key, found);
+    }
+    return found;
+  }
+
+  /** Status through the status subresource, only when it changed (Argo CD does not rewrite an unchanged status either). */
+  private async writeStatus(app: Application, status: Record<string, unknown>): Promise<void> {
+    const current = app.status as Record<string, unknown> | undefined;
+    const changed = Object.keys(status).some((k) => canonical(status[k]) !== canonical(current?.[k]));
+    if (changed) {
+      await this.custom.patchNamespacedCustomObjectStatus(
+        { group: GROUP, version: VERSION, plural: PLURAL, namespace: app.metadata.namespace, name: app.metadata.name, body: { status: { ...status, reconciledAt: argoTime(this.now()) } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+    }
+    const sync = status.sync as { status: string };
+    const health = status.health as { status: string };
+    const source = app.spec.source ?? app.spec.sources?.[0];
+    // Labels as Argo CD's controller/metrics/metrics.go exports them.
+    this.info.set(`${app.metadata.namespace}/${app.metadata.name}`, {
+      namespace: app.metadata.namespace, name: app.metadata.name, project: app.spec.project ?? 'default',
+      autosync_enabled: String(app.spec.syncPolicy?.automated !== undefined), repo: source?.repoURL ?? '',
+      dest_server: app.spec.destination?.server ?? '', dest_namespace: app.spec.destination?.namespace ?? '',
+      sync_status: sync.status, health_status: health.status, operation: '',
+    });
+  }
+
+  // ---- the cluster side of a sync --------------------------------------------
+
+  private async deploy(app: Application, deployments: DeploymentManifest[], previous: Array<{ namespace?: string; name?: string }>): Promise<void> {
+    for (const d of deployments) {
+      const body = structuredClone(d.object) as V1Deployment;
+      body.metadata = { ...body.metadata, namespace: d.namespace, labels: { ...body.metadata?.labels, 'app.kubernetes.io/instance': app.metadata.name } };
+      const written = await this.apply(body, d.namespace);
+      // No controller-manager runs: report the replicas it would, broken ones never available.
+      await this.appsApi.patchNamespacedDeploymentStatus(
+        { name: d.name, namespace: d.namespace, body: { status: deploymentStatus(d, written.metadata?.generation ?? 1) } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+    }
+    // Auto-sync with prune: Deployments the new revision no longer has go away.
+    const keep = new Set(deployments.map((d) => `${d.namespace}/${d.name}`));
+    for (const r of previous) {
+      if (!r.namespace || !r.name || keep.has(`${r.namespace}/${r.name}`)) continue;
+      await this.appsApi.deleteNamespacedDeployment({ name: r.name, namespace: r.namespace }).catch((error: unknown) => {
+        if (!isNotFound(error)) throw error;
+      });
+    }
+  }
+
+  /** Create, or replace what is there (kubectl apply's outcome, without its three-way merge). */
+  private async apply(body: V1Deployment, namespace: string): Promise<V1Deployment> {
+    try {
+      return await this.appsApi.createNamespacedDeployment({ namespace, body });
+    } catch (error) {
+      if (isNotFound(error)) {
+        // Argo CD's CreateNamespace=true: the destination namespace appears with the first sync.
+        await this.core.createNamespace({ body: { metadata: { name: namespace } } }).catch((e: unknown) => {
+          if (!isConflict(e)) throw e;
+        });
+        return this.appsApi.createNamespacedDeployment({ namespace, body });
+      }
+      if (!isConflict(error)) throw error;
+    }
+    const existing = await this.appsApi.readNamespacedDeployment({ name: body.metadata!.name!, namespace });
+    body.metadata!.resourceVersion = existing.metadata?.resourceVersion;
+    return this.appsApi.replaceNamespacedDeployment({ name: body.metadata!.name!, namespace, body });
+  }
+
+  // ---- argocd_app_info ---------------------------------------------------------
+
+  async serveMetrics(): Promise<void> {
+    if (this.options.metricsPort === undefined) return;
+    const registry = new Registry();
+    const info = this.info;
+    new Gauge({
+      name: 'argocd_app_info',
+      help: 'Information about application.',
+      labelNames: ['namespace', 'name', 'project', 'autosync_enabled', 'repo', 'dest_server', 'dest_namespace', 'sync_status', 'health_status', 'operation'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const labels of info.values()) this.set(labels, 1);
+      },
+    });
+    this.server = createServer((req, res) => {
+      if (req.url !== '/metrics') return void res.writeHead(404).end();
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (error: Error) => res.writeHead(500).end(error.message),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(this.options.metricsPort, '127.0.0.1', () => resolve());
+    });
+    const address = this.server.address();
+    if (typeof address === 'object' && address) this.metricsUrl = `http://127.0.0.1:${address.port}/metrics`;
+  }
+}

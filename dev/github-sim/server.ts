@@ -1,0 +1,244 @@
+// The HTTP side of the simulator. Every API request goes through one pipeline:
+// route → count → authenticate → injected fault or latency → rate limit →
+// handler → ETag / 304 → (test-only corruption) → OpenAPI check → answer.
+// Requests under /_sim/ are the control API and skip all of that.
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApiError, DOCS_URL } from './api-error.ts';
+import { actorOf, authenticate } from './auth.ts';
+import { Views } from './factories.ts';
+import type { OpenApiValidator } from './openapi.ts';
+import { Router, routeKey, type Route, type RouteResult } from './router.ts';
+import type { Principal, World } from './world.ts';
+
+/** The next `times` requests to `route` ("METHOD /template") fail or slow down. */
+export interface FaultRule {
+  route: string;
+  times?: number;
+  /** Answer this status instead (5xx, 403, 422, 429, ...). */
+  status?: number;
+  message?: string;
+  retryAfterSeconds?: number;
+  latencyMs?: number;
+  /** The request takes effect, then its answer is lost: a crash after the write. */
+  afterEffect?: boolean;
+}
+
+/** The next `times` answers of `route` lose a field — a response GitHub would never send. */
+export interface CorruptRule {
+  route: string;
+  times?: number;
+  /** The field to drop (default: the first one). */
+  drop?: string;
+}
+
+export interface ServerOptions {
+  validator?: OpenApiValidator;
+  /** Answer 500 (with the violation as message) instead of a response GitHub would not send. */
+  strict: boolean;
+  rateLimit: number;
+  control: (method: string, name: string, body: unknown) => Promise<unknown>;
+}
+
+interface Quota {
+  used: number;
+  resetAt: number;
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export class SimServer {
+  readonly world: World;
+  readonly faults: Array<FaultRule & { remaining: number }> = [];
+  readonly corruptions: Array<CorruptRule & { remaining: number }> = [];
+  readonly counters = new Map<string, number>();
+  readonly violations: string[] = [];
+  private readonly quotas = new Map<string, Quota>();
+  private readonly router: Router;
+  private readonly options: ServerOptions;
+  private server: Server | undefined;
+  views: Views | undefined;
+
+  constructor(world: World, routes: Route[], options: ServerOptions) {
+    this.world = world;
+    this.router = new Router(routes);
+    this.options = options;
+    if (options.validator) {
+      // A route that GitHub does not have would make every check meaningless.
+      for (const route of routes) {
+        if (!options.validator.hasOperation(route.method, route.template)) throw new Error(`simulator route ${routeKey(route)} is not in GitHub's API`);
+      }
+    }
+  }
+
+  async listen(port = 0): Promise<string> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((error: unknown) => {
+        this.violations.push(`simulator error: ${error instanceof Error ? error.stack : String(error)}`);
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    this.views = new Views(this.world, url);
+    return url;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+  }
+
+  /** What is left of a login's hourly quota. */
+  quota(login: string): { limit: number; remaining: number; used: number; reset: number } {
+    const now = Date.now();
+    let quota = this.quotas.get(login);
+    if (!quota || quota.resetAt <= now) this.quotas.set(login, quota = { used: 0, resetAt: now + 3600_000 });
+    return { limit: this.options.rateLimit, remaining: Math.max(this.options.rateLimit - quota.used, 0), used: quota.used, reset: Math.ceil(quota.resetAt / 1000) };
+  }
+
+  setUsed(login: string, used: number): void {
+    this.quota(login);
+    this.quotas.get(login)!.used = used;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://sim.invalid');
+    const method = req.method ?? 'GET';
+    const raw = await readBody(req);
+    if (url.pathname.startsWith('/_sim/')) return this.control(method, url.pathname.slice('/_sim/'.length), raw, res);
+
+    const match = this.router.match(method, url.pathname);
+    if (!match) return this.send(res, { status: 404, body: { message: 'Not Found', documentation_url: DOCS_URL } });
+    const key = routeKey(match.route);
+    this.counters.set(key, (this.counters.get(key) ?? 0) + 1);
+
+    let principal: Principal | undefined;
+    let result: RouteResult;
+    try {
+      principal = authenticate(this.world, req.headers.authorization, match.route.auth);
+      result = await this.respond(url, raw, match.route, match.params, principal);
+    } catch (error) {
+      result = this.errorResult(error);
+    }
+    const login = principal ? (principal.kind === 'app' ? `app:${principal.appId}` : principal.login) : undefined;
+    this.finish(res, { method, template: match.route.template, key, login, result, ifNoneMatch: req.headers['if-none-match'] });
+  }
+
+  private async respond(url: URL, raw: string, route: Route, params: Record<string, string>, principal: Principal): Promise<RouteResult> {
+    const fault = this.take(this.faults, routeKey(route));
+    if (fault?.latencyMs) await sleep(fault.latencyMs);
+    if (fault?.status !== undefined && !fault.afterEffect) throw this.faultError(fault);
+    const login = principal.kind === 'app' ? `app:${principal.appId}` : principal.login;
+    if (this.quota(login).remaining === 0) {
+      throw new ApiError(403, `API rate limit exceeded for ${login}.`, { headers: { 'x-ratelimit-remaining': '0' } });
+    }
+    let body: unknown;
+    if (raw.length > 0) {
+      try {
+        body = JSON.parse(raw);
+      } catch (error) {
+        throw new ApiError(400, `Problems parsing JSON (${error instanceof Error ? error.message : String(error)})`);
+      }
+    }
+    const result = await route.handle({
+      world: this.world, views: this.views!, path: url.pathname, params, query: url.searchParams, body, principal, actor: actorOf(this.world, principal),
+    });
+    if (fault?.status !== undefined) throw this.faultError(fault);
+    return result;
+  }
+
+  private faultError(fault: FaultRule): ApiError {
+    const headers: Record<string, string> = fault.retryAfterSeconds !== undefined ? { 'retry-after': String(fault.retryAfterSeconds) } : {};
+    const status = fault.status!;
+    const message = fault.message ?? (status === 429 || (status === 403 && fault.retryAfterSeconds !== undefined)
+      ? 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.'
+      : status === 403 ? 'Resource not accessible by integration' : status >= 500 ? 'Server Error' : 'Validation Failed');
+    return new ApiError(status, message, { headers });
+  }
+
+  private errorResult(error: unknown): RouteResult {
+    if (error instanceof ApiError) return { status: error.status, body: error.body(), headers: error.headers };
+    // Not an answer GitHub gives on purpose: a simulator bug, which must fail the test.
+    this.violations.push(`simulator error: ${error instanceof Error ? error.stack : String(error)}`);
+    return { status: 500, body: { message: 'Server Error', documentation_url: DOCS_URL } };
+  }
+
+  private take<T extends { route: string; remaining: number }>(rules: T[], key: string): T | undefined {
+    const rule = rules.find((r) => r.route === key && r.remaining > 0);
+    if (!rule) return undefined;
+    rule.remaining--;
+    if (rule.remaining === 0) rules.splice(rules.indexOf(rule), 1);
+    return rule;
+  }
+
+  private finish(res: ServerResponse, r: { method: string; template: string; key: string; login: string | undefined; result: RouteResult; ifNoneMatch: string | undefined }): void {
+    let { result } = r;
+    const headers: Record<string, string> = { ...result.headers };
+    if (r.method === 'GET' && result.status === 200) {
+      headers.etag = `W/"${createHash('sha256').update(JSON.stringify(result.body)).digest('hex').slice(0, 40)}"`;
+      // A conditional request whose answer has not changed: 304, and it costs no quota.
+      if (r.ifNoneMatch === headers.etag) result = { status: 304 };
+    }
+    const corruption = this.take(this.corruptions, r.key);
+    if (corruption && result.body !== undefined) result = { ...result, body: corrupt(result.body, corruption.drop) };
+    if (this.options.validator) {
+      const problems = this.options.validator.check({ method: r.method, template: r.template, status: result.status, body: result.body });
+      if (problems.length > 0) {
+        this.violations.push(...problems);
+        if (this.options.strict) result = { status: 500, body: { message: `OpenAPI violation: ${problems.join('; ')}`, documentation_url: DOCS_URL } };
+      }
+    }
+    if (r.login) {
+      const forced = headers['x-ratelimit-remaining'];
+      // Every answer costs one request of the quota, except a 304 (GitHub's rule for conditional requests).
+      if (result.status !== 304 && forced === undefined) this.setUsed(r.login, this.quota(r.login).used + 1);
+      const q = this.quota(r.login);
+      Object.assign(headers, {
+        'x-ratelimit-limit': String(q.limit), 'x-ratelimit-remaining': forced ?? String(q.remaining),
+        'x-ratelimit-used': String(q.used), 'x-ratelimit-reset': String(q.reset), 'x-ratelimit-resource': 'core',
+      });
+    }
+    this.send(res, { ...result, headers });
+  }
+
+  private send(res: ServerResponse, result: RouteResult): void {
+    const headers: Record<string, string> = { 'x-github-media-type': 'github.v3; format=json', 'x-github-request-id': createHash('sha1').update(String(Math.random())).digest('hex').slice(0, 16).toUpperCase(), ...result.headers };
+    if (result.body === undefined) {
+      res.writeHead(result.status, headers).end();
+      return;
+    }
+    res.writeHead(result.status, { ...headers, 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(result.body));
+  }
+
+  private async control(method: string, name: string, raw: string, res: ServerResponse): Promise<void> {
+    try {
+      const result = await this.options.control(method, name, raw.length > 0 ? JSON.parse(raw) : undefined);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(result ?? null));
+    } catch (error) {
+      const status = error instanceof ApiError ? error.status : 400;
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ message: error instanceof Error ? error.message : String(error) }));
+    }
+  }
+}
+
+/** Drops one field from an object (or from the first element of a list). */
+function corrupt(body: unknown, drop: string | undefined): unknown {
+  if (Array.isArray(body)) return body.length === 0 ? body : [corrupt(body[0], drop), ...body.slice(1)];
+  if (body === null || typeof body !== 'object') return body;
+  const copy = { ...(body as Record<string, unknown>) };
+  delete copy[drop ?? Object.keys(copy)[0]!];
+  return copy;
+}

@@ -1,0 +1,374 @@
+// Argo CD Applications as the engine reads them (SPEC §6.1, §8). An informer
+// watches `argoproj.io/v1alpha1` Applications through the Kubernetes API and
+// keeps a cache of ApplicationViews, so a health check every few seconds costs
+// no API request. The watch is restarted (with a fresh list, so nothing missed
+// while it was down survives in the cache) on any error, with backoff, and
+// relisted periodically as a safety net against a silently stalled watch.
+// Optionally Argo CD's REST API answers health and sync questions instead.
+import { CustomObjectsApi, makeInformer, type Informer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import type { AppRef, HealthStatus } from '../fsm/record.ts';
+import type { Logger } from '../observability/log.ts';
+import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
+import { IntegrationError } from '../ports/errors.ts';
+import { call, classifyHttpError, type CallMetrics } from './call.ts';
+
+const GROUP = 'argoproj.io';
+const VERSION = 'v1alpha1';
+const PLURAL = 'applications';
+const LIST_PAGE = 500;
+const HEALTH_STATUSES: readonly string[] = ['Healthy', 'Progressing', 'Degraded', 'Suspended', 'Missing', 'Unknown'] satisfies HealthStatus[];
+
+interface SourceObject {
+  repoURL?: string;
+  path?: string;
+  chart?: string;
+  targetRevision?: string;
+}
+
+/** The subset of Argo CD's Application this adapter reads (Kargo-style: our own minimal type). */
+export interface ApplicationObject extends KubernetesObject {
+  spec?: { source?: SourceObject; sources?: SourceObject[] };
+  status?: {
+    health?: { status?: string };
+    sync?: { status?: string; revision?: string; revisions?: string[] };
+    history?: Array<{ id?: number; revision?: string; revisions?: string[]; deployedAt?: string }>;
+    resources?: Array<{ group?: string; kind?: string; namespace?: string; name?: string; health?: { status?: string } }>;
+  };
+}
+
+export function healthOf(status: string | undefined): HealthStatus | undefined {
+  if (status === undefined || status === '') return undefined;
+  // A status this code does not know (a newer Argo CD, a custom Lua check) is not a reason to act.
+  return HEALTH_STATUSES.includes(status) ? (status as HealthStatus) : 'Unknown';
+}
+
+/** What the engine sees of an Application. Pure. */
+export function applicationView(object: ApplicationObject): ApplicationView {
+  const status = object.status ?? {};
+  // A multi-source Application keeps its sources in `sources`; the first one is the app's own.
+  const source = object.spec?.source ?? object.spec?.sources?.[0];
+  const health = healthOf(status.health?.status);
+  const syncRevision = status.sync?.revision ?? status.sync?.revisions?.[0];
+  return {
+    ref: { namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' },
+    labels: { ...object.metadata?.labels },
+    ...(health ? { health } : {}),
+    ...(syncRevision ? { syncRevision } : {}),
+    history: (status.history ?? []).flatMap((h) => {
+      const revision = h.revision ?? h.revisions?.[0];
+      return revision && h.deployedAt ? [{ id: h.id ?? 0, revision, deployedAt: h.deployedAt }] : [];
+    }),
+    resources: (status.resources ?? []).flatMap((r) => (r.kind && r.name ? [{
+      kind: r.kind,
+      name: r.name,
+      ...(r.group ? { group: r.group } : {}),
+      ...(r.namespace ? { namespace: r.namespace } : {}),
+      ...(r.health?.status ? { health: r.health.status } : {}),
+    }] : [])),
+    ...(source?.repoURL ? {
+      // Argo CD reads an empty path as the repository root and an empty revision as HEAD.
+      source: { repoURL: source.repoURL, path: source.path || '.', targetRevision: source.targetRevision || 'HEAD' },
+    } : {}),
+  };
+}
+
+const keyOf = (ref: AppRef) => `${ref.namespace}/${ref.name}`;
+
+export interface ArgoCdRestSource {
+  /** ARGOCD_URL, e.g. https://argocd.example.com */
+  url: string;
+  /** ARGOCD_TOKEN, sent as a bearer token; never logged. */
+  token: string;
+}
+
+export interface ArgoCdWatcherOptions {
+  kubeConfig: KubeConfig;
+  log: Logger;
+  /** Namespaces to watch; all namespaces when empty or absent. */
+  namespaces?: string[];
+  /** Narrows the watch; the engine's own selection (labels, MONITORED_APPS, policies) happens on the views. */
+  labelSelector?: string;
+  /** Full relist period; 5 minutes by default. */
+  relistIntervalMs?: number;
+  /** Restart delays after a watch error: doubling from `initial` up to `max`, with jitter. */
+  restartBackoffMs?: { initial: number; max: number };
+  /** Argo CD's REST API as the source of health and sync status (ARGOCD_URL + token). */
+  rest?: ArgoCdRestSource;
+  metrics?: CallMetrics;
+  timeoutMs?: number;
+  backoffMs?: readonly number[];
+}
+
+interface Entry {
+  view: ApplicationView;
+  syncStatus: string;
+  /** The serialised view and sync status: an update that changes neither wakes nobody. */
+  fingerprint: string;
+}
+
+/** One informer: the whole cluster, or one namespace. */
+interface Scope {
+  namespace?: string;
+  informer?: Informer<ApplicationObject> & ObjectCache<ApplicationObject>;
+  /** Bumped per (re)start; events from an informer of an older generation are dropped. */
+  generation: number;
+  synced: boolean;
+  /** Starting, or waiting to restart: a relist leaves it alone. */
+  busy: boolean;
+  failures: number;
+  restartTimer?: NodeJS.Timeout;
+}
+
+class ArgoCdHttpError extends Error {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  constructor(status: number, headers: Headers, message: string) {
+    super(message);
+    this.name = 'ArgoCdHttpError';
+    this.status = status;
+    this.headers = Object.fromEntries(headers);
+  }
+}
+
+export class ArgoCdWatcher implements ArgoCdPort {
+  private readonly options: ArgoCdWatcherOptions;
+  private readonly api: CustomObjectsApi;
+  private readonly log: Logger;
+  private readonly scopes: Scope[];
+  private readonly entries = new Map<string, Entry>();
+  private readonly listeners = new Set<(ref: AppRef) => void>();
+  private stopped = true;
+  private relistTimer?: NodeJS.Timeout;
+  private markSynced!: () => void;
+  private readonly syncedPromise = new Promise<void>((resolve) => (this.markSynced = resolve));
+
+  constructor(options: ArgoCdWatcherOptions) {
+    this.options = options;
+    this.api = options.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.log = options.log;
+    const namespaces = options.namespaces?.length ? [...new Set(options.namespaces)] : [undefined];
+    this.scopes = namespaces.map((namespace) => ({ ...(namespace ? { namespace } : {}), generation: 0, synced: false, busy: false, failures: 0 }));
+  }
+
+  /** Starts the informers; resolves after the first attempt (see synced() for the first full list). */
+  async start(): Promise<void> {
+    if (!this.stopped) return;
+    this.stopped = false;
+    await Promise.all(this.scopes.map((scope) => this.connect(scope)));
+    this.relistTimer = setInterval(() => this.relist(), this.options.relistIntervalMs ?? 5 * 60_000);
+    this.relistTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.relistTimer);
+    await Promise.all(this.scopes.map(async (scope) => {
+      clearTimeout(scope.restartTimer);
+      scope.restartTimer = undefined;
+      await scope.informer?.stop();
+    }));
+  }
+
+  /** Resolves once every watched scope has been listed in full (for /readyz). */
+  synced(): Promise<void> {
+    return this.syncedPromise;
+  }
+
+  isSynced(): boolean {
+    return this.scopes.every((s) => s.synced);
+  }
+
+  /** Calls `listener` whenever an Application's view or sync status changes, or it goes away. Returns an unsubscribe. */
+  onChange(listener: (ref: AppRef) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async getApplication(ref: AppRef): Promise<ApplicationView | undefined> {
+    return this.entries.get(keyOf(ref))?.view;
+  }
+
+  async listApplications(): Promise<ApplicationView[]> {
+    return [...this.entries.values()].map((e) => e.view);
+  }
+
+  async getApplicationHealth(ref: AppRef): Promise<{ status: HealthStatus; revision?: string } | undefined> {
+    const view = this.options.rest ? await this.fetchView('getApplicationHealth', ref) : this.entries.get(keyOf(ref))?.view;
+    if (!view) return undefined;
+    // An Application Argo CD has not assessed yet has no health: Unknown, never Healthy.
+    return { status: view.health ?? 'Unknown', ...(view.syncRevision ? { revision: view.syncRevision } : {}) };
+  }
+
+  async getApplicationSyncStatus(ref: AppRef): Promise<{ status: string; revision?: string } | undefined> {
+    if (this.options.rest) {
+      const object = await this.fetchApplication('getApplicationSyncStatus', ref);
+      return object && syncAnswer(applicationView(object), object.status?.sync?.status);
+    }
+    const entry = this.entries.get(keyOf(ref));
+    return entry && syncAnswer(entry.view, entry.syncStatus);
+  }
+
+  // ---- the watch -----------------------------------------------------------
+
+  private async connect(scope: Scope): Promise<void> {
+    if (this.stopped) return;
+    scope.busy = true;
+    const generation = ++scope.generation;
+    const previous = scope.informer;
+    scope.informer = undefined;
+    await previous?.stop();
+    const live = () => generation === scope.generation && !this.stopped;
+    const informer = makeInformer<ApplicationObject>(this.options.kubeConfig, this.pathOf(scope), () => this.list(scope), this.options.labelSelector);
+    let failure: unknown;
+    informer.on('add', (o) => live() && this.upsert(o));
+    informer.on('update', (o) => live() && this.upsert(o));
+    informer.on('delete', (o) => live() && this.remove(keyOf(applicationView(o).ref)));
+    informer.on('error', (error: unknown) => {
+      if (!live()) return;
+      failure = error ?? new Error('watch ended with an error');
+      // While starting, connect() handles the failure itself once start() returns.
+      if (!scope.busy) this.restartLater(scope, failure);
+    });
+    scope.informer = informer;
+    try {
+      await informer.start();
+    } catch (error) {
+      failure = error;
+    }
+    if (!live()) {
+      // Stopped or superseded while listing: the informer may still have opened its watch.
+      await informer.stop();
+      return;
+    }
+    scope.busy = false;
+    if (failure !== undefined) return this.restartLater(scope, failure);
+    // A fresh list saw every Application in scope: those deleted while nobody watched go now.
+    this.prune(scope, informer.list());
+    scope.failures = 0;
+    if (!scope.synced) {
+      scope.synced = true;
+      this.log.info('Synced Application cache', { namespace: scope.namespace ?? '*', applications: informer.list().length });
+      if (this.isSynced()) this.markSynced();
+    }
+  }
+
+  private restartLater(scope: Scope, error: unknown): void {
+    if (this.stopped || scope.restartTimer) return;
+    scope.busy = true;
+    const { initial, max } = this.options.restartBackoffMs ?? { initial: 1000, max: 30_000 };
+    const delay = Math.min(max, initial * 2 ** scope.failures) * (0.5 + Math.random() / 2);
+    scope.failures++;
+    this.log.warn('Application watch failed; restarting it', { namespace: scope.namespace ?? '*', error: messageOf(error), failures: scope.failures, restartInMs: Math.round(delay) });
+    scope.restartTimer = setTimeout(() => {
+      scope.restartTimer = undefined;
+      this.connect(scope).catch((e: unknown) => this.restartLater(scope, e));
+    }, delay);
+    scope.restartTimer.unref();
+  }
+
+  private relist(): void {
+    for (const scope of this.scopes) {
+      if (scope.busy || this.stopped) continue;
+      this.log.debug('Relisting Applications', { namespace: scope.namespace ?? '*' });
+      this.connect(scope).catch((e: unknown) => this.restartLater(scope, e));
+    }
+  }
+
+  private pathOf(scope: Scope): string {
+    return scope.namespace ? `/apis/${GROUP}/${VERSION}/namespaces/${scope.namespace}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/${PLURAL}`;
+  }
+
+  /** A full list, page by page (10,000 Applications must not be one response). */
+  private async list(scope: Scope): Promise<KubernetesListObject<ApplicationObject>> {
+    const items: ApplicationObject[] = [];
+    let resourceVersion: string | undefined;
+    let next: string | undefined;
+    do {
+      const request = { group: GROUP, version: VERSION, plural: PLURAL, labelSelector: this.options.labelSelector, limit: LIST_PAGE, _continue: next };
+      const page = await this.call('listApplications', () => (scope.namespace
+        ? this.api.listNamespacedCustomObject({ ...request, namespace: scope.namespace })
+        : this.api.listClusterCustomObject(request))) as KubernetesListObject<ApplicationObject> & { metadata?: { continue?: string } };
+      items.push(...page.items);
+      resourceVersion = page.metadata?.resourceVersion;
+      next = page.metadata?.continue || undefined;
+    } while (next);
+    return { apiVersion: `${GROUP}/${VERSION}`, kind: 'ApplicationList', metadata: { resourceVersion }, items };
+  }
+
+  // ---- the cache -----------------------------------------------------------
+
+  private upsert(object: ApplicationObject): void {
+    const view = applicationView(object);
+    const syncStatus = object.status?.sync?.status ?? 'Unknown';
+    const fingerprint = JSON.stringify([view, syncStatus]);
+    const key = keyOf(view.ref);
+    if (this.entries.get(key)?.fingerprint === fingerprint) return;
+    this.entries.set(key, { view, syncStatus, fingerprint });
+    this.notify(view.ref);
+  }
+
+  private remove(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    this.notify(entry.view.ref);
+  }
+
+  private prune(scope: Scope, present: readonly ApplicationObject[]): void {
+    const keep = new Set(present.map((o) => keyOf(applicationView(o).ref)));
+    for (const [key, entry] of this.entries) {
+      const inScope = scope.namespace === undefined || entry.view.ref.namespace === scope.namespace;
+      if (inScope && !keep.has(key)) this.remove(key);
+    }
+  }
+
+  private notify(ref: AppRef): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(ref);
+      } catch (error) {
+        // One faulty listener must neither stop the others nor break the watch.
+        this.log.error('Application change listener failed', { namespace: ref.namespace, name: ref.name, error: messageOf(error) });
+      }
+    }
+  }
+
+  // ---- the optional REST source ----------------------------------------------
+
+  private async fetchView(callName: string, ref: AppRef): Promise<ApplicationView | undefined> {
+    const object = await this.fetchApplication(callName, ref);
+    return object && applicationView(object);
+  }
+
+  private async fetchApplication(callName: string, ref: AppRef): Promise<ApplicationObject | undefined> {
+    const rest = this.options.rest!;
+    const url = `${rest.url.replace(/\/+$/, '')}/api/v1/applications/${encodeURIComponent(ref.name)}?${new URLSearchParams({ appNamespace: ref.namespace })}`;
+    try {
+      return await this.call(callName, async (signal) => {
+        const response = await fetch(url, { signal, headers: { authorization: `Bearer ${rest.token}`, accept: 'application/json' } });
+        if (!response.ok) {
+          // Argo CD explains errors as {"error", "code", "message"}; the message is enough.
+          const body = await response.text();
+          throw new ArgoCdHttpError(response.status, response.headers, body.slice(0, 300));
+        }
+        return await response.json() as ApplicationObject;
+      });
+    } catch (error) {
+      if (error instanceof IntegrationError && error.code === 'NOT_FOUND') return undefined;
+      throw error;
+    }
+  }
+
+  private call<T>(name: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return call(name, run, { classify: classifyHttpError, metrics: this.options.metrics, timeoutMs: this.options.timeoutMs, backoffMs: this.options.backoffMs });
+  }
+}
+
+function syncAnswer(view: ApplicationView, status: string | undefined): { status: string; revision?: string } {
+  return { status: status || 'Unknown', ...(view.syncRevision ? { revision: view.syncRevision } : {}) };
+}
+
+// Client errors can carry whole response bodies; a log line needs the gist.
+function messageOf(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).slice(0, 300);
+}

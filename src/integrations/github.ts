@@ -1,0 +1,412 @@
+// GitHubPort on GitHub's REST API (@octokit/rest), token or GitHub App auth,
+// any GITHUB_API_URL (Enterprise included). Each port method is one `call`
+// (SPEC §8): the timeout, retries with backoff and metrics are there, so Octokit
+// itself never retries (no retry or throttling plugin — two retry layers would
+// multiply attempts, and the throttling plugin's one-write-per-second queue
+// would hold a burst of rollbacks past the call timeout). Creating a PR and
+// merging look before they retry, so a retry never opens two PRs or merges twice.
+//
+// The rollback commit restores the app's path to its tree at the target: the
+// files under the path at the base head that the target lacks are deleted, the
+// ones that differ are set to the target's blobs, everything else is untouched —
+// one tree (base_tree + changed entries), one commit, one branch, one PR.
+//
+// CI polling uses conditional requests: the last ETag and body per URL are kept,
+// and a 304 (which GitHub does not count against the rate limit) returns the body.
+import { createAppAuth } from '@octokit/auth-app';
+import { Octokit } from '@octokit/rest';
+import type { GitHubAuth } from '../config.ts';
+import type { CiState } from '../fsm/record.ts';
+import type { CheckRun } from '../governance/invariants.ts';
+import type { Logger } from '../observability/log.ts';
+import { IntegrationError } from '../ports/errors.ts';
+import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPullRequestSpec } from '../ports/github.ts';
+import { call, classifyHttpError, type CallMetrics, type Classified } from './call.ts';
+
+export interface GitHubClientOptions {
+  /** GITHUB_API_URL, e.g. https://api.github.com or https://ghe.example.com/api/v3. */
+  baseUrl: string;
+  auth: GitHubAuth;
+  /** GITHUB_ORG: where the App's installation is looked up when no installation id is configured. */
+  org?: string;
+  metrics?: CallMetrics;
+  log?: Logger;
+  timeoutMs?: number;
+  /** Delays before retry 1, 2, 3 (default 1 s / 2 s / 4 s). */
+  backoffMs?: readonly number[];
+  sleep?: (ms: number) => Promise<void>;
+  /** Conditional-request cache entries kept (one per polled URL). */
+  etagCacheSize?: number;
+}
+
+type Req = { request: { signal: AbortSignal } };
+
+interface TreeItem {
+  path: string;
+  mode: string;
+  type: string;
+  sha: string;
+}
+
+/** The pull-request fields both the list (simple) and the full object carry. */
+interface PullLike {
+  number: number;
+  html_url: string;
+  title: string;
+  state: string;
+  head: { ref: string; sha: string };
+  base: { ref: string };
+  merged_at: string | null;
+  merge_commit_sha: string | null;
+  merged?: boolean;
+  merged_by?: { login: string } | null;
+  mergeable?: boolean | null;
+  mergeable_state?: string;
+}
+
+const USER_AGENT = 'ai-operator/0.1.0';
+const marker = (name: string) => `<!-- ai-operator:${name} -->`;
+
+export function pullRequestInfo(p: PullLike): PullRequestInfo {
+  // The list endpoint has no `merged`; merged_at says it there.
+  const merged = p.merged ?? p.merged_at !== null;
+  return {
+    number: p.number, url: p.html_url, branch: p.head.ref, base: p.base.ref, title: p.title,
+    state: p.state === 'open' ? 'open' : 'closed', merged,
+    ...(merged && p.merge_commit_sha ? { mergeCommitSha: p.merge_commit_sha } : {}),
+    ...(p.merged_by ? { mergedBy: p.merged_by.login } : {}),
+    headSha: p.head.sha, mergeable: p.mergeable ?? null, mergeableState: p.mergeable_state ?? 'unknown',
+  };
+}
+
+function checkRunState(run: { status: string; conclusion: string | null }): CiState {
+  if (run.status !== 'completed') return 'pending';
+  return run.conclusion === 'success' || run.conclusion === 'neutral' || run.conclusion === 'skipped' ? 'success' : 'failure';
+}
+
+/** Commit statuses and check runs of one commit, as one CI verdict. */
+export function ciStatus(statuses: Array<{ context: string; state: string }>, checkRuns: Array<{ name: string; status: string; conclusion: string | null }>): CiStatus {
+  const runs: CheckRun[] = [
+    ...statuses.map((s) => ({ name: s.context, state: (['success', 'failure', 'pending', 'error'].includes(s.state) ? s.state : 'pending') as CiState })),
+    ...checkRuns.map((r) => ({ name: r.name, state: checkRunState(r) })),
+  ];
+  // GitHub's combined state says "pending" when there are no statuses at all; that is "none" here.
+  if (runs.length === 0) return { state: 'none', runs };
+  const state: CiState = runs.some((r) => r.state === 'failure') ? 'failure'
+    : runs.some((r) => r.state === 'error') ? 'error'
+      : runs.some((r) => r.state === 'pending') ? 'pending' : 'success';
+  return { state, runs };
+}
+
+/** The tree entries that make `path` at `current` equal to `path` at `target` (sha null deletes). */
+export function restoreEntries(current: TreeItem[], target: TreeItem[]): Array<{ path: string; mode: '100644' | '100755' | '040000' | '160000' | '120000'; type: 'blob' | 'tree' | 'commit'; sha: string | null }> {
+  type Mode = '100644' | '100755' | '040000' | '160000' | '120000';
+  const files = (items: TreeItem[]) => new Map(items.filter((e) => e.type !== 'tree').map((e) => [e.path, e]));
+  const now = files(current);
+  const then = files(target);
+  const entries: ReturnType<typeof restoreEntries> = [];
+  for (const [path, e] of now) if (!then.has(path)) entries.push({ path, mode: e.mode as Mode, type: e.type as 'blob' | 'commit', sha: null });
+  for (const [path, e] of then) {
+    const was = now.get(path);
+    if (!was || was.sha !== e.sha || was.mode !== e.mode) entries.push({ path, mode: e.mode as Mode, type: e.type as 'blob' | 'commit', sha: e.sha });
+  }
+  return entries.sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/** `path` as a tree prefix: '' for the whole repository. */
+function normalisePath(path: string): string {
+  const p = path.replace(/^\.?\/+/, '').replace(/\/+$/, '');
+  return p === '.' ? '' : p;
+}
+
+const under = (prefix: string, file: string) => prefix === '' || file === prefix || file.startsWith(`${prefix}/`);
+
+function statusOf(error: unknown): number | undefined {
+  const status = (error as { status?: unknown }).status;
+  return typeof status === 'number' ? status : undefined;
+}
+
+/** The messages of a 422's `errors` list (GitHub puts "A pull request already exists…" there). */
+function validationMessages(error: unknown): string[] {
+  const data = (error as { response?: { data?: { message?: unknown; errors?: Array<{ message?: unknown }> } } }).response?.data;
+  return [data?.message, ...(data?.errors ?? []).map((e) => e.message)].filter((m): m is string => typeof m === 'string');
+}
+
+/** Merge refusals are conflicts with the PR's state, not bad arguments: 405 (not mergeable) and 409 (head moved). */
+function classifyMerge(error: unknown): Classified {
+  const classified = classifyHttpError(error);
+  return statusOf(error) === 405 ? { ...classified, code: 'CONFLICT' } : classified;
+}
+
+export class GitHubClient implements GitHubPort {
+  private readonly options: GitHubClientOptions;
+  private client: Promise<Octokit> | undefined;
+  private login: Promise<string> | undefined;
+  private readonly etags = new Map<string, { etag: string; data: unknown }>();
+
+  constructor(options: GitHubClientOptions) {
+    this.options = options;
+  }
+
+  // ---- plumbing ---------------------------------------------------------------
+
+  private newOctokit(auth: { token: string } | { appId: number; privateKey: string; installationId?: number }): Octokit {
+    const log = this.options.log;
+    return new Octokit({
+      baseUrl: this.options.baseUrl.replace(/\/+$/, ''),
+      userAgent: USER_AGENT,
+      ...('token' in auth ? { auth: auth.token } : { authStrategy: createAppAuth, auth }),
+      // Failed requests are classified and retried by `call`; Octokit's own error line would be noise.
+      log: { debug: () => {}, info: () => {}, warn: (m: string) => log?.warn(m), error: (m: string) => log?.debug(m) },
+    });
+  }
+
+  /** The Octokit to use: token, or the App's installation (found through GITHUB_ORG when no id is configured). */
+  private octokit(signal: AbortSignal): Promise<Octokit> {
+    const auth = this.options.auth;
+    if (auth.kind === 'token') return this.client ??= Promise.resolve(this.newOctokit({ token: auth.token }));
+    if (auth.installationId !== undefined) {
+      return this.client ??= Promise.resolve(this.newOctokit({ appId: auth.appId, privateKey: auth.privateKey, installationId: auth.installationId }));
+    }
+    const org = this.options.org;
+    if (!org) return Promise.reject(new IntegrationError('github', 'INVALID_ARGUMENT', 'GitHub App auth without an installation id needs GITHUB_ORG to find the installation'));
+    if (!this.client) {
+      this.client = (async () => {
+        const app = this.newOctokit({ appId: auth.appId, privateKey: auth.privateKey });
+        const { data } = await app.rest.apps.getUserInstallation({ username: org, request: { signal } });
+        return this.newOctokit({ appId: auth.appId, privateKey: auth.privateKey, installationId: data.id });
+      })();
+      // A failed lookup is not remembered: the next call tries again.
+      this.client.catch(() => { this.client = undefined; });
+    }
+    return this.client;
+  }
+
+  private run<T>(name: string, work: (o: Octokit, req: Req) => Promise<T>, extra: { lookBeforeRetry?: (o: Octokit, req: Req) => Promise<T | undefined>; classify?: (error: unknown) => Classified } = {}): Promise<T> {
+    return call(name, async (signal) => work(await this.octokit(signal), { request: { signal } }), {
+      classify: extra.classify ?? classifyHttpError,
+      ...(this.options.metrics ? { metrics: this.options.metrics } : {}),
+      ...(this.options.timeoutMs !== undefined ? { timeoutMs: this.options.timeoutMs } : {}),
+      ...(this.options.backoffMs ? { backoffMs: this.options.backoffMs } : {}),
+      ...(this.options.sleep ? { sleep: this.options.sleep } : {}),
+      ...(extra.lookBeforeRetry
+        ? {
+          lookBeforeRetry: async () => {
+            // The look has its own short deadline: it runs outside the call's timeout.
+            const signal = AbortSignal.timeout(this.options.timeoutMs ?? 15_000);
+            return extra.lookBeforeRetry!(await this.octokit(signal), { request: { signal } });
+          },
+        }
+        : {}),
+    });
+  }
+
+  /**
+   * A GET that sends the ETag of the last answer for the same URL; a 304 means
+   * unchanged and returns the remembered body (and costs no rate limit).
+   */
+  private async conditional<T>(key: string, get: (headers: Record<string, string>) => Promise<{ data: T; headers: { etag?: string } }>): Promise<T> {
+    const cached = this.etags.get(key);
+    try {
+      const response = await get(cached ? { 'if-none-match': cached.etag } : {});
+      if (response.headers.etag) this.remember(key, response.headers.etag, response.data);
+      return response.data;
+    } catch (error) {
+      if (statusOf(error) === 304 && cached) {
+        this.remember(key, cached.etag, cached.data);
+        return cached.data as T;
+      }
+      throw error;
+    }
+  }
+
+  private remember(key: string, etag: string, data: unknown): void {
+    // Map order is insertion order: re-inserting marks the entry recent; the oldest goes first.
+    this.etags.delete(key);
+    this.etags.set(key, { etag, data });
+    if (this.etags.size > (this.options.etagCacheSize ?? 2000)) this.etags.delete(this.etags.keys().next().value!);
+  }
+
+  // ---- GitHubPort --------------------------------------------------------------
+
+  identity(): Promise<string> {
+    if (this.login) return this.login;
+    this.login = this.run('identity', async (o, req) => {
+      if (this.options.auth.kind === 'app') {
+        // An App acts as its bot user; /app is called with the App's JWT (auth-app does that).
+        const { data } = await o.rest.apps.getAuthenticated(req);
+        if (!data?.slug) throw new IntegrationError('identity', 'INVALID_ARGUMENT', 'GET /app returned no slug');
+        return `${data.slug}[bot]`;
+      }
+      return (await o.rest.users.getAuthenticated(req)).data.login;
+    });
+    this.login.catch(() => { this.login = undefined; });
+    return this.login;
+  }
+
+  readRepositoryContent(repo: RepoRef, path: string, branch: string, limit: number): Promise<CommitInfo[]> {
+    return this.run('readRepositoryContent', async (o, req) => {
+      const prefix = normalisePath(path);
+      const commits: CommitInfo[] = [];
+      for (let page = 1; commits.length < limit; page++) {
+        const perPage = Math.min(limit, 100);
+        const { data } = await o.rest.repos.listCommits({ ...repo, sha: branch, ...(prefix ? { path: prefix } : {}), per_page: perPage, page, ...req });
+        for (const c of data) {
+          commits.push({
+            sha: c.sha, message: c.commit.message, author: c.author?.login ?? c.commit.author?.name ?? 'unknown',
+            date: c.commit.author?.date ?? c.commit.committer?.date ?? '', url: c.html_url,
+          });
+        }
+        if (data.length < perPage) break;
+      }
+      return commits.slice(0, limit);
+    });
+  }
+
+  private async ciOf(o: Octokit, repo: RepoRef, sha: string, req: Req): Promise<CiStatus> {
+    const [combined, checks] = await Promise.all([
+      this.conditional(`${repo.owner}/${repo.repo} status ${sha}`, (headers) => o.rest.repos.getCombinedStatusForRef({ ...repo, ref: sha, per_page: 100, headers, ...req })),
+      this.conditional(`${repo.owner}/${repo.repo} check-runs ${sha}`, (headers) => o.rest.checks.listForRef({ ...repo, ref: sha, per_page: 100, headers, ...req })),
+    ]);
+    return ciStatus(combined.statuses, checks.check_runs);
+  }
+
+  getCommitStatus(repo: RepoRef, sha: string): Promise<CiStatus> {
+    return this.run('getCommitStatus', (o, req) => this.ciOf(o, repo, sha, req));
+  }
+
+  private async findOpenOrLatest(o: Octokit, repo: RepoRef, branch: string, req: Req): Promise<PullRequestInfo | undefined> {
+    const { data } = await o.rest.pulls.list({ ...repo, head: `${repo.owner}:${branch}`, state: 'all', per_page: 100, ...req });
+    const pull = data.find((p) => p.state === 'open') ?? data[0];
+    return pull ? pullRequestInfo(pull) : undefined;
+  }
+
+  findPullRequest(repo: RepoRef, branch: string): Promise<PullRequestInfo | undefined> {
+    return this.run('findPullRequest', (o, req) => this.findOpenOrLatest(o, repo, branch, req));
+  }
+
+  /** Files of `path` in a commit's tree: one recursive read, or a walk down to the path when GitHub truncates. */
+  private async filesAt(o: Octokit, repo: RepoRef, commitSha: string, prefix: string, req: Req): Promise<{ rootTree: string; files: TreeItem[] }> {
+    const whole = await o.rest.git.getTree({ ...repo, tree_sha: commitSha, recursive: 'true', ...req });
+    if (!whole.data.truncated) {
+      return { rootTree: whole.data.sha, files: whole.data.tree.filter((e) => under(prefix, e.path!)).map((e) => ({ path: e.path!, mode: e.mode!, type: e.type!, sha: e.sha! })) };
+    }
+    let treeSha = whole.data.sha;
+    for (const segment of prefix === '' ? [] : prefix.split('/')) {
+      const level = await o.rest.git.getTree({ ...repo, tree_sha: treeSha, ...req });
+      const next = level.data.tree.find((e) => e.path === segment);
+      if (!next) return { rootTree: whole.data.sha, files: [] };
+      if (next.type !== 'tree') return { rootTree: whole.data.sha, files: [{ path: prefix, mode: next.mode!, type: next.type!, sha: next.sha! }] };
+      treeSha = next.sha!;
+    }
+    const sub = await o.rest.git.getTree({ ...repo, tree_sha: treeSha, recursive: 'true', ...req });
+    if (sub.data.truncated) throw new IntegrationError('createPullRequest', 'INVALID_ARGUMENT', `the tree of ${prefix || 'the repository'} is too large for GitHub to list`);
+    const base = prefix === '' ? '' : `${prefix}/`;
+    return { rootTree: whole.data.sha, files: sub.data.tree.map((e) => ({ path: `${base}${e.path!}`, mode: e.mode!, type: e.type!, sha: e.sha! })) };
+  }
+
+  private async adopt(o: Octokit, repo: RepoRef, spec: RollbackPullRequestSpec, req: Req): Promise<PullRequestInfo | undefined> {
+    const { data } = await o.rest.pulls.list({ ...repo, head: `${repo.owner}:${spec.branch}`, state: 'open', per_page: 100, ...req });
+    const pull = data.find((p) => p.base.ref === spec.base) ?? data[0];
+    if (!pull) return undefined;
+    // An earlier try may have opened the PR and died before labelling it; adding labels is idempotent.
+    if (spec.labels.length > 0 && !spec.labels.every((l) => pull.labels.some((x) => x.name === l))) {
+      await o.rest.issues.addLabels({ ...repo, issue_number: pull.number, labels: spec.labels, ...req });
+    }
+    return pullRequestInfo(pull);
+  }
+
+  createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<PullRequestInfo> {
+    return this.run('createPullRequest', async (o, req) => {
+      const prefix = normalisePath(spec.path);
+      const base = await o.rest.git.getRef({ ...repo, ref: `heads/${spec.base}`, ...req });
+      const baseSha = base.data.object.sha;
+      const [now, then] = await Promise.all([this.filesAt(o, repo, baseSha, prefix, req), this.filesAt(o, repo, spec.targetSha, prefix, req)]);
+      const tree = await o.rest.git.createTree({ ...repo, base_tree: now.rootTree, tree: restoreEntries(now.files, then.files), ...req });
+      const commit = await o.rest.git.createCommit({
+        ...repo, tree: tree.data.sha, parents: [baseSha],
+        message: `${spec.title}\n\nRestores ${prefix || 'the repository'} to its tree at ${spec.targetSha}.`, ...req,
+      });
+      await this.pointBranch(o, repo, spec.branch, commit.data.sha, req);
+      let pull: PullRequestInfo;
+      try {
+        const { data } = await o.rest.pulls.create({ ...repo, head: spec.branch, base: spec.base, title: spec.title, body: spec.body, maintainer_can_modify: false, ...req });
+        pull = pullRequestInfo(data);
+      } catch (error) {
+        // Opened by an earlier try whose answer was lost: adopt it.
+        if (statusOf(error) !== 422 || !validationMessages(error).some((m) => m.includes('A pull request already exists'))) throw error;
+        const existing = await this.adopt(o, repo, spec, req);
+        if (!existing) throw error;
+        return existing;
+      }
+      if (spec.labels.length > 0) await o.rest.issues.addLabels({ ...repo, issue_number: pull.number, labels: spec.labels, ...req });
+      return pull;
+    }, { lookBeforeRetry: (o, req) => this.adopt(o, repo, spec, req) });
+  }
+
+  /** Creates the branch at `sha`; a branch left by an earlier try is moved there instead. */
+  private async pointBranch(o: Octokit, repo: RepoRef, branch: string, sha: string, req: Req): Promise<void> {
+    try {
+      await o.rest.git.createRef({ ...repo, ref: `refs/heads/${branch}`, sha, ...req });
+    } catch (error) {
+      if (statusOf(error) !== 422 || !validationMessages(error).some((m) => m.includes('Reference already exists'))) throw error;
+      await o.rest.git.updateRef({ ...repo, ref: `heads/${branch}`, sha, force: true, ...req });
+    }
+  }
+
+  getPullRequestStatus(repo: RepoRef, number: number): Promise<{ pr: PullRequestInfo; ci: CiStatus }> {
+    return this.run('getPullRequestStatus', async (o, req) => {
+      const data = await this.conditional(`${repo.owner}/${repo.repo} pull ${number}`, (headers) => o.rest.pulls.get({ ...repo, pull_number: number, headers, ...req }));
+      const pr = pullRequestInfo(data);
+      return { pr, ci: await this.ciOf(o, repo, pr.headSha, req) };
+    });
+  }
+
+  listOpenPullRequests(repo: RepoRef, filter: { base: string; path: string }): Promise<PullRequestInfo[]> {
+    return this.run('listOpenPullRequests', async (o, req) => {
+      const prefix = normalisePath(filter.path);
+      const open = await o.paginate(o.rest.pulls.list, { ...repo, state: 'open', base: filter.base, per_page: 100, ...req });
+      const touching = await Promise.all(open.map(async (p) => {
+        if (prefix === '') return true;
+        const files = await o.paginate(o.rest.pulls.listFiles, { ...repo, pull_number: p.number, per_page: 100, ...req });
+        return files.some((f) => under(prefix, f.filename) || (f.previous_filename !== undefined && under(prefix, f.previous_filename)));
+      }));
+      return open.filter((_, i) => touching[i]).map(pullRequestInfo);
+    });
+  }
+
+  mergePullRequest(repo: RepoRef, number: number, options: { sha: string; method: 'squash' | 'merge' | 'rebase' }): Promise<{ sha: string }> {
+    return this.run('mergePullRequest', async (o, req) => {
+      const { data } = await o.rest.pulls.merge({ ...repo, pull_number: number, sha: options.sha, merge_method: options.method, ...req });
+      return { sha: data.sha };
+    }, {
+      classify: classifyMerge,
+      // An earlier try may have merged and lost the answer: merged now means done.
+      lookBeforeRetry: async (o, req) => {
+        const { data } = await o.rest.pulls.get({ ...repo, pull_number: number, ...req });
+        return data.merged && data.merge_commit_sha ? { sha: data.merge_commit_sha } : undefined;
+      },
+    });
+  }
+
+  private async commentOnce(o: Octokit, repo: RepoRef, number: number, name: string, body: string, req: Req): Promise<void> {
+    const tag = marker(name);
+    const comments = await o.paginate(o.rest.issues.listComments, { ...repo, issue_number: number, per_page: 100, ...req });
+    if (comments.some((c) => c.body?.includes(tag))) return;
+    await o.rest.issues.createComment({ ...repo, issue_number: number, body: `${tag}\n${body}`, ...req });
+  }
+
+  commentPullRequest(repo: RepoRef, number: number, name: string, body: string): Promise<void> {
+    return this.run('commentPullRequest', (o, req) => this.commentOnce(o, repo, number, name, body, req));
+  }
+
+  closePullRequest(repo: RepoRef, number: number, comment: string): Promise<void> {
+    return this.run('closePullRequest', async (o, req) => {
+      const { data } = await o.rest.pulls.get({ ...repo, pull_number: number, ...req });
+      if (data.state === 'closed') return;
+      // Say why first: a PR closed without its comment would leave readers guessing.
+      await this.commentOnce(o, repo, number, 'closed', comment, req);
+      await o.rest.pulls.update({ ...repo, pull_number: number, state: 'closed', ...req });
+    });
+  }
+}
