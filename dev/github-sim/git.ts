@@ -76,11 +76,31 @@ function isoFromGit(date: string): string {
   return new Date(date).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
+const FULL_SHA = /^[0-9a-f]{40}$/;
+
 export class GitRepo {
   readonly dir: string;
+  /** Answers about objects named by full SHAs never change (refs do, and are never cached). */
+  private readonly memo = new Map<string, Promise<unknown>>();
 
   constructor(dir: string) {
     this.dir = dir;
+  }
+
+  /**
+   * Each git command is a process (~5 ms); polling asks the same questions about
+   * the same commits over and over, so immutable answers are kept. `keep` says
+   * whether an answer may be kept: "no such object" may change once it is written.
+   */
+  private cached<T>(key: string, shas: string[], compute: () => Promise<T>, keep: (value: T) => boolean = () => true): Promise<T> {
+    if (!shas.every((s) => FULL_SHA.test(s))) return compute();
+    const hit = this.memo.get(key);
+    if (hit) return hit as Promise<T>;
+    const value = compute();
+    this.memo.set(key, value);
+    if (this.memo.size > 20_000) this.memo.delete(this.memo.keys().next().value!);
+    value.then((v) => { if (!keep(v)) this.memo.delete(key); }, () => this.memo.delete(key));
+    return value;
   }
 
   async run(args: string[], options: RunOptions = {}): Promise<{ stdout: string; code: number }> {
@@ -132,20 +152,26 @@ export class GitRepo {
   }
 
   /** The commit a revision names, or undefined when there is none. */
-  async resolveCommit(rev: string): Promise<string | undefined> {
-    const { stdout, code } = await this.run(['rev-parse', '--verify', '--quiet', '--end-of-options', `${rev}^{commit}`], { okCodes: [1, 128] });
-    return code === 0 ? stdout.trim() : undefined;
+  resolveCommit(rev: string): Promise<string | undefined> {
+    return this.cached(`commit ${rev}`, [rev], async () => {
+      const { stdout, code } = await this.run(['rev-parse', '--verify', '--quiet', '--end-of-options', `${rev}^{commit}`], { okCodes: [1, 128] });
+      return code === 0 ? stdout.trim() : undefined;
+    }, (v) => v !== undefined);
   }
 
   /** The tree a commit or tree names, or undefined. */
-  async resolveTree(rev: string): Promise<string | undefined> {
-    const { stdout, code } = await this.run(['rev-parse', '--verify', '--quiet', '--end-of-options', `${rev}^{tree}`], { okCodes: [1, 128] });
-    return code === 0 ? stdout.trim() : undefined;
+  resolveTree(rev: string): Promise<string | undefined> {
+    return this.cached(`tree ${rev}`, [rev], async () => {
+      const { stdout, code } = await this.run(['rev-parse', '--verify', '--quiet', '--end-of-options', `${rev}^{tree}`], { okCodes: [1, 128] });
+      return code === 0 ? stdout.trim() : undefined;
+    }, (v) => v !== undefined);
   }
 
-  async objectType(sha: string): Promise<string | undefined> {
-    const { stdout, code } = await this.run(['cat-file', '-t', sha], { okCodes: [1, 128] });
-    return code === 0 ? stdout.trim() : undefined;
+  objectType(sha: string): Promise<string | undefined> {
+    return this.cached(`type ${sha}`, [sha], async () => {
+      const { stdout, code } = await this.run(['cat-file', '-t', sha], { okCodes: [1, 128] });
+      return code === 0 ? stdout.trim() : undefined;
+    }, (v) => v !== undefined);
   }
 
   async refExists(ref: string): Promise<boolean> {
@@ -153,14 +179,18 @@ export class GitRepo {
     return code === 0;
   }
 
-  async isAncestor(ancestor: string, descendant: string): Promise<boolean> {
-    const { code } = await this.run(['merge-base', '--is-ancestor', ancestor, descendant], { okCodes: [1] });
-    return code === 0;
+  isAncestor(ancestor: string, descendant: string): Promise<boolean> {
+    return this.cached(`ancestor ${ancestor} ${descendant}`, [ancestor, descendant], async () => {
+      const { code } = await this.run(['merge-base', '--is-ancestor', ancestor, descendant], { okCodes: [1] });
+      return code === 0;
+    });
   }
 
-  async mergeBase(a: string, b: string): Promise<string | undefined> {
-    const { stdout, code } = await this.run(['merge-base', a, b], { okCodes: [1] });
-    return code === 0 ? stdout.trim() : undefined;
+  mergeBase(a: string, b: string): Promise<string | undefined> {
+    return this.cached(`merge-base ${a} ${b}`, [a, b], async () => {
+      const { stdout, code } = await this.run(['merge-base', a, b], { okCodes: [1] });
+      return code === 0 ? stdout.trim() : undefined;
+    });
   }
 
   /** Commits reachable from `rev` (optionally touching `path`), newest first. */
@@ -184,12 +214,18 @@ export class GitRepo {
     });
   }
 
-  async commit(sha: string): Promise<CommitObject | undefined> {
-    if (await this.objectType(sha) !== 'commit') return undefined;
-    return (await this.log(sha, { max: 1 }))[0];
+  commit(sha: string): Promise<CommitObject | undefined> {
+    return this.cached(`cat ${sha}`, [sha], async () => {
+      if (await this.objectType(sha) !== 'commit') return undefined;
+      return (await this.log(sha, { max: 1 }))[0];
+    }, (v) => v !== undefined);
   }
 
-  async lsTree(treeish: string, recursive: boolean): Promise<TreeEntry[]> {
+  lsTree(treeish: string, recursive: boolean): Promise<TreeEntry[]> {
+    return this.cached(`ls-tree ${recursive} ${treeish}`, [treeish], () => this.listTree(treeish, recursive));
+  }
+
+  private async listTree(treeish: string, recursive: boolean): Promise<TreeEntry[]> {
     const out = await this.out(['ls-tree', '-z', '-l', ...(recursive ? ['-r', '-t'] : []), treeish]);
     return out.split('\0').filter((line) => line.length > 0).map((line) => {
       const tab = line.indexOf('\t');
@@ -230,7 +266,11 @@ export class GitRepo {
   }
 
   /** A real three-way merge of two commits (git merge-tree --write-tree). */
-  async mergeTree(ours: string, theirs: string): Promise<{ clean: boolean; tree: string; conflicts: string[] }> {
+  mergeTree(ours: string, theirs: string): Promise<{ clean: boolean; tree: string; conflicts: string[] }> {
+    return this.cached(`merge-tree ${ours} ${theirs}`, [ours, theirs], () => this.trialMerge(ours, theirs));
+  }
+
+  private async trialMerge(ours: string, theirs: string): Promise<{ clean: boolean; tree: string; conflicts: string[] }> {
     const { stdout, code } = await this.run(['merge-tree', '--write-tree', '--name-only', '--no-messages', ours, theirs], { okCodes: [1] });
     const [tree, ...conflicts] = stdout.split('\n').filter((l) => l.length > 0);
     return { clean: code === 0, tree: tree!, conflicts };
@@ -249,7 +289,11 @@ export class GitRepo {
   }
 
   /** Files that differ between two commits, with line counts. */
-  async diff(from: string, to: string): Promise<ChangedFile[]> {
+  diff(from: string, to: string): Promise<ChangedFile[]> {
+    return this.cached(`diff ${from} ${to}`, [from, to], () => this.changes(from, to));
+  }
+
+  private async changes(from: string, to: string): Promise<ChangedFile[]> {
     const raw = (await this.out(['diff', '--raw', '-z', '--no-renames', '--no-abbrev', from, to])).split('\0');
     const numstat = (await this.out(['diff', '--numstat', '-z', '--no-renames', from, to])).split('\0');
     const counts = new Map<string, [number, number]>();

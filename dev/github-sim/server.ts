@@ -19,6 +19,8 @@ export interface FaultRule {
   times?: number;
   /** Answer this status instead (5xx, 403, 422, 429, ...). */
   status?: number;
+  /** With a 2xx status: answer this body without running the request — a stale read (GitHub's lists lag). */
+  body?: unknown;
   message?: string;
   retryAfterSeconds?: number;
   latencyMs?: number;
@@ -140,6 +142,7 @@ export class SimServer {
   private async respond(url: URL, raw: string, route: Route, params: Record<string, string>, principal: Principal): Promise<RouteResult> {
     const fault = this.take(this.faults, routeKey(route));
     if (fault?.latencyMs) await sleep(fault.latencyMs);
+    if (fault?.status !== undefined && fault.status < 400) return { status: fault.status, body: fault.body };
     if (fault?.status !== undefined && !fault.afterEffect) throw this.faultError(fault);
     const login = principal.kind === 'app' ? `app:${principal.appId}` : principal.login;
     if (this.quota(login).remaining === 0) {

@@ -318,6 +318,10 @@ export class GitHubClient implements GitHubPort {
 
   createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<PullRequestInfo> {
     return this.run('createPullRequest', async (o, req) => {
+      // Look before creating (SPEC §6.4): an open PR of this attempt's branch is adopted as it is —
+      // rebuilding would move its head and restart its CI.
+      const open = await this.adopt(o, repo, spec, req);
+      if (open) return open;
       const prefix = normalisePath(spec.path);
       const base = await o.rest.git.getRef({ ...repo, ref: `heads/${spec.base}`, ...req });
       const baseSha = base.data.object.sha;
@@ -327,7 +331,7 @@ export class GitHubClient implements GitHubPort {
         ...repo, tree: tree.data.sha, parents: [baseSha],
         message: `${spec.title}\n\nRestores ${prefix || 'the repository'} to its tree at ${spec.targetSha}.`, ...req,
       });
-      await this.pointBranch(o, repo, spec.branch, commit.data.sha, req);
+      await this.pointBranch(o, repo, spec.branch, { sha: commit.data.sha, tree: tree.data.sha, parent: baseSha }, req);
       let pull: PullRequestInfo;
       try {
         const { data } = await o.rest.pulls.create({ ...repo, head: spec.branch, base: spec.base, title: spec.title, body: spec.body, maintainer_can_modify: false, ...req });
@@ -344,13 +348,20 @@ export class GitHubClient implements GitHubPort {
     }, { lookBeforeRetry: (o, req) => this.adopt(o, repo, spec, req) });
   }
 
-  /** Creates the branch at `sha`; a branch left by an earlier try is moved there instead. */
-  private async pointBranch(o: Octokit, repo: RepoRef, branch: string, sha: string, req: Req): Promise<void> {
+  /**
+   * Creates the branch at the rollback commit. A branch an earlier try left is
+   * kept when it already holds the same change on the same base (an open PR on
+   * it keeps its head and CI), and moved to the new commit otherwise.
+   */
+  private async pointBranch(o: Octokit, repo: RepoRef, branch: string, commit: { sha: string; tree: string; parent: string }, req: Req): Promise<void> {
     try {
-      await o.rest.git.createRef({ ...repo, ref: `refs/heads/${branch}`, sha, ...req });
+      await o.rest.git.createRef({ ...repo, ref: `refs/heads/${branch}`, sha: commit.sha, ...req });
     } catch (error) {
       if (statusOf(error) !== 422 || !validationMessages(error).some((m) => m.includes('Reference already exists'))) throw error;
-      await o.rest.git.updateRef({ ...repo, ref: `heads/${branch}`, sha, force: true, ...req });
+      const { data: ref } = await o.rest.git.getRef({ ...repo, ref: `heads/${branch}`, ...req });
+      const { data: existing } = await o.rest.git.getCommit({ ...repo, commit_sha: ref.object.sha, ...req });
+      if (existing.tree.sha === commit.tree && existing.parents.length === 1 && existing.parents[0]!.sha === commit.parent) return;
+      await o.rest.git.updateRef({ ...repo, ref: `heads/${branch}`, sha: commit.sha, force: true, ...req });
     }
   }
 

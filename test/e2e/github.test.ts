@@ -133,6 +133,18 @@ describe('the rollback pull request', () => {
     expect(sim.control.pulls(repo).filter((p) => p.head === s.branch)).toHaveLength(1);
   });
 
+  it('adopts the PR when a stale list hid it and GitHub says it already exists', async () => {
+    const s = spec('payment-aaaa0001', c.v2!);
+    const { number, headSha } = sim.control.pulls(repo).find((p) => p.head === s.branch)!;
+    // Given GitHub's PR list lags behind (the look before creating sees nothing)
+    sim.control.fail({ route: 'GET /repos/{owner}/{repo}/pulls', status: 200, body: [] });
+    // When the operator creates the PR, GitHub answers 422 "A pull request already exists" — and the PR is adopted
+    expect((await client().createPullRequest(repo, s)).number).toBe(number);
+    expect(sim.control.pulls(repo).filter((p) => p.head === s.branch)).toHaveLength(1);
+    // and its branch still holds the same commit: same change on the same base, so its CI stands
+    expect(git('rev-parse', `refs/heads/${s.branch}`)).toBe(headSha);
+  });
+
   it('survives a lost answer: the retry looks first and adopts the PR the first try opened', async () => {
     const metrics = new Metrics();
     const s = spec('payment-aaaa0002', c.v2!);

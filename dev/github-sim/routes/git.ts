@@ -128,6 +128,15 @@ export const gitRoutes: Route[] = [
     },
   },
   {
+    method: 'GET', template: '/repos/{owner}/{repo}/git/commits/{commit_sha}', auth: 'token',
+    async handle(ctx) {
+      const repo = repoOf(ctx);
+      const commit = await repo.git.commit(ctx.params.commit_sha!);
+      if (!commit) throw notFound();
+      return { status: 200, body: ctx.views.gitCommit(repo, commit) };
+    },
+  },
+  {
     method: 'POST', template: '/repos/{owner}/{repo}/git/commits', auth: 'token',
     async handle(ctx) {
       const repo = repoOf(ctx);

@@ -9,9 +9,12 @@ import { body, oneOf, optionalString, paginate, requiredString } from './common.
 const repoOf = (ctx: RequestContext): SimRepo => ctx.world.repo(ctx.params.owner!, ctx.params.repo!);
 const pullOf = (ctx: RequestContext, repo: SimRepo): SimPull => ctx.world.pull(repo, Number(ctx.params.pull_number ?? ctx.params.issue_number));
 
-/** The full pull-request object of GET /pulls/{n}. */
-async function detailed(ctx: RequestContext, repo: SimRepo, pull: SimPull) {
-  const mergeability = await ctx.world.mergeability(repo, pull);
+/**
+ * The full pull-request object of GET /pulls/{n}. Right after opening, GitHub has
+ * not computed mergeability yet and says null / "unknown"; so does the simulator.
+ */
+async function detailed(ctx: RequestContext, repo: SimRepo, pull: SimPull, justOpened = false) {
+  const mergeability = justOpened ? { mergeable: null, state: 'unknown' } : await ctx.world.mergeability(repo, pull);
   const files = await ctx.world.changedFiles(repo, pull);
   const from = pull.merged ? (await repo.git.commit(pull.mergeCommitSha!))?.parents[0] ?? pull.baseSha : pull.baseSha;
   const commits = (await repo.git.log(pull.headSha, { exclude: from })).length;
@@ -51,7 +54,7 @@ export const pullRoutes: Route[] = [
         title: requiredString(b, 'title', 'PullRequest'), head, base: requiredString(b, 'base', 'PullRequest'),
         body: optionalString(b, 'body', 'PullRequest') ?? null, user: ctx.actor,
       });
-      return { status: 201, body: await detailed(ctx, repo, pull) };
+      return { status: 201, body: await detailed(ctx, repo, pull, true) };
     },
   },
   {

@@ -1,0 +1,158 @@
+// `make bench`: the operator (src/main.ts) watching many Argo CD Applications on
+// the real local stack. Not a test: it measures and prints.
+//   Phase 1 — APPS Applications (default 10,000), all Healthy, 10 s interval, for
+//   MINUTES minutes (default 5): operator CPU seconds, peak RSS, and per minute the
+//   Kubernetes API requests (kube-apiserver's apiserver_request_total), GitHub
+//   requests (the simulator's counters) and etcd writes (the operator's own etcd,
+//   etcd_mvcc_put_total + etcd_mvcc_delete_total).
+//   Phase 2 — DEGRADE of them (default 100) turn Degraded at once: time from the
+//   confirming check (degradation.confirmed) to PR opened (pr.created), p50/p95,
+//   and GitHub requests per rollback.
+// Environment: BENCH_APPS, BENCH_MINUTES, BENCH_DEGRADE.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { request, type RequestOptions } from 'node:https';
+import { join } from 'node:path';
+import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { followTimeline } from '../dev/demo/timeline.ts';
+import { startGitHubSim } from '../dev/github-sim/index.ts';
+import { endpointsOf, startStack } from '../dev/stack/index.ts';
+import { installCrds, kubectlOk } from '../dev/stack/kubectl.ts';
+import { freePort } from '../dev/stack/process.ts';
+
+const APPS = Number(process.env.BENCH_APPS ?? 10_000);
+const MINUTES = Number(process.env.BENCH_MINUTES ?? 5);
+const DEGRADE = Math.min(APPS, Number(process.env.BENCH_DEGRADE ?? 100));
+const out = (text: string) => process.stdout.write(`${text}\n`);
+const name = (i: number) => `app-${String(i).padStart(5, '0')}`;
+
+async function metricSum(text: Promise<string>, metric: string): Promise<number> {
+  let sum = 0;
+  for (const line of (await text).split('\n')) {
+    if (line.startsWith(`${metric}{`) || line.startsWith(`${metric} `)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+async function apiserverMetrics(kc: KubeConfig, url: string): Promise<string> {
+  const options: RequestOptions = {};
+  await kc.applyToHTTPSOptions(options);
+  return new Promise((resolve, reject) => {
+    request(`${url}/metrics`, options, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve(body));
+    }).on('error', reject).end();
+  });
+}
+
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
+}
+
+function peakRssMiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'))!;
+  return Number(line.replace(/\D+/g, '')) / 1024;
+}
+
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+};
+
+out(`ai-operator benchmark: ${APPS} Applications, ${MINUTES} min Healthy, then ${DEGRADE} degrade at once`);
+const stack = await startStack();
+const endpoints = endpointsOf(stack);
+const github = await startGitHubSim({ validate: false, rateLimit: 1_000_000 });
+try {
+  await installCrds(endpoints);
+  await kubectlOk(endpoints, ['create', 'namespace', 'argocd']);
+  const kc = new KubeConfig();
+  kc.loadFromFile(endpoints.kubeconfig);
+  const api = kc.makeApiClient(CustomObjectsApi);
+
+  // A GitOps repository with every app's path: a good release, then a bad one.
+  const { token } = github.control.addUser({ login: 'ai-operator-bot' });
+  const repo = { owner: 'acme', repo: 'gitops' };
+  await github.control.createRepo({ ...repo, files: { 'README.md': '# GitOps\n' }, message: 'Initial commit' });
+  const files = (tag: string) => Object.fromEntries(Array.from({ length: DEGRADE }, (_, i) => [`apps/${name(i)}/deployment.yaml`, `image: ${tag}\n`]));
+  const { sha: good } = await github.control.push({ ...repo, files: files('v1'), message: 'Release v1' });
+  const { sha: bad } = await github.control.push({ ...repo, files: files('v2'), message: 'Release v2 (broken)' });
+  github.control.setStatus({ ...repo, sha: good, state: 'success', context: 'ci/build' });
+
+  const started = Date.now();
+  const deployedAt = new Date(Date.now() - 24 * 3600_000).toISOString();
+  const batch = 50;
+  for (let from = 0; from < APPS; from += batch) {
+    await Promise.all(Array.from({ length: Math.min(batch, APPS - from) }, async (_, k) => {
+      const app = name(from + k);
+      await api.createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', body: {
+        apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: app, namespace: 'argocd', labels: { 'ai-operator.enabled': 'true', environment: 'staging' } },
+        spec: { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: `apps/${app}`, targetRevision: 'main' }, destination: { namespace: app } },
+      } });
+      await api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', name: app, body: {
+        status: { health: { status: 'Healthy' }, sync: { status: 'Synced', revision: bad }, history: [{ id: 0, revision: good, deployedAt }, { id: 1, revision: bad, deployedAt: new Date().toISOString() }] },
+      } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    }));
+  }
+  out(`created ${APPS} Healthy Applications in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+
+  const httpPort = await freePort();
+  const operator = spawn(process.execPath, [new URL('../src/main.ts', import.meta.url).pathname], {
+    env: {
+      PATH: process.env.PATH, KUBECONFIG: endpoints.kubeconfig, ETCD_ENDPOINTS: endpoints.etcd, NATS_URL: endpoints.nats,
+      PROMETHEUS_URL: endpoints.prometheus, ELASTICSEARCH_URL: endpoints.elasticsearch, GITHUB_API_URL: github.url,
+      GITHUB_ORG: 'acme', GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(stack.workDir, 'audit'), HTTP_PORT: String(httpPort),
+      POLL_INTERVAL_SEC: '10', LOG_LEVEL: 'WARN',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await (async () => {
+    for (;;) {
+      const ready = await fetch(`http://127.0.0.1:${httpPort}/readyz`).then((r) => r.ok, () => false);
+      if (ready) return;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  })();
+  out(`operator ready after ${((Date.now() - started) / 1000).toFixed(0)} s; measuring ${MINUTES} min of all-Healthy`);
+  await new Promise((r) => setTimeout(r, 15_000)); // let start-up settle
+
+  const etcdWrites = async () => (await metricSum(fetch(`${endpoints.etcd}/metrics`).then((r) => r.text()), 'etcd_mvcc_put_total')) + (await metricSum(fetch(`${endpoints.etcd}/metrics`).then((r) => r.text()), 'etcd_mvcc_delete_total'));
+  const kubeRequests = () => metricSum(apiserverMetrics(kc, endpoints.kubeUrl), 'apiserver_request_total');
+  const githubRequests = () => Object.values(github.control.counters()).reduce((a, b) => a + b, 0);
+  const before = { cpu: cpuSeconds(operator.pid!), kube: await kubeRequests(), github: githubRequests(), etcd: await etcdWrites(), at: Date.now() };
+  await new Promise((r) => setTimeout(r, MINUTES * 60_000));
+  const after = { cpu: cpuSeconds(operator.pid!), kube: await kubeRequests(), github: githubRequests(), etcd: await etcdWrites(), at: Date.now() };
+  const minutes = (after.at - before.at) / 60_000;
+  out(`\nPhase 1 — ${APPS} Healthy Applications, ${minutes.toFixed(1)} min:`);
+  out(`  CPU: ${(after.cpu - before.cpu).toFixed(1)} s = ${((after.cpu - before.cpu) / (minutes * 60)).toFixed(3)} core on average (target < 0.5)`);
+  out(`  peak RSS: ${peakRssMiB(operator.pid!).toFixed(0)} MiB (target < 512)`);
+  out(`  Kubernetes API requests/min: ${((after.kube - before.kube) / minutes).toFixed(1)} (all clients of the apiserver; the benchmark itself is idle)`);
+  out(`  GitHub requests/min: ${((after.github - before.github) / minutes).toFixed(1)} (target 0)`);
+  out(`  etcd writes/min: ${((after.etcd - before.etcd) / minutes).toFixed(1)} (target 0; leader lease renewals are not writes)`);
+
+  // Phase 2: DEGRADE apps turn Degraded at once.
+  const confirmed = new Map<string, number>();
+  const opened = new Map<string, number>();
+  const timeline = await followTimeline(endpoints.nats, (event) => {
+    const app = event.subject.split('/')[1]!;
+    if (event.type === 'io.ai-operator.degradation.confirmed') confirmed.set(app, Date.parse(event.time));
+    if (event.type === 'io.ai-operator.pr.created') opened.set(app, Date.parse(event.time));
+  });
+  const githubBefore = githubRequests();
+  const degradedAt = Date.now();
+  await Promise.all(Array.from({ length: DEGRADE }, (_, i) => api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', name: name(i), body: { status: { health: { status: 'Degraded' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))));
+  while (opened.size < DEGRADE && Date.now() - degradedAt < 300_000) await new Promise((r) => setTimeout(r, 500));
+  await new Promise((r) => setTimeout(r, 3000));
+  const latencies = [...opened].filter(([app]) => confirmed.has(app)).map(([app, at]) => (at - confirmed.get(app)!) / 1000);
+  out(`\nPhase 2 — ${DEGRADE} Applications Degraded at once:`);
+  out(`  PRs opened: ${opened.size}/${DEGRADE} within ${((Date.now() - degradedAt) / 1000).toFixed(0)} s`);
+  out(`  confirming check → PR opened: p50 ${percentile(latencies, 50).toFixed(2)} s, p95 ${percentile(latencies, 95).toFixed(2)} s (target p95 < 2 s)`);
+  out(`  GitHub requests per rollback (to PR opened, plus CI polling meanwhile): ${((githubRequests() - githubBefore) / Math.max(1, opened.size)).toFixed(1)}`);
+  out(`  peak RSS: ${peakRssMiB(operator.pid!).toFixed(0)} MiB`);
+  await timeline.stop();
+  operator.kill('SIGTERM');
+} finally {
+  await github.stop();
+  await stack.stop();
+}
