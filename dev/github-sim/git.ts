@@ -1,12 +1,20 @@
 // The simulator's storage: real bare git repositories, driven with git plumbing
 // only (no working tree), so commits, trees, refs, merges and conflicts are the
 // ones git itself computes. The Argo CD simulator reads the same bare repos.
+//
+// Reads (refs, commits, trees, object types) go through one long-running
+// `git cat-file --batch-command` (it sees new objects and moved refs at once);
+// writes and computations (commit-tree, update-ref, merge-tree, diff, log) are
+// one git process each. Answers about objects named by full SHAs never change
+// and are kept, so polling costs no git work at all.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ObjectReader } from './object-reader.ts';
 
 export const ZERO_SHA = '0000000000000000000000000000000000000000';
+const FULL_SHA = /^[0-9a-f]{40}$/;
 
 export class GitError extends Error {
   readonly exitCode: number | null;
@@ -68,29 +76,67 @@ interface RunOptions {
   okCodes?: number[];
 }
 
-const SEP_FIELD = '\x1f';
-const SEP_RECORD = '\x1e';
 const LOG_FORMAT = ['%H', '%T', '%P', '%an', '%ae', '%aI', '%cn', '%ce', '%cI', '%B'].join('%x1f') + '%x1e';
 
-function isoFromGit(date: string): string {
-  return new Date(date).toISOString().replace(/\.\d{3}Z$/, 'Z');
+function iso(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-const FULL_SHA = /^[0-9a-f]{40}$/;
+/** "Name <email> 1700000000 +0000" (a commit header) as a signature. */
+function signatureOf(line: string): Signature {
+  const m = /^(.*) <(.*)> (\d+) [+-]\d{4}$/.exec(line);
+  if (!m) throw new Error(`unreadable signature: ${line}`);
+  return { name: m[1]!, email: m[2]!, date: iso(new Date(Number(m[3]) * 1000)) };
+}
+
+function parseCommit(sha: string, content: Buffer): CommitObject {
+  const text = content.toString('utf8');
+  const split = text.indexOf('\n\n');
+  const headers = (split < 0 ? text : text.slice(0, split)).split('\n').filter((l) => !l.startsWith(' '));
+  const value = (name: string) => headers.filter((h) => h.startsWith(`${name} `)).map((h) => h.slice(name.length + 1));
+  return {
+    sha, tree: value('tree')[0]!, parents: value('parent'),
+    author: signatureOf(value('author')[0]!), committer: signatureOf(value('committer')[0]!),
+    message: split < 0 ? '' : text.slice(split + 2).replace(/\n$/, ''),
+  };
+}
+
+/** A tree object's entries: "<mode> <name>\0<20-byte id>" each. */
+function parseTree(content: Buffer): Array<{ mode: string; name: string; sha: string }> {
+  const entries: Array<{ mode: string; name: string; sha: string }> = [];
+  let at = 0;
+  while (at < content.length) {
+    const space = content.indexOf(0x20, at);
+    const nul = content.indexOf(0, space);
+    entries.push({
+      mode: content.subarray(at, space).toString('ascii').padStart(6, '0'),
+      name: content.subarray(space + 1, nul).toString('utf8'),
+      sha: content.subarray(nul + 1, nul + 21).toString('hex'),
+    });
+    at = nul + 21;
+  }
+  return entries;
+}
+
+const typeOfMode = (mode: string): TreeEntry['type'] => (mode === '040000' ? 'tree' : mode === '160000' ? 'commit' : 'blob');
 
 export class GitRepo {
   readonly dir: string;
-  /** Answers about objects named by full SHAs never change (refs do, and are never cached). */
+  private readonly reader: ObjectReader;
   private readonly memo = new Map<string, Promise<unknown>>();
 
   constructor(dir: string) {
     this.dir = dir;
+    this.reader = new ObjectReader(dir);
+  }
+
+  close(): void {
+    this.reader.close();
   }
 
   /**
-   * Each git command is a process (~5 ms); polling asks the same questions about
-   * the same commits over and over, so immutable answers are kept. `keep` says
-   * whether an answer may be kept: "no such object" may change once it is written.
+   * Keeps answers about full SHAs (immutable objects). `keep` says whether an
+   * answer may be kept: "no such object" may change once the object is written.
    */
   private cached<T>(key: string, shas: string[], compute: () => Promise<T>, keep: (value: T) => boolean = () => true): Promise<T> {
     if (!shas.every((s) => FULL_SHA.test(s))) return compute();
@@ -103,12 +149,12 @@ export class GitRepo {
     return value;
   }
 
-  async run(args: string[], options: RunOptions = {}): Promise<{ stdout: string; code: number }> {
-    const full = ['--git-dir', this.dir, ...args];
+  async run(args: string[], options: RunOptions = {}, command = 'git'): Promise<{ stdout: string; code: number }> {
+    const full = command === 'git' ? ['--git-dir', this.dir, ...args] : args;
     return new Promise((resolve, reject) => {
-      const child = execFile('git', full, {
+      const child = execFile(command, full, {
         maxBuffer: 256 * 1024 * 1024,
-        // A fixed identity and no user config: results never depend on the machine.
+        // No user or system config: results never depend on the machine.
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, GIT_CONFIG_NOSYSTEM: '1', GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C', ...options.env },
       }, (error, stdout, stderr) => {
         const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
@@ -147,36 +193,22 @@ export class GitRepo {
     await this.run(['update-ref', ref, sha, ...(expected !== undefined ? [expected] : [])]);
   }
 
-  async deleteRef(ref: string): Promise<void> {
-    await this.run(['update-ref', '-d', ref]);
-  }
-
-  /** The commit a revision names, or undefined when there is none. */
+  /** The commit a revision names (a SHA, a full ref, a branch name), or undefined when there is none. */
   resolveCommit(rev: string): Promise<string | undefined> {
-    return this.cached(`commit ${rev}`, [rev], async () => {
-      const { stdout, code } = await this.run(['rev-parse', '--verify', '--quiet', '--end-of-options', `${rev}^{commit}`], { okCodes: [1, 128] });
-      return code === 0 ? stdout.trim() : undefined;
-    }, (v) => v !== undefined);
+    return this.cached(`commit ${rev}`, [rev], async () => (await this.reader.info(`${rev}^{commit}`))?.sha, (v) => v !== undefined);
   }
 
   /** The tree a commit or tree names, or undefined. */
   resolveTree(rev: string): Promise<string | undefined> {
-    return this.cached(`tree ${rev}`, [rev], async () => {
-      const { stdout, code } = await this.run(['rev-parse', '--verify', '--quiet', '--end-of-options', `${rev}^{tree}`], { okCodes: [1, 128] });
-      return code === 0 ? stdout.trim() : undefined;
-    }, (v) => v !== undefined);
+    return this.cached(`tree ${rev}`, [rev], async () => (await this.reader.info(`${rev}^{tree}`))?.sha, (v) => v !== undefined);
   }
 
   objectType(sha: string): Promise<string | undefined> {
-    return this.cached(`type ${sha}`, [sha], async () => {
-      const { stdout, code } = await this.run(['cat-file', '-t', sha], { okCodes: [1, 128] });
-      return code === 0 ? stdout.trim() : undefined;
-    }, (v) => v !== undefined);
+    return this.cached(`type ${sha}`, [sha], async () => (await this.reader.info(sha))?.type, (v) => v !== undefined);
   }
 
   async refExists(ref: string): Promise<boolean> {
-    const { code } = await this.run(['show-ref', '--verify', '--quiet', ref], { okCodes: [1] });
-    return code === 0;
+    return (await this.reader.info(ref)) !== undefined;
   }
 
   isAncestor(ancestor: string, descendant: string): Promise<boolean> {
@@ -186,11 +218,9 @@ export class GitRepo {
     });
   }
 
-  mergeBase(a: string, b: string): Promise<string | undefined> {
-    return this.cached(`merge-base ${a} ${b}`, [a, b], async () => {
-      const { stdout, code } = await this.run(['merge-base', a, b], { okCodes: [1] });
-      return code === 0 ? stdout.trim() : undefined;
-    });
+  /** How many commits `rev` has that `exclude` has not. */
+  countCommits(rev: string, exclude: string): Promise<number> {
+    return this.cached(`count ${rev} ${exclude}`, [rev, exclude], async () => Number((await this.out(['rev-list', '--count', rev, `^${exclude}`])).trim()));
   }
 
   /** Commits reachable from `rev` (optionally touching `path`), newest first. */
@@ -203,12 +233,12 @@ export class GitRepo {
     args.push('--');
     if (options.path !== undefined && options.path !== '' && options.path !== '.') args.push(options.path);
     const out = await this.out(args);
-    return out.split(SEP_RECORD).map((r) => r.replace(/^\n/, '')).filter((r) => r.length > 0).map((record) => {
-      const [sha, tree, parents, an, ae, ad, cn, ce, cd, message] = record.split(SEP_FIELD);
+    return out.split('\x1e').map((r) => r.replace(/^\n/, '')).filter((r) => r.length > 0).map((record) => {
+      const [sha, tree, parents, an, ae, ad, cn, ce, cd, message] = record.split('\x1f');
       return {
         sha: sha!, tree: tree!, parents: parents ? parents.split(' ') : [],
-        author: { name: an!, email: ae!, date: isoFromGit(ad!) },
-        committer: { name: cn!, email: ce!, date: isoFromGit(cd!) },
+        author: { name: an!, email: ae!, date: iso(new Date(ad!)) },
+        committer: { name: cn!, email: ce!, date: iso(new Date(cd!)) },
         message: (message ?? '').replace(/\n$/, ''),
       };
     });
@@ -216,50 +246,64 @@ export class GitRepo {
 
   commit(sha: string): Promise<CommitObject | undefined> {
     return this.cached(`cat ${sha}`, [sha], async () => {
-      if (await this.objectType(sha) !== 'commit') return undefined;
-      return (await this.log(sha, { max: 1 }))[0];
+      const object = await this.reader.contents(sha);
+      return object?.type === 'commit' ? parseCommit(object.sha, object.content!) : undefined;
     }, (v) => v !== undefined);
   }
 
+  /** The entries of a tree (of a commit or tree), like `git ls-tree -l [-r -t]`. */
   lsTree(treeish: string, recursive: boolean): Promise<TreeEntry[]> {
-    return this.cached(`ls-tree ${recursive} ${treeish}`, [treeish], () => this.listTree(treeish, recursive));
+    return this.cached(`ls-tree ${recursive} ${treeish}`, [treeish], async () => {
+      const root = await this.reader.contents(`${treeish}^{tree}`);
+      if (!root) throw new GitError(['ls-tree', treeish], 128, `not a tree: ${treeish}`);
+      const entries: TreeEntry[] = [];
+      const walk = async (content: Buffer, prefix: string): Promise<void> => {
+        for (const e of parseTree(content)) {
+          const type = typeOfMode(e.mode);
+          entries.push({ mode: e.mode, type, sha: e.sha, path: `${prefix}${e.name}` });
+          if (type === 'tree' && recursive) await walk((await this.reader.contents(e.sha))!.content!, `${prefix}${e.name}/`);
+        }
+      };
+      await walk(root.content!, '');
+      // Blob sizes, asked all at once (the reader answers in order, no process each).
+      await Promise.all(entries.filter((e) => e.type === 'blob').map(async (e) => { e.size = (await this.reader.info(e.sha))!.size; }));
+      return entries;
+    });
   }
 
-  private async listTree(treeish: string, recursive: boolean): Promise<TreeEntry[]> {
-    const out = await this.out(['ls-tree', '-z', '-l', ...(recursive ? ['-r', '-t'] : []), treeish]);
-    return out.split('\0').filter((line) => line.length > 0).map((line) => {
-      const tab = line.indexOf('\t');
-      const [mode, type, sha, size] = line.slice(0, tab).split(/\s+/);
-      return { mode: mode!, type: type as TreeEntry['type'], sha: sha!, ...(type === 'blob' ? { size: Number(size) } : {}), path: line.slice(tab + 1) };
-    });
+  /** Every file (blob or submodule) at or under `path` in `tree`, with full paths. */
+  private async filesAt(tree: string, path: string): Promise<string[]> {
+    const found = await this.reader.info(`${tree}:${path}`);
+    if (!found) return [];
+    if (found.type !== 'tree') return [path];
+    return (await this.lsTree(found.sha, true)).filter((e) => e.type !== 'tree').map((e) => `${path}/${e.path}`);
   }
 
   /**
    * Writes the tree `base` (or an empty one) with `edits` applied, through a
-   * throw-away index: git's own index handles nested paths and deletions.
+   * throw-away index: git's own index handles nested paths and deletions. The
+   * three index commands run as one shell pipeline — one process start, not three.
    */
   async writeTree(base: string | undefined, edits: TreeEdit[]): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), 'github-sim-index-'));
-    const env = { GIT_INDEX_FILE: join(dir, 'index') };
-    try {
-      await this.run(base ? ['read-tree', base] : ['read-tree', '--empty'], { env });
-      const indexed = (await this.out(['ls-files', '-z', '--cached'], { env })).split('\0').filter((p) => p.length > 0);
-      const lines: string[] = [];
-      for (const edit of edits) {
-        const path = edit.path.replace(/^\/+|\/+$/g, '');
-        // Whatever is at the path now goes: a file, or everything under a directory.
-        for (const p of indexed) if (p === path || p.startsWith(`${path}/`)) lines.push(`0 ${ZERO_SHA}\t${p}`);
-        if (edit.sha === null) continue;
-        if (edit.type === 'tree') {
-          for (const entry of await this.lsTree(edit.sha, true)) {
-            if (entry.type !== 'tree') lines.push(`${entry.mode} ${entry.sha}\t${path}/${entry.path}`);
-          }
-        } else {
-          lines.push(`${edit.mode} ${edit.sha}\t${path}`);
+    const lines: string[] = [];
+    for (const edit of edits) {
+      const path = edit.path.replace(/^\/+|\/+$/g, '');
+      // Whatever is at the path now goes: a file, or everything under a directory.
+      if (base) for (const p of await this.filesAt(base, path)) lines.push(`0 ${ZERO_SHA}\t${p}`);
+      if (edit.sha === null) continue;
+      if (edit.type === 'tree') {
+        for (const entry of await this.lsTree(edit.sha, true)) {
+          if (entry.type !== 'tree') lines.push(`${entry.mode} ${entry.sha}\t${path}/${entry.path}`);
         }
+      } else {
+        lines.push(`${edit.mode} ${edit.sha}\t${path}`);
       }
-      if (lines.length > 0) await this.run(['update-index', '--index-info'], { env, input: `${lines.join('\n')}\n` });
-      return (await this.out(['write-tree'], { env })).trim();
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'github-sim-index-'));
+    try {
+      const script = `set -e; git --git-dir "$0" read-tree ${base ? '"$1"' : '--empty'}; git --git-dir "$0" update-index --index-info; git --git-dir "$0" write-tree`;
+      const { stdout } = await this.run(['-c', script, this.dir, ...(base ? [base] : [])], { env: { GIT_INDEX_FILE: join(dir, 'index') }, input: lines.length > 0 ? `${lines.join('\n')}\n` : '' }, 'sh');
+      return stdout.trim();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -267,13 +311,11 @@ export class GitRepo {
 
   /** A real three-way merge of two commits (git merge-tree --write-tree). */
   mergeTree(ours: string, theirs: string): Promise<{ clean: boolean; tree: string; conflicts: string[] }> {
-    return this.cached(`merge-tree ${ours} ${theirs}`, [ours, theirs], () => this.trialMerge(ours, theirs));
-  }
-
-  private async trialMerge(ours: string, theirs: string): Promise<{ clean: boolean; tree: string; conflicts: string[] }> {
-    const { stdout, code } = await this.run(['merge-tree', '--write-tree', '--name-only', '--no-messages', ours, theirs], { okCodes: [1] });
-    const [tree, ...conflicts] = stdout.split('\n').filter((l) => l.length > 0);
-    return { clean: code === 0, tree: tree!, conflicts };
+    return this.cached(`merge-tree ${ours} ${theirs}`, [ours, theirs], async () => {
+      const { stdout, code } = await this.run(['merge-tree', '--write-tree', '--name-only', '--no-messages', ours, theirs], { okCodes: [1] });
+      const [tree, ...conflicts] = stdout.split('\n').filter((l) => l.length > 0);
+      return { clean: code === 0, tree: tree!, conflicts };
+    });
   }
 
   /**
@@ -288,32 +330,33 @@ export class GitRepo {
     return { clean, tree };
   }
 
-  /** Files that differ between two commits, with line counts. */
-  diff(from: string, to: string): Promise<ChangedFile[]> {
-    return this.cached(`diff ${from} ${to}`, [from, to], () => this.changes(from, to));
-  }
-
-  private async changes(from: string, to: string): Promise<ChangedFile[]> {
-    const raw = (await this.out(['diff', '--raw', '-z', '--no-renames', '--no-abbrev', from, to])).split('\0');
-    const numstat = (await this.out(['diff', '--numstat', '-z', '--no-renames', from, to])).split('\0');
-    const counts = new Map<string, [number, number]>();
-    for (const line of numstat) {
-      const [add, del, path] = line.split('\t');
-      if (path !== undefined) counts.set(path, [Number(add) || 0, Number(del) || 0]);
-    }
-    const files: ChangedFile[] = [];
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const meta = raw[i]!.split(' ');
-      const path = raw[i + 1]!;
-      const letter = meta[4] ?? 'M';
-      const [additions, deletions] = counts.get(path) ?? [0, 0];
-      files.push({
-        path,
-        status: letter === 'A' ? 'added' : letter === 'D' ? 'removed' : 'modified',
-        sha: letter === 'D' ? null : meta[3]!,
-        additions, deletions,
+  /**
+   * Files that differ between two commits, with line counts (one `git diff --raw --numstat`).
+   * `sinceForkPoint` compares `to` with its merge base with `from` (a pull request's view).
+   */
+  diff(from: string, to: string, sinceForkPoint = false): Promise<ChangedFile[]> {
+    return this.cached(`diff ${sinceForkPoint} ${from} ${to}`, [from, to], async () => {
+      // With -z: raw records ":<modes> <shas> <letter>\0<path>\0", then numstat records "<add>\t<del>\t<path>\0".
+      const range = sinceForkPoint ? [`${from}...${to}`] : [from, to];
+      const fields = (await this.out(['diff', '--raw', '--numstat', '-z', '--no-renames', '--no-abbrev', ...range])).split('\0');
+      const raw: Array<{ meta: string[]; path: string }> = [];
+      const counts = new Map<string, [number, number]>();
+      for (let i = 0; i < fields.length; i++) {
+        const field = fields[i]!;
+        if (field.startsWith(':')) raw.push({ meta: field.slice(1).split(' '), path: fields[++i]! });
+        else if (field.length > 0) {
+          const [add, del, path] = field.split('\t');
+          counts.set(path!, [Number(add) || 0, Number(del) || 0]);
+        }
+      }
+      return raw.map(({ meta, path }) => {
+        const letter = meta[4] ?? 'M';
+        const [additions, deletions] = counts.get(path) ?? [0, 0];
+        return {
+          path, status: letter === 'A' ? 'added' : letter === 'D' ? 'removed' : 'modified',
+          sha: letter === 'D' ? null : meta[3]!, additions, deletions,
+        } satisfies ChangedFile;
       });
-    }
-    return files;
+    });
   }
 }

@@ -58,6 +58,7 @@ export async function startGitHubSim(options: GitHubSimOptions): Promise<GitHubS
     violations: () => [...server.violations],
     async stop() {
       await server.close();
+      world.close();
       if (temporary) await rm(root, { recursive: true, force: true });
     },
   };

@@ -157,6 +157,11 @@ export class World {
     this.root = root;
   }
 
+  /** Stops the per-repository git readers. */
+  close(): void {
+    for (const repo of this.repos.values()) repo.git.close();
+  }
+
   id(): number {
     return this.nextId++;
   }
@@ -302,7 +307,7 @@ export class World {
       if (existing) {
         throw unprocessable('Validation Failed', [{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${repo.owner}:${head}.` }]);
       }
-      if (await repo.git.isAncestor(headSha, baseSha)) {
+      if (await repo.git.countCommits(headSha, baseSha) === 0) {
         throw unprocessable('Validation Failed', [{ resource: 'PullRequest', code: 'custom', message: `No commits between ${options.base} and ${head}` }]);
       }
       const now = timestamp();
@@ -394,9 +399,9 @@ export class World {
 
   async changedFiles(repo: SimRepo, pull: SimPull): Promise<ChangedFile[]> {
     await this.refresh(repo, pull);
-    // After a merge the base contains the head; compare against the base the PR was opened on.
-    const from = pull.merged ? (await repo.git.commit(pull.mergeCommitSha!))?.parents[0] ?? pull.baseSha : (await repo.git.mergeBase(pull.baseSha, pull.headSha)) ?? pull.baseSha;
-    return repo.git.diff(from, pull.headSha);
+    // After a merge the base contains the head: compare with the base it was merged into.
+    if (pull.merged) return repo.git.diff((await repo.git.commit(pull.mergeCommitSha!))?.parents[0] ?? pull.baseSha, pull.headSha);
+    return repo.git.diff(pull.baseSha, pull.headSha, true);
   }
 
   // ---- statuses and check runs ----------------------------------------------

@@ -350,9 +350,11 @@ describe('failures and retries', () => {
   });
 
   it('times out a slow answer and retries it', async () => {
-    const gh = new GitHubClient({ baseUrl: sim.url, auth: { kind: 'token', token }, timeoutMs: 200, sleep: async () => {} });
-    sim.control.fail({ route: 'GET /repos/{owner}/{repo}/commits', latencyMs: 500 });
+    const metrics = new Metrics();
+    const gh = new GitHubClient({ baseUrl: sim.url, auth: { kind: 'token', token }, timeoutMs: 1000, metrics, sleep: async () => {} });
+    sim.control.fail({ route: 'GET /repos/{owner}/{repo}/commits', latencyMs: 2500 });
     expect(await gh.readRepositoryContent(repo, 'apps/payment', 'main', 1)).toHaveLength(1);
+    expect(await errorsCounted(metrics, 'readRepositoryContent', 'TIMEOUT')).toBe(1);
   });
 
   it('maps an unknown repository to NOT_FOUND', async () => {
@@ -377,6 +379,12 @@ describe('GitHub App auth', () => {
     const pr = await direct.createPullRequest(repo, spec('payment-eeee0001', c.v2!));
     await direct.mergePullRequest(repo, pr.number, { sha: pr.headSha, method: 'squash' });
     expect((await direct.getPullRequestStatus(repo, pr.number)).pr.mergedBy).toBe('ai-operator[bot]');
+  });
+});
+
+describe('the repository underneath', () => {
+  it('is sound git after everything above (fsck)', () => {
+    expect(() => git('fsck', '--strict', '--no-dangling')).not.toThrow();
   });
 });
 

@@ -17,7 +17,7 @@ async function detailed(ctx: RequestContext, repo: SimRepo, pull: SimPull, justO
   const mergeability = justOpened ? { mergeable: null, state: 'unknown' } : await ctx.world.mergeability(repo, pull);
   const files = await ctx.world.changedFiles(repo, pull);
   const from = pull.merged ? (await repo.git.commit(pull.mergeCommitSha!))?.parents[0] ?? pull.baseSha : pull.baseSha;
-  const commits = (await repo.git.log(pull.headSha, { exclude: from })).length;
+  const commits = await repo.git.countCommits(pull.headSha, from);
   return ctx.views.pull(repo, pull, { mergeability, files, commits });
 }
 
