@@ -75,6 +75,8 @@ operator = new Operator({
   afterResync: (apps) => policies.writeStatuses(apps),
   audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
   resyncIntervalMs: Math.max(config.pollIntervalSec * 3, 30) * 1000,
+  // Reconciles wait on GitHub and etcd, not CPU: many keys may be in flight at once.
+  concurrency: 16,
 });
 argocd.onChange((ref) => operator?.enqueue(ref));
 
