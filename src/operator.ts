@@ -6,8 +6,8 @@ import type { AuditLog } from './audit/audit-log.ts';
 import type { EventBus, JetStreamBus, EventConsumer } from './events/jetstream.ts';
 import { OutboxRelay } from './events/outbox-relay.ts';
 import type { Logger } from './observability/log.ts';
-import { ApplicationReconciler, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
-import { KeyQueue } from './reconcilers/queue.ts';
+import { ApplicationReconciler, WriteConflict, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
+import { KeyQueue, type ReconcileResult } from './reconcilers/queue.ts';
 import type { ApplicationView } from './ports/argocd.ts';
 import { AttemptStore, KEYS } from './store/attempt-store.ts';
 import type { KV } from './store/kv.ts';
@@ -64,7 +64,22 @@ export class Operator {
       onEventsWritten: () => this.relay.wake(),
       hasActiveAttempt: (key) => (this.activeSynced ? this.active.has(key) : undefined),
     });
-    this.queue = new KeyQueue((key) => this.isLeader() ? this.reconciler.reconcile(key) : Promise.resolve({}), options.log.child('Queue'), { concurrency: options.concurrency ?? 4 });
+    this.queue = new KeyQueue((key) => this.reconcileAsLeader(key), options.log.child('Queue'), { concurrency: options.concurrency ?? 4 });
+  }
+
+  // Only the leader reconciles. A write fenced out means leadership just moved:
+  // no backoff then — the next leader's resync (ours, if re-elected) takes the key.
+  private async reconcileAsLeader(key: string): Promise<ReconcileResult> {
+    if (!this.isLeader()) return {};
+    try {
+      return await this.reconciler.reconcile(key);
+    } catch (error) {
+      if (error instanceof WriteConflict && error.reason === 'fenced') {
+        this.log.warn('Write fenced out: not the leader any more', { key });
+        return {};
+      }
+      throw error;
+    }
   }
 
   isLeader(): boolean {

@@ -61,9 +61,11 @@ export interface ApplicationReconcilerDeps {
 
 /** Thrown when a write lost its compare-and-swap or fence: the reconcile is retried. */
 export class WriteConflict extends Error {
-  constructor(reason: string) {
+  readonly reason: 'conflict' | 'fenced';
+  constructor(reason: 'conflict' | 'fenced') {
     super(`etcd write refused: ${reason}`);
     this.name = 'WriteConflict';
+    this.reason = reason;
   }
 }
 

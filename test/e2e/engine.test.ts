@@ -156,8 +156,8 @@ describe('a killed operator resumes from etcd', () => {
   ];
 
   async function runScenario(name: string, killAt?: (typeof points)[number]) {
-    // A short leader lease: the restarted process waits out the killed one's lease.
-    const t = await setUp(name, 'staging', { LEADER_TTL_SECONDS: '5' });
+    // A shorter leader lease: the restarted process waits out the killed one's lease.
+    const t = await setUp(name, 'staging', { LEADER_TTL_SECONDS: '8' });
     await killAt?.hold?.(t);
     let op = operator(t.env, `${name}-1`);
     await op.start();
