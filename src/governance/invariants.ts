@@ -30,6 +30,8 @@ export interface InvariantFacts {
   /** Other open pull requests touching this app's path on the target branch. */
   otherOpenPullRequests?: Array<{ number: number; title: string }>;
   mergeability?: { mergeable: boolean | null; mergeableState: string; requiredChecksPass: boolean };
+  /** Evaluated for the PR body, before the PR exists: I6 and I8 cannot be known yet. */
+  beforePullRequest?: boolean;
 }
 
 type Verdict = [CheckResult, string];
@@ -71,6 +73,7 @@ const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
   },
 
   I6_ci_success: (f) => {
+    if (f.beforePullRequest) return ['UNKNOWN', 'checked on this pull request once CI reports'];
     if (f.prChecks === undefined) return unknown('CI on the PR head');
     if (f.prChecks.length === 0) return ['FAIL', 'no status or check run on the PR head yet'];
     const notGreen = f.prChecks.filter((c) => c.state !== 'success');
@@ -87,6 +90,7 @@ const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
   },
 
   I8_branch_protection: (f) => {
+    if (f.beforePullRequest) return ['UNKNOWN', 'checked on this pull request before any merge'];
     const m = f.mergeability;
     if (m === undefined || m.mergeable === null) return unknown('mergeability (GitHub still computing)');
     if (!m.mergeable) return ['FAIL', `not mergeable (state ${m.mergeableState})`];

@@ -10,7 +10,7 @@ import type { AppRef, HealthStatus } from '../fsm/record.ts';
 import type { Logger } from '../observability/log.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
-import { call, classifyHttpError, type CallMetrics } from './call.ts';
+import { call, classifyHttpError, type CallMetrics, HttpStatusError } from './call.ts';
 
 const GROUP = 'argoproj.io';
 const VERSION = 'v1alpha1';
@@ -117,17 +117,6 @@ interface Scope {
   busy: boolean;
   failures: number;
   restartTimer?: NodeJS.Timeout;
-}
-
-class ArgoCdHttpError extends Error {
-  readonly status: number;
-  readonly headers: Record<string, string>;
-  constructor(status: number, headers: Headers, message: string) {
-    super(message);
-    this.name = 'ArgoCdHttpError';
-    this.status = status;
-    this.headers = Object.fromEntries(headers);
-  }
 }
 
 export class ArgoCdWatcher implements ArgoCdPort {
@@ -349,7 +338,7 @@ export class ArgoCdWatcher implements ArgoCdPort {
         if (!response.ok) {
           // Argo CD explains errors as {"error", "code", "message"}; the message is enough.
           const body = await response.text();
-          throw new ArgoCdHttpError(response.status, response.headers, body.slice(0, 300));
+          throw new HttpStatusError('ArgoCd', response.status, response.headers, body.slice(0, 300));
         }
         return await response.json() as ApplicationObject;
       });

@@ -79,6 +79,18 @@ export async function call<T>(name: string, run: (signal: AbortSignal) => Promis
   }
 }
 
+/** A non-2xx answer of a plain fetch, carrying what classifyHttpError reads. */
+export class HttpStatusError extends Error {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  constructor(system: string, status: number, headers: Headers, message: string) {
+    super(message);
+    this.name = `${system}HttpError`;
+    this.status = status;
+    this.headers = Object.fromEntries(headers);
+  }
+}
+
 /** The usual mapping of an HTTP status onto an error code. */
 export function codeForStatus(status: number): ErrorCode {
   if (status === 401 || status === 403) return 'PERMISSION_DENIED';

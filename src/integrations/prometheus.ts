@@ -3,7 +3,7 @@
 // its label values); this file only asks and reads the answer.
 import { IntegrationError } from '../ports/errors.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
-import { call, classifyHttpError, type CallMetrics, type Classified } from './call.ts';
+import { call, classifyHttpError, type CallMetrics, type Classified, HttpStatusError } from './call.ts';
 
 export const PROMETHEUS_CALL = 'queryPrometheus';
 
@@ -26,21 +26,10 @@ interface QueryResponse {
   data?: { resultType: string; result: unknown };
 }
 
-class PrometheusHttpError extends Error {
-  readonly status: number;
-  readonly headers: Record<string, string>;
-  constructor(status: number, headers: Headers, message: string) {
-    super(message);
-    this.name = 'PrometheusHttpError';
-    this.status = status;
-    this.headers = Object.fromEntries(headers);
-  }
-}
-
 // Prometheus answers 422 when an expression cannot be executed: the query is at
 // fault, not the server, so it must not be read as a conflict nor retried.
 function classify(error: unknown): Classified {
-  if (error instanceof PrometheusHttpError && (error.status === 400 || error.status === 422)) {
+  if (error instanceof HttpStatusError && (error.status === 400 || error.status === 422)) {
     return { code: 'INVALID_ARGUMENT', message: `HTTP ${error.status}: ${error.message}` };
   }
   return classifyHttpError(error);
@@ -94,7 +83,7 @@ export class PrometheusHistory implements MetricsHistoryPort {
             throw error;
           }
         })();
-        throw new PrometheusHttpError(response.status, response.headers, detail.slice(0, 500));
+        throw new HttpStatusError('Prometheus', response.status, response.headers, detail.slice(0, 500));
       }
       return valueOf(JSON.parse(text) as QueryResponse);
     }, { classify, metrics: this.options.metrics, timeoutMs: this.options.timeoutMs, backoffMs: this.options.backoffMs });

@@ -332,7 +332,8 @@ export class ApplicationReconciler {
           case 'openPullRequest': {
             const undone = await github.readRepositoryContent(repo, app.source?.path ?? '.', app.source?.targetRevision ?? 'main', record.settings.maxCommits)
               .then((commits) => commits.slice(0, Math.max(0, commits.findIndex((c) => c.sha === record.candidate?.revision))));
-            const invariants = evaluateInvariants(await this.invariantFacts(observed.facts, record, app, repo, undefined, { number: 0, mergeable: null, mergeableState: 'unknown', base: app.source?.targetRevision ?? 'main' }), observed.facts.now);
+            const facts = await this.invariantFacts(observed.facts, record, app, repo, undefined, { number: 0, mergeable: null, mergeableState: 'unknown', base: app.source?.targetRevision ?? 'main' });
+            const invariants = evaluateInvariants({ ...facts, beforePullRequest: true }, observed.facts.now);
             const deployments = await this.deps.cluster.getDeploymentStatus(app).catch(() => undefined);
             const { pr, opened } = await ensurePullRequest(github, repo, { record, app, checks: observed.facts.checks, undone, invariants, ...(deployments ? { deployments } : {}) });
             memo.opened = opened;
