@@ -207,7 +207,8 @@ export class ApplicationReconciler {
       case 'Abort': {
         if (!record.pullRequest) return;
         const { pr, ci } = await github.getPullRequestStatus(repo, record.pullRequest!.number);
-        const identity = await (this.identity ??= github.identity());
+        // Cached once known; a failed lookup is not cached, so it is asked again next time.
+        const identity = await (this.identity ??= github.identity().catch((error: unknown) => { this.identity = undefined; throw error; }));
         facts.pullRequest = {
           ref: { number: pr.number, url: pr.url, branch: pr.branch, state: pr.merged ? 'merged' : pr.state },
           headSha: pr.headSha,
