@@ -31,6 +31,8 @@ export interface Config {
   argocdUrl?: string;
   argocdToken?: string;
   argocdNamespace: string;
+  /** Namespaces whose Applications are watched; empty: all. */
+  watchNamespaces: string[];
   auditFallbackDir: string;
   dryRun: boolean;
   leaderElection: boolean;
@@ -241,6 +243,7 @@ export function loadConfig(env: Env = process.env): Config {
     argocdUrl,
     argocdToken,
     argocdNamespace: r.matching('ARGOCD_NAMESPACE', 'argocd', DNS_LABEL, 'a Kubernetes namespace name')!,
+    watchNamespaces: r.list('WATCH_NAMESPACES', DNS_LABEL, 'Kubernetes namespace names'),
     auditFallbackDir: r.matching('AUDIT_FALLBACK_DIR', '/var/lib/ai-operator/audit', /^\//, 'an absolute directory path')!,
     dryRun: r.boolean('DRY_RUN', false),
     leaderElection: r.boolean('LEADER_ELECTION', true),

@@ -59,7 +59,7 @@ const bus = await untilReady('NATS JetStream', log, async () => {
 await untilReady('etcd', log, () => kv.get('/ai-operator/leader'));
 
 const argocd = new ArgoCdWatcher({
-  kubeConfig: kc, log: log.child('ArgoCD'), metrics,
+  kubeConfig: kc, log: log.child('ArgoCD'), metrics, namespaces: config.watchNamespaces,
   ...(config.argocdUrl && config.argocdToken ? { rest: { url: config.argocdUrl, token: config.argocdToken } } : {}),
 });
 const github = new GitHubClient({ baseUrl: config.githubApiUrl, auth: config.githubAuth, org: config.githubOrg, metrics, log: log.child('GitHub') });
