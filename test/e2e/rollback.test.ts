@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { startArgoCdSim, BROKEN_ANNOTATION, type ArgoCdSim } from '../../dev/argocd-sim/index.ts';
 import { startGitHubSim, type GitHubSim } from '../../dev/github-sim/index.ts';
 import { freePort } from '../../dev/stack/process.ts';
@@ -25,7 +25,8 @@ import { eventually } from './support/operator.ts';
 
 const stack = inject('stack');
 const stoppers: Array<() => Promise<void> | void> = [];
-afterAll(async () => { for (const stop of stoppers.reverse()) await stop(); });
+// Each test's operator and simulators stop after it: operators share the leader key.
+afterEach(async () => { for (const stop of stoppers.splice(0).reverse()) await stop(); });
 
 const deployment = (app: string, ns: string, image: string, broken = false) => [
   'apiVersion: apps/v1', 'kind: Deployment', 'metadata:', `  name: ${app}`, `  namespace: ${ns}`,
@@ -34,45 +35,51 @@ const deployment = (app: string, ns: string, image: string, broken = false) => [
   '    spec:', '      containers:', `        - name: ${app}`, `          image: example/${app}:${image}`, '',
 ].join('\n');
 
+async function given(name: string, environment: 'staging' | 'production', extraEnv: Record<string, string> = {}) {
+  // Given a GitOps repo with a good history and an Application that Argo CD deployed 24 h ago
+  const namespace = await freshNamespace(stack, name);
+  const target = `${namespace}-workload`;
+  const github: GitHubSim = await startGitHubSim({ validate: true });
+  stoppers.push(() => github.stop());
+  const { token } = github.control.addUser({ login: 'ai-operator-bot' });
+  const repo = { owner: 'acme', repo: 'gitops' };
+  const path = 'apps/cart';
+  await github.control.createRepo({ ...repo, files: { 'README.md': 'x\n', 'apps/other/config.yaml': 'keep: me\n' }, message: 'init' });
+  const { sha: good } = await github.control.push({ ...repo, files: { [`${path}/deployment.yaml`]: deployment('cart', target, 'v1') }, message: 'Release v1' });
+  github.control.setStatus({ ...repo, sha: good, state: 'success', context: 'ci/build' });
+
+  const kc = kubeConfig(stack);
+  const api = kc.makeApiClient(CustomObjectsApi);
+  await api.createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural: 'applications', body: {
+    apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'cart', namespace, labels: { 'ai-operator.enabled': 'true', environment } },
+    spec: { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path, targetRevision: 'main' }, destination: { namespace: target } },
+  } });
+  const dayAgo = new Date(Date.now() - 24 * 3600_000).toISOString();
+  await api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural: 'applications', name: 'cart', body: {
+    status: { sync: { status: 'Synced', revision: good }, health: { status: 'Healthy' }, history: [{ id: 0, revision: good, deployedAt: dayAgo, deployStartedAt: dayAgo }] },
+  } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  const argocd: ArgoCdSim = await startArgoCdSim({ kubeConfig: kc, repoRoot: github.root, intervalMs: 500, namespaces: [namespace] });
+  stoppers.push(() => argocd.stop());
+  await argocd.syncNow();
+
+  // And the operator, watching that namespace only
+  const dir = mkdtempSync(join(tmpdir(), 'ai-operator-rollback-'));
+  const operator: ChildProcess = spawn(process.execPath, [fileURLToPath(new URL('../../src/main.ts', import.meta.url))], {
+    env: {
+      PATH: process.env.PATH, KUBECONFIG: stack.kubeconfig, ETCD_ENDPOINTS: stack.etcd, NATS_URL: stack.nats, PROMETHEUS_URL: stack.prometheus,
+      ELASTICSEARCH_URL: stack.elasticsearch, GITHUB_API_URL: github.url, GITHUB_ORG: 'acme', GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(dir, 'audit'),
+      HTTP_PORT: String(await freePort()), POLL_INTERVAL_SEC: '1', HEALTH_RESTORATION_DURATION: '3', WATCH_NAMESPACES: namespace, LOG_LEVEL: 'WARN', ...extraEnv,
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  stoppers.push(() => { operator.kill('SIGTERM'); });
+
+  return { namespace, target, github, repo, path, good, dir };
+}
+
 describe('a degraded staging app is rolled back in Git', () => {
   it('restores exactly the app path, merges, recovers, and every record agrees', async () => {
-    // Given a GitOps repo with a good history and an Application that Argo CD deployed 24 h ago
-    const namespace = await freshNamespace(stack, 'rollback');
-    const target = `${namespace}-workload`;
-    const github: GitHubSim = await startGitHubSim({ validate: true });
-    stoppers.push(() => github.stop());
-    const { token } = github.control.addUser({ login: 'ai-operator-bot' });
-    const repo = { owner: 'acme', repo: 'gitops' };
-    const path = 'apps/cart';
-    await github.control.createRepo({ ...repo, files: { 'README.md': 'x\n', 'apps/other/config.yaml': 'keep: me\n' }, message: 'init' });
-    const { sha: good } = await github.control.push({ ...repo, files: { [`${path}/deployment.yaml`]: deployment('cart', target, 'v1') }, message: 'Release v1' });
-    github.control.setStatus({ ...repo, sha: good, state: 'success', context: 'ci/build' });
-
-    const kc = kubeConfig(stack);
-    const api = kc.makeApiClient(CustomObjectsApi);
-    await api.createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural: 'applications', body: {
-      apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'cart', namespace, labels: { 'ai-operator.enabled': 'true', environment: 'staging' } },
-      spec: { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path, targetRevision: 'main' }, destination: { namespace: target } },
-    } });
-    const dayAgo = new Date(Date.now() - 24 * 3600_000).toISOString();
-    await api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural: 'applications', name: 'cart', body: {
-      status: { sync: { status: 'Synced', revision: good }, health: { status: 'Healthy' }, history: [{ id: 0, revision: good, deployedAt: dayAgo, deployStartedAt: dayAgo }] },
-    } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
-    const argocd: ArgoCdSim = await startArgoCdSim({ kubeConfig: kc, repoRoot: github.root, intervalMs: 500, namespaces: [namespace] });
-    stoppers.push(() => argocd.stop());
-    await argocd.syncNow();
-
-    // And the operator, watching that namespace only
-    const dir = mkdtempSync(join(tmpdir(), 'ai-operator-rollback-'));
-    const operator: ChildProcess = spawn(process.execPath, [fileURLToPath(new URL('../../src/main.ts', import.meta.url))], {
-      env: {
-        PATH: process.env.PATH, KUBECONFIG: stack.kubeconfig, ETCD_ENDPOINTS: stack.etcd, NATS_URL: stack.nats, PROMETHEUS_URL: stack.prometheus,
-        ELASTICSEARCH_URL: stack.elasticsearch, GITHUB_API_URL: github.url, GITHUB_ORG: 'acme', GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(dir, 'audit'),
-        HTTP_PORT: String(await freePort()), POLL_INTERVAL_SEC: '1', HEALTH_RESTORATION_DURATION: '3', WATCH_NAMESPACES: namespace, LOG_LEVEL: 'WARN',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    stoppers.push(() => { operator.kill('SIGTERM'); });
+    const { namespace, target, github, repo, path, good, dir } = await given('rollback', 'staging');
 
     // When a bad commit lands (adding a file the rollback must delete, and changing another app it must not touch)
     const { sha: bad } = await github.control.push({ ...repo, files: { [`${path}/deployment.yaml`]: deployment('cart', target, 'v2', true), [`${path}/extra.yaml`]: 'added: in v2\n', 'apps/other/config.yaml': 'keep: changed\n' }, message: 'Release v2' });
@@ -132,6 +139,39 @@ describe('a degraded staging app is rolled back in Git', () => {
     expect(mine.find((a) => a.actionType === 'PR_MERGED')?.invariantsChecked).toEqual(Object.fromEntries(record.invariants.map((i) => [i.id, 'PASS'])));
 
     // And GitHub never answered outside its OpenAPI description
+    expect(github.violations()).toEqual([]);
+  }, 180_000);
+});
+
+describe('a degraded production app', () => {
+  it('waits for an authorized approval (an unauthorized one changes nothing), then merges and recovers', async () => {
+    const { namespace, target, github, repo, path, good } = await given('production', 'production', { MERGE_APPROVAL_TIMEOUT: '600' });
+    await kubectlOk(stack, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackPolicy', metadata: { name: 'prod', namespace },
+      spec: { environment: 'production', detection: { intervalSeconds: 1, persistenceChecks: 3 }, healthRestorationSeconds: 3, merge: { approvers: { users: ['alice@example.com'] } } } }));
+    const { sha: bad } = await github.control.push({ ...repo, files: { [`${path}/deployment.yaml`]: deployment('cart', target, 'v2', true) }, message: 'Release v2' });
+    github.control.setStatus({ ...repo, sha: bad, state: 'success', context: 'ci/build' });
+    const pr = await eventually('rollback PR', async () => github.control.pulls(repo)[0], 60_000, 250);
+    github.control.setStatus({ ...repo, sha: pr.headSha, state: 'success', context: 'ci/build' });
+
+    const kv = new EtcdKV([stack.etcd]);
+    stoppers.push(() => kv.close());
+    const store = new AttemptStore(kv);
+    const inState = (state: string) => eventually(state, async () => (await store.allAttempts()).find((r) => r.app.namespace === namespace && r.state === state), 60_000, 500);
+    const waiting = await inState('AwaitingMergeApproval');
+    // The approval request is on the PR; nothing merges without an approval.
+    await eventually('approval comment', async () => github.control.comments({ ...repo, number: pr.number }).some((c) => c.body.includes('ai-operator.io/approve=<your-username>')));
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(github.control.pulls(repo)[0]!.merged).toBe(false);
+
+    const name = `cart-${waiting.correlationId.replace(/-/g, '').slice(0, 8)}`;
+    await kubectlOk(stack, ['annotate', 'rollbackattempt', name, '-n', namespace, 'ai-operator.io/approve=mallory']);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(github.control.pulls(repo)[0]!.merged).toBe(false);
+    await kubectlOk(stack, ['annotate', '--overwrite', 'rollbackattempt', name, '-n', namespace, 'ai-operator.io/approve=alice@example.com']);
+    const done = await inState('RollbackComplete');
+    expect(done).toMatchObject({ approval: { approvedBy: 'alice@example.com' }, candidate: { revision: good } });
+    expect(done.transitions.find((t) => t.to === 'RollbackMerged')?.reason).toBe('ApprovedAndMerged');
+    expect(github.control.pulls(repo)[0]).toMatchObject({ merged: true, mergedBy: 'ai-operator-bot' });
     expect(github.violations()).toEqual([]);
   }, 180_000);
 });
