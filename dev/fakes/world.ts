@@ -177,7 +177,8 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
 
   async findPullRequest(_repo: RepoRef, branch: string): Promise<PullRequestInfo | undefined> {
     await this.call('findPullRequest');
-    return (await this.pullRequests()).find((pr) => pr.branch === branch && pr.state === 'open') ?? (await this.pullRequests()).find((pr) => pr.branch === branch);
+    const prs = await this.pullRequests();
+    return prs.find((pr) => pr.branch === branch && pr.state === 'open') ?? prs.find((pr) => pr.branch === branch);
   }
 
   async createPullRequest(_repo: RepoRef, spec: RollbackPullRequestSpec): Promise<PullRequestInfo> {

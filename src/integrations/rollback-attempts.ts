@@ -94,7 +94,9 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
       { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status } },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
-    this.written.set(`${namespace}/${name}`, serialised);
+    // Remember only what may still change: an ended attempt is written once more at most.
+    if (record.state === 'Idle' || record.state === 'RollbackComplete') this.written.delete(`${namespace}/${name}`);
+    else this.written.set(`${namespace}/${name}`, serialised);
   }
 
   async requests(record: AttemptRecord): Promise<HumanRequests> {

@@ -228,11 +228,15 @@ export class ApplicationReconciler {
 
   /** Fresh reads for the invariants, just before a merge decision (SPEC §4, §7). */
   private async invariantFacts(facts: Facts, record: AttemptRecord, app: ApplicationView, repo: RepoRef, runs: InvariantFacts['prChecks'], pr: { number: number; mergeable: boolean | null; mergeableState: string; base: string }): Promise<InvariantFacts> {
-    const settle = <T>(p: Promise<T>) => p.then((v) => v, () => undefined);
+    // A fact that cannot be read becomes UNKNOWN (never PASS); say why in the log.
+    const settle = <T>(what: string, p: Promise<T>) => p.then((v) => v, (error: Error) => {
+      this.deps.log.warn('Could not read an invariant fact', { correlationId: record.correlationId, fact: what, error: error.message });
+      return undefined;
+    });
     const [health, deployments, open] = await Promise.all([
-      settle(this.deps.argocd.getApplicationHealth(record.app)),
-      settle(this.deps.cluster.getDeploymentStatus(app)),
-      settle(this.deps.github.listOpenPullRequests(repo, { base: pr.base, path: app.source?.path ?? '.' })),
+      settle('Argo CD health', this.deps.argocd.getApplicationHealth(record.app)),
+      settle('Deployment status', this.deps.cluster.getDeploymentStatus(app)),
+      settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, path: app.source?.path ?? '.' })),
     ]);
     const candidate = record.candidate;
     return {
@@ -335,7 +339,11 @@ export class ApplicationReconciler {
               .then((commits) => commits.slice(0, Math.max(0, commits.findIndex((c) => c.sha === record.candidate?.revision))));
             const facts = await this.invariantFacts(observed.facts, record, app, repo, undefined, { number: 0, mergeable: null, mergeableState: 'unknown', base: app.source?.targetRevision ?? 'main' });
             const invariants = evaluateInvariants({ ...facts, beforePullRequest: true }, observed.facts.now);
-            const deployments = await this.deps.cluster.getDeploymentStatus(app).catch(() => undefined);
+            // The PR body lists replicas when they can be read; the PR is opened either way.
+            const deployments = await this.deps.cluster.getDeploymentStatus(app).catch((error: Error) => {
+              this.deps.log.warn('Could not read Deployments for the PR body', { correlationId: record.correlationId, error: error.message });
+              return undefined;
+            });
             const { pr, opened } = await ensurePullRequest(github, repo, { record, app, checks: observed.facts.checks, undone, invariants, ...(deployments ? { deployments } : {}) });
             memo.opened = opened;
             await audit.record({ module: 'PRGenerator', correlationId: record.correlationId, actionType: 'PR_CREATED',
@@ -377,10 +385,11 @@ export class ApplicationReconciler {
 
   // ---- status and fail-safe -------------------------------------------------
 
+  // `record` is what this reconcile read from etcd or wrote to it: no second read.
+  // If a write lost its race, the next reconcile projects the winner's record.
   private async project(record: AttemptRecord): Promise<void> {
     try {
-      const fresh = await this.deps.store.getAttempt(appKey(record.app, this.deps.argocdNamespace), record.correlationId);
-      await this.deps.attempts.project(fresh?.record ?? record);
+      await this.deps.attempts.project(record);
     } catch (error) {
       // The projection is rebuilt from etcd on every reconcile and resync; log and go on.
       this.deps.log.warn('Could not write RollbackAttempt status', { correlationId: record.correlationId, error: (error as Error).message });
