@@ -21,6 +21,8 @@ export interface Config {
   logLevel: LogLevel;
   natsServers: string[];
   etcdEndpoints: string[];
+  /** Every key lives under it ('' = the root), e.g. for two installations sharing one etcd. */
+  etcdPrefix: string;
   prometheusUrl: string;
   elasticsearchUrl: string;
   elasticsearchApiKey?: string;
@@ -61,6 +63,8 @@ type Env = Record<string, string | undefined>;
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const APP_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+// Empty (the whole keyspace) or /segment[/segment…]: several operators can share one etcd.
+const ETCD_PREFIX = /^(\/[A-Za-z0-9._-]+)*$/;
 const GITHUB_OWNER = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
 
 // A reader per kind of value. Each returns the parsed value or throws ConfigError.
@@ -233,6 +237,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: r.oneOf('LOG_LEVEL', 'INFO', ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const),
     natsServers: r.urlList('NATS_URL', 'nats://nats:4222', ['nats', 'tls'], 'nats'),
     etcdEndpoints: r.urlList('ETCD_ENDPOINTS', 'etcd:2379', ['http', 'https'], 'http'),
+    etcdPrefix: r.matching('ETCD_PREFIX', '', ETCD_PREFIX, 'an etcd key prefix such as /team-a (a leading slash, no trailing one)')!,
     prometheusUrl: r.url('PROMETHEUS_URL', 'http://prometheus:9090', ['http', 'https'])!,
     elasticsearchUrl: r.url('ELASTICSEARCH_URL', 'http://elasticsearch:9200', ['http', 'https'])!,
     elasticsearchApiKey: r.secret('ELASTICSEARCH_API_KEY'),

@@ -49,7 +49,7 @@ const metrics = new Metrics({ processMetrics: true });
 const kc = new KubeConfig();
 kc.loadFromDefault();
 
-const kv = new EtcdKV(config.etcdEndpoints);
+const kv = new EtcdKV(config.etcdEndpoints, { prefix: config.etcdPrefix });
 const audit = await openAuditLog({ sink: await JsonlSink.open(config.auditFallbackDir), metrics });
 const bus = await untilReady('NATS JetStream', log, async () => {
   const connected = await JetStreamBus.connect({ servers: config.natsServers, registry: metrics.registry, log: log.child('EventBus') });

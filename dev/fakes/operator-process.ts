@@ -31,7 +31,7 @@ try {
 }
 const identity = process.env.OPERATOR_ID ?? `operator-${process.pid}`;
 const log = createLogger(config.logLevel, { replica: identity });
-const kv = new EtcdKV(config.etcdEndpoints, { prefix: process.env.ETCD_PREFIX ?? '' });
+const kv = new EtcdKV(config.etcdEndpoints, { prefix: config.etcdPrefix });
 const world = new FakeWorld(kv);
 const metrics = new Metrics();
 const audit = await openAuditLog({ sink: await JsonlSink.open(config.auditFallbackDir), metrics });

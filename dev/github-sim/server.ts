@@ -23,6 +23,7 @@ export interface FaultRule {
   body?: unknown;
   message?: string;
   retryAfterSeconds?: number;
+  /** Delay the answer; with `afterEffect`, after the request took effect. */
   latencyMs?: number;
   /** The request takes effect, then its answer is lost: a crash after the write. */
   afterEffect?: boolean;
@@ -141,7 +142,7 @@ export class SimServer {
 
   private async respond(url: URL, raw: string, route: Route, params: Record<string, string>, principal: Principal): Promise<RouteResult> {
     const fault = this.take(this.faults, routeKey(route));
-    if (fault?.latencyMs) await sleep(fault.latencyMs);
+    if (fault?.latencyMs && !fault.afterEffect) await sleep(fault.latencyMs);
     if (fault?.status !== undefined && fault.status < 400) return { status: fault.status, body: fault.body };
     if (fault?.status !== undefined && !fault.afterEffect) throw this.faultError(fault);
     const login = principal.kind === 'app' ? `app:${principal.appId}` : principal.login;
@@ -159,6 +160,8 @@ export class SimServer {
     const result = await route.handle({
       world: this.world, views: this.views!, path: url.pathname, params, query: url.searchParams, body, principal, actor: actorOf(this.world, principal),
     });
+    // The write has landed; the client is still waiting (a test can kill it now).
+    if (fault?.latencyMs && fault.afterEffect) await sleep(fault.latencyMs);
     if (fault?.status !== undefined) throw this.faultError(fault);
     return result;
   }

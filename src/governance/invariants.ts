@@ -24,7 +24,8 @@ export interface InvariantFacts {
   checks?: HealthCheck[];
   persistenceChecks: number;
   intervalSeconds: number;
-  candidate?: { uptime: number | null; minUptime: number; mode: 'metrics' | 'ci-only'; ciState: CiState | 'unknown' };
+  /** `evidence` says why CI-only selection was used (Prometheus down, or without data). */
+  candidate?: { uptime: number | null; minUptime: number; mode: 'metrics' | 'ci-only'; ciState: CiState | 'unknown'; evidence: string };
   /** Every commit status and check run on the PR head. */
   prChecks?: CheckRun[];
   /** Other open pull requests touching this app's path on the target branch. */
@@ -64,7 +65,7 @@ const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
     if (c === undefined) return unknown('the rollback target');
     if (c.mode === 'ci-only') {
       return c.ciState === 'success'
-        ? ['PASS', 'CI-only selection (no uptime data from Prometheus): the target commit\'s CI is success']
+        ? ['PASS', c.evidence]
         : c.ciState === 'unknown' ? unknown('the target commit\'s CI') : ['FAIL', `CI-only selection: the target commit's CI is ${c.ciState}`];
     }
     if (c.uptime === null) return unknown('the target\'s uptime');

@@ -138,11 +138,19 @@ function classifyMerge(error: unknown): Classified {
   return statusOf(error) === 405 ? { ...classified, code: 'CONFLICT' } : classified;
 }
 
+/** Map order is insertion order: re-inserting marks an entry recent; past `limit` the oldest goes. */
+function rememberBounded<V>(map: Map<string, V>, key: string, value: V, limit: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > limit) map.delete(map.keys().next().value!);
+}
+
 export class GitHubClient implements GitHubPort {
   private readonly options: GitHubClientOptions;
   private client: Promise<Octokit> | undefined;
   private login: Promise<string> | undefined;
   private readonly etags = new Map<string, { etag: string; data: unknown }>();
+  private readonly pullFiles = new Map<string, string[]>();
 
   constructor(options: GitHubClientOptions) {
     this.options = options;
@@ -221,10 +229,18 @@ export class GitHubClient implements GitHubPort {
   }
 
   private remember(key: string, etag: string, data: unknown): void {
-    // Map order is insertion order: re-inserting marks the entry recent; the oldest goes first.
-    this.etags.delete(key);
-    this.etags.set(key, { etag, data });
-    if (this.etags.size > (this.options.etagCacheSize ?? 2000)) this.etags.delete(this.etags.keys().next().value!);
+    rememberBounded(this.etags, key, { etag, data }, this.options.etagCacheSize ?? 2000);
+  }
+
+  /** The paths a PR changes; a PR's file list only changes with its head, so it is read once per head. */
+  private async filesOf(o: Octokit, repo: RepoRef, pull: { number: number; head: { sha: string } }, req: Req): Promise<string[]> {
+    const key = `${repo.owner}/${repo.repo}#${pull.number}@${pull.head.sha}`;
+    const known = this.pullFiles.get(key);
+    if (known) return known;
+    const files = await o.paginate(o.rest.pulls.listFiles, { ...repo, pull_number: pull.number, per_page: 100, ...req });
+    const paths = files.flatMap((f) => (f.previous_filename !== undefined ? [f.filename, f.previous_filename] : [f.filename]));
+    rememberBounded(this.pullFiles, key, paths, this.options.etagCacheSize ?? 2000);
+    return paths;
   }
 
   // ---- GitHubPort --------------------------------------------------------------
@@ -377,11 +393,7 @@ export class GitHubClient implements GitHubPort {
     return this.run('listOpenPullRequests', async (o, req) => {
       const prefix = normalisePath(filter.path);
       const open = await o.paginate(o.rest.pulls.list, { ...repo, state: 'open', base: filter.base, per_page: 100, ...req });
-      const touching = await Promise.all(open.map(async (p) => {
-        if (prefix === '') return true;
-        const files = await o.paginate(o.rest.pulls.listFiles, { ...repo, pull_number: p.number, per_page: 100, ...req });
-        return files.some((f) => under(prefix, f.filename) || (f.previous_filename !== undefined && under(prefix, f.previous_filename)));
-      }));
+      const touching = await Promise.all(open.map(async (p) => prefix === '' || (await this.filesOf(o, repo, p, req)).some((f) => under(prefix, f))));
       return open.filter((_, i) => touching[i]).map(pullRequestInfo);
     });
   }

@@ -112,7 +112,7 @@ export class Metrics {
     });
     this.#callErrors = new Counter({
       name: METRIC.mcpCallErrors,
-      help: 'External calls that failed after retries, by typed error code.',
+      help: 'Failed tries of external calls, by typed error code (a try that was retried counts too).',
       labelNames: METRIC_LABELS[METRIC.mcpCallErrors],
       registers,
     });
@@ -144,7 +144,7 @@ export class Metrics {
     });
     this.#callDuration = new Histogram({
       name: METRIC.mcpCallDuration,
-      help: 'Seconds per external call, retries included.',
+      help: 'Seconds per try of an external call (each retry is a try).',
       labelNames: METRIC_LABELS[METRIC.mcpCallDuration],
       buckets: CALL_BUCKETS,
       registers,
@@ -210,7 +210,7 @@ export class Metrics {
     this.#candidateResolution.observe({ app_name: app }, seconds);
   }
 
-  /** Every call's duration; a failed call (after its retries) also counts its error code. */
+  /** Every try's duration; a failed try (retried or not) also counts its error code. */
   observeCall(callName: string, seconds: number, errorCode?: ErrorCode): void {
     this.#callDuration.observe({ call_name: callName }, seconds);
     if (errorCode !== undefined) this.#callErrors.inc({ call_name: callName, error_code: errorCode });

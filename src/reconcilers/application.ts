@@ -246,7 +246,7 @@ export class ApplicationReconciler {
       checks: facts.checks,
       persistenceChecks: record.settings.persistenceChecks,
       intervalSeconds: record.settings.intervalSeconds,
-      ...(candidate ? { candidate: { uptime: candidate.uptime, minUptime: record.settings.minUptime, mode: candidate.mode, ciState: candidate.ciState } } : {}),
+      ...(candidate ? { candidate: { uptime: candidate.uptime, minUptime: record.settings.minUptime, mode: candidate.mode, ciState: candidate.ciState, evidence: candidate.evidence } } : {}),
       ...(runs ? { prChecks: runs } : {}),
       ...(open ? { otherOpenPullRequests: open.filter((p) => p.number !== pr.number).map((p) => ({ number: p.number, title: p.title })) } : {}),
       mergeability: { mergeable: pr.mergeable, mergeableState: pr.mergeableState, requiredChecksPass: (runs ?? []).every((r) => r.state === 'success') },

@@ -194,6 +194,24 @@ describe('the rollback pull request', () => {
     expect(open.map((p) => p.number)).not.toContain(alices);
     expect((await client().listOpenPullRequests(repo, { base: 'main', path: 'apps/other' })).map((p) => p.number)).toEqual([alices]);
   });
+
+  it('reads a PR\'s file list once per head commit, however often the PRs are listed', async () => {
+    const gh = client();
+    const files = 'GET /repos/{owner}/{repo}/pulls/{pull_number}/files';
+    await gh.listOpenPullRequests(repo, { base: 'main', path: 'apps/payment' });
+    const openCount = sim.control.pulls(repo).filter((p) => p.state === 'open').length;
+    sim.control.resetCounters();
+    await gh.listOpenPullRequests(repo, { base: 'main', path: 'apps/payment' });
+    await gh.listOpenPullRequests(repo, { base: 'main', path: 'apps/other' });
+    expect(sim.control.counters()[files]).toBeUndefined();
+
+    // A new commit on alice's branch is a new head: its list is read again, the others' are not.
+    await sim.control.push({ ...repo, branch: 'alice/other', files: { 'apps/payment/oops.yaml': 'x: 1\n' }, message: 'touch payment too', author: 'alice' });
+    const touching = await gh.listOpenPullRequests(repo, { base: 'main', path: 'apps/payment' });
+    expect(sim.control.counters()[files]).toBe(1);
+    expect(touching.some((p) => p.branch === 'alice/other')).toBe(true);
+    expect(openCount).toBeGreaterThan(1);
+  });
 });
 
 describe('comments and closing', () => {

@@ -1,0 +1,148 @@
+// The set-up every rollback scenario on the simulators shares: a GitOps repo in the
+// GitHub simulator with a good release, an Argo CD Application deployed from it
+// 24 h ago, the Argo CD simulator syncing it, and the real operator (src/main.ts)
+// watching only this test's namespace under its own etcd prefix — so scenarios
+// in different files run side by side on the one stack.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { startArgoCdSim, BROKEN_ANNOTATION, type ArgoCdSim } from '../../../dev/argocd-sim/index.ts';
+import { startGitHubSim, type GitHubSim } from '../../../dev/github-sim/index.ts';
+import type { SimPull } from '../../../dev/github-sim/world.ts';
+import type { StackEndpoints } from '../../../dev/stack/index.ts';
+import { freePort } from '../../../dev/stack/process.ts';
+import type { State } from '../../../src/fsm/table.ts';
+import type { AttemptRecord } from '../../../src/fsm/record.ts';
+import { AttemptStore } from '../../../src/store/attempt-store.ts';
+import { EtcdKV } from '../../../src/store/etcd.ts';
+import { freshNamespace, kubeConfig } from './kube.ts';
+import { eventually } from './operator.ts';
+
+const MAIN = fileURLToPath(new URL('../../../src/main.ts', import.meta.url));
+export const REPO = { owner: 'acme', repo: 'gitops' } as const;
+export const APP_PATH = 'apps/cart';
+
+/** A Deployment manifest; `broken` makes the Argo CD simulator report it short of replicas (Degraded). */
+export function deployment(app: string, namespace: string, image: string, broken = false): string {
+  return [
+    'apiVersion: apps/v1', 'kind: Deployment', 'metadata:', `  name: ${app}`, `  namespace: ${namespace}`,
+    ...(broken ? ['  annotations:', `    ${BROKEN_ANNOTATION}: "true"`] : []),
+    'spec:', '  replicas: 2', '  selector:', '    matchLabels:', `      app: ${app}`, '  template:', '    metadata:', '      labels:', `        app: ${app}`,
+    '    spec:', '      containers:', `        - name: ${app}`, `          image: example/${app}:${image}`, '',
+  ].join('\n');
+}
+
+export interface ScenarioOptions {
+  environment: 'staging' | 'production';
+  /** The Application's name (Prometheus history is looked up by it). */
+  app?: string;
+  /** Operator variables on top of the scenario's (short intervals, this namespace, this prefix). */
+  env?: Record<string, string>;
+  /** Start the operator now (default) or leave it to the test. */
+  startOperator?: boolean;
+}
+
+export interface OperatorHandle {
+  child: ChildProcess;
+  httpPort: number;
+  log: string;
+  /** The operator's /metrics text. */
+  metrics(): Promise<string>;
+}
+
+export interface Scenario {
+  namespace: string;
+  /** Where the app's Deployments run. */
+  target: string;
+  app: string;
+  github: GitHubSim;
+  good: string;
+  dir: string;
+  store: AttemptStore;
+  startOperator(env?: Record<string, string>): Promise<OperatorHandle>;
+  /** Pushes a release of the app's manifest (broken or not), CI green on it. */
+  release(image: string, broken: boolean, extraFiles?: Record<string, string>): Promise<string>;
+  attempts(): Promise<AttemptRecord[]>;
+  inState(state: State, timeoutMs?: number): Promise<AttemptRecord>;
+  firstPull(timeoutMs?: number): Promise<SimPull>;
+  /** Every operator log so far, for a failure message. */
+  logs(): string;
+}
+
+export type Stopper = () => Promise<void> | void;
+
+export async function givenRollbackScenario(stack: StackEndpoints, name: string, options: ScenarioOptions, stoppers: Stopper[]): Promise<Scenario> {
+  const namespace = await freshNamespace(stack, name);
+  const target = `${namespace}-workload`;
+  const app = options.app ?? 'cart';
+  const dir = mkdtempSync(join(tmpdir(), `ai-operator-${name}-`));
+  const prefix = `/e2e/${namespace}`;
+
+  // Given a GitOps repo with a good release, CI green on it
+  const github = await startGitHubSim({ validate: true });
+  stoppers.push(() => github.stop());
+  const { token } = github.control.addUser({ login: 'ai-operator-bot' });
+  await github.control.createRepo({ ...REPO, files: { 'README.md': 'x\n', 'apps/other/config.yaml': 'keep: me\n' }, message: 'init' });
+  const release = async (image: string, broken: boolean, extraFiles: Record<string, string> = {}) => {
+    const { sha } = await github.control.push({ ...REPO, files: { [`${APP_PATH}/deployment.yaml`]: deployment(app, target, image, broken), ...extraFiles }, message: `Release ${image}` });
+    github.control.setStatus({ ...REPO, sha, state: 'success', context: 'ci/build' });
+    return sha;
+  };
+  const good = await release('v1', false);
+
+  // And an Application that Argo CD deployed from it 24 h ago, kept in sync by the simulator
+  const kc = kubeConfig(stack);
+  const api = kc.makeApiClient(CustomObjectsApi);
+  await api.createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural: 'applications', body: {
+    apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: app, namespace, labels: { 'ai-operator.enabled': 'true', environment: options.environment } },
+    spec: { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: APP_PATH, targetRevision: 'main' }, destination: { namespace: target } },
+  } });
+  const dayAgo = new Date(Date.now() - 24 * 3600_000).toISOString();
+  await api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural: 'applications', name: app, body: {
+    status: { sync: { status: 'Synced', revision: good }, health: { status: 'Healthy' }, history: [{ id: 0, revision: good, deployedAt: dayAgo, deployStartedAt: dayAgo }] },
+  } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  const argocd: ArgoCdSim = await startArgoCdSim({ kubeConfig: kc, repoRoot: github.root, intervalMs: 500, namespaces: [namespace] });
+  stoppers.push(() => argocd.stop());
+  await argocd.syncNow();
+
+  const kv = new EtcdKV([stack.etcd], { prefix });
+  stoppers.push(() => kv.close());
+  const store = new AttemptStore(kv);
+  const logs: string[] = [];
+
+  const startOperator = async (env: Record<string, string> = {}): Promise<OperatorHandle> => {
+    const httpPort = await freePort();
+    const log = join(dir, `operator-${logs.length + 1}.log`);
+    logs.push(log);
+    const child = spawn(process.execPath, [MAIN], {
+      env: {
+        PATH: process.env.PATH, KUBECONFIG: stack.kubeconfig, ETCD_ENDPOINTS: stack.etcd, ETCD_PREFIX: prefix, NATS_URL: stack.nats,
+        PROMETHEUS_URL: stack.prometheus, ELASTICSEARCH_URL: stack.elasticsearch, GITHUB_API_URL: github.url, GITHUB_ORG: REPO.owner,
+        GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(dir, 'audit'), HTTP_PORT: String(httpPort), POD_NAME: `${name}-${logs.length}`,
+        POLL_INTERVAL_SEC: '1', HEALTH_RESTORATION_DURATION: '3', WATCH_NAMESPACES: namespace, LOG_LEVEL: 'INFO',
+        ...options.env, ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const out = createWriteStream(log);
+    child.stdout!.pipe(out);
+    child.stderr!.pipe(out);
+    stoppers.push(() => { child.kill('SIGTERM'); });
+    return {
+      child, httpPort, log,
+      metrics: async () => (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text(),
+    };
+  };
+  if (options.startOperator !== false) await startOperator();
+
+  const attempts = async () => (await store.allAttempts()).filter((r) => r.app.namespace === namespace);
+  return {
+    namespace, target, app, github, good, dir, store, startOperator, attempts, release,
+    inState: (state, timeoutMs = 60_000) => eventually(state, async () => (await attempts()).find((r) => r.state === state), timeoutMs, 250),
+    firstPull: (timeoutMs = 60_000) => eventually('rollback PR', async () => github.control.pulls(REPO)[0], timeoutMs, 100),
+    logs: () => logs.map((file) => `---- ${file}\n${readFileSync(file, 'utf8').split('\n').slice(-40).join('\n')}`).join('\n'),
+  };
+}
