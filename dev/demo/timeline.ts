@@ -29,13 +29,13 @@ export function describeEvent(event: CloudEvent): string {
   }
 }
 
-export async function followTimeline(natsUrl: string, onEvent: (event: CloudEvent) => Promise<void> | void): Promise<{ stop(): Promise<void> }> {
+export async function followTimeline(natsUrl: string, onEvent: (event: CloudEvent) => Promise<void> | void, options: { print?: boolean } = {}): Promise<{ stop(): Promise<void> }> {
   const bus = await JetStreamBus.connect({ servers: natsUrl, registry: new Registry(), log: createLogger('ERROR') });
   await bus.ensureStream();
   const consumer: EventConsumer = await bus.consume({
     durable: `demo-timeline-${process.pid}`,
     handler: async (event) => {
-      if (event.type !== 'io.ai-operator.fsm.transition') process.stdout.write(`${clock()}  ${describeEvent(event)}\n`);
+      if (options.print !== false && event.type !== 'io.ai-operator.fsm.transition') process.stdout.write(`${clock()}  ${describeEvent(event)}\n`);
       await onEvent(event);
     },
   });

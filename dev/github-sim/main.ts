@@ -1,5 +1,5 @@
 // The GitHub simulator as a process, for the demo or a person at a terminal:
-//   node dev/github-sim/main.ts [--root DIR] [--port N] [--no-validate] [--strict] [--user LOGIN[:TOKEN]]...
+//   node dev/github-sim/main.ts [--root DIR] [--port N] [--no-validate] [--strict] [--rate-limit N] [--user LOGIN[:TOKEN]]...
 // Prints one JSON line {url, root, tokens} when ready, then serves until SIGINT/SIGTERM.
 // Repositories, CI and faults are set through the control API (POST /_sim/<method>).
 import { parseArgs } from 'node:util';
@@ -11,6 +11,7 @@ const { values } = parseArgs({
     port: { type: 'string' },
     'no-validate': { type: 'boolean', default: false },
     strict: { type: 'boolean', default: false },
+    'rate-limit': { type: 'string' },
     user: { type: 'string', multiple: true, default: [] },
   },
 });
@@ -20,6 +21,7 @@ const sim = await startGitHubSim({
   strict: values.strict,
   ...(values.root ? { root: values.root } : {}),
   ...(values.port ? { port: Number(values.port) } : {}),
+  ...(values['rate-limit'] ? { rateLimit: Number(values['rate-limit']) } : {}),
 });
 const tokens: Record<string, string> = {};
 for (const spec of values.user) {

@@ -138,6 +138,9 @@ function classifyMerge(error: unknown): Classified {
   return statusOf(error) === 405 ? { ...classified, code: 'CONFLICT' } : classified;
 }
 
+// Whole-repository trees can be large; a few dozen commits cover a burst of rollbacks.
+const COMMIT_TREE_CACHE_SIZE = 64;
+
 /** Map order is insertion order: re-inserting marks an entry recent; past `limit` the oldest goes. */
 function rememberBounded<V>(map: Map<string, V>, key: string, value: V, limit: number): void {
   map.delete(key);
@@ -151,6 +154,7 @@ export class GitHubClient implements GitHubPort {
   private login: Promise<string> | undefined;
   private readonly etags = new Map<string, { etag: string; data: unknown }>();
   private readonly pullFiles = new Map<string, string[]>();
+  private readonly commitTrees = new Map<string, { sha: string; files: TreeItem[] }>();
 
   constructor(options: GitHubClientOptions) {
     this.options = options;
@@ -303,9 +307,15 @@ export class GitHubClient implements GitHubPort {
 
   /** Files of `path` in a commit's tree: one recursive read, or a walk down to the path when GitHub truncates. */
   private async filesAt(o: Octokit, repo: RepoRef, commitSha: string, prefix: string, req: Req): Promise<{ rootTree: string; files: TreeItem[] }> {
+    // A commit's tree never changes: read once per commit, however many apps roll back to or from it.
+    const key = `${repo.owner}/${repo.repo}@${commitSha}`;
+    const known = this.commitTrees.get(key);
+    if (known) return { rootTree: known.sha, files: known.files.filter((e) => under(prefix, e.path)) };
     const whole = await o.rest.git.getTree({ ...repo, tree_sha: commitSha, recursive: 'true', ...req });
     if (!whole.data.truncated) {
-      return { rootTree: whole.data.sha, files: whole.data.tree.filter((e) => under(prefix, e.path!)).map((e) => ({ path: e.path!, mode: e.mode!, type: e.type!, sha: e.sha! })) };
+      const files = whole.data.tree.map((e) => ({ path: e.path!, mode: e.mode!, type: e.type!, sha: e.sha! }));
+      rememberBounded(this.commitTrees, key, { sha: whole.data.sha, files }, COMMIT_TREE_CACHE_SIZE);
+      return { rootTree: whole.data.sha, files: files.filter((e) => under(prefix, e.path)) };
     }
     let treeSha = whole.data.sha;
     for (const segment of prefix === '' ? [] : prefix.split('/')) {

@@ -169,6 +169,21 @@ describe('the rollback pull request', () => {
     expect(git('rev-parse', `${pr.headSha}^`)).toBe(git('rev-parse', 'main'));
   });
 
+  it('reads a commit\'s tree once, however many apps roll back from or to it', async () => {
+    const gh = client();
+    const trees = 'GET /repos/{owner}/{repo}/git/trees/{tree_sha}';
+    sim.control.resetCounters();
+    const payment = await gh.createPullRequest(repo, spec('payment-cccc0001', c.v2!));
+    expect(sim.control.counters()[trees]).toBe(2); // main's tree and the target's
+    const other = await gh.createPullRequest(repo, spec('other-cccc0002', c.v2!, 'apps/other'));
+    expect(sim.control.counters()[trees]).toBe(2);
+    expect(git('rev-parse', `${payment.headSha}:apps/payment`)).toBe(git('rev-parse', `${c.v2}:apps/payment`));
+    expect(git('rev-parse', `${other.headSha}:apps/other`)).toBe(git('rev-parse', `${c.v2}:apps/other`));
+    expect(git('diff', '--name-only', 'main', other.headSha)).toBe('apps/other/deployment.yaml');
+    // Out of the way of the tests that list the open rollback PRs of apps/payment
+    await gh.closePullRequest(repo, other.number, 'Test done.');
+  });
+
   it('still restores the path when GitHub truncates the recursive tree', async () => {
     // The whole tree has 8 entries, the app's subtree 3: the first read is cut, the walk is not.
     sim.control.setTreeEntryLimit({ limit: 4 });
