@@ -83,7 +83,12 @@ export async function givenRollbackScenario(stack: StackEndpoints, name: string,
 
   // Given a GitOps repo with a good release, CI green on it
   const github = await startGitHubSim({ validate: true });
-  stoppers.push(() => github.stop());
+  stoppers.push(async () => {
+    // Every answer of the scenario must be one GitHub could have sent.
+    const violations = github.violations();
+    await github.stop();
+    if (violations.length > 0) throw new Error(`the GitHub simulator answered outside GitHub's OpenAPI description:\n${violations.join('\n')}`);
+  });
   const { token } = github.control.addUser({ login: 'ai-operator-bot' });
   await github.control.createRepo({ ...REPO, files: { 'README.md': 'x\n', 'apps/other/config.yaml': 'keep: me\n' }, message: 'init' });
   const release = async (image: string, broken: boolean, extraFiles: Record<string, string> = {}) => {
