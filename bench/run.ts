@@ -58,6 +58,19 @@ function peakRssMiB(pid: number): number {
   return Number(line.replace(/\D+/g, '')) / 1024;
 }
 
+/** Per call_name: tries and seconds, from ai_operator_mcp_call_duration_seconds. */
+function callTimes(metrics: string): Map<string, { count: number; sum: number }> {
+  const calls = new Map<string, { count: number; sum: number }>();
+  for (const line of metrics.split('\n')) {
+    const match = /^ai_operator_mcp_call_duration_seconds_(sum|count)\{call_name="([^"]+)"\} (\S+)$/.exec(line);
+    if (!match) continue;
+    const entry = calls.get(match[2]!) ?? { count: 0, sum: 0 };
+    entry[match[1] as 'sum' | 'count'] = Number(match[3]);
+    calls.set(match[2]!, entry);
+  }
+  return calls;
+}
+
 const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
@@ -164,6 +177,8 @@ try {
   }, { print: false });
   const githubBefore = await githubRequests();
   const cpuBefore = { operator: cpuSeconds(operator.pid!), sim: cpuSeconds(sim.child.pid!), harness: process.cpuUsage() };
+  const operatorMetrics = () => fetch(`http://127.0.0.1:${httpPort}/metrics`).then((r) => r.text());
+  const callsBefore = callTimes(await operatorMetrics());
   const degradedAt = Date.now();
   await Promise.all(Array.from({ length: DEGRADE }, (_, i) => api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', name: name(i), body: { status: { health: { status: 'Degraded' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))));
   while (opened.size < DEGRADE && Date.now() - degradedAt < 300_000) await new Promise((r) => setTimeout(r, 500));
@@ -178,6 +193,13 @@ try {
   out(`  GitHub requests per rollback (to PR opened, plus CI polling meanwhile): ${((await githubRequests() - githubBefore) / Math.max(1, opened.size)).toFixed(1)}`);
   out(`  CPU seconds while it ran: operator ${(cpuSeconds(operator.pid!) - cpuBefore.operator).toFixed(1)}, GitHub simulator ${(cpuSeconds(sim.child.pid!) - cpuBefore.sim).toFixed(1)}, harness ${((harnessCpu.user + harnessCpu.system) / 1e6).toFixed(1)} (2 cores shared with etcd, kube-apiserver, NATS)`);
   out(`  peak RSS: ${peakRssMiB(operator.pid!).toFixed(0)} MiB`);
+  out('  external calls meanwhile (tries, mean seconds per try):');
+  const callsAfter = callTimes(await operatorMetrics());
+  for (const [call, after] of [...callsAfter].sort((a, b) => b[1].sum - a[1].sum)) {
+    const before = callsBefore.get(call) ?? { count: 0, sum: 0 };
+    const count = after.count - before.count;
+    if (count > 0) out(`    ${call.padEnd(24)} ${String(count).padStart(5)} × ${((after.sum - before.sum) / count).toFixed(3)} s`);
+  }
   await timeline.stop();
   operator.kill('SIGTERM');
   await new Promise((r) => operator.once('exit', r)); // the profile is written on exit
