@@ -76,13 +76,14 @@ export function pullRequestBody(ctx: PullRequestContext): string {
   return lines.join('\n');
 }
 
-/** Finds this attempt's PR or opens it. `opened` tells which. */
-export async function ensurePullRequest(github: GitHubPort, repo: RepoRef, ctx: PullRequestContext): Promise<{ pr: PullRequestInfo; opened: boolean }> {
-  const branch = branchName(ctx.record.app, ctx.record.correlationId);
-  const existing = await github.findPullRequest(repo, branch);
-  if (existing) return { pr: existing, opened: false };
-  const pr = await github.createPullRequest(repo, {
-    branch,
+/**
+ * Opens this attempt's PR. The reconciler looked for it (any state) in the same
+ * round, and createPullRequest adopts an open one of the branch before creating,
+ * so a crash or a lost answer never yields a second PR.
+ */
+export function openPullRequest(github: GitHubPort, repo: RepoRef, ctx: PullRequestContext): Promise<PullRequestInfo> {
+  return github.createPullRequest(repo, {
+    branch: branchName(ctx.record.app, ctx.record.correlationId),
     base: baseBranch(ctx.app),
     path: ctx.app.source?.path ?? '.',
     targetSha: ctx.record.candidate!.revision,
@@ -90,7 +91,6 @@ export async function ensurePullRequest(github: GitHubPort, repo: RepoRef, ctx: 
     body: pullRequestBody(ctx),
     labels: ['ai-operator', 'rollback', ctx.record.environment],
   });
-  return { pr, opened: true };
 }
 
 export function baseBranch(app: ApplicationView): string {

@@ -11,7 +11,7 @@ import { appKey, branchName, type AppRef, type AttemptRecord, type Environment, 
 import { Reason, isActive, type State } from '../fsm/table.ts';
 import { evaluateInvariants, persistence, summary, type InvariantFacts } from '../governance/invariants.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
-import { approveCommand, ensurePullRequest } from '../modules/pr-generator.ts';
+import { approveCommand, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
@@ -335,19 +335,18 @@ export class ApplicationReconciler {
       try {
         switch (intent.kind) {
           case 'openPullRequest': {
-            const undone = await github.readRepositoryContent(repo, app.source?.path ?? '.', app.source?.targetRevision ?? 'main', record.settings.maxCommits)
-              .then((commits) => commits.slice(0, Math.max(0, commits.findIndex((c) => c.sha === record.candidate?.revision))));
-            const facts = await this.invariantFacts(observed.facts, record, app, repo, undefined, { number: 0, mergeable: null, mergeableState: 'unknown', base: app.source?.targetRevision ?? 'main' });
+            // What the PR body shows, read side by side: the commits undone, and the invariants
+            // as they stand (their facts include the Deployments' replicas, listed when readable).
+            const [undone, facts] = await Promise.all([
+              github.readRepositoryContent(repo, app.source?.path ?? '.', app.source?.targetRevision ?? 'main', record.settings.maxCommits)
+                .then((commits) => commits.slice(0, Math.max(0, commits.findIndex((c) => c.sha === record.candidate?.revision)))),
+              this.invariantFacts(observed.facts, record, app, repo, undefined, { number: 0, mergeable: null, mergeableState: 'unknown', base: app.source?.targetRevision ?? 'main' }),
+            ]);
             const invariants = evaluateInvariants({ ...facts, beforePullRequest: true }, observed.facts.now);
-            // The PR body lists replicas when they can be read; the PR is opened either way.
-            const deployments = await this.deps.cluster.getDeploymentStatus(app).catch((error: Error) => {
-              this.deps.log.warn('Could not read Deployments for the PR body', { correlationId: record.correlationId, error: error.message });
-              return undefined;
-            });
-            const { pr, opened } = await ensurePullRequest(github, repo, { record, app, checks: observed.facts.checks, undone, invariants, ...(deployments ? { deployments } : {}) });
-            memo.opened = opened;
+            const pr = await openPullRequest(github, repo, { record, app, checks: observed.facts.checks, undone, invariants, ...(facts.deployments ? { deployments: facts.deployments } : {}) });
+            memo.opened = true;
             await audit.record({ module: 'PRGenerator', correlationId: record.correlationId, actionType: 'PR_CREATED',
-              message: `${opened ? 'Opened' : 'Adopted'} rollback pull request #${pr.number}`, metadata: { ...meta, prNumber: pr.number, url: pr.url, branch: pr.branch },
+              message: `Opened rollback pull request #${pr.number}`, metadata: { ...meta, prNumber: pr.number, url: pr.url, branch: pr.branch },
               eventId: `${record.correlationId}-pr-${pr.number}` });
             break;
           }
