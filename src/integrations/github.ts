@@ -236,9 +236,9 @@ export class GitHubClient implements GitHubPort {
     rememberBounded(this.etags, key, { etag, data }, this.options.etagCacheSize ?? 2000);
   }
 
-  /** The paths a PR changes; a PR's file list only changes with its head, so it is read once per head. */
-  private async filesOf(o: Octokit, repo: RepoRef, pull: { number: number; head: { sha: string } }, req: Req): Promise<string[]> {
-    const key = `${repo.owner}/${repo.repo}#${pull.number}@${pull.head.sha}`;
+  /** The paths a PR changes; they change only with its head (or a retargeted base), so they are read once per pair. */
+  private async filesOf(o: Octokit, repo: RepoRef, pull: { number: number; head: { sha: string }; base: { ref: string } }, req: Req): Promise<string[]> {
+    const key = `${repo.owner}/${repo.repo}#${pull.number}@${pull.head.sha}..${pull.base.ref}`;
     const known = this.pullFiles.get(key);
     if (known) return known;
     const files = await o.paginate(o.rest.pulls.listFiles, { ...repo, pull_number: pull.number, per_page: 100, ...req });
