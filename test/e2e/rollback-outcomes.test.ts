@@ -60,7 +60,7 @@ describe('a rollback PR whose CI fails', () => {
     const s = await given('ci-failure', { environment: 'staging' });
     await s.release('v2', true);
     const pr = await s.firstPull();
-    s.github.control.setStatus({ ...REPO, sha: pr.headSha, state: 'failure', context: 'ci/build' });
+    s.ci(pr.headSha, 'failure');
 
     const aborted = await s.inState('Abort');
     expect(aborted.reason).toBe('CIFailure');
@@ -92,7 +92,7 @@ describe('candidate selection', () => {
     const s = await given('prometheus-down', { environment: 'staging', env: { PROMETHEUS_URL: `http://127.0.0.1:${await freePort()}` } });
     await s.release('v2', true);
     const pr = await s.firstPull(90_000);
-    s.github.control.setStatus({ ...REPO, sha: pr.headSha, state: 'success', context: 'ci/build' });
+    s.ci(pr.headSha, 'success');
 
     const done = await s.inState('RollbackComplete', 90_000);
     expect(done.candidate).toMatchObject({ revision: s.good, mode: 'ci-only', uptime: null });
@@ -112,7 +112,7 @@ describe('GitHub failures', () => {
     const operator = await s.startOperator();
     await s.release('v2', true);
     const pr = await s.firstPull(90_000);
-    s.github.control.setStatus({ ...REPO, sha: pr.headSha, state: 'success', context: 'ci/build' });
+    s.ci(pr.headSha, 'success');
 
     const done = await s.inState('RollbackComplete', 90_000);
     expect(done.transitions.map((t) => t.to)).toEqual(['DegradationDetected', 'CandidateResolved', 'PRCreated', 'AwaitingMergeApproval', 'RollbackMerged', 'RollbackComplete']);

@@ -33,7 +33,7 @@ describe('a degraded staging app is rolled back in Git', () => {
     // (changed file back, added file gone) and the other app keeps its newer config.
     const diff = execFileSync('git', ['--git-dir', join(s.github.root, 'acme', 'gitops.git'), 'diff', '--name-status', s.good, pr.headSha], { encoding: 'utf8' });
     expect(diff).toBe('M\tapps/other/config.yaml\n');
-    s.github.control.setStatus({ ...REPO, sha: pr.headSha, state: 'success', context: 'ci/build' });
+    s.ci(pr.headSha, 'success');
 
     const record = await s.inState('RollbackComplete', 90_000);
     expect(record.transitions.map((t) => t.to)).toEqual(['DegradationDetected', 'CandidateResolved', 'PRCreated', 'AwaitingMergeApproval', 'RollbackMerged', 'RollbackComplete']);
@@ -84,7 +84,7 @@ describe('a degraded production app', () => {
     await kubectlOk(stack, ['apply', '-f', '-'], policy(s.namespace));
     await s.release('v2', true);
     const pr = await s.firstPull();
-    s.github.control.setStatus({ ...REPO, sha: pr.headSha, state: 'success', context: 'ci/build' });
+    s.ci(pr.headSha, 'success');
 
     const waiting = await s.inState('AwaitingMergeApproval');
     // The approval request is on the PR; nothing merges without an approval.
@@ -109,7 +109,7 @@ describe('a degraded production app', () => {
     await kubectlOk(stack, ['apply', '-f', '-'], policy(s.namespace));
     await s.release('v2', true);
     const pr = await s.firstPull();
-    s.github.control.setStatus({ ...REPO, sha: pr.headSha, state: 'success', context: 'ci/build' });
+    s.ci(pr.headSha, 'success');
 
     const aborted = await s.inState('Abort');
     expect(aborted.reason).toBe('ApprovalTimeout');
@@ -142,7 +142,7 @@ describe('an operator that dies between opening the PR and writing its status', 
     const adopted = await s.inState('PRCreated', 60_000);
     expect(adopted.transitions.at(-1)?.reason).toBe('PullRequestAdopted');
     expect(adopted.pullRequest?.number).toBe(pr.number);
-    s.github.control.setStatus({ ...REPO, sha: pr.headSha, state: 'success', context: 'ci/build' });
+    s.ci(pr.headSha, 'success');
     const done = await s.inState('RollbackComplete', 90_000);
     expect(done.pullRequest?.number).toBe(pr.number);
     expect(s.github.control.pulls(REPO)).toHaveLength(1);

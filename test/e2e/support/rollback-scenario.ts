@@ -63,6 +63,8 @@ export interface Scenario {
   dir: string;
   store: AttemptStore;
   startOperator(env?: Record<string, string>): Promise<OperatorHandle>;
+  /** CI (ci/build) reports this state on a commit, e.g. a rollback PR's head. */
+  ci(sha: string, state: 'success' | 'failure'): void;
   /** Pushes a release of the app's manifest (broken or not), CI green on it. */
   release(image: string, broken: boolean, extraFiles?: Record<string, string>): Promise<string>;
   attempts(): Promise<AttemptRecord[]>;
@@ -146,6 +148,7 @@ export async function givenRollbackScenario(stack: StackEndpoints, name: string,
   const attempts = async () => (await store.allAttempts()).filter((r) => r.app.namespace === namespace);
   return {
     namespace, target, app, github, good, dir, store, startOperator, attempts, release,
+    ci: (sha, state) => { github.control.setStatus({ ...REPO, sha, state, context: 'ci/build' }); },
     inState: (state, timeoutMs = 60_000) => eventually(state, async () => (await attempts()).find((r) => r.state === state), timeoutMs, 250),
     firstPull: (timeoutMs = 60_000) => eventually('rollback PR', async () => github.control.pulls(REPO)[0], timeoutMs, 100),
     logs: () => logs.map((file) => `---- ${file}\n${readFileSync(file, 'utf8').split('\n').slice(-40).join('\n')}`).join('\n'),
