@@ -59,6 +59,7 @@ const cases: Array<[InvariantId, CheckResult, Partial<InvariantFacts> | ((f: Inv
   ['I8_branch_protection', 'FAIL', { mergeability: { mergeable: false, mergeableState: 'dirty', requiredChecksPass: true } }, /not mergeable/],
   ['I8_branch_protection', 'UNKNOWN', { mergeability: { mergeable: null, mergeableState: 'unknown', requiredChecksPass: true } }, /still computing/],
   ['I6_ci_success', 'UNKNOWN', { beforePullRequest: true }, /once CI reports/],
+  ['I7_no_conflicts', 'UNKNOWN', { beforePullRequest: true }, /fresh reads before any merge/],
   ['I8_branch_protection', 'UNKNOWN', { beforePullRequest: true }, /before any merge/],
 ];
 

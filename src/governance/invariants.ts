@@ -31,7 +31,11 @@ export interface InvariantFacts {
   /** Other open pull requests touching this app's path on the target branch. */
   otherOpenPullRequests?: Array<{ number: number; title: string }>;
   mergeability?: { mergeable: boolean | null; mergeableState: string; requiredChecksPass: boolean };
-  /** Evaluated for the PR body, before the PR exists: I6 and I8 cannot be known yet. */
+  /**
+   * Evaluated for the PR body, before the PR exists: I6 and I8 cannot be known yet,
+   * and I7 (every open PR of the repository listed) is left to the fresh reads before
+   * a merge, off the path that opens the PR.
+   */
   beforePullRequest?: boolean;
 }
 
@@ -84,6 +88,7 @@ const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
   },
 
   I7_no_conflicts: (f) => {
+    if (f.beforePullRequest) return ['UNKNOWN', 'checked on fresh reads before any merge'];
     if (f.otherOpenPullRequests === undefined) return unknown('open pull requests');
     return f.otherOpenPullRequests.length === 0
       ? ['PASS', 'no other open PR touches this path']

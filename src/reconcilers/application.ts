@@ -227,7 +227,7 @@ export class ApplicationReconciler {
   }
 
   /** Fresh reads for the invariants, just before a merge decision (SPEC §4, §7). */
-  private async invariantFacts(facts: Facts, record: AttemptRecord, app: ApplicationView, repo: RepoRef, runs: InvariantFacts['prChecks'], pr: { number: number; mergeable: boolean | null; mergeableState: string; base: string }): Promise<InvariantFacts> {
+  private async invariantFacts(facts: Facts, record: AttemptRecord, app: ApplicationView, repo: RepoRef, runs: InvariantFacts['prChecks'], pr: { number: number; mergeable: boolean | null; mergeableState: string; base: string }, beforePullRequest = false): Promise<InvariantFacts> {
     // A fact that cannot be read becomes UNKNOWN (never PASS); say why in the log.
     const settle = <T>(what: string, p: Promise<T>) => p.then((v) => v, (error: Error) => {
       this.deps.log.warn('Could not read an invariant fact', { correlationId: record.correlationId, fact: what, error: error.message });
@@ -236,10 +236,11 @@ export class ApplicationReconciler {
     const [health, deployments, open] = await Promise.all([
       settle('Argo CD health', this.deps.argocd.getApplicationHealth(record.app)),
       settle('Deployment status', this.deps.cluster.getDeploymentStatus(app)),
-      settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, path: app.source?.path ?? '.' })),
+      beforePullRequest ? undefined : settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, path: app.source?.path ?? '.' })),
     ]);
     const candidate = record.candidate;
     return {
+      ...(beforePullRequest ? { beforePullRequest } : {}),
       environment: record.environment,
       ...(health ? { health: health.status } : {}),
       ...(deployments ? { deployments } : {}),
@@ -340,9 +341,9 @@ export class ApplicationReconciler {
             const [undone, facts] = await Promise.all([
               github.readRepositoryContent(repo, app.source?.path ?? '.', app.source?.targetRevision ?? 'main', record.settings.maxCommits)
                 .then((commits) => commits.slice(0, Math.max(0, commits.findIndex((c) => c.sha === record.candidate?.revision)))),
-              this.invariantFacts(observed.facts, record, app, repo, undefined, { number: 0, mergeable: null, mergeableState: 'unknown', base: app.source?.targetRevision ?? 'main' }),
+              this.invariantFacts(observed.facts, record, app, repo, undefined, { number: 0, mergeable: null, mergeableState: 'unknown', base: app.source?.targetRevision ?? 'main' }, true),
             ]);
-            const invariants = evaluateInvariants({ ...facts, beforePullRequest: true }, observed.facts.now);
+            const invariants = evaluateInvariants(facts, observed.facts.now);
             const pr = await openPullRequest(github, repo, { record, app, checks: observed.facts.checks, undone, invariants, ...(facts.deployments ? { deployments: facts.deployments } : {}) });
             memo.opened = true;
             await audit.record({ module: 'PRGenerator', correlationId: record.correlationId, actionType: 'PR_CREATED',
