@@ -1,12 +1,12 @@
 // Wiring only: configuration → ports → reconcilers → HTTP server.
 import { hostname } from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
 import { openAuditLog } from './audit/audit-log.ts';
 import { JsonlSink } from './audit/jsonl-sink.ts';
 import { ConfigErrors, loadConfig, type Config } from './config.ts';
 import { JetStreamBus } from './events/jetstream.ts';
 import { ArgoCdWatcher } from './integrations/argocd.ts';
 import { GitHubClient } from './integrations/github.ts';
+import { KeepAliveKubeConfig } from './integrations/kube-config.ts';
 import { ClusterReader } from './integrations/kubernetes.ts';
 import { PrometheusHistory } from './integrations/prometheus.ts';
 import { RollbackAttemptObjects } from './integrations/rollback-attempts.ts';
@@ -46,7 +46,7 @@ const config = configOrExit();
 const identity = process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
 const log = createLogger(config.logLevel, { replica: identity });
 const metrics = new Metrics({ processMetrics: true });
-const kc = new KubeConfig();
+const kc = new KeepAliveKubeConfig();
 kc.loadFromDefault();
 
 const kv = new EtcdKV(config.etcdEndpoints, { prefix: config.etcdPrefix });

@@ -7,8 +7,8 @@
 // Environment: the operator's own variables (src/config.ts), plus
 //   KUBECONFIG, OPERATOR_ID, ETCD_PREFIX (isolates a test's keys),
 //   AI_OPERATOR_STREAM and AI_OPERATOR_SUBJECT_PREFIX (isolate its events).
-import { KubeConfig } from '@kubernetes/client-node';
 import { openAuditLog } from '../../src/audit/audit-log.ts';
+import { KeepAliveKubeConfig } from '../../src/integrations/kube-config.ts';
 import { JsonlSink } from '../../src/audit/jsonl-sink.ts';
 import { ConfigErrors, loadConfig } from '../../src/config.ts';
 import { JetStreamBus } from '../../src/events/jetstream.ts';
@@ -42,7 +42,7 @@ const bus = await JetStreamBus.connect({
 });
 await bus.ensureStream();
 
-const kc = new KubeConfig();
+const kc = new KeepAliveKubeConfig();
 kc.loadFromDefault();
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
