@@ -13,6 +13,7 @@ import { KubeConfig, type Cluster, type RequestContext, type User } from '@kuber
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
 export const DISPATCHER_MAX_AGE_MS = 5 * 60_000;
+const RETIRE_AFTER_MS = 30_000;
 
 /** What the library's dispatcher is built from: the same identity may share one. */
 function tlsIdentity(cluster: Cluster | null, user: User | null): string {
@@ -47,7 +48,8 @@ export class KeepAliveKubeConfig extends KubeConfig {
       return;
     }
     this.#kept = { identity, dispatcher: built, until: now + this.#maxAgeMs };
-    // Requests in flight on the old one finish; it takes no new ones.
-    if (kept) void kept.dispatcher.close().catch(() => undefined);
+    // A request handed the old one a moment ago may not have been sent yet: close it
+    // later (closing lets requests in flight finish, and refuses new ones).
+    if (kept) setTimeout(() => void kept.dispatcher.close().catch(() => undefined), RETIRE_AFTER_MS).unref();
   }
 }
