@@ -87,8 +87,8 @@ export class Operator {
   }
 
   /** Queue the app's key (namespace/name). */
-  enqueue(app: { namespace: string; name: string }): void {
-    this.queue.add(`${app.namespace}/${app.name}`);
+  enqueue(app: { namespace: string; name: string }, priority: 'normal' | 'low' = 'normal'): void {
+    this.queue.add(`${app.namespace}/${app.name}`, priority);
   }
 
   async start(): Promise<void> {
@@ -144,7 +144,8 @@ export class Operator {
   async resync(): Promise<void> {
     if (!this.isLeader()) return;
     const [apps, active] = await Promise.all([this.options.argocd.listApplications(), this.refreshActive()]);
-    for (const app of apps) if (this.options.monitoring(app)) this.enqueue(app.ref);
+    // The sweep waits behind events; apps with an active attempt go at normal priority.
+    for (const app of apps) if (this.options.monitoring(app)) this.enqueue(app.ref, 'low');
     for (const { appKey: key } of active) this.enqueueStoreKey(key);
     await this.options.afterResync?.(apps);
   }

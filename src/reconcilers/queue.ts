@@ -2,6 +2,10 @@
 // waiting is queued once however often it is added; a key is never processed by
 // two workers at once (added while running, it runs again after); an error
 // requeues it with exponential backoff; a result may ask to run again later.
+// A key added at low priority (the periodic resync of every watched app) waits
+// behind every key added at normal priority (a watch event, a requeue), as in
+// controller-runtime's priority queue: a resync of 10,000 healthy apps must not
+// delay the one that just turned Degraded.
 import type { Logger } from '../observability/log.ts';
 
 export interface ReconcileResult {
@@ -23,7 +27,9 @@ export class KeyQueue {
   private readonly baseBackoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly ready: string[] = [];
-  private readonly queued = new Set<string>();
+  private readonly readyLow: string[] = [];
+  /** Queued keys, and whether at low priority. */
+  private readonly queued = new Map<string, 'normal' | 'low'>();
   private readonly running = new Set<string>();
   /** Keys added while running: they go again once the current run ends. */
   private readonly dirty = new Set<string>();
@@ -41,16 +47,22 @@ export class KeyQueue {
     this.maxBackoffMs = options.maxBackoffMs ?? 60_000;
   }
 
-  add(key: string): void {
+  add(key: string, priority: 'normal' | 'low' = 'normal'): void {
     if (this.stopped) return;
     if (this.running.has(key)) {
       this.dirty.add(key);
       return;
     }
-    if (this.queued.has(key)) return;
+    const waiting = this.queued.get(key);
+    if (waiting === 'low' && priority === 'normal') {
+      // Promoted: it leaves the low lane for the normal one.
+      this.readyLow.splice(this.readyLow.indexOf(key), 1);
+    } else if (waiting !== undefined) {
+      return;
+    }
     this.cancelTimer(key);
-    this.queued.add(key);
-    this.ready.push(key);
+    this.queued.set(key, priority);
+    (priority === 'low' ? this.readyLow : this.ready).push(key);
     this.pump();
   }
 
@@ -70,7 +82,7 @@ export class KeyQueue {
   }
 
   size(): number {
-    return this.ready.length + this.running.size;
+    return this.ready.length + this.readyLow.length + this.running.size;
   }
 
   /** Resolves when nothing is queued or running (delayed keys do not count). */
@@ -84,6 +96,7 @@ export class KeyQueue {
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.ready.length = 0;
+    this.readyLow.length = 0;
     this.queued.clear();
     await this.idle();
   }
@@ -97,8 +110,8 @@ export class KeyQueue {
   }
 
   private pump(): void {
-    while (!this.stopped && this.active < this.concurrency && this.ready.length > 0) {
-      const key = this.ready.shift()!;
+    while (!this.stopped && this.active < this.concurrency && this.ready.length + this.readyLow.length > 0) {
+      const key = this.ready.length > 0 ? this.ready.shift()! : this.readyLow.shift()!;
       this.queued.delete(key);
       this.running.add(key);
       this.active++;
