@@ -140,6 +140,8 @@ function classifyMerge(error: unknown): Classified {
 
 // Whole-repository trees can be large; a few dozen commits cover a burst of rollbacks.
 const COMMIT_TREE_CACHE_SIZE = 64;
+// File lists of open PRs (a PR head each): small, and as many as PRs are open at once.
+const PULL_FILES_CACHE_SIZE = 2000;
 
 /** Map order is insertion order: re-inserting marks an entry recent; past `limit` the oldest goes. */
 function rememberBounded<V>(map: Map<string, V>, key: string, value: V, limit: number): void {
@@ -243,7 +245,7 @@ export class GitHubClient implements GitHubPort {
     if (known) return known;
     const files = await o.paginate(o.rest.pulls.listFiles, { ...repo, pull_number: pull.number, per_page: 100, ...req });
     const paths = files.flatMap((f) => (f.previous_filename !== undefined ? [f.filename, f.previous_filename] : [f.filename]));
-    rememberBounded(this.pullFiles, key, paths, this.options.etagCacheSize ?? 2000);
+    rememberBounded(this.pullFiles, key, paths, PULL_FILES_CACHE_SIZE);
     return paths;
   }
 

@@ -6,8 +6,8 @@
 // verifies the client certificate each time. In a burst of rollbacks that was a
 // tenth of the operator's CPU. This KubeConfig hands the dispatcher the library
 // built for the current cluster and credentials to the requests that follow. A
-// change of TLS material starts a new one, and so does age, so certificate files
-// that were rotated in place are read again.
+// change of TLS material starts a new one, and so does age, so certificates
+// rotated in place (files, or an exec plugin's output) are read again.
 import { KubeConfig, type Cluster, type RequestContext, type User } from '@kubernetes/client-node';
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;

@@ -217,7 +217,7 @@ export class ApplicationReconciler {
         };
         facts.ci = ci.state === 'none' ? 'pending' : ci.state;
         if (record.state === 'AwaitingMergeApproval' && pr.state === 'open') {
-          facts.invariants = evaluateInvariants(await this.invariantFacts(facts, record, app, repo, ci.runs, pr), facts.now);
+          facts.invariants = evaluateInvariants(await this.invariantFacts(facts, record, app, repo, { ...pr, runs: ci.runs }), facts.now);
         }
         return;
       }
@@ -227,7 +227,8 @@ export class ApplicationReconciler {
   }
 
   /** Fresh reads for the invariants, just before a merge decision (SPEC §4, §7). */
-  private async invariantFacts(facts: Facts, record: AttemptRecord, app: ApplicationView, repo: RepoRef, runs: InvariantFacts['prChecks'], pr: { number: number; mergeable: boolean | null; mergeableState: string; base: string }, beforePullRequest = false): Promise<InvariantFacts> {
+  /** Without `pr` (for the body of a PR about to open): what only a PR can tell stays unread. */
+  private async invariantFacts(facts: Facts, record: AttemptRecord, app: ApplicationView, repo: RepoRef, pr?: { number: number; mergeable: boolean | null; mergeableState: string; base: string; runs: InvariantFacts['prChecks'] }): Promise<InvariantFacts> {
     // A fact that cannot be read becomes UNKNOWN (never PASS); say why in the log.
     const settle = <T>(what: string, p: Promise<T>) => p.then((v) => v, (error: Error) => {
       this.deps.log.warn('Could not read an invariant fact', { correlationId: record.correlationId, fact: what, error: error.message });
@@ -236,11 +237,11 @@ export class ApplicationReconciler {
     const [health, deployments, open] = await Promise.all([
       settle('Argo CD health', this.deps.argocd.getApplicationHealth(record.app)),
       settle('Deployment status', this.deps.cluster.getDeploymentStatus(app)),
-      beforePullRequest ? undefined : settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, path: app.source?.path ?? '.' })),
+      pr ? settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, path: app.source?.path ?? '.' })) : undefined,
     ]);
     const candidate = record.candidate;
     return {
-      ...(beforePullRequest ? { beforePullRequest } : {}),
+      ...(pr ? {} : { beforePullRequest: true }),
       environment: record.environment,
       ...(health ? { health: health.status } : {}),
       ...(deployments ? { deployments } : {}),
@@ -248,9 +249,9 @@ export class ApplicationReconciler {
       persistenceChecks: record.settings.persistenceChecks,
       intervalSeconds: record.settings.intervalSeconds,
       ...(candidate ? { candidate: { uptime: candidate.uptime, minUptime: record.settings.minUptime, mode: candidate.mode, ciState: candidate.ciState, evidence: candidate.evidence } } : {}),
-      ...(runs ? { prChecks: runs } : {}),
-      ...(open ? { otherOpenPullRequests: open.filter((p) => p.number !== pr.number).map((p) => ({ number: p.number, title: p.title })) } : {}),
-      mergeability: { mergeable: pr.mergeable, mergeableState: pr.mergeableState, requiredChecksPass: (runs ?? []).every((r) => r.state === 'success') },
+      ...(pr?.runs ? { prChecks: pr.runs } : {}),
+      ...(pr && open ? { otherOpenPullRequests: open.filter((p) => p.number !== pr.number).map((p) => ({ number: p.number, title: p.title })) } : {}),
+      ...(pr ? { mergeability: { mergeable: pr.mergeable, mergeableState: pr.mergeableState, requiredChecksPass: (pr.runs ?? []).every((r) => r.state === 'success') } } : {}),
     };
   }
 
@@ -341,7 +342,7 @@ export class ApplicationReconciler {
             const [undone, facts] = await Promise.all([
               github.readRepositoryContent(repo, app.source?.path ?? '.', app.source?.targetRevision ?? 'main', record.settings.maxCommits)
                 .then((commits) => commits.slice(0, Math.max(0, commits.findIndex((c) => c.sha === record.candidate?.revision)))),
-              this.invariantFacts(observed.facts, record, app, repo, undefined, { number: 0, mergeable: null, mergeableState: 'unknown', base: app.source?.targetRevision ?? 'main' }, true),
+              this.invariantFacts(observed.facts, record, app, repo),
             ]);
             const invariants = evaluateInvariants(facts, observed.facts.now);
             const pr = await openPullRequest(github, repo, { record, app, checks: observed.facts.checks, undone, invariants, ...(facts.deployments ? { deployments: facts.deployments } : {}) });

@@ -50,6 +50,19 @@ describe('KeyQueue', () => {
     expect(started).toEqual(['busy', 'event', 's3', 's1', 's2']);
   });
 
+  it('keeps a requeue due at normal priority when the sweep adds the key at low priority', async () => {
+    const { queue, started, release } = gatedQueue(1);
+    queue.add('busy');
+    queue.addAfter('due', 20);
+    queue.add('s1', 'low');
+    queue.add('due', 'low'); // ignored: the requeue stands, and puts it ahead of the sweep
+    queue.add('s2', 'low');
+    await new Promise((r) => setTimeout(r, 50));
+    for (const key of ['busy', 'due', 's1', 's2']) await release(key);
+    await queue.idle();
+    expect(started).toEqual(['busy', 'due', 's1', 's2']);
+  });
+
   it('retries a failing key until it succeeds and honours a requested requeue', async () => {
     const runs: Array<{ key: string; at: number }> = [];
     let failures = 2;

@@ -53,6 +53,8 @@ export class KeyQueue {
       this.dirty.add(key);
       return;
     }
+    // The sweep must not replace a requeue already due at normal priority with a low one.
+    if (priority === 'low' && this.timers.has(key)) return;
     const waiting = this.queued.get(key);
     if (waiting === 'low' && priority === 'normal') {
       // Promoted: it leaves the low lane for the normal one.

@@ -78,13 +78,18 @@ describe('a degraded production app', () => {
   const policy = (namespace: string) => JSON.stringify({ apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackPolicy', metadata: { name: 'prod', namespace },
     spec: { environment: 'production', detection: { intervalSeconds: 1, persistenceChecks: 3 }, healthRestorationSeconds: 3, merge: { approvers: { users: ['alice@example.com'] } } } });
   const attemptName = (correlationId: string) => `cart-${correlationId.replace(/-/g, '').slice(0, 8)}`;
-
-  it('waits for an authorized approval (an unauthorized one changes nothing), then merges and recovers', async () => {
-    const s = await given('production', { environment: 'production', env: { MERGE_APPROVAL_TIMEOUT: '600' } });
+  /** A production app under a policy naming alice as approver, degraded by a bad release; its rollback PR is CI-green. */
+  async function givenGreenProductionPr(name: string, approvalTimeoutSeconds: number) {
+    const s = await given(name, { environment: 'production', env: { MERGE_APPROVAL_TIMEOUT: String(approvalTimeoutSeconds) } });
     await kubectlOk(stack, ['apply', '-f', '-'], policy(s.namespace));
     await s.release('v2', true);
     const pr = await s.firstPull();
     s.ci(pr.headSha, 'success');
+    return { s, pr };
+  }
+
+  it('waits for an authorized approval (an unauthorized one changes nothing), then merges and recovers', async () => {
+    const { s, pr } = await givenGreenProductionPr('production', 600);
 
     const waiting = await s.inState('AwaitingMergeApproval');
     // The approval request is on the PR; nothing merges without an approval.
@@ -105,11 +110,7 @@ describe('a degraded production app', () => {
   }, 180_000);
 
   it('without an approval, aborts with ApprovalTimeout and leaves the PR open with a comment', async () => {
-    const s = await given('approval-timeout', { environment: 'production', env: { MERGE_APPROVAL_TIMEOUT: '4' } });
-    await kubectlOk(stack, ['apply', '-f', '-'], policy(s.namespace));
-    await s.release('v2', true);
-    const pr = await s.firstPull();
-    s.ci(pr.headSha, 'success');
+    const { s, pr } = await givenGreenProductionPr('approval-timeout', 4);
 
     const aborted = await s.inState('Abort');
     expect(aborted.reason).toBe('ApprovalTimeout');
