@@ -8,7 +8,7 @@ import type { AppRef, AttemptRecord, HealthStatus } from '../../src/fsm/record.t
 import type { DeploymentReplicas } from '../../src/governance/invariants.ts';
 import type { ApplicationView, ArgoCdPort } from '../../src/ports/argocd.ts';
 import { IntegrationError, type ErrorCode } from '../../src/ports/errors.ts';
-import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPullRequestSpec } from '../../src/ports/github.ts';
+import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPreview, RollbackPullRequestSpec } from '../../src/ports/github.ts';
 import type { AttemptObjectsPort, ClusterPort, HumanRequests, PodSummary } from '../../src/ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../../src/ports/prometheus.ts';
 import type { KV } from '../../src/store/kv.ts';
@@ -43,6 +43,7 @@ const K = {
   calls: (call: string) => `${P}calls/${call}`,
   delay: (call: string) => `${P}delays/${call}`,
   mergeable: `${P}mergeable`,
+  restoredTo: (path: string) => `${P}restored-to/${encodeURIComponent(path)}`,
 };
 
 export function fakeSha(seed: string): string {
@@ -109,6 +110,10 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
   async setDelayAfter(call: string, ms: number): Promise<void> { await this.put(K.delay(call), ms); }
   /** GitHub's mergeable flag for every PR (null: still computing, so I8 is UNKNOWN). */
   async setMergeable(mergeable: boolean | null): Promise<void> { await this.put(K.mergeable, mergeable); }
+  /** A human pushed a revert: `path` on the branch now holds its tree at `sha` again, in a new head commit. */
+  async restorePath(path: string, sha: string): Promise<void> {
+    await this.put(K.restoredTo(path), { sha, headSha: fakeSha(`revert:${path}:${sha}`) });
+  }
   async callCount(call: string): Promise<number> { return (await this.read<number>(K.calls(call))) ?? 0; }
   async pullRequests(): Promise<FakePullRequest[]> {
     return (await this.kv.getPrefix(`${P}prs/`)).map((kv) => JSON.parse(kv.value) as FakePullRequest);
@@ -181,6 +186,15 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     return prs.find((pr) => pr.branch === branch && pr.state === 'open') ?? prs.find((pr) => pr.branch === branch);
   }
 
+  // The fake keeps no files: a path differs from every target but the one it was last restored to
+  // (by a merged rollback or a human's revert), and then by one file.
+  async previewRollback(_repo: RepoRef, query: { path: string; branch: string; targetSha: string }): Promise<RollbackPreview> {
+    await this.call('previewRollback');
+    const restored = await this.read<{ sha: string; headSha: string }>(K.restoredTo(query.path));
+    const headSha = restored?.headSha ?? (await this.read<CommitInfo[]>(K.commits(query.path)))?.[0]?.sha ?? fakeSha(`head:${query.branch}`);
+    return { changed: restored?.sha === query.targetSha ? 0 : 1, headSha };
+  }
+
   async createPullRequest(_repo: RepoRef, spec: RollbackPullRequestSpec): Promise<PullRequestInfo> {
     await this.call('createPullRequest');
     const number = await this.update<number>(K.prCounter, (n) => (n ?? 0) + 1);
@@ -231,6 +245,7 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
   // Argo CD's part: auto-sync deploys the merge commit, which restores the app.
   private async syncMerge(pr: FakePullRequest): Promise<void> {
     const app = (await this.listApplications() as FakeApp[]).find((a) => a.source?.path === pr.spec.path);
+    await this.put(K.restoredTo(pr.spec.path), { sha: pr.spec.targetSha, headSha: pr.mergeCommitSha! });
     if (!app) return;
     await this.update<FakeApp>(K.app(app.ref), (current) => ({
       ...current!,

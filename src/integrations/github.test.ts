@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ciStatus, pullRequestInfo, restoreEntries } from './github.ts';
+import { ciStatus, normalisePath, pullRequestInfo, restoreEntries, under } from './github.ts';
 
 describe('restoreEntries', () => {
   const blob = (path: string, sha: string, mode = '100644') => ({ path, mode, type: 'blob', sha });
@@ -15,6 +15,24 @@ describe('restoreEntries', () => {
   });
   it('restores a mode change', () => {
     expect(restoreEntries([blob('x.sh', 's', '100755')], [blob('x.sh', 's')])).toEqual([{ path: 'x.sh', mode: '100644', type: 'blob', sha: 's' }]);
+  });
+  it('is empty when the path already holds the target\'s files (nothing to roll back), whatever the order or the subtrees', () => {
+    const files = [blob('app/a.yaml', 'a1'), blob('app/sub/b.yaml', 'b1')];
+    expect(restoreEntries([...files].reverse(), [...files, { path: 'app/sub', mode: '040000', type: 'tree', sha: 't1' }])).toEqual([]);
+    expect(restoreEntries([], [])).toEqual([]);
+  });
+});
+
+describe('the app path as a tree prefix', () => {
+  it('normalises ./, trailing slashes and the root', () => {
+    expect(['apps/web', './apps/web/', '/apps/web//'].map(normalisePath)).toEqual(['apps/web', 'apps/web', 'apps/web']);
+    expect(['.', './', ''].map(normalisePath)).toEqual(['', '', '']);
+  });
+  it('holds the files under it, not a sibling whose name starts the same', () => {
+    expect(under('apps/web', 'apps/web/deployment.yaml')).toBe(true);
+    expect(under('apps/web', 'apps/web')).toBe(true);
+    expect(under('apps/web', 'apps/web-canary/deployment.yaml')).toBe(false);
+    expect(under('', 'README.md')).toBe(true);
   });
 });
 

@@ -10,6 +10,9 @@
 // files under the path at the base head that the target lacks are deleted, the
 // ones that differ are set to the target's blobs, everything else is untouched —
 // one tree (base_tree + changed entries), one commit, one branch, one PR.
+// previewRollback computes the same entries the same way (and fills the same
+// commit-tree cache), so asking "is there anything to roll back?" first costs
+// the PR that follows no tree read.
 //
 // CI polling uses conditional requests: the last ETag and body per URL are kept,
 // and a 304 (which GitHub does not count against the rate limit) returns the body.
@@ -20,7 +23,7 @@ import type { CiState } from '../fsm/record.ts';
 import type { CheckRun } from '../governance/invariants.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
-import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPullRequestSpec } from '../ports/github.ts';
+import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPreview, RollbackPullRequestSpec } from '../ports/github.ts';
 import { call, classifyHttpError, type CallMetrics, type Classified } from './call.ts';
 
 export interface GitHubClientOptions {
@@ -114,12 +117,13 @@ export function restoreEntries(current: TreeItem[], target: TreeItem[]): Array<{
 }
 
 /** `path` as a tree prefix: '' for the whole repository. */
-function normalisePath(path: string): string {
+export function normalisePath(path: string): string {
   const p = path.replace(/^\.?\/+/, '').replace(/\/+$/, '');
   return p === '.' ? '' : p;
 }
 
-const under = (prefix: string, file: string) => prefix === '' || file === prefix || file.startsWith(`${prefix}/`);
+/** Whether `file` lies under the tree prefix: `apps/web-canary/x` is not under `apps/web`. */
+export const under = (prefix: string, file: string) => prefix === '' || file === prefix || file.startsWith(`${prefix}/`);
 
 function statusOf(error: unknown): number | undefined {
   const status = (error as { status?: unknown }).status;
@@ -308,7 +312,7 @@ export class GitHubClient implements GitHubPort {
   }
 
   /** Files of `path` in a commit's tree: one recursive read, or a walk down to the path when GitHub truncates. */
-  private async filesAt(o: Octokit, repo: RepoRef, commitSha: string, prefix: string, req: Req): Promise<{ rootTree: string; files: TreeItem[] }> {
+  private async filesAt(o: Octokit, repo: RepoRef, commitSha: string, prefix: string, req: Req, callName: string): Promise<{ rootTree: string; files: TreeItem[] }> {
     // A commit's tree never changes: read once per commit, however many apps roll back to or from it.
     const key = `${repo.owner}/${repo.repo}@${commitSha}`;
     const known = this.commitTrees.get(key);
@@ -328,9 +332,25 @@ export class GitHubClient implements GitHubPort {
       treeSha = next.sha!;
     }
     const sub = await o.rest.git.getTree({ ...repo, tree_sha: treeSha, recursive: 'true', ...req });
-    if (sub.data.truncated) throw new IntegrationError('createPullRequest', 'INVALID_ARGUMENT', `the tree of ${prefix || 'the repository'} is too large for GitHub to list`);
+    if (sub.data.truncated) throw new IntegrationError(callName, 'INVALID_ARGUMENT', `the tree of ${prefix || 'the repository'} is too large for GitHub to list`);
     const base = prefix === '' ? '' : `${prefix}/`;
     return { rootTree: whole.data.sha, files: sub.data.tree.map((e) => ({ path: `${base}${e.path!}`, mode: e.mode!, type: e.type!, sha: e.sha! })) };
+  }
+
+  /** The branch's head and the tree entries that restore `prefix` there to its tree at `targetSha`. */
+  private async restoration(o: Octokit, repo: RepoRef, branch: string, targetSha: string, prefix: string, req: Req, callName: string) {
+    const head = await o.rest.git.getRef({ ...repo, ref: `heads/${branch}`, ...req });
+    const headSha = head.data.object.sha;
+    const [now, then] = await Promise.all([this.filesAt(o, repo, headSha, prefix, req, callName), this.filesAt(o, repo, targetSha, prefix, req, callName)]);
+    return { headSha, rootTree: now.rootTree, entries: restoreEntries(now.files, then.files) };
+  }
+
+  previewRollback(repo: RepoRef, query: { path: string; branch: string; targetSha: string }): Promise<RollbackPreview> {
+    return this.run('previewRollback', async (o, req) => {
+      // The head is read afresh (a ref moves), the trees come from the cache when known (a commit's never does).
+      const { headSha, entries } = await this.restoration(o, repo, query.branch, query.targetSha, normalisePath(query.path), req, 'previewRollback');
+      return { changed: entries.length, headSha };
+    });
   }
 
   private async adopt(o: Octokit, repo: RepoRef, spec: RollbackPullRequestSpec, req: Req): Promise<PullRequestInfo | undefined> {
@@ -351,10 +371,8 @@ export class GitHubClient implements GitHubPort {
       const open = await this.adopt(o, repo, spec, req);
       if (open) return open;
       const prefix = normalisePath(spec.path);
-      const base = await o.rest.git.getRef({ ...repo, ref: `heads/${spec.base}`, ...req });
-      const baseSha = base.data.object.sha;
-      const [now, then] = await Promise.all([this.filesAt(o, repo, baseSha, prefix, req), this.filesAt(o, repo, spec.targetSha, prefix, req)]);
-      const tree = await o.rest.git.createTree({ ...repo, base_tree: now.rootTree, tree: restoreEntries(now.files, then.files), ...req });
+      const { headSha: baseSha, rootTree, entries } = await this.restoration(o, repo, spec.base, spec.targetSha, prefix, req, 'createPullRequest');
+      const tree = await o.rest.git.createTree({ ...repo, base_tree: rootTree, tree: entries, ...req });
       const commit = await o.rest.git.createCommit({
         ...repo, tree: tree.data.sha, parents: [baseSha],
         message: `${spec.title}\n\nRestores ${prefix || 'the repository'} to its tree at ${spec.targetSha}.`, ...req,

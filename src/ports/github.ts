@@ -47,6 +47,14 @@ export interface RollbackPullRequestSpec {
   labels: string[];
 }
 
+/** What the rollback commit of `path` on `branch` to its tree at `targetSha` would hold. */
+export interface RollbackPreview {
+  /** Files under `path` the commit would add, change or delete; 0 means the branch already matches the target there. */
+  changed: number;
+  /** The branch head this was measured on. */
+  headSha: string;
+}
+
 export interface GitHubPort {
   /** The login the operator acts as (to tell its own merges from a human's). */
   identity(): Promise<string>;
@@ -54,6 +62,11 @@ export interface GitHubPort {
   readRepositoryContent(repo: RepoRef, path: string, branch: string, limit: number): Promise<CommitInfo[]>;
   getCommitStatus(repo: RepoRef, sha: string): Promise<CiStatus>;
   findPullRequest(repo: RepoRef, branch: string): Promise<PullRequestInfo | undefined>;
+  /**
+   * What createPullRequest would commit for the same path, branch (its base) and
+   * target — asked before opening one, so an empty rollback is never opened.
+   */
+  previewRollback(repo: RepoRef, query: { path: string; branch: string; targetSha: string }): Promise<RollbackPreview>;
   createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<PullRequestInfo>;
   getPullRequestStatus(repo: RepoRef, number: number): Promise<{ pr: PullRequestInfo; ci: CiStatus }>;
   listOpenPullRequests(repo: RepoRef, filter: { base: string; path: string }): Promise<PullRequestInfo[]>;

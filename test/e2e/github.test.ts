@@ -448,3 +448,74 @@ describe('the OpenAPI check itself', () => {
     }
   });
 });
+
+describe('is there anything to roll back?', () => {
+  // A repository of its own: the tests above move acme/gitops's main.
+  const gitops: RepoRef = { owner: 'acme', repo: 'restored' };
+  const h: Record<string, string> = {};
+  const gitIn = (...args: string[]) => execFileSync('git', ['--git-dir', `${sim.root}/acme/restored.git`, ...args], { encoding: 'utf8' }).trim();
+  const total = () => Object.values(sim.control.counters()).reduce((a, b) => a + b, 0);
+  const trees = 'GET /repos/{owner}/{repo}/git/trees/{tree_sha}';
+  const ref = 'GET /repos/{owner}/{repo}/git/ref/{ref}';
+
+  beforeAll(async () => {
+    // web, web-canary (a sibling whose name starts like web's) and api, all good; then one bad release touching all three.
+    h.good = (await sim.control.createRepo({
+      ...gitops, author: 'alice', message: 'good',
+      files: { 'apps/web/deployment.yaml': deployment('web:1'), 'apps/web/service.yaml': 'kind: Service\n', 'apps/web-canary/deployment.yaml': 'image: web:1\n', 'apps/api/deployment.yaml': 'image: api:1\n' },
+    })).sha!;
+    h.bad = (await sim.control.push({
+      ...gitops, author: 'bob', message: 'bad release',
+      files: { 'apps/web/deployment.yaml': deployment('web:2-broken'), 'apps/web/configmap.yaml': 'kind: ConfigMap\n', 'apps/web-canary/deployment.yaml': 'image: web:2\n', 'apps/api/deployment.yaml': 'image: api:2\n' },
+    })).sha;
+  });
+
+  it('counts the files the rollback commit would add, change or delete under the path, and only there', async () => {
+    // Given web is degraded at the bad release, when the operator asks what rolling back to good would change
+    const preview = await client().previewRollback(gitops, { path: 'apps/web', branch: 'main', targetSha: h.good! });
+    // Then two files: the Deployment restored and the ConfigMap deleted — not web-canary's or api's, though the same commit changed them
+    expect(preview).toEqual({ changed: 2, headSha: h.bad });
+    expect(gitIn('diff', '--name-only', h.good!, 'main', '--', 'apps/web').split('\n')).toHaveLength(2);
+    expect(await client().previewRollback(gitops, { path: 'apps/api/', branch: 'main', targetSha: h.good! })).toEqual({ changed: 1, headSha: h.bad });
+    expect((await client().previewRollback(gitops, { path: 'apps/none', branch: 'main', targetSha: h.good! })).changed).toBe(0);
+  });
+
+  it('is 0 when a human already restored the path on the branch', async () => {
+    // Given a human reverted web by hand (same content, so the same blobs) and left the rest
+    h.revert = (await sim.control.push({ ...gitops, author: 'alice', message: 'Revert web', files: { 'apps/web/deployment.yaml': deployment('web:1'), 'apps/web/configmap.yaml': null } })).sha;
+    expect(gitIn('rev-parse', 'main:apps/web')).toBe(gitIn('rev-parse', `${h.good}:apps/web`));
+    // Then there is nothing to roll back for web, measured on the revert
+    expect(await client().previewRollback(gitops, { path: 'apps/web', branch: 'main', targetSha: h.good! })).toEqual({ changed: 0, headSha: h.revert });
+    // while web-canary, next to it, still has its one file to restore
+    expect((await client().previewRollback(gitops, { path: 'apps/web-canary', branch: 'main', targetSha: h.good! })).changed).toBe(1);
+  });
+
+  it('costs the PR that follows no tree read: one ref read more than the PR alone', async () => {
+    const spec = (app: string, name: string): RollbackPullRequestSpec => ({
+      branch: `ai-operator/rollback/${name}`, base: 'main', path: `apps/${app}`, targetSha: h.good!,
+      title: `Rollback ${app} (staging)`, body: '## Why\n\nTest.', labels: ['ai-operator', 'rollback', 'staging'],
+    });
+    // The PR alone, on a client that has read no tree yet
+    sim.control.resetCounters();
+    const alone = await client().createPullRequest(gitops, spec('web-canary', 'web-canary-ffff0001'));
+    const aloneRequests = total();
+    expect(sim.control.counters()[trees]).toBe(2); // the head's tree and the target's
+
+    // The preview, then the PR, on one client
+    const gh = client();
+    sim.control.resetCounters();
+    const preview = await gh.previewRollback(gitops, { path: 'apps/api', branch: 'main', targetSha: h.good! });
+    expect(preview.changed).toBe(1);
+    expect(sim.control.counters()).toEqual({ [ref]: 1, [trees]: 2 });
+    const pr = await gh.createPullRequest(gitops, spec('api', 'api-ffff0002'));
+    // The PR read no tree: both came from the preview's reads; only the branch head was read again (a ref moves)
+    expect(sim.control.counters()[trees]).toBe(2);
+    expect(sim.control.counters()[ref]).toBe(2);
+    expect(total()).toBe(aloneRequests + 1);
+    // and it is the commit the preview described, on the head it measured
+    expect(gitIn('rev-parse', `${pr.headSha}^`)).toBe(preview.headSha);
+    expect(gitIn('diff', '--name-only', 'main', pr.headSha).split('\n')).toHaveLength(preview.changed);
+    expect(gitIn('rev-parse', `${pr.headSha}:apps/api`)).toBe(gitIn('rev-parse', `${h.good}:apps/api`));
+    expect(gitIn('rev-parse', `${alone.headSha}:apps/web-canary`)).toBe(gitIn('rev-parse', `${h.good}:apps/web-canary`));
+  });
+});

@@ -1,0 +1,35 @@
+// The fake's answer to "is there anything to roll back?" follows what happened to the path.
+import { describe, expect, it } from 'vitest';
+import { MemoryKV } from '../../src/store/memory.ts';
+import { FakeWorld, fakeSha, scenarioApp } from './world.ts';
+
+const repo = { owner: 'acme', repo: 'gitops' };
+
+describe('FakeWorld.previewRollback', () => {
+  it('has something to roll back until the path is restored to the target, by a human or a merged rollback', async () => {
+    const world = new FakeWorld(new MemoryKV());
+    const { app, commits, good, bad } = scenarioApp('web', 'staging');
+    await world.addApp(app);
+    await world.setCommits('apps/web', commits);
+    const query = { path: 'apps/web', branch: 'main', targetSha: good };
+    expect(await world.previewRollback(repo, query)).toEqual({ changed: 1, headSha: bad });
+
+    // A human reverts web to good: nothing left to roll back to good, still something to roll back to another
+    await world.restorePath('apps/web', good);
+    expect(await world.previewRollback(repo, query)).toEqual({ changed: 0, headSha: fakeSha(`revert:apps/web:${good}`) });
+    expect((await world.previewRollback(repo, { ...query, targetSha: commits[3]!.sha })).changed).toBe(1);
+
+    // A rollback to the oldest revision merged: the path now holds that tree, measured on the merge commit
+    const pr = await world.createPullRequest(repo, { branch: 'b', base: 'main', path: 'apps/web', targetSha: commits[3]!.sha, title: 't', body: 'b', labels: [] });
+    await world.mergePullRequest(repo, pr.number, { sha: pr.headSha });
+    expect(await world.previewRollback(repo, { ...query, targetSha: commits[3]!.sha })).toEqual({ changed: 0, headSha: fakeSha(`merge:${pr.number}`) });
+    expect((await world.previewRollback(repo, query)).changed).toBe(1);
+    expect(await world.callCount('previewRollback')).toBe(5);
+  });
+
+  it('fails as scripted', async () => {
+    const world = new FakeWorld(new MemoryKV());
+    await world.failNext('previewRollback', 'UNAVAILABLE');
+    await expect(world.previewRollback(repo, { path: 'apps/web', branch: 'main', targetSha: 'x' })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+});
