@@ -2,6 +2,7 @@
 // older than the deployed revision and never rolled back from, whose deployed
 // window was stable in production metrics — or, when Prometheus cannot tell,
 // whose CI was green.
+import { formatDuration } from '../fsm/format.ts';
 import type { CandidateOutcome } from '../fsm/machine.ts';
 import { shortSha, type Candidate, type Settings } from '../fsm/record.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
@@ -16,6 +17,7 @@ export interface CandidateInput {
   app: ApplicationView;
   repo: RepoRef;
   settings: Settings;
+  /** The deployed revision; '' when Argo CD reports none. */
   currentRevision: string;
   excluded: string[];
   now: Date;
@@ -62,8 +64,13 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
   const { app, repo, settings, now } = input;
   const deadline = Date.now() + settings.searchTimeoutSeconds * 1000;
   const overBudget = () => Date.now() > deadline;
-  const path = app.source?.path ?? '.';
+  const path = app.source?.path || '.';
   const branch = app.source?.targetRevision && app.source.targetRevision !== 'HEAD' ? app.source.targetRevision : 'main';
+  // "Older than what runs" needs to know what runs: guessing the newest commit could roll back a
+  // revision that was never deployed, and every message after would name an empty revision.
+  if (input.currentRevision.trim() === '') {
+    return { kind: 'none', detail: 'Argo CD reports no deployed revision (status.sync.revision is empty): nothing to roll back from' };
+  }
   try {
     const commits = await github.readRepositoryContent(repo, path, branch, settings.maxCommits);
     const candidates = candidateCommits(commits, input.currentRevision, input.excluded);
@@ -74,7 +81,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
     let prometheusAnswered = false;
     let prometheusDown: string | undefined;
     for (const commit of candidates) {
-      if (overBudget()) return { kind: 'timeout', detail: `candidate search exceeded ${settings.searchTimeoutSeconds} s after ${measured.length} commit(s)` };
+      if (overBudget()) return { kind: 'timeout', detail: `candidate search exceeded ${formatDuration(settings.searchTimeoutSeconds)} after ${measured.length} commit(s)` };
       const window = deployedWindow(app, commit.sha, windowSeconds, now);
       if (!window) {
         measured.push(`${shortSha(commit.sha)}: never deployed`);
@@ -98,7 +105,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
         const ci = await github.getCommitStatus(repo, commit.sha);
         const candidate: Candidate = {
           revision: commit.sha, shortRevision: shortSha(commit.sha), uptime, mode: 'metrics',
-          evidence: `${(uptime * 100).toFixed(2)}% Healthy over ${(window.seconds / 3600).toFixed(1)} h deployed (minimum ${(settings.minUptime * 100).toFixed(2)}%)`,
+          evidence: `${(uptime * 100).toFixed(2)}% Healthy over ${formatDuration(window.seconds)} deployed (minimum ${(settings.minUptime * 100).toFixed(2)}%)`,
           ciState: ci.state === 'none' ? 'unknown' : ci.state,
         };
         return { kind: 'found', candidate, currentRevision: input.currentRevision };
@@ -116,7 +123,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
 
 async function ciOnly(github: GitHubPort, repo: RepoRef, candidates: CommitInfo[], input: CandidateInput, why: string, overBudget: () => boolean): Promise<CandidateOutcome> {
   for (const commit of candidates) {
-    if (overBudget()) return { kind: 'timeout', detail: `candidate search (CI-only) exceeded ${input.settings.searchTimeoutSeconds} s` };
+    if (overBudget()) return { kind: 'timeout', detail: `candidate search (CI-only) exceeded ${formatDuration(input.settings.searchTimeoutSeconds)}` };
     const ci = await github.getCommitStatus(repo, commit.sha);
     if (ci.state === 'success') {
       return {

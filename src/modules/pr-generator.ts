@@ -3,6 +3,7 @@
 // a body that explains why, what is undone, why this target, the invariants and
 // what happens next. Before creating, it adopts an open PR of the same branch,
 // so retries and restarts can never open two.
+import { formatDuration } from '../fsm/format.ts';
 import { branchName, attemptName, shortSha, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
 import type { DeploymentReplicas } from '../governance/invariants.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
@@ -34,7 +35,7 @@ export function pullRequestBody(ctx: PullRequestContext): string {
     `## Why`,
     ``,
     `Argo CD reported **${app.ref.name}** (${record.environment}) \`Degraded\` on ${ctx.checks.length} consecutive checks, ` +
-      `every ${record.settings.intervalSeconds} s, from ${record.degradation.firstSeenAt}.`,
+      `every ${formatDuration(record.settings.intervalSeconds)}, from ${record.degradation.firstSeenAt}.`,
     ``,
     `| check | at | health | revision |`,
     `|---|---|---|---|`,
@@ -47,11 +48,13 @@ export function pullRequestBody(ctx: PullRequestContext): string {
     ``,
     `## What this undoes`,
     ``,
-    `This restores \`${app.source?.path ?? '.'}\` to its tree at \`${candidate.shortRevision}\`; nothing outside that path changes.`,
+    `This restores \`${app.source?.path || '.'}\` to its tree at \`${candidate.shortRevision}\`; nothing outside that path changes.`,
     ``,
     ...(ctx.undone.length > 0
-      ? ctx.undone.map((c) => `- [\`${shortSha(c.sha)}\`](${c.url}) ${cell(c.message.split('\n')[0] ?? '')} — ${c.author}`)
-      : [`- (the commits between \`${candidate.shortRevision}\` and \`${shortSha(record.currentRevision ?? '')}\` could not be listed)`]),
+      ? ctx.undone.map((c) => `- [\`${shortSha(c.sha)}\`](${c.url}) ${cell(c.message.split('\n')[0] || '(no message)')} — ${c.author || 'unknown'}`)
+      : [record.currentRevision
+        ? `- (the commits between \`${candidate.shortRevision}\` and \`${shortSha(record.currentRevision)}\` could not be listed)`
+        : `- (the commits undone since \`${candidate.shortRevision}\` could not be listed)`]),
     ``,
     `## Why this target`,
     ``,
@@ -63,13 +66,13 @@ export function pullRequestBody(ctx: PullRequestContext): string {
     ``,
     `| invariant | result | detail |`,
     `|---|---|---|`,
-    ...ctx.invariants.map((i) => `| \`${i.id}\` | ${i.result === 'PASS' ? '✅ PASS' : i.result === 'FAIL' ? '❌ FAIL' : '❔ UNKNOWN'} | ${cell(i.detail)} |`),
+    ...ctx.invariants.map((i) => `| \`${i.id}\` | ${i.result === 'PASS' ? '✅ PASS' : i.result === 'FAIL' ? '❌ FAIL' : '❔ UNKNOWN'} | ${cell(i.detail) || '—'} |`),
     ``,
     `## What happens next`,
     ``,
     record.environment === 'staging'
-      ? `ai-operator merges this pull request itself once CI is green and all eight invariants pass on fresh reads, then waits for Argo CD to report Healthy for ${record.settings.healthRestorationSeconds} s.`
-      : `This is **production**: ai-operator will not merge without an authorized approval. Once CI is green, an approver runs:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\`\n\nWithout approval within ${record.settings.approvalTimeoutSeconds} s the attempt aborts and this PR stays open.`,
+      ? `ai-operator merges this pull request itself once CI is green and all eight invariants pass on fresh reads, then waits for Argo CD to report Healthy for ${formatDuration(record.settings.healthRestorationSeconds)}.`
+      : `This is **production**: ai-operator will not merge without an authorized approval. Once CI is green, an approver runs:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\`\n\nWithout approval within ${formatDuration(record.settings.approvalTimeoutSeconds)} the attempt aborts and this PR stays open.`,
     ``,
     `Correlation id: \`${record.correlationId}\``,
   );
