@@ -15,6 +15,7 @@ import { Metrics } from './observability/metrics.ts';
 import { Operator } from './operator.ts';
 import { RollbackPolicies } from './reconcilers/rollback-policy.ts';
 import { startHttp } from './server/http.ts';
+import { readinessProbe } from './server/readiness.ts';
 import { EtcdKV } from './store/etcd.ts';
 
 function configOrExit(): Config {
@@ -86,12 +87,11 @@ await untilReady('the Kubernetes API', log, async () => {
 await operator.start();
 const server = await startHttp({
   port: config.httpPort, registry: metrics.registry,
-  readiness: async () => {
-    const problems: string[] = [];
-    if (!argocd.isSynced()) problems.push('Application watch not synced yet');
-    await kv.get('/ai-operator/leader').catch((error: Error) => problems.push(`etcd: ${error.message}`));
-    return problems;
-  },
+  readiness: readinessProbe([
+    { name: 'etcd', run: async () => { await kv.get('/ai-operator/leader'); return undefined; } },
+    { name: 'NATS', run: () => bus.connectionProblem() },
+    { name: 'Application watch', run: () => (argocd.isSynced() ? undefined : 'not synced yet') },
+  ]),
 });
 log.info('Started operator', { identity, httpPort: config.httpPort, dryRun: config.dryRun, leaderElection: config.leaderElection });
 

@@ -82,6 +82,8 @@ export class JetStreamBus implements EventBus {
   private readonly log: EventLog;
   private readonly rejected: Counter<'reason'>;
   private readonly consumers = new Set<EventConsumer>();
+  // Set from the client's status events; the client reconnects by itself, this only reports.
+  private lostConnection: string | undefined;
 
   private constructor(nc: NatsConnection, jsm: JetStreamManager, options: JetStreamBusOptions) {
     this.nc = nc;
@@ -91,6 +93,19 @@ export class JetStreamBus implements EventBus {
     this.stream = options.stream ?? STREAM_NAME;
     this.subjectPrefix = options.subjectPrefix ?? SUBJECT_PREFIX;
     this.rejected = rejectedCounter(options.registry);
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === 'disconnect') this.lostConnection = `disconnected from ${status.server}, reconnecting`;
+        else if (status.type === 'staleConnection') this.lostConnection = 'server stopped answering pings, reconnecting';
+        else if (status.type === 'reconnect') this.lostConnection = undefined;
+      }
+    })().catch((err: unknown) => this.log.error('Stopped following the NATS connection status', { error: errorMessage(err) }));
+  }
+
+  /** Why the bus cannot reach NATS now, or undefined when it is connected (readiness; costs no round trip). */
+  connectionProblem(): string | undefined {
+    if (this.nc.isClosed()) return 'connection closed';
+    return this.lostConnection;
   }
 
   static async connect(options: JetStreamBusOptions): Promise<JetStreamBus> {

@@ -8,7 +8,10 @@ export interface HttpOptions {
   port: number;
   host?: string;
   registry: Registry;
-  /** Ready when etcd and NATS are connected and the watches synced; the reasons when not. */
+  /**
+   * Ready when etcd and NATS are connected and the watches synced; the reasons when not.
+   * It must settle within a probe's timeout: build it with readinessProbe (./readiness.ts).
+   */
   readiness: () => Promise<string[]>;
 }
 
