@@ -56,7 +56,7 @@ export class Operator {
       });
     }
     this.store = new AttemptStore(options.kv, this.leader ? () => this.leader!.fence() : undefined);
-    this.relay = new OutboxRelay({ store: this.store, bus: options.bus, log: options.log.child('OutboxRelay') });
+    this.relay = new OutboxRelay({ store: this.store, bus: options.bus, log: options.log.child('OutboxRelay'), metrics: options.metrics, audit: options.audit });
     this.reconciler = new ApplicationReconciler({
       store: this.store, argocd: options.argocd, github: options.github, cluster: options.cluster, history: options.history,
       attempts: options.attempts, monitoring: options.monitoring, audit: options.audit, metrics: options.metrics,

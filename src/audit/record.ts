@@ -37,6 +37,7 @@ export const ACTION_TYPES = [
   'RESET',
   'ABORT',
   'EVENT_REJECTED',
+  'EVENT_DEAD_LETTERED',
   'LEADER_ELECTED',
   'LEADER_LOST',
 ] as const;

@@ -127,14 +127,35 @@ export function eventTypeOf(cloudEventType: unknown): EventType | undefined {
   return (EVENT_TYPES as readonly string[]).includes(type) ? (type as EventType) : undefined;
 }
 
-/** An event written to the transactional outbox (SPEC §5), keyed by its outbox key. */
-export interface OutboxEntry {
+/**
+ * An event written to the transactional outbox (SPEC §5), keyed by its outbox key.
+ * `raw` is the stored value as read; an entry whose value is not even JSON has no
+ * `event` and says why in `unreadable`.
+ */
+export type OutboxEntry =
+  | { key: string; event: CloudEvent; raw?: string }
+  | { key: string; event: undefined; raw: string; unreadable: string };
+
+/** An outbox entry that can never be published, with why, on its way to the dead letters. */
+export interface DeadLetter {
   key: string;
-  event: CloudEvent;
+  /** The stored value, exactly as read from the outbox. */
+  raw: string;
+  /** The validator's message (it names the field) or why the value could not be read. */
+  reason: string;
+  /** RFC 3339. */
+  at: string;
 }
 
 export interface OutboxStore {
   /** Up to `limit` pending entries, oldest first. */
   pendingOutbox(limit: number): Promise<OutboxEntry[]>;
   removeOutbox(keys: string[]): Promise<void>;
+  /**
+   * Moves the entry to the dead letters in one transaction (put the dead letter,
+   * delete the outbox key) if the outbox still holds exactly `raw`. Resolves to the
+   * dead letter's key, or undefined when the entry was no longer there (another
+   * drain moved or published it first).
+   */
+  deadLetterOutbox(letter: DeadLetter): Promise<string | undefined>;
 }

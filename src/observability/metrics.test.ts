@@ -36,6 +36,8 @@ function exercise(metrics: Metrics): void {
   metrics.auditRecorded('file', 2);
   metrics.setAuditFallbackPending(2);
   metrics.setLeader(true);
+  metrics.outboxDeadLettered('degradation.detected');
+  metrics.setOutboxPending(3);
 }
 
 describe('Metrics', () => {

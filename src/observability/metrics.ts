@@ -3,6 +3,7 @@
 // Every metric is registered on a Registry owned by this object, never on
 // prom-client's global one: tests and two operators in one process must not clash.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { EVENT_TYPES } from '../events/types.ts';
 import { STATES, type State } from '../fsm/table.ts';
 import type { ErrorCode } from '../ports/errors.ts';
 
@@ -21,6 +22,8 @@ export const METRIC = {
   auditRecords: 'ai_operator_audit_records_total',
   auditFallbackPending: 'ai_operator_audit_fallback_pending',
   leader: 'ai_operator_leader',
+  outboxDeadLetters: 'ai_operator_outbox_dead_letters_total',
+  outboxPending: 'ai_operator_outbox_pending',
 } as const;
 
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
@@ -41,6 +44,8 @@ export const METRIC_LABELS = {
   [METRIC.auditRecords]: ['sink'],
   [METRIC.auditFallbackPending]: [],
   [METRIC.leader]: [],
+  [METRIC.outboxDeadLetters]: ['type'],
+  [METRIC.outboxPending]: [],
 } as const satisfies Record<MetricName, readonly string[]>;
 
 // The alert "MTTR p95 > 600 s" needs a bucket edge at 600; recovery is bounded by
@@ -75,6 +80,8 @@ export class Metrics {
   readonly #auditRecords: Counter<Labels<typeof METRIC.auditRecords>>;
   readonly #auditFallbackPending: Gauge;
   readonly #leader: Gauge;
+  readonly #outboxDeadLetters: Counter<Labels<typeof METRIC.outboxDeadLetters>>;
+  readonly #outboxPending: Gauge;
 
   constructor(options: MetricsOptions = {}) {
     const registry = options.registry ?? new Registry();
@@ -165,6 +172,20 @@ export class Metrics {
       help: '1 while this replica holds the etcd leader lease, else 0.',
       registers,
     });
+    this.#outboxDeadLetters = new Counter({
+      name: METRIC.outboxDeadLetters,
+      help: 'Outbox entries moved to /ai-operator/outbox-dead/ because they can never be published (schema-invalid or unreadable), by event type.',
+      labelNames: METRIC_LABELS[METRIC.outboxDeadLetters],
+      registers,
+    });
+    // The alert is increase(...) > 0, and increase() cannot see a series that first
+    // appears at 1: every type starts at 0, so the first dead letter already alerts.
+    for (const type of [...EVENT_TYPES, 'unknown']) this.#outboxDeadLetters.inc({ type }, 0);
+    this.#outboxPending = new Gauge({
+      name: METRIC.outboxPending,
+      help: 'Outbox entries the last drain left behind: 0 once drained; after a failed drain, those of the batch it stopped in (a lower bound when the outbox holds more than a batch).',
+      registers,
+    });
     if (options.processMetrics) collectDefaultMetrics({ register: registry });
   }
 
@@ -226,6 +247,15 @@ export class Metrics {
 
   setLeader(isLeader: boolean): void {
     this.#leader.set(isLeader ? 1 : 0);
+  }
+
+  /** `type` is the event type (`degradation.detected`), `unknown` when the entry does not name one of ours. */
+  outboxDeadLettered(type: string): void {
+    this.#outboxDeadLetters.inc({ type });
+  }
+
+  setOutboxPending(count: number): void {
+    this.#outboxPending.set(count);
   }
 
   /** The exposition text for GET /metrics, with its content type. */

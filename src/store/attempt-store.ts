@@ -6,7 +6,7 @@
 //   - compares that the writer still holds the leader key (fencing);
 //   - writes the transition's events into the outbox in the same transaction.
 // Ended attempts are attached to a 7-day lease.
-import type { CloudEvent, OutboxEntry, OutboxStore } from '../events/types.ts';
+import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../events/types.ts';
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
 import { hasEnded } from '../fsm/table.ts';
 import type { Compare, KV, Put } from './kv.ts';
@@ -18,6 +18,8 @@ export const KEYS = {
   rollbackPrefix: '/ai-operator/rollback/',
   appsPrefix: '/ai-operator/apps/',
   outboxPrefix: '/ai-operator/outbox/',
+  /** Outbox entries that can never be published, under the same suffix as their outbox key. */
+  outboxDeadPrefix: '/ai-operator/outbox-dead/',
   leader: '/ai-operator/leader',
   state: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/state`,
   attempt: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/attempt`,
@@ -164,12 +166,32 @@ export class AttemptStore implements OutboxStore {
 
   async pendingOutbox(limit: number): Promise<OutboxEntry[]> {
     const entries = await this.kv.getPrefix(KEYS.outboxPrefix, limit);
-    return entries.map((kv) => ({ key: kv.key, event: JSON.parse(kv.value) as CloudEvent }));
+    return entries.map((kv): OutboxEntry => {
+      // One unreadable value must not fail the whole read: the relay moves it aside.
+      try {
+        return { key: kv.key, event: JSON.parse(kv.value) as CloudEvent, raw: kv.value };
+      } catch (err) {
+        return { key: kv.key, event: undefined, raw: kv.value, unreadable: `value: not JSON (${err instanceof Error ? err.message : String(err)})` };
+      }
+    });
   }
 
   async removeOutbox(keys: string[]): Promise<void> {
     if (keys.length === 0) return;
     await this.kv.txn({ compares: [], puts: [], deletes: keys });
+  }
+
+  async deadLetterOutbox(letter: DeadLetter): Promise<string | undefined> {
+    if (!letter.key.startsWith(KEYS.outboxPrefix)) throw new Error(`not an outbox key: ${letter.key}`);
+    const deadKey = `${KEYS.outboxDeadPrefix}${letter.key.slice(KEYS.outboxPrefix.length)}`;
+    const value = JSON.stringify({ outboxKey: letter.key, reason: letter.reason, deadLetteredAt: letter.at, value: letter.raw });
+    // Comparing the value keeps two drains from both moving it (and counting it twice).
+    const result = await this.kv.txn({
+      compares: [{ key: letter.key, target: 'value', equals: letter.raw }],
+      puts: [{ key: deadKey, value }],
+      deletes: [letter.key],
+    });
+    return result.succeeded ? deadKey : undefined;
   }
 
   // Time-ordered, so the relay publishes in commit order; the counter orders

@@ -10,11 +10,15 @@ import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { exampleEvent } from '../../src/events/examples.ts';
 import { EVENTS_REJECTED_METRIC, InvalidEventError, JetStreamBus, type EventBus, type EventConsumer, type Rejected } from '../../src/events/jetstream.ts';
 import { OutboxRelay } from '../../src/events/outbox-relay.ts';
-import type { CloudEvent, OutboxEntry, OutboxStore } from '../../src/events/types.ts';
+import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../../src/events/types.ts';
+import { ChainedAuditLog } from '../../src/audit/audit-log.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
 
 const stack = inject('stack');
 const run = randomUUID().slice(0, 8);
 const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+// Where relays report dead letters (test/e2e/outbox-dead-letter.test.ts covers them).
+const reporting = () => ({ metrics: new Metrics(), audit: new ChainedAuditLog({ sink: { name: 'memory', write: async () => {} } }) });
 
 let nc: NatsConnection;
 let jsm: JetStreamManager;
@@ -82,6 +86,9 @@ class MemoryOutbox implements OutboxStore {
       throw new Error('operator killed before removing the outbox entries');
     }
     for (const key of keys) this.entries.delete(key);
+  }
+  async deadLetterOutbox(letter: DeadLetter): Promise<string | undefined> {
+    return this.entries.delete(letter.key) ? letter.key : undefined;
   }
 }
 
@@ -166,8 +173,8 @@ describe('events on JetStream', () => {
     first.forEach((event, i) => store.entries.set(`/ai-operator/outbox/${String(i).padStart(8, '0')}`, event));
 
     // When two relays (two operator replicas' worth) drain it at the same time
-    const a = new OutboxRelay({ store, bus: watched, log: silent });
-    const b = new OutboxRelay({ store, bus: watched, log: silent });
+    const a = new OutboxRelay({ store, bus: watched, log: silent, ...reporting() });
+    const b = new OutboxRelay({ store, bus: watched, log: silent, ...reporting() });
     await Promise.all([a.drain(), b.drain()]);
 
     // Then the outbox is empty and the consumer saw every event once, in order
@@ -183,7 +190,7 @@ describe('events on JetStream', () => {
     expect(store.entries.size).toBe(later.length);
 
     // When a new operator drains the same outbox
-    const restarted = new OutboxRelay({ store, bus: watched, log: silent });
+    const restarted = new OutboxRelay({ store, bus: watched, log: silent, ...reporting() });
     expect(await restarted.drain()).toBe(later.length);
 
     // Then JetStream called each re-publish a duplicate and the consumer saw each event once
