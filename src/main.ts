@@ -5,6 +5,7 @@ import { JsonlSink } from './audit/jsonl-sink.ts';
 import { ConfigErrors, loadConfig, type Config } from './config.ts';
 import { JetStreamBus } from './events/jetstream.ts';
 import { ArgoCdWatcher } from './integrations/argocd.ts';
+import { kubeEventRecorder } from './integrations/events.ts';
 import { GitHubClient } from './integrations/github.ts';
 import { KeepAliveKubeConfig } from './integrations/kube-config.ts';
 import { ClusterReader } from './integrations/kubernetes.ts';
@@ -66,6 +67,7 @@ const argocd = new ArgoCdWatcher({
 const github = new GitHubClient({ baseUrl: config.githubApiUrl, auth: config.githubAuth, org: config.githubOrg, metrics, log: log.child('GitHub') });
 const cluster = new ClusterReader(kc, { metrics });
 const history = new PrometheusHistory({ url: config.prometheusUrl, metrics });
+const kubeEvents = kubeEventRecorder(kc, { instance: identity, log: log.child('KubeEvents'), metrics });
 
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
@@ -103,7 +105,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     log.info('Shutting down', { signal });
     void (async () => {
       await operator!.stop();
-      await Promise.allSettled([argocd.stop(), attempts.stop(), policies.stop(), bus.close(), audit.close(), kv.close()]);
+      await Promise.allSettled([kubeEvents.flush(2000), argocd.stop(), attempts.stop(), policies.stop(), bus.close(), audit.close(), kv.close()]);
       server.close(() => process.exit(0));
     })();
   });

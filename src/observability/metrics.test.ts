@@ -36,6 +36,7 @@ function exercise(metrics: Metrics): void {
   metrics.auditRecorded('file', 2);
   metrics.setAuditFallbackPending(2);
   metrics.setLeader(true);
+  metrics.kubeEvent('NothingToRollBack', 'created');
   metrics.outboxDeadLettered('degradation.detected');
   metrics.setOutboxPending(3);
 }

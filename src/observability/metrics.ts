@@ -22,6 +22,7 @@ export const METRIC = {
   auditRecords: 'ai_operator_audit_records_total',
   auditFallbackPending: 'ai_operator_audit_fallback_pending',
   leader: 'ai_operator_leader',
+  kubeEvents: 'ai_operator_kube_events_total',
   outboxDeadLetters: 'ai_operator_outbox_dead_letters_total',
   outboxPending: 'ai_operator_outbox_pending',
 } as const;
@@ -44,6 +45,7 @@ export const METRIC_LABELS = {
   [METRIC.auditRecords]: ['sink'],
   [METRIC.auditFallbackPending]: [],
   [METRIC.leader]: [],
+  [METRIC.kubeEvents]: ['reason', 'result'],
   [METRIC.outboxDeadLetters]: ['type'],
   [METRIC.outboxPending]: [],
 } as const satisfies Record<MetricName, readonly string[]>;
@@ -55,6 +57,9 @@ const MTTR_BUCKETS = [30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 36
 const CANDIDATE_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120];
 // External calls: milliseconds when healthy, up to the 30 s call timeout.
 const CALL_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** What became of one occurrence of a Kubernetes Event. */
+export type KubeEventResult = 'created' | 'updated' | 'coalesced' | 'dropped' | 'invalid' | 'failed';
 
 type Labels<N extends MetricName> = (typeof METRIC_LABELS)[N][number];
 
@@ -80,6 +85,7 @@ export class Metrics {
   readonly #auditRecords: Counter<Labels<typeof METRIC.auditRecords>>;
   readonly #auditFallbackPending: Gauge;
   readonly #leader: Gauge;
+  readonly #kubeEvents: Counter<Labels<typeof METRIC.kubeEvents>>;
   readonly #outboxDeadLetters: Counter<Labels<typeof METRIC.outboxDeadLetters>>;
   readonly #outboxPending: Gauge;
 
@@ -186,6 +192,12 @@ export class Metrics {
       help: 'Outbox entries the last drain left behind: 0 once drained; after a failed drain, those of the batch it stopped in (a lower bound when the outbox holds more than a batch).',
       registers,
     });
+    this.#kubeEvents = new Counter({
+      name: METRIC.kubeEvents,
+      help: 'Kubernetes Events by reason and what became of them: created, updated (series), coalesced, dropped, invalid, failed.',
+      labelNames: METRIC_LABELS[METRIC.kubeEvents],
+      registers,
+    });
     if (options.processMetrics) collectDefaultMetrics({ register: registry });
   }
 
@@ -256,6 +268,11 @@ export class Metrics {
 
   setOutboxPending(count: number): void {
     this.#outboxPending.set(count);
+  }
+
+  /** Occurrences of a Kubernetes Event (emit calls), by what became of them. */
+  kubeEvent(reason: string, result: KubeEventResult, count = 1): void {
+    this.#kubeEvents.inc({ reason, result }, count);
   }
 
   /** The exposition text for GET /metrics, with its content type. */

@@ -34,3 +34,36 @@ export interface AttemptObjectsPort {
   project(record: AttemptRecord): Promise<void>;
   requests(record: AttemptRecord): Promise<HumanRequests>;
 }
+
+/** The object a Kubernetes Event is about (events.k8s.io/v1 `regarding` / `related`). */
+export interface EventObjectRef {
+  apiVersion: string;
+  kind: string;
+  namespace: string;
+  name: string;
+  /** Argo CD lists an Application's Events by name, namespace and uid: without it they stay out of its UI. */
+  uid?: string;
+}
+
+export interface KubeEvent {
+  regarding: EventObjectRef;
+  type: 'Normal' | 'Warning';
+  /** Why, in CamelCase (`NothingToRollBack`); at most 128 characters. */
+  reason: string;
+  /** What the operator did or refused (`OpenPullRequest`); at most 128 characters. */
+  action: string;
+  /** For humans; cut to the API's 1 kB. */
+  note: string;
+  related?: EventObjectRef;
+}
+
+/**
+ * Kubernetes Events on the objects humans look at (SPEC §13). Best effort by
+ * design: emit() returns at once and never throws, so an Event storm or an API
+ * server that refuses Events can never slow or fail a reconcile.
+ */
+export interface EventRecorderPort {
+  emit(event: KubeEvent): void;
+  /** Resolves once every Event emitted so far was written or given up on (shutdown, tests). */
+  flush(): Promise<void>;
+}
