@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import { openAuditLog } from './audit/audit-log.ts';
 import { JsonlSink } from './audit/jsonl-sink.ts';
+import { auditLogTee } from './audit/log-line.ts';
 import { ConfigErrors, loadConfig, type Config } from './config.ts';
 import { JetStreamBus } from './events/jetstream.ts';
 import { ArgoCdWatcher } from './integrations/argocd.ts';
@@ -52,7 +53,8 @@ const kc = new KeepAliveKubeConfig();
 kc.loadFromDefault();
 
 const kv = new EtcdKV(config.etcdEndpoints, { prefix: config.etcdPrefix });
-const audit = await openAuditLog({ sink: await JsonlSink.open(config.auditFallbackDir), metrics });
+// Every record is also a line of the log, where the runbook's jq filters look for it.
+const audit = await openAuditLog({ sink: await JsonlSink.open(config.auditFallbackDir), metrics, onSealed: auditLogTee({ replica: identity }) });
 const bus = await untilReady('NATS JetStream', log, async () => {
   const connected = await JetStreamBus.connect({ servers: config.natsServers, registry: metrics.registry, log: log.child('EventBus') });
   await connected.ensureStream();

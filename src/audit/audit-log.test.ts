@@ -162,6 +162,30 @@ describe('ChainedAuditLog', () => {
     expect(b.timestamp).toBe(a.timestamp);
   });
 
+  it('hands each sealed record to onSealed once, in chain order, however often its write is retried', async () => {
+    const sink = new MemorySink();
+    const sealed: AuditRecord[] = [];
+    const log = await openAuditLog({ sink, onSealed: (r) => sealed.push(r) });
+    sink.failures = 2;
+    await expect(log.record(input(0))).rejects.toThrow('disk full');
+    await expect(log.record(input(1))).rejects.toThrow('disk full');
+    const third = await log.record(input(2));
+    // A replayed eventId is the same record: it is not sealed, nor handed over, again.
+    await log.record({ ...input(3), eventId: third.eventId });
+    expect(sink.writes).toBe(3);
+    expect(sealed).toEqual(sink.records);
+    expect(sealed.map((r) => r.message)).toEqual(['Moved to step 0', 'Moved to step 1', 'Moved to step 2']);
+  });
+
+  it('does not hand over the records a restart reads back from the sink', async () => {
+    const sink = new MemorySink();
+    await (await openAuditLog({ sink })).record(input(0));
+    const sealed: AuditRecord[] = [];
+    const log = await openAuditLog({ sink, onSealed: (r) => sealed.push(r) });
+    const next = await log.record(input(1));
+    expect(sealed).toEqual([next]);
+  });
+
   it('counts written records per sink', async () => {
     const metrics = new Metrics();
     const log = await openAuditLog({ sink: new MemorySink(), metrics });

@@ -31,6 +31,11 @@ export interface AuditLogOptions {
   /** How many recent eventIds are remembered so that recording one again returns the first record. */
   rememberIds?: number;
   metrics?: Pick<Metrics, 'auditRecorded'>;
+  /**
+   * Called once with each record as it is sealed, before any sink write (so a
+   * sink retry never repeats it): a copy for the operator's own log. Must not throw.
+   */
+  onSealed?: (record: AuditRecord) => void;
 }
 
 const DEFAULT_REMEMBER_IDS = 10_000;
@@ -47,6 +52,7 @@ export class ChainedAuditLog implements AuditLog {
   readonly #maxBatch: number;
   readonly #rememberIds: number;
   readonly #metrics: Pick<Metrics, 'auditRecorded'> | undefined;
+  readonly #onSealed: ((record: AuditRecord) => void) | undefined;
   readonly #queue: Entry[] = [];
   readonly #byEventId = new Map<string, Entry>();
   #head: string;
@@ -67,6 +73,7 @@ export class ChainedAuditLog implements AuditLog {
     this.#maxBatch = options.maxBatch ?? 500;
     this.#rememberIds = options.rememberIds ?? DEFAULT_REMEMBER_IDS;
     this.#metrics = options.metrics;
+    this.#onSealed = options.onSealed;
     const last = stored.at(-1);
     this.#head = last?.hash ?? GENESIS_HASH;
     this.#lastTime = last ? Date.parse(last.timestamp) : 0;
@@ -131,6 +138,7 @@ export class ChainedAuditLog implements AuditLog {
     const entry: Entry = { record, written: false, waiters: [] };
     this.#queue.push(entry);
     this.#remember(entry);
+    this.#onSealed?.(record);
     return entry;
   }
 
