@@ -236,7 +236,8 @@ export class KubeEventRecorder implements EventRecorderPort {
       }
       if (this.#queue.size >= this.#queueLimit) this.#dropOldest(now);
       this.#queue.set(key, { event: clean, occurrences: 1, firstMs: now, lastMs: now });
-      this.#draining ??= this.#drain().finally(() => { this.#draining = undefined; });
+      // Started after the assignment, so the drain's own `finally` always clears a set field.
+      this.#draining ??= Promise.resolve().then(() => this.#drain());
     } catch (error) {
       // emit() is called from reconciles, which an Event must never fail.
       this.#log.warn('Failed to queue Kubernetes Event', { reason: event?.reason, error: String(error) });
@@ -258,13 +259,21 @@ export class KubeEventRecorder implements EventRecorderPort {
   }
 
   async #drain(): Promise<void> {
-    while (this.#queue.size > 0) {
-      await this.#takeToken();
-      const oldest = this.#queue.entries().next();
-      if (oldest.done) return;
-      const [key, pending] = oldest.value;
-      this.#queue.delete(key);
-      await this.#write(key, pending);
+    try {
+      while (this.#queue.size > 0) {
+        await this.#takeToken();
+        const oldest = this.#queue.entries().next();
+        if (oldest.done) return;
+        const [key, pending] = oldest.value;
+        this.#queue.delete(key);
+        await this.#write(key, pending);
+      }
+    } catch (error) {
+      // #write catches its own failures; this is a bug, and must not become an unhandled rejection.
+      this.#log.error('Kubernetes Event queue stopped; it restarts with the next Event', { queued: this.#queue.size, error: String(error) });
+    } finally {
+      // Cleared in the same step that sees the queue empty, so an emit() right after starts a new drain.
+      this.#draining = undefined;
     }
   }
 
