@@ -252,7 +252,7 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
       syncRevision: pr.mergeCommitSha!,
       health: current!.healthAfterMerge,
       history: [...current!.history, { id: current!.history.length, revision: pr.mergeCommitSha!, deployedAt: new Date().toISOString() }],
-      deployments: current!.deployments.map((d) => ({ ...d, available: d.desired })),
+      deployments: current!.deployments.map((d) => ({ ...d, updated: d.desired, available: d.desired, unavailable: 0, progressDeadlineExceeded: false })),
     }));
   }
 
@@ -294,7 +294,7 @@ export function scenarioApp(name: string, environment: 'staging' | 'production',
     history: shas.map((revision, id) => ({ id, revision, deployedAt: hours(72 - id * 24) })),
     resources: [{ kind: 'Deployment', name, namespace: name }],
     source: { repoURL: 'https://github.com/acme/gitops.git', path, targetRevision: 'main' },
-    deployments: [{ name, desired: 3, available: 3 }],
+    deployments: [{ name, desired: 3, updated: 3, available: 3, unavailable: 0, progressDeadlineExceeded: false }],
     uptime: { [shas[0]!]: 0.999, [shas[1]!]: 0.95, [shas[2]!]: 0.997 },
     healthAfterMerge: 'Healthy',
   };

@@ -10,7 +10,8 @@ const now = new Date(t0 + 60_000);
 const passing: InvariantFacts = {
   environment: 'staging',
   health: 'Degraded',
-  deployments: [{ name: 'web', desired: 3, available: 1 }],
+  // A default RollingUpdate of 3 stuck on a bad release: the old ReplicaSet keeps its 3 pods, 1 new pod never ready.
+  deployments: [{ name: 'web', desired: 3, updated: 1, available: 3, unavailable: 1, progressDeadlineExceeded: true }],
   checks: [{ at: at(0), status: 'Degraded' }, { at: at(10), status: 'Degraded' }, { at: at(20), status: 'Degraded' }],
   persistenceChecks: 3,
   intervalSeconds: 10,
@@ -32,8 +33,8 @@ const cases: Array<[InvariantId, CheckResult, Partial<InvariantFacts> | ((f: Inv
   ['I2_health_degraded', 'FAIL', { health: 'Healthy' }, /Healthy now/],
   ['I2_health_degraded', 'UNKNOWN', (f) => { const { health: _h, ...rest } = f; return rest; }, /could not be read/],
   ['I2_health_degraded', 'UNKNOWN', { health: 'Unknown' }, /could not be read/],
-  ['I3_replica_shortage', 'PASS', {}, /web 1\/3/],
-  ['I3_replica_shortage', 'FAIL', { deployments: [{ name: 'web', desired: 3, available: 3 }] }, /every Deployment has its replicas/],
+  ['I3_replica_shortage', 'PASS', {}, /web: 1\/3 updated, 3 available, 1 unavailable, ProgressDeadlineExceeded/],
+  ['I3_replica_shortage', 'FAIL', { deployments: [{ name: 'web', desired: 3, updated: 3, available: 3, unavailable: 0, progressDeadlineExceeded: false }] }, /every Deployment runs its current revision in full: web: 3\/3 updated, 3 available, 0 unavailable/],
   ['I3_replica_shortage', 'FAIL', { deployments: [] }, /no Deployments/],
   ['I3_replica_shortage', 'UNKNOWN', (f) => { const { deployments: _d, ...rest } = f; return rest; }, /could not be read/],
   ['I4_persistence', 'PASS', {}, /3 consecutive Degraded checks/],
@@ -108,5 +109,50 @@ describe('approval', () => {
   });
   it('refuses everyone when a policy names no approvers', () => {
     expect(authorizeApproval({ username: 'alice' }, { users: [], groups: [] })).toEqual({ authorized: false, detail: 'the policy names no approvers: nobody may approve' });
+  });
+});
+
+describe('I3: a shortage of the current revision', () => {
+  const web = { name: 'web', desired: 2, updated: 2, available: 2, unavailable: 0, progressDeadlineExceeded: false };
+  const i3 = (deployments: InvariantFacts['deployments']) => result('I3_replica_shortage', { ...passing, deployments });
+
+  it('passes for the default RollingUpdate stuck on a bad release: old ReplicaSet at full strength (3/1/2/1 for 2 replicas)', () => {
+    // What a real kube-controller-manager reports: maxSurge 25 % rounds up to 1 new pod, maxUnavailable 25 % down to 0.
+    expect(i3([{ ...web, updated: 1, available: 2, unavailable: 1, progressDeadlineExceeded: true }])).toEqual({
+      result: 'PASS', detail: 'short of the current revision: web: 1/2 updated, 2 available, 1 unavailable, ProgressDeadlineExceeded',
+    });
+  });
+
+  it('passes on each sign alone: fewer updated than desired, any unavailable, or the progress deadline exceeded', () => {
+    expect(i3([{ ...web, updated: 1 }]).result).toBe('PASS');
+    expect(i3([{ ...web, unavailable: 1 }]).result).toBe('PASS');
+    expect(i3([{ ...web, progressDeadlineExceeded: true }]).result).toBe('PASS');
+    // Recreate with a bad release: all new, none available.
+    expect(i3([{ ...web, updated: 2, available: 0, unavailable: 2 }]).detail).toBe('short of the current revision: web: 2/2 updated, 0 available, 2 unavailable');
+  });
+
+  it('passes when one of several Deployments is short, naming only that one', () => {
+    expect(i3([web, { ...web, name: 'worker', updated: 0, available: 2, unavailable: 1 }])).toEqual({
+      result: 'PASS', detail: 'short of the current revision: worker: 0/2 updated, 2 available, 1 unavailable',
+    });
+  });
+
+  it('passes for a Deployment Argo CD lists but the cluster lacks', () => {
+    expect(i3([web, { name: 'ghost', desired: 1, updated: 0, available: 0, unavailable: 1, progressDeadlineExceeded: false, absent: true }])).toEqual({
+      result: 'PASS', detail: 'short of the current revision: ghost: absent from the cluster',
+    });
+  });
+
+  it('fails when every Deployment is fully rolled out with its current revision, even with surplus old pods counted as available', () => {
+    expect(i3([web, { ...web, name: 'worker', desired: 0, updated: 0, available: 0 }])).toEqual({
+      result: 'FAIL', detail: 'every Deployment runs its current revision in full: web: 2/2 updated, 2 available, 0 unavailable; worker: 0/0 updated, 0 available, 0 unavailable',
+    });
+    // Total available above the desired count (old pods still terminating) is no shortage either.
+    expect(i3([{ ...web, available: 3 }]).result).toBe('FAIL');
+  });
+
+  it('fails with no Deployments and is UNKNOWN when the Deployments could not be read', () => {
+    expect(i3([]).result).toBe('FAIL');
+    expect(i3(undefined)).toEqual({ result: 'UNKNOWN', detail: 'Deployment status could not be read' });
   });
 });

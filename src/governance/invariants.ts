@@ -5,10 +5,21 @@
 import type { CheckResult, CiState, Environment, HealthCheck, HealthStatus, InvariantId, InvariantResult } from '../fsm/record.ts';
 import { INVARIANT_IDS } from '../fsm/record.ts';
 
+/** One Deployment's rollout as the deployment controller reports it in its status. */
 export interface DeploymentReplicas {
   name: string;
+  /** `spec.replicas`. */
   desired: number;
+  /** `status.updatedReplicas`: pods of the current revision (pod template). */
+  updated: number;
+  /** `status.availableReplicas`, of every revision: old pods count too. */
   available: number;
+  /** `status.unavailableReplicas`. */
+  unavailable: number;
+  /** Its `Progressing` condition has reason `ProgressDeadlineExceeded`. */
+  progressDeadlineExceeded: boolean;
+  /** Argo CD lists it but the cluster has no such Deployment. */
+  absent?: boolean;
 }
 
 export interface CheckRun {
@@ -40,6 +51,12 @@ export interface InvariantFacts {
 }
 
 type Verdict = [CheckResult, string];
+
+/** `web: 1/2 updated, 2 available, 1 unavailable, ProgressDeadlineExceeded` — I3's detail and the PR body's. */
+export function rolloutFigures(d: DeploymentReplicas): string {
+  if (d.absent) return `${d.name}: absent from the cluster`;
+  return `${d.name}: ${d.updated}/${d.desired} updated, ${d.available} available, ${d.unavailable} unavailable${d.progressDeadlineExceeded ? ', ProgressDeadlineExceeded' : ''}`;
+}
 const unknown = (what: string): Verdict => ['UNKNOWN', `${what} could not be read`];
 
 const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
@@ -54,9 +71,13 @@ const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
   I3_replica_shortage: (f) => {
     if (f.deployments === undefined) return unknown('Deployment status');
     if (f.deployments.length === 0) return ['FAIL', 'the application has no Deployments'];
-    const short = f.deployments.filter((d) => d.available < d.desired);
-    const listed = f.deployments.map((d) => `${d.name} ${d.available}/${d.desired}`).join(', ');
-    return short.length > 0 ? ['PASS', `replicas available/desired: ${listed}`] : ['FAIL', `every Deployment has its replicas: ${listed}`];
+    // Of the current revision: under the default RollingUpdate a bad release keeps
+    // the old ReplicaSet at full strength, so total available replicas alone can
+    // read "all there" while no pod of the new revision ever became ready.
+    const short = f.deployments.filter((d) => d.absent || d.updated < d.desired || d.unavailable > 0 || d.progressDeadlineExceeded);
+    return short.length > 0
+      ? ['PASS', `short of the current revision: ${short.map(rolloutFigures).join('; ')}`]
+      : ['FAIL', `every Deployment runs its current revision in full: ${f.deployments.map(rolloutFigures).join('; ')}`];
   },
 
   I4_persistence: (f) => {

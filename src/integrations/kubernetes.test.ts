@@ -15,11 +15,27 @@ describe('ClusterReader helpers', () => {
     ]))).toEqual([{ namespace: 'shop', name: 'api' }, { namespace: 'web', name: 'frontend' }]);
   });
 
-  it('reads desired (default 1) and available (default 0) replicas', () => {
-    expect(replicasOf('api', { spec: { replicas: 3, selector: {}, template: {} }, status: { availableReplicas: 1 } })).toEqual({ name: 'api', desired: 3, available: 1 });
-    expect(replicasOf('api', { spec: { selector: {}, template: {} } })).toEqual({ name: 'api', desired: 1, available: 0 });
-    // Argo CD lists it, the cluster does not have it: nothing runs.
-    expect(replicasOf('api', undefined)).toEqual({ name: 'api', desired: 1, available: 0 });
+  it('reads the rollout figures of a Deployment stuck under the default RollingUpdate (3/1/2/1 for 2 replicas)', () => {
+    // As a real kube-controller-manager writes it for a release whose pods never become ready.
+    expect(replicasOf('web', { spec: { replicas: 2, selector: {}, template: {} }, status: {
+      observedGeneration: 2, replicas: 3, updatedReplicas: 1, readyReplicas: 2, availableReplicas: 2, unavailableReplicas: 1,
+      conditions: [
+        { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'Deployment has minimum availability.' },
+        { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: 'ReplicaSet "web-5d8f7b9c4" has timed out progressing.' },
+      ],
+    } })).toEqual({ name: 'web', desired: 2, updated: 1, available: 2, unavailable: 1, progressDeadlineExceeded: true });
+  });
+
+  it('reads a finished rollout, and takes the fields the API omits when zero as 0 (desired defaults to 1)', () => {
+    expect(replicasOf('web', { spec: { replicas: 2, selector: {}, template: {} }, status: {
+      replicas: 2, updatedReplicas: 2, availableReplicas: 2,
+      conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }],
+    } })).toEqual({ name: 'web', desired: 2, updated: 2, available: 2, unavailable: 0, progressDeadlineExceeded: false });
+    expect(replicasOf('api', { spec: { selector: {}, template: {} } })).toEqual({ name: 'api', desired: 1, updated: 0, available: 0, unavailable: 0, progressDeadlineExceeded: false });
+  });
+
+  it('marks a Deployment Argo CD lists but the cluster lacks as absent: nothing of it runs', () => {
+    expect(replicasOf('api', undefined)).toEqual({ name: 'api', desired: 1, updated: 0, available: 0, unavailable: 1, progressDeadlineExceeded: false, absent: true });
   });
 
   it('writes a label selector as the API expects it', () => {

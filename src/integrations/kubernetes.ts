@@ -43,11 +43,20 @@ export function selectorString(selector: V1LabelSelector): string {
   return terms.join(',');
 }
 
+/** The rollout figures I3 reads, from the status the deployment controller writes (it omits zero counts). */
 export function replicasOf(name: string, deployment: V1Deployment | undefined): DeploymentReplicas {
   // A Deployment Argo CD manages but the cluster lacks runs nothing: a real
   // shortage. Its desired count is unknown; Kubernetes' default of 1 stands in.
-  if (!deployment) return { name, desired: 1, available: 0 };
-  return { name, desired: deployment.spec?.replicas ?? 1, available: deployment.status?.availableReplicas ?? 0 };
+  if (!deployment) return { name, desired: 1, updated: 0, available: 0, unavailable: 1, progressDeadlineExceeded: false, absent: true };
+  const status = deployment.status;
+  return {
+    name,
+    desired: deployment.spec?.replicas ?? 1,
+    updated: status?.updatedReplicas ?? 0,
+    available: status?.availableReplicas ?? 0,
+    unavailable: status?.unavailableReplicas ?? 0,
+    progressDeadlineExceeded: status?.conditions?.some((c) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded') ?? false,
+  };
 }
 
 export function podSummary(pod: V1Pod): PodSummary {

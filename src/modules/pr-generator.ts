@@ -5,7 +5,7 @@
 // so retries and restarts can never open two.
 import { formatDuration } from '../fsm/format.ts';
 import { branchName, attemptName, shortSha, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
-import type { DeploymentReplicas } from '../governance/invariants.ts';
+import { rolloutFigures, type DeploymentReplicas } from '../governance/invariants.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { CommitInfo, GitHubPort, PullRequestInfo, RepoRef } from '../ports/github.ts';
 
@@ -42,7 +42,7 @@ export function pullRequestBody(ctx: PullRequestContext): string {
     ...ctx.checks.map((c, i) => `| ${i + 1} | ${c.at} | ${c.status} | ${c.revision ? `\`${shortSha(c.revision)}\`` : '—'} |`),
   ];
   if (ctx.deployments && ctx.deployments.length > 0) {
-    lines.push(``, `Replicas available / desired: ${ctx.deployments.map((d) => `\`${d.name}\` ${d.available}/${d.desired}`).join(', ')}.`);
+    lines.push(``, `Rollout of the current revision: ${ctx.deployments.map((d) => `\`${rolloutFigures(d)}\``).join(', ')}.`);
   }
   lines.push(
     ``,

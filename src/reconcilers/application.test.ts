@@ -71,7 +71,7 @@ describe('ApplicationReconciler', () => {
   it('rolls a degraded staging app back to its last stable revision and confirms recovery', async () => {
     const s = await given('payment-service', 'staging');
     const key = 'argocd/payment-service';
-    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'payment-service', desired: 3, available: 1 }]);
+    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'payment-service', desired: 3, updated: 3, available: 1, unavailable: 2, progressDeadlineExceeded: true }]);
 
     await h.reconcileEvery(10, 3, key);
     let record = await h.record('payment-service');
@@ -105,7 +105,7 @@ describe('ApplicationReconciler', () => {
   it('waits for an authorized approval in production, ignores an unauthorized one, then merges', async () => {
     const s = await given('order-service', 'production');
     const key = 'argocd/order-service';
-    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'order-service', desired: 3, available: 0 }]);
+    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'order-service', desired: 3, updated: 3, available: 0, unavailable: 3, progressDeadlineExceeded: true }]);
     await h.reconcileEvery(10, 3, key);
     await h.world.setCiOfOpenPullRequests('success');
     await h.reconcileEvery(10, 3, key);
@@ -129,7 +129,7 @@ describe('ApplicationReconciler', () => {
   it('aborts production with ApprovalTimeout and leaves the PR open with a comment', async () => {
     h = new Harness({ merge: { approvalTimeoutSeconds: 30 } });
     const s = await given('order-service', 'production');
-    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'order-service', desired: 3, available: 0 }]);
+    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'order-service', desired: 3, updated: 3, available: 0, unavailable: 3, progressDeadlineExceeded: true }]);
     await h.reconcileEvery(10, 3, 'argocd/order-service');
     await h.world.setCiOfOpenPullRequests('success');
     await h.reconcileEvery(10, 6, 'argocd/order-service');
@@ -179,7 +179,7 @@ describe('ApplicationReconciler', () => {
   it('chooses by CI alone when Prometheus is down, and says so in I5', async () => {
     const s = await given('cart', 'staging');
     await h.world.setPrometheusDown(true);
-    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'cart', desired: 2, available: 0 }]);
+    await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'cart', desired: 2, updated: 2, available: 0, unavailable: 2, progressDeadlineExceeded: true }]);
     await h.reconcileEvery(10, 3, 'argocd/cart');
     const record = await h.record('cart');
     expect(record?.candidate).toMatchObject({ revision: s.good, mode: 'ci-only', uptime: null });

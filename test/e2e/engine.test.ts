@@ -76,7 +76,7 @@ describe('RollbackAttempt, the window onto etcd', () => {
     // Given a production app that turns Degraded, watched by one operator
     const t = await setUp('window', 'production');
     await operator(t.env, 'op-a').start();
-    await t.world.setHealth(t.app.ref, 'Degraded', [{ name: 'window', desired: 3, available: 0 }]);
+    await t.world.setHealth(t.app.ref, 'Degraded', [{ name: 'window', desired: 3, updated: 3, available: 0, unavailable: 3, progressDeadlineExceeded: true }]);
 
     // Then an attempt reaches PRCreated and its RollbackAttempt shows the etcd record
     const record = await stateIs(t.latest, 'PRCreated');
@@ -136,7 +136,7 @@ describe('RollbackPolicy, declared in Git', () => {
       return policy.status?.matchedApplications === 1 && policy.status.conditions?.[0]?.status === 'True';
     });
     // When the app degrades, the attempt runs under the policy: production, two checks
-    await t.world.setHealth(t.app.ref, 'Degraded', [{ name: 'policy', desired: 2, available: 0 }]);
+    await t.world.setHealth(t.app.ref, 'Degraded', [{ name: 'policy', desired: 2, updated: 2, available: 0, unavailable: 2, progressDeadlineExceeded: true }]);
     const record = await stateIs(t.latest, 'PRCreated');
     expect(record).toMatchObject({ environment: 'production', policyRef: { name: 'payments', namespace: t.namespace }, degradation: { checks: 2 } });
     expect(record.settings).toMatchObject({ persistenceChecks: 2, approvers: { users: ['alice'], groups: [] } });
@@ -161,7 +161,7 @@ describe('a killed operator resumes from etcd', () => {
     await killAt?.hold?.(t);
     let op = operator(t.env, `${name}-1`);
     await op.start();
-    await t.world.setHealth(t.app.ref, 'Degraded', [{ name, desired: 3, available: 1 }]);
+    await t.world.setHealth(t.app.ref, 'Degraded', [{ name, desired: 3, updated: 3, available: 1, unavailable: 2, progressDeadlineExceeded: true }]);
     // CI turns green once the PR is there — except when the kill is to land while CI is pending.
     const greenCi = async () => {
       await eventually('PR opened', async () => (await t.world.pullRequests()).length >= 1, 60_000);
@@ -226,7 +226,7 @@ describe('leader election', () => {
     expect(first).toBe('replica-a');
 
     // An attempt starts under the first leader and waits for CI.
-    await t.world.setHealth(t.app.ref, 'Degraded', [{ name: 'leader', desired: 3, available: 1 }]);
+    await t.world.setHealth(t.app.ref, 'Degraded', [{ name: 'leader', desired: 3, updated: 3, available: 1, unavailable: 2, progressDeadlineExceeded: true }]);
     await stateIs(t.latest, 'PRCreated');
     expect(await leaderOf()).toBe('replica-a');
 

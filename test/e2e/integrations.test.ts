@@ -234,13 +234,16 @@ describe('ClusterReader on the real API server', () => {
     const kc = kubeConfig(stack);
     const apps = kc.makeApiClient(AppsV1Api);
     const core = kc.makeApiClient(CoreV1Api);
-    // Given two Deployments whose status a controller would have written: api short of replicas, worker fine
-    for (const [name, replicas, available] of [['api', 3, 1], ['worker', undefined, 1]] as const) {
+    // Given two Deployments whose status a controller would have written: api's rollout stuck past its deadline, worker fine
+    for (const [name, replicas, updated, available, stuck] of [['api', 3, 1, 1, true], ['worker', undefined, 1, 1, false]] as const) {
       await apps.createNamespacedDeployment({ namespace, body: {
         metadata: { name },
         spec: { ...(replicas ? { replicas } : {}), selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c', image: 'nginx' }] } } },
       } });
-      await apps.patchNamespacedDeploymentStatus({ namespace, name, body: { status: { replicas: replicas ?? 1, availableReplicas: available, readyReplicas: available } } }, merge);
+      await apps.patchNamespacedDeploymentStatus({ namespace, name, body: { status: {
+        replicas: replicas ?? 1, updatedReplicas: updated, availableReplicas: available, readyReplicas: available, unavailableReplicas: (replicas ?? 1) - available,
+        conditions: [stuck ? { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' } : { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }],
+      } } }, merge);
     }
     // And pods: two of api (one crash-looping), one of worker, one that belongs to nobody
     for (const [name, app, ready, restarts] of [['api-1', 'api', true, 0], ['api-2', 'api', false, 7], ['worker-1', 'worker', true, 1], ['stray', 'other', true, 0]] as const) {
@@ -263,13 +266,13 @@ describe('ClusterReader on the real API server', () => {
     ],
   });
 
-  it('reads desired and available replicas of the Deployments Argo CD lists', async () => {
+  it('reads the rollout figures of the Deployments Argo CD lists', async () => {
     const reader = new ClusterReader(kubeConfig(stack), { backoffMs: FAST.backoffMs });
     expect(await reader.getDeploymentStatus(view(namespace))).toEqual([
-      { name: 'api', desired: 3, available: 1 },
-      { name: 'worker', desired: 1, available: 1 },
+      { name: 'api', desired: 3, updated: 1, available: 1, unavailable: 2, progressDeadlineExceeded: true },
+      { name: 'worker', desired: 1, updated: 1, available: 1, unavailable: 0, progressDeadlineExceeded: false },
       // Listed by Argo CD, absent from the cluster: nothing runs.
-      { name: 'ghost', desired: 1, available: 0 },
+      { name: 'ghost', desired: 1, updated: 0, available: 0, unavailable: 1, progressDeadlineExceeded: false, absent: true },
     ]);
   });
 
