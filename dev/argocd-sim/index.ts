@@ -3,18 +3,20 @@
 // (`https://github.com/{owner}/{repo}.git` → `${repoRoot}/{owner}/{repo}.git`)
 // and does what Argo CD's auto-sync would: a new commit of the tracked branch
 // that changes the app's path (or an app seen for the first time) is "synced" —
-// its Deployments are applied to the API server, with the replica status a
-// controller-manager would report, and the Application's status gets the
-// revision, a history entry, the resources and the health of rules.ts — through
-// the status subresource, as Argo CD writes it. A commit that leaves the path
-// alone only moves `sync.revision`, as Argo CD's comparison does.
+// its Deployments are applied to the API server, and the Application's status
+// gets the revision, a history entry, the resources and the health of rules.ts —
+// through the status subresource, as Argo CD writes it. No controller-manager
+// runs: on every poll the simulator writes each deployed Deployment's status as
+// the deployment controller would (rules.ts `deploymentStatus`), when it
+// changed. A commit that leaves the path alone only moves `sync.revision`, as
+// Argo CD's comparison does.
 // Optionally it serves `argocd_app_info` on /metrics for a Prometheus to scrape.
 import { createServer, type Server } from 'node:http';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { Gauge, Registry } from 'prom-client';
 import { createLogger, type Logger } from '../../src/observability/log.ts';
 import { pathChanged, readManifests, repoDirOf, resolveRevision } from './git.ts';
-import { appendHistory, applicationStatus, argoTime, deploymentsIn, deploymentStatus, type DeploymentManifest, type HistoryEntry } from './rules.ts';
+import { appendHistory, applicationStatus, argoTime, deploymentsIn, deploymentStatuses, type DeploymentManifest, type DeploymentStatus, type HistoryEntry } from './rules.ts';
 
 export { BROKEN_ANNOTATION } from './rules.ts';
 
@@ -86,6 +88,8 @@ class Simulator {
   private readonly core: CoreV1Api;
   /** Manifests per (repository, revision, path): commits never change. */
   private readonly manifests = new Map<string, DeploymentManifest[]>();
+  /** Per Deployment (`namespace/name`): its generation and the status last written, so an unchanged one is not rewritten. */
+  private readonly rolledOut = new Map<string, { generation: number; status?: string }>();
   /** What /metrics reports: the apps as last written. */
   private readonly info = new Map<string, Record<string, string>>();
   private chain: Promise<void> = Promise.resolve();
@@ -191,11 +195,13 @@ class Simulator {
       this.log.info('Adopted application', { app: app.metadata.name, revision: last.revision });
     }
     const deployments = await this.manifestsAt(gitDir, deployed!.revision, path, namespace);
-    const status = applicationStatus({
+    const input = {
       source: { ...source }, destination: { ...app.spec.destination }, revision: head, history: nextHistory, deployments, now,
       degradeAfterMs: this.options.degradeAfterMs ?? 0,
-    });
-    await this.writeStatus(app, status);
+    };
+    const statuses = deploymentStatuses(input);
+    await this.writeDeploymentStatuses(deployments, statuses);
+    await this.writeStatus(app, applicationStatus(input, statuses));
   }
 
   private async manifestsAt(gitDir: string, revision: string, path: string, namespace: string): Promise<DeploymentManifest[]> {
@@ -237,19 +243,42 @@ class Simulator {
       const body = structuredClone(d.object) as V1Deployment;
       body.metadata = { ...body.metadata, namespace: d.namespace, labels: { ...body.metadata?.labels, 'app.kubernetes.io/instance': app.metadata.name } };
       const written = await this.apply(body, d.namespace);
-      // No controller-manager runs: report the replicas it would, broken ones never available.
-      await this.appsApi.patchNamespacedDeploymentStatus(
-        { name: d.name, namespace: d.namespace, body: { status: deploymentStatus(d, written.metadata?.generation ?? 1) } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
+      // Its status is the poll's to write (writeDeploymentStatuses), as the controller would for this generation.
+      this.rolledOut.set(`${d.namespace}/${d.name}`, { generation: written.metadata?.generation ?? 1 });
     }
     // Auto-sync with prune: Deployments the new revision no longer has go away.
     const keep = new Set(deployments.map((d) => `${d.namespace}/${d.name}`));
     for (const r of previous) {
       if (!r.namespace || !r.name || keep.has(`${r.namespace}/${r.name}`)) continue;
+      this.rolledOut.delete(`${r.namespace}/${r.name}`);
       await this.appsApi.deleteNamespacedDeployment({ name: r.name, namespace: r.namespace }).catch((error: unknown) => {
         if (!isNotFound(error)) throw error;
       });
+    }
+  }
+
+  /** The controller-manager's part: each Deployment's status, written only when it changed (the progress deadline passing changes it). */
+  private async writeDeploymentStatuses(deployments: DeploymentManifest[], statuses: DeploymentStatus[]): Promise<void> {
+    for (const [i, d] of deployments.entries()) {
+      const key = `${d.namespace}/${d.name}`;
+      let known = this.rolledOut.get(key);
+      if (!known) {
+        // Deployed before this process started: learn its generation once, then write its status once.
+        const existing = await this.appsApi.readNamespacedDeployment({ name: d.name, namespace: d.namespace }).catch((error: unknown) => {
+          if (isNotFound(error)) return undefined;
+          throw error;
+        });
+        if (!existing) continue; // deleted behind Argo CD's back: no controller reports on it
+        known = { generation: existing.metadata?.generation ?? 1 };
+      }
+      const status = { observedGeneration: known.generation, ...statuses[i]! };
+      const text = canonical(status);
+      if (text === known.status) continue;
+      await this.appsApi.patchNamespacedDeploymentStatus(
+        { name: d.name, namespace: d.namespace, body: { status } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      this.rolledOut.set(key, { generation: known.generation, status: text });
     }
   }
 

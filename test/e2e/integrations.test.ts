@@ -378,8 +378,8 @@ describe('the Argo CD simulator', () => {
       resources: [{ group: 'apps', kind: 'Deployment', namespace: deployNamespace, name: 'shop-api', health: 'Healthy' }],
     });
     expect(await watcher.getApplicationSyncStatus(ref())).toEqual({ status: 'Synced', revision: first });
-    // And the Deployment exists in the API server with all its replicas available
-    expect(await reader.getDeploymentStatus(synced!)).toEqual([{ name: 'shop-api', desired: 2, available: 2 }]);
+    // And the Deployment exists in the API server, rolled out in full
+    expect(await reader.getDeploymentStatus(synced!)).toEqual([{ name: 'shop-api', desired: 2, updated: 2, available: 2, unavailable: 0, progressDeadlineExceeded: false }]);
   });
 
   it('moves only sync.revision for a commit that leaves the app\'s path alone', async () => {
@@ -390,7 +390,7 @@ describe('the Argo CD simulator', () => {
 
   let broken: string;
 
-  it('marks a commit with a broken Deployment Progressing, then Degraded, with no replica available', async () => {
+  it('marks a commit with a broken Deployment Progressing, then Degraded, its rollout stuck as the controller-manager leaves it', async () => {
     const seen: string[] = [];
     const unsubscribe = watcher.onChange(async () => { const h = (await app())?.health; if (h && seen.at(-1) !== h) seen.push(h); });
     broken = repo.commit('shop v2 (broken)', {
@@ -408,7 +408,10 @@ describe('the Argo CD simulator', () => {
         { kind: 'Deployment', name: 'shop-worker', health: 'Healthy' },
       ],
     });
-    expect(await reader.getDeploymentStatus(degraded!)).toEqual([{ name: 'shop-api', desired: 2, available: 0 }, { name: 'shop-worker', desired: 1, available: 1 }]);
+    // Default RollingUpdate of 2: the old ReplicaSet keeps both pods, one new pod never ready, the deadline passed.
+    expect(await reader.getDeploymentStatus(degraded!)).toEqual([
+      { name: 'shop-api', desired: 2, updated: 1, available: 2, unavailable: 1, progressDeadlineExceeded: true }, { name: 'shop-worker', desired: 1, updated: 1, available: 1, unavailable: 0, progressDeadlineExceeded: false },
+    ]);
   });
 
   it('marks a later good commit Healthy and prunes the Deployment it removed', async () => {
@@ -418,7 +421,7 @@ describe('the Argo CD simulator', () => {
     const times = healthy!.history.map((h) => Date.parse(h.deployedAt));
     expect(times).toEqual([...times].sort((a, b) => a - b));
     expect(healthy!.resources.map((r) => r.name)).toEqual(['shop-api']);
-    expect(await reader.getDeploymentStatus(healthy!)).toEqual([{ name: 'shop-api', desired: 3, available: 3 }]);
+    expect(await reader.getDeploymentStatus(healthy!)).toEqual([{ name: 'shop-api', desired: 3, updated: 3, available: 3, unavailable: 0, progressDeadlineExceeded: false }]);
     const deployments = await kubeConfig(stack).makeApiClient(AppsV1Api).listNamespacedDeployment({ namespace: deployNamespace });
     expect(deployments.items.map((d) => d.metadata?.name)).toEqual(['shop-api']);
   });
@@ -438,7 +441,7 @@ describe('the Argo CD simulator', () => {
     }, 15_000);
     expect(seeded.history).toEqual([{ id: 7, revision: head, deployedAt: dayAgo }]);
     expect(seeded.resources).toEqual([{ group: 'apps', kind: 'Deployment', namespace: destination, name: 'seeded-api', health: 'Healthy' }]);
-    expect(await reader.getDeploymentStatus(seeded)).toEqual([{ name: 'seeded-api', desired: 2, available: 2 }]);
+    expect(await reader.getDeploymentStatus(seeded)).toEqual([{ name: 'seeded-api', desired: 2, updated: 2, available: 2, unavailable: 0, progressDeadlineExceeded: false }]);
   });
 
   it('exports argocd_app_info, which a real Prometheus scrapes', async () => {

@@ -25,12 +25,21 @@ const MAIN = fileURLToPath(new URL('../../../src/main.ts', import.meta.url));
 export const REPO = { owner: 'acme', repo: 'gitops' } as const;
 export const APP_PATH = 'apps/cart';
 
-/** A Deployment manifest; `broken` makes the Argo CD simulator report it short of replicas (Degraded). */
-export function deployment(app: string, namespace: string, image: string, broken = false): string {
+/** A Deployment's shape: `replicas` (2 by default) and `spec.strategy` as written (Kubernetes' default RollingUpdate when absent). */
+export interface DeploymentShape {
+  replicas?: number;
+  strategy?: { type?: 'RollingUpdate' | 'Recreate'; rollingUpdate?: { maxSurge?: number | string; maxUnavailable?: number | string } };
+}
+
+/** A Deployment manifest; `broken` makes the Argo CD simulator's rollout of it never become ready (Degraded). */
+export function deployment(app: string, namespace: string, image: string, broken = false, shape: DeploymentShape = {}): string {
   return [
     'apiVersion: apps/v1', 'kind: Deployment', 'metadata:', `  name: ${app}`, `  namespace: ${namespace}`,
     ...(broken ? ['  annotations:', `    ${BROKEN_ANNOTATION}: "true"`] : []),
-    'spec:', '  replicas: 2', '  selector:', '    matchLabels:', `      app: ${app}`, '  template:', '    metadata:', '      labels:', `        app: ${app}`,
+    'spec:', `  replicas: ${shape.replicas ?? 2}`,
+    // JSON is YAML's flow style.
+    ...(shape.strategy ? [`  strategy: ${JSON.stringify(shape.strategy)}`] : []),
+    '  selector:', '    matchLabels:', `      app: ${app}`, '  template:', '    metadata:', '      labels:', `        app: ${app}`,
     '    spec:', '      containers:', `        - name: ${app}`, `          image: example/${app}:${image}`, '',
   ].join('\n');
 }
