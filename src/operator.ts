@@ -13,7 +13,7 @@ import { AttemptStore, KEYS } from './store/attempt-store.ts';
 import type { KV } from './store/kv.ts';
 import { LeaderElector } from './store/leader.ts';
 
-export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd' | 'github' | 'cluster' | 'history' | 'attempts' | 'monitoring' | 'metrics' | 'log' | 'argocdNamespace'> {
+export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd' | 'github' | 'cluster' | 'history' | 'attempts' | 'monitoring' | 'metrics' | 'log' | 'argocdNamespace' | 'events' | 'allowedOwner'> {
   kv: KV;
   bus: EventBus & Partial<Pick<JetStreamBus, 'consume'>>;
   audit: AuditLog;
@@ -42,6 +42,8 @@ export class Operator {
   private started = false;
   /** App keys with an active attempt, kept from the etcd watch. */
   private readonly active = new Set<string>();
+  /** App keys whose degradation is being counted before any attempt (a health key). */
+  private readonly pending = new Set<string>();
   private activeSynced = false;
   private activeChanges = 0;
 
@@ -61,8 +63,9 @@ export class Operator {
       store: this.store, argocd: options.argocd, github: options.github, cluster: options.cluster, history: options.history,
       attempts: options.attempts, monitoring: options.monitoring, audit: options.audit, metrics: options.metrics,
       log: options.log.child('Reconciler'), argocdNamespace: options.argocdNamespace,
+      ...(options.events ? { events: options.events } : {}), ...(options.allowedOwner ? { allowedOwner: options.allowedOwner } : {}),
       onEventsWritten: () => this.relay.wake(),
-      hasActiveAttempt: (key) => (this.activeSynced ? this.active.has(key) : undefined),
+      hasStoredState: (key) => (this.activeSynced ? this.active.has(key) || this.pending.has(key) : undefined),
     });
     this.queue = new KeyQueue((key) => this.reconcileAsLeader(key), options.log.child('Queue'), { concurrency: options.concurrency ?? 4 });
   }
@@ -97,10 +100,11 @@ export class Operator {
     this.stopWatch = await this.options.kv.watchPrefix(KEYS.appsPrefix, (key, deleted) => {
       const [app, leaf] = key.slice(KEYS.appsPrefix.length).split('/');
       if (!app) return;
-      if (leaf === 'active') {
+      const index = leaf === 'active' ? this.active : leaf === 'health' ? this.pending : undefined;
+      if (index) {
         this.activeChanges++;
-        if (deleted) this.active.delete(app);
-        else this.active.add(app);
+        if (deleted) index.delete(app);
+        else index.add(app);
       }
       this.enqueueStoreKey(app);
     }, (error) => {
@@ -146,19 +150,22 @@ export class Operator {
     const [apps, active] = await Promise.all([this.options.argocd.listApplications(), this.refreshActive()]);
     // The sweep waits behind events; apps with an active attempt go at normal priority.
     for (const app of apps) if (this.options.monitoring(app)) this.enqueue(app.ref, 'low');
-    for (const { appKey: key } of active) this.enqueueStoreKey(key);
+    for (const key of active) this.enqueueStoreKey(key);
     await this.options.afterResync?.(apps);
   }
 
-  private async refreshActive(): Promise<Array<{ appKey: string; correlationId: string }>> {
+  /** Reads which apps have state in etcd; returns their keys (active attempts and pending degradations). */
+  private async refreshActive(): Promise<string[]> {
     const before = this.activeChanges;
-    const active = await this.store.activeAttempts();
+    const { active, pending } = await this.store.appsWithState();
     // A change seen by the watch during the read could be older or newer than it: read again.
     if (this.activeChanges !== before) return this.refreshActive();
     this.active.clear();
+    this.pending.clear();
     for (const { appKey: key } of active) this.active.add(key);
+    for (const key of pending) this.pending.add(key);
     this.activeSynced = true;
-    return active;
+    return [...this.active, ...pending.filter((key) => !this.active.has(key))];
   }
 
   private enqueueStoreKey(storeKey: string): void {

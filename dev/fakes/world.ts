@@ -98,8 +98,15 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
 
   async addApp(app: FakeApp): Promise<void> { await this.put(K.app(app.ref), app); }
   async app(ref: AppRef): Promise<FakeApp | undefined> { return this.read<FakeApp>(K.app(ref)); }
+  /** Without `deployments`, a Degraded app's Deployments fall short as a stuck rollout leaves them (one new pod, never ready). */
   async setHealth(ref: AppRef, health: HealthStatus, deployments?: DeploymentReplicas[]): Promise<void> {
-    await this.update<FakeApp>(K.app(ref), (app) => ({ ...app!, health, ...(deployments ? { deployments } : {}) }));
+    await this.update<FakeApp>(K.app(ref), (app) => ({
+      ...app!,
+      health,
+      deployments: deployments ?? (health === 'Degraded'
+        ? app!.deployments.map((d) => ({ ...d, updated: Math.min(1, d.desired), available: d.desired, unavailable: Math.min(1, d.desired), progressDeadlineExceeded: true }))
+        : app!.deployments),
+    }));
   }
   async setCommits(path: string, commits: CommitInfo[]): Promise<void> { await this.put(K.commits(path), commits); }
   async setCi(sha: string, ci: CiStatus): Promise<void> { await this.put(K.ci(sha), ci); }
@@ -129,6 +136,10 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
   // ---- ArgoCdPort ------------------------------------------------------------
 
   async getApplication(ref: AppRef): Promise<ApplicationView | undefined> {
+    return this.read<FakeApp>(K.app(ref));
+  }
+  async readApplication(ref: AppRef): Promise<ApplicationView | undefined> {
+    await this.call('getApplication');
     return this.read<FakeApp>(K.app(ref));
   }
   async getApplicationHealth(ref: AppRef): Promise<{ status: HealthStatus; revision?: string } | undefined> {

@@ -40,7 +40,7 @@ interface AppData {
 }
 
 export interface EventData {
-  'degradation.detected': AppData & { healthStatus: string; revision: string; checks: number };
+  'degradation.detected': AppData & { healthStatus: string; /** Absent when Argo CD reports no synced revision. */ revision?: string; checks: number };
   'degradation.confirmed': AppData & { checks: number; firstSeenAt: string };
   'degradation.cleared': AppData & { checks: number; reason: string };
   'candidate.resolved': AppData & {
@@ -54,7 +54,7 @@ export interface EventData {
   'pr.created': AppData & { number: number; url: string; branch: string; adopted: boolean };
   'ci.completed': AppData & { number: number; headSha: string; state: 'success' | 'failure' | 'timeout' };
   'merge.approved': AppData & { number: number; approvedBy: string; auto: boolean };
-  'pr.merged': AppData & { number: number; mergeCommitSha: string; autoMerged: boolean };
+  'pr.merged': AppData & { number: number; mergeCommitSha?: string; autoMerged: boolean };
   'pr.closed': AppData & { number: number; reason: string };
   'rollback.completed': AppData & { revision: string; recoverySeconds: number };
   'rollback.aborted': AppData & { fromState: State; reason: string; message: string };

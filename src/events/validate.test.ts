@@ -52,7 +52,7 @@ describe('event schemas', () => {
 
   it('rejects a data shape belonging to another type', () => {
     const event = { ...exampleEvent('pr.created'), type: 'io.ai-operator.pr.merged' };
-    expect(rejectionOf(event)).toContain('data.mergeCommitSha: is required');
+    expect(rejectionOf(event)).toContain('data.autoMerged: is required');
   });
 
   it('rejects a CamelCase reason that is not CamelCase', () => {

@@ -4,6 +4,9 @@
 // and fixed per property so a run can be replayed.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { makeEvent } from '../events/types.ts';
+import { validateEvent } from '../events/validate.ts';
+import { nextDegradedSince } from './persistence.ts';
 import { INVARIANT_IDS, type AttemptRecord, type CheckResult, type HealthCheck, type HealthStatus, type InvariantResult } from './record.ts';
 import { SETTINGS } from './testing.ts';
 import { decide, type CandidateOutcome, type Decision, type Facts } from './machine.ts';
@@ -22,29 +25,41 @@ type Action =
   | { kind: 'crash' }
   | { kind: 'candidate'; outcome: CandidateOutcome['kind'] }
   | { kind: 'invariants'; results: CheckResult[] }
-  | { kind: 'failure' };
+  | { kind: 'failure' }
+  | { kind: 'revision'; known: boolean }
+  | { kind: 'gitAlreadyRestored'; restored: boolean }
+  | { kind: 'deleteApp' };
 
 const action: fc.Arbitrary<Action> = fc.oneof(
   // Mostly about one check interval, so degradations persist; sometimes long, so timeouts fire.
-  { weight: 12, arbitrary: fc.record({ kind: fc.constant('tick' as const), seconds: fc.integer({ min: 5, max: 15 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('tick' as const), seconds: fc.integer({ min: 30, max: 4000 }) }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('health' as const), status: fc.constantFrom<HealthStatus>('Healthy', 'Degraded', 'Degraded', 'Degraded', 'Progressing', 'Unknown') }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('ci' as const), state: fc.constantFrom('success' as const, 'failure' as const, 'pending' as const) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('approve' as const), user: fc.constantFrom('alice', 'mallory', '', 'true') }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'humanMerge' as const }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'humanClose' as const }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'reset' as const }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'abort' as const }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'crash' as const }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('candidate' as const), outcome: fc.constantFrom('found' as const, 'found' as const, 'none' as const, 'timeout' as const, 'error' as const) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('invariants' as const), results: fc.array(fc.constantFrom<CheckResult>('PASS', 'PASS', 'PASS', 'FAIL', 'UNKNOWN'), { minLength: 8, maxLength: 8 }) }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'failure' as const }) },
+  { weight: 48, arbitrary: fc.record({ kind: fc.constant('tick' as const), seconds: fc.integer({ min: 5, max: 15 }) }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('tick' as const), seconds: fc.integer({ min: 30, max: 4000 }) }) },
+  { weight: 12, arbitrary: fc.record({ kind: fc.constant('health' as const), status: fc.constantFrom<HealthStatus>('Healthy', 'Degraded', 'Degraded', 'Degraded', 'Progressing', 'Unknown') }) },
+  { weight: 8, arbitrary: fc.record({ kind: fc.constant('ci' as const), state: fc.constantFrom('success' as const, 'failure' as const, 'pending' as const) }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('approve' as const), user: fc.constantFrom('alice', 'mallory', '', 'true') }) },
+  { weight: 4, arbitrary: fc.constant({ kind: 'humanMerge' as const }) },
+  { weight: 4, arbitrary: fc.constant({ kind: 'humanClose' as const }) },
+  { weight: 4, arbitrary: fc.constant({ kind: 'reset' as const }) },
+  { weight: 4, arbitrary: fc.constant({ kind: 'abort' as const }) },
+  { weight: 4, arbitrary: fc.constant({ kind: 'crash' as const }) },
+  { weight: 8, arbitrary: fc.record({ kind: fc.constant('candidate' as const), outcome: fc.constantFrom('found' as const, 'found' as const, 'none' as const, 'timeout' as const, 'error' as const) }) },
+  { weight: 8, arbitrary: fc.record({ kind: fc.constant('invariants' as const), results: fc.array(fc.constantFrom<CheckResult>('PASS', 'PASS', 'PASS', 'FAIL', 'UNKNOWN'), { minLength: 8, maxLength: 8 }) }) },
+  { weight: 4, arbitrary: fc.constant({ kind: 'failure' as const }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('revision' as const), known: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('gitAlreadyRestored' as const), restored: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'deleteApp' as const }) },
 );
 
 interface World {
   now: number;
   health: HealthStatus;
+  /** What the watch keeps: since when health has been Degraded without a break. */
+  watched?: { health?: HealthStatus; degradedSince?: string };
   revision: string;
+  /** Argo CD reports no synced revision for a while. */
+  revisionHidden: boolean;
+  gitAlreadyRestored: boolean;
+  appGone: boolean;
   ci: 'success' | 'failure' | 'pending';
   approval?: string;
   abort: boolean;
@@ -61,6 +76,8 @@ interface World {
 interface Stored {
   record?: AttemptRecord;
   checks: HealthCheck[];
+  /** The app's health key before any attempt. */
+  pending?: { correlationId: string; checks: HealthCheck[] };
   /** Every record ever written, in order. */
   history: AttemptRecord[];
   attemptsStarted: number;
@@ -69,23 +86,22 @@ interface Stored {
 function facts(world: World, stored: Stored, environment: 'staging' | 'production', opened: boolean): Facts {
   const now = new Date(world.now);
   const record = stored.record;
+  const degradedSince = world.watched?.degradedSince;
   const f: Facts = {
     now, app: { namespace: 'argocd', name: 'app' }, environment, settings: SETTINGS,
-    ...(record ? { record } : {}), checks: stored.checks,
-    health: { status: world.health, revision: world.revision }, suspended: false,
-    nextCorrelationId: `00000000-0000-4000-8000-${String(stored.attemptsStarted).padStart(12, '0')}`,
+    ...(record ? { record } : {}), checks: record ? stored.checks : stored.pending?.checks ?? [],
+    ...(!record && stored.pending ? { pendingCorrelationId: stored.pending.correlationId } : {}),
+    ...(world.appGone ? {} : { health: { status: world.health, ...(world.revisionHidden ? {} : { revision: world.revision }), ...(degradedSince ? { degradedSince } : {}) } }),
+    ...(world.appGone && record && isActive(record.state) ? { applicationGone: true } : {}),
+    source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/app', targetRevision: 'main' },
+    suspended: false,
+    nextCorrelationId: `00000000-0000-4000-8000-${String(stored.attemptsStarted + 1000 * (stored.pending ? 1 : 0)).padStart(12, '0')}`,
     human: { ...(world.abort ? { abort: 'test' } : {}), ...(world.reset ? { reset: true } : {}), ...(world.approval !== undefined ? { approval: { username: world.approval } } : {}) },
   };
   if (!record) return f;
   if (world.failure) f.failure = { code: 'UNAVAILABLE', message: 'injected', call: 'test' };
-  if (record.state === 'DegradationDetected' && world.health === 'Degraded' && stored.checks.length >= 2) {
-    f.checks = [...stored.checks, { at: now.toISOString(), status: 'Degraded' }];
-    f.candidate = world.candidate === 'found'
-      ? { kind: 'found', currentRevision: world.revision, candidate: { revision: 'good', shortRevision: 'good', uptime: 0.999, mode: 'metrics', evidence: 'e', ciState: 'success' } }
-      : world.candidate === 'error' ? { kind: 'error', code: 'UNAVAILABLE', message: 'x' } : { kind: world.candidate, detail: 'd' };
-  }
   if (world.pr && record.state !== 'DegradationDetected') {
-    f.pullRequest = { ref: { number: world.pr.number, url: 'u', branch: 'b', state: world.pr.state }, headSha: world.pr.headSha, mergeCommitSha: 'm', mergedByOperator: world.pr.mergedByOperator };
+    f.pullRequest = { ref: { number: world.pr.number, url: `https://github.com/acme/gitops/pull/${world.pr.number}`, branch: 'ai-operator/rollback/app-00000000', state: world.pr.state }, headSha: world.pr.headSha, mergeCommitSha: 'm', mergedByOperator: world.pr.mergedByOperator };
     f.pullRequestJustOpened = opened;
     f.ci = world.ci;
     if (record.state === 'AwaitingMergeApproval') {
@@ -95,16 +111,38 @@ function facts(world: World, stored: Stored, environment: 'staging' | 'productio
   return f;
 }
 
+/** What observe would read when a decision asks for it. */
+function observeNeeds(world: World, f: Facts, needs: NonNullable<Decision['needs']>): void {
+  if (needs === 'candidate') {
+    f.candidate = world.candidate === 'found'
+      ? { kind: 'found', currentRevision: world.revision, candidate: { revision: 'good', shortRevision: 'good', uptime: 0.999, mode: 'metrics', evidence: 'e', ciState: 'success' } }
+      : world.candidate === 'error' ? { kind: 'error', code: 'UNAVAILABLE', message: 'x' } : { kind: world.candidate, detail: 'd' };
+    return;
+  }
+  const results = INVARIANT_IDS.map((id, i): InvariantResult => ({ id, result: i >= 5 ? 'UNKNOWN' : world.invariants[i]!, detail: 'd', checkedAt: f.now.toISOString() }));
+  f.preflight = { invariants: results, changedFiles: world.gitAlreadyRestored ? 0 : 2, base: 'main', undone: [] };
+}
+
+function setHealth(world: World, status: HealthStatus): void {
+  world.health = status;
+  // The watch sees every change, whether or not a reconcile follows it.
+  world.watched = { health: status, ...(nextDegradedSince(world.watched, status, new Date(world.now)) ? { degradedSince: nextDegradedSince(world.watched, status, new Date(world.now))! } : {}) };
+}
+
 function apply(world: World, a: Action): void {
   world.abort = false;
   world.reset = false;
   world.failure = false;
   switch (a.kind) {
     case 'tick': world.now += a.seconds * 1000; break;
-    case 'health': world.health = a.status; break;
+    case 'health': setHealth(world, a.status); break;
+    case 'revision': world.revisionHidden = !a.known; break;
+    case 'gitAlreadyRestored': world.gitAlreadyRestored = a.restored; break;
+    // Deleted, or created again under the same name.
+    case 'deleteApp': world.appGone = !world.appGone; break;
     case 'ci': world.ci = a.state; break;
     case 'approve': world.approval = a.user; break;
-    case 'humanMerge': if (world.pr?.state === 'open') { world.pr.state = 'merged'; world.pr.mergedByOperator = false; world.revision = 'merged'; world.health = 'Healthy'; } break;
+    case 'humanMerge': if (world.pr?.state === 'open') { world.pr.state = 'merged'; world.pr.mergedByOperator = false; world.revision = 'merged'; setHealth(world, 'Healthy'); } break;
     case 'humanClose': if (world.pr?.state === 'open') world.pr.state = 'closed'; break;
     case 'reset': world.reset = true; break;
     case 'abort': world.abort = true; break;
@@ -117,7 +155,7 @@ function apply(world: World, a: Action): void {
 
 /** Runs one action sequence; `check` sees every decision with the facts it was made from. */
 function run(actions: Action[], environment: 'staging' | 'production', check: (f: Facts, d: Decision, stored: Stored, world: World) => void): Stored {
-  const world: World = { now: Date.parse('2026-11-22T00:00:00Z'), health: 'Healthy', revision: 'bad', ci: 'pending', abort: false, reset: false, candidate: 'found', invariants: Array(8).fill('PASS'), failure: false, prCount: 0, merges: [] };
+  const world: World = { now: Date.parse('2026-11-22T00:00:00Z'), health: 'Healthy', revision: 'bad', revisionHidden: false, gitAlreadyRestored: false, appGone: false, ci: 'pending', abort: false, reset: false, candidate: 'found', invariants: Array(8).fill('PASS'), failure: false, prCount: 0, merges: [] };
   const stored: Stored = { checks: [], history: [], attemptsStarted: 0 };
   for (const a of actions) {
     apply(world, a);
@@ -125,14 +163,23 @@ function run(actions: Action[], environment: 'staging' | 'production', check: (f
     // A few rounds, as the reconciler does; a crash drops the intents of the round.
     for (let round = 0; round < 4; round++) {
       const f = facts(world, stored, environment, opened);
-      const d = decide(f);
+      let d = decide(f);
+      if (d.needs) {
+        observeNeeds(world, f, d.needs);
+        d = decide(f);
+        expect(d.needs).toBeUndefined();
+      }
       check(f, d, stored, world);
+      if (d.degradation !== undefined) stored.pending = d.degradation ?? undefined;
       if (d.record) {
-        if (!f.record) stored.attemptsStarted++;
+        if (!f.record) {
+          stored.attemptsStarted++;
+          stored.pending = undefined;
+        }
         stored.record = d.record;
         stored.history.push(d.record);
         if (d.checks) stored.checks = d.checks;
-        if (d.record.state === 'Idle' || d.record.state === 'RollbackComplete') {
+        if (d.record.state === 'Idle' || d.record.state === 'RollbackComplete' || d.release) {
           stored.record = undefined;
           stored.checks = [];
           world.pr = undefined;
@@ -151,7 +198,7 @@ function run(actions: Action[], environment: 'staging' | 'production', check: (f
           world.pr.mergedByOperator = true;
           // Argo CD syncs the rollback; later actions may still flip health.
           world.revision = 'merged';
-          world.health = 'Healthy';
+          setHealth(world, 'Healthy');
         }
         if (intent.kind === 'closePullRequest' && world.pr?.state === 'open') world.pr.state = 'closed';
       }
@@ -224,6 +271,20 @@ describe('state machine properties (SPEC §14)', () => {
     }), { numRuns: RUNS, seed: 20261126 });
   });
 
+  it('6. every event it emits passes its JSON Schema (schemas/), whatever the facts lack', () => {
+    fc.assert(fc.property(sequences, environments, (actions, env) => {
+      run(actions, env, (f, d) => {
+        for (const pending of d.events) {
+          const correlationId = pending.correlationId ?? d.record?.correlationId ?? d.degradation?.correlationId ?? f.pendingCorrelationId ?? f.record?.correlationId;
+          expect(correlationId, pending.type).toBeDefined();
+          const event = makeEvent(pending.type, { subject: 'argocd/app', correlationId: correlationId!, data: pending.data as never, time: f.now });
+          const validation = validateEvent(event);
+          expect(validation.ok ? '' : `${pending.type}: ${validation.errors}`).toBe('');
+        }
+      });
+    }), { numRuns: RUNS, seed: 20261201 });
+  });
+
   it('reaches every state of the table from random sequences (the generator is not trivial)', () => {
     const seen = new Set<string>();
     fc.assert(fc.property(sequences, environments, (actions, env) => {
@@ -231,7 +292,7 @@ describe('state machine properties (SPEC §14)', () => {
     }), { numRuns: RUNS, seed: 20261127 });
     for (const edge of ['Idle->DegradationDetected', 'DegradationDetected->Idle', 'DegradationDetected->CandidateResolved', 'DegradationDetected->Abort',
       'CandidateResolved->PRCreated', 'PRCreated->AwaitingMergeApproval', 'PRCreated->Abort', 'PRCreated->Idle', 'AwaitingMergeApproval->RollbackMerged',
-      'AwaitingMergeApproval->Abort', 'AwaitingMergeApproval->Idle', 'RollbackMerged->RollbackComplete', 'Abort->Idle']) {
+      'AwaitingMergeApproval->Abort', 'AwaitingMergeApproval->Idle', 'RollbackMerged->RollbackComplete', 'Abort->Idle', 'CandidateResolved->Abort']) {
       expect(seen, edge).toContain(edge);
     }
     expect(isActive('PRCreated')).toBe(true);

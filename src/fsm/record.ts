@@ -80,10 +80,19 @@ export interface TransitionEntry {
   reason: Reason;
 }
 
+/** Where the app's manifests live: kept on the record, so an attempt can finish (close its PR) after its Application is gone. */
+export interface SourceRef {
+  repoURL: string;
+  path: string;
+  targetRevision: string;
+}
+
 export interface AttemptRecord {
   correlationId: string;
   app: AppRef;
   environment: Environment;
+  /** Absent on records written before it was kept; the Application's then stands in. */
+  source?: SourceRef;
   policyRef?: { name: string; namespace: string };
   settings: Settings;
   state: State;
@@ -100,7 +109,11 @@ export interface AttemptRecord {
   pullRequest?: PullRequestRef;
   invariants: InvariantResult[];
   approval?: { approvedBy: string; approvedAt: string };
-  merge?: { at: string; commitSha: string; auto: boolean };
+  /** The last approval refused, so each distinct refusal is recorded once. */
+  approvalRefused?: { username: string; detail: string; at: string };
+  /** When the PR was asked for a human approval (production, once invariants allow it). */
+  approvalRequestedAt?: string;
+  merge?: { at: string; commitSha?: string; auto: boolean };
   /** Start of the current run of Healthy checks after the merge. */
   healthySince?: string;
   transitions: TransitionEntry[];

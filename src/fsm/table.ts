@@ -17,6 +17,7 @@ export type State = (typeof STATES)[number];
 
 /** Reasons recorded with a transition: CamelCase, one constant each. */
 export const Reason = {
+  /** Kept for records written before persistence was confirmed ahead of the attempt. */
   DegradationObserved: 'DegradationObserved',
   TransientDegradation: 'TransientDegradation',
   DegradationConfirmed: 'DegradationConfirmed',
@@ -43,6 +44,8 @@ export const Reason = {
   RecoveryTimeout: 'RecoveryTimeout',
   AbortRequested: 'AbortRequested',
   UnexpectedError: 'UnexpectedError',
+  ApplicationDeleted: 'ApplicationDeleted',
+  NothingToRollBack: 'NothingToRollBack',
   Reset: 'Reset',
 } as const;
 
@@ -56,15 +59,18 @@ export interface TransitionRule {
 }
 
 const nonTerminal: State[] = ['DegradationDetected', 'CandidateResolved', 'PRCreated', 'AwaitingMergeApproval', 'RollbackMerged'];
-const anyAbort: Reason[] = [Reason.AbortRequested, Reason.UnexpectedError];
+const anyAbort: Reason[] = [Reason.AbortRequested, Reason.UnexpectedError, Reason.ApplicationDeleted];
 
 export const TRANSITIONS: readonly TransitionRule[] = [
-  { from: 'Idle', to: 'DegradationDetected', reasons: [Reason.DegradationObserved] },
+  // An attempt starts once persistence is confirmed; until then the checks live in the app's health key.
+  { from: 'Idle', to: 'DegradationDetected', reasons: [Reason.DegradationConfirmed] },
   { from: 'DegradationDetected', to: 'Idle', reasons: [Reason.TransientDegradation] },
   { from: 'DegradationDetected', to: 'CandidateResolved', reasons: [Reason.StableCandidateFound] },
   { from: 'DegradationDetected', to: 'Abort', reasons: [Reason.NoStableCandidate, Reason.CandidateSearchTimeout, Reason.IntegrationError, Reason.PermissionDenied, ...anyAbort] },
   { from: 'CandidateResolved', to: 'PRCreated', reasons: [Reason.PullRequestOpened, Reason.PullRequestAdopted] },
-  { from: 'CandidateResolved', to: 'Abort', reasons: [Reason.PermissionDenied, Reason.Conflict, Reason.IntegrationError, Reason.DryRun, ...anyAbort] },
+  // Before a PR opens: an invariant no PR can change already fails, or the path already is the target's.
+  { from: 'CandidateResolved', to: 'Abort', reasons: [Reason.InvariantViolated, Reason.NothingToRollBack, Reason.PermissionDenied, Reason.Conflict, Reason.IntegrationError, Reason.DryRun, ...anyAbort] },
+  { from: 'CandidateResolved', to: 'Idle', reasons: [Reason.HealthRestoredBeforeMerge] },
   { from: 'PRCreated', to: 'AwaitingMergeApproval', reasons: [Reason.CISucceeded] },
   { from: 'PRCreated', to: 'Abort', reasons: [Reason.CIFailure, Reason.CITimeout, Reason.PullRequestClosed, Reason.IntegrationError, Reason.PermissionDenied, ...anyAbort] },
   { from: 'PRCreated', to: 'Idle', reasons: [Reason.HealthRestoredBeforeMerge] },

@@ -155,6 +155,12 @@ export function allPass(results: InvariantResult[], ids: readonly InvariantId[] 
 /** I2–I8: what production needs besides the approval (I1 fails there by design). */
 export const PRODUCTION_MERGE_INVARIANTS: readonly InvariantId[] = INVARIANT_IDS.filter((id) => id !== 'I1_environment');
 
+/**
+ * Facts about the cluster, the degradation and the target that no pull request can
+ * change: failing before the PR opens, they would fail at the merge too.
+ */
+export const PRE_PULL_REQUEST_INVARIANTS: readonly InvariantId[] = ['I3_replica_shortage', 'I4_persistence', 'I5_stable_previous'];
+
 /** Invariants whose FAIL aborts a waiting attempt: not I1 (production's normal) nor I2 (health restored). */
 export function violations(results: InvariantResult[]): InvariantResult[] {
   return results.filter((r) => r.result === 'FAIL' && r.id !== 'I1_environment' && r.id !== 'I2_health_degraded');

@@ -6,6 +6,7 @@
 // relisted periodically as a safety net against a silently stalled watch.
 // Optionally Argo CD's REST API answers health and sync questions instead.
 import { CustomObjectsApi, makeInformer, type Informer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import { nextDegradedSince } from '../fsm/persistence.ts';
 import type { AppRef, HealthStatus } from '../fsm/record.ts';
 import type { Logger } from '../observability/log.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
@@ -51,6 +52,7 @@ export function applicationView(object: ApplicationObject): ApplicationView {
   const syncRevision = status.sync?.revision ?? status.sync?.revisions?.[0];
   return {
     ref: { namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' },
+    ...(object.metadata?.uid ? { uid: object.metadata.uid } : {}),
     labels: { ...object.metadata?.labels },
     ...(health ? { health } : {}),
     ...(syncRevision ? { syncRevision } : {}),
@@ -70,6 +72,23 @@ export function applicationView(object: ApplicationObject): ApplicationView {
       source: { repoURL: source.repoURL, path: source.path || '.', targetRevision: source.targetRevision || 'HEAD' },
     } : {}),
   };
+}
+
+/**
+ * What of an admitted Application the engine cannot read, field by field: such an
+ * app is not acted on, and a person needs to be told why. Pure.
+ */
+export function shapeProblems(object: ApplicationObject): string[] {
+  const problems: string[] = [];
+  const health = object.status?.health?.status as unknown;
+  if (object.status !== undefined && object.status.health === undefined) problems.push('status.health is missing');
+  else if (object.status?.health !== undefined && (typeof health !== 'string' || health === '')) problems.push(`status.health.status is ${JSON.stringify(health) ?? 'missing'}, not a health status`);
+  else if (typeof health === 'string' && !HEALTH_STATUSES.includes(health)) {
+    problems.push(`status.health.status "${health}" is not one of ${HEALTH_STATUSES.join(', ')} (read as Unknown)`);
+  }
+  if (object.spec?.source === undefined && object.spec?.sources === undefined) problems.push('spec.source is missing');
+  else if (object.spec?.source && !object.spec.source.repoURL) problems.push('spec.source.repoURL is missing');
+  return problems;
 }
 
 const keyOf = (ref: AppRef) => `${ref.namespace}/${ref.name}`;
@@ -97,6 +116,7 @@ export interface ArgoCdWatcherOptions {
   metrics?: CallMetrics;
   timeoutMs?: number;
   backoffMs?: readonly number[];
+  clock?: () => Date;
 }
 
 interface Entry {
@@ -104,6 +124,8 @@ interface Entry {
   syncStatus: string;
   /** The serialised view and sync status: an update that changes neither wakes nobody. */
   fingerprint: string;
+  /** What of the object could not be read, as last logged. */
+  problems: string;
 }
 
 /** One informer: the whole cluster, or one namespace. */
@@ -175,6 +197,16 @@ export class ArgoCdWatcher implements ArgoCdPort {
 
   async getApplication(ref: AppRef): Promise<ApplicationView | undefined> {
     return this.entries.get(keyOf(ref))?.view;
+  }
+
+  async readApplication(ref: AppRef): Promise<ApplicationView | undefined> {
+    try {
+      const object = await this.call('getApplication', () => this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ref.namespace, name: ref.name })) as ApplicationObject;
+      return { ...applicationView(object), ...this.watchedFacts(keyOf(ref), healthOf(object.status?.health?.status)) };
+    } catch (error) {
+      if (error instanceof IntegrationError && error.code === 'NOT_FOUND') return undefined;
+      throw error;
+    }
   }
 
   async listApplications(): Promise<ApplicationView[]> {
@@ -287,13 +319,25 @@ export class ArgoCdWatcher implements ArgoCdPort {
   // ---- the cache -----------------------------------------------------------
 
   private upsert(object: ApplicationObject): void {
-    const view = applicationView(object);
+    const key = keyOf(applicationView(object).ref);
+    const view = { ...applicationView(object), ...this.watchedFacts(key, healthOf(object.status?.health?.status)) };
     const syncStatus = object.status?.sync?.status ?? 'Unknown';
     const fingerprint = JSON.stringify([view, syncStatus]);
-    const key = keyOf(view.ref);
-    if (this.entries.get(key)?.fingerprint === fingerprint) return;
-    this.entries.set(key, { view, syncStatus, fingerprint });
+    const previous = this.entries.get(key);
+    if (previous?.fingerprint === fingerprint) return;
+    const problems = shapeProblems(object).join('; ');
+    // Once per change of what is wrong, not per update or relist.
+    if (problems !== '' && problems !== previous?.problems) {
+      this.log.warn('Application status not understood; not acting on it', { app: key, problems });
+    }
+    this.entries.set(key, { view, syncStatus, fingerprint, problems });
     this.notify(view.ref);
+  }
+
+  /** What only the watch knows of an app: since when its health has been Degraded without a break. */
+  private watchedFacts(key: string, health: HealthStatus | undefined): { degradedSince?: string } {
+    const since = nextDegradedSince(this.entries.get(key)?.view, health, (this.options.clock ?? (() => new Date()))());
+    return since ? { degradedSince: since } : {};
   }
 
   private remove(key: string): void {

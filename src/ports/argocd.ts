@@ -19,8 +19,15 @@ export interface ResourceRef {
 
 export interface ApplicationView {
   ref: AppRef;
+  /** metadata.uid: Argo CD's UI lists an Application's Events by it. */
+  uid?: string;
   labels: Record<string, string>;
   health?: HealthStatus;
+  /**
+   * When the watch saw the current run of Degraded begin; absent when not Degraded
+   * or when it was Degraded already when first seen (fsm/persistence.ts).
+   */
+  degradedSince?: string;
   syncRevision?: string;
   history: DeploymentHistoryEntry[];
   resources: ResourceRef[];
@@ -30,6 +37,8 @@ export interface ApplicationView {
 export interface ArgoCdPort {
   /** The Application as last seen, or undefined when it does not exist (or is not watched). */
   getApplication(ref: AppRef): Promise<ApplicationView | undefined>;
+  /** A fresh read from the API server, past the watch cache: undefined only when it does not exist. */
+  readApplication(ref: AppRef): Promise<ApplicationView | undefined>;
   getApplicationHealth(ref: AppRef): Promise<{ status: HealthStatus; revision?: string } | undefined>;
   getApplicationSyncStatus(ref: AppRef): Promise<{ status: string; revision?: string } | undefined>;
   /** Every Application the operator watches. */

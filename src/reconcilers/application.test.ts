@@ -139,15 +139,20 @@ describe('ApplicationReconciler', () => {
     expect(pr!.comments.at(-1)).toMatch(/ApprovalTimeout/);
   });
 
-  it('goes back to Idle on a transient degradation, with no PR', async () => {
+  it('starts no attempt for a transient degradation: the checks live in the health key, then are cleared', async () => {
     const s = await given('cart', 'staging');
     await h.world.setHealth(s.app.ref, 'Degraded');
     await h.reconcileEvery(10, 2, 'argocd/cart');
+    expect(JSON.parse((await h.kv.get(KEYS.health('cart')))!.value).checks).toHaveLength(2);
     await h.world.setHealth(s.app.ref, 'Healthy');
     await h.reconcileEvery(10, 1, 'argocd/cart');
-    expect(await h.record('cart')).toMatchObject({ state: 'Idle', reason: 'TransientDegradation' });
+    // No attempt record, no RollbackAttempt, no PR: only the two events and nothing left in etcd.
+    expect(await h.record('cart')).toBeUndefined();
     expect(await h.world.pullRequests()).toEqual([]);
     expect(await h.kv.get(KEYS.active('cart'))).toBeUndefined();
+    expect(await h.kv.get(KEYS.health('cart'))).toBeUndefined();
+    expect(await h.outboxTypes()).toEqual(['degradation.detected', 'degradation.cleared']);
+    expect(h.audit.map((a) => a.actionType)).toEqual(['DEGRADATION_DETECTED', 'DEGRADATION_CLEARED']);
   });
 
   it('closes the PR and returns to Idle when health comes back before the merge', async () => {

@@ -6,20 +6,20 @@
 // RollbackAttempt status is written once, at the end, even on error.
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
-import { decide, failSafe, nextChecks, type Decision, type Facts, type Intent, type PendingEvent } from '../fsm/machine.ts';
-import { appKey, branchName, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
+import { decide, failSafe, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
+import { appKey, attemptName, branchName, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
 import { Reason, isActive, type State } from '../fsm/table.ts';
-import { evaluateInvariants, persistence, summary, type InvariantFacts } from '../governance/invariants.ts';
+import { evaluateInvariants, summary, violations, type InvariantFacts } from '../governance/invariants.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
-import { approveCommand, openPullRequest } from '../modules/pr-generator.ts';
+import { approveCommand, baseBranch, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import { repoFromUrl, type GitHubPort, type RepoRef } from '../ports/github.ts';
-import type { AttemptObjectsPort, ClusterPort } from '../ports/kubernetes.ts';
+import type { AttemptObjectsPort, ClusterPort, EventRecorderPort, KubeEvent } from '../ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
-import type { AttemptStore, StoredAttempt } from '../store/attempt-store.ts';
+import type { AppState, AttemptStore, StoredAttempt } from '../store/attempt-store.ts';
 import { StoreUnavailable } from '../store/kv.ts';
 import type { ReconcileResult } from './queue.ts';
 
@@ -48,11 +48,16 @@ export interface ApplicationReconcilerDeps {
   log: Logger;
   argocdNamespace: string;
   /**
-   * Whether the app has an active attempt, from an index the operator keeps off
-   * the etcd watch; undefined when unknown. Lets a quiet app (no attempt, not
-   * Degraded) be checked from the watch cache alone, with no etcd read.
+   * Whether the app has state in etcd (an active attempt, or a degradation being
+   * counted), from an index the operator keeps off the etcd watch; undefined when
+   * unknown. Lets a quiet app (nothing stored, not Degraded) be checked from the
+   * watch cache alone, with no etcd read.
    */
-  hasActiveAttempt?: (storeKey: string) => boolean | undefined;
+  hasStoredState?: (storeKey: string) => boolean | undefined;
+  /** Kubernetes Events on the Application and the RollbackAttempt (best effort). */
+  events?: EventRecorderPort;
+  /** GITHUB_ORG: the owner of every repository the operator may open pull requests on. */
+  allowedOwner?: string;
   /** Called after a commit that wrote events, so the outbox relay publishes them at once. */
   onEventsWritten?: () => void;
   clock?: () => Date;
@@ -76,11 +81,22 @@ interface RoundMemo {
   failure?: Facts['failure'];
 }
 
+interface Observed {
+  facts: Facts;
+  app?: ApplicationView;
+  state: AppState;
+  stored?: StoredAttempt;
+  /** The repository of the attempt's source (undefined before an attempt, or when the URL is not GitHub's). */
+  repo?: RepoRef;
+}
+
 export class ApplicationReconciler {
   private readonly deps: ApplicationReconcilerDeps;
   private readonly clock: () => Date;
   private readonly newId: () => string;
   private identity?: Promise<string>;
+  /** What was said about a Degraded app that may not be rolled back, so it is said once per degradation. */
+  private readonly waitingSaid = new Map<string, string>();
 
   constructor(deps: ApplicationReconcilerDeps) {
     this.deps = deps;
@@ -92,29 +108,43 @@ export class ApplicationReconciler {
     const ref = parseKey(key);
     const storeKey = appKey(ref, this.deps.argocdNamespace);
     let latest: AttemptRecord | undefined;
-    if (this.deps.hasActiveAttempt?.(storeKey) === false) {
+    let counting: Settings | undefined;
+    if (this.deps.hasStoredState?.(storeKey) === false) {
       const app = await this.deps.argocd.getApplication(ref);
-      // Healthy and no attempt: nothing to decide. The watch wakes the app when it changes.
-      if (!app || app.health !== 'Degraded') return {};
+      // Nothing stored and not Degraded: nothing to decide. The watch wakes the app when it changes.
+      if (!app || app.health !== 'Degraded') {
+        this.waitingSaid.delete(storeKey);
+        return {};
+      }
     }
     try {
       const memo: RoundMemo = {};
       for (let round = 0; round < MAX_ROUNDS; round++) {
-        const facts = await this.observe(ref, storeKey, memo);
-        if (!facts) return {};
-        latest = facts.facts.record ?? latest;
-        const decision = decide(facts.facts);
-        const written = await this.commit(storeKey, facts, decision);
+        const observed = await this.observe(ref, storeKey, memo);
+        if (!observed) return {};
+        latest = observed.facts.record ?? latest;
+        let decision = decide(observed.facts);
+        if (decision.needs) {
+          // decide asked for what only a slower read can tell: read it, then decide again on the same facts.
+          await this.observeNeeds(observed, decision.needs);
+          decision = decide(observed.facts);
+          if (decision.needs) throw new Error(`decide still needs ${decision.needs} after it was observed`);
+        }
+        const written = await this.commit(storeKey, observed, decision);
         latest = written ?? latest;
-        await this.recordNotes(facts.facts, decision);
+        // Still counting a degradation (written now, or stored and left as it is): check again an interval later.
+        const stillCounting = decision.degradation === undefined ? observed.facts.pendingCorrelationId !== undefined && !decision.record : decision.degradation !== null;
+        counting = stillCounting ? observed.facts.settings : undefined;
+        await this.recordNotes(storeKey, observed, decision);
         if (decision.intents.length === 0) {
           // A transition may enable the next step at once (CandidateResolved → open the PR).
           if (!decision.transition || !isActive(decision.transition.to)) break;
           continue;
         }
-        Object.assign(memo, await this.execute(decision.intents, written ?? facts.facts.record!, facts));
+        Object.assign(memo, await this.execute(decision.intents, written ?? observed.facts.record!, observed));
       }
-      return requeue(this.nextCheckMs(latest));
+      // A degradation being counted needs its next check an interval later, as an active attempt does.
+      return requeue(this.nextCheckMs(latest) ?? (counting ? counting.intervalSeconds * 1000 : undefined));
     } catch (error) {
       if (!isUnexpected(error)) throw error;
       // Fail-safe (SPEC §14.5): an unexpected error ends the active attempt in Abort with a reason.
@@ -129,76 +159,81 @@ export class ApplicationReconciler {
 
   // ---- observe -------------------------------------------------------------
 
-  private async observe(ref: AppRef, storeKey: string, memo: RoundMemo): Promise<{ facts: Facts; app?: ApplicationView; stored?: StoredAttempt } | undefined> {
+  private async observe(ref: AppRef, storeKey: string, memo: RoundMemo): Promise<Observed | undefined> {
     const now = this.clock();
-    const [app, state] = await Promise.all([this.deps.argocd.getApplication(ref), this.deps.store.loadApp(storeKey)]);
+    const [cached, state] = await Promise.all([this.deps.argocd.getApplication(ref), this.deps.store.loadApp(storeKey)]);
     const stored = state.active;
     const record = stored?.record;
+    // Not in the watch cache: only an attempt needs to know whether the Application is really gone.
+    const app = cached ?? (record && isActive(record.state) ? await this.deps.argocd.readApplication(ref) : undefined);
     const monitored = app ? this.deps.monitoring(app) : undefined;
-    if (!record && !monitored) return undefined;
+    if (!record && !monitored) {
+      if (state.pending) await this.dropPending(storeKey, state.pending.modRevision);
+      return undefined;
+    }
 
     const settings = record?.settings ?? monitored!.settings;
-    const health = app?.health ? { status: app.health, ...(app.syncRevision ? { revision: app.syncRevision } : {}) } : undefined;
+    const health = app?.health ? {
+      status: app.health,
+      ...(app.syncRevision ? { revision: app.syncRevision } : {}),
+      ...(app.degradedSince ? { degradedSince: app.degradedSince } : {}),
+    } : undefined;
     const cooldownUntil = state.lastRollbackAt
       ? new Date(Date.parse(state.lastRollbackAt) + settings.cooldownSeconds * 1000).toISOString()
       : undefined;
+    const policyRef = record?.policyRef ?? monitored?.policyRef;
+    const refused = !record && app ? this.refusal(app) : undefined;
     const facts: Facts = {
       now,
       app: ref,
       environment: record?.environment ?? monitored!.environment,
       settings,
-      ...(record?.policyRef ?? monitored?.policyRef ? { policyRef: (record?.policyRef ?? monitored?.policyRef)! } : {}),
+      ...(policyRef ? { policyRef } : {}),
       ...(record ? { record } : {}),
-      checks: stored?.checks ?? [],
+      checks: stored?.checks ?? state.pending?.checks ?? [],
+      ...(state.pending ? { pendingCorrelationId: state.pending.correlationId } : {}),
       ...(health ? { health } : {}),
+      ...(app?.source ? { source: app.source } : {}),
+      ...(refused ? { refused } : {}),
       suspended: monitored?.suspended ?? false,
       ...(cooldownUntil ? { cooldownUntil } : {}),
       nextCorrelationId: this.newId(),
       human: {},
       ...(memo.failure ? { failure: memo.failure } : {}),
     };
-    if (!record || !app) return { facts, ...(app ? { app } : {}), ...(stored ? { stored } : {}) };
+    const observed: Observed = { facts, ...(app ? { app } : {}), state, ...(stored ? { stored } : {}) };
+    if (!record) return observed;
 
+    // Human requests are read whatever else can or cannot be: abort and reset always work.
     const requests = await this.deps.attempts.requests(record);
     facts.human = {
       ...(requests.abort !== undefined ? { abort: requests.abort } : {}),
       ...(requests.reset ? { reset: true } : {}),
       ...(requests.approve ? { approval: { username: requests.approve } } : {}),
     };
-    const repo = repoOf(app);
+    if (!app && isActive(record.state)) facts.applicationGone = true;
+    const source = record.source ?? app?.source;
+    const repo = source ? repoFromUrl(source.repoURL) : undefined;
+    if (repo) observed.repo = repo;
     try {
-      await this.observeForState(facts, record, app, repo, state.rolledBackFrom, memo);
+      if (!repo) throw new IntegrationError('readRepositoryContent', 'INVALID_ARGUMENT', `Application ${ref.namespace}/${ref.name} has no GitHub repoURL in spec.source`);
+      await this.observeForState(observed, record, repo);
+      if (facts.pullRequest && record.state === 'CandidateResolved') facts.pullRequestJustOpened = memo.opened === true;
     } catch (error) {
       if (!(error instanceof IntegrationError)) throw error;
       facts.failure = { code: error.code, message: error.message, call: error.call };
-      if (record.state === 'DegradationDetected') facts.candidate = { kind: 'error', code: error.code, message: error.message };
     }
-    return { facts, app, stored: stored! };
+    return observed;
   }
 
-  private async observeForState(facts: Facts, record: AttemptRecord, app: ApplicationView, repo: RepoRef, excluded: string[], memo: RoundMemo): Promise<void> {
+  private async observeForState(observed: Observed, record: AttemptRecord, repo: RepoRef): Promise<void> {
     const { github } = this.deps;
+    const { facts, app } = observed;
     switch (record.state) {
-      case 'DegradationDetected': {
-        // Search for a candidate only once this check confirms persistence (I4).
-        if (facts.health?.status !== 'Degraded') return;
-        const last = facts.checks.at(-1);
-        if (last && (facts.now.getTime() - Date.parse(last.at)) / 1000 < record.settings.intervalSeconds * 0.9) return;
-        const checks = nextChecks(facts.checks, { at: facts.now.toISOString(), status: 'Degraded', ...(facts.health.revision ? { revision: facts.health.revision } : {}) }, record.settings);
-        if (persistence(checks, record.settings.persistenceChecks, record.settings.intervalSeconds)[0] !== 'PASS') return;
-        const started = Date.now();
-        facts.checks = checks;
-        facts.candidate = await resolveCandidate(github, this.deps.history, {
-          app, repo, settings: record.settings, currentRevision: facts.health.revision ?? record.currentRevision ?? '', excluded, now: facts.now,
-        });
-        this.deps.metrics.observeCandidateResolution(app.ref.name, (Date.now() - started) / 1000);
-        return;
-      }
       case 'CandidateResolved': {
         const pr = await github.findPullRequest(repo, branchName(record.app, record.correlationId));
         if (pr) {
           facts.pullRequest = { ref: { number: pr.number, url: pr.url, branch: pr.branch, state: pr.merged ? 'merged' : pr.state }, headSha: pr.headSha };
-          facts.pullRequestJustOpened = memo.opened === true;
         }
         return;
       }
@@ -206,7 +241,7 @@ export class ApplicationReconciler {
       case 'AwaitingMergeApproval':
       case 'Abort': {
         if (!record.pullRequest) return;
-        const { pr, ci } = await github.getPullRequestStatus(repo, record.pullRequest!.number);
+        const { pr, ci } = await github.getPullRequestStatus(repo, record.pullRequest.number);
         // Cached once known; a failed lookup is not cached, so it is asked again next time.
         const identity = await (this.identity ??= github.identity().catch((error: unknown) => { this.identity = undefined; throw error; }));
         facts.pullRequest = {
@@ -216,7 +251,7 @@ export class ApplicationReconciler {
           ...(pr.merged ? { mergedByOperator: pr.mergedBy === identity } : {}),
         };
         facts.ci = ci.state === 'none' ? 'pending' : ci.state;
-        if (record.state === 'AwaitingMergeApproval' && pr.state === 'open') {
+        if (record.state === 'AwaitingMergeApproval' && pr.state === 'open' && app) {
           facts.invariants = evaluateInvariants(await this.invariantFacts(facts, record, app, repo, { ...pr, runs: ci.runs }), facts.now);
         }
         return;
@@ -226,8 +261,44 @@ export class ApplicationReconciler {
     }
   }
 
+  /** The facts a decision asked for: a candidate search (persistence confirmed), or what a PR would be opened on. */
+  private async observeNeeds(observed: Observed, needs: NonNullable<Decision['needs']>): Promise<void> {
+    const { facts, app, repo } = observed;
+    const record = facts.record!;
+    if (!app || !repo) throw new Error(`${needs} asked for without an Application or repository`);
+    try {
+      if (needs === 'candidate') {
+        const started = Date.now();
+        facts.candidate = await resolveCandidate(this.deps.github, this.deps.history, {
+          app, repo, settings: record.settings, currentRevision: facts.health?.revision ?? record.currentRevision ?? '', excluded: observed.state.rolledBackFrom, now: facts.now,
+        });
+        this.deps.metrics.observeCandidateResolution(app.ref.name, (Date.now() - started) / 1000);
+        return;
+      }
+      // What the PR would be opened on, read side by side: the diff, the commits undone, and the invariants
+      // as they stand (their facts include the Deployments' rollout, listed when readable).
+      const path = app.source?.path ?? '.';
+      const base = baseBranch(app);
+      const target = record.candidate!.revision;
+      const [preview, undone, invariantFacts] = await Promise.all([
+        this.deps.github.previewRollback(repo, { path, branch: base, targetSha: target }),
+        this.deps.github.readRepositoryContent(repo, path, base, record.settings.maxCommits)
+          .then((commits) => commits.slice(0, Math.max(0, commits.findIndex((c) => c.sha === target)))),
+        this.invariantFacts(facts, record, app, repo),
+      ]);
+      facts.preflight = {
+        invariants: evaluateInvariants(invariantFacts, facts.now), changedFiles: preview.changed, base, undone,
+        ...(invariantFacts.deployments ? { deployments: invariantFacts.deployments } : {}),
+      };
+    } catch (error) {
+      if (!(error instanceof IntegrationError)) throw error;
+      if (needs === 'candidate') facts.candidate = { kind: 'error', code: error.code, message: error.message };
+      else facts.failure = { code: error.code, message: error.message, call: error.call };
+    }
+  }
+
   /** Fresh reads for the invariants, just before a merge decision (SPEC §4, §7). */
-  /** Without `pr` (for the body of a PR about to open): what only a PR can tell stays unread. */
+  /** Without `pr` (before the PR opens): what only a PR can tell stays unread. */
   private async invariantFacts(facts: Facts, record: AttemptRecord, app: ApplicationView, repo: RepoRef, pr?: { number: number; mergeable: boolean | null; mergeableState: string; base: string; runs: InvariantFacts['prChecks'] }): Promise<InvariantFacts> {
     // A fact that cannot be read becomes UNKNOWN (never PASS); say why in the log.
     const settle = <T>(what: string, p: Promise<T>) => p.then((v) => v, (error: Error) => {
@@ -255,20 +326,45 @@ export class ApplicationReconciler {
     };
   }
 
+  /** Why no attempt may start for this app, whatever its health: its repository is not one the operator may touch. */
+  private refusal(app: ApplicationView): string | undefined {
+    const owner = this.deps.allowedOwner;
+    if (!owner || !app.source) return undefined;
+    const repo = repoFromUrl(app.source.repoURL);
+    if (!repo) return `spec.source.repoURL ${app.source.repoURL} is not a GitHub repository URL: no rollback pull request can be opened`;
+    if (repo.owner.toLowerCase() !== owner.toLowerCase()) {
+      return `spec.source.repoURL ${app.source.repoURL} is outside GITHUB_ORG ${owner}: the operator opens pull requests only on ${owner}'s repositories`;
+    }
+    return undefined;
+  }
+
   // ---- commit --------------------------------------------------------------
 
-  private async commit(storeKey: string, observed: { facts: Facts; stored?: StoredAttempt }, decision: Decision): Promise<AttemptRecord | undefined> {
-    if (!decision.record) return undefined;
+  private async commit(storeKey: string, observed: Observed, decision: Decision): Promise<AttemptRecord | undefined> {
     const { facts } = observed;
+    if (decision.degradation !== undefined) {
+      const correlationId = decision.degradation?.correlationId ?? facts.pendingCorrelationId!;
+      const events = decision.events.map((e) => this.toCloudEvent(e, facts.app, e.correlationId ?? correlationId, facts.now));
+      const result = await this.deps.store.commitDegradation({
+        appKey: storeKey, degradation: decision.degradation, expectedModRevision: observed.state.pending?.modRevision ?? null, events,
+      });
+      if (!result.ok) throw new WriteConflict(result.reason);
+      if (events.length > 0) this.deps.onEventsWritten?.();
+      await this.auditDegradation(facts, decision);
+      return undefined;
+    }
+    if (!decision.record) return undefined;
     const record = decision.record;
-    const events = decision.events.map((e) => this.toCloudEvent(e, record, facts.now));
+    const events = decision.events.map((e) => this.toCloudEvent(e, record.app, e.correlationId ?? record.correlationId, facts.now));
     const result = await this.deps.store.commit({
       appKey: storeKey,
       record,
       ...(decision.checks ? { checks: decision.checks } : {}),
+      // A new attempt takes over the health key its degradation was counted in.
       expectedModRevision: observed.stored?.modRevision ?? null,
       events,
       ...(decision.app ? { app: decision.app } : {}),
+      ...(decision.release ? { release: true } : {}),
     });
     if (!result.ok) throw new WriteConflict(result.reason);
     if (events.length > 0) this.deps.onEventsWritten?.();
@@ -276,8 +372,31 @@ export class ApplicationReconciler {
     return record;
   }
 
-  private toCloudEvent(pending: PendingEvent, record: AttemptRecord, now: Date): CloudEvent {
-    return makeEvent(pending.type, { subject: appSubject(record.app), correlationId: record.correlationId, data: pending.data as never, time: now });
+  /** An app whose attempt-less degradation is no longer watched or monitored: its count is dropped. */
+  private async dropPending(storeKey: string, modRevision: string): Promise<void> {
+    const result = await this.deps.store.commitDegradation({ appKey: storeKey, degradation: null, expectedModRevision: modRevision, events: [] });
+    if (!result.ok) throw new WriteConflict(result.reason);
+  }
+
+  private toCloudEvent(pending: PendingEvent, app: AppRef, correlationId: string, now: Date): CloudEvent {
+    return makeEvent(pending.type, { subject: appSubject(app), correlationId, data: pending.data as never, time: now });
+  }
+
+  private async auditDegradation(facts: Facts, decision: Decision): Promise<void> {
+    for (const event of decision.events) {
+      if (event.type !== 'degradation.detected' && event.type !== 'degradation.cleared') continue;
+      const detected = event.type === 'degradation.detected';
+      await this.deps.audit.record({
+        module: 'DegradationDetector',
+        correlationId: event.correlationId ?? decision.degradation?.correlationId ?? facts.pendingCorrelationId!,
+        actionType: detected ? 'DEGRADATION_DETECTED' : 'DEGRADATION_CLEARED',
+        message: detected
+          ? `Degraded seen: check 1 of ${facts.settings.persistenceChecks}`
+          : `Health left Degraded after ${event.data.checks} check(s): the count restarts`,
+        reasoning: detected ? `Argo CD reports Degraded on ${facts.health?.revision ?? 'an unknown revision'}` : `health now ${facts.health?.status ?? 'not Degraded'}`,
+        metadata: { appName: facts.app.name, environment: facts.environment },
+      });
+    }
   }
 
   private async afterTransition(record: AttemptRecord, t: { from: State; to: State; reason: Reason }, facts: Facts): Promise<void> {
@@ -289,8 +408,14 @@ export class ApplicationReconciler {
     if (t.to === 'PRCreated') metrics.rollbackProposed(app, env, true);
     if (t.to === 'RollbackMerged') metrics.rollbackMerged(app, env, record.merge?.auto ?? false);
     if (t.to === 'Abort') metrics.rollbackAborted(app, env, t.reason);
+    // Violations that stopped an attempt, so an alert on this counter means what it says.
+    if (t.reason === Reason.InvariantViolated) for (const v of violations(record.invariants)) metrics.invariantViolated(v.id);
     if (t.to === 'RollbackComplete') metrics.observeRecovery(app, env, (facts.now.getTime() - Date.parse(record.degradation.firstSeenAt)) / 1000);
     log.info('Transitioned attempt', { correlationId: record.correlationId, app, from: t.from, to: t.to, reason: t.reason, detail: record.message });
+    this.emitEvents(record, {
+      type: t.to === 'Abort' ? 'Warning' : 'Normal', reason: t.reason, action: `To${t.to}`,
+      note: `${t.from} -> ${t.to}: ${record.message || t.reason}`,
+    });
     await audit.record({
       level: t.to === 'Abort' ? 'WARN' : 'INFO',
       module: moduleFor(t.to),
@@ -304,13 +429,27 @@ export class ApplicationReconciler {
     });
   }
 
-  private async recordNotes(facts: Facts, decision: Decision): Promise<void> {
-    const record = decision.record ?? facts.record;
-    if (!record) return;
+  /** The same Event on the RollbackAttempt and on its Application, so Argo CD's UI shows it too. */
+  private emitEvents(record: AttemptRecord, event: Omit<KubeEvent, 'regarding'>, uid?: string): void {
+    const attempt = { apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackAttempt', namespace: record.app.namespace, name: attemptName(record.app, record.correlationId) };
+    const application = { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...record.app, ...(uid ? { uid } : {}) };
+    this.deps.events?.emit({ ...event, regarding: attempt, related: application });
+    this.deps.events?.emit({ ...event, regarding: application, related: attempt });
+  }
+
+  private async recordNotes(storeKey: string, observed: Observed, decision: Decision): Promise<void> {
+    const { facts } = observed;
+    if (facts.health?.status !== 'Degraded') this.waitingSaid.delete(storeKey);
     for (const note of decision.notes) {
-      if (note.kind === 'waiting') continue;
-      if (note.kind === 'invariants') {
-        for (const r of record.invariants) if (r.result === 'FAIL') this.deps.metrics.invariantViolated(r.id);
+      if (note.kind === 'waiting') {
+        await this.sayWaiting(storeKey, observed, note);
+        continue;
+      }
+      const record = decision.record ?? facts.record;
+      if (!record) continue;
+      if (note.kind === 'approval-refused') {
+        this.deps.log.warn('Refused approval', { correlationId: record.correlationId, app: record.app.name, detail: note.message });
+        this.emitEvents(record, { type: 'Warning', reason: note.reason ?? 'ApprovalRefused', action: 'RecordApproval', note: note.message }, observed.app?.uid);
       }
       await this.deps.audit.record({
         level: note.kind === 'approval-refused' ? 'WARN' : 'INFO',
@@ -325,27 +464,40 @@ export class ApplicationReconciler {
     }
   }
 
+  /** A Degraded app that may not be rolled back (refused, suspended, in cooldown): said once per degradation. */
+  private async sayWaiting(storeKey: string, observed: Observed, note: Note): Promise<void> {
+    if (this.waitingSaid.get(storeKey) === note.message) return;
+    this.waitingSaid.set(storeKey, note.message);
+    const { app, environment } = observed.facts;
+    this.deps.log.info('Not rolling back a Degraded application', { app: `${app.namespace}/${app.name}`, reason: note.reason, detail: note.message });
+    this.deps.events?.emit({
+      regarding: { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...app, ...(observed.app?.uid ? { uid: observed.app.uid } : {}) },
+      type: note.reason === 'InCooldown' ? 'Normal' : 'Warning', reason: note.reason ?? 'RollbackNotAttempted', action: 'StartRollback', note: note.message,
+    });
+    await this.deps.audit.record({
+      level: 'WARN', module: 'DegradationDetector', actionType: 'DEGRADATION_IGNORED', message: note.message,
+      reasoning: note.reason ?? 'waiting', metadata: { appName: app.name, environment },
+    });
+  }
+
   // ---- execute -------------------------------------------------------------
 
-  private async execute(intents: Intent[], record: AttemptRecord, observed: { facts: Facts; app?: ApplicationView }): Promise<RoundMemo> {
-    const app = observed.app!;
-    const repo = repoOf(app);
+  // Intents only write: every fact they need was observed before the decision.
+  private async execute(intents: Intent[], record: AttemptRecord, observed: Observed): Promise<RoundMemo> {
     const { github, audit } = this.deps;
     const memo: RoundMemo = {};
     const meta = { appName: record.app.name, environment: record.environment };
     for (const intent of intents) {
       try {
+        const repo = observed.repo;
+        if (!repo) throw new IntegrationError(intent.kind, 'INVALID_ARGUMENT', `the attempt's source has no GitHub repository URL`);
         switch (intent.kind) {
           case 'openPullRequest': {
-            // What the PR body shows, read side by side: the commits undone, and the invariants
-            // as they stand (their facts include the Deployments' replicas, listed when readable).
-            const [undone, facts] = await Promise.all([
-              github.readRepositoryContent(repo, app.source?.path ?? '.', app.source?.targetRevision ?? 'main', record.settings.maxCommits)
-                .then((commits) => commits.slice(0, Math.max(0, commits.findIndex((c) => c.sha === record.candidate?.revision)))),
-              this.invariantFacts(observed.facts, record, app, repo),
-            ]);
-            const invariants = evaluateInvariants(facts, observed.facts.now);
-            const pr = await openPullRequest(github, repo, { record, app, checks: observed.facts.checks, undone, invariants, ...(facts.deployments ? { deployments: facts.deployments } : {}) });
+            const { preflight } = intent;
+            const pr = await openPullRequest(github, repo, {
+              record, app: observed.app!, checks: observed.facts.checks, undone: preflight.undone, invariants: preflight.invariants,
+              ...(preflight.deployments ? { deployments: preflight.deployments } : {}),
+            });
             memo.opened = true;
             await audit.record({ module: 'PRGenerator', correlationId: record.correlationId, actionType: 'PR_CREATED',
               message: `Opened rollback pull request #${pr.number}`, metadata: { ...meta, prNumber: pr.number, url: pr.url, branch: pr.branch },
@@ -370,7 +522,9 @@ export class ApplicationReconciler {
             break;
           case 'requestApproval':
             await github.commentPullRequest(repo, intent.number, `approval-${record.correlationId}`,
-              `CI is green. This production rollback waits for an authorized approver:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\``);
+              `CI is green and the invariants allow a merge. This production rollback waits for an authorized approver:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\``);
+            this.emitEvents(record, { type: 'Normal', reason: 'ApprovalRequested', action: 'RequestApproval',
+              note: `pull request #${intent.number} waits for an authorized approver: ${approveCommand(record)}` }, observed.app?.uid);
             break;
         }
       } catch (error) {
@@ -405,7 +559,7 @@ export class ApplicationReconciler {
       now: this.clock(), app: record.app, environment: record.environment, settings: record.settings, record: stored.record,
       checks: stored.checks, suspended: false, nextCorrelationId: this.newId(), human: {},
     };
-    return this.commit(storeKey, { facts, stored }, failSafe(facts, `unexpected error: ${error.message}`));
+    return this.commit(storeKey, { facts, stored, state: { active: stored, rolledBackFrom: [] } }, failSafe(facts, `unexpected error: ${error.message}`));
   }
 
   /** An active attempt is checked every interval; anything else waits for the watch or the resync. */
@@ -427,12 +581,6 @@ export function parseKey(key: string): AppRef {
   const [namespace, name] = key.split('/');
   if (!namespace || !name) throw new Error(`bad reconcile key ${key}: expected namespace/name`);
   return { namespace, name };
-}
-
-function repoOf(app: ApplicationView): RepoRef {
-  const repo = app.source ? repoFromUrl(app.source.repoURL) : undefined;
-  if (!repo) throw new IntegrationError('readRepositoryContent', 'INVALID_ARGUMENT', `Application ${app.ref.namespace}/${app.ref.name} has no GitHub repoURL in spec.source`);
-  return repo;
 }
 
 function moduleFor(state: State): AuditInput['module'] {

@@ -42,8 +42,17 @@ export interface StoredAttempt {
   modRevision: string;
 }
 
+/** A degradation being counted before any attempt exists (the app's health key alone). */
+export interface PendingDegradation {
+  correlationId: string;
+  checks: HealthCheck[];
+  /** mod_revision of the health key: the compare-and-swap token of the next write. */
+  modRevision: string;
+}
+
 export interface AppState {
   active?: StoredAttempt;
+  pending?: PendingDegradation;
   lastRollbackAt?: string;
   rolledBackFrom: string[];
 }
@@ -57,6 +66,17 @@ export interface AttemptWrite {
   expectedModRevision: string | null;
   events: CloudEvent[];
   app?: { rolledBackFrom?: string; lastRollbackAt?: string };
+  /** Release the app's active key (and lease the attempt) although its state is not an ended one. */
+  release?: boolean;
+}
+
+/** A write of the app's health key alone, before any attempt: checks, or null to delete it. */
+export interface DegradationWrite {
+  appKey: string;
+  degradation: { correlationId: string; checks: HealthCheck[] } | null;
+  /** The health key's mod_revision read before deciding; null when it was absent. */
+  expectedModRevision: string | null;
+  events: CloudEvent[];
 }
 
 export type CommitResult =
@@ -75,10 +95,11 @@ export class AttemptStore implements OutboxStore {
   }
 
   async loadApp(appKey: string): Promise<AppState> {
-    const [active, lastRollback, rolledBack] = await Promise.all([
+    const [active, lastRollback, rolledBack, health] = await Promise.all([
       this.kv.get(KEYS.active(appKey)),
       this.kv.get(KEYS.lastRollback(appKey)),
       this.kv.getPrefix(KEYS.rolledBackFrom(appKey, '')),
+      this.kv.get(KEYS.health(appKey)),
     ]);
     const state: AppState = {
       rolledBackFrom: rolledBack.map((kv) => kv.key.slice(KEYS.rolledBackFrom(appKey, '').length)),
@@ -87,6 +108,9 @@ export class AttemptStore implements OutboxStore {
     if (active) {
       const stored = await this.getAttempt(appKey, active.value);
       if (stored) state.active = stored;
+    } else if (health) {
+      const history = JSON.parse(health.value) as { correlationId: string; checks: HealthCheck[] };
+      state.pending = { ...history, modRevision: health.modRevision };
     }
     return state;
   }
@@ -108,10 +132,17 @@ export class AttemptStore implements OutboxStore {
 
   /** Every app with an active attempt (aborted ones included), for resync. */
   async activeAttempts(): Promise<Array<{ appKey: string; correlationId: string }>> {
+    return (await this.appsWithState()).active;
+  }
+
+  /** Apps with an active attempt, and apps whose degradation is being counted before any attempt. */
+  async appsWithState(): Promise<{ active: Array<{ appKey: string; correlationId: string }>; pending: string[] }> {
     const all = await this.kv.getPrefix(KEYS.appsPrefix);
-    return all
-      .filter((kv) => kv.key.endsWith('/active'))
-      .map((kv) => ({ appKey: kv.key.slice(KEYS.appsPrefix.length, -'/active'.length), correlationId: kv.value }));
+    const appOf = (key: string, leaf: string) => key.slice(KEYS.appsPrefix.length, -leaf.length);
+    return {
+      active: all.filter((kv) => kv.key.endsWith('/active')).map((kv) => ({ appKey: appOf(kv.key, '/active'), correlationId: kv.value })),
+      pending: all.filter((kv) => kv.key.endsWith('/health')).map((kv) => appOf(kv.key, '/health')),
+    };
   }
 
   /** Every stored attempt record, newest writes included, for the RollbackAttempt projection. */
@@ -132,7 +163,7 @@ export class AttemptStore implements OutboxStore {
     }
     if (fence) compares.push({ key: fence.key, target: 'create', equals: fence.createRevision });
 
-    const ended = hasEnded(record.state);
+    const ended = hasEnded(record.state) || write.release === true;
     const lease = ended ? await this.kv.grantLease(RETENTION_SECONDS) : undefined;
     const leased = lease ? { lease: lease.id } : {};
     const state = { state: record.state, since: record.since, reason: record.reason, version: record.version };
@@ -157,6 +188,31 @@ export class AttemptStore implements OutboxStore {
       return { ok: true, modRevision: result.revision };
     }
     if (lease) await lease.revoke();
+    if (fence) {
+      const leader = await this.kv.get(fence.key);
+      if (leader?.createRevision !== fence.createRevision) return { ok: false, reason: 'fenced' };
+    }
+    return { ok: false, reason: 'conflict' };
+  }
+
+  /** Writes or clears the health key of an app without an attempt, with its events, fenced like commit(). */
+  async commitDegradation(write: DegradationWrite): Promise<CommitResult> {
+    const { appKey } = write;
+    const fence = this.fence();
+    const compares: Compare[] = [
+      // An attempt that started meanwhile owns the health key now.
+      { key: KEYS.active(appKey), target: 'absent' },
+      write.expectedModRevision === null
+        ? { key: KEYS.health(appKey), target: 'absent' }
+        : { key: KEYS.health(appKey), target: 'mod', equals: write.expectedModRevision },
+    ];
+    if (fence) compares.push({ key: fence.key, target: 'create', equals: fence.createRevision });
+    const puts: Put[] = write.events.map((event) => ({ key: this.outboxKey(event), value: JSON.stringify(event) }));
+    const deletes: string[] = [];
+    if (write.degradation) puts.push({ key: KEYS.health(appKey), value: JSON.stringify(write.degradation) });
+    else deletes.push(KEYS.health(appKey));
+    const result = await this.kv.txn({ compares, puts, deletes });
+    if (result.succeeded) return { ok: true, modRevision: result.revision };
     if (fence) {
       const leader = await this.kv.get(fence.key);
       if (leader?.createRevision !== fence.createRevision) return { ok: false, reason: 'fenced' };
