@@ -97,6 +97,8 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
   // ---- scripting (tests) ---------------------------------------------------
 
   async addApp(app: FakeApp): Promise<void> { await this.put(K.app(app.ref), app); }
+  /** The Application is deleted (kubectl delete application). */
+  async removeApp(ref: AppRef): Promise<void> { await this.kv.txn({ compares: [], puts: [], deletes: [K.app(ref)] }); }
   async app(ref: AppRef): Promise<FakeApp | undefined> { return this.read<FakeApp>(K.app(ref)); }
   /** Without `deployments`, a Degraded app's Deployments fall short as a stuck rollout leaves them (one new pod, never ready). */
   async setHealth(ref: AppRef, health: HealthStatus, deployments?: DeploymentReplicas[]): Promise<void> {

@@ -41,14 +41,28 @@ export function statusOf(record: AttemptRecord): Record<string, unknown> {
     invariants: record.invariants.map((i) => ({ ...i, detail: truncate(i.detail, 2048) })),
     ...(record.approval ? { approval: record.approval } : {}),
     transitions: record.transitions.slice(-64),
-    conditions: [{
-      type: 'Active',
-      status: active ? 'True' : 'False',
-      reason: record.reason,
-      message: truncate(record.message || record.reason, 32_000),
-      lastTransitionTime: record.since.replace(/\.\d{3}Z$/, 'Z'),
-    }],
+    conditions: conditionsOf(record, active),
   };
+}
+
+const apiTime = (at: string) => at.replace(/\.\d{3}Z$/, 'Z');
+
+/** `Active`, and `Approved` once a production approval was recorded or refused. */
+function conditionsOf(record: AttemptRecord, active: boolean): Array<Record<string, unknown>> {
+  const conditions: Array<Record<string, unknown>> = [{
+    type: 'Active',
+    status: active ? 'True' : 'False',
+    reason: record.reason,
+    message: truncate(record.message || record.reason, 32_000),
+    lastTransitionTime: apiTime(record.since),
+  }];
+  if (record.approval) {
+    conditions.push({ type: 'Approved', status: 'True', reason: 'ApprovalRecorded', message: `approved by ${record.approval.approvedBy}`, lastTransitionTime: apiTime(record.approval.approvedAt) });
+  } else if (record.approvalRefused) {
+    const refused = record.approvalRefused;
+    conditions.push({ type: 'Approved', status: 'False', reason: 'ApprovalRefused', message: truncate(`approval by ${refused.username || '(empty)'} refused: ${refused.detail}`, 32_000), lastTransitionTime: apiTime(refused.at) });
+  }
+  return conditions;
 }
 
 export class RollbackAttemptObjects implements AttemptObjectsPort {

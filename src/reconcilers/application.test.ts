@@ -11,6 +11,8 @@ import { settingsFrom } from '../policy/settings.ts';
 import { AttemptStore, KEYS } from '../store/attempt-store.ts';
 import { StoreUnavailable } from '../store/kv.ts';
 import { MemoryKV } from '../store/memory.ts';
+import type { KubeEvent } from '../ports/kubernetes.ts';
+import { statusOf } from '../integrations/rollback-attempts.ts';
 import { ApplicationReconciler } from './application.ts';
 
 const defaults = {
@@ -27,8 +29,12 @@ class Harness {
   metrics = new Metrics();
   reconciler: ApplicationReconciler;
 
-  constructor(spec: Parameters<typeof settingsFrom>[1] = {}) {
+  events: KubeEvent[] = [];
+
+  constructor(spec: Parameters<typeof settingsFrom>[1] = {}, extra: { allowedOwner?: string } = {}) {
     this.reconciler = new ApplicationReconciler({
+      ...extra,
+      events: { emit: (event) => { this.events.push(event); }, flush: async () => {} },
       store: this.store, argocd: this.world, github: this.world, cluster: this.world, history: this.world, attempts: this.world,
       monitoring: (app) => ({ settings: settingsFrom(defaults, { ...spec, merge: { approvers: { users: ['alice'] }, ...spec.merge } }), environment: app.labels.environment === 'staging' ? 'staging' : 'production', suspended: false }),
       audit: { record: async (input) => { this.audit.push(input); } },
@@ -249,5 +255,139 @@ describe('ApplicationReconciler', () => {
     await h.reconcileEvery(10, 1, 'argocd/cart');
     expect(await h.record('cart')).toMatchObject({ state: 'Idle', reason: 'Reset' });
     expect(await h.kv.get(KEYS.active('cart'))).toBeUndefined();
+  });
+
+  describe('decisions made before a PR is opened (issue 8)', () => {
+    it('opens no PR when I3 already fails, and aborts at once with the reason and the metric', async () => {
+      const s = await given('cart', 'staging');
+      // Degraded, but every Deployment runs its current revision in full: no PR can make I3 pass.
+      await h.world.setHealth(s.app.ref, 'Degraded', [{ name: 'cart', desired: 3, updated: 3, available: 3, unavailable: 0, progressDeadlineExceeded: false }]);
+      await h.reconcileEvery(10, 3, 'argocd/cart');
+      const record = await h.record('cart');
+      expect(record).toMatchObject({ state: 'Abort', reason: 'InvariantViolated' });
+      expect(record!.message).toMatch(/^no pull request opened: I3_replica_shortage: /);
+      expect(await h.world.callCount('createPullRequest')).toBe(0);
+      const metrics = await h.metrics.registry.metrics();
+      expect(metrics).toMatch(/ai_operator_invariant_violations_total\{invariant_id="I3_replica_shortage"\} 1/);
+      expect(metrics).not.toMatch(/invariant_violations_total\{invariant_id="I1_environment"\}/);
+    });
+
+    it('opens no PR when the path already matches the target: NothingToRollBack, with an Event', async () => {
+      const s = await given('cart', 'staging');
+      await h.world.restorePath(s.app.source!.path, s.good);
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 3, 'argocd/cart');
+      const record = await h.record('cart');
+      expect(record).toMatchObject({ state: 'Abort', reason: 'NothingToRollBack' });
+      expect(record!.message).toContain(`already matches ${s.good.slice(0, 7)}: the degradation is not in Git`);
+      expect(await h.world.callCount('createPullRequest')).toBe(0);
+      expect(h.events.some((e) => e.reason === 'NothingToRollBack' && e.regarding.kind === 'Application')).toBe(true);
+    });
+
+    it('refuses an app whose repository is outside GITHUB_ORG: no attempt, said once per degradation', async () => {
+      h = new Harness({}, { allowedOwner: 'someone-else' });
+      const s = await given('cart', 'staging');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 5, 'argocd/cart');
+      expect(await h.record('cart')).toBeUndefined();
+      expect(await h.kv.get(KEYS.health('cart'))).toBeUndefined();
+      expect(h.audit.filter((a) => a.actionType === 'DEGRADATION_IGNORED')).toHaveLength(1);
+      expect(h.events.filter((e) => e.reason === 'ApplicationRefused')).toHaveLength(1);
+      expect(h.events[0]!.note).toContain('outside GITHUB_ORG someone-else');
+      // Healthy, then Degraded again: a new degradation, said again.
+      await h.world.setHealth(s.app.ref, 'Healthy');
+      await h.reconcileEvery(10, 1, 'argocd/cart');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 2, 'argocd/cart');
+      expect(h.events.filter((e) => e.reason === 'ApplicationRefused')).toHaveLength(2);
+    });
+
+    it('says once that a Degraded app in its cooldown is not rolled back', async () => {
+      h = new Harness({ cooldownSeconds: 3600 });
+      const s = await given('cart', 'staging');
+      await h.kv.txn({ compares: [], puts: [{ key: KEYS.lastRollback('cart'), value: new Date(h.now).toISOString() }], deletes: [] });
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 6, 'argocd/cart');
+      expect(await h.record('cart')).toBeUndefined();
+      const said = h.audit.filter((a) => a.actionType === 'DEGRADATION_IGNORED');
+      expect(said).toHaveLength(1);
+      expect(said[0]!.message).toMatch(/rolled back recently: no new attempt before /);
+      expect(h.events.filter((e) => e.reason === 'InCooldown')).toHaveLength(1);
+    });
+
+    it('keeps checking every interval while a degradation is counted, even when a reconcile comes early', async () => {
+      const s = await given('cart', 'staging');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      expect(await h.reconciler.reconcile('argocd/cart')).toEqual({ requeueAfterMs: 10_000 });
+      // A wake-up (the health key's own etcd watch event) before the next check is due.
+      h.now += 100;
+      expect(await h.reconciler.reconcile('argocd/cart')).toEqual({ requeueAfterMs: 10_000 });
+    });
+  });
+
+  describe('production approvals (issue 8)', () => {
+    it('never asks for an approval in the reconcile that aborts, and asks once when it may', async () => {
+      const s = await given('order-service', 'production');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 3, 'argocd/order-service');
+      await h.world.setMergeable(false);
+      await h.world.setCiOfOpenPullRequests('success');
+      await h.reconcileEvery(10, 2, 'argocd/order-service');
+      expect(await h.record('order-service')).toMatchObject({ state: 'Abort', reason: 'InvariantViolated' });
+      const [pr] = await h.world.pullRequests();
+      expect(pr!.comments.join('\n')).not.toContain('waits for an authorized approver');
+      expect(await h.metrics.registry.metrics()).toMatch(/ai_operator_invariant_violations_total\{invariant_id="I8_branch_protection"\} 1/);
+    });
+
+    it('records each distinct refusal once: in the status, as an Event, in the audit trail', async () => {
+      const s = await given('order-service', 'production');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 3, 'argocd/order-service');
+      await h.world.setCiOfOpenPullRequests('success');
+      await h.reconcileEvery(10, 3, 'argocd/order-service');
+      const record = await h.record('order-service');
+      expect((await h.world.pullRequests())[0]!.comments.filter((c) => c.includes('waits for an authorized approver'))).toHaveLength(1);
+      const name = attemptName(s.app.ref, record!.correlationId);
+      await h.world.setRequests(name, { approve: 'mallory' });
+      await h.reconcileEvery(10, 4, 'argocd/order-service');
+      const refused = () => h.audit.filter((a) => a.actionType === 'APPROVAL' && a.level === 'WARN');
+      expect(refused()).toHaveLength(1);
+      expect(h.events.filter((e) => e.reason === 'ApprovalRefused' && e.regarding.kind === 'RollbackAttempt')).toHaveLength(1);
+      const conditions = statusOf((await h.record('order-service'))!).conditions as Array<Record<string, string>>;
+      expect(conditions.find((c) => c.type === 'Approved')).toMatchObject({ status: 'False', reason: 'ApprovalRefused' });
+      expect(conditions.find((c) => c.type === 'Approved')!.message).toContain('mallory is not among the approvers');
+      await h.world.setRequests(name, { approve: 'eve' });
+      await h.reconcileEvery(10, 2, 'argocd/order-service');
+      expect(refused()).toHaveLength(2);
+    });
+  });
+
+  describe('an Application deleted mid-attempt (issue 8)', () => {
+    it('aborts with ApplicationDeleted, closes the PR and releases the app', async () => {
+      const s = await given('cart', 'staging');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 3, 'argocd/cart');
+      expect((await h.record('cart'))?.state).toBe('PRCreated');
+      await h.world.removeApp(s.app.ref);
+      await h.reconcileEvery(10, 1, 'argocd/cart');
+      const record = await h.record('cart');
+      expect(record).toMatchObject({ state: 'Abort', reason: 'ApplicationDeleted' });
+      expect(record!.message).toBe('Application argocd/cart was deleted');
+      expect((await h.world.pullRequests())[0]).toMatchObject({ state: 'closed', merged: false });
+      expect(await h.kv.get(KEYS.active('cart'))).toBeUndefined();
+    });
+
+    it('aborts a production attempt waiting for approval, whose timeout could never be checked', async () => {
+      const s = await given('order-service', 'production');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 3, 'argocd/order-service');
+      await h.world.setCiOfOpenPullRequests('success');
+      await h.reconcileEvery(10, 2, 'argocd/order-service');
+      expect((await h.record('order-service'))?.state).toBe('AwaitingMergeApproval');
+      await h.world.removeApp(s.app.ref);
+      await h.reconcileEvery(10, 1, 'argocd/order-service');
+      expect(await h.record('order-service')).toMatchObject({ state: 'Abort', reason: 'ApplicationDeleted' });
+      expect(await h.kv.get(KEYS.active('order-service'))).toBeUndefined();
+    });
   });
 });
