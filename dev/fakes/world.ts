@@ -185,6 +185,7 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
 
   async readRepositoryContent(_repo: RepoRef, path: string, _branch: string, limit: number): Promise<CommitInfo[]> {
     await this.call('readRepositoryContent');
+    await this.pauseAfter('readRepositoryContent');
     return ((await this.read<CommitInfo[]>(K.commits(path))) ?? []).slice(0, limit);
   }
 

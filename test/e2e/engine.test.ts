@@ -146,7 +146,9 @@ describe('RollbackPolicy, declared in Git', () => {
 describe('a killed operator resumes from etcd', () => {
   // Where to kill, and how the world is held there long enough to do it.
   const points: Array<{ state: State; hold?: (t: Awaited<ReturnType<typeof setUp>>) => Promise<void>; release?: (t: Awaited<ReturnType<typeof setUp>>) => Promise<void> }> = [
-    { state: 'DegradationDetected' },
+    // The attempt starts once persistence is confirmed and leaves DegradationDetected when the candidate search
+    // ends: held there by a slow commit list.
+    { state: 'DegradationDetected', hold: (t) => t.world.setDelayAfter('readRepositoryContent', 4000), release: (t) => t.world.setDelayAfter('readRepositoryContent', 0) },
     // Killed while the PR is opened, before PRCreated is written: the restart must adopt it.
     { state: 'CandidateResolved', hold: (t) => t.world.setDelayAfter('createPullRequest', 4000), release: (t) => t.world.setDelayAfter('createPullRequest', 0) },
     { state: 'PRCreated' },
@@ -193,7 +195,7 @@ describe('a killed operator resumes from etcd', () => {
   it('ends every attempt as an uninterrupted run does, with one PR, one merge and each event once', async () => {
     const reference = await runScenario('uninterrupted');
     expect(summary(reference.done)).toEqual([
-      'Idle->DegradationDetected:DegradationObserved', 'DegradationDetected->CandidateResolved:StableCandidateFound',
+      'Idle->DegradationDetected:DegradationConfirmed', 'DegradationDetected->CandidateResolved:StableCandidateFound',
       'CandidateResolved->PRCreated:PullRequestOpened', 'PRCreated->AwaitingMergeApproval:CISucceeded',
       'AwaitingMergeApproval->RollbackMerged:AutoMerged', 'RollbackMerged->RollbackComplete:HealthRestored',
     ]);

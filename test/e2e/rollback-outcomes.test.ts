@@ -3,6 +3,7 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../dev/stack/process.ts';
 import { HISTORY_APP } from './fixtures/history.ts';
+import { kubectlOk } from './support/kube.ts';
 import { eventually } from './support/operator.ts';
 import { givenRollbackScenario, REPO, type ScenarioOptions, type Stopper } from './support/rollback-scenario.ts';
 
@@ -20,20 +21,22 @@ function sample(metrics: string, name: string, labels: Record<string, string>): 
 }
 
 describe('a degradation that clears by itself', () => {
-  it('stops at DegradationDetected, opens no PR, and goes back to Idle', async () => {
+  it('counts its checks in the health key, starts no attempt, opens no PR, and leaves nothing behind', async () => {
     // Checks 4 s apart: the fix lands well inside the three checks persistence needs.
     const s = await given('transient', { environment: 'staging', env: { POLL_INTERVAL_SEC: '4' } });
+    const appKey = `${s.namespace}_${s.app}`;
     await s.release('v2', true);
-    await s.inState('DegradationDetected');
+    const counting = await eventually('a Degraded check in the health key', async () => (await s.store.loadApp(appKey)).pending);
+    expect(counting.checks[0]).toMatchObject({ status: 'Degraded' });
     await s.release('v3', false);
 
-    const idle = await s.inState('Idle');
-    expect(idle.transitions.map((t) => `${t.to}:${t.reason}`)).toEqual(['DegradationDetected:DegradationObserved', 'Idle:TransientDegradation']);
-    expect(idle.candidate).toBeUndefined();
+    await eventually('the health key cleared', async () => (await s.store.loadApp(appKey)).pending === undefined);
     await new Promise((r) => setTimeout(r, 3000));
+    // What `kubectl get rollbackattempts` shows for a blip: nothing.
+    expect(await s.attempts()).toEqual([]);
+    expect(JSON.parse(await kubectlOk(stack, ['get', 'rollbackattempts', '-n', s.namespace, '-o', 'json'])).items).toEqual([]);
     expect(s.github.control.pulls(REPO)).toEqual([]);
     expect(s.github.control.counters()[PULLS]).toBeUndefined();
-    expect((await s.attempts()).map((r) => r.state)).toEqual(['Idle']);
   }, 120_000);
 });
 

@@ -30,7 +30,7 @@ function newRecord(correlationId: string): AttemptRecord {
     correlationId, app: { namespace: 'argocd', name: 'app' }, environment: 'staging', settings: SETTINGS, state: 'Idle',
     reason: Reason.DegradationObserved, message: '', since: at, version: 0, createdAt: at, degradation: { firstSeenAt: at, checks: 1 }, invariants: [], transitions: [],
   };
-  return transition(idle, 'DegradationDetected', Reason.DegradationObserved, new Date(), 'check 1');
+  return transition(idle, 'DegradationDetected', Reason.DegradationConfirmed, new Date(), 'confirmed');
 }
 
 const event = (record: AttemptRecord, to: string) => makeEvent('fsm.transition', {
