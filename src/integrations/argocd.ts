@@ -324,8 +324,8 @@ export class ArgoCdWatcher implements ArgoCdPort {
     const syncStatus = object.status?.sync?.status ?? 'Unknown';
     const fingerprint = JSON.stringify([view, syncStatus]);
     const previous = this.entries.get(key);
-    if (previous?.fingerprint === fingerprint) return;
     const problems = shapeProblems(object).join('; ');
+    if (previous?.fingerprint === fingerprint && previous.problems === problems) return;
     // Once per change of what is wrong, not per update or relist.
     if (problems !== '' && problems !== previous?.problems) {
       this.log.warn('Application status not understood; not acting on it', { app: key, problems });
