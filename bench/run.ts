@@ -9,6 +9,13 @@
 //   confirming check (degradation.confirmed) to PR opened (pr.created), p50/p95,
 //   and GitHub requests per rollback; also when the last PR opened, and the CPU
 //   each process spent, to show where the time goes.
+// The harness writes the Applications' status as Argo CD would: every app lists
+// its Deployment in status.resources. Only the DEGRADE apps' Deployments exist in
+// the cluster (10,000 would weigh on the idle phase, and the operator reads a
+// Deployment only once an app is confirmed Degraded); when they turn Degraded
+// their status becomes the stuck rollout kube-controller-manager leaves under the
+// default RollingUpdate, so the invariants read a real shortage (I3) and each
+// app's path differs between the deployed revision and the candidate.
 // The GitHub simulator runs as its own process (dev/github-sim/main.ts), so its
 // CPU is measured apart from the operator's and the harness's.
 // Environment: BENCH_APPS, BENCH_MINUTES, BENCH_DEGRADE, BENCH_CPU_PROFILE (a directory).
@@ -17,7 +24,7 @@ import { createInterface } from 'node:readline';
 import { readFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
 import { join } from 'node:path';
-import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { followTimeline } from '../dev/demo/timeline.ts';
 import { endpointsOf, startStack } from '../dev/stack/index.ts';
 import { installCrds, kubectlOk } from '../dev/stack/kubectl.ts';
@@ -71,6 +78,44 @@ function callTimes(metrics: string): Map<string, { count: number; sum: number }>
   return calls;
 }
 
+// Argo CD's entry for the app's Deployment in status.resources (its namespace is the app's destination).
+const deploymentResource = (app: string, health: { status: string; message?: string }) => (
+  { group: 'apps', version: 'v1', kind: 'Deployment', namespace: app, name: app, status: 'Synced', health }
+);
+
+/** A 2-replica Deployment of the default strategy, as Git declares it. */
+const deployment = (app: string) => ({
+  apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: app, namespace: app, labels: { 'app.kubernetes.io/instance': app } },
+  spec: {
+    replicas: 2, selector: { matchLabels: { app } },
+    template: { metadata: { labels: { app } }, spec: { containers: [{ name: 'web', image: 'registry.example/web:v2' }] } },
+  },
+});
+
+const condition = (type: string, status: string, reason: string, message: string, at: string) => ({ type, status, reason, message, lastUpdateTime: at, lastTransitionTime: at });
+
+/** The status kube-controller-manager writes once a rollout finished. */
+const rolledOut = (app: string, at: string) => ({
+  observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2,
+  conditions: [
+    condition('Available', 'True', 'MinimumReplicasAvailable', 'Deployment has minimum availability.', at),
+    condition('Progressing', 'True', 'NewReplicaSetAvailable', `ReplicaSet "${app}-5d8f7c9b64" has successfully progressed.`, at),
+  ],
+});
+
+/**
+ * Where it leaves a release whose pods never become ready under the default
+ * RollingUpdate of 2 replicas: 25 % surge rounds up to one new pod, 25 %
+ * unavailable down to none, so the old ReplicaSet keeps both of its pods.
+ */
+const stuckRollout = (app: string, at: string) => ({
+  observedGeneration: 1, replicas: 3, updatedReplicas: 1, readyReplicas: 2, availableReplicas: 2, unavailableReplicas: 1,
+  conditions: [
+    condition('Available', 'True', 'MinimumReplicasAvailable', 'Deployment has minimum availability.', at),
+    condition('Progressing', 'False', 'ProgressDeadlineExceeded', `ReplicaSet "${app}-7c6b9f8d5" has timed out progressing.`, at),
+  ],
+});
+
 const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
@@ -104,6 +149,9 @@ try {
   const kc = new KubeConfig();
   kc.loadFromFile(endpoints.kubeconfig);
   const api = kc.makeApiClient(CustomObjectsApi);
+  const apps = kc.makeApiClient(AppsV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+  const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
   // A GitOps repository with every app's path: a good release, then a bad one.
   const { token } = await sim.control<{ token: string }>('addUser', { login: 'ai-operator-bot' });
@@ -120,13 +168,22 @@ try {
   for (let from = 0; from < APPS; from += batch) {
     await Promise.all(Array.from({ length: Math.min(batch, APPS - from) }, async (_, k) => {
       const app = name(from + k);
+      if (from + k < DEGRADE) {
+        await core.createNamespace({ body: { metadata: { name: app } } });
+        await apps.createNamespacedDeployment({ namespace: app, body: deployment(app) });
+        await apps.patchNamespacedDeploymentStatus({ namespace: app, name: app, body: { status: rolledOut(app, deployedAt) } }, mergePatch);
+      }
       await api.createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', body: {
         apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: app, namespace: 'argocd', labels: { 'ai-operator.enabled': 'true', environment: 'staging' } },
-        spec: { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: `apps/${app}`, targetRevision: 'main' }, destination: { namespace: app } },
+        spec: { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: `apps/${app}`, targetRevision: 'main' }, destination: { server: 'https://kubernetes.default.svc', namespace: app } },
       } });
       await api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', name: app, body: {
-        status: { health: { status: 'Healthy' }, sync: { status: 'Synced', revision: bad }, history: [{ id: 0, revision: good, deployedAt }, { id: 1, revision: bad, deployedAt: new Date().toISOString() }] },
-      } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+        status: {
+          health: { status: 'Healthy' }, sync: { status: 'Synced', revision: bad },
+          history: [{ id: 0, revision: good, deployedAt }, { id: 1, revision: bad, deployedAt: new Date().toISOString() }],
+          resources: [deploymentResource(app, { status: 'Healthy' })],
+        },
+      } }, mergePatch);
     }));
   }
   out(`created ${APPS} Healthy Applications in ${((Date.now() - started) / 1000).toFixed(0)} s`);
@@ -170,18 +227,26 @@ try {
   // Phase 2: DEGRADE apps turn Degraded at once.
   const confirmed = new Map<string, number>();
   const opened = new Map<string, number>();
+  const aborted = new Map<string, string>(); // app → reason, for an attempt that ended before its PR opened
   const timeline = await followTimeline(endpoints.nats, (event) => {
     const app = event.subject.split('/')[1]!;
     if (event.type === 'io.ai-operator.degradation.confirmed') confirmed.set(app, Date.parse(event.time));
     if (event.type === 'io.ai-operator.pr.created') opened.set(app, Date.parse(event.time));
+    if (event.type === 'io.ai-operator.rollback.aborted' && !opened.has(app)) aborted.set(app, String((event.data as { reason?: unknown }).reason));
   }, { print: false });
   const githubBefore = await githubRequests();
   const cpuBefore = { operator: cpuSeconds(operator.pid!), sim: cpuSeconds(sim.child.pid!), harness: process.cpuUsage() };
   const operatorMetrics = () => fetch(`http://127.0.0.1:${httpPort}/metrics`).then((r) => r.text());
   const callsBefore = callTimes(await operatorMetrics());
+  // The rollouts stall first, then Argo CD reports what it reads of them.
+  const stalledAt = new Date().toISOString();
+  await Promise.all(Array.from({ length: DEGRADE }, (_, i) => apps.patchNamespacedDeploymentStatus({ namespace: name(i), name: name(i), body: { status: stuckRollout(name(i), stalledAt) } }, mergePatch)));
   const degradedAt = Date.now();
-  await Promise.all(Array.from({ length: DEGRADE }, (_, i) => api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', name: name(i), body: { status: { health: { status: 'Degraded' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))));
-  while (opened.size < DEGRADE && Date.now() - degradedAt < 300_000) await new Promise((r) => setTimeout(r, 500));
+  await Promise.all(Array.from({ length: DEGRADE }, (_, i) => api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', name: name(i), body: { status: {
+    health: { status: 'Degraded' },
+    resources: [deploymentResource(name(i), { status: 'Degraded', message: `Deployment "${name(i)}" exceeded its progress deadline` })],
+  } } }, mergePatch)));
+  while (opened.size + aborted.size < DEGRADE && Date.now() - degradedAt < 300_000) await new Promise((r) => setTimeout(r, 500));
   await new Promise((r) => setTimeout(r, 3000));
   const harnessCpu = process.cpuUsage(cpuBefore.harness);
   const latencies = [...opened].filter(([app]) => confirmed.has(app)).map(([app, at]) => (at - confirmed.get(app)!) / 1000);
@@ -189,6 +254,11 @@ try {
   const lastOpened = Math.max(...opened.values());
   out(`\nPhase 2 — ${DEGRADE} Applications Degraded at once:`);
   out(`  PRs opened: ${opened.size}/${DEGRADE}; the first confirmation ${((firstConfirmed - degradedAt) / 1000).toFixed(1)} s after the apps turned Degraded (3 checks, 10 s apart), the last PR ${((lastOpened - firstConfirmed) / 1000).toFixed(1)} s after it`);
+  if (aborted.size > 0) {
+    const reasons = new Map<string, number>();
+    for (const reason of aborted.values()) reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+    out(`  aborted before a PR: ${aborted.size} (${[...reasons].map(([reason, n]) => `${reason} × ${n}`).join(', ')}) — not a rollback the bench measures`);
+  }
   out(`  confirming check → PR opened: p50 ${percentile(latencies, 50).toFixed(2)} s, p95 ${percentile(latencies, 95).toFixed(2)} s (target p95 < 2 s)`);
   out(`  GitHub requests per rollback (to PR opened, plus CI polling meanwhile): ${((await githubRequests() - githubBefore) / Math.max(1, opened.size)).toFixed(1)}`);
   out(`  CPU seconds while it ran: operator ${(cpuSeconds(operator.pid!) - cpuBefore.operator).toFixed(1)}, GitHub simulator ${(cpuSeconds(sim.child.pid!) - cpuBefore.sim).toFixed(1)}, harness ${((harnessCpu.user + harnessCpu.system) / 1e6).toFixed(1)} (2 cores shared with etcd, kube-apiserver, NATS)`);
