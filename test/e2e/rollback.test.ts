@@ -101,6 +101,19 @@ describe('a degraded production app', () => {
     await kubectlOk(stack, ['annotate', 'rollbackattempt', name, '-n', s.namespace, 'ai-operator.io/approve=mallory']);
     await new Promise((r) => setTimeout(r, 3000));
     expect(s.github.control.pulls(REPO)[0]!.merged).toBe(false);
+    // The refusal is said once, where a person looks: a condition of the RollbackAttempt, an Event, one audit record.
+    const approved = await eventually('Approved condition', async () => {
+      const object = JSON.parse(await kubectlOk(stack, ['get', 'rollbackattempt', name, '-n', s.namespace, '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; status: string; reason: string; message: string }> } };
+      return object.status?.conditions?.find((c) => c.type === 'Approved');
+    });
+    expect(approved).toMatchObject({ status: 'False', reason: 'ApprovalRefused' });
+    expect(approved.message).toContain('mallory is not among the approvers');
+    const refusedEvents = JSON.parse(await kubectlOk(stack, ['get', 'events.events.k8s.io', '-n', s.namespace, '-o', 'json'])).items
+      .filter((e: { reason: string; regarding: { kind: string } }) => e.reason === 'ApprovalRefused' && e.regarding.kind === 'RollbackAttempt');
+    expect(refusedEvents).toHaveLength(1);
+    expect(refusedEvents[0].series).toBeUndefined();
+    const refusals = (await readAuditDir(join(s.dir, 'audit'))).filter((a) => a.actionType === 'APPROVAL' && a.correlationId === waiting.correlationId && a.level === 'WARN');
+    expect(refusals).toHaveLength(1);
     await kubectlOk(stack, ['annotate', '--overwrite', 'rollbackattempt', name, '-n', s.namespace, 'ai-operator.io/approve=alice@example.com']);
     const done = await s.inState('RollbackComplete');
     expect(done).toMatchObject({ approval: { approvedBy: 'alice@example.com' }, candidate: { revision: s.good } });
