@@ -13,14 +13,14 @@ export function describeEvent(event: CloudEvent): string {
   const who = `${data.app.name} (${data.environment})`;
   const type = event.type.replace('io.ai-operator.', '');
   switch (type) {
-    case 'degradation.detected': return `${who}: Degraded seen (check ${String(data.checks)}) on ${String(data.revision).slice(0, 7)}`;
+    case 'degradation.detected': return `${who}: Degraded seen (check ${String(data.checks)}) ${data.revision ? `on ${String(data.revision).slice(0, 7)}` : 'with no synced revision'}`;
     case 'degradation.confirmed': return `${who}: degradation confirmed after ${String(data.checks)} consecutive checks`;
     case 'degradation.cleared': return `${who}: health came back by itself (${String(data.reason)})`;
     case 'candidate.resolved': return `${who}: rollback target ${String(data.candidateRevision).slice(0, 7)} — ${String(data.evidence)}`;
     case 'pr.created': return `${who}: pull request #${String(data.number)} ${data.adopted ? 'adopted' : 'opened'} on ${String(data.branch)}`;
     case 'ci.completed': return `${who}: CI on #${String(data.number)} is ${String(data.state)}`;
     case 'merge.approved': return `${who}: merge of #${String(data.number)} approved by ${String(data.approvedBy)}${data.auto ? ' (automatic: all 8 invariants PASS)' : ''}`;
-    case 'pr.merged': return `${who}: #${String(data.number)} merged as ${String(data.mergeCommitSha).slice(0, 7)}${data.autoMerged ? ' by the operator' : ''}`;
+    case 'pr.merged': return `${who}: #${String(data.number)} merged${data.mergeCommitSha ? ` as ${String(data.mergeCommitSha).slice(0, 7)}` : ''}${data.autoMerged ? ' by the operator' : ''}`;
     case 'pr.closed': return `${who}: #${String(data.number)} closed (${String(data.reason)})`;
     case 'rollback.completed': return `${who}: RollbackComplete — Healthy again on ${String(data.revision).slice(0, 7)}, ${Number(data.recoverySeconds).toFixed(0)} s after the first Degraded check`;
     case 'rollback.aborted': return `${who}: Abort (${String(data.reason)}): ${String(data.message)}`;
