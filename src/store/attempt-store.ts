@@ -188,6 +188,11 @@ export class AttemptStore implements OutboxStore {
       return { ok: true, modRevision: result.revision };
     }
     if (lease) await lease.revoke();
+    return this.refusal(fence);
+  }
+
+  /** Why a fenced compare-and-swap failed: leadership moved, or someone wrote first. */
+  private async refusal(fence: Fence | undefined): Promise<CommitResult> {
     if (fence) {
       const leader = await this.kv.get(fence.key);
       if (leader?.createRevision !== fence.createRevision) return { ok: false, reason: 'fenced' };
@@ -213,11 +218,7 @@ export class AttemptStore implements OutboxStore {
     else deletes.push(KEYS.health(appKey));
     const result = await this.kv.txn({ compares, puts, deletes });
     if (result.succeeded) return { ok: true, modRevision: result.revision };
-    if (fence) {
-      const leader = await this.kv.get(fence.key);
-      if (leader?.createRevision !== fence.createRevision) return { ok: false, reason: 'fenced' };
-    }
-    return { ok: false, reason: 'conflict' };
+    return this.refusal(fence);
   }
 
   async pendingOutbox(limit: number): Promise<OutboxEntry[]> {
