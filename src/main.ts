@@ -73,7 +73,7 @@ const kubeEvents = kubeEventRecorder(kc, { instance: identity, log: log.child('K
 
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
-const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync());
+const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg });
 operator = new Operator({
   kv, bus, argocd, github, cluster, history, attempts,
   monitoring: (app) => policies.monitoring(app),

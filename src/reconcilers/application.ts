@@ -10,6 +10,7 @@ import { decide, failSafe, type Decision, type Facts, type Intent, type Note, ty
 import { appKey, attemptName, branchName, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
 import { Reason, isActive, type State } from '../fsm/table.ts';
 import { evaluateInvariants, summary, violations, type InvariantFacts } from '../governance/invariants.ts';
+import { repositoryRefusal } from '../governance/repository.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
 import { approveCommand, baseBranch, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
@@ -182,7 +183,7 @@ export class ApplicationReconciler {
       ? new Date(Date.parse(state.lastRollbackAt) + settings.cooldownSeconds * 1000).toISOString()
       : undefined;
     const policyRef = record?.policyRef ?? monitored?.policyRef;
-    const refused = !record && app ? this.refusal(app) : undefined;
+    const refused = !record && app ? repositoryRefusal(app.source, this.deps.allowedOwner) : undefined;
     const facts: Facts = {
       now,
       app: ref,
@@ -324,18 +325,6 @@ export class ApplicationReconciler {
       ...(pr && open ? { otherOpenPullRequests: open.filter((p) => p.number !== pr.number).map((p) => ({ number: p.number, title: p.title })) } : {}),
       ...(pr ? { mergeability: { mergeable: pr.mergeable, mergeableState: pr.mergeableState, requiredChecksPass: (pr.runs ?? []).every((r) => r.state === 'success') } } : {}),
     };
-  }
-
-  /** Why no attempt may start for this app, whatever its health: its repository is not one the operator may touch. */
-  private refusal(app: ApplicationView): string | undefined {
-    const owner = this.deps.allowedOwner;
-    if (!owner || !app.source) return undefined;
-    const repo = repoFromUrl(app.source.repoURL);
-    if (!repo) return `spec.source.repoURL ${app.source.repoURL} is not a GitHub repository URL: no rollback pull request can be opened`;
-    if (repo.owner.toLowerCase() !== owner.toLowerCase()) {
-      return `spec.source.repoURL ${app.source.repoURL} is outside GITHUB_ORG ${owner}: the operator opens pull requests only on ${owner}'s repositories`;
-    }
-    return undefined;
   }
 
   // ---- commit --------------------------------------------------------------

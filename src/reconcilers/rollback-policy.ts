@@ -6,6 +6,7 @@
 import { CustomObjectsApi, KubeConfig, PatchStrategy, makeInformer, setHeaderOptions, type Informer, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
 import type { Logger } from '../observability/log.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
+import { repositoryRefusal } from '../governance/repository.ts';
 import { monitoringFor, type Defaults, type RollbackPolicy, type RollbackPolicySpec } from '../policy/settings.ts';
 import type { MonitoredApp } from './application.ts';
 
@@ -15,7 +16,7 @@ const PLURAL = 'rollbackpolicies';
 
 interface PolicyObject extends KubernetesObject {
   spec?: RollbackPolicySpec;
-  status?: { matchedApplications?: number; observedGeneration?: number };
+  status?: { matchedApplications?: number; observedGeneration?: number; conditions?: Array<{ type: string; status: string; message?: string; lastTransitionTime?: string }> };
 }
 
 /** Which policy governs the app: the first by namespace/name that names or selects it. Pure. */
@@ -29,10 +30,13 @@ export class RollbackPolicies {
   private readonly informer: Informer<PolicyObject> & ObjectCache<PolicyObject>;
   private readonly defaults: Defaults;
   private readonly log: Logger;
+  private readonly allowedOwner: string | undefined;
 
-  constructor(kc: KubeConfig, defaults: Defaults, log: Logger, onChange: () => void) {
+  /** `allowedOwner`: GITHUB_ORG, whose repositories alone the operator may open PRs on. */
+  constructor(kc: KubeConfig, defaults: Defaults, log: Logger, onChange: () => void, options: { allowedOwner?: string } = {}) {
     this.api = kc.makeApiClient(CustomObjectsApi);
     this.defaults = defaults;
+    this.allowedOwner = options.allowedOwner;
     this.log = log;
     this.informer = makeInformer<PolicyObject>(kc, `/apis/${GROUP}/${VERSION}/${PLURAL}`,
       () => this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as never);
@@ -63,21 +67,37 @@ export class RollbackPolicies {
   async writeStatuses(apps: ApplicationView[]): Promise<void> {
     const policies = this.policies();
     const matched = new Map<string, number>();
+    const refused = new Map<string, string[]>();
     for (const app of apps) {
       const policy = governingPolicy(app, policies, this.defaults);
-      if (policy) matched.set(`${policy.namespace}/${policy.name}`, (matched.get(`${policy.namespace}/${policy.name}`) ?? 0) + 1);
+      if (!policy) continue;
+      const key = `${policy.namespace}/${policy.name}`;
+      matched.set(key, (matched.get(key) ?? 0) + 1);
+      if (repositoryRefusal(app.source, this.allowedOwner)) refused.set(key, [...(refused.get(key) ?? []), app.ref.name]);
     }
     for (const object of this.informer.list()) {
       const { name, namespace, generation } = object.metadata!;
-      const count = matched.get(`${namespace}/${name}`) ?? 0;
-      if (object.status?.matchedApplications === count && object.status.observedGeneration === generation) continue;
+      const key = `${namespace}/${name}`;
+      const count = matched.get(key) ?? 0;
+      const refusedApps = (refused.get(key) ?? []).sort();
+      const refusal = refusedApps.length === 0
+        ? 'every governed Application\'s repository is within GITHUB_ORG'
+        : `${refusedApps.length} governed Application(s) refused, their repository outside GITHUB_ORG ${this.allowedOwner}: ${refusedApps.slice(0, 20).join(', ')}${refusedApps.length > 20 ? ', …' : ''}`;
+      const current = object.status?.conditions?.find((c) => c.type === 'ApplicationsRefused');
+      if (object.status?.matchedApplications === count && object.status.observedGeneration === generation && current?.message === refusal) continue;
+      const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
       const status = {
         observedGeneration: generation ?? 0,
         matchedApplications: count,
         conditions: [{
           type: 'Ready', status: 'True', reason: count > 0 ? 'ApplicationsMatched' : 'NoApplicationsMatched',
           message: `${count} Application(s) governed by this policy${object.spec?.suspend ? ' (suspended: no new attempts)' : ''}`,
-          lastTransitionTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'), observedGeneration: generation ?? 0,
+          lastTransitionTime: now, observedGeneration: generation ?? 0,
+        }, {
+          type: 'ApplicationsRefused', status: refusedApps.length > 0 ? 'True' : 'False',
+          reason: refusedApps.length > 0 ? 'RepositoryOutsideOrg' : 'NoneRefused', message: refusal,
+          lastTransitionTime: current && current.status === (refusedApps.length > 0 ? 'True' : 'False') ? current.lastTransitionTime : now,
+          observedGeneration: generation ?? 0,
         }],
       };
       await this.api.patchNamespacedCustomObjectStatus(
