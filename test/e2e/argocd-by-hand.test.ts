@@ -136,6 +136,14 @@ describe('Applications the operator must not act on (issue 8 §1, §6)', () => {
     expect(refusals[0]!.regarding.name).toBe('foreign');
     expect(refusals[0]!.note).toContain('is outside GITHUB_ORG acme');
     expect(refusals[0]!.series).toBeUndefined();
+    // And a RollbackPolicy governing it says so in a condition
+    await kubectlOk(stack, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackPolicy', metadata: { name: 'all', namespace: hand.namespace }, spec: { environment: 'staging' } }));
+    const condition = await eventually('ApplicationsRefused condition', async () => {
+      const policy = JSON.parse(await kubectlOk(stack, ['get', 'rollbackpolicy', 'all', '-n', hand.namespace, '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; status: string; reason: string; message: string }> } };
+      return policy.status?.conditions?.find((c) => c.type === 'ApplicationsRefused');
+    });
+    expect(condition).toMatchObject({ status: 'True', reason: 'RepositoryOutsideOrg' });
+    expect(condition.message).toBe('1 governed Application(s) refused, their repository outside GITHUB_ORG acme: foreign');
     // And each malformed status is logged once, naming the object and the field
     const lines = log().split('\n').filter((l) => l.includes('Application status not understood'));
     expect(lines.filter((l) => l.includes(`${hand.namespace}/no-health`))).toHaveLength(1);
