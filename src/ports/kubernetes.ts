@@ -67,3 +67,21 @@ export interface EventRecorderPort {
   /** Resolves once every Event emitted so far was written or given up on (shutdown, tests). */
   flush(): Promise<void>;
 }
+
+/**
+ * Whether the API server enforces who may approve (SPEC §3): the shipped
+ * ValidatingAdmissionPolicy and its binding are installed, in Deny mode. While
+ * they are not, no production approval may be recorded (fail closed).
+ */
+export interface ApprovalEnforcement {
+  enforced: boolean;
+  /** Since when it has been enforced without a break, as far as this process has seen (RFC 3339). */
+  since?: string;
+  /** Why it is not enforced, for the attempt's status, the PR and the log. */
+  problem?: string;
+}
+
+export interface ApprovalEnforcementPort {
+  /** The last checked state (checked at start-up and periodically); never throws. */
+  current(): ApprovalEnforcement;
+}
