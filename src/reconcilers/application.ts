@@ -357,7 +357,7 @@ export class ApplicationReconciler {
     });
     if (!result.ok) throw new WriteConflict(result.reason);
     if (events.length > 0) this.deps.onEventsWritten?.();
-    if (decision.transition) await this.afterTransition(record, decision.transition, facts);
+    if (decision.transition) await this.afterTransition(record, decision.transition, facts, observed.app?.uid);
     return record;
   }
 
@@ -388,7 +388,7 @@ export class ApplicationReconciler {
     }
   }
 
-  private async afterTransition(record: AttemptRecord, t: { from: State; to: State; reason: Reason }, facts: Facts): Promise<void> {
+  private async afterTransition(record: AttemptRecord, t: { from: State; to: State; reason: Reason }, facts: Facts, appUid?: string): Promise<void> {
     const { metrics, log, audit } = this.deps;
     const app = record.app.name;
     const env = record.environment;
@@ -404,7 +404,7 @@ export class ApplicationReconciler {
     this.emitEvents(record, {
       type: t.to === 'Abort' ? 'Warning' : 'Normal', reason: t.reason, action: `To${t.to}`,
       note: `${t.from} -> ${t.to}: ${record.message || t.reason}`,
-    });
+    }, appUid);
     await audit.record({
       level: t.to === 'Abort' ? 'WARN' : 'INFO',
       module: moduleFor(t.to),
