@@ -8,6 +8,7 @@ import { JetStreamBus } from './events/jetstream.ts';
 import { ArgoCdWatcher } from './integrations/argocd.ts';
 import { kubeEventRecorder } from './integrations/events.ts';
 import { GitHubClient } from './integrations/github.ts';
+import { KubeCallerAuth } from './integrations/kube-auth.ts';
 import { KeepAliveKubeConfig } from './integrations/kube-config.ts';
 import { ClusterReader } from './integrations/kubernetes.ts';
 import { PrometheusHistory } from './integrations/prometheus.ts';
@@ -18,6 +19,7 @@ import { Operator } from './operator.ts';
 import { RollbackPolicies } from './reconcilers/rollback-policy.ts';
 import { startHttp } from './server/http.ts';
 import { readinessProbe } from './server/readiness.ts';
+import { resetHandler } from './server/reset.ts';
 import { EtcdKV } from './store/etcd.ts';
 
 function configOrExit(): Config {
@@ -97,6 +99,7 @@ const server = await startHttp({
     { name: 'NATS', run: () => bus.connectionProblem() },
     { name: 'Application watch', run: () => (argocd.isSynced() ? undefined : 'not synced yet') },
   ]),
+  reset: resetHandler({ auth: new KubeCallerAuth(kc, { metrics }), reset: (id, request) => operator!.reset(id, request), log: log.child('Server') }),
 });
 log.info('Started operator', { identity, httpPort: config.httpPort, dryRun: config.dryRun, leaderElection: config.leaderElection });
 

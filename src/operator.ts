@@ -9,6 +9,8 @@ import type { Logger } from './observability/log.ts';
 import { ApplicationReconciler, WriteConflict, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
 import { KeyQueue, type ReconcileResult } from './reconcilers/queue.ts';
 import type { ApplicationView } from './ports/argocd.ts';
+import { attemptName } from './fsm/record.ts';
+import type { ResetOutcome, ResetRequest } from './server/reset.ts';
 import { AttemptStore, KEYS } from './store/attempt-store.ts';
 import type { KV } from './store/kv.ts';
 import { LeaderElector } from './store/leader.ts';
@@ -87,6 +89,32 @@ export class Operator {
 
   isLeader(): boolean {
     return this.leader ? this.leader.isLeader() : this.started;
+  }
+
+  /**
+   * POST /reset/{correlationId}: the attempt goes Abort -> Idle through the
+   * reconciler, as the reset annotation takes it. Only the leader acts; the
+   * caller's right to update the RollbackAttempt is asked once the attempt is
+   * found and before its state is told. Waits up to `waitMs` for the record to
+   * leave Abort (one reconcile: close the PR, then the transition); past that
+   * the reset is still under way and the answer says so.
+   */
+  async reset(correlationId: string, request: ResetRequest, waitMs = 15_000): Promise<ResetOutcome> {
+    if (!this.isLeader()) return { result: 'not-leader', leader: (await this.options.kv.get(KEYS.leader))?.value };
+    const found = await this.store.findAttempt(correlationId);
+    if (!found) return { result: 'not-found' };
+    const { record } = found.stored;
+    const attempt = { namespace: record.app.namespace, name: attemptName(record.app, correlationId) };
+    if (!(await request.mayReset(attempt))) return { result: 'forbidden', attempt };
+    if (record.state !== 'Abort' || !found.active) return { result: 'not-aborted', attempt, state: record.state };
+    this.reconciler.requestReset(correlationId, { username: request.caller.username, via: `POST /reset/${correlationId}` });
+    this.enqueueStoreKey(found.appKey);
+    for (const deadline = Date.now() + waitMs; Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 200));
+      const now = await this.store.getAttempt(found.appKey, correlationId);
+      if (now && now.record.state !== 'Abort') return { result: 'reset', attempt };
+    }
+    return { result: 'accepted', attempt };
   }
 
   /** Queue the app's key (namespace/name). */

@@ -85,3 +85,30 @@ export interface ApprovalEnforcementPort {
   /** The last checked state (checked at start-up and periodically); never throws. */
   current(): ApprovalEnforcement;
 }
+
+/** Who presented a bearer token, as the API server's TokenReview says. */
+export interface Caller {
+  username: string;
+  groups: string[];
+  uid?: string;
+  /** Authenticator-specific facts (for example a token's scopes), passed on to the SubjectAccessReview. */
+  extra?: Record<string, string[]>;
+}
+
+/** A RollbackAttempt object, as a SubjectAccessReview names it. */
+export interface AttemptObjectRef {
+  namespace: string;
+  name: string;
+}
+
+/**
+ * Who is calling the operator's HTTP endpoints, and what they may do, asked of
+ * the API server (TokenReview, SubjectAccessReview) so the cluster's own RBAC
+ * decides (SPEC §11). Failures to ask are IntegrationErrors, never a yes.
+ */
+export interface CallerAuthPort {
+  /** The token's user, or undefined when the API server does not authenticate it (or only as anonymous). */
+  authenticate(token: string): Promise<Caller | undefined>;
+  /** Whether the caller may `update` that RollbackAttempt. */
+  mayUpdate(caller: Caller, attempt: AttemptObjectRef): Promise<boolean>;
+}

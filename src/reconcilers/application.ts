@@ -77,6 +77,12 @@ export class WriteConflict extends Error {
 
 const MAX_ROUNDS = 4;
 
+/** Who asked for a reset, and through what (`POST /reset`). */
+export interface ResetRequested {
+  username: string;
+  via: string;
+}
+
 interface RoundMemo {
   opened?: boolean;
   failure?: Facts['failure'];
@@ -98,11 +104,31 @@ export class ApplicationReconciler {
   private identity?: Promise<string>;
   /** What was said about a Degraded app that may not be rolled back, so it is said once per degradation. */
   private readonly waitingSaid = new Map<string, string>();
+  /** Resets asked through POST /reset, by correlationId: read as the annotation is, until written or expired. */
+  private readonly resetRequests = new Map<string, ResetRequested & { until: number }>();
 
   constructor(deps: ApplicationReconcilerDeps) {
     this.deps = deps;
     this.clock = deps.clock ?? (() => new Date());
     this.newId = deps.newId ?? (() => crypto.randomUUID());
+  }
+
+  /**
+   * A reset asked for by someone other than the annotation (POST /reset): the
+   * next observe of the attempt reads it as `facts.human.reset`, so it takes
+   * exactly the annotation's path (its PR closed, then Abort -> Idle), and the
+   * RESET audit record names `by`. It lapses after `ttlMs` unwritten (say the
+   * replica lost leadership meanwhile), so an old request never fires late.
+   */
+  requestReset(correlationId: string, by: ResetRequested, ttlMs = 10 * 60_000): void {
+    this.resetRequests.set(correlationId, { ...by, until: this.clock().getTime() + ttlMs });
+  }
+
+  /** The live reset request for this record; a lapsed one, or one for an attempt no longer aborted, is dropped. */
+  private resetRequested(record: AttemptRecord, now: Date): ResetRequested | undefined {
+    const asked = this.resetRequests.get(record.correlationId);
+    if (asked && (record.state !== 'Abort' || asked.until <= now.getTime())) this.resetRequests.delete(record.correlationId);
+    return record.state === 'Abort' && asked && asked.until > now.getTime() ? asked : undefined;
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -209,7 +235,7 @@ export class ApplicationReconciler {
     const requests = await this.deps.attempts.requests(record);
     facts.human = {
       ...(requests.abort !== undefined ? { abort: requests.abort } : {}),
-      ...(requests.reset ? { reset: true } : {}),
+      ...(requests.reset || this.resetRequested(record, now) ? { reset: true } : {}),
       ...(requests.approve ? { approval: { username: requests.approve } } : {}),
     };
     if (!app && isActive(record.state)) facts.applicationGone = true;
@@ -400,7 +426,10 @@ export class ApplicationReconciler {
     // Violations that stopped an attempt, so an alert on this counter means what it says.
     if (t.reason === Reason.InvariantViolated) for (const v of violations(record.invariants)) metrics.invariantViolated(v.id);
     if (t.to === 'RollbackComplete') metrics.observeRecovery(app, env, (facts.now.getTime() - Date.parse(record.degradation.firstSeenAt)) / 1000);
-    log.info('Transitioned attempt', { correlationId: record.correlationId, app, from: t.from, to: t.to, reason: t.reason, detail: record.message });
+    // Who reset it, when it came through POST /reset (the annotation's writer is the API server's to know).
+    const resetBy = t.reason === Reason.Reset ? this.resetRequests.get(record.correlationId) : undefined;
+    if (t.reason === Reason.Reset) this.resetRequests.delete(record.correlationId);
+    log.info('Transitioned attempt', { correlationId: record.correlationId, app, from: t.from, to: t.to, reason: t.reason, detail: record.message, ...(resetBy ? { resetBy: resetBy.username } : {}) });
     this.emitEvents(record, {
       type: t.to === 'Abort' ? 'Warning' : 'Normal', reason: t.reason, action: `To${t.to}`,
       note: `${t.from} -> ${t.to}: ${record.message || t.reason}`,
@@ -411,9 +440,12 @@ export class ApplicationReconciler {
       correlationId: record.correlationId,
       actionType: actionFor(t.to, t.reason),
       message: `${t.from} -> ${t.to} (${t.reason})`,
-      reasoning: record.message,
+      reasoning: resetBy ? `${record.message}: ${resetBy.username} through ${resetBy.via}` : record.message,
       ...(record.invariants.length > 0 ? { invariantsChecked: summary(record.invariants) } : {}),
-      metadata: { appName: app, environment: env, from: t.from, to: t.to, reason: t.reason, version: record.version, ...(record.pullRequest ? { prNumber: record.pullRequest.number } : {}) },
+      metadata: {
+        appName: app, environment: env, from: t.from, to: t.to, reason: t.reason, version: record.version, ...(record.pullRequest ? { prNumber: record.pullRequest.number } : {}),
+        ...(t.reason === Reason.Reset ? (resetBy ? { resetBy: resetBy.username, resetVia: resetBy.via } : { resetVia: 'annotation' }) : {}),
+      },
       eventId: `${record.correlationId}-v${record.version}`,
     });
   }

@@ -130,6 +130,20 @@ export class AttemptStore implements OutboxStore {
     };
   }
 
+  /**
+   * The attempt with this correlationId, wherever it is, and whether it is its
+   * app's active attempt (an aborted one is, until reset). Active attempts are
+   * found in the apps' index; an ended one (kept 7 days) by a scan, which only a
+   * human's request for an id that is not active costs.
+   */
+  async findAttempt(correlationId: string): Promise<{ appKey: string; stored: StoredAttempt; active: boolean } | undefined> {
+    const hit = (await this.appsWithState()).active.find((a) => a.correlationId === correlationId);
+    const suffix = `/${correlationId}/attempt`;
+    const appKey = hit?.appKey ?? (await this.kv.getPrefix(KEYS.rollbackPrefix)).find((kv) => kv.key.endsWith(suffix))?.key.slice(KEYS.rollbackPrefix.length, -suffix.length);
+    const stored = appKey === undefined ? undefined : await this.getAttempt(appKey, correlationId);
+    return stored && appKey !== undefined ? { appKey, stored, active: hit !== undefined } : undefined;
+  }
+
   /** Every app with an active attempt (aborted ones included), for resync. */
   async activeAttempts(): Promise<Array<{ appKey: string; correlationId: string }>> {
     return (await this.appsWithState()).active;

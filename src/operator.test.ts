@@ -1,0 +1,184 @@
+// Operator.reset (POST /reset) over the in-memory KV and the fake world: the
+// leader finds the attempt by correlationId, asks whether the caller may update
+// it, and the reconciler takes the annotation's path (PR closed, Abort -> Idle).
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeWorld, scenarioApp } from '../dev/fakes/world.ts';
+import type { AuditLog } from './audit/audit-log.ts';
+import type { AuditInput, AuditRecord } from './audit/record.ts';
+import { attemptName, type AttemptRecord } from './fsm/record.ts';
+import { createLogger } from './observability/log.ts';
+import { Metrics } from './observability/metrics.ts';
+import { Operator } from './operator.ts';
+import { settingsFrom } from './policy/settings.ts';
+import type { AttemptObjectRef } from './ports/kubernetes.ts';
+import { ApplicationReconciler, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
+import { AttemptStore, KEYS } from './store/attempt-store.ts';
+import { MemoryKV } from './store/memory.ts';
+
+const defaults = {
+  pollIntervalSec: 10, degradationPersistenceChecks: 3, candidateSearchTimeoutSec: 120, ciWaitTimeoutSec: 300, mergeApprovalTimeoutSec: 3600,
+  healthRestorationSec: 60, recoveryTimeoutSec: 600, cooldownSec: 1800, dryRun: false, monitoredApps: [],
+};
+const SRE = { username: 'system:serviceaccount:shop:sre', groups: ['system:serviceaccounts'] };
+const log = createLogger('ERROR');
+
+class World {
+  kv = new MemoryKV();
+  world = new FakeWorld(this.kv);
+  store = new AttemptStore(this.kv);
+  audit: AuditInput[] = [];
+  now = Date.now();
+  operators: Operator[] = [];
+
+  deps(): Omit<ApplicationReconcilerDeps, 'store'> {
+    return {
+      argocd: this.world, github: this.world, cluster: this.world, history: this.world, attempts: this.world,
+      monitoring: () => ({ settings: settingsFrom(defaults, { merge: { approvers: { users: ['alice'] } } }), environment: 'production', suspended: false }),
+      audit: { record: async (input) => { this.audit.push(input); } }, metrics: new Metrics(), log, argocdNamespace: 'argocd',
+    };
+  }
+
+  /** A reconciler on a clock the test moves. */
+  reconciler(): ApplicationReconciler {
+    return new ApplicationReconciler({ ...this.deps(), store: this.store, clock: () => new Date(this.now) });
+  }
+
+  /** A production attempt of `name` with its PR open: PRCreated, or Abort (AbortRequested) when `abort`. */
+  async attempt(name: string, reconciler: ApplicationReconciler, abort: boolean): Promise<AttemptRecord> {
+    const s = scenarioApp(name, 'production', this.now);
+    await this.world.addApp(s.app);
+    await this.world.setCommits(s.app.source!.path, s.commits);
+    await this.world.setCi(s.good, { state: 'success', runs: [{ name: 'ci/build', state: 'success' }] });
+    await this.world.setHealth(s.app.ref, 'Degraded');
+    for (let i = 0; i < 3; i++) { this.now += 10_000; await reconciler.reconcile(`argocd/${name}`); }
+    const record = (await this.store.allAttempts()).find((r) => r.app.name === name)!;
+    if (abort) {
+      await this.world.setRequests(attemptName(record.app, record.correlationId), { abort: 'investigating' });
+      this.now += 10_000;
+      await reconciler.reconcile(`argocd/${name}`);
+    }
+    return (await this.store.getAttempt(name, record.correlationId))!.record;
+  }
+
+  async operator(leaderElection = false): Promise<Operator> {
+    const auditLog: AuditLog = { record: async (input) => { this.audit.push(input); return {} as AuditRecord; }, flush: async () => {}, close: async () => {} };
+    const { audit: _audit, ...deps } = this.deps();
+    const operator = new Operator({
+      ...deps, kv: this.kv, audit: auditLog, bus: { publish: async () => ({ duplicate: false }), close: async () => {} },
+      identity: 'replica-a', leaderElection, resyncIntervalMs: 60_000,
+    });
+    this.operators.push(operator);
+    await operator.start();
+    return operator;
+  }
+}
+
+let w: World;
+afterEach(async () => { for (const o of w.operators) await o.stop(); });
+
+const allow = (asked: AttemptObjectRef[] = [], yes = true) => ({ caller: SRE, mayReset: async (a: AttemptObjectRef) => { asked.push(a); return yes; } });
+
+describe('Operator.reset', () => {
+  it('resets an aborted attempt as the annotation does: its PR closed, Abort -> Idle, the RESET audit record naming the caller', async () => {
+    w = new World();
+    const aborted = await w.attempt('cart', w.reconciler(), true);
+    expect(aborted).toMatchObject({ state: 'Abort', reason: 'AbortRequested' });
+    const operator = await w.operator();
+    const asked: AttemptObjectRef[] = [];
+    const attempt = { namespace: 'argocd', name: attemptName(aborted.app, aborted.correlationId) };
+
+    expect(await operator.reset(aborted.correlationId, allow(asked))).toEqual({ result: 'reset', attempt });
+    expect(asked).toEqual([attempt]);
+    expect((await w.store.getAttempt('cart', aborted.correlationId))!.record).toMatchObject({ state: 'Idle', reason: 'Reset', pullRequest: { state: 'closed' } });
+    expect(await w.kv.get(KEYS.active('cart'))).toBeUndefined();
+    expect((await w.world.pullRequests())[0]).toMatchObject({ state: 'closed' });
+    const reset = w.audit.filter((a) => a.actionType === 'RESET');
+    expect(reset).toEqual([expect.objectContaining({
+      correlationId: aborted.correlationId, reasoning: `reset by a human: ${SRE.username} through POST /reset/${aborted.correlationId}`,
+      metadata: expect.objectContaining({ from: 'Abort', to: 'Idle', resetBy: SRE.username, resetVia: `POST /reset/${aborted.correlationId}` }),
+    })]);
+
+    // Once Idle (an ended attempt, found by the scan), a second reset is a conflict, not a second transition.
+    expect(await operator.reset(aborted.correlationId, allow())).toEqual({ result: 'not-aborted', attempt, state: 'Idle' });
+  });
+
+  it('answers not-found for an unknown id and not-aborted for an attempt still under way, asking the caller\'s right first', async () => {
+    w = new World();
+    const open = await w.attempt('cart', w.reconciler(), false);
+    expect(open.state).toBe('PRCreated');
+    const operator = await w.operator();
+    const attempt = { namespace: 'argocd', name: attemptName(open.app, open.correlationId) };
+    expect(await operator.reset(crypto.randomUUID(), allow())).toEqual({ result: 'not-found' });
+    expect(await operator.reset(open.correlationId, allow())).toEqual({ result: 'not-aborted', attempt, state: 'PRCreated' });
+    // Someone who may not update it learns nothing of its state.
+    expect(await operator.reset(open.correlationId, allow([], false))).toEqual({ result: 'forbidden', attempt });
+  });
+
+  it('does nothing for a caller who may not update the attempt', async () => {
+    w = new World();
+    const aborted = await w.attempt('cart', w.reconciler(), true);
+    const operator = await w.operator();
+    expect(await operator.reset(aborted.correlationId, allow([], false))).toMatchObject({ result: 'forbidden' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await w.store.getAttempt('cart', aborted.correlationId))!.record.state).toBe('Abort');
+    expect(w.audit.filter((a) => a.actionType === 'RESET')).toEqual([]);
+  });
+
+  it('on a standby: not-leader with the leader key\'s value, and nothing looked up', async () => {
+    w = new World();
+    await w.kv.txn({ compares: [], puts: [{ key: KEYS.leader, value: 'replica-b' }], deletes: [] });
+    const operator = await w.operator(true);
+    const asked: AttemptObjectRef[] = [];
+    expect(await operator.reset(crypto.randomUUID(), allow(asked))).toEqual({ result: 'not-leader', leader: 'replica-b' });
+    expect(asked).toEqual([]);
+  });
+
+  it('answers accepted when the reset is still under way at the end of the wait', async () => {
+    w = new World();
+    const aborted = await w.attempt('cart', w.reconciler(), true);
+    const operator = await w.operator();
+    // GitHub refuses every close for now: the PR stays open, the attempt in Abort.
+    await w.world.failNext('closePullRequest', 'UNAVAILABLE', 1000);
+    expect(await operator.reset(aborted.correlationId, allow(), 500)).toMatchObject({ result: 'accepted' });
+    expect((await w.store.getAttempt('cart', aborted.correlationId))!.record.state).toBe('Abort');
+    // The request holds: once GitHub answers, the next reconcile closes the PR and writes the reset.
+    await w.world.failNext('closePullRequest', 'UNAVAILABLE', 0);
+    await operator.resync();
+    await expect.poll(async () => (await w.store.getAttempt('cart', aborted.correlationId))!.record.state, { timeout: 5000 }).toBe('Idle');
+    expect(w.audit.find((a) => a.actionType === 'RESET')?.metadata).toMatchObject({ resetBy: SRE.username });
+  });
+});
+
+describe('ApplicationReconciler.requestReset', () => {
+  it('is read as the reset annotation while it is live, and lapses unwritten', async () => {
+    w = new World();
+    const reconciler = w.reconciler();
+    const aborted = await w.attempt('cart', reconciler, true);
+    reconciler.requestReset(aborted.correlationId, { username: 'bob', via: 'test' }, 60_000);
+    w.now += 61_000;
+    await reconciler.reconcile('argocd/cart');
+    expect((await w.store.getAttempt('cart', aborted.correlationId))!.record.state).toBe('Abort');
+    // A lapsed request stays lapsed, and touched nothing: the PR is still open.
+    await reconciler.reconcile('argocd/cart');
+    expect((await w.store.getAttempt('cart', aborted.correlationId))!.record.state).toBe('Abort');
+    expect((await w.world.pullRequests())[0]).toMatchObject({ state: 'open' });
+    expect(w.audit.filter((a) => a.actionType === 'PR_CLOSED' || a.actionType === 'RESET')).toEqual([]);
+    // A live one is taken at the next reconcile.
+    reconciler.requestReset(aborted.correlationId, { username: 'bob', via: 'test' }, 60_000);
+    w.now += 59_000;
+    await reconciler.reconcile('argocd/cart');
+    expect((await w.store.getAttempt('cart', aborted.correlationId))!.record).toMatchObject({ state: 'Idle', reason: 'Reset' });
+    expect(w.audit.find((a) => a.actionType === 'RESET')?.metadata).toMatchObject({ resetBy: 'bob', resetVia: 'test' });
+  });
+
+  it('leaves the annotation\'s reset saying it came by annotation', async () => {
+    w = new World();
+    const reconciler = w.reconciler();
+    const aborted = await w.attempt('cart', reconciler, true);
+    await w.world.setRequests(attemptName(aborted.app, aborted.correlationId), { reset: true });
+    await reconciler.reconcile('argocd/cart');
+    const reset = w.audit.find((a) => a.actionType === 'RESET');
+    expect(reset).toMatchObject({ reasoning: 'reset by a human', metadata: { resetVia: 'annotation' } });
+    expect(reset!.metadata).not.toHaveProperty('resetBy');
+  });
+});
