@@ -15,7 +15,7 @@ import { AttemptStore, KEYS } from './store/attempt-store.ts';
 import type { KV } from './store/kv.ts';
 import { LeaderElector } from './store/leader.ts';
 
-export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd' | 'github' | 'cluster' | 'history' | 'attempts' | 'monitoring' | 'metrics' | 'log' | 'argocdNamespace' | 'events' | 'allowedOwner'> {
+export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd' | 'github' | 'cluster' | 'history' | 'attempts' | 'monitoring' | 'metrics' | 'log' | 'argocdNamespace' | 'events' | 'allowedOwner' | 'approvalEnforcement'> {
   kv: KV;
   bus: EventBus & Partial<Pick<JetStreamBus, 'consume'>>;
   audit: AuditLog;
@@ -66,6 +66,7 @@ export class Operator {
       attempts: options.attempts, monitoring: options.monitoring, audit: options.audit, metrics: options.metrics,
       log: options.log.child('Reconciler'), argocdNamespace: options.argocdNamespace,
       ...(options.events ? { events: options.events } : {}), ...(options.allowedOwner ? { allowedOwner: options.allowedOwner } : {}),
+      ...(options.approvalEnforcement ? { approvalEnforcement: options.approvalEnforcement } : {}),
       onEventsWritten: () => this.relay.wake(),
       hasStoredState: (key) => (this.activeSynced ? this.active.has(key) || this.pending.has(key) : undefined),
     });

@@ -50,7 +50,7 @@ await attempts.start();
 const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg });
 await policies.start();
 operator = new Operator({
-  kv, bus, argocd: world, github: world, cluster: world, history: world, attempts,
+  kv, bus, argocd: world, github: world, cluster: world, history: world, attempts, approvalEnforcement: world,
   monitoring: (app) => policies.monitoring(app),
   afterResync: (apps) => policies.writeStatuses(apps),
   audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,

@@ -9,7 +9,7 @@ import type { DeploymentReplicas } from '../../src/governance/invariants.ts';
 import type { ApplicationView, ArgoCdPort } from '../../src/ports/argocd.ts';
 import { IntegrationError, type ErrorCode } from '../../src/ports/errors.ts';
 import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPreview, RollbackPullRequestSpec } from '../../src/ports/github.ts';
-import type { AttemptObjectsPort, ClusterPort, HumanRequests, PodSummary } from '../../src/ports/kubernetes.ts';
+import type { ApprovalEnforcement, ApprovalEnforcementPort, AttemptObjectsPort, ClusterPort, HumanRequests, PodSummary } from '../../src/ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../../src/ports/prometheus.ts';
 import type { KV } from '../../src/store/kv.ts';
 
@@ -50,9 +50,13 @@ export function fakeSha(seed: string): string {
   return createHash('sha1').update(seed).digest('hex');
 }
 
-export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHistoryPort, AttemptObjectsPort {
+export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHistoryPort, AttemptObjectsPort, ApprovalEnforcementPort {
   readonly kv: KV;
+  /** A world whose API server enforces who may approve, since before any attempt (this process only). */
+  approvalEnforcement: ApprovalEnforcement = { enforced: true };
   constructor(kv: KV) { this.kv = kv; }
+
+  current(): ApprovalEnforcement { return this.approvalEnforcement; }
 
   // ---- state helpers -------------------------------------------------------
 
@@ -288,6 +292,13 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
   }
   async requests(record: AttemptRecord): Promise<HumanRequests> {
     return (await this.read<HumanRequests>(K.requests(`${record.app.name}-${record.correlationId.replace(/-/g, '').slice(0, 8)}`))) ?? {};
+  }
+  async removeApproval(record: AttemptRecord): Promise<void> {
+    await this.call('removeApproval');
+    await this.update<HumanRequests>(K.requests(`${record.app.name}-${record.correlationId.replace(/-/g, '').slice(0, 8)}`), (current) => {
+      const { approve: _removed, approveWrittenAt: _at, ...rest } = current ?? {};
+      return rest;
+    });
   }
 }
 

@@ -18,6 +18,7 @@ type Action =
   | { kind: 'health'; status: HealthStatus }
   | { kind: 'ci'; state: 'success' | 'failure' | 'pending' }
   | { kind: 'approve'; user: string }
+  | { kind: 'enforcement'; on: boolean }
   | { kind: 'humanMerge' }
   | { kind: 'humanClose' }
   | { kind: 'reset' }
@@ -37,6 +38,8 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 12, arbitrary: fc.record({ kind: fc.constant('health' as const), status: fc.constantFrom<HealthStatus>('Healthy', 'Degraded', 'Degraded', 'Degraded', 'Progressing', 'Unknown') }) },
   { weight: 8, arbitrary: fc.record({ kind: fc.constant('ci' as const), state: fc.constantFrom('success' as const, 'failure' as const, 'pending' as const) }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('approve' as const), user: fc.constantFrom('alice', 'mallory', '', 'true') }) },
+  // The approval admission policy installed or removed (mostly installed).
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('enforcement' as const), on: fc.constantFrom(true, true, false) }) },
   { weight: 4, arbitrary: fc.constant({ kind: 'humanMerge' as const }) },
   { weight: 4, arbitrary: fc.constant({ kind: 'humanClose' as const }) },
   { weight: 4, arbitrary: fc.constant({ kind: 'reset' as const }) },
@@ -62,6 +65,9 @@ interface World {
   appGone: boolean;
   ci: 'success' | 'failure' | 'pending';
   approval?: string;
+  approvalWrittenAt?: string;
+  /** Since when the API server has enforced who may approve; undefined while it does not. */
+  enforcedSince?: string;
   abort: boolean;
   reset: boolean;
   candidate: CandidateOutcome['kind'];
@@ -96,7 +102,8 @@ function facts(world: World, stored: Stored, environment: 'staging' | 'productio
     source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/app', targetRevision: 'main' },
     suspended: false,
     nextCorrelationId: `00000000-0000-4000-8000-${String(stored.attemptsStarted + 1000 * (stored.pending ? 1 : 0)).padStart(12, '0')}`,
-    human: { ...(world.abort ? { abort: 'test' } : {}), ...(world.reset ? { reset: true } : {}), ...(world.approval !== undefined ? { approval: { username: world.approval } } : {}) },
+    human: { ...(world.abort ? { abort: 'test' } : {}), ...(world.reset ? { reset: true } : {}), ...(world.approval !== undefined ? { approval: { username: world.approval, ...(world.approvalWrittenAt ? { writtenAt: world.approvalWrittenAt } : {}) } } : {}) },
+    approvalEnforcement: world.enforcedSince ? { enforced: true, since: world.enforcedSince } : { enforced: false, problem: 'binding deleted' },
   };
   if (!record) return f;
   if (world.failure) f.failure = { code: 'UNAVAILABLE', message: 'injected', call: 'test' };
@@ -141,7 +148,8 @@ function apply(world: World, a: Action): void {
     // Deleted, or created again under the same name.
     case 'deleteApp': world.appGone = !world.appGone; break;
     case 'ci': world.ci = a.state; break;
-    case 'approve': world.approval = a.user; break;
+    case 'approve': world.approval = a.user; world.approvalWrittenAt = new Date(world.now).toISOString(); break;
+    case 'enforcement': world.enforcedSince = a.on ? world.enforcedSince ?? new Date(world.now).toISOString() : undefined; break;
     case 'humanMerge': if (world.pr?.state === 'open') { world.pr.state = 'merged'; world.pr.mergedByOperator = false; world.revision = 'merged'; setHealth(world, 'Healthy'); } break;
     case 'humanClose': if (world.pr?.state === 'open') world.pr.state = 'closed'; break;
     case 'reset': world.reset = true; break;
@@ -155,7 +163,7 @@ function apply(world: World, a: Action): void {
 
 /** Runs one action sequence; `check` sees every decision with the facts it was made from. */
 function run(actions: Action[], environment: 'staging' | 'production', check: (f: Facts, d: Decision, stored: Stored, world: World) => void): Stored {
-  const world: World = { now: Date.parse('2026-11-22T00:00:00Z'), health: 'Healthy', revision: 'bad', revisionHidden: false, gitAlreadyRestored: false, appGone: false, ci: 'pending', abort: false, reset: false, candidate: 'found', invariants: Array(8).fill('PASS'), failure: false, prCount: 0, merges: [] };
+  const world: World = { now: Date.parse('2026-11-22T00:00:00Z'), health: 'Healthy', revision: 'bad', revisionHidden: false, enforcedSince: '2026-11-21T00:00:00.000Z', gitAlreadyRestored: false, appGone: false, ci: 'pending', abort: false, reset: false, candidate: 'found', invariants: Array(8).fill('PASS'), failure: false, prCount: 0, merges: [] };
   const stored: Stored = { checks: [], history: [], attemptsStarted: 0 };
   for (const a of actions) {
     apply(world, a);
@@ -201,6 +209,7 @@ function run(actions: Action[], environment: 'staging' | 'production', check: (f
           setHealth(world, 'Healthy');
         }
         if (intent.kind === 'closePullRequest' && world.pr?.state === 'open') world.pr.state = 'closed';
+        if (intent.kind === 'removeApproval') world.approval = undefined;
       }
     }
   }
@@ -228,6 +237,11 @@ describe('state machine properties (SPEC §14)', () => {
     fc.assert(fc.property(sequences, (actions) => {
       const merges: World['merges'] = [];
       run(actions, 'production', (f, d, _s, world) => {
+        // An approval is recorded only while the API server enforces who may approve, and only one written since.
+        if (d.record?.approval && !f.record?.approval) {
+          expect(f.approvalEnforcement?.enforced).toBe(true);
+          expect(Date.parse(f.human.approval!.writtenAt!)).toBeGreaterThanOrEqual(Date.parse(f.approvalEnforcement!.since!) - 1000);
+        }
         for (const intent of d.intents) {
           if (intent.kind !== 'mergePullRequest') continue;
           const approval = (d.record ?? f.record)?.approval;

@@ -111,6 +111,8 @@ export interface AttemptRecord {
   approval?: { approvedBy: string; approvedAt: string };
   /** The last approval refused, so each distinct refusal is recorded once. */
   approvalRefused?: { username: string; detail: string; at: string };
+  /** Why no production approval can be recorded now (the API server does not enforce who may approve). */
+  approvalBlocked?: string;
   /** When the PR was asked for a human approval (production, once invariants allow it). */
   approvalRequestedAt?: string;
   merge?: { at: string; commitSha?: string; auto: boolean };

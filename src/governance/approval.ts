@@ -1,6 +1,10 @@
-// Who may approve a production rollback. The admission policy (SPEC §3) makes
-// sure the annotation's value is the requesting user; here the operator checks
-// that user against the policy's approvers before it records the approval.
+// Who may approve a production rollback (SPEC §3, §14.1). The API server decides
+// who wrote the approve annotation: the shipped ValidatingAdmissionPolicy admits
+// it only when its value is the requesting user and that user, or one of their
+// groups, is among the attempt's approvers (spec.approvers, copied from the
+// governing policy when the attempt was created). The operator records an
+// approval only while that policy is enforced, and only one written since —
+// otherwise the value proves nothing about its writer. Pure.
 export interface Approvers {
   users: string[];
   groups: string[];
@@ -8,22 +12,37 @@ export interface Approvers {
 
 export interface ApprovalRequest {
   username: string;
-  /** Groups of the user, when known (from a SubjectAccessReview or the admission policy). */
-  groups?: string[];
+  /** When the annotation was last written (from the object's managedFields); unknown for old objects. */
+  writtenAt?: string;
 }
 
-export type ApprovalVerdict = { authorized: true; detail: string } | { authorized: false; detail: string };
+/** Whether the API server enforces the approval policy, and since when (ApprovalEnforcementPort). */
+export interface Enforcement {
+  enforced: boolean;
+  since?: string;
+  problem?: string;
+}
 
-export function authorizeApproval(request: ApprovalRequest, approvers: Approvers): ApprovalVerdict {
+export type ApprovalVerdict = { authorized: true; detail: string } | { authorized: false; detail: string; blocked?: true };
+
+export function authorizeApproval(request: ApprovalRequest, approvers: Approvers, enforcement: Enforcement): ApprovalVerdict {
+  if (!enforcement.enforced) {
+    return { authorized: false, blocked: true, detail: `the API server does not enforce who may approve (${enforcement.problem ?? 'admission policy not confirmed'}): no approval is recorded until it does` };
+  }
   const username = request.username.trim();
   if (username === '' || username === 'true') {
     return { authorized: false, detail: 'the approve annotation must name the approving user, not be empty or "true"' };
   }
-  if (approvers.users.includes(username)) return { authorized: true, detail: `${username} is listed in merge.approvers.users` };
-  const group = request.groups?.find((g) => approvers.groups.includes(g));
-  if (group !== undefined) return { authorized: true, detail: `${username} is in approver group ${group}` };
   if (approvers.users.length === 0 && approvers.groups.length === 0) {
     return { authorized: false, detail: 'the policy names no approvers: nobody may approve' };
+  }
+  // Written before enforcement was confirmed (or when is unknown): its writer was never checked.
+  if (enforcement.since && (!request.writtenAt || Date.parse(request.writtenAt) < Date.parse(enforcement.since) - 1000)) {
+    return { authorized: false, detail: `the approval by ${username} was written ${request.writtenAt ? `at ${request.writtenAt}, ` : ''}before the API server was seen enforcing the approval policy (since ${enforcement.since}): write it again` };
+  }
+  if (approvers.users.includes(username)) return { authorized: true, detail: `${username} is listed in merge.approvers.users (the API server checked the writer)` };
+  if (approvers.groups.length > 0) {
+    return { authorized: true, detail: `${username} was admitted by the API server as a member of an approver group (${approvers.groups.join(', ')})` };
   }
   return { authorized: false, detail: `${username} is not among the approvers of this policy` };
 }

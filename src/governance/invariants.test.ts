@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CheckResult, InvariantId } from '../fsm/record.ts';
 import { allPass, evaluateInvariants, PRODUCTION_MERGE_INVARIANTS, violations, type InvariantFacts } from './invariants.ts';
-import { authorizeApproval } from './approval.ts';
 
 const t0 = Date.parse('2026-11-22T00:00:00Z');
 const at = (s: number) => new Date(t0 + s * 1000).toISOString();
@@ -91,24 +90,6 @@ describe('invariants', () => {
     expect(allPass(results)).toBe(false);
     expect(allPass(results, PRODUCTION_MERGE_INVARIANTS)).toBe(true);
     expect(violations(results)).toEqual([]);
-  });
-});
-
-describe('approval', () => {
-  const approvers = { users: ['alice@example.com'], groups: ['sre-oncall'] };
-  it.each([
-    [{ username: 'alice@example.com' }, true, /listed in merge.approvers.users/],
-    [{ username: 'bob', groups: ['sre-oncall'] }, true, /approver group sre-oncall/],
-    [{ username: 'mallory' }, false, /not among the approvers/],
-    [{ username: 'true' }, false, /must name the approving user/],
-    [{ username: '' }, false, /must name the approving user/],
-  ])('%j authorized=%s', (request, authorized, detail) => {
-    const verdict = authorizeApproval(request, approvers);
-    expect(verdict.authorized).toBe(authorized);
-    expect(verdict.detail).toMatch(detail);
-  });
-  it('refuses everyone when a policy names no approvers', () => {
-    expect(authorizeApproval({ username: 'alice' }, { users: [], groups: [] })).toEqual({ authorized: false, detail: 'the policy names no approvers: nobody may approve' });
   });
 });
 

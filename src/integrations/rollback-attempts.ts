@@ -56,7 +56,9 @@ function conditionsOf(record: AttemptRecord, active: boolean): Array<Record<stri
     message: truncate(record.message || record.reason, 32_000),
     lastTransitionTime: apiTime(record.since),
   }];
-  if (record.approval) {
+  if (record.approvalBlocked && !record.approval) {
+    conditions.push({ type: 'Approved', status: 'False', reason: 'ApprovalNotEnforced', message: truncate(`no approval is recorded while the API server does not enforce who may approve: ${record.approvalBlocked}`, 32_000), lastTransitionTime: apiTime(record.since) });
+  } else if (record.approval) {
     conditions.push({ type: 'Approved', status: 'True', reason: 'ApprovalRecorded', message: `approved by ${record.approval.approvedBy}`, lastTransitionTime: apiTime(record.approval.approvedAt) });
   } else if (record.approvalRefused) {
     const refused = record.approvalRefused;
@@ -121,6 +123,15 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     return requestsOf(object);
   }
 
+  async removeApproval(record: AttemptRecord): Promise<void> {
+    const name = attemptName(record.app, record.correlationId);
+    await this.api.patchNamespacedCustomObject(
+      { group: GROUP, version: VERSION, namespace: record.app.namespace, plural: PLURAL, name, body: { metadata: { annotations: { [ANNOTATIONS.approve]: null } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    this.log.warn('Removed an approve annotation the API server did not check', { correlationId: record.correlationId, name, namespace: record.app.namespace });
+  }
+
   private async ensureExists(record: AttemptRecord, name: string, namespace: string): Promise<void> {
     const body = {
       apiVersion: `${GROUP}/${VERSION}`,
@@ -131,6 +142,8 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
         environment: record.environment,
         correlationId: record.correlationId,
         ...(record.policyRef ? { policyRef: record.policyRef } : {}),
+        // The admission policy decides from the request alone who may approve: it reads them here (spec is immutable).
+        approvers: { users: record.settings.approvers.users, groups: record.settings.approvers.groups },
       },
     };
     try {
@@ -147,10 +160,23 @@ function hasRequests(object: RollbackAttemptObject): boolean {
   return ANNOTATIONS.approve in a || ANNOTATIONS.reset in a || ANNOTATIONS.abort in a;
 }
 
+/** When a manager last wrote the annotation, from managedFields (the field set names `f:metadata.f:annotations.f:<key>`). */
+export function annotationWrittenAt(object: KubernetesObject | undefined, key: string): string | undefined {
+  let latest: string | undefined;
+  for (const entry of object?.metadata?.managedFields ?? []) {
+    const fields = entry.fieldsV1 as Record<string, Record<string, Record<string, unknown>>> | undefined;
+    if (!fields?.['f:metadata']?.['f:annotations']?.[`f:${key}`] || !entry.time) continue;
+    const time = entry.time instanceof Date ? entry.time.toISOString() : String(entry.time);
+    if (!latest || Date.parse(time) > Date.parse(latest)) latest = time;
+  }
+  return latest;
+}
+
 export function requestsOf(object: KubernetesObject | undefined): HumanRequests {
   const a = object?.metadata?.annotations ?? {};
+  const writtenAt = annotationWrittenAt(object, ANNOTATIONS.approve);
   return {
-    ...(a[ANNOTATIONS.approve] !== undefined ? { approve: a[ANNOTATIONS.approve] } : {}),
+    ...(a[ANNOTATIONS.approve] !== undefined ? { approve: a[ANNOTATIONS.approve], ...(writtenAt ? { approveWrittenAt: writtenAt } : {}) } : {}),
     ...(a[ANNOTATIONS.reset] === 'true' ? { reset: true } : {}),
     ...(a[ANNOTATIONS.abort] !== undefined ? { abort: a[ANNOTATIONS.abort] } : {}),
   };

@@ -19,6 +19,8 @@ export interface ClusterPort {
 /** What a human asked for on a RollbackAttempt, by annotation. */
 export interface HumanRequests {
   approve?: string;
+  /** When the approve annotation was last written, from the object's managedFields (second precision). */
+  approveWrittenAt?: string;
   reset?: boolean;
   abort?: string;
 }
@@ -33,6 +35,8 @@ export interface AttemptObjectsPort {
   /** Creates the RollbackAttempt if missing and writes its status from the record. */
   project(record: AttemptRecord): Promise<void>;
   requests(record: AttemptRecord): Promise<HumanRequests>;
+  /** Removes the approve annotation (one the API server's check does not stand behind). */
+  removeApproval(record: AttemptRecord): Promise<void>;
 }
 
 /** The object a Kubernetes Event is about (events.k8s.io/v1 `regarding` / `related`). */

@@ -35,7 +35,7 @@ class Harness {
     this.reconciler = new ApplicationReconciler({
       ...extra,
       events: { emit: (event) => { this.events.push(event); }, flush: async () => {} },
-      store: this.store, argocd: this.world, github: this.world, cluster: this.world, history: this.world, attempts: this.world,
+      store: this.store, argocd: this.world, github: this.world, cluster: this.world, history: this.world, attempts: this.world, approvalEnforcement: this.world,
       monitoring: (app) => ({ settings: settingsFrom(defaults, { ...spec, merge: { approvers: { users: ['alice'] }, ...spec.merge } }), environment: app.labels.environment === 'staging' ? 'staging' : 'production', suspended: false }),
       audit: { record: async (input) => { this.audit.push(input); } },
       metrics: this.metrics,

@@ -18,7 +18,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import { repoFromUrl, type GitHubPort, type RepoRef } from '../ports/github.ts';
-import type { AttemptObjectsPort, ClusterPort, EventRecorderPort, KubeEvent } from '../ports/kubernetes.ts';
+import type { ApprovalEnforcementPort, AttemptObjectsPort, ClusterPort, EventRecorderPort, KubeEvent } from '../ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
 import type { AppState, AttemptStore, StoredAttempt } from '../store/attempt-store.ts';
 import { StoreUnavailable } from '../store/kv.ts';
@@ -59,6 +59,8 @@ export interface ApplicationReconcilerDeps {
   events?: EventRecorderPort;
   /** GITHUB_ORG: the owner of every repository the operator may open pull requests on. */
   allowedOwner?: string;
+  /** Whether the API server enforces who may approve; without it no production approval is ever recorded. */
+  approvalEnforcement?: ApprovalEnforcementPort;
   /** Called after a commit that wrote events, so the outbox relay publishes them at once. */
   onEventsWritten?: () => void;
   clock?: () => Date;
@@ -236,8 +238,9 @@ export class ApplicationReconciler {
     facts.human = {
       ...(requests.abort !== undefined ? { abort: requests.abort } : {}),
       ...(requests.reset || this.resetRequested(record, now) ? { reset: true } : {}),
-      ...(requests.approve ? { approval: { username: requests.approve } } : {}),
+      ...(requests.approve ? { approval: { username: requests.approve, ...(requests.approveWrittenAt ? { writtenAt: requests.approveWrittenAt } : {}) } } : {}),
     };
+    if (record.environment === 'production') facts.approvalEnforcement = this.deps.approvalEnforcement?.current() ?? { enforced: false, problem: 'no approval enforcement check configured' };
     if (!app && isActive(record.state)) facts.applicationGone = true;
     const source = record.source ?? app?.source;
     const repo = source ? repoFromUrl(source.repoURL) : undefined;
@@ -540,6 +543,13 @@ export class ApplicationReconciler {
             break;
           case 'commentPullRequest':
             await github.commentPullRequest(repo, intent.number, intent.marker, intent.comment);
+            break;
+          case 'removeApproval':
+            await this.deps.attempts.removeApproval(record);
+            this.emitEvents(record, { type: 'Warning', reason: 'ApprovalRemoved', action: 'RemoveApproval',
+              note: `removed the ai-operator.io/approve annotation: ${intent.reason}` }, observed.app?.uid);
+            await audit.record({ level: 'WARN', module: 'MergeController', correlationId: record.correlationId, actionType: 'APPROVAL',
+              message: 'Removed an approve annotation the API server did not check', reasoning: intent.reason, metadata: meta });
             break;
           case 'requestApproval':
             await github.commentPullRequest(repo, intent.number, `approval-${record.correlationId}`,
