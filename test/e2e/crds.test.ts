@@ -130,4 +130,28 @@ describe('RollbackAttempt CRD', () => {
     expect(badPhase.code).not.toBe(0);
     expect(badPhase.stderr).toContain('status.phase');
   });
+
+  it('keeps spec.approvers, which the approval policy trusts, as the operator wrote it', async () => {
+    const approvers = { users: ['alice@example.com'], groups: ['sre'] };
+    const created = JSON.parse(await kubectlOk(stack, ['create', '-o', 'json', '-f', '-'], JSON.stringify(attempt('approvers-1f3a9c2e', { ...validSpec, approvers })))) as { spec: Json };
+    expect(created.spec.approvers).toEqual(approvers);
+    for (const patch of [
+      { spec: { approvers: { users: ['alice@example.com', 'mallory'], groups: ['sre'] } } },
+      { spec: { approvers: null } },
+    ]) {
+      const changed = await kubectl(stack, ['patch', 'rollbackattempt', 'approvers-1f3a9c2e', '-n', namespace, '--type=merge', '-p', JSON.stringify(patch)]);
+      expect(changed.code).not.toBe(0);
+      expect(changed.stderr).toContain('spec: Invalid value: "object": spec is immutable: the operator writes it once when it creates the attempt');
+    }
+  });
+
+  it.each([
+    ['an empty approver name', { users: [''] }, 'spec.approvers.users[0]'],
+    ['a duplicate approver', { users: ['alice@example.com', 'alice@example.com'] }, 'spec.approvers.users[1]'],
+    ['more than 100 groups', { groups: Array.from({ length: 101 }, (_, i) => `group-${i}`) }, 'spec.approvers.groups'],
+  ])('rejects approvers with %s, naming %s', async (_title, approvers, field) => {
+    const result = await kubectl(stack, ['create', '-f', '-'], JSON.stringify(attempt(`bad-${Math.random().toString(36).slice(2, 8)}`, { ...validSpec, approvers })));
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain(field);
+  });
 });
