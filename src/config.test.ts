@@ -41,6 +41,8 @@ describe('loadConfig', () => {
       dryRun: false,
       leaderElection: true,
       httpPort: 8080,
+      approvalPolicyName: 'ai-operator-approvals',
+      approvalPolicyBindingName: 'ai-operator-approvals',
     });
   });
 
@@ -54,6 +56,7 @@ describe('loadConfig', () => {
       GITHUB_API_URL: 'https://ghe.example.com/api/v3', MONITORED_APPS: 'payment-service, order-service,payment-service',
       ARGOCD_URL: 'https://argocd.example.com', ARGOCD_TOKEN: 't', ARGOCD_NAMESPACE: 'gitops',
       AUDIT_FALLBACK_DIR: '/data/audit', DRY_RUN: 'true', LEADER_ELECTION: 'false', HTTP_PORT: '9000',
+      APPROVAL_POLICY_NAME: 'approvals.example.com', APPROVAL_POLICY_BINDING_NAME: 'approvals-team-a',
     });
     expect(config).toMatchObject({
       pollIntervalSec: 5, degradationPersistenceChecks: 4, healthRestorationSec: 30, candidateSearchTimeoutSec: 60,
@@ -63,6 +66,7 @@ describe('loadConfig', () => {
       githubApiUrl: 'https://ghe.example.com/api/v3', monitoredApps: ['payment-service', 'order-service'],
       argocdUrl: 'https://argocd.example.com', argocdToken: 't', argocdNamespace: 'gitops',
       auditFallbackDir: '/data/audit', dryRun: true, leaderElection: false, httpPort: 9000,
+      approvalPolicyName: 'approvals.example.com', approvalPolicyBindingName: 'approvals-team-a',
     });
   });
 
@@ -113,6 +117,9 @@ describe('loadConfig', () => {
     ['DRY_RUN', { DRY_RUN: 'maybe' }, /true or false, got "maybe"/],
     ['LEADER_ELECTION', { LEADER_ELECTION: 'on' }, /true or false/],
     ['HTTP_PORT', { HTTP_PORT: '70000' }, /integer from 1 to 65535/],
+    ['APPROVAL_POLICY_NAME', { APPROVAL_POLICY_NAME: 'AI_Operator' }, /ValidatingAdmissionPolicy name \(lowercase DNS subdomain\), got "AI_Operator"/],
+    ['APPROVAL_POLICY_NAME', { APPROVAL_POLICY_NAME: 'a'.repeat(254) }, /ValidatingAdmissionPolicy name/],
+    ['APPROVAL_POLICY_BINDING_NAME', { APPROVAL_POLICY_BINDING_NAME: 'binding-' }, /ValidatingAdmissionPolicyBinding name \(lowercase DNS subdomain\), got "binding-"/],
   ];
 
   it.each(invalid)('rejects a bad %s with one line naming it (%j)', (variable, env, expected) => {

@@ -39,6 +39,9 @@ export interface Config {
   dryRun: boolean;
   leaderElection: boolean;
   httpPort: number;
+  /** The ValidatingAdmissionPolicy that enforces who may approve, and its binding (config/admission/). */
+  approvalPolicyName: string;
+  approvalPolicyBindingName: string;
 }
 
 export class ConfigError extends Error {
@@ -65,6 +68,8 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const APP_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 // Empty (the whole keyspace) or /segment[/segment…]: several operators can share one etcd.
 const ETCD_PREFIX = /^(\/[A-Za-z0-9._-]+)*$/;
+// The name of a cluster-scoped object such as a ValidatingAdmissionPolicy (a DNS subdomain).
+const OBJECT_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const GITHUB_OWNER = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
 
 // A reader per kind of value. Each returns the parsed value or throws ConfigError.
@@ -253,6 +258,8 @@ export function loadConfig(env: Env = process.env): Config {
     dryRun: r.boolean('DRY_RUN', false),
     leaderElection: r.boolean('LEADER_ELECTION', true),
     httpPort: r.integer('HTTP_PORT', 8080, 1, 65_535),
+    approvalPolicyName: r.matching('APPROVAL_POLICY_NAME', 'ai-operator-approvals', OBJECT_NAME, 'a ValidatingAdmissionPolicy name (lowercase DNS subdomain)')!,
+    approvalPolicyBindingName: r.matching('APPROVAL_POLICY_BINDING_NAME', 'ai-operator-approvals', OBJECT_NAME, 'a ValidatingAdmissionPolicyBinding name (lowercase DNS subdomain)')!,
   };
   if (r.errors.length > 0) throw new ConfigErrors(r.errors);
   return config;

@@ -5,6 +5,7 @@ import { JsonlSink } from './audit/jsonl-sink.ts';
 import { auditLogTee } from './audit/log-line.ts';
 import { ConfigErrors, loadConfig, type Config } from './config.ts';
 import { JetStreamBus } from './events/jetstream.ts';
+import { ApprovalEnforcementCheck } from './integrations/approval-enforcement.ts';
 import { ArgoCdWatcher } from './integrations/argocd.ts';
 import { kubeEventRecorder } from './integrations/events.ts';
 import { GitHubClient } from './integrations/github.ts';
@@ -72,6 +73,11 @@ const github = new GitHubClient({ baseUrl: config.githubApiUrl, auth: config.git
 const cluster = new ClusterReader(kc, { metrics });
 const history = new PrometheusHistory({ url: config.prometheusUrl, metrics });
 const kubeEvents = kubeEventRecorder(kc, { instance: identity, log: log.child('KubeEvents'), metrics });
+// Whether the API server enforces who may approve; while it does not, no production approval is recorded.
+const approvalEnforcement = ApprovalEnforcementCheck.fromKubeConfig(kc, {
+  log: log.child('ApprovalEnforcement'), metrics,
+  policyName: config.approvalPolicyName, bindingName: config.approvalPolicyBindingName,
+});
 
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
@@ -91,6 +97,8 @@ argocd.onChange((ref) => operator?.enqueue(ref));
 await untilReady('the Kubernetes API', log, async () => {
   await Promise.all([argocd.start(), attempts.start(), policies.start()]);
 });
+// Never throws: an unreadable policy is a state (not enforced), not a start-up failure.
+await approvalEnforcement.start();
 await operator.start();
 const server = await startHttp({
   port: config.httpPort, registry: metrics.registry,
@@ -111,7 +119,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     log.info('Shutting down', { signal });
     void (async () => {
       await operator!.stop();
-      await Promise.allSettled([kubeEvents.flush(2000), argocd.stop(), attempts.stop(), policies.stop(), bus.close(), audit.close(), kv.close()]);
+      await Promise.allSettled([kubeEvents.flush(2000), approvalEnforcement.stop(), argocd.stop(), attempts.stop(), policies.stop(), bus.close(), audit.close(), kv.close()]);
       server.close(() => process.exit(0));
     })();
   });

@@ -39,6 +39,7 @@ function exercise(metrics: Metrics): void {
   metrics.kubeEvent('NothingToRollBack', 'created');
   metrics.outboxDeadLettered('degradation.detected');
   metrics.setOutboxPending(3);
+  metrics.setApprovalEnforced(true);
 }
 
 describe('Metrics', () => {

@@ -25,6 +25,7 @@ export const METRIC = {
   kubeEvents: 'ai_operator_kube_events_total',
   outboxDeadLetters: 'ai_operator_outbox_dead_letters_total',
   outboxPending: 'ai_operator_outbox_pending',
+  approvalEnforced: 'ai_operator_approval_enforced',
 } as const;
 
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
@@ -48,6 +49,7 @@ export const METRIC_LABELS = {
   [METRIC.kubeEvents]: ['reason', 'result'],
   [METRIC.outboxDeadLetters]: ['type'],
   [METRIC.outboxPending]: [],
+  [METRIC.approvalEnforced]: [],
 } as const satisfies Record<MetricName, readonly string[]>;
 
 // The alert "MTTR p95 > 600 s" needs a bucket edge at 600; recovery is bounded by
@@ -88,6 +90,7 @@ export class Metrics {
   readonly #kubeEvents: Counter<Labels<typeof METRIC.kubeEvents>>;
   readonly #outboxDeadLetters: Counter<Labels<typeof METRIC.outboxDeadLetters>>;
   readonly #outboxPending: Gauge;
+  readonly #approvalEnforced: Gauge;
 
   constructor(options: MetricsOptions = {}) {
     const registry = options.registry ?? new Registry();
@@ -198,6 +201,11 @@ export class Metrics {
       labelNames: METRIC_LABELS[METRIC.kubeEvents],
       registers,
     });
+    this.#approvalEnforced = new Gauge({
+      name: METRIC.approvalEnforced,
+      help: '1 while the approval admission policy and its binding were last seen installed in Deny mode, else 0 (then no production approval is recorded).',
+      registers,
+    });
     if (options.processMetrics) collectDefaultMetrics({ register: registry });
   }
 
@@ -268,6 +276,10 @@ export class Metrics {
 
   setOutboxPending(count: number): void {
     this.#outboxPending.set(count);
+  }
+
+  setApprovalEnforced(enforced: boolean): void {
+    this.#approvalEnforced.set(enforced ? 1 : 0);
   }
 
   /** Occurrences of a Kubernetes Event (emit calls), by what became of them. */
