@@ -17,7 +17,8 @@ export interface AuditLog {
 export interface AuditSink {
   /** The `sink` label of ai_operator_audit_records_total. */
   readonly name: string;
-  write(records: readonly AuditRecord[]): Promise<void>;
+  /** Resolves once the records are durable; what it resolves with is the sink's own business. */
+  write(records: readonly AuditRecord[]): Promise<unknown>;
   /** The newest records already stored, oldest first: the chain head and the ids a replay must not repeat. */
   tail?(limit: number): Promise<AuditRecord[]>;
   close?(): Promise<void>;

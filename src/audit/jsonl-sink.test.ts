@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openAuditLog } from './audit-log.ts';
-import { JsonlSink, auditFileName, readAuditDir, readAuditFile } from './jsonl-sink.ts';
+import { JsonlSink, auditFileName, countSpooled, readAuditDir, readAuditFile, readSpool, recordEndingAt } from './jsonl-sink.ts';
 import { GENESIS_HASH, sealRecord, verifyChain, type AuditRecord } from './record.ts';
 
 let dir: string;
@@ -119,6 +119,51 @@ describe('JsonlSink', () => {
     await appendFile(join(dir, 'notes.txt'), 'hello\n');
     const sink = await JsonlSink.open(dir);
     expect(await sink.tail(5)).toEqual([]);
+    await sink.close();
+  });
+
+  it('reads the spool back from a position, across days, never past the durable end', async () => {
+    const records = sealed(['2026-02-27T10:00:00Z', '2026-02-27T10:00:01Z', '2026-02-28T10:00:00Z', '2026-02-28T10:00:01Z']);
+    const sink = await JsonlSink.open(dir);
+    expect(sink.durableEnd).toBeUndefined();
+    expect(await sink.write(records.slice(0, 3))).toBe(3);
+    const end = sink.durableEnd!;
+    expect(end.file).toBe('ai-operator-audit-2026.02.28.jsonl');
+    // A line on disk past the durable end (a write in progress) is not read.
+    await appendFile(join(dir, end.file), `${JSON.stringify(records[3])}\n`);
+
+    const all = await readSpool(dir, undefined, end, 100);
+    expect(all.map((s) => s.record)).toEqual(records.slice(0, 3));
+    expect(all[2]!.end).toEqual(end);
+    const rest = await readSpool(dir, all[0]!.end, end, 100);
+    expect(rest.map((s) => s.record)).toEqual(records.slice(1, 3));
+    expect((await readSpool(dir, undefined, end, 2)).map((s) => s.record)).toEqual(records.slice(0, 2));
+    expect(await readSpool(dir, end, end, 100)).toEqual([]);
+    expect(await countSpooled(dir, all[0]!.end, end)).toBe(2);
+
+    expect(await recordEndingAt(dir, all[1]!.end)).toEqual(records[1]);
+    expect(await recordEndingAt(dir, { file: all[1]!.end.file, offset: all[1]!.end.offset - 1 })).toBeUndefined();
+    expect(await recordEndingAt(dir, { file: 'ai-operator-audit-2026.01.01.jsonl', offset: 10 })).toBeUndefined();
+    await sink.close();
+
+    // A reopened sink counts every whole line on disk as durable.
+    const reopened = await JsonlSink.open(dir);
+    expect((await readSpool(dir, undefined, reopened.durableEnd!, 100)).map((s) => s.record)).toEqual(records);
+    await reopened.close();
+  });
+
+  it('reads a record longer than the read chunk', async () => {
+    let prev = GENESIS_HASH;
+    const records = [0, 1].map((i) => {
+      const r = sealRecord({ module: 'Reconciler', actionType: 'FSM_TRANSITION', message: 'x'.repeat(1_500_000 * (i + 1)) }, prev, new Date('2026-02-27T10:00:00Z'));
+      prev = r.hash;
+      return r;
+    });
+    const sink = await JsonlSink.open(dir);
+    await sink.write(records);
+    const read = await readSpool(dir, undefined, sink.durableEnd!, 10);
+    expect(read.map((s) => s.record.hash)).toEqual(records.map((r) => r.hash));
+    expect((await recordEndingAt(dir, read[1]!.end))?.hash).toBe(records[1]!.hash);
     await sink.close();
   });
 });
