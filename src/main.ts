@@ -1,8 +1,8 @@
 // Wiring only: configuration → ports → reconcilers → HTTP server.
 import { hostname } from 'node:os';
-import { openAuditLog } from './audit/audit-log.ts';
-import { JsonlSink } from './audit/jsonl-sink.ts';
+import { ElasticsearchAuditIndex } from './audit/elasticsearch-sink.ts';
 import { auditLogTee } from './audit/log-line.ts';
+import { openAuditTrail } from './audit/trail.ts';
 import { ConfigErrors, loadConfig, type Config } from './config.ts';
 import { JetStreamBus } from './events/jetstream.ts';
 import { ApprovalEnforcementCheck } from './integrations/approval-enforcement.ts';
@@ -56,8 +56,12 @@ const kc = new KeepAliveKubeConfig();
 kc.loadFromDefault();
 
 const kv = new EtcdKV(config.etcdEndpoints, { prefix: config.etcdPrefix });
-// Every record is also a line of the log, where the runbook's jq filters look for it.
-const audit = await openAuditLog({ sink: await JsonlSink.open(config.auditFallbackDir), metrics, onSealed: auditLogTee({ replica: identity }) });
+// Every record is fsync'd to the spool, shipped from there to Elasticsearch, and
+// is also a line of the log, where the runbook's jq filters look for it.
+const audit = await openAuditTrail({
+  dir: config.auditFallbackDir, index: new ElasticsearchAuditIndex({ url: config.elasticsearchUrl, apiKey: config.elasticsearchApiKey }),
+  log: log.child('AuditShipper'), metrics, onSealed: auditLogTee({ replica: identity }),
+});
 const bus = await untilReady('NATS JetStream', log, async () => {
   const connected = await JetStreamBus.connect({ servers: config.natsServers, registry: metrics.registry, log: log.child('EventBus') });
   await connected.ensureStream();

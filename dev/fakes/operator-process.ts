@@ -7,9 +7,9 @@
 // Environment: the operator's own variables (src/config.ts), plus
 //   KUBECONFIG, OPERATOR_ID, ETCD_PREFIX (isolates a test's keys),
 //   AI_OPERATOR_STREAM and AI_OPERATOR_SUBJECT_PREFIX (isolate its events).
-import { openAuditLog } from '../../src/audit/audit-log.ts';
+import { ElasticsearchAuditIndex } from '../../src/audit/elasticsearch-sink.ts';
+import { openAuditTrail } from '../../src/audit/trail.ts';
 import { KeepAliveKubeConfig } from '../../src/integrations/kube-config.ts';
-import { JsonlSink } from '../../src/audit/jsonl-sink.ts';
 import { ConfigErrors, loadConfig } from '../../src/config.ts';
 import { JetStreamBus } from '../../src/events/jetstream.ts';
 import { RollbackAttemptObjects } from '../../src/integrations/rollback-attempts.ts';
@@ -34,7 +34,10 @@ const log = createLogger(config.logLevel, { replica: identity });
 const kv = new EtcdKV(config.etcdEndpoints, { prefix: config.etcdPrefix });
 const world = new FakeWorld(kv);
 const metrics = new Metrics();
-const audit = await openAuditLog({ sink: await JsonlSink.open(config.auditFallbackDir), metrics });
+const audit = await openAuditTrail({
+  dir: config.auditFallbackDir, index: new ElasticsearchAuditIndex({ url: config.elasticsearchUrl, apiKey: config.elasticsearchApiKey }),
+  log: log.child('AuditShipper'), metrics,
+});
 const bus = await JetStreamBus.connect({
   servers: config.natsServers, registry: metrics.registry, log: log.child('EventBus'),
   ...(process.env.AI_OPERATOR_STREAM ? { stream: process.env.AI_OPERATOR_STREAM } : {}),
