@@ -216,6 +216,17 @@ function checkUrl(name: string, value: string, schemes: readonly string[], shown
   }
 }
 
+/** Only what a command line needs to reach Elasticsearch, read and checked as loadConfig reads them. */
+export function loadElasticsearchConfig(env: Env = process.env): Pick<Config, 'elasticsearchUrl' | 'elasticsearchApiKey'> {
+  const r = new Reader(env);
+  const config = {
+    elasticsearchUrl: r.url('ELASTICSEARCH_URL', 'http://elasticsearch:9200', ['http', 'https'])!,
+    elasticsearchApiKey: r.secret('ELASTICSEARCH_API_KEY'),
+  };
+  if (r.errors.length > 0) throw new ConfigErrors(r.errors);
+  return config;
+}
+
 /** Reads and validates the whole configuration; throws ConfigErrors listing every bad variable. */
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
