@@ -21,7 +21,8 @@ function chownTree(path: string, uid: number, gid: number): void {
   execFileSync('chown', ['-R', `${uid}:${gid}`, path]);
 }
 
-export async function startElasticsearch(workDir: string): Promise<ElasticsearchInstance> {
+/** `port`: the HTTP port to listen on (a restart on the same workDir and port keeps the URL and the data). */
+export async function startElasticsearch(workDir: string, options: { port?: number } = {}): Promise<ElasticsearchInstance> {
   const found = await binaries('elasticsearch');
   const home = join(found.elasticsearch!, '..', '..');
   const { uid, gid } = ownerIds(found['elasticsearch-user']);
@@ -36,7 +37,7 @@ export async function startElasticsearch(workDir: string): Promise<Elasticsearch
     chmodSync(workDir, 0o711);
     chownTree(dir, uid, gid);
   }
-  const [port, transportPort] = [await freePort(), await freePort()];
+  const [port, transportPort] = [options.port ?? (await freePort()), await freePort()];
   const url = `http://127.0.0.1:${port}`;
   // setpriv execs Elasticsearch as its own user, with no process in between to
   // lose signals: the tether (running as us) stops it directly.
