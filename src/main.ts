@@ -91,7 +91,7 @@ operator = new Operator({
   monitoring: (app) => policies.monitoring(app),
   afterResync: (apps) => policies.writeStatuses(apps),
   audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
-  allowedOwner: config.githubOrg, events: kubeEvents,
+  allowedOwner: config.githubOrg, events: kubeEvents, approvalEnforcement,
   resyncIntervalMs: Math.max(config.pollIntervalSec * 3, 30) * 1000,
   // Reconciles wait on GitHub and etcd, not CPU: many keys may be in flight at once.
   concurrency: 16,

@@ -240,7 +240,7 @@ describe('state machine properties (SPEC §14)', () => {
         // An approval is recorded only while the API server enforces who may approve, and only one written since.
         if (d.record?.approval && !f.record?.approval) {
           expect(f.approvalEnforcement?.enforced).toBe(true);
-          expect(Date.parse(f.human.approval!.writtenAt!)).toBeGreaterThanOrEqual(Date.parse(f.approvalEnforcement!.since!) - 1000);
+          expect(Date.parse(f.human.approval!.writtenAt!)).toBeGreaterThanOrEqual(Date.parse(f.approvalEnforcement!.since!));
         }
         for (const intent of d.intents) {
           if (intent.kind !== 'mergePullRequest') continue;

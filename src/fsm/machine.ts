@@ -555,7 +555,7 @@ function decideMerged(facts: Facts, record: AttemptRecord): Decision {
     if (seconds(healthySince, now) >= record.settings.healthRestorationSeconds) {
       const recoverySeconds = Math.max(0, seconds(record.degradation.firstSeenAt, now));
       return move(facts, record, 'RollbackComplete', Reason.HealthRestored,
-        `Healthy for ${formatDuration(record.settings.healthRestorationSeconds)} on ${shortSha(facts.health.revision)}`, [
+        `Healthy for ${formatDuration(record.settings.healthRestorationSeconds)} on ${shortSha(facts.health.revision!)}`, [
           { type: 'rollback.completed', data: { ...base(facts), revision: facts.health.revision!, recoverySeconds } },
         ], { healthySince });
     }

@@ -23,11 +23,11 @@ describe('authorizeApproval', () => {
       .toEqual({ authorized: false, blocked: true, detail: 'the API server does not enforce who may approve (ValidatingAdmissionPolicyBinding ai-operator-approvals not found): no approval is recorded until it does' });
   });
 
-  it('refuses an approval written before enforcement was seen, or at an unknown time', () => {
+  it('refuses an approval seen before enforcement was, or never seen appear', () => {
     expect(authorizeApproval({ username: 'alice@example.com', writtenAt: '2026-12-01T09:00:00Z' }, approvers, enforced).detail).toMatch(/before the API server was seen enforcing the approval policy .*: write it again$/);
     expect(authorizeApproval({ username: 'alice@example.com' }, approvers, enforced).authorized).toBe(false);
-    // managedFields times have second precision: written in the second enforcement was confirmed still counts.
-    expect(authorizeApproval({ username: 'alice@example.com', writtenAt: '2026-12-01T10:00:00Z' }, approvers, { enforced: true, since: '2026-12-01T10:00:00.700Z' }).authorized).toBe(true);
+    // Seen even a moment before enforcement was confirmed: refused (and removed), to be written again.
+    expect(authorizeApproval({ username: 'alice@example.com', writtenAt: '2026-12-01T10:00:00.600Z' }, approvers, { enforced: true, since: '2026-12-01T10:00:00.700Z' }).authorized).toBe(false);
   });
 
   it('without approver groups, only a listed user may approve', () => {

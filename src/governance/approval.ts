@@ -12,7 +12,7 @@ export interface Approvers {
 
 export interface ApprovalRequest {
   username: string;
-  /** When the annotation was last written (from the object's managedFields); unknown for old objects. */
+  /** When the operator's watch first saw this value of the annotation; unknown when it never did. */
   writtenAt?: string;
 }
 
@@ -36,9 +36,9 @@ export function authorizeApproval(request: ApprovalRequest, approvers: Approvers
   if (approvers.users.length === 0 && approvers.groups.length === 0) {
     return { authorized: false, detail: 'the policy names no approvers: nobody may approve' };
   }
-  // Written before enforcement was confirmed (or when is unknown): its writer was never checked.
-  if (enforcement.since && (!request.writtenAt || Date.parse(request.writtenAt) < Date.parse(enforcement.since) - 1000)) {
-    return { authorized: false, detail: `the approval by ${username} was written ${request.writtenAt ? `at ${request.writtenAt}, ` : ''}before the API server was seen enforcing the approval policy (since ${enforcement.since}): write it again` };
+  // Seen before enforcement was confirmed (or never seen appear): its writer may never have been checked.
+  if (enforcement.since && (!request.writtenAt || Date.parse(request.writtenAt) < Date.parse(enforcement.since))) {
+    return { authorized: false, detail: `the approval by ${username} appeared ${request.writtenAt ? `at ${request.writtenAt}, ` : ''}before the API server was seen enforcing the approval policy (since ${enforcement.since}): write it again` };
   }
   if (approvers.users.includes(username)) return { authorized: true, detail: `${username} is listed in merge.approvers.users (the API server checked the writer)` };
   if (approvers.groups.length > 0) {

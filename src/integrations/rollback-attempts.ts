@@ -12,7 +12,7 @@ const VERSION = 'v1alpha1';
 const PLURAL = 'rollbackattempts';
 
 interface RollbackAttemptObject extends KubernetesObject {
-  spec?: { application: { name: string; namespace: string }; correlationId: string };
+  spec?: { application: { name: string; namespace: string }; correlationId: string; approvers?: { users?: string[]; groups?: string[] } };
   status?: Record<string, unknown>;
 }
 
@@ -73,18 +73,28 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
   private readonly log: Logger;
   /** Last status written per object, so an unchanged projection costs no request. */
   private readonly written = new Map<string, string>();
+  /**
+   * When this process first saw each object's current approve value. Only the watch
+   * can say when a value appeared: managedFields times are written by clients, so
+   * a patch can set them to anything.
+   */
+  private readonly approvalsSeen = new Map<string, { value: string; at: string }>();
+  private readonly clock: () => Date;
 
-  constructor(kc: KubeConfig, log: Logger, onRequest: (appKey: { namespace: string; name: string }) => void) {
+  constructor(kc: KubeConfig, log: Logger, onRequest: (appKey: { namespace: string; name: string }) => void, clock: () => Date = () => new Date()) {
     this.api = kc.makeApiClient(CustomObjectsApi);
     this.log = log;
+    this.clock = clock;
     this.informer = makeInformer<RollbackAttemptObject>(kc, `/apis/${GROUP}/${VERSION}/${PLURAL}`,
       () => this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as never);
     const changed = (object: RollbackAttemptObject) => {
+      this.noteApproval(object);
       const app = object.spec?.application;
       if (app && hasRequests(object)) onRequest(app);
     };
     this.informer.on('add', changed);
     this.informer.on('update', changed);
+    this.informer.on('delete', (object) => this.approvalsSeen.delete(`${object.metadata?.namespace}/${object.metadata?.name}`));
     this.informer.on('error', (error: unknown) => {
       this.log.warn('RollbackAttempt watch failed; restarting it', { error: String(error) });
       setTimeout(() => void this.informer.start().catch((e: Error) => this.log.warn('RollbackAttempt watch restart failed', { error: e.message })), 2000).unref();
@@ -120,7 +130,24 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     const cached = this.informer.get(name, record.app.namespace);
     const object = cached ?? await this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: record.app.namespace, plural: PLURAL, name })
       .then((o) => o as RollbackAttemptObject, (error: { code?: number }) => { if (error.code === 404) return undefined; throw error; });
-    return requestsOf(object);
+    const requests = requestsOf(object);
+    if (requests.approve === undefined) return requests;
+    // An object someone else made under this name (deleted and re-created) names other approvers: its approval is not this attempt's.
+    if (!sameApprovers(object?.spec?.approvers, record.settings.approvers) || object?.spec?.correlationId !== record.correlationId) {
+      this.log.warn('Ignored an approval on a RollbackAttempt whose spec is not the attempt\'s', { correlationId: record.correlationId, name, namespace: record.app.namespace });
+      const { approve: _ignored, ...rest } = requests;
+      return rest;
+    }
+    const seen = this.approvalsSeen.get(`${record.app.namespace}/${name}`);
+    return { ...requests, ...(seen?.value === requests.approve ? { approveWrittenAt: seen.at } : {}) };
+  }
+
+  /** Remembers when the watch first showed an object's current approve value. */
+  private noteApproval(object: RollbackAttemptObject): void {
+    const key = `${object.metadata?.namespace}/${object.metadata?.name}`;
+    const value = object.metadata?.annotations?.[ANNOTATIONS.approve];
+    if (value === undefined) this.approvalsSeen.delete(key);
+    else if (this.approvalsSeen.get(key)?.value !== value) this.approvalsSeen.set(key, { value, at: this.clock().toISOString() });
   }
 
   async removeApproval(record: AttemptRecord): Promise<void> {
@@ -160,23 +187,15 @@ function hasRequests(object: RollbackAttemptObject): boolean {
   return ANNOTATIONS.approve in a || ANNOTATIONS.reset in a || ANNOTATIONS.abort in a;
 }
 
-/** When a manager last wrote the annotation, from managedFields (the field set names `f:metadata.f:annotations.f:<key>`). */
-export function annotationWrittenAt(object: KubernetesObject | undefined, key: string): string | undefined {
-  let latest: string | undefined;
-  for (const entry of object?.metadata?.managedFields ?? []) {
-    const fields = entry.fieldsV1 as Record<string, Record<string, Record<string, unknown>>> | undefined;
-    if (!fields?.['f:metadata']?.['f:annotations']?.[`f:${key}`] || !entry.time) continue;
-    const time = entry.time instanceof Date ? entry.time.toISOString() : String(entry.time);
-    if (!latest || Date.parse(time) > Date.parse(latest)) latest = time;
-  }
-  return latest;
+function sameApprovers(a: { users?: string[]; groups?: string[] } | undefined, b: { users: string[]; groups: string[] }): boolean {
+  const same = (x: string[] = [], y: string[]) => x.length === y.length && [...x].sort().every((v, i) => v === [...y].sort()[i]);
+  return same(a?.users, b.users) && same(a?.groups, b.groups);
 }
 
 export function requestsOf(object: KubernetesObject | undefined): HumanRequests {
   const a = object?.metadata?.annotations ?? {};
-  const writtenAt = annotationWrittenAt(object, ANNOTATIONS.approve);
   return {
-    ...(a[ANNOTATIONS.approve] !== undefined ? { approve: a[ANNOTATIONS.approve], ...(writtenAt ? { approveWrittenAt: writtenAt } : {}) } : {}),
+    ...(a[ANNOTATIONS.approve] !== undefined ? { approve: a[ANNOTATIONS.approve] } : {}),
     ...(a[ANNOTATIONS.reset] === 'true' ? { reset: true } : {}),
     ...(a[ANNOTATIONS.abort] !== undefined ? { abort: a[ANNOTATIONS.abort] } : {}),
   };

@@ -19,7 +19,7 @@ export interface ClusterPort {
 /** What a human asked for on a RollbackAttempt, by annotation. */
 export interface HumanRequests {
   approve?: string;
-  /** When the approve annotation was last written, from the object's managedFields (second precision). */
+  /** When this process's watch first saw the approve annotation's current value; unknown when it never did. */
   approveWrittenAt?: string;
   reset?: boolean;
   abort?: string;
