@@ -10,7 +10,8 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { readAuditDir } from '../../src/audit/jsonl-sink.ts';
 import { verifyChain } from '../../src/audit/record.ts';
 import type { CloudEvent } from '../../src/events/types.ts';
-import { kubectlOk } from './support/kube.ts';
+import { grantPatch, installApprovalPolicy } from './support/approvals.ts';
+import { kubectl, kubectlOk } from './support/kube.ts';
 import { eventually } from './support/operator.ts';
 import { APP_PATH, givenRollbackScenario, REPO, type ScenarioOptions, type Stopper } from './support/rollback-scenario.ts';
 
@@ -76,19 +77,30 @@ describe('a degraded staging app is rolled back in Git', () => {
 
 describe('a degraded production app', () => {
   const policy = (namespace: string) => JSON.stringify({ apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackPolicy', metadata: { name: 'prod', namespace },
-    spec: { environment: 'production', detection: { intervalSeconds: 1, persistenceChecks: 3 }, healthRestorationSeconds: 3, merge: { approvers: { users: ['alice@example.com'] } } } });
+    spec: { environment: 'production', detection: { intervalSeconds: 1, persistenceChecks: 3 }, healthRestorationSeconds: 3, merge: { approvers: { users: ['alice@example.com'], groups: ['sre'] } } } });
   const attemptName = (correlationId: string) => `cart-${correlationId.replace(/-/g, '').slice(0, 8)}`;
-  /** A production app under a policy naming alice as approver, degraded by a bad release; its rollback PR is CI-green. */
-  async function givenGreenProductionPr(name: string, approvalTimeoutSeconds: number) {
-    const s = await given(name, { environment: 'production', env: { MERGE_APPROVAL_TIMEOUT: String(approvalTimeoutSeconds) } });
+  /**
+   * A production app under a policy naming alice and the group sre as approvers, degraded by a bad release;
+   * its rollback PR is CI-green. The shipped approval admission policy is bound to this namespace, unless
+   * `enforced` is false, and alice, mallory and the sre group may patch RollbackAttempts here.
+   */
+  async function givenGreenProductionPr(name: string, approvalTimeoutSeconds: number, enforced = true) {
+    const s = await given(name, { environment: 'production', startOperator: false, env: { MERGE_APPROVAL_TIMEOUT: String(approvalTimeoutSeconds) } });
+    const { bindingName } = enforced ? await installApprovalPolicy(stack, s.namespace) : { bindingName: `ai-operator-approvals-${s.namespace}` };
+    for (const user of ['alice@example.com', 'mallory']) await grantPatch(stack, s.namespace, user);
+    await grantPatch(stack, s.namespace, 'sre', 'Group');
     await kubectlOk(stack, ['apply', '-f', '-'], policy(s.namespace));
+    await s.startOperator({ APPROVAL_POLICY_BINDING_NAME: bindingName });
     await s.release('v2', true);
     const pr = await s.firstPull();
     s.ci(pr.headSha, 'success');
     return { s, pr };
   }
+  /** `kubectl annotate` as that user (the admin kubeconfig impersonates). */
+  const approveAs = (s: { namespace: string }, name: string, user: string, groups: string[] = []) =>
+    kubectl(stack, ['annotate', '--overwrite', `--as=${user}`, ...groups.map((g) => `--as-group=${g}`), 'rollbackattempt', name, '-n', s.namespace, `ai-operator.io/approve=${user}`]);
 
-  it('waits for an authorized approval (an unauthorized one changes nothing), then merges and recovers', async () => {
+  it('waits for an authorized approval (a forged one is refused by the API server), then merges and recovers', async () => {
     const { s, pr } = await givenGreenProductionPr('production', 600);
 
     const waiting = await s.inState('AwaitingMergeApproval');
@@ -97,29 +109,69 @@ describe('a degraded production app', () => {
     await new Promise((r) => setTimeout(r, 3000));
     expect(s.github.control.pulls(REPO)[0]!.merged).toBe(false);
 
+    // Mallory may patch the attempt but is no approver: the API server refuses, naming the rule — in her name or alice's.
     const name = attemptName(waiting.correlationId);
-    await kubectlOk(stack, ['annotate', 'rollbackattempt', name, '-n', s.namespace, 'ai-operator.io/approve=mallory']);
-    await new Promise((r) => setTimeout(r, 3000));
+    const mallory = await approveAs(s, name, 'mallory');
+    expect(mallory.code).not.toBe(0);
+    expect(mallory.stderr).toContain('mallory is not an approver of this RollbackAttempt (spec.approvers)');
+    const forged = await kubectl(stack, ['annotate', '--as=mallory', 'rollbackattempt', name, '-n', s.namespace, 'ai-operator.io/approve=alice@example.com']);
+    expect(forged.stderr).toContain('ai-operator.io/approve must name the requesting user: mallory may not approve as alice@example.com');
+    await new Promise((r) => setTimeout(r, 2000));
     expect(s.github.control.pulls(REPO)[0]!.merged).toBe(false);
-    // The refusal is said once, where a person looks: a condition of the RollbackAttempt, an Event, one audit record.
-    const approved = await eventually('Approved condition', async () => {
-      const object = JSON.parse(await kubectlOk(stack, ['get', 'rollbackattempt', name, '-n', s.namespace, '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; status: string; reason: string; message: string }> } };
-      return object.status?.conditions?.find((c) => c.type === 'Approved');
-    });
-    expect(approved).toMatchObject({ status: 'False', reason: 'ApprovalRefused' });
-    expect(approved.message).toContain('mallory is not among the approvers');
-    const refusedEvents = JSON.parse(await kubectlOk(stack, ['get', 'events.events.k8s.io', '-n', s.namespace, '-o', 'json'])).items
-      .filter((e: { reason: string; regarding: { kind: string } }) => e.reason === 'ApprovalRefused' && e.regarding.kind === 'RollbackAttempt');
-    expect(refusedEvents).toHaveLength(1);
-    expect(refusedEvents[0].series).toBeUndefined();
-    const refusals = (await readAuditDir(join(s.dir, 'audit'))).filter((a) => a.actionType === 'APPROVAL' && a.correlationId === waiting.correlationId && a.level === 'WARN');
-    expect(refusals).toHaveLength(1);
-    await kubectlOk(stack, ['annotate', '--overwrite', 'rollbackattempt', name, '-n', s.namespace, 'ai-operator.io/approve=alice@example.com']);
+
+    expect((await approveAs(s, name, 'alice@example.com')).code).toBe(0);
     const done = await s.inState('RollbackComplete');
     expect(done).toMatchObject({ approval: { approvedBy: 'alice@example.com' }, candidate: { revision: s.good } });
     expect(done.transitions.find((t) => t.to === 'RollbackMerged')?.reason).toBe('ApprovedAndMerged');
     expect(s.github.control.pulls(REPO)[0]).toMatchObject({ merged: true, mergedBy: 'ai-operator-bot' });
     expect(s.github.violations()).toEqual([]);
+  }, 180_000);
+
+  it('lets a member of an approver group approve: the API server admits it, the operator merges', async () => {
+    const { s } = await givenGreenProductionPr('production-group', 600);
+    const waiting = await s.inState('AwaitingMergeApproval');
+    // carol is listed nowhere by name; she is in the group sre
+    expect((await approveAs(s, attemptName(waiting.correlationId), 'carol', ['sre'])).code).toBe(0);
+    const done = await s.inState('RollbackComplete');
+    expect(done.approval?.approvedBy).toBe('carol');
+    const audit = await readAuditDir(join(s.dir, 'audit'));
+    expect(audit.find((a) => a.actionType === 'APPROVAL' && a.correlationId === waiting.correlationId && a.level === 'INFO')?.message)
+      .toBe('carol was admitted by the API server as a member of an approver group (sre)');
+  }, 180_000);
+
+  it('with the binding absent, records no approval and never merges, and says why on the attempt and the PR', async () => {
+    const { s, pr } = await givenGreenProductionPr('production-unenforced', 600, false);
+    const waiting = await s.inState('AwaitingMergeApproval');
+    const name = attemptName(waiting.correlationId);
+    // The attempt says why, as a condition, and the PR says it once
+    const approved = await eventually('Approved condition', async () => {
+      const object = JSON.parse(await kubectlOk(stack, ['get', 'rollbackattempt', name, '-n', s.namespace, '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; status: string; reason: string; message: string }> } };
+      return object.status?.conditions?.find((c) => c.type === 'Approved');
+    });
+    expect(approved).toMatchObject({ status: 'False', reason: 'ApprovalNotEnforced' });
+    expect(approved.message).toContain(`ValidatingAdmissionPolicyBinding ai-operator-approvals-${s.namespace} not found`);
+    const comments = () => s.github.control.comments({ ...REPO, number: pr.number }).map((c) => c.body);
+    await eventually('PR comment', async () => comments().some((c) => c.includes('cannot be approved right now')));
+    expect(comments().some((c) => c.includes('waits for an authorized approver'))).toBe(false);
+
+    // Nothing stops alice's annotation now — and the operator neither counts it nor keeps it
+    expect((await approveAs(s, name, 'alice@example.com')).code).toBe(0);
+    await eventually('the unchecked approval removed', async () => {
+      const object = JSON.parse(await kubectlOk(stack, ['get', 'rollbackattempt', name, '-n', s.namespace, '-o', 'json'])) as { metadata: { annotations?: Record<string, string> } };
+      return object.metadata.annotations?.['ai-operator.io/approve'] === undefined;
+    });
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(s.github.control.pulls(REPO)[0]!.merged).toBe(false);
+    const record = (await s.attempts())[0]!;
+    expect(record.state).toBe('AwaitingMergeApproval');
+    expect(record.approval).toBeUndefined();
+    const refusals = (await readAuditDir(join(s.dir, 'audit'))).filter((a) => a.actionType === 'APPROVAL' && a.correlationId === waiting.correlationId && a.level === 'WARN');
+    // Said once, however many reconciles saw it: in the audit trail and as an Event
+    expect(refusals.filter((a) => a.message.startsWith('approval by alice@example.com refused'))).toHaveLength(1);
+    expect(refusals.map((a) => a.message)).toContain('approval by alice@example.com refused: the API server does not enforce who may approve ' +
+      `(ValidatingAdmissionPolicyBinding ai-operator-approvals-${s.namespace} not found): no approval is recorded until it does`);
+    const events = JSON.parse(await kubectlOk(stack, ['get', 'events.events.k8s.io', '-n', s.namespace, '-o', 'json'])).items as Array<{ reason: string; regarding: { kind: string } }>;
+    expect(events.filter((e) => e.reason === 'ApprovalRemoved' && e.regarding.kind === 'RollbackAttempt')).toHaveLength(1);
   }, 180_000);
 
   it('without an approval, aborts with ApprovalTimeout and leaves the PR open with a comment', async () => {

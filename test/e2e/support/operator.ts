@@ -27,7 +27,7 @@ export function testEnvironment(stack: StackEndpoints, name: string, extra: Reco
     prefix: `/t/${id}`, stream, subjectPrefix, dir,
     env: {
       PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root',
-      KUBECONFIG: stack.kubeconfig, ETCD_ENDPOINTS: stack.etcd, NATS_URL: stack.nats,
+      KUBECONFIG: stack.kubeconfig, ETCD_ENDPOINTS: stack.etcd, NATS_URL: stack.nats, ELASTICSEARCH_URL: stack.elasticsearch,
       ETCD_PREFIX: `/t/${id}`, AI_OPERATOR_STREAM: stream, AI_OPERATOR_SUBJECT_PREFIX: subjectPrefix,
       GITHUB_ORG: 'acme', GITHUB_TOKEN: 'test-token', AUDIT_FALLBACK_DIR: join(dir, 'audit'),
       POLL_INTERVAL_SEC: '1', DEGRADATION_PERSISTENCE_CHECKS: '3', HEALTH_RESTORATION_DURATION: '3', RECOVERY_TIMEOUT: '60',
