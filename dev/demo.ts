@@ -120,6 +120,11 @@ try {
   })) }));
   process.stdout.write(await kubectlOk(endpoints, ['get', 'rollbackpolicies', '-n', 'argocd']));
 
+  say(`Who may approve is the API server's to enforce: the shipped admission policy (config/admission), and ${APPROVER} bound to the shipped ai-operator-approver role`);
+  process.stdout.write(await kubectlOk(endpoints, ['apply', '-k', 'config/admission']));
+  process.stdout.write(await kubectlOk(endpoints, ['apply', '-k', 'config/rbac']));
+  process.stdout.write(await kubectlOk(endpoints, ['create', 'rolebinding', 'sre-oncall-approves', '-n', 'argocd', '--clusterrole=ai-operator-approver', `--user=${APPROVER}`]));
+
   say('Starting the operator (src/main.ts) against all of it');
   const httpPort = await freePort();
   const operatorLog = join(stack.workDir, 'operator.log');
@@ -156,9 +161,10 @@ try {
     if (type === 'ci.completed' && data.app.name === 'order-service' && data.state === 'success') {
       const attempt = JSON.parse(await kubectlOk(endpoints, ['get', 'rollbackattempts', '-n', 'argocd', '-l', 'ai-operator.io/application=order-service', '-o', 'json'])) as { items: Array<{ metadata: { name: string } }> };
       const name = attempt.items.at(-1)!.metadata.name;
-      process.stdout.write(`         production waits for a human; the demo approves as ${APPROVER}:\n         $ kubectl annotate rollbackattempt ${name} -n argocd ai-operator.io/approve=${APPROVER}\n`);
+      process.stdout.write(`         production waits for a human; the demo approves as ${APPROVER} (impersonated: --as):\n         $ kubectl annotate rollbackattempt ${name} -n argocd ai-operator.io/approve=${APPROVER}\n`);
       await new Promise((r) => setTimeout(r, 3000));
-      await kubectlOk(endpoints, ['annotate', 'rollbackattempt', name, '-n', 'argocd', `ai-operator.io/approve=${APPROVER}`]);
+      // Someone else writing that name is refused by the API server, whatever their rights on the object.
+      await kubectlOk(endpoints, ['annotate', `--as=${APPROVER}`, 'rollbackattempt', name, '-n', 'argocd', `ai-operator.io/approve=${APPROVER}`]);
     }
     if (type === 'rollback.completed' || type === 'rollback.aborted') {
       completed.add(`${data.app.name}:${type}`);
