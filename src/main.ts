@@ -85,7 +85,7 @@ const approvalEnforcement = ApprovalEnforcementCheck.fromKubeConfig(kc, {
 
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
-const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg });
+const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
 operator = new Operator({
   kv, bus, argocd, github, cluster, history, attempts,
   monitoring: (app) => policies.monitoring(app),

@@ -50,7 +50,7 @@ kc.loadFromDefault();
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
 await attempts.start();
-const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg });
+const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
 await policies.start();
 operator = new Operator({
   kv, bus, argocd: world, github: world, cluster: world, history: world, attempts, approvalEnforcement: world,

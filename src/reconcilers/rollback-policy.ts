@@ -31,12 +31,18 @@ export class RollbackPolicies {
   private readonly defaults: Defaults;
   private readonly log: Logger;
   private readonly allowedOwner: string | undefined;
+  private readonly namespaces: ReadonlySet<string> | undefined;
 
-  /** `allowedOwner`: GITHUB_ORG, whose repositories alone the operator may open PRs on. */
-  constructor(kc: KubeConfig, defaults: Defaults, log: Logger, onChange: () => void, options: { allowedOwner?: string } = {}) {
+  /**
+   * `allowedOwner`: GITHUB_ORG, whose repositories alone the operator may open PRs on.
+   * `namespaces`: WATCH_NAMESPACES; policies elsewhere belong to another installation,
+   * which alone may judge and write their status.
+   */
+  constructor(kc: KubeConfig, defaults: Defaults, log: Logger, onChange: () => void, options: { allowedOwner?: string; namespaces?: string[] } = {}) {
     this.api = kc.makeApiClient(CustomObjectsApi);
     this.defaults = defaults;
     this.allowedOwner = options.allowedOwner;
+    this.namespaces = options.namespaces?.length ? new Set(options.namespaces) : undefined;
     this.log = log;
     this.informer = makeInformer<PolicyObject>(kc, `/apis/${GROUP}/${VERSION}/${PLURAL}`,
       () => this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as never);
@@ -56,7 +62,12 @@ export class RollbackPolicies {
   }
 
   policies(): RollbackPolicy[] {
-    return this.informer.list().map((o) => ({ name: o.metadata!.name!, namespace: o.metadata!.namespace!, spec: o.spec ?? {} }));
+    return this.objects().map((o) => ({ name: o.metadata!.name!, namespace: o.metadata!.namespace!, spec: o.spec ?? {} }));
+  }
+
+  /** The RollbackPolicy objects of the watched namespaces. */
+  private objects(): PolicyObject[] {
+    return this.informer.list().filter((o) => !this.namespaces || this.namespaces.has(o.metadata?.namespace ?? ''));
   }
 
   monitoring(app: ApplicationView): MonitoredApp | undefined {
@@ -75,7 +86,7 @@ export class RollbackPolicies {
       matched.set(key, (matched.get(key) ?? 0) + 1);
       if (repositoryRefusal(app.source, this.allowedOwner)) refused.set(key, [...(refused.get(key) ?? []), app.ref.name]);
     }
-    for (const object of this.informer.list()) {
+    for (const object of this.objects()) {
       const { name, namespace, generation } = object.metadata!;
       const key = `${namespace}/${name}`;
       const count = matched.get(key) ?? 0;

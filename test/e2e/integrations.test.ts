@@ -128,6 +128,8 @@ describe('ArgoCdWatcher on the real API server', () => {
         labels: { 'ai-operator.enabled': 'true', environment: 'staging' },
         health: 'Degraded',
         syncRevision: 'b'.repeat(40),
+        // Argo CD's UI lists an Application's Events by it.
+        uid: expect.any(String),
         history: [{ id: 0, revision: 'a'.repeat(40), deployedAt: '2026-01-01T00:00:00Z' }, { id: 1, revision: 'b'.repeat(40), deployedAt: '2026-01-02T00:00:00Z' }],
         resources: [{ group: 'apps', kind: 'Deployment', namespace: 'payments', name: 'api', health: 'Degraded' }],
         source,
