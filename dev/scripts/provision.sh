@@ -2,7 +2,7 @@
 # Obtains each real component of the local stack and caches it outside the clone,
 # so only the first run on a machine pays for the builds and downloads.
 #
-#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|all
+#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|all
 #
 # Prints "<component>=<path>" lines on stdout; progress goes to stderr. A component
 # that cannot be obtained fails with one line naming it and what to install.
@@ -18,6 +18,7 @@ ETCD_VERSION=3.5.35
 KUBE_VERSION=1.33.13
 NATS_VERSION=2.11.17
 ES_VERSION=8.19.7
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 
 say() { echo "provision: $*" >&2; }
 fail() { echo "provision: cannot obtain $1: $2" >&2; exit 1; }
@@ -138,6 +139,25 @@ provision_prometheus() {
   echo "promtool=$(command -v promtool)"
 }
 
+# The PrometheusRule and ServiceMonitor CRDs, to check config/prometheus against the
+# real schemas: prometheus-operator's module zip (Go module proxy, checked against
+# the checksum database) ships them under example/prometheus-operator-crd/.
+provision_prometheus_operator_crds() {
+  local dir="$cache/prometheus-operator-crds-$PROMETHEUS_OPERATOR_VERSION" module=github.com/prometheus-operator/prometheus-operator
+  if [[ ! -f $dir/monitoring.coreos.com_servicemonitors.yaml ]]; then
+    need_go prometheus-operator-crds
+    say "fetching $module@$PROMETHEUS_OPERATOR_VERSION from the Go module proxy"
+    local src
+    src=$(cd "$cache" && GOFLAGS=-mod=mod go mod download -json "$module@$PROMETHEUS_OPERATOR_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+    [[ -n $src && -d $src/example/prometheus-operator-crd ]] || fail prometheus-operator-crds "go mod download $module@$PROMETHEUS_OPERATOR_VERSION failed (is the Go module proxy reachable?)"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    cp "$src/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" "$src/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$dir.tmp/"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  echo "prometheusrules-crd=$dir/monitoring.coreos.com_prometheusrules.yaml"
+  echo "servicemonitors-crd=$dir/monitoring.coreos.com_servicemonitors.yaml"
+}
+
 java17() {
   local candidate
   for candidate in "${ES_JAVA_HOME:-}" /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-arm64; do
@@ -191,8 +211,9 @@ run() {
     nats) locked nats provision_nats ;;
     prometheus) locked apt provision_prometheus ;;
     elasticsearch) locked es provision_elasticsearch ;;
+    prometheus-operator-crds) locked prometheus-operator-crds provision_prometheus_operator_crds ;;
     all) for c in node etcd kube nats prometheus elasticsearch; do run "$c"; done ;;
-    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|all" >&2; exit 2 ;;
+    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|all" >&2; exit 2 ;;
   esac
 }
 
