@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { STATES } from '../fsm/table.ts';
-import { METRIC, METRIC_LABELS, Metrics } from './metrics.ts';
+import { METRIC, METRIC_LABELS, Metrics, storedGauges } from './metrics.ts';
 
 interface Sample {
   name: string;
@@ -40,7 +40,17 @@ function exercise(metrics: Metrics): void {
   metrics.outboxDeadLettered('degradation.detected');
   metrics.setOutboxPending(3);
   metrics.setApprovalEnforced(true);
+  const queue = metrics.queue('application');
+  queue.added('normal');
+  queue.taken('normal', 0.002);
+  queue.finished('success', 0.3);
+  queue.retried();
 }
+
+const HISTOGRAMS = new Set<string>([
+  METRIC.meanTimeToRecovery, METRIC.candidateResolutionDuration, METRIC.mcpCallDuration,
+  METRIC.reconcileTime, METRIC.workqueueQueueDuration, METRIC.workqueueWorkDuration,
+]);
 
 describe('Metrics', () => {
   it('exposes every metric of SPEC §11 with exactly its label names', async () => {
@@ -48,7 +58,7 @@ describe('Metrics', () => {
     exercise(metrics);
     const text = await metrics.registry.metrics();
     const samples = parse(text);
-    const histograms = new Set<string>([METRIC.meanTimeToRecovery, METRIC.candidateResolutionDuration, METRIC.mcpCallDuration]);
+    const histograms = HISTOGRAMS;
     for (const [name, labelNames] of Object.entries(METRIC_LABELS)) {
       const series = histograms.has(name) ? `${name}_count` : name;
       const found = samples.filter((s) => s.name === series);
@@ -125,5 +135,87 @@ describe('Metrics', () => {
     const samples = parse(await metrics.registry.metrics());
     expect(samples.filter((s) => s.name === METRIC.mcpCallErrors)).toHaveLength(0);
     expect(samples.find((s) => s.name === `${METRIC.mcpCallDuration}_count`)?.value).toBe(1);
+  });
+
+  it('exports the reconcile and queue metrics under controller-runtime\'s names, labels and buckets, at 0 from the start', async () => {
+    const metrics = new Metrics();
+    metrics.queue('application');
+    const text = await metrics.registry.metrics();
+    for (const result of ['success', 'error', 'requeue', 'requeue_after']) {
+      expect(text).toContain(`controller_runtime_reconcile_total{controller="application",result="${result}"} 0`);
+    }
+    expect(text).toContain('controller_runtime_reconcile_errors_total{controller="application"} 0');
+    expect(text).toContain('workqueue_adds_total{name="application",controller="application"} 0');
+    expect(text).toContain('workqueue_retries_total{name="application",controller="application"} 0');
+    expect(text).toContain('workqueue_depth{name="application",controller="application",priority="0"} 0');
+    expect(text).toContain('workqueue_depth{name="application",controller="application",priority="-100"} 0');
+    expect(text).toContain('# TYPE controller_runtime_reconcile_time_seconds histogram');
+    const q = metrics.queue('application');
+    q.finished('error', 61);
+    q.taken('normal', 5e-6);
+    const after = await metrics.registry.metrics();
+    expect(after).toContain('controller_runtime_reconcile_errors_total{controller="application"} 1');
+    // controller-runtime's last reconcile bucket is 60 s; the queue's run from 10 ns to 1000 s by powers of ten.
+    expect(after).toContain('controller_runtime_reconcile_time_seconds_bucket{le="60",controller="application"} 0');
+    expect(after).toContain('controller_runtime_reconcile_time_seconds_bucket{le="+Inf",controller="application"} 1');
+    const queueBuckets = [...after.matchAll(/^workqueue_queue_duration_seconds_bucket\{le="([^"]+)"/gm)].map((m) => m[1]);
+    expect(queueBuckets).toEqual(['1e-8', '1e-7', '0.000001', '0.00001', '0.0001', '0.001', '0.01', '0.1', '1', '10', '100', '1000', '+Inf']);
+    expect(after).toContain('workqueue_queue_duration_seconds_bucket{le="0.00001",name="application",controller="application"} 1');
+  });
+});
+
+describe('storedGauges', () => {
+  it('counts the attempts in flight per environment, not an aborted one, and gives every app with an attempt its state', () => {
+    const gauges = storedGauges([
+      { app: 'cart', environment: 'staging', state: 'PRCreated' },
+      { app: 'payment', environment: 'staging', state: 'RollbackMerged' },
+      { app: 'orders', environment: 'production', state: 'Abort' },
+      { app: 'search', environment: 'production', state: 'DegradationDetected' },
+    ]);
+    expect(gauges.activeRollbacks).toEqual({ staging: 2, production: 1 });
+    expect(Object.fromEntries(gauges.fsmState)).toEqual({ cart: 'PRCreated', payment: 'RollbackMerged', orders: 'Abort', search: 'DegradationDetected' });
+  });
+
+  it('says 0 for every environment when nothing is stored', () => {
+    const gauges = storedGauges([]);
+    expect(gauges.activeRollbacks).toEqual({ staging: 0, production: 0 });
+    expect(gauges.fsmState.size).toBe(0);
+  });
+
+  it('counts every in-flight state and none of the others', () => {
+    for (const state of STATES) {
+      const inFlight = !['Idle', 'RollbackComplete', 'Abort'].includes(state);
+      expect(storedGauges([{ app: 'a', environment: 'production', state }]).activeRollbacks.production, state).toBe(inFlight ? 1 : 0);
+    }
+  });
+});
+
+describe('Metrics.setStoredGauges', () => {
+  it('replaces the state series with the stored ones: an app whose attempt ended loses them, whoever set them', async () => {
+    const metrics = new Metrics();
+    metrics.setFsmState('cart', 'RollbackComplete'); // a transition just seen, the attempt now ended
+    metrics.setStoredGauges(storedGauges([
+      { app: 'payment', environment: 'staging', state: 'PRCreated' },
+      { app: 'orders', environment: 'production', state: 'Abort' },
+    ]));
+    let samples = parse(await metrics.registry.metrics());
+    const states = samples.filter((s) => s.name === METRIC.fsmState);
+    expect(new Set(states.map((s) => s.labels.app_name))).toEqual(new Set(['payment', 'orders']));
+    expect(states.filter((s) => s.value === 1).map((s) => `${s.labels.app_name}=${s.labels.state}`).sort()).toEqual(['orders=Abort', 'payment=PRCreated']);
+    const active = samples.filter((s) => s.name === METRIC.activeRollbacks).map((s) => [s.labels.environment, s.value]);
+    expect(Object.fromEntries(active)).toEqual({ staging: 1, production: 0 });
+
+    metrics.setStoredGauges(storedGauges([]));
+    samples = parse(await metrics.registry.metrics());
+    expect(samples.filter((s) => s.name === METRIC.fsmState)).toHaveLength(0);
+    expect(Object.fromEntries(samples.filter((s) => s.name === METRIC.activeRollbacks).map((s) => [s.labels.environment, s.value]))).toEqual({ staging: 0, production: 0 });
+  });
+
+  it('leaves a standby with no attempt gauges at all', async () => {
+    const metrics = new Metrics();
+    metrics.setStoredGauges(storedGauges([{ app: 'payment', environment: 'staging', state: 'PRCreated' }]));
+    metrics.clearStoredGauges();
+    const samples = parse(await metrics.registry.metrics());
+    expect(samples.filter((s) => s.name === METRIC.fsmState || s.name === METRIC.activeRollbacks)).toHaveLength(0);
   });
 });

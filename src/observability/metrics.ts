@@ -2,10 +2,15 @@
 // the seed's dashboard and alert rules query them, so they live here as constants.
 // Every metric is registered on a Registry owned by this object, never on
 // prom-client's global one: tests and two operators in one process must not clash.
+// Beside them, the reconcile and work-queue metrics under controller-runtime's own
+// names and labels (unprefixed, as controller-runtime exports them), so the
+// dashboards and alerts written for every kubebuilder operator work on this one.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { EVENT_TYPES } from '../events/types.ts';
-import { STATES, type State } from '../fsm/table.ts';
+import type { Environment } from '../fsm/record.ts';
+import { STATES, isActive, type State } from '../fsm/table.ts';
 import type { ErrorCode } from '../ports/errors.ts';
+import type { Lane, QueueMetrics, ReconcileOutcome } from '../reconcilers/queue.ts';
 
 export const METRIC = {
   degradationsDetected: 'ai_operator_degradations_detected_total',
@@ -26,6 +31,15 @@ export const METRIC = {
   outboxDeadLetters: 'ai_operator_outbox_dead_letters_total',
   outboxPending: 'ai_operator_outbox_pending',
   approvalEnforced: 'ai_operator_approval_enforced',
+  // controller-runtime (pkg/internal/controller/metrics) and its work queue (pkg/internal/metrics/workqueue.go).
+  reconcileTotal: 'controller_runtime_reconcile_total',
+  reconcileErrors: 'controller_runtime_reconcile_errors_total',
+  reconcileTime: 'controller_runtime_reconcile_time_seconds',
+  workqueueDepth: 'workqueue_depth',
+  workqueueAdds: 'workqueue_adds_total',
+  workqueueQueueDuration: 'workqueue_queue_duration_seconds',
+  workqueueWorkDuration: 'workqueue_work_duration_seconds',
+  workqueueRetries: 'workqueue_retries_total',
 } as const;
 
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
@@ -50,6 +64,16 @@ export const METRIC_LABELS = {
   [METRIC.outboxDeadLetters]: ['type'],
   [METRIC.outboxPending]: [],
   [METRIC.approvalEnforced]: [],
+  [METRIC.reconcileTotal]: ['controller', 'result'],
+  [METRIC.reconcileErrors]: ['controller'],
+  [METRIC.reconcileTime]: ['controller'],
+  // controller-runtime labels its queue metrics with the queue's name and its controller's (the same string),
+  // and the priority queue's depth with the priority (0 normal, -100 for the resync sweep: handler.LowPriority).
+  [METRIC.workqueueDepth]: ['name', 'controller', 'priority'],
+  [METRIC.workqueueAdds]: ['name', 'controller'],
+  [METRIC.workqueueQueueDuration]: ['name', 'controller'],
+  [METRIC.workqueueWorkDuration]: ['name', 'controller'],
+  [METRIC.workqueueRetries]: ['name', 'controller'],
 } as const satisfies Record<MetricName, readonly string[]>;
 
 // The alert "MTTR p95 > 600 s" needs a bucket edge at 600; recovery is bounded by
@@ -59,6 +83,46 @@ const MTTR_BUCKETS = [30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 36
 const CANDIDATE_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120];
 // External calls: milliseconds when healthy, up to the 30 s call timeout.
 const CALL_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+// controller-runtime's reconcile_time_seconds buckets, verbatim.
+const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
+  1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60];
+// controller-runtime's work-queue buckets: prometheus.ExponentialBuckets(10e-9, 10, 12), 10 ns to 1000 s.
+const WORKQUEUE_BUCKETS = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10, 100, 1000];
+/** The priority label of controller-runtime's priority queue: 0, and handler.LowPriority for the sweep. */
+const PRIORITY: Record<Lane, string> = { normal: '0', low: '-100' };
+const OUTCOMES: readonly ReconcileOutcome[] = ['success', 'error', 'requeue', 'requeue_after'];
+const ENVIRONMENTS: readonly Environment[] = ['staging', 'production'];
+
+/** One stored attempt of an app with an active key in etcd (aborted ones included), as the gauges need it. */
+export interface StoredAttemptState {
+  app: string;
+  environment: Environment;
+  state: State;
+}
+
+/** The values of the gauges that come from the etcd record. */
+export interface StoredGauges {
+  /** Attempts in flight (a non-terminal state) per environment; every environment is present, 0 when none. */
+  activeRollbacks: Record<Environment, number>;
+  /** The state of each app's stored attempt; an app not listed has no series. */
+  fsmState: Map<string, State>;
+}
+
+/**
+ * The gauges from the active attempts read from etcd. An aborted attempt is not
+ * counted in flight: nothing happens to it until a human resets it, and an
+ * on-call reading "active rollbacks" asks what the operator is doing now. It
+ * still blocks its app and is shown by ai_operator_fsm_state{state="Abort"}.
+ */
+export function storedGauges(attempts: readonly StoredAttemptState[]): StoredGauges {
+  const activeRollbacks = Object.fromEntries(ENVIRONMENTS.map((e) => [e, 0])) as Record<Environment, number>;
+  const fsmState = new Map<string, State>();
+  for (const a of attempts) {
+    if (isActive(a.state)) activeRollbacks[a.environment] += 1;
+    fsmState.set(a.app, a.state);
+  }
+  return { activeRollbacks, fsmState };
+}
 
 /** What became of one occurrence of a Kubernetes Event. */
 export type KubeEventResult = 'created' | 'updated' | 'coalesced' | 'dropped' | 'invalid' | 'failed';
@@ -91,6 +155,16 @@ export class Metrics {
   readonly #outboxDeadLetters: Counter<Labels<typeof METRIC.outboxDeadLetters>>;
   readonly #outboxPending: Gauge;
   readonly #approvalEnforced: Gauge;
+  readonly #reconcileTotal: Counter<Labels<typeof METRIC.reconcileTotal>>;
+  readonly #reconcileErrors: Counter<Labels<typeof METRIC.reconcileErrors>>;
+  readonly #reconcileTime: Histogram<Labels<typeof METRIC.reconcileTime>>;
+  readonly #workqueueDepth: Gauge<Labels<typeof METRIC.workqueueDepth>>;
+  readonly #workqueueAdds: Counter<Labels<typeof METRIC.workqueueAdds>>;
+  readonly #workqueueQueueDuration: Histogram<Labels<typeof METRIC.workqueueQueueDuration>>;
+  readonly #workqueueWorkDuration: Histogram<Labels<typeof METRIC.workqueueWorkDuration>>;
+  readonly #workqueueRetries: Counter<Labels<typeof METRIC.workqueueRetries>>;
+  /** Apps with ai_operator_fsm_state series, whoever set them. */
+  readonly #fsmApps = new Set<string>();
 
   constructor(options: MetricsOptions = {}) {
     const registry = options.registry ?? new Registry();
@@ -134,13 +208,13 @@ export class Metrics {
     });
     this.#fsmState = new Gauge({
       name: METRIC.fsmState,
-      help: '1 for the state the application\'s latest attempt is in, 0 for the others.',
+      help: '1 for the state of the application\'s stored attempt (read from etcd at each resync and after each write; aborted ones until reset), 0 for the others; no series once the attempt has ended.',
       labelNames: METRIC_LABELS[METRIC.fsmState],
       registers,
     });
     this.#activeRollbacks = new Gauge({
       name: METRIC.activeRollbacks,
-      help: 'Rollback attempts not yet ended.',
+      help: 'Rollback attempts in flight (DegradationDetected to RollbackMerged), read from etcd; an aborted attempt waiting for a reset is not counted (see ai_operator_fsm_state{state="Abort"}). Exported by the leader only.',
       labelNames: METRIC_LABELS[METRIC.activeRollbacks],
       registers,
     });
@@ -206,7 +280,92 @@ export class Metrics {
       help: '1 while the approval admission policy and its binding were last seen installed in Deny mode, else 0 (then no production approval is recorded).',
       registers,
     });
+    this.#reconcileTotal = new Counter({
+      name: METRIC.reconcileTotal,
+      help: 'Total number of reconciliations per controller',
+      labelNames: METRIC_LABELS[METRIC.reconcileTotal],
+      registers,
+    });
+    this.#reconcileErrors = new Counter({
+      name: METRIC.reconcileErrors,
+      help: 'Total number of reconciliation errors per controller',
+      labelNames: METRIC_LABELS[METRIC.reconcileErrors],
+      registers,
+    });
+    this.#reconcileTime = new Histogram({
+      name: METRIC.reconcileTime,
+      help: 'Length of time per reconciliation per controller',
+      labelNames: METRIC_LABELS[METRIC.reconcileTime],
+      buckets: RECONCILE_BUCKETS,
+      registers,
+    });
+    this.#workqueueDepth = new Gauge({
+      name: METRIC.workqueueDepth,
+      help: 'Current depth of workqueue by workqueue and priority',
+      labelNames: METRIC_LABELS[METRIC.workqueueDepth],
+      registers,
+    });
+    this.#workqueueAdds = new Counter({
+      name: METRIC.workqueueAdds,
+      help: 'Total number of adds handled by workqueue',
+      labelNames: METRIC_LABELS[METRIC.workqueueAdds],
+      registers,
+    });
+    this.#workqueueQueueDuration = new Histogram({
+      name: METRIC.workqueueQueueDuration,
+      help: 'How long in seconds an item stays in workqueue before being requested',
+      labelNames: METRIC_LABELS[METRIC.workqueueQueueDuration],
+      buckets: WORKQUEUE_BUCKETS,
+      registers,
+    });
+    this.#workqueueWorkDuration = new Histogram({
+      name: METRIC.workqueueWorkDuration,
+      help: 'How long in seconds processing an item from workqueue takes.',
+      labelNames: METRIC_LABELS[METRIC.workqueueWorkDuration],
+      buckets: WORKQUEUE_BUCKETS,
+      registers,
+    });
+    this.#workqueueRetries = new Counter({
+      name: METRIC.workqueueRetries,
+      help: 'Total number of retries handled by workqueue (every delayed add: error backoff and requested requeues, as client-go counts them)',
+      labelNames: METRIC_LABELS[METRIC.workqueueRetries],
+      registers,
+    });
     if (options.processMetrics) collectDefaultMetrics({ register: registry });
+  }
+
+  /**
+   * The work queue's and reconciler's metrics for one controller, series at 0
+   * from the start as controller-runtime's initMetrics has them.
+   */
+  queue(controller: string): QueueMetrics {
+    const q = { name: controller, controller };
+    for (const result of OUTCOMES) this.#reconcileTotal.inc({ controller, result }, 0);
+    this.#reconcileErrors.inc({ controller }, 0);
+    this.#workqueueAdds.inc(q, 0);
+    this.#workqueueRetries.inc(q, 0);
+    for (const priority of Object.values(PRIORITY)) this.#workqueueDepth.set({ ...q, priority }, 0);
+    return {
+      added: (lane) => {
+        this.#workqueueAdds.inc(q);
+        this.#workqueueDepth.inc({ ...q, priority: PRIORITY[lane] });
+      },
+      moved: (from, to) => {
+        this.#workqueueDepth.dec({ ...q, priority: PRIORITY[from] });
+        if (to) this.#workqueueDepth.inc({ ...q, priority: PRIORITY[to] });
+      },
+      taken: (lane, waitedSeconds) => {
+        this.#workqueueDepth.dec({ ...q, priority: PRIORITY[lane] });
+        this.#workqueueQueueDuration.observe(q, waitedSeconds);
+      },
+      finished: (outcome, seconds) => {
+        this.#reconcileTotal.inc({ controller, result: outcome });
+        if (outcome === 'error') this.#reconcileErrors.inc({ controller });
+        this.#reconcileTime.observe({ controller }, seconds);
+        this.#workqueueWorkDuration.observe(q, seconds);
+      },
+      retried: () => this.#workqueueRetries.inc(q),
+    };
   }
 
   degradationDetected(app: string, environment: string): void {
@@ -232,15 +391,30 @@ export class Metrics {
   /** One series per state, so a dashboard can show where each app is without a join. */
   setFsmState(app: string, state: State): void {
     for (const s of STATES) this.#fsmState.set({ app_name: app, state: s }, s === state ? 1 : 0);
+    this.#fsmApps.add(app);
   }
 
-  /** Drops an application's state series once it is no longer monitored. */
+  /** Drops an application's state series. */
   forgetApp(app: string): void {
     for (const s of STATES) this.#fsmState.remove({ app_name: app, state: s });
+    this.#fsmApps.delete(app);
   }
 
   setActiveRollbacks(environment: string, count: number): void {
     this.#activeRollbacks.set({ environment }, count);
+  }
+
+  /** Sets the gauges from the etcd record: the apps not in it lose their state series. */
+  setStoredGauges(gauges: StoredGauges): void {
+    for (const [environment, count] of Object.entries(gauges.activeRollbacks)) this.setActiveRollbacks(environment, count);
+    for (const app of [...this.#fsmApps]) if (!gauges.fsmState.has(app)) this.forgetApp(app);
+    for (const [app, state] of gauges.fsmState) this.setFsmState(app, state);
+  }
+
+  /** A replica that is not the leader exports no attempt gauges: summed over replicas, they count each attempt once. */
+  clearStoredGauges(): void {
+    this.#activeRollbacks.reset();
+    for (const app of [...this.#fsmApps]) this.forgetApp(app);
   }
 
   observeRecovery(app: string, environment: string, seconds: number): void {

@@ -1,18 +1,32 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../observability/log.ts';
-import { KeyQueue, type ReconcileResult } from './queue.ts';
+import { Metrics } from '../observability/metrics.ts';
+import { KeyQueue, type QueueOptions, type ReconcileResult } from './queue.ts';
 
 const log = createLogger('ERROR');
 
+/** The value of one series of the registry (a histogram's `_sum` or `_count` by its full name). */
+async function value(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const base = name.replace(/_(sum|count|bucket)$/, '');
+  const metric = metrics.registry.getSingleMetric(base);
+  if (!metric) throw new Error(`no metric ${base}`);
+  const { values } = await metric.get();
+  const found = values.find((v) => ((v as { metricName?: string }).metricName ?? base) === name && Object.entries(labels).every(([k, l]) => String(v.labels[k]) === l));
+  return found?.value ?? Number.NaN;
+}
+
+const Q = { name: 'application', controller: 'application' };
+const depth = (metrics: Metrics, priority: '0' | '-100') => value(metrics, 'workqueue_depth', { ...Q, priority });
+
 /** A queue whose reconciles wait until released, recording the order they started in. */
-function gatedQueue(concurrency: number) {
+function gatedQueue(concurrency: number, options: QueueOptions = {}) {
   const started: string[] = [];
   const gates = new Map<string, () => void>();
   const queue = new KeyQueue(async (key) => {
     started.push(key);
     await new Promise<void>((resolve) => gates.set(key, resolve));
     return {};
-  }, log, { concurrency });
+  }, log, { concurrency, ...options });
   const release = async (key: string) => {
     gates.get(key)!();
     gates.delete(key);
@@ -78,5 +92,84 @@ describe('KeyQueue', () => {
     expect(flaky).toHaveLength(3);
     expect(runs.filter((r) => r.key === 'again')).toHaveLength(2);
     await queue.stop();
+  });
+});
+
+describe('KeyQueue metrics', () => {
+  it('counts a key as added when it enters a lane, keeps the depth of each lane, and moves a promoted key without a second add', async () => {
+    const metrics = new Metrics();
+    const { queue, release } = gatedQueue(1, { metrics: metrics.queue('application') });
+    queue.add('busy'); // taken at once
+    queue.add('s1', 'low');
+    queue.add('s2', 'low');
+    queue.add('event');
+    expect(await value(metrics, 'workqueue_adds_total', Q)).toBe(4);
+    expect([await depth(metrics, '0'), await depth(metrics, '-100')]).toEqual([1, 2]);
+    queue.add('s2'); // promoted: one lane to the other, no add
+    queue.add('s1', 'low'); // already queued: nothing
+    queue.add('event'); // already queued: nothing
+    queue.add('busy'); // running: it goes again once done, and is added then
+    expect(await value(metrics, 'workqueue_adds_total', Q)).toBe(4);
+    expect([await depth(metrics, '0'), await depth(metrics, '-100')]).toEqual([2, 1]);
+    await release('busy'); // busy re-enters; event is taken
+    expect(await value(metrics, 'workqueue_adds_total', Q)).toBe(5);
+    expect([await depth(metrics, '0'), await depth(metrics, '-100')]).toEqual([2, 1]);
+    for (const key of ['event', 's2', 'busy', 's1']) await release(key);
+    await queue.idle();
+    expect([await depth(metrics, '0'), await depth(metrics, '-100')]).toEqual([0, 0]);
+    expect(await value(metrics, 'controller_runtime_reconcile_total', { controller: 'application', result: 'success' })).toBe(5);
+    expect(await value(metrics, 'workqueue_queue_duration_seconds_count', Q)).toBe(5);
+  });
+
+  it('measures the wait in the queue and the work on the queue\'s clock', async () => {
+    const metrics = new Metrics();
+    let now = 0;
+    const queue = new KeyQueue(async (key) => {
+      if (key === 'busy') await new Promise<void>((resolve) => setTimeout(resolve, 20));
+      now += key === 'busy' ? 1500 : 250; // busy works 1.5 s (a waits all that time), a 0.25 s
+      return {};
+    }, log, { concurrency: 1, metrics: metrics.queue('application'), now: () => now });
+    queue.add('busy');
+    queue.add('a');
+    await new Promise((r) => setTimeout(r, 60));
+    await queue.idle();
+    expect(await value(metrics, 'workqueue_queue_duration_seconds_sum', Q)).toBeCloseTo(1.5); // busy 0, a 1.5
+    expect(await value(metrics, 'workqueue_work_duration_seconds_sum', Q)).toBeCloseTo(1.75);
+    expect(await value(metrics, 'controller_runtime_reconcile_time_seconds_sum', { controller: 'application' })).toBeCloseTo(1.75);
+    expect(await value(metrics, 'workqueue_queue_duration_seconds_bucket', { ...Q, le: '1' })).toBe(1);
+    expect(await value(metrics, 'workqueue_queue_duration_seconds_bucket', { ...Q, le: '10' })).toBe(2);
+  });
+
+  it('counts errors, requeues after a delay, and every delayed add as a retry', async () => {
+    const metrics = new Metrics();
+    let failures = 2;
+    let again = 0;
+    const queue = new KeyQueue(async (key): Promise<ReconcileResult> => {
+      if (key === 'flaky' && failures-- > 0) throw new Error('not yet');
+      return key === 'again' && again++ === 0 ? { requeueAfterMs: 30 } : {};
+    }, log, { concurrency: 2, baseBackoffMs: 20, maxBackoffMs: 1000, metrics: metrics.queue('application') });
+    queue.add('flaky');
+    queue.add('again');
+    await new Promise((r) => setTimeout(r, 300));
+    await queue.idle();
+    const total = (result: string) => value(metrics, 'controller_runtime_reconcile_total', { controller: 'application', result });
+    expect({ success: await total('success'), error: await total('error'), requeue_after: await total('requeue_after'), requeue: await total('requeue') })
+      .toEqual({ success: 2, error: 2, requeue_after: 1, requeue: 0 });
+    expect(await value(metrics, 'controller_runtime_reconcile_errors_total', { controller: 'application' })).toBe(2);
+    expect(await value(metrics, 'workqueue_retries_total', Q)).toBe(3); // two backoffs, one requeue
+    expect(await value(metrics, 'workqueue_adds_total', Q)).toBe(5); // each delayed key is added again when due
+    await queue.stop();
+  });
+
+  it('takes the keys stop() drops out of the depth', async () => {
+    const metrics = new Metrics();
+    const { queue, release } = gatedQueue(1, { metrics: metrics.queue('application') });
+    queue.add('busy');
+    queue.add('a');
+    queue.add('b', 'low');
+    const stopped = queue.stop();
+    expect([await depth(metrics, '0'), await depth(metrics, '-100')]).toEqual([0, 0]);
+    await release('busy');
+    await stopped;
   });
 });

@@ -6,6 +6,8 @@
 // behind every key added at normal priority (a watch event, a requeue), as in
 // controller-runtime's priority queue: a resync of 10,000 healthy apps must not
 // delay the one that just turned Degraded.
+// What it does is told through QueueMetrics, in the terms controller-runtime's
+// workqueue and reconcile metrics count it (src/observability/metrics.ts).
 import type { Logger } from '../observability/log.ts';
 
 export interface ReconcileResult {
@@ -14,11 +16,39 @@ export interface ReconcileResult {
 
 export type ReconcileFn = (key: string) => Promise<ReconcileResult>;
 
+export type Lane = 'normal' | 'low';
+
+/** How a reconcile ended, as controller-runtime labels it (`requeue` is never ours: there is no immediate requeue). */
+export type ReconcileOutcome = 'success' | 'error' | 'requeue' | 'requeue_after';
+
+/**
+ * What the queue reports, at the points controller-runtime's priority queue
+ * reports them: a key counts as added when it enters a ready lane (a delayed key
+ * when its delay ends), not when a duplicate add is absorbed.
+ */
+export interface QueueMetrics {
+  /** A key entered a ready lane. */
+  added(lane: Lane): void;
+  /** A ready key left `from` without being taken: promoted to `to`, or dropped by stop() (`to` undefined). */
+  moved(from: Lane, to?: Lane): void;
+  /** A worker took a key that had waited `waitedSeconds` in its lane. */
+  taken(lane: Lane, waitedSeconds: number): void;
+  /** A reconcile ended after `seconds`. */
+  finished(outcome: ReconcileOutcome, seconds: number): void;
+  /** A key was added with a delay (a backoff after an error, or a requested requeue), as client-go counts retries. */
+  retried(): void;
+}
+
 export interface QueueOptions {
   concurrency?: number;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
+  metrics?: QueueMetrics;
+  /** Milliseconds, for the durations the metrics report; performance.now() unless a test moves it. */
+  now?: () => number;
 }
+
+const noMetrics: QueueMetrics = { added() {}, moved() {}, taken() {}, finished() {}, retried() {} };
 
 export class KeyQueue {
   private readonly reconcile: ReconcileFn;
@@ -26,6 +56,8 @@ export class KeyQueue {
   private readonly concurrency: number;
   private readonly baseBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly metrics: QueueMetrics;
+  private readonly now: () => number;
   private readonly ready: string[] = [];
   private readonly readyLow: string[] = [];
   /** Queued keys, and whether at low priority. */
@@ -35,6 +67,8 @@ export class KeyQueue {
   private readonly dirty = new Set<string>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly failures = new Map<string, number>();
+  /** When each queued key entered a ready lane (a promotion keeps it). */
+  private readonly readySince = new Map<string, number>();
   private active = 0;
   private stopped = false;
   private idleWaiters: Array<() => void> = [];
@@ -45,6 +79,8 @@ export class KeyQueue {
     this.concurrency = options.concurrency ?? 4;
     this.baseBackoffMs = options.baseBackoffMs ?? 500;
     this.maxBackoffMs = options.maxBackoffMs ?? 60_000;
+    this.metrics = options.metrics ?? noMetrics;
+    this.now = options.now ?? (() => performance.now());
   }
 
   add(key: string, priority: 'normal' | 'low' = 'normal'): void {
@@ -59,8 +95,12 @@ export class KeyQueue {
     if (waiting === 'low' && priority === 'normal') {
       // Promoted: it leaves the low lane for the normal one.
       this.readyLow.splice(this.readyLow.indexOf(key), 1);
+      this.metrics.moved('low', 'normal');
     } else if (waiting !== undefined) {
       return;
+    } else {
+      this.metrics.added(priority);
+      this.readySince.set(key, this.now());
     }
     this.cancelTimer(key);
     this.queued.set(key, priority);
@@ -71,6 +111,7 @@ export class KeyQueue {
   /** Adds the key after a delay; an earlier pending delay for it wins. */
   addAfter(key: string, delayMs: number): void {
     if (this.stopped) return;
+    if (delayMs > 0) this.metrics.retried();
     const at = Date.now() + delayMs;
     const pending = this.timers.get(key);
     if (pending && pending.at <= at) return;
@@ -97,9 +138,11 @@ export class KeyQueue {
     this.stopped = true;
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
+    for (const lane of this.queued.values()) this.metrics.moved(lane);
     this.ready.length = 0;
     this.readyLow.length = 0;
     this.queued.clear();
+    this.readySince.clear();
     await this.idle();
   }
 
@@ -113,8 +156,11 @@ export class KeyQueue {
 
   private pump(): void {
     while (!this.stopped && this.active < this.concurrency && this.ready.length + this.readyLow.length > 0) {
-      const key = this.ready.length > 0 ? this.ready.shift()! : this.readyLow.shift()!;
+      const lane: Lane = this.ready.length > 0 ? 'normal' : 'low';
+      const key = lane === 'normal' ? this.ready.shift()! : this.readyLow.shift()!;
       this.queued.delete(key);
+      this.metrics.taken(lane, (this.now() - (this.readySince.get(key) ?? this.now())) / 1000);
+      this.readySince.delete(key);
       this.running.add(key);
       this.active++;
       void this.run(key);
@@ -127,9 +173,12 @@ export class KeyQueue {
   }
 
   private async run(key: string): Promise<void> {
+    const started = this.now();
+    let outcome: ReconcileOutcome = 'error';
     try {
       const result = await this.reconcile(key);
       this.failures.delete(key);
+      outcome = result.requeueAfterMs === undefined ? 'success' : result.requeueAfterMs > 0 ? 'requeue_after' : 'requeue';
       if (result.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
     } catch (error) {
       const failures = (this.failures.get(key) ?? 0) + 1;
@@ -138,6 +187,7 @@ export class KeyQueue {
       this.log.warn('Reconcile failed; retrying with backoff', { key, failures, retryInMs: delay, error: (error as Error).message });
       this.addAfter(key, delay);
     } finally {
+      this.metrics.finished(outcome, (this.now() - started) / 1000);
       this.running.delete(key);
       this.active--;
       if (this.dirty.delete(key)) this.add(key);
