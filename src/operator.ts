@@ -5,7 +5,9 @@
 import type { AuditLog } from './audit/audit-log.ts';
 import type { EventBus, JetStreamBus, EventConsumer } from './events/jetstream.ts';
 import { OutboxRelay } from './events/outbox-relay.ts';
+import { AttemptGauges } from './observability/attempt-gauges.ts';
 import type { Logger } from './observability/log.ts';
+import { storedGauges } from './observability/metrics.ts';
 import { ApplicationReconciler, WriteConflict, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
 import { KeyQueue, type ReconcileResult } from './reconcilers/queue.ts';
 import type { ApplicationView } from './ports/argocd.ts';
@@ -48,6 +50,11 @@ export class Operator {
   private readonly pending = new Set<string>();
   private activeSynced = false;
   private activeChanges = 0;
+  /** The attempt gauges, read from etcd by the leader at each resync and soon after each write. */
+  private readonly gauges: AttemptGauges;
+  private gaugesTimer?: NodeJS.Timeout;
+  private gaugesRunning?: Promise<void>;
+  private gaugesAgain = false;
 
   constructor(options: OperatorOptions) {
     this.options = options;
@@ -67,10 +74,16 @@ export class Operator {
       log: options.log.child('Reconciler'), argocdNamespace: options.argocdNamespace,
       ...(options.events ? { events: options.events } : {}), ...(options.allowedOwner ? { allowedOwner: options.allowedOwner } : {}),
       ...(options.approvalEnforcement ? { approvalEnforcement: options.approvalEnforcement } : {}),
-      onEventsWritten: () => this.relay.wake(),
+      onEventsWritten: () => {
+        this.relay.wake();
+        this.refreshGaugesSoon();
+      },
       hasStoredState: (key) => (this.activeSynced ? this.active.has(key) || this.pending.has(key) : undefined),
     });
-    this.queue = new KeyQueue((key) => this.reconcileAsLeader(key), options.log.child('Queue'), { concurrency: options.concurrency ?? 4 });
+    this.queue = new KeyQueue((key) => this.reconcileAsLeader(key), options.log.child('Queue'), {
+      concurrency: options.concurrency ?? 4, metrics: options.metrics.queue('application'),
+    });
+    this.gauges = new AttemptGauges(this.store);
   }
 
   // Only the leader reconciles. A write fenced out means leadership just moved:
@@ -135,6 +148,10 @@ export class Operator {
         if (deleted) index.delete(app);
         else index.add(app);
       }
+      if (leaf === 'active') {
+        this.gauges.forget(app);
+        this.refreshGaugesSoon();
+      }
       this.enqueueStoreKey(app);
     }, (error) => {
       // Until the next full read the index may be stale: fall back to reading etcd.
@@ -166,6 +183,8 @@ export class Operator {
   async stop(): Promise<void> {
     this.started = false;
     clearTimeout(this.resyncTimer);
+    clearTimeout(this.gaugesTimer);
+    this.gaugesTimer = undefined;
     await this.queue.stop();
     await this.relay.stop();
     await this.consumer?.stop();
@@ -180,7 +199,41 @@ export class Operator {
     // The sweep waits behind events; apps with an active attempt go at normal priority.
     for (const app of apps) if (this.options.monitoring(app)) this.enqueue(app.ref, 'low');
     for (const key of active) this.enqueueStoreKey(key);
+    await this.refreshGauges().catch((error: Error) => this.log.warn('Could not read the attempt gauges from etcd', { error: error.message }));
     await this.options.afterResync?.(apps);
+  }
+
+  /** The attempt gauges from etcd, a moment after a write (many writes of a burst, one read). */
+  private refreshGaugesSoon(): void {
+    if (!this.isLeader() || this.gaugesTimer) return;
+    this.gaugesTimer = setTimeout(() => {
+      this.gaugesTimer = undefined;
+      void this.refreshGauges().catch((error: Error) => this.log.warn('Could not read the attempt gauges from etcd', { error: error.message }));
+    }, 250);
+    this.gaugesTimer.unref?.();
+  }
+
+  /** Reads the active attempts' states and sets the gauges; one read at a time, another after it if asked meanwhile. */
+  private async refreshGauges(): Promise<void> {
+    if (this.gaugesRunning) {
+      this.gaugesAgain = true;
+      return this.gaugesRunning;
+    }
+    this.gaugesRunning = (async () => {
+      try {
+        do {
+          this.gaugesAgain = false;
+          if (!this.activeSynced) await this.refreshActive();
+          if (!this.isLeader()) return;
+          const attempts = await this.gauges.read(this.active);
+          // Deposed during the read: a standby exports no attempt gauges.
+          if (this.isLeader()) this.options.metrics.setStoredGauges(storedGauges(attempts));
+        } while (this.gaugesAgain);
+      } finally {
+        this.gaugesRunning = undefined;
+      }
+    })();
+    return this.gaugesRunning;
   }
 
   /** Reads which apps have state in etcd; returns their keys (active attempts and pending degradations). */
@@ -193,6 +246,7 @@ export class Operator {
     this.pending.clear();
     for (const { appKey: key } of active) this.active.add(key);
     for (const key of pending) this.pending.add(key);
+    this.gauges.learn(active);
     this.activeSynced = true;
     return [...this.active, ...pending.filter((key) => !this.active.has(key))];
   }
@@ -223,6 +277,7 @@ export class Operator {
 
   private onDeposed(why: string): void {
     this.options.metrics.setLeader(false);
+    this.options.metrics.clearStoredGauges();
     void this.relay.stop();
     void this.options.audit.record({ level: 'WARN', module: 'Operator', actionType: 'LEADER_LOST', message: `${this.options.identity} lost leadership: ${why}`, metadata: { identity: this.options.identity } })
       .catch((error: Error) => this.log.error('Could not audit leadership loss', { error: error.message }));

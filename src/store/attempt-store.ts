@@ -42,6 +42,14 @@ export interface StoredAttempt {
   modRevision: string;
 }
 
+/** The value of an attempt's state key. */
+export interface StateKey {
+  state: AttemptRecord['state'];
+  since: string;
+  reason: AttemptRecord['reason'];
+  version: number;
+}
+
 /** A degradation being counted before any attempt exists (the app's health key alone). */
 export interface PendingDegradation {
   correlationId: string;
@@ -144,6 +152,17 @@ export class AttemptStore implements OutboxStore {
     return stored && appKey !== undefined ? { appKey, stored, active: hit !== undefined } : undefined;
   }
 
+  /** The attempt's state key alone (the seed's runbook key): a small read, for the gauges. */
+  async getState(appKey: string, correlationId: string): Promise<StateKey | undefined> {
+    const state = await this.kv.get(KEYS.state(appKey, correlationId));
+    return state ? (JSON.parse(state.value) as StateKey) : undefined;
+  }
+
+  /** The app's active correlationId, if it has one. */
+  async activeId(appKey: string): Promise<string | undefined> {
+    return (await this.kv.get(KEYS.active(appKey)))?.value;
+  }
+
   /** Every app with an active attempt (aborted ones included), for resync. */
   async activeAttempts(): Promise<Array<{ appKey: string; correlationId: string }>> {
     return (await this.appsWithState()).active;
@@ -180,7 +199,7 @@ export class AttemptStore implements OutboxStore {
     const ended = hasEnded(record.state) || write.release === true;
     const lease = ended ? await this.kv.grantLease(RETENTION_SECONDS) : undefined;
     const leased = lease ? { lease: lease.id } : {};
-    const state = { state: record.state, since: record.since, reason: record.reason, version: record.version };
+    const state: StateKey = { state: record.state, since: record.since, reason: record.reason, version: record.version };
     const puts: Put[] = [
       { key: KEYS.state(appKey, cid), value: JSON.stringify(state), ...leased },
       { key: KEYS.attempt(appKey, cid), value: JSON.stringify(record), ...leased },
