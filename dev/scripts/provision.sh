@@ -2,7 +2,7 @@
 # Obtains each real component of the local stack and caches it outside the clone,
 # so only the first run on a machine pays for the builds and downloads.
 #
-#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|all
+#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|all
 #
 # Prints "<component>=<path>" lines on stdout; progress goes to stderr. A component
 # that cannot be obtained fails with one line naming it and what to install.
@@ -139,6 +139,13 @@ provision_prometheus() {
   echo "promtool=$(command -v promtool)"
 }
 
+# Lua 5.1 (Debian's lua5.1): Argo CD runs resource health scripts on gopher-lua,
+# which implements Lua 5.1; the tests run config/argocd/*.lua on the real thing.
+provision_lua() {
+  command -v lua5.1 >/dev/null || apt_install lua lua5.1
+  echo "lua=$(command -v lua5.1)"
+}
+
 # The PrometheusRule and ServiceMonitor CRDs, to check config/prometheus against the
 # real schemas: prometheus-operator's module zip (Go module proxy, checked against
 # the checksum database) ships them under example/prometheus-operator-crd/.
@@ -156,6 +163,16 @@ provision_prometheus_operator_crds() {
   fi
   echo "prometheusrules-crd=$dir/monitoring.coreos.com_prometheusrules.yaml"
   echo "servicemonitors-crd=$dir/monitoring.coreos.com_servicemonitors.yaml"
+}
+
+# Argo CD's deep-link evaluation (text/template + sprig, expr) at Argo CD 2.8.0's
+# versions, to check config/argocd's application.links (dev/tools/deeplinks).
+provision_deeplinks() {
+  local sum dir
+  sum=$(cat "$root"/dev/tools/deeplinks/{go.mod,go.sum,main.go} | sha256sum | cut -c1-12)
+  dir="$cache/deeplinks-$sum"
+  [[ -x $dir/deeplinks ]] || go_build deeplinks "$root/dev/tools/deeplinks" "$dir" "-s -w" .
+  echo "deeplinks=$dir/deeplinks"
 }
 
 java17() {
@@ -212,8 +229,10 @@ run() {
     prometheus) locked apt provision_prometheus ;;
     elasticsearch) locked es provision_elasticsearch ;;
     prometheus-operator-crds) locked prometheus-operator-crds provision_prometheus_operator_crds ;;
-    all) for c in node etcd kube nats prometheus elasticsearch; do run "$c"; done ;;
-    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|all" >&2; exit 2 ;;
+    lua) locked apt provision_lua ;;
+    deeplinks) locked deeplinks provision_deeplinks ;;
+    all) for c in node etcd kube nats prometheus elasticsearch lua deeplinks; do run "$c"; done ;;
+    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|all" >&2; exit 2 ;;
   esac
 }
 
