@@ -433,9 +433,12 @@ export class ApplicationReconciler {
     const resetBy = t.reason === Reason.Reset ? this.resetRequests.get(record.correlationId) : undefined;
     if (t.reason === Reason.Reset) this.resetRequests.delete(record.correlationId);
     log.info('Transitioned attempt', { correlationId: record.correlationId, app, from: t.from, to: t.to, reason: t.reason, detail: record.message, ...(resetBy ? { resetBy: resetBy.username } : {}) });
+    // The RollbackAttempt exists before its Event is written: an Event without the object's uid is not listed by kubectl describe.
+    await this.project(record);
     this.emitEvents(record, {
       type: t.to === 'Abort' ? 'Warning' : 'Normal', reason: t.reason, action: `To${t.to}`,
-      note: `${t.from} -> ${t.to}: ${record.message || t.reason}`,
+      // The PR before the message: the API server keeps 1 KiB of a note, and the message may be long.
+      note: `${t.from} -> ${t.to}${record.pullRequest ? ` (PR #${record.pullRequest.number} ${record.pullRequest.url})` : ''}: ${record.message || t.reason}`,
     }, appUid);
     await audit.record({
       level: t.to === 'Abort' ? 'WARN' : 'INFO',
