@@ -43,7 +43,8 @@ export function toOpenMetrics(samples: Sample[]): string {
   return `${out.join('\n')}\n`;
 }
 
-export async function startPrometheus(workDir: string, history: Sample[] = [], scrapeTargets: string[] = []): Promise<PrometheusInstance> {
+/** `scrapeTargets` are scraped as job ai-operator every `scrapeInterval` (a private instance may want 1s). */
+export async function startPrometheus(workDir: string, history: Sample[] = [], scrapeTargets: string[] = [], scrapeInterval = '5s'): Promise<PrometheusInstance> {
   const { prometheus, promtool } = await binaries('prometheus');
   const tsdb = join(workDir, 'prometheus-data');
   await mkdir(tsdb, { recursive: true });
@@ -54,7 +55,7 @@ export async function startPrometheus(workDir: string, history: Sample[] = [], s
   }
   const config = join(workDir, 'prometheus.yml');
   const scrape = scrapeTargets.length === 0 ? '' :
-    `scrape_configs:\n  - job_name: ai-operator\n    scrape_interval: 5s\n    static_configs:\n      - targets: [${scrapeTargets.map((t) => `"${t}"`).join(', ')}]\n`;
+    `scrape_configs:\n  - job_name: ai-operator\n    scrape_interval: ${scrapeInterval}\n    static_configs:\n      - targets: [${scrapeTargets.map((t) => `"${t}"`).join(', ')}]\n`;
   await writeFile(config, `global:\n  scrape_interval: 15s\n${scrape}`);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;

@@ -97,7 +97,7 @@ describe('config/prometheus on the real API server, under prometheus-operator\'s
   const dryRun = (object: Record<string, unknown>) =>
     kubectl(stack, ['create', '--dry-run=server', '--validate=strict', '-o', 'json', '-f', '-'], JSON.stringify(object));
   /** The object in the test's namespace (the shipped one says ai-operator-system). */
-  const here = (object: (typeof objects)[number]) => ({ ...object, metadata: { ...object.metadata, namespace } });
+  const here = (object: (typeof objects)[number]): (typeof objects)[number] => ({ ...object, metadata: { ...object.metadata, namespace } });
 
   it('renders the PrometheusRule and the ServiceMonitor', () => {
     expect(objects.map((o) => o.kind).sort()).toEqual(['PrometheusRule', 'ServiceMonitor']);
