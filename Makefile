@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PROVISION := dev/scripts/provision.sh
-# The pinned Node when the machine's is older than 22; every target runs on it.
+# The pinned Node when the machine's is not Node 24 (the image's, see Dockerfile); every target runs on it.
 NODE := $(shell $(PROVISION) node | sed -n 's/^node=//p')
 export PATH := $(dir $(NODE)):$(PATH)
 
@@ -19,7 +19,7 @@ help:
 	@echo "make bench  - benchmarks (not part of make test)"
 
 node_modules/.installed: package.json package-lock.json
-	@[ -x "$(NODE)" ] || { echo "make: no Node.js >= 22 could be provisioned" >&2; exit 1; }
+	@[ -x "$(NODE)" ] || { echo "make: no Node.js 24 could be provisioned" >&2; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 

@@ -38,7 +38,7 @@ node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo
 provision_node() {
   local system
   system=$(command -v node || true)
-  if [[ -n $system && $(node_major "$system") -ge 22 && -z ${AI_OPERATOR_FORCE_NODE:-} ]]; then
+  if [[ -n $system && $(node_major "$system") -eq 24 && -z ${AI_OPERATOR_FORCE_NODE:-} ]]; then
     echo "node=$system"; return
   fi
   local dir="$cache/node-$NODE_VERSION"
