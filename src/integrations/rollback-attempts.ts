@@ -80,6 +80,8 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
    */
   private readonly approvalsSeen = new Map<string, { value: string; at: string }>();
   private readonly clock: () => Date;
+  /** uids of objects this process created, until the watch has them (bounded by the attempts in flight). */
+  private readonly created = new Map<string, string>();
 
   constructor(kc: KubeConfig, log: Logger, onRequest: (appKey: { namespace: string; name: string }) => void, clock: () => Date = () => new Date()) {
     this.api = kc.makeApiClient(CustomObjectsApi);
@@ -150,6 +152,10 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     else if (this.approvalsSeen.get(key)?.value !== value) this.approvalsSeen.set(key, { value, at: this.clock().toISOString() });
   }
 
+  uidOf(record: AttemptRecord): string | undefined {
+    return this.informer.get(attemptName(record.app, record.correlationId), record.app.namespace)?.metadata?.uid ?? this.created.get(`${record.app.namespace}/${attemptName(record.app, record.correlationId)}`);
+  }
+
   async removeApproval(record: AttemptRecord): Promise<void> {
     const name = attemptName(record.app, record.correlationId);
     await this.api.patchNamespacedCustomObject(
@@ -174,7 +180,12 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
       },
     };
     try {
-      await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, body });
+      const created = await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, body }) as RollbackAttemptObject;
+      if (created.metadata?.uid) {
+        // Until the watch shows it; past a few hundred, the oldest are the watch's by now.
+        if (this.created.size >= 1000) this.created.delete(this.created.keys().next().value!);
+        this.created.set(`${namespace}/${name}`, created.metadata.uid);
+      }
       this.log.info('Created RollbackAttempt', { correlationId: record.correlationId, name, namespace });
     } catch (error) {
       if ((error as { code?: number }).code !== 409) throw error;

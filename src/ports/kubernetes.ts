@@ -37,6 +37,8 @@ export interface AttemptObjectsPort {
   requests(record: AttemptRecord): Promise<HumanRequests>;
   /** Removes the approve annotation (one the API server's check does not stand behind). */
   removeApproval(record: AttemptRecord): Promise<void>;
+  /** The RollbackAttempt object's uid once it exists, for the Events about it; undefined when unknown. */
+  uidOf?(record: AttemptRecord): string | undefined;
 }
 
 /** The object a Kubernetes Event is about (events.k8s.io/v1 `regarding` / `related`). */

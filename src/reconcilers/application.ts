@@ -106,6 +106,8 @@ export class ApplicationReconciler {
   private identity?: Promise<string>;
   /** What was said about a Degraded app that may not be rolled back, so it is said once per degradation. */
   private readonly waitingSaid = new Map<string, string>();
+  /** Transition Events of the reconcile in progress, per app key, emitted once its RollbackAttempt is projected. */
+  private readonly heldEvents = new Map<string, Array<{ record: AttemptRecord; event: Omit<KubeEvent, 'regarding'>; appUid: string | undefined }>>();
   /** Resets asked through POST /reset, by correlationId: read as the annotation is, until written or expired. */
   private readonly resetRequests = new Map<string, ResetRequested & { until: number }>();
 
@@ -183,6 +185,7 @@ export class ApplicationReconciler {
       return requeue(this.nextCheckMs(latest));
     } finally {
       if (latest) await this.project(latest);
+      this.emitHeldEvents(storeKey);
     }
   }
 
@@ -433,13 +436,15 @@ export class ApplicationReconciler {
     const resetBy = t.reason === Reason.Reset ? this.resetRequests.get(record.correlationId) : undefined;
     if (t.reason === Reason.Reset) this.resetRequests.delete(record.correlationId);
     log.info('Transitioned attempt', { correlationId: record.correlationId, app, from: t.from, to: t.to, reason: t.reason, detail: record.message, ...(resetBy ? { resetBy: resetBy.username } : {}) });
-    // The RollbackAttempt exists before its Event is written: an Event without the object's uid is not listed by kubectl describe.
-    await this.project(record);
-    this.emitEvents(record, {
+    // Held until the reconcile has projected the RollbackAttempt (in `finally`): an Event written before the
+    // object exists has no uid, and kubectl describe lists Events by it. No extra write on the way to the PR.
+    const held = this.heldEvents.get(storeKeyOf(record, this.deps.argocdNamespace)) ?? [];
+    held.push({ record, appUid, event: {
       type: t.to === 'Abort' ? 'Warning' : 'Normal', reason: t.reason, action: `To${t.to}`,
       // The PR before the message: the API server keeps 1 KiB of a note, and the message may be long.
       note: `${t.from} -> ${t.to}${record.pullRequest ? ` (PR #${record.pullRequest.number} ${record.pullRequest.url})` : ''}: ${record.message || t.reason}`,
-    }, appUid);
+    } });
+    this.heldEvents.set(storeKeyOf(record, this.deps.argocdNamespace), held);
     await audit.record({
       level: t.to === 'Abort' ? 'WARN' : 'INFO',
       module: moduleFor(t.to),
@@ -457,8 +462,16 @@ export class ApplicationReconciler {
   }
 
   /** The same Event on the RollbackAttempt and on its Application, so Argo CD's UI shows it too. */
+  /** The transition Events of this reconcile, once its RollbackAttempt is projected (the queue serialises a key). */
+  private emitHeldEvents(storeKey: string): void {
+    const held = this.heldEvents.get(storeKey);
+    this.heldEvents.delete(storeKey);
+    for (const { record, event, appUid } of held ?? []) this.emitEvents(record, event, appUid);
+  }
+
   private emitEvents(record: AttemptRecord, event: Omit<KubeEvent, 'regarding'>, uid?: string): void {
-    const attempt = { apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackAttempt', namespace: record.app.namespace, name: attemptName(record.app, record.correlationId) };
+    const attemptUid = this.deps.attempts.uidOf?.(record);
+    const attempt = { apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackAttempt', namespace: record.app.namespace, name: attemptName(record.app, record.correlationId), ...(attemptUid ? { uid: attemptUid } : {}) };
     const application = { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...record.app, ...(uid ? { uid } : {}) };
     this.deps.events?.emit({ ...event, regarding: attempt, related: application });
     this.deps.events?.emit({ ...event, regarding: application, related: attempt });
@@ -609,6 +622,10 @@ function requeue(ms: number | undefined): ReconcileResult {
 function isUnexpected(error: unknown): boolean {
   // etcd being unreachable is retried with backoff: nothing could be written anyway.
   return !(error instanceof WriteConflict) && !(error instanceof IntegrationError) && !(error instanceof StoreUnavailable);
+}
+
+function storeKeyOf(record: AttemptRecord, argocdNamespace: string): string {
+  return appKey(record.app, argocdNamespace);
 }
 
 export function parseKey(key: string): AppRef {
