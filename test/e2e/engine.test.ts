@@ -23,7 +23,8 @@ afterEach(async () => {
 
 async function setUp(name: string, environment: 'staging' | 'production', extra: Record<string, string> = {}) {
   const namespace = await freshNamespace(stack, name);
-  const env = testEnvironment(stack, name, extra);
+  // Only this namespace's RollbackPolicies are this operator's to judge: other tests' operators run beside it.
+  const env = testEnvironment(stack, name, { WATCH_NAMESPACES: namespace, ...extra });
   const kv = new EtcdKV([stack.etcd], { prefix: env.prefix });
   closers.push(() => kv.close());
   const world = new FakeWorld(kv);
@@ -175,7 +176,13 @@ describe('a killed operator resumes from etcd', () => {
       const at = await stateIs(t.latest, killAt.state, 60_000);
       // For the held points, wait until the effect happened and the operator sits in the pause.
       if (killAt.state === 'CandidateResolved') await eventually('PR opened', async () => (await t.world.pullRequests()).length === 1);
-      if (killAt.state === 'AwaitingMergeApproval') await eventually('PR merged', async () => (await t.world.pullRequests())[0]?.merged === true);
+      // Merged and synced by "Argo CD": the fake world does both inside the merge call, before its pause.
+      if (killAt.state === 'AwaitingMergeApproval') {
+        await eventually('PR merged and synced', async () => {
+          const pr = (await t.world.pullRequests())[0];
+          return pr?.merged === true && (await t.world.app(t.app.ref))?.syncRevision === pr.mergeCommitSha;
+        });
+      }
       await op.kill('SIGKILL');
       killedIn = (await t.latest())?.state;
       // The kill lands in the state waited for, or (a race of milliseconds) the next one; never after the end.
