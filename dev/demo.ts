@@ -122,7 +122,7 @@ try {
 
   say(`Who may approve is the API server's to enforce: the shipped admission policy (config/admission), and ${APPROVER} bound to the shipped ai-operator-approver role`);
   process.stdout.write(await kubectlOk(endpoints, ['apply', '-k', 'config/admission']));
-  process.stdout.write(await kubectlOk(endpoints, ['apply', '-k', 'config/rbac']));
+  process.stdout.write(await kubectlOk(endpoints, ['apply', '-f', 'config/rbac/people.yaml']));
   process.stdout.write(await kubectlOk(endpoints, ['create', 'rolebinding', 'sre-oncall-approves', '-n', 'argocd', '--clusterrole=ai-operator-approver', `--user=${APPROVER}`]));
 
   say('Starting the operator (src/main.ts) against all of it');
