@@ -115,7 +115,7 @@ describe('AuditShipper', () => {
     index.down = false;
     await until('all shipped', () => index.docs.size === 5);
     await until('the gauge at 0', async () => (await pendingGauge(metrics)) === 'ai_operator_audit_fallback_pending 0');
-    expect(lines.some((l) => l.includes('Shipping audit records to Elasticsearch again'))).toBe(true);
+    await until('the recovery logged', () => lines.some((l) => l.includes('Shipping audit records to Elasticsearch again')));
     await audit.close();
   });
 
@@ -148,6 +148,8 @@ describe('AuditShipper', () => {
     const audit = await openAuditTrail({ dir, index, log: log(), backoff: fast });
     await record(audit, 0, 2);
     await until('2 shipped', () => index.docs.size === 2);
+    // The checkpoint is written after the bulk answer: wait for it, or the copy may be of an older one.
+    await until('2 checkpointed', async () => (await readCheckpoint(dir))?.nextSeq === 2);
     // The checkpoint as it was before the next batch…
     await copyFile(join(dir, CHECKPOINT_FILE), join(dir, 'older'));
     await record(audit, 2, 5);
