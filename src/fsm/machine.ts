@@ -494,7 +494,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
         notes.push({ kind: 'approval-refused', reason: enforcement.enforced ? 'ApprovalRefused' : 'ApprovalNotEnforced', message: `approval by ${username || '(empty)'} refused: ${verdict.detail}` });
       }
       // An annotation whose writer the API server did not check may never count later: take it away.
-      if (!enforcement.enforced || verdict.detail.endsWith('write it again')) intents.push({ kind: 'removeApproval', reason: verdict.detail });
+      if (!verdict.authorized && verdict.unchecked) intents.push({ kind: 'removeApproval', reason: verdict.detail });
     }
   }
   const invariants = facts.invariants;

@@ -20,7 +20,7 @@ describe('authorizeApproval', () => {
 
   it('records nothing while the API server does not enforce who may approve (fail closed)', () => {
     expect(authorizeApproval({ username: 'alice@example.com', writtenAt: after }, approvers, { enforced: false, problem: 'ValidatingAdmissionPolicyBinding ai-operator-approvals not found' }))
-      .toEqual({ authorized: false, blocked: true, detail: 'the API server does not enforce who may approve (ValidatingAdmissionPolicyBinding ai-operator-approvals not found): no approval is recorded until it does' });
+      .toEqual({ authorized: false, blocked: true, unchecked: true, detail: 'the API server does not enforce who may approve (ValidatingAdmissionPolicyBinding ai-operator-approvals not found): no approval is recorded until it does' });
   });
 
   it('refuses an approval seen before enforcement was, or never seen appear', () => {

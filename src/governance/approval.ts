@@ -23,11 +23,12 @@ export interface Enforcement {
   problem?: string;
 }
 
-export type ApprovalVerdict = { authorized: true; detail: string } | { authorized: false; detail: string; blocked?: true };
+/** `unchecked`: no API server check stands behind this annotation, so it must be removed, never kept for later. */
+export type ApprovalVerdict = { authorized: true; detail: string } | { authorized: false; detail: string; blocked?: true; unchecked?: true };
 
 export function authorizeApproval(request: ApprovalRequest, approvers: Approvers, enforcement: Enforcement): ApprovalVerdict {
   if (!enforcement.enforced) {
-    return { authorized: false, blocked: true, detail: `the API server does not enforce who may approve (${enforcement.problem ?? 'admission policy not confirmed'}): no approval is recorded until it does` };
+    return { authorized: false, blocked: true, unchecked: true, detail: `the API server does not enforce who may approve (${enforcement.problem ?? 'admission policy not confirmed'}): no approval is recorded until it does` };
   }
   const username = request.username.trim();
   if (username === '' || username === 'true') {
@@ -38,7 +39,7 @@ export function authorizeApproval(request: ApprovalRequest, approvers: Approvers
   }
   // Seen before enforcement was confirmed (or never seen appear): its writer may never have been checked.
   if (enforcement.since && (!request.writtenAt || Date.parse(request.writtenAt) < Date.parse(enforcement.since))) {
-    return { authorized: false, detail: `the approval by ${username} appeared ${request.writtenAt ? `at ${request.writtenAt}, ` : ''}before the API server was seen enforcing the approval policy (since ${enforcement.since}): write it again` };
+    return { authorized: false, unchecked: true, detail: `the approval by ${username} appeared ${request.writtenAt ? `at ${request.writtenAt}, ` : ''}before the API server was seen enforcing the approval policy (since ${enforcement.since}): write it again` };
   }
   if (approvers.users.includes(username)) return { authorized: true, detail: `${username} is listed in merge.approvers.users (the API server checked the writer)` };
   if (approvers.groups.length > 0) {
