@@ -8,7 +8,7 @@
 // taken on a later decision, once the facts show the effect. That makes every
 // step idempotent across crashes: a restarted operator re-observes and adopts.
 import type { EventData, EventType } from '../events/types.ts';
-import { allPass, persistence, PRE_PULL_REQUEST_INVARIANTS, PRODUCTION_MERGE_INVARIANTS, summary, violations, type DeploymentReplicas } from '../governance/invariants.ts';
+import { allPass, persistence, PRE_PULL_REQUEST_INVARIANTS, PRODUCTION_MERGE_INVARIANTS, summary, violations, type DeploymentReplicas } from '../governance/merge-verdict.ts';
 import { authorizeApproval, type Enforcement } from '../governance/approval.ts';
 import type { ErrorCode } from '../ports/errors.ts';
 import { formatDuration } from './format.ts';

@@ -20,7 +20,7 @@ import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import type { GitHubAuth } from '../config.ts';
 import type { CiState } from '../fsm/record.ts';
-import type { CheckRun } from '../governance/invariants.ts';
+import type { CheckRun } from '../governance/merge-verdict.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPreview, RollbackPullRequestSpec } from '../ports/github.ts';

@@ -5,7 +5,7 @@
 // so retries and restarts can never open two.
 import { formatDuration } from '../fsm/format.ts';
 import { branchName, attemptName, shortSha, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
-import { rolloutFigures, type DeploymentReplicas } from '../governance/invariants.ts';
+import { rolloutFigures, type DeploymentReplicas } from '../governance/merge-verdict.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { CommitInfo, GitHubPort, PullRequestInfo, RepoRef } from '../ports/github.ts';
 

@@ -1,7 +1,7 @@
 // The GitHub calls of SPEC §8, named as the seed names them, plus what the
 // rollback PR needs. Implementations map failures onto IntegrationError codes.
 import type { CiState } from '../fsm/record.ts';
-import type { CheckRun } from '../governance/invariants.ts';
+import type { CheckRun } from '../governance/merge-verdict.ts';
 
 export interface RepoRef {
   owner: string;

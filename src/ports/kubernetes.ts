@@ -1,7 +1,7 @@
 // Read-only cluster facts for I3 and the PR body (SPEC §8), and the
 // RollbackAttempt objects through which humans see and steer attempts.
 import type { AttemptRecord } from '../fsm/record.ts';
-import type { DeploymentReplicas } from '../governance/invariants.ts';
+import type { DeploymentReplicas } from '../governance/merge-verdict.ts';
 import type { ApplicationView } from './argocd.ts';
 
 export interface PodSummary {

@@ -9,7 +9,7 @@ import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
 import { appKey, attemptName, branchName, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
 import { Reason, isActive, type State } from '../fsm/table.ts';
-import { evaluateInvariants, summary, violations, type InvariantFacts } from '../governance/invariants.ts';
+import { evaluateInvariants, summary, violations, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { repositoryRefusal } from '../governance/repository.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
 import { approveCommand, baseBranch, openPullRequest } from '../modules/pr-generator.ts';

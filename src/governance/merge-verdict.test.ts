@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CheckResult, InvariantId } from '../fsm/record.ts';
-import { allPass, evaluateInvariants, PRODUCTION_MERGE_INVARIANTS, violations, type InvariantFacts } from './invariants.ts';
+import { allPass, evaluateInvariants, PRODUCTION_MERGE_INVARIANTS, violations, type InvariantFacts } from './merge-verdict.ts';
 
 const t0 = Date.parse('2026-11-22T00:00:00Z');
 const at = (s: number) => new Date(t0 + s * 1000).toISOString();
