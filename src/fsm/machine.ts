@@ -7,10 +7,13 @@
 // merging a PR) are emitted as intents *without* a transition; the transition is
 // taken on a later decision, once the facts show the effect. That makes every
 // step idempotent across crashes: a restarted operator re-observes and adopts.
-import type { EventData, EventType } from '../events/types.ts';
-import { allPass, persistence, PRE_PULL_REQUEST_INVARIANTS, PRODUCTION_MERGE_INVARIANTS, summary, violations, type DeploymentReplicas } from '../governance/merge-verdict.ts';
 import { authorizeApproval, type Enforcement } from '../governance/approval.ts';
+import {
+  ciTimedOut, mergeVerdict, persistence, PRE_PULL_REQUEST_INVARIANTS, recoveryTimedOut, restorationHeld, summary, violations, type DeploymentReplicas,
+} from '../governance/merge-verdict.ts';
+import { comments } from '../modules/pr-generator.ts';
 import type { ErrorCode } from '../ports/errors.ts';
+import { events as ev, type PendingEvent } from './events.ts';
 import { formatDuration } from './format.ts';
 import { checkDue, checksOfCurrentRun, nextChecks } from './persistence.ts';
 import {
@@ -99,8 +102,7 @@ export type Intent =
   /** Remove an approve annotation no API server check stands behind, so only a checked one can ever count. */
   | { kind: 'removeApproval'; reason: string };
 
-/** An event to publish; it belongs to the decision's attempt unless it names another correlation id. */
-export type PendingEvent = { [T in EventType]: { type: T; data: EventData[T]; correlationId?: string } }[EventType];
+export type { PendingEvent } from './events.ts';
 
 export interface Note {
   /** `waiting`: Degraded but no attempt may start (suspended, cooldown, refused) — said once per degradation. */
@@ -155,7 +157,6 @@ export function transition(record: AttemptRecord, to: State, reason: Reason, now
 }
 
 const nothing = (): Decision => ({ events: [], intents: [], notes: [] });
-const seconds = (from: string, now: Date) => (now.getTime() - Date.parse(from)) / 1000;
 
 function base(facts: Facts): { app: AppRef; environment: Environment } {
   return { app: facts.app, environment: facts.environment };
@@ -164,13 +165,8 @@ function base(facts: Facts): { app: AppRef; environment: Environment } {
 /** A transition plus its fsm.transition event and the type-specific ones. */
 function move(facts: Facts, record: AttemptRecord, to: State, reason: Reason, message: string, extra: PendingEvent[] = [], patch: Partial<AttemptRecord> = {}): Decision {
   const next = { ...transition(record, to, reason, facts.now, message), ...patch };
-  const events: PendingEvent[] = [
-    ...extra,
-    { type: 'fsm.transition', data: { ...base(facts), from: record.state, to, reason, version: next.version } },
-  ];
-  if (to === 'Abort') {
-    events.push({ type: 'rollback.aborted', data: { ...base(facts), fromState: record.state, reason, message } });
-  }
+  const events: PendingEvent[] = [...extra, ev.transition(base(facts), record.state, to, reason, next.version)];
+  if (to === 'Abort') events.push(ev.aborted(base(facts), record.state, reason, message));
   return { record: next, transition: { from: record.state, to, reason }, events, intents: [], notes: [] };
 }
 
@@ -192,10 +188,7 @@ function failureReason(code: ErrorCode): Reason {
 function abortComment(record: AttemptRecord, reason: Reason, message: string): Intent[] {
   const pr = record.pullRequest;
   if (!pr || pr.state !== 'open') return [];
-  return [{
-    kind: 'commentPullRequest', number: pr.number, marker: `abort-${record.correlationId}`,
-    comment: `ai-operator stopped this rollback: **${reason}** — ${message}\n\nThe pull request is left open for a human to decide. Correlation id \`${record.correlationId}\`.`,
-  }];
+  return [{ kind: 'commentPullRequest', number: pr.number, marker: `abort-${record.correlationId}`, comment: comments.aborted(record.correlationId, reason, message) }];
 }
 
 function withIntents(decision: Decision, intents: Intent[]): Decision {
@@ -222,7 +215,7 @@ export function decide(facts: Facts): Decision {
     // attempt can never leave two rollback PRs open for one app.
     const pr = facts.pullRequest?.ref ?? record.pullRequest;
     if (pr?.state === 'open' && facts.pullRequest?.ref.state !== 'closed' && facts.pullRequest?.ref.state !== 'merged') {
-      return { ...nothing(), intents: [{ kind: 'closePullRequest', number: pr.number, comment: `Attempt \`${record.correlationId}\` was reset by a human after it aborted (${record.reason}): closing its rollback pull request.` }] };
+      return { ...nothing(), intents: [{ kind: 'closePullRequest', number: pr.number, comment: comments.reset(record.correlationId, record.reason) }] };
     }
     return move(facts, record, 'Idle', Reason.Reset, 'reset by a human', [], pr ? { pullRequest: { ...pr, state: facts.pullRequest?.ref.state ?? 'closed' } } : {});
   }
@@ -249,12 +242,7 @@ function applicationGone(facts: Facts, record: AttemptRecord): Decision {
   const decision = { ...move(facts, record, 'Abort', Reason.ApplicationDeleted, message), release: true as const };
   const pr = record.pullRequest;
   if (!pr || pr.state !== 'open') return decision;
-  return withIntents(decision, [{ kind: 'closePullRequest', number: pr.number,
-    comment: `ai-operator stopped this rollback: **${Reason.ApplicationDeleted}** — ${message}. Closing its rollback pull request. Correlation id \`${record.correlationId}\`.` }]);
-}
-
-function pendingEvent<T extends PendingEvent>(event: T, correlationId: string): T {
-  return { ...event, correlationId };
+  return withIntents(decision, [{ kind: 'closePullRequest', number: pr.number, comment: comments.applicationDeleted(record.correlationId, Reason.ApplicationDeleted, message) }]);
 }
 
 /**
@@ -266,8 +254,7 @@ function pendingEvent<T extends PendingEvent>(event: T, correlationId: string): 
 function decideIdle(facts: Facts): Decision {
   const { settings, now } = facts;
   const pending = facts.pendingCorrelationId;
-  const cleared = (id: string, checks: number): PendingEvent => pendingEvent({ type: 'degradation.cleared',
-    data: { ...base(facts), checks, reason: Reason.TransientDegradation } }, id);
+  const cleared = (id: string, checks: number): PendingEvent => ev.degradationCleared(base(facts), checks, Reason.TransientDegradation, id);
   if (facts.health?.status !== 'Degraded') {
     // Health left Degraded before persistence was confirmed: the count restarts.
     if (pending === undefined) return nothing();
@@ -290,7 +277,7 @@ function decideIdle(facts: Facts): Decision {
   const events: PendingEvent[] = [];
   if (restarted) events.push(cleared(pending!, facts.checks.length));
   if (correlationId !== pending) {
-    events.push(pendingEvent({ type: 'degradation.detected', data: { ...base(facts), healthStatus: 'Degraded', ...(revision ? { revision } : {}), checks: 1 } }, correlationId));
+    events.push(ev.degradationDetected(base(facts), correlationId, revision));
   }
   const [confirmed, detail] = persistence(checks, settings.persistenceChecks, settings.intervalSeconds);
   if (confirmed !== 'PASS') return { ...nothing(), degradation: { correlationId, checks }, events };
@@ -317,8 +304,7 @@ function decideIdle(facts: Facts): Decision {
   };
   const decision = move(facts, idle, 'DegradationDetected', Reason.DegradationConfirmed,
     `degradation confirmed after ${settings.persistenceChecks} consecutive Degraded checks (${detail})`, [
-      ...events,
-      { type: 'degradation.confirmed', data: { ...base(facts), checks: checks.length, firstSeenAt } },
+      ...events, ev.degradationConfirmed(base(facts), checks.length, firstSeenAt),
     ]);
   return { ...decision, checks };
 }
@@ -330,7 +316,7 @@ function decideDetected(facts: Facts, record: AttemptRecord): Decision {
   if (left || run.length < facts.checks.length) {
     return move(facts, record, 'Idle', Reason.TransientDegradation,
       `health read ${left ? facts.health!.status : 'something other than Degraded'} after ${facts.checks.length} Degraded check(s)`, [
-        { type: 'degradation.cleared', data: { ...base(facts), checks: facts.checks.length, reason: Reason.TransientDegradation } },
+        ev.degradationCleared(base(facts), facts.checks.length, Reason.TransientDegradation),
       ]);
   }
   if (!facts.health) return nothing();
@@ -359,12 +345,9 @@ function candidateDecision(facts: Facts, record: AttemptRecord, outcome: Candida
   switch (outcome.kind) {
     case 'found':
       return move(facts, record, 'CandidateResolved', Reason.StableCandidateFound,
-        `rollback target ${outcome.candidate.shortRevision}: ${outcome.candidate.evidence}`, [
-          { type: 'candidate.resolved', data: {
-            ...base(facts), currentRevision: outcome.currentRevision, candidateRevision: outcome.candidate.revision,
-            uptime: outcome.candidate.uptime, mode: outcome.candidate.mode, evidence: outcome.candidate.evidence,
-          } },
-        ], { candidate: outcome.candidate, currentRevision: outcome.currentRevision });
+        `rollback target ${outcome.candidate.shortRevision}: ${outcome.candidate.evidence}`,
+        [ev.candidateResolved(base(facts), outcome.currentRevision, outcome.candidate)],
+        { candidate: outcome.candidate, currentRevision: outcome.currentRevision });
     case 'none':
       return move(facts, record, 'Abort', Reason.NoStableCandidate, outcome.detail);
     case 'timeout':
@@ -380,9 +363,7 @@ function decideCandidateResolved(facts: Facts, record: AttemptRecord): Decision 
     const adopted = !facts.pullRequestJustOpened;
     const pr = facts.pullRequest.ref;
     return move(facts, record, 'PRCreated', adopted ? Reason.PullRequestAdopted : Reason.PullRequestOpened,
-      `${adopted ? 'adopted' : 'opened'} pull request #${pr.number}`, [
-        { type: 'pr.created', data: { ...base(facts), number: pr.number, url: pr.url, branch: pr.branch, adopted } },
-      ], { pullRequest: pr });
+      `${adopted ? 'adopted' : 'opened'} pull request #${pr.number}`, [ev.pullRequestCreated(base(facts), pr, adopted)], { pullRequest: pr });
   }
   const target = record.candidate?.shortRevision ?? 'the rollback target';
   if (record.settings.dryRun) {
@@ -414,20 +395,18 @@ function restoredBeforeMerge(facts: Facts, record: AttemptRecord): Decision | un
   if (facts.health?.status !== 'Healthy') return undefined;
   const pr = facts.pullRequest?.ref ?? record.pullRequest;
   if (pr && pr.state === 'open') {
-    return { ...nothing(), intents: [{ kind: 'closePullRequest', number: pr.number, comment: `Health of ${facts.app.name} is back to Healthy before this rollback was merged: closing it. Correlation id \`${record.correlationId}\`.` }] };
+    return { ...nothing(), intents: [{ kind: 'closePullRequest', number: pr.number, comment: comments.healthRestored(facts.app.name, record.correlationId) }] };
   }
   if (pr && pr.state === 'merged') return undefined;
-  return move(facts, record, 'Idle', Reason.HealthRestoredBeforeMerge, 'health restored before the merge: pull request closed', pr ? [
-    { type: 'pr.closed', data: { ...base(facts), number: pr.number, reason: Reason.HealthRestoredBeforeMerge } },
-  ] : [], pr ? { pullRequest: { ...pr, state: 'closed' } } : {});
+  return move(facts, record, 'Idle', Reason.HealthRestoredBeforeMerge, 'health restored before the merge: pull request closed',
+    pr ? [ev.pullRequestClosed(base(facts), pr.number, Reason.HealthRestoredBeforeMerge)] : [], pr ? { pullRequest: { ...pr, state: 'closed' } } : {});
 }
 
 function closedByHuman(facts: Facts, record: AttemptRecord): Decision | undefined {
   const pr = facts.pullRequest?.ref;
   if (!pr || pr.state !== 'closed') return undefined;
-  return move(facts, record, 'Abort', Reason.PullRequestClosed, `pull request #${pr.number} was closed without merging`, [
-    { type: 'pr.closed', data: { ...base(facts), number: pr.number, reason: Reason.PullRequestClosed } },
-  ], { pullRequest: pr });
+  return move(facts, record, 'Abort', Reason.PullRequestClosed, `pull request #${pr.number} was closed without merging`,
+    [ev.pullRequestClosed(base(facts), pr.number, Reason.PullRequestClosed)], { pullRequest: pr });
 }
 
 function decidePrCreated(facts: Facts, record: AttemptRecord): Decision {
@@ -440,7 +419,7 @@ function decidePrCreated(facts: Facts, record: AttemptRecord): Decision {
   // CI is judged on a fresh read of the PR only: without one there is nothing to judge, not even a timeout.
   const head = facts.pullRequest?.headSha;
   if (!head) return nothing();
-  const ciEvent = (state: 'success' | 'failure' | 'timeout'): PendingEvent => ({ type: 'ci.completed', data: { ...base(facts), number: pr.number, headSha: head, state } });
+  const ciEvent = (state: 'success' | 'failure' | 'timeout'): PendingEvent => ev.ciCompleted(base(facts), pr.number, head, state);
   if (facts.ci === 'success') {
     // Production asks for an approval only once the invariants allow a merge (decideAwaiting).
     return move(facts, record, 'AwaitingMergeApproval', Reason.CISucceeded, `CI on #${pr.number} is success`, [ciEvent('success')]);
@@ -449,7 +428,7 @@ function decidePrCreated(facts: Facts, record: AttemptRecord): Decision {
     const decision = abort(facts, record, Reason.CIFailure, `CI on #${pr.number} is ${facts.ci}`);
     return { ...decision, events: [ciEvent('failure'), ...decision.events] };
   }
-  if (seconds(record.since, facts.now) > record.settings.ciTimeoutSeconds) {
+  if (ciTimedOut(record.since, facts.now, record.settings)) {
     const decision = abort(facts, record, Reason.CITimeout, `CI on #${pr.number} still pending after ${formatDuration(record.settings.ciTimeoutSeconds)}`);
     return { ...decision, events: [ciEvent('timeout'), ...decision.events] };
   }
@@ -476,8 +455,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
   if (blocked !== record.approvalBlocked) {
     patch.approvalBlocked = blocked;
     if (blocked && pr) {
-      intents.push({ kind: 'commentPullRequest', number: pr.ref.number, marker: `approval-blocked-${record.correlationId}`,
-        comment: `This production rollback cannot be approved right now: the API server does not enforce who may approve (${blocked}). ai-operator records no approval until the ValidatingAdmissionPolicy for approvals and its binding are installed in Deny mode. Correlation id \`${record.correlationId}\`.` });
+      intents.push({ kind: 'commentPullRequest', number: pr.ref.number, marker: `approval-blocked-${record.correlationId}`, comment: comments.approvalBlocked(record.correlationId, blocked) });
       notes.push({ kind: 'approval-refused', reason: 'ApprovalNotEnforced', message: `approvals are not recorded: ${blocked}` });
     }
   }
@@ -486,7 +464,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
     const username = facts.human.approval.username;
     if (verdict.authorized) {
       patch.approval = { approvedBy: username, approvedAt: facts.now.toISOString() };
-      events.push({ type: 'merge.approved', data: { ...base(facts), number: pr.ref.number, approvedBy: patch.approval.approvedBy, auto: false } });
+      events.push(ev.mergeApproved(base(facts), pr.ref.number, patch.approval.approvedBy, false));
       notes.push({ kind: 'approval-recorded', message: verdict.detail });
     } else {
       if (record.approvalRefused?.username !== username || record.approvalRefused.detail !== verdict.detail) {
@@ -505,23 +483,12 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
   if (!invariants || !pr) return { ...nothing(), ...(write ? { record: write } : {}), events, notes, intents };
   notes.push({ kind: 'invariants', message: JSON.stringify(summary(invariants)) });
 
-  const violated = violations(invariants);
-  if (violated.length > 0) {
-    return withEvents(abort(facts, current, Reason.InvariantViolated, violated.map((v) => `${v.id}: ${v.detail}`).join('; ')));
-  }
-  const canMerge = facts.environment === 'staging'
-    ? allPass(invariants)
-    : current.approval !== undefined && allPass(invariants, PRODUCTION_MERGE_INVARIANTS);
-  if (canMerge) {
+  const verdict = mergeVerdict({ environment: facts.environment, invariants, ...(current.approval ? { approval: current.approval } : {}),
+    since: record.since, now: facts.now, settings: record.settings });
+  if (verdict.verdict === 'abort') return withEvents(abort(facts, current, Reason[verdict.reason], verdict.detail));
+  if (verdict.verdict === 'merge') {
     return { ...nothing(), ...(write ? { record: write } : {}), events, notes,
       intents: [{ kind: 'mergePullRequest', number: pr.ref.number, headSha: pr.headSha, method: record.settings.mergeMethod }] };
-  }
-  if (seconds(record.since, facts.now) > record.settings.approvalTimeoutSeconds) {
-    const timedOut = facts.environment === 'production' && !current.approval;
-    const unknown = invariants.filter((i) => i.result === 'UNKNOWN').map((i) => i.id).join(', ');
-    return withEvents(abort(facts, current, timedOut ? Reason.ApprovalTimeout : Reason.InvariantViolated, timedOut
-      ? `no authorized approval within ${formatDuration(record.settings.approvalTimeoutSeconds)}`
-      : `invariants still not all PASS after ${formatDuration(record.settings.approvalTimeoutSeconds)} (UNKNOWN: ${unknown || 'none'})`));
   }
   // Production waits for a human: ask once, and only now that nothing this reconcile saw contradicts it.
   if (facts.environment === 'production' && !current.approval && !record.approvalRequestedAt && !blocked) {
@@ -537,10 +504,8 @@ function merged(facts: Facts, record: AttemptRecord, pr: PullRequestFacts): Deci
   const reason = !byOperator ? Reason.MergedByHuman : auto ? Reason.AutoMerged : Reason.ApprovedAndMerged;
   const at = facts.now.toISOString();
   const sha = pr.mergeCommitSha;
-  const events: PendingEvent[] = [
-    { type: 'pr.merged', data: { ...base(facts), number: pr.ref.number, ...(sha ? { mergeCommitSha: sha } : {}), autoMerged: auto } },
-  ];
-  if (auto) events.unshift({ type: 'merge.approved', data: { ...base(facts), number: pr.ref.number, approvedBy: 'ai-operator', auto: true } });
+  const events: PendingEvent[] = [ev.pullRequestMerged(base(facts), pr.ref.number, sha, auto)];
+  if (auto) events.unshift(ev.mergeApproved(base(facts), pr.ref.number, 'ai-operator', true));
   const decision = move(facts, record, 'RollbackMerged', reason, `pull request #${pr.ref.number} merged${byOperator ? '' : ' by a human on GitHub'}`, events, {
     pullRequest: pr.ref, merge: { at, ...(sha ? { commitSha: sha } : {}), auto },
   });
@@ -552,18 +517,17 @@ function decideMerged(facts: Facts, record: AttemptRecord): Decision {
   const deployedAway = facts.health?.revision !== undefined && facts.health.revision !== record.currentRevision;
   if (facts.health?.status === 'Healthy' && deployedAway) {
     const healthySince = record.healthySince ?? now.toISOString();
-    if (seconds(healthySince, now) >= record.settings.healthRestorationSeconds) {
-      const recoverySeconds = Math.max(0, seconds(record.degradation.firstSeenAt, now));
+    if (restorationHeld(healthySince, now, record.settings)) {
+      const recoverySeconds = Math.max(0, (now.getTime() - Date.parse(record.degradation.firstSeenAt)) / 1000);
       return move(facts, record, 'RollbackComplete', Reason.HealthRestored,
-        `Healthy for ${formatDuration(record.settings.healthRestorationSeconds)} on ${shortSha(facts.health.revision!)}`, [
-          { type: 'rollback.completed', data: { ...base(facts), revision: facts.health.revision!, recoverySeconds } },
-        ], { healthySince });
+        `Healthy for ${formatDuration(record.settings.healthRestorationSeconds)} on ${shortSha(facts.health.revision!)}`,
+        [ev.rollbackCompleted(base(facts), facts.health.revision!, recoverySeconds)], { healthySince });
     }
     if (!record.healthySince) return { ...nothing(), record: update(record, { healthySince, message: 'Healthy again; confirming it holds' }) };
   } else if (record.healthySince) {
     return { ...nothing(), record: update(record, { healthySince: undefined, message: `health read ${facts.health?.status ?? 'unreadable'} again` }) };
   }
-  if (seconds(record.since, now) > record.settings.recoveryTimeoutSeconds) {
+  if (recoveryTimedOut(record.since, now, record.settings)) {
     return move(facts, record, 'Abort', Reason.RecoveryTimeout, `not Healthy for ${formatDuration(record.settings.healthRestorationSeconds)} within ${formatDuration(record.settings.recoveryTimeoutSeconds)} of the merge`);
   }
   return nothing();

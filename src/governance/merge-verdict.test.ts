@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { CheckResult, InvariantId } from '../fsm/record.ts';
-import { allPass, evaluateInvariants, PRODUCTION_MERGE_INVARIANTS, violations, type InvariantFacts } from './merge-verdict.ts';
+import {
+  allPass, approvalTimedOut, ciTimedOut, evaluateInvariants, mergeVerdict, PRODUCTION_MERGE_INVARIANTS, recoveryTimedOut, restorationHeld, violations,
+  type InvariantFacts, type MergeQuestion,
+} from './merge-verdict.ts';
 
 const t0 = Date.parse('2026-11-22T00:00:00Z');
 const at = (s: number) => new Date(t0 + s * 1000).toISOString();
@@ -135,5 +138,61 @@ describe('I3: a shortage of the current revision', () => {
   it('fails with no Deployments and is UNKNOWN when the Deployments could not be read', () => {
     expect(i3([]).result).toBe('FAIL');
     expect(i3(undefined)).toEqual({ result: 'UNKNOWN', detail: 'Deployment status could not be read' });
+  });
+});
+
+describe('mergeVerdict', () => {
+  const all = (result: CheckResult, except: Partial<Record<InvariantId, CheckResult>> = {}) =>
+    evaluateInvariants(passing, now).map((r) => ({ ...r, result: except[r.id] ?? result }));
+  const ask = (q: Partial<MergeQuestion>): ReturnType<typeof mergeVerdict> => mergeVerdict({
+    environment: 'staging', invariants: all('PASS'), since: at(0), now, settings: { approvalTimeoutSeconds: 3600 }, ...q,
+  });
+
+  it('merges staging when all eight PASS, and only then', () => {
+    expect(ask({})).toMatchObject({ verdict: 'merge', detail: /all eight invariants PASS/ });
+    expect(ask({ invariants: all('PASS', { I6_ci_success: 'UNKNOWN' }) })).toMatchObject({ verdict: 'wait', detail: /UNKNOWN: I6_ci_success/ });
+    // An approval changes nothing in staging: the invariants decide.
+    expect(ask({ invariants: all('PASS', { I8_branch_protection: 'UNKNOWN' }), approval: { approvedBy: 'alice' } })).toMatchObject({ verdict: 'wait' });
+  });
+
+  it('merges production only with a recorded approval and I2–I8 PASS (I1 fails there by design)', () => {
+    const production = { environment: 'production' as const, invariants: all('PASS', { I1_environment: 'FAIL' }) };
+    expect(ask(production)).toMatchObject({ verdict: 'wait', detail: /waiting for an authorized approval/ });
+    expect(ask({ ...production, approval: { approvedBy: 'alice' } })).toMatchObject({ verdict: 'merge', detail: 'production: approved by alice; I2–I8 PASS' });
+    expect(ask({ ...production, approval: { approvedBy: 'alice' }, invariants: all('PASS', { I1_environment: 'FAIL', I7_no_conflicts: 'UNKNOWN' }) }))
+      .toMatchObject({ verdict: 'wait', detail: /UNKNOWN: I7_no_conflicts/ });
+  });
+
+  it('aborts on a FAIL other than I1 and I2, approval or not, before any deadline', () => {
+    for (const id of PRODUCTION_MERGE_INVARIANTS.filter((i) => i !== 'I2_health_degraded')) {
+      expect(ask({ environment: 'production', approval: { approvedBy: 'alice' }, invariants: all('PASS', { I1_environment: 'FAIL', [id]: 'FAIL' }) }))
+        .toMatchObject({ verdict: 'abort', reason: 'InvariantViolated', detail: new RegExp(`^${id}: `) });
+    }
+    // I2 failing is health coming back, which the machine handles before it asks (HealthRestoredBeforeMerge).
+    expect(ask({ invariants: all('PASS', { I2_health_degraded: 'FAIL' }) })).toMatchObject({ verdict: 'wait' });
+  });
+
+  it('at the approval deadline: ApprovalTimeout without an approval, InvariantViolated when invariants stayed UNKNOWN', () => {
+    const late = new Date(t0 + 3601_000);
+    expect(ask({ environment: 'production', invariants: all('PASS', { I1_environment: 'FAIL' }), now: late }))
+      .toEqual({ verdict: 'abort', reason: 'ApprovalTimeout', detail: 'no authorized approval within 60 min' });
+    expect(ask({ invariants: all('PASS', { I6_ci_success: 'UNKNOWN' }), now: late }))
+      .toEqual({ verdict: 'abort', reason: 'InvariantViolated', detail: 'invariants still not all PASS after 60 min (UNKNOWN: I6_ci_success)' });
+    // A merge that became possible just in time still merges.
+    expect(ask({ now: late })).toMatchObject({ verdict: 'merge' });
+    expect(ask({ now: new Date(t0 + 3600_000), invariants: all('PASS', { I6_ci_success: 'UNKNOWN' }) })).toMatchObject({ verdict: 'wait' });
+  });
+});
+
+describe('deadlines', () => {
+  const settings = { ciTimeoutSeconds: 300, approvalTimeoutSeconds: 3600, recoveryTimeoutSeconds: 600, healthRestorationSeconds: 60 };
+  const after = (s: number) => new Date(t0 + s * 1000);
+  it('fire strictly after their window, measured from when the state was entered', () => {
+    expect([ciTimedOut(at(0), after(300), settings), ciTimedOut(at(0), after(301), settings)]).toEqual([false, true]);
+    expect([approvalTimedOut(at(0), after(3600), settings), approvalTimedOut(at(0), after(3601), settings)]).toEqual([false, true]);
+    expect([recoveryTimedOut(at(0), after(600), settings), recoveryTimedOut(at(0), after(601), settings)]).toEqual([false, true]);
+  });
+  it('health restoration holds once Healthy for the whole window', () => {
+    expect([restorationHeld(at(0), after(59), settings), restorationHeld(at(0), after(60), settings)]).toEqual([false, true]);
   });
 });

@@ -1,8 +1,10 @@
-// The eight invariants of SPEC §7 as pure functions of gathered facts. A fact
-// that could not be read is `undefined` and yields UNKNOWN, which never counts
-// as PASS. The same results feed the merge decision, the status, the PR body
-// and the audit record.
-import type { CheckResult, CiState, Environment, HealthCheck, HealthStatus, InvariantId, InvariantResult } from '../fsm/record.ts';
+// When a rollback may merge: the eight invariants of SPEC §7 as pure functions
+// of gathered facts, and the verdict they feed (SPEC §4, AwaitingMergeApproval),
+// with the deadlines of every waiting state. A fact that could not be read is
+// `undefined` and yields UNKNOWN, which never counts as PASS. The same results
+// feed the merge decision, the status, the PR body and the audit record.
+import type { CheckResult, CiState, Environment, HealthCheck, HealthStatus, InvariantId, InvariantResult, Settings } from '../fsm/record.ts';
+import { formatDuration } from '../fsm/format.ts';
 import { INVARIANT_IDS } from '../fsm/record.ts';
 
 /** One Deployment's rollout as the deployment controller reports it in its status. */
@@ -168,4 +170,75 @@ export function violations(results: InvariantResult[]): InvariantResult[] {
 
 export function summary(results: InvariantResult[]): Record<string, CheckResult> {
   return Object.fromEntries(results.map((r) => [r.id, r.result]));
+}
+
+// ---- Deadlines (SPEC §4): each measured from when the attempt entered its state --
+
+const elapsed = (since: string, now: Date) => (now.getTime() - Date.parse(since)) / 1000;
+
+/** PRCreated: CI on the PR head is still not done (`CITimeout`). */
+export function ciTimedOut(since: string, now: Date, settings: Pick<Settings, 'ciTimeoutSeconds'>): boolean {
+  return elapsed(since, now) > settings.ciTimeoutSeconds;
+}
+
+/** AwaitingMergeApproval: no merge became possible (`ApprovalTimeout`, or `InvariantViolated` while UNKNOWN). */
+export function approvalTimedOut(since: string, now: Date, settings: Pick<Settings, 'approvalTimeoutSeconds'>): boolean {
+  return elapsed(since, now) > settings.approvalTimeoutSeconds;
+}
+
+/** RollbackMerged: health did not come back (`RecoveryTimeout`). */
+export function recoveryTimedOut(since: string, now: Date, settings: Pick<Settings, 'recoveryTimeoutSeconds'>): boolean {
+  return elapsed(since, now) > settings.recoveryTimeoutSeconds;
+}
+
+/** RollbackMerged: Healthy long enough, without a break, to call it restored (`HealthRestored`). */
+export function restorationHeld(healthySince: string, now: Date, settings: Pick<Settings, 'healthRestorationSeconds'>): boolean {
+  return elapsed(healthySince, now) >= settings.healthRestorationSeconds;
+}
+
+// ---- The merge verdict ---------------------------------------------------------
+
+export interface MergeQuestion {
+  environment: Environment;
+  /** The invariants, evaluated on fresh reads this reconcile. */
+  invariants: InvariantResult[];
+  /** A production approval the API server authenticated (governance/approval.ts), once recorded. */
+  approval?: { approvedBy: string };
+  /** When the attempt entered AwaitingMergeApproval. */
+  since: string;
+  now: Date;
+  settings: Pick<Settings, 'approvalTimeoutSeconds'>;
+}
+
+export type MergeVerdict =
+  | { verdict: 'merge'; detail: string }
+  | { verdict: 'wait'; detail: string }
+  | { verdict: 'abort'; reason: 'InvariantViolated' | 'ApprovalTimeout'; detail: string };
+
+/**
+ * Staging merges when all eight invariants PASS; production when an authorized
+ * approval is recorded and I2–I8 PASS (I1 fails there by design). A FAIL other
+ * than I1 or I2 aborts at once (I2 failing means health came back, which the
+ * machine handles before asking). Otherwise the attempt waits, until the
+ * approval deadline.
+ */
+export function mergeVerdict(q: MergeQuestion): MergeVerdict {
+  const violated = violations(q.invariants);
+  if (violated.length > 0) {
+    return { verdict: 'abort', reason: 'InvariantViolated', detail: violated.map((v) => `${v.id}: ${v.detail}`).join('; ') };
+  }
+  const staging = q.environment === 'staging';
+  const required = staging ? INVARIANT_IDS : PRODUCTION_MERGE_INVARIANTS;
+  const invariantsPass = allPass(q.invariants, required);
+  if (invariantsPass && staging) return { verdict: 'merge', detail: 'staging: all eight invariants PASS on fresh reads' };
+  if (invariantsPass && q.approval) return { verdict: 'merge', detail: `production: approved by ${q.approval.approvedBy}; I2–I8 PASS` };
+  const unknown = q.invariants.filter((i) => i.result === 'UNKNOWN').map((i) => i.id).join(', ') || 'none';
+  const awaitingApproval = !staging && !q.approval;
+  if (approvalTimedOut(q.since, q.now, q.settings)) {
+    const window = formatDuration(q.settings.approvalTimeoutSeconds);
+    return awaitingApproval
+      ? { verdict: 'abort', reason: 'ApprovalTimeout', detail: `no authorized approval within ${window}` }
+      : { verdict: 'abort', reason: 'InvariantViolated', detail: `invariants still not all PASS after ${window} (UNKNOWN: ${unknown})` };
+  }
+  return { verdict: 'wait', detail: awaitingApproval ? `waiting for an authorized approval (UNKNOWN: ${unknown})` : `waiting for the invariants to PASS (UNKNOWN: ${unknown})` };
 }

@@ -100,3 +100,25 @@ export function baseBranch(app: ApplicationView): string {
   const target = app.source?.targetRevision;
   return target && target !== 'HEAD' ? target : 'main';
 }
+
+// ---- Comments on the rollback PR: what the operator says when it stops, closes or asks --
+
+const signed = (correlationId: string) => `Correlation id \`${correlationId}\`.`;
+
+export const comments = {
+  /** An attempt aborted with its PR open: the PR stays for a human. */
+  aborted: (correlationId: string, reason: string, message: string) =>
+    `ai-operator stopped this rollback: **${reason}** — ${message}\n\nThe pull request is left open for a human to decide. ${signed(correlationId)}`,
+  /** The Application is gone: nothing could ever merge or confirm this PR. */
+  applicationDeleted: (correlationId: string, reason: string, message: string) =>
+    `ai-operator stopped this rollback: **${reason}** — ${message}. Closing its rollback pull request. ${signed(correlationId)}`,
+  /** A reset after an abort: closed first, so a new attempt never leaves two rollback PRs open for one app. */
+  reset: (correlationId: string, abortReason: string) =>
+    `Attempt \`${correlationId}\` was reset by a human after it aborted (${abortReason}): closing its rollback pull request.`,
+  healthRestored: (appName: string, correlationId: string) =>
+    `Health of ${appName} is back to Healthy before this rollback was merged: closing it. ${signed(correlationId)}`,
+  approvalBlocked: (correlationId: string, problem: string) =>
+    `This production rollback cannot be approved right now: the API server does not enforce who may approve (${problem}). ai-operator records no approval until the ValidatingAdmissionPolicy for approvals and its binding are installed in Deny mode. ${signed(correlationId)}`,
+  approvalRequested: (record: AttemptRecord) =>
+    `CI is green and the invariants allow a merge. This production rollback waits for an authorized approver:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\``,
+};
