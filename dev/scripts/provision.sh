@@ -3,6 +3,10 @@
 # so only the first run on a machine pays for the builds and downloads.
 #
 #   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|all
+#   dev/scripts/provision.sh argocd|kube-controllers|kwok|redis|argocd-stack
+#
+# argocd-stack is the real GitOps loop (Argo CD, kube-controller-manager,
+# kube-scheduler, KWOK, redis); it is not part of all.
 #
 # Prints "<component>=<path>" lines on stdout; progress goes to stderr. A component
 # that cannot be obtained fails with one line naming it and what to install.
@@ -19,6 +23,10 @@ KUBE_VERSION=1.33.13
 NATS_VERSION=2.11.17
 ES_VERSION=8.19.7
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
+ARGOCD_VERSION=3.6.1
+# Argo CD 3.6's go.mod says go 1.27; only its build runs on this toolchain.
+ARGOCD_GO=go1.27.3
+KWOK_VERSION=0.8.0
 
 say() { echo "provision: $*" >&2; }
 fail() { echo "provision: cannot obtain $1: $2" >&2; exit 1; }
@@ -80,6 +88,14 @@ provision_etcd() {
   echo "etcd=$dir/etcd"
 }
 
+# Without these the binaries report v0.0.0-master.
+kube_ldflags() {
+  local minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
+  local v=k8s.io/component-base/version
+  echo "-s -w -X $v.gitVersion=v$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
+    "-X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+}
+
 provision_kube() {
   if [[ -n ${KUBEBUILDER_ASSETS:-} ]]; then
     [[ -x $KUBEBUILDER_ASSETS/kube-apiserver ]] || fail kube-apiserver "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no kube-apiserver"
@@ -87,12 +103,9 @@ provision_kube() {
     if [[ -x $KUBEBUILDER_ASSETS/kubectl ]]; then echo "kubectl=$KUBEBUILDER_ASSETS/kubectl"; else echo "kubectl=$(provision_kubectl_only)"; fi
     return
   fi
-  local dir="$cache/kube-$KUBE_VERSION" minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
+  local dir="$cache/kube-$KUBE_VERSION"
   if [[ ! -x $dir/kube-apiserver || ! -x $dir/kubectl ]]; then
-    local v=k8s.io/component-base/version
-    local ldflags="-s -w -X $v.gitVersion=v$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
-    ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-    go_build kube-apiserver "$root/dev/tools/kube" "$dir" "$ldflags" \
+    go_build kube-apiserver "$root/dev/tools/kube" "$dir" "$(kube_ldflags)" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
   fi
   echo "kube-apiserver=$dir/kube-apiserver"
@@ -175,6 +188,75 @@ provision_deeplinks() {
   echo "deeplinks=$dir/deeplinks"
 }
 
+# kube-controller-manager and kube-scheduler from the same wrapper module and
+# Kubernetes version as the API server (ReplicaSets, garbage collection,
+# scheduling onto KWOK's node), in one build that shares most of the work. A
+# cache directory of their own: adding them does not rebuild kube-apiserver.
+provision_kube_controllers() {
+  local dir="$cache/kube-controllers-$KUBE_VERSION"
+  if [[ ! -x $dir/kube-controller-manager || ! -x $dir/kube-scheduler ]]; then
+    go_build kube-controllers "$root/dev/tools/kube" "$dir" "$(kube_ldflags)" \
+      k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+  fi
+  echo "kube-controller-manager=$dir/kube-controller-manager"
+  echo "kube-scheduler=$dir/kube-scheduler"
+}
+
+# Argo CD's application controller and repo server (dev/tools/argocd: one
+# binary, dispatched by the name it runs as), the two shell wrappers the repo
+# server execs from PATH on every manifest generation, and the Application and
+# AppProject CRDs from the very module that was built.
+provision_argocd() {
+  local sum dir module=github.com/argoproj/argo-cd/v3
+  sum=$(cat "$root"/dev/tools/argocd/{go.mod,go.sum,main.go} | sha256sum | cut -c1-12)
+  dir="$cache/argocd-$ARGOCD_VERSION-$sum"
+  if [[ ! -f $dir/crds/appproject-crd.yaml ]]; then
+    local GOTOOLCHAIN=$ARGOCD_GO; export GOTOOLCHAIN
+    local c=$module/common
+    rm -rf "$dir" && mkdir -p "$dir"
+    go_build argocd "$root/dev/tools/argocd" "$dir/bin" \
+      "-s -w -X $c.version=$ARGOCD_VERSION -X $c.gitTag=v$ARGOCD_VERSION -X $c.gitTreeState=clean" .
+    local src
+    src=$(cd "$root/dev/tools/argocd" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' "$module")
+    [[ -n $src && -f $src/manifests/crds/application-crd.yaml ]] || fail argocd "no $module source in the module cache after the build"
+    # The repo server runs git as GIT_ASKPASS=argocd with ARGOCD_BINARY_NAME set;
+    # the other names are how the stack starts the two servers.
+    local name
+    for name in argocd-application-controller argocd-repo-server argocd-git-ask-pass; do ln -s argocd "$dir/bin/$name"; done
+    install -m 0755 "$src/hack/git-verify-wrapper.sh" "$src/hack/gpg-wrapper.sh" "$dir/bin/"
+    mkdir -p "$dir/crds.tmp"
+    cp "$src/manifests/crds/application-crd.yaml" "$src/manifests/crds/appproject-crd.yaml" "$dir/crds.tmp/"
+    mv "$dir/crds.tmp" "$dir/crds"
+  fi
+  echo "argocd-application-controller=$dir/bin/argocd-application-controller"
+  echo "argocd-repo-server=$dir/bin/argocd-repo-server"
+  echo "argocd-bin=$dir/bin"
+  echo "argocd-crds=$dir/crds"
+}
+
+# KWOK, kubernetes-sigs' kubelet stand-in: fake nodes, pod status from Stages.
+# Its module has no replace lines, so plain go install works.
+provision_kwok() {
+  local dir="$cache/kwok-$KWOK_VERSION"
+  if [[ ! -x $dir/bin/kwok ]]; then
+    need_go kwok
+    say "building kwok $KWOK_VERSION (first run only; several minutes)"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    local gocache
+    gocache=$(mktemp -d)
+    GOCACHE=$gocache GOBIN="$dir.tmp/bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION" >&2 \
+      || { rm -rf "$dir.tmp" "$gocache"; fail kwok "go install sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION failed (is the Go module proxy reachable?)"; }
+    rm -rf "$gocache" "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  echo "kwok=$dir/bin/kwok"
+}
+
+# Argo CD's cache (Debian's redis-server).
+provision_redis() {
+  command -v redis-server >/dev/null || apt_install redis redis-server
+  echo "redis-server=$(command -v redis-server)"
+}
+
 java17() {
   local candidate
   for candidate in "${ES_JAVA_HOME:-}" /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-arm64; do
@@ -231,8 +313,13 @@ run() {
     prometheus-operator-crds) locked prometheus-operator-crds provision_prometheus_operator_crds ;;
     lua) locked apt provision_lua ;;
     deeplinks) locked deeplinks provision_deeplinks ;;
+    argocd) locked argocd provision_argocd ;;
+    kube-controllers) locked kube-controllers provision_kube_controllers ;;
+    kwok) locked kwok provision_kwok ;;
+    redis) locked apt provision_redis ;;
+    argocd-stack) for c in kube-controllers kwok redis argocd; do run "$c"; done ;;
     all) for c in node etcd kube nats prometheus elasticsearch lua deeplinks; do run "$c"; done ;;
-    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|all" >&2; exit 2 ;;
+    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|all|argocd|kube-controllers|kwok|redis|argocd-stack" >&2; exit 2 ;;
   esac
 }
 
