@@ -11,11 +11,11 @@ PROVISION := dev/scripts/provision.sh
 NODE := $(shell $(PROVISION) node | sed -n 's/^node=//p')
 export PATH := $(dir $(NODE)):$(PATH)
 
-.PHONY: help deps stack typecheck test test-unit test-e2e demo bench clean
+.PHONY: help deps stack typecheck lint-layers test test-unit test-e2e demo bench clean
 
 help:
 	@echo "make demo   - bring up the local real stack and show the operator at work"
-	@echo "make test   - typecheck, unit tests and end-to-end tests on the real stack"
+	@echo "make test   - typecheck, layer check, unit tests and end-to-end tests on the real stack"
 	@echo "make bench  - benchmarks (not part of make test)"
 
 node_modules/.installed: package.json package-lock.json
@@ -33,13 +33,17 @@ stack:
 typecheck: deps
 	node node_modules/typescript/bin/tsc --noEmit
 
+# The import layers of src/ (README: Layout; rules and reasons in .dependency-cruiser.cjs).
+lint-layers: deps
+	node node_modules/dependency-cruiser/bin/dependency-cruiser.mjs --config .dependency-cruiser.cjs src
+
 test-unit: deps
 	node node_modules/vitest/vitest.mjs run --project unit
 
 test-e2e: deps stack
 	node node_modules/vitest/vitest.mjs run --project e2e
 
-test: deps stack typecheck
+test: deps stack typecheck lint-layers
 	node node_modules/vitest/vitest.mjs run
 
 demo: deps stack

@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigErrors, loadConfig } from './config.ts';
+import { parse } from 'yaml';
+import { ConfigErrors, DEFAULT_UPTIME_QUERY, loadConfig, policyDefaults } from './config.ts';
 
 const minimal = { GITHUB_ORG: 'acme', GITHUB_TOKEN: 'ghp_secret123' };
 
@@ -156,5 +158,32 @@ describe('the operator process with bad configuration', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(`${variable}: expected`);
     expect(failure!.stdout).toBe('');
+  });
+});
+
+describe('policyDefaults', () => {
+  it('gives a policy-less app the environment\'s values', () => {
+    const config = loadConfig({
+      ...minimal, POLL_INTERVAL_SEC: '7', DEGRADATION_PERSISTENCE_CHECKS: '5', CANDIDATE_SEARCH_TIMEOUT: '30', CI_WAIT_TIMEOUT: '90',
+      MERGE_APPROVAL_TIMEOUT: '900', HEALTH_RESTORATION_DURATION: '20', RECOVERY_TIMEOUT: '400', ROLLBACK_COOLDOWN: '0', DRY_RUN: 'true', MONITORED_APPS: 'web,api',
+    });
+    expect(policyDefaults(config)).toEqual({
+      intervalSeconds: 7, persistenceChecks: 5, searchTimeoutSeconds: 30, ciTimeoutSeconds: 90, approvalTimeoutSeconds: 900,
+      healthRestorationSeconds: 20, recoveryTimeoutSeconds: 400, cooldownSeconds: 0, dryRun: true, monitoredApps: ['web', 'api'],
+      uptimeQuery: DEFAULT_UPTIME_QUERY, minUptime: 0.99, window: '24h', maxCommits: 50, mergeMethod: 'squash',
+    });
+  });
+
+  it('agrees with the RollbackPolicy schema where no variable sets a value', () => {
+    type Schema = { default?: unknown; properties?: Record<string, Schema> };
+    const crd = parse(readFileSync(fileURLToPath(new URL('../config/crd/bases/ai-operator.io_rollbackpolicies.yaml', import.meta.url)), 'utf8')) as {
+      spec: { versions: Array<{ schema: { openAPIV3Schema: Schema } }> };
+    };
+    const spec = crd.spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!;
+    const defaults = policyDefaults(loadConfig(minimal));
+    expect(defaults.minUptime).toBe(spec.candidate!.properties!.minUptime!.default);
+    expect(defaults.window).toBe(spec.candidate!.properties!.window!.default);
+    expect(defaults.maxCommits).toBe(spec.candidate!.properties!.maxCommits!.default);
+    expect(defaults.mergeMethod).toBe(spec.merge!.properties!.method!.default);
   });
 });

@@ -2,12 +2,10 @@
 // with its defaults, plus what the implementation needs. Every variable is read
 // once, here; a missing or malformed one stops start-up with one line that names
 // it and says what was expected. Secret values never appear in those lines.
-
-export type LogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
-
-export type GitHubAuth =
-  | { kind: 'token'; token: string }
-  | { kind: 'app'; appId: number; privateKey: string; installationId?: number };
+// The settings defaults every policy falls back on are built here too.
+import type { GitHubAuth } from './integrations/github.ts';
+import { LOG_LEVELS, type LogLevel } from './observability/log.ts';
+import type { Defaults } from './policy/settings.ts';
 
 export interface Config {
   pollIntervalSec: number;
@@ -250,7 +248,7 @@ export function loadConfig(env: Env = process.env): Config {
     mergeApprovalTimeoutSec: r.integer('MERGE_APPROVAL_TIMEOUT', 3600, 1, 604_800, 'seconds'),
     recoveryTimeoutSec,
     cooldownSec: r.integer('ROLLBACK_COOLDOWN', 1800, 0, 604_800, 'seconds'),
-    logLevel: r.oneOf('LOG_LEVEL', 'INFO', ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const),
+    logLevel: r.oneOf('LOG_LEVEL', 'INFO', LOG_LEVELS),
     natsServers: r.urlList('NATS_URL', 'nats://nats:4222', ['nats', 'tls'], 'nats'),
     etcdEndpoints: r.urlList('ETCD_ENDPOINTS', 'etcd:2379', ['http', 'https'], 'http'),
     etcdPrefix: r.matching('ETCD_PREFIX', '', ETCD_PREFIX, 'an etcd key prefix such as /team-a (a leading slash, no trailing one)')!,
@@ -274,4 +272,33 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (r.errors.length > 0) throw new ConfigErrors(r.errors);
   return config;
+}
+
+/** A revision's share of Healthy samples over its deployed window, from Argo CD's own metric (SPEC §6.3). */
+export const DEFAULT_UPTIME_QUERY =
+  'sum(count_over_time(argocd_app_info{name="$app",health_status="Healthy"}[$window])) / sum(count_over_time(argocd_app_info{name="$app"}[$window]))';
+
+/**
+ * The settings of an app where its RollbackPolicy is silent, or when none selects it:
+ * the environment's values, and for what no variable sets the RollbackPolicy CRD's
+ * schema defaults (config/crd/bases/ai-operator.io_rollbackpolicies.yaml).
+ */
+export function policyDefaults(config: Config): Defaults {
+  return {
+    intervalSeconds: config.pollIntervalSec,
+    persistenceChecks: config.degradationPersistenceChecks,
+    uptimeQuery: DEFAULT_UPTIME_QUERY,
+    minUptime: 0.99,
+    window: '24h',
+    maxCommits: 50,
+    searchTimeoutSeconds: config.candidateSearchTimeoutSec,
+    ciTimeoutSeconds: config.ciWaitTimeoutSec,
+    approvalTimeoutSeconds: config.mergeApprovalTimeoutSec,
+    mergeMethod: 'squash',
+    healthRestorationSeconds: config.healthRestorationSec,
+    recoveryTimeoutSeconds: config.recoveryTimeoutSec,
+    cooldownSeconds: config.cooldownSec,
+    dryRun: config.dryRun,
+    monitoredApps: config.monitoredApps,
+  };
 }

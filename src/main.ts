@@ -3,7 +3,8 @@ import { hostname } from 'node:os';
 import { ElasticsearchAuditIndex } from './audit/elasticsearch-sink.ts';
 import { auditLogTee } from './audit/log-line.ts';
 import { openAuditTrail } from './audit/trail.ts';
-import { ConfigErrors, loadConfig, type Config } from './config.ts';
+import { KEYS } from './api/etcd.ts';
+import { ConfigErrors, loadConfig, policyDefaults, type Config } from './config.ts';
 import { JetStreamBus } from './events/jetstream.ts';
 import { ApprovalEnforcementCheck } from './integrations/approval-enforcement.ts';
 import { ArgoCdWatcher } from './integrations/argocd.ts';
@@ -67,7 +68,7 @@ const bus = await untilReady('NATS JetStream', log, async () => {
   await connected.ensureStream();
   return connected;
 });
-await untilReady('etcd', log, () => kv.get('/ai-operator/leader'));
+await untilReady('etcd', log, () => kv.get(KEYS.leader));
 
 const argocd = new ArgoCdWatcher({
   kubeConfig: kc, log: log.child('ArgoCD'), metrics, namespaces: config.watchNamespaces,
@@ -85,7 +86,7 @@ const approvalEnforcement = ApprovalEnforcementCheck.fromKubeConfig(kc, {
 
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
-const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
+const policies = new RollbackPolicies(kc, policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
 operator = new Operator({
   kv, bus, argocd, github, cluster, history, attempts,
   monitoring: (app) => policies.monitoring(app),
@@ -107,7 +108,7 @@ await operator.start();
 const server = await startHttp({
   port: config.httpPort, registry: metrics.registry,
   readiness: readinessProbe([
-    { name: 'etcd', run: async () => { await kv.get('/ai-operator/leader'); return undefined; } },
+    { name: 'etcd', run: async () => { await kv.get(KEYS.leader); return undefined; } },
     { name: 'NATS', run: () => bus.connectionProblem() },
     { name: 'Application watch', run: () => (argocd.isSynced() ? undefined : 'not synced yet') },
   ]),

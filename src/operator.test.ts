@@ -9,16 +9,14 @@ import { attemptName, type AttemptRecord } from './fsm/record.ts';
 import { createLogger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Operator } from './operator.ts';
+import { loadConfig, policyDefaults } from './config.ts';
 import { settingsFrom } from './policy/settings.ts';
 import type { AttemptObjectRef } from './ports/kubernetes.ts';
 import { ApplicationReconciler, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
 import { AttemptStore, KEYS } from './store/attempt-store.ts';
 import { MemoryKV } from './store/memory.ts';
 
-const defaults = {
-  pollIntervalSec: 10, degradationPersistenceChecks: 3, candidateSearchTimeoutSec: 120, ciWaitTimeoutSec: 300, mergeApprovalTimeoutSec: 3600,
-  healthRestorationSec: 60, recoveryTimeoutSec: 600, cooldownSec: 1800, dryRun: false, monitoredApps: [],
-};
+const defaults = policyDefaults(loadConfig({ GITHUB_ORG: 'acme', GITHUB_TOKEN: 'test-token' }));
 const SRE = { username: 'system:serviceaccount:shop:sre', groups: ['system:serviceaccounts'] };
 const log = createLogger('ERROR');
 

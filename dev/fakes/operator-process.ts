@@ -10,7 +10,7 @@
 import { ElasticsearchAuditIndex } from '../../src/audit/elasticsearch-sink.ts';
 import { openAuditTrail } from '../../src/audit/trail.ts';
 import { KeepAliveKubeConfig } from '../../src/integrations/kube-config.ts';
-import { ConfigErrors, loadConfig } from '../../src/config.ts';
+import { ConfigErrors, loadConfig, policyDefaults } from '../../src/config.ts';
 import { JetStreamBus } from '../../src/events/jetstream.ts';
 import { RollbackAttemptObjects } from '../../src/integrations/rollback-attempts.ts';
 import { createLogger } from '../../src/observability/log.ts';
@@ -50,7 +50,7 @@ kc.loadFromDefault();
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
 await attempts.start();
-const policies = new RollbackPolicies(kc, config, log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
+const policies = new RollbackPolicies(kc, policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
 await policies.start();
 operator = new Operator({
   kv, bus, argocd: world, github: world, cluster: world, history: world, attempts, approvalEnforcement: world,

@@ -5,7 +5,7 @@
 // the app syncs the merge commit and turns Healthy.
 import { createHash } from 'node:crypto';
 import type { AppRef, AttemptRecord, HealthStatus } from '../../src/fsm/record.ts';
-import type { DeploymentReplicas } from '../../src/governance/merge-verdict.ts';
+import type { DeploymentReplicas } from '../../src/fsm/record.ts';
 import type { ApplicationView, ArgoCdPort } from '../../src/ports/argocd.ts';
 import { IntegrationError, type ErrorCode } from '../../src/ports/errors.ts';
 import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPreview, RollbackPullRequestSpec } from '../../src/ports/github.ts';

@@ -5,6 +5,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstre
 import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg, StreamConfig } from '@nats-io/jetstream';
 import { connect, nanos, NoRespondersError, TimeoutError, type NatsConnection } from '@nats-io/transport-node';
 import { Counter, type Registry } from 'prom-client';
+import { EVENTS_REJECTED_METRIC } from '../api/metrics.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import { SUBJECT_PREFIX, subjectFor, typeOfEvent, type CloudEvent } from './types.ts';
@@ -13,7 +14,7 @@ import { parseEvent, validateEvent, type RejectReason } from './validate.ts';
 export const STREAM_NAME = 'AI_OPERATOR';
 export const STREAM_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 export const STREAM_DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
-export const EVENTS_REJECTED_METRIC = 'ai_operator_events_rejected_total';
+export { EVENTS_REJECTED_METRIC };
 
 export type EventLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 

@@ -17,18 +17,14 @@ import { events as ev, type PendingEvent } from './events.ts';
 import { formatDuration } from './format.ts';
 import { checkDue, checksOfCurrentRun, nextChecks } from './persistence.ts';
 import {
-  shortSha, type AppRef, type AttemptRecord, type Candidate, type CiState, type Environment, type HealthCheck, type HealthStatus,
+  shortSha, type AppRef, type AttemptRecord, type Candidate, type CandidateOutcome, type CiState, type Environment, type HealthCheck, type HealthStatus,
   type InvariantResult, type PullRequestRef, type Settings, type SourceRef,
 } from './record.ts';
 import { Reason, isActive, isAllowed, type State } from './table.ts';
 
 export { nextChecks } from './persistence.ts';
 
-export type CandidateOutcome =
-  | { kind: 'found'; candidate: Candidate; currentRevision: string }
-  | { kind: 'none'; detail: string }
-  | { kind: 'timeout'; detail: string }
-  | { kind: 'error'; code: ErrorCode; message: string };
+export type { CandidateOutcome } from './record.ts';
 
 export interface PullRequestFacts {
   ref: PullRequestRef;

@@ -1,5 +1,6 @@
 // The authoritative record of one rollback attempt, as stored in etcd (SPEC §5)
 // and projected onto RollbackAttempt.status (SPEC §3).
+import type { ErrorCode } from '../api/errors.ts';
 import type { Reason, State } from './table.ts';
 
 export type Environment = 'staging' | 'production';
@@ -137,3 +138,45 @@ export function attemptName(app: AppRef, correlationId: string): string {
 export function branchName(app: AppRef, correlationId: string): string {
   return `ai-operator/rollback/${attemptName(app, correlationId)}`;
 }
+
+/** The repository of an app's source on GitHub. */
+export interface RepoRef {
+  owner: string;
+  repo: string;
+}
+
+/** owner/repo from an Argo CD repoURL (https, ssh or scp-like). */
+export function repoFromUrl(url: string): RepoRef | undefined {
+  const match = /[/:]([^/:]+)\/([^/]+?)(?:\.git)?\/?$/.exec(url.trim());
+  return match ? { owner: match[1]!, repo: match[2]! } : undefined;
+}
+
+/** One Deployment's rollout as the deployment controller reports it in its status. */
+export interface DeploymentReplicas {
+  name: string;
+  /** `spec.replicas`. */
+  desired: number;
+  /** `status.updatedReplicas`: pods of the current revision (pod template). */
+  updated: number;
+  /** `status.availableReplicas`, of every revision: old pods count too. */
+  available: number;
+  /** `status.unavailableReplicas`. */
+  unavailable: number;
+  /** Its `Progressing` condition has reason `ProgressDeadlineExceeded`. */
+  progressDeadlineExceeded: boolean;
+  /** Argo CD lists it but the cluster has no such Deployment. */
+  absent?: boolean;
+}
+
+/** One commit status or check run on a commit. */
+export interface CheckRun {
+  name: string;
+  state: CiState;
+}
+
+/** What the candidate search answered (SPEC §6.3). */
+export type CandidateOutcome =
+  | { kind: 'found'; candidate: Candidate; currentRevision: string }
+  | { kind: 'none'; detail: string }
+  | { kind: 'timeout'; detail: string }
+  | { kind: 'error'; code: ErrorCode; message: string };

@@ -3,31 +3,11 @@
 // with the deadlines of every waiting state. A fact that could not be read is
 // `undefined` and yields UNKNOWN, which never counts as PASS. The same results
 // feed the merge decision, the status, the PR body and the audit record.
-import type { CheckResult, CiState, Environment, HealthCheck, HealthStatus, InvariantId, InvariantResult, Settings } from '../fsm/record.ts';
+import type { CheckResult, CheckRun, CiState, DeploymentReplicas, Environment, HealthCheck, HealthStatus, InvariantId, InvariantResult, Settings } from '../fsm/record.ts';
 import { formatDuration } from '../fsm/format.ts';
 import { INVARIANT_IDS } from '../fsm/record.ts';
 
-/** One Deployment's rollout as the deployment controller reports it in its status. */
-export interface DeploymentReplicas {
-  name: string;
-  /** `spec.replicas`. */
-  desired: number;
-  /** `status.updatedReplicas`: pods of the current revision (pod template). */
-  updated: number;
-  /** `status.availableReplicas`, of every revision: old pods count too. */
-  available: number;
-  /** `status.unavailableReplicas`. */
-  unavailable: number;
-  /** Its `Progressing` condition has reason `ProgressDeadlineExceeded`. */
-  progressDeadlineExceeded: boolean;
-  /** Argo CD lists it but the cluster has no such Deployment. */
-  absent?: boolean;
-}
-
-export interface CheckRun {
-  name: string;
-  state: CiState;
-}
+export type { CheckRun, DeploymentReplicas } from '../fsm/record.ts';
 
 export interface InvariantFacts {
   environment: Environment;

@@ -1,7 +1,7 @@
 // Which repositories the operator may write to (SPEC §12, GITHUB_ORG): an
 // Application whose source lies elsewhere is refused before any attempt, so a
 // token that reaches other organisations' repositories is never used on them.
-import { repoFromUrl } from '../ports/github.ts';
+import { repoFromUrl } from '../fsm/record.ts';
 
 /** Why no rollback PR may be opened for this source; undefined when it may. Pure. */
 export function repositoryRefusal(source: { repoURL: string } | undefined, allowedOwner: string | undefined): string | undefined {

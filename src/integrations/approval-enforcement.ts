@@ -12,6 +12,7 @@ import {
   type V1ValidatingAdmissionPolicy,
   type V1ValidatingAdmissionPolicyBinding,
 } from '@kubernetes/client-node';
+import { GROUP, PLURALS, VERSION } from '../api/group.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { ApprovalEnforcement, ApprovalEnforcementPort } from '../ports/kubernetes.ts';
@@ -21,9 +22,7 @@ export const DEFAULT_APPROVAL_POLICY_NAME = 'ai-operator-approvals';
 export const DEFAULT_APPROVAL_POLICY_BINDING_NAME = 'ai-operator-approvals';
 export const DEFAULT_CHECK_INTERVAL_MS = 30_000;
 
-const GROUP = 'ai-operator.io';
-const VERSION = 'v1alpha1';
-const RESOURCE = 'rollbackattempts';
+const RESOURCE = PLURALS.attempt;
 const OPERATIONS = ['CREATE', 'UPDATE'] as const;
 
 export interface EnforcementNames {

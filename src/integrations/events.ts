@@ -18,13 +18,14 @@
 // does not know the uid, one GET of the object before the Event is created
 // finds it (never for a series update).
 import { EventsV1Api, KubernetesObjectApi, PatchStrategy, V1MicroTime, setHeaderOptions, type EventsV1Event, type KubeConfig, type V1ObjectReference } from '@kubernetes/client-node';
+import { REPORTING_CONTROLLER } from '../api/group.ts';
 import type { Logger } from '../observability/log.ts';
 import type { KubeEventResult } from '../observability/metrics.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { EventObjectRef, EventRecorderPort, KubeEvent } from '../ports/kubernetes.ts';
 import { call, classifyHttpError, type CallMetrics } from './call.ts';
 
-export const REPORTING_CONTROLLER = 'ai-operator.io/operator';
+export { REPORTING_CONTROLLER };
 /** The API server's limits (k8s.io/kubernetes pkg/apis/core/validation/events.go), in bytes. */
 export const NOTE_MAX_BYTES = 1024;
 export const FIELD_MAX_BYTES = 128;

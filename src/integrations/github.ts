@@ -18,13 +18,16 @@
 // and a 304 (which GitHub does not count against the rate limit) returns the body.
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
-import type { GitHubAuth } from '../config.ts';
-import type { CiState } from '../fsm/record.ts';
-import type { CheckRun } from '../governance/merge-verdict.ts';
+import type { CheckRun, CiState } from '../fsm/record.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPreview, RollbackPullRequestSpec } from '../ports/github.ts';
 import { call, classifyHttpError, type CallMetrics, type Classified } from './call.ts';
+
+/** How the operator authenticates to GitHub: a token, or a GitHub App (GITHUB_APP_ID, SPEC §12). */
+export type GitHubAuth =
+  | { kind: 'token'; token: string }
+  | { kind: 'app'; appId: number; privateKey: string; installationId?: number };
 
 export interface GitHubClientOptions {
   /** GITHUB_API_URL, e.g. https://api.github.com or https://ghe.example.com/api/v3. */

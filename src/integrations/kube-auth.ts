@@ -4,6 +4,7 @@
 // operator keeps no list of its own and needs only `create` on tokenreviews and
 // subjectaccessreviews.
 import { AuthenticationV1Api, AuthorizationV1Api, type KubeConfig, type V1SubjectAccessReview, type V1TokenReview } from '@kubernetes/client-node';
+import { GROUP, PLURALS } from '../api/group.ts';
 import type { AttemptObjectRef, Caller, CallerAuthPort } from '../ports/kubernetes.ts';
 import { call, classifyHttpError, type CallMetrics } from './call.ts';
 
@@ -45,7 +46,7 @@ export function updateAttemptReview(caller: Caller, attempt: AttemptObjectRef): 
       groups: caller.groups,
       ...(caller.uid ? { uid: caller.uid } : {}),
       ...(caller.extra ? { extra: caller.extra } : {}),
-      resourceAttributes: { group: 'ai-operator.io', resource: 'rollbackattempts', verb: 'update', namespace: attempt.namespace, name: attempt.name },
+      resourceAttributes: { group: GROUP, resource: PLURALS.attempt, verb: 'update', namespace: attempt.namespace, name: attempt.name },
     },
   };
 }

@@ -2,7 +2,7 @@
 // Deployments for I3, and their pods for the PR body. Which Deployments belong to
 // the app is Argo CD's answer (status.resources), not a guess from labels.
 import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Deployment, type V1LabelSelector, type V1Pod } from '@kubernetes/client-node';
-import type { DeploymentReplicas } from '../governance/merge-verdict.ts';
+import type { DeploymentReplicas } from '../fsm/record.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { ClusterPort, PodSummary } from '../ports/kubernetes.ts';

@@ -5,7 +5,8 @@
 import { CustomObjectsApi, KubeConfig, PatchStrategy, makeInformer, setHeaderOptions, type Informer, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
 import { attemptName, type AttemptRecord } from '../fsm/record.ts';
 import type { Logger } from '../observability/log.ts';
-import { ANNOTATIONS, type AttemptObjectsPort, type HumanRequests } from '../ports/kubernetes.ts';
+import { ANNOTATIONS } from '../api/group.ts';
+import type { AttemptObjectsPort, HumanRequests } from '../ports/kubernetes.ts';
 
 const GROUP = 'ai-operator.io';
 const VERSION = 'v1alpha1';

@@ -30,21 +30,21 @@ async function world(goodSeconds: number, options: { commits?: number } = {}) {
 describe('resolveCandidate', () => {
   it('states the deployed window for humans: a 72 s window is "72 s", not "0.0 h"', async () => {
     const { w, app, good, bad } = await world(72);
-    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now });
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
     expect(outcome).toMatchObject({ kind: 'found', candidate: { revision: good } });
     expect(outcome.kind === 'found' && outcome.candidate.evidence).toBe('100.00% Healthy over 72 s deployed (minimum 99.00%)');
   });
 
   it('states a long window in hours', async () => {
     const { w, app, bad } = await world(3.5 * 3600);
-    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now });
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
     expect(outcome.kind === 'found' && outcome.candidate.evidence).toContain('over 3.5 h deployed');
   });
 
   it('says plainly that no deployed revision is known, and asks GitHub nothing', async () => {
     for (const commits of [1, 2]) {
       const { w, app } = await world(3600, { commits });
-      const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: '', excluded: [], now });
+      const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: '', excluded: [], now, clock: () => now });
       expect(outcome).toEqual({ kind: 'none', detail: 'Argo CD reports no deployed revision (status.sync.revision is empty): nothing to roll back from' });
       expect(await w.callCount('readRepositoryContent')).toBe(0);
     }
@@ -52,7 +52,56 @@ describe('resolveCandidate', () => {
 
   it('names the deployed revision when no older commit exists', async () => {
     const { w, app, bad } = await world(3600, { commits: 1 });
-    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now });
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
     expect(outcome).toEqual({ kind: 'none', detail: `no commit of apps/web older than ${bad.slice(0, 7)} to roll back to` });
+  });
+});
+
+describe('resolveCandidate: the search budget', () => {
+  /** web runs `bad`; three older revisions were each deployed an hour and were 50% Healthy. */
+  async function slowWorld() {
+    const w = new FakeWorld(new MemoryKV());
+    const [c3, c2, c1, bad] = ['c3', 'c2', 'c1', 'bad'].map((n) => fakeSha(`web:${n}`)) as [string, string, string, string];
+    const app: FakeApp = {
+      ref: { namespace: 'argocd', name: 'web' }, labels: { environment: 'staging' }, health: 'Degraded', syncRevision: bad,
+      history: [c3, c2, c1, bad].map((revision, id) => ({ id, revision, deployedAt: ago(100 + (3 - id) * 3600) })),
+      resources: [], source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/web', targetRevision: 'main' },
+      deployments: [], uptime: { [c1]: 0.5, [c2]: 0.5, [c3]: 0.5 }, healthAfterMerge: 'Healthy',
+    };
+    await w.addApp(app);
+    await w.setCommits('apps/web', [bad, c1, c2, c3].map((sha, i): CommitInfo => ({ sha, message: sha, author: 'carol', date: ago(100 + i * 3600), url: `https://github.example/c/${sha}` })));
+    return { w, app, bad };
+  }
+
+  /** A clock that moves only when Prometheus is asked: each query takes `secondsPerQuery`. */
+  function slowPrometheus(w: FakeWorld, secondsPerQuery: number) {
+    let t = now.getTime();
+    const queries: number[] = [];
+    return {
+      clock: () => new Date(t),
+      queries,
+      metrics: { uptime: async (query: string, at: number) => { queries.push(at); t += secondsPerQuery * 1000; return w.uptime(query, at); } },
+    };
+  }
+
+  it('stops once the budget measured on the injected clock is spent, naming how many commits it measured', async () => {
+    const { w, app, bad } = await slowWorld();
+    const slow = slowPrometheus(w, 60);
+    const outcome = await resolveCandidate(w, slow.metrics, {
+      app, repo, settings: { ...SETTINGS, searchTimeoutSeconds: 100 }, currentRevision: bad, excluded: [], now, clock: slow.clock,
+    });
+    // 0 s and 60 s are within 100 s; at 120 s the third commit is not asked about.
+    expect(outcome).toEqual({ kind: 'timeout', detail: 'candidate search exceeded 100 s after 2 commit(s)' });
+    expect(slow.queries).toHaveLength(2);
+  });
+
+  it('measures every commit when the same clock stays within the budget', async () => {
+    const { w, app, bad } = await slowWorld();
+    const slow = slowPrometheus(w, 60);
+    const outcome = await resolveCandidate(w, slow.metrics, {
+      app, repo, settings: { ...SETTINGS, searchTimeoutSeconds: 180 }, currentRevision: bad, excluded: [], now, clock: slow.clock,
+    });
+    expect(outcome).toMatchObject({ kind: 'none', detail: expect.stringMatching(/^no revision reached 99.00% uptime: .*: 50.00%, .*: 50.00%, .*: 50.00%$/) });
+    expect(slow.queries).toHaveLength(3);
   });
 });

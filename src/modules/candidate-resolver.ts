@@ -3,15 +3,11 @@
 // window was stable in production metrics — or, when Prometheus cannot tell,
 // whose CI was green.
 import { formatDuration } from '../fsm/format.ts';
-import type { CandidateOutcome } from '../fsm/machine.ts';
-import { shortSha, type Candidate, type Settings } from '../fsm/record.ts';
+import { shortSha, type Candidate, type CandidateOutcome, type Settings } from '../fsm/record.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { CommitInfo, GitHubPort, RepoRef } from '../ports/github.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
-
-export const DEFAULT_UPTIME_QUERY =
-  'sum(count_over_time(argocd_app_info{name="$app",health_status="Healthy"}[$window])) / sum(count_over_time(argocd_app_info{name="$app"}[$window]))';
 
 export interface CandidateInput {
   app: ApplicationView;
@@ -20,7 +16,10 @@ export interface CandidateInput {
   /** The deployed revision; '' when Argo CD reports none. */
   currentRevision: string;
   excluded: string[];
+  /** When the decision is made: the end of the deployed revision's window. */
   now: Date;
+  /** The running clock the search budget is measured on (each call a fresh reading). */
+  clock: () => Date;
 }
 
 /** A PromQL double-quoted string body: label values are escaped, never spliced raw. */
@@ -61,9 +60,9 @@ export function deployedWindow(app: ApplicationView, revision: string, windowSec
 }
 
 export async function resolveCandidate(github: GitHubPort, metrics: MetricsHistoryPort, input: CandidateInput): Promise<CandidateOutcome> {
-  const { app, repo, settings, now } = input;
-  const deadline = Date.now() + settings.searchTimeoutSeconds * 1000;
-  const overBudget = () => Date.now() > deadline;
+  const { app, repo, settings, now, clock } = input;
+  const deadline = clock().getTime() + settings.searchTimeoutSeconds * 1000;
+  const overBudget = () => clock().getTime() > deadline;
   const path = app.source?.path || '.';
   const branch = app.source?.targetRevision && app.source.targetRevision !== 'HEAD' ? app.source.targetRevision : 'main';
   // "Older than what runs" needs to know what runs: guessing the newest commit could roll back a

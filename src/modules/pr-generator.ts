@@ -3,6 +3,7 @@
 // a body that explains why, what is undone, why this target, the invariants and
 // what happens next. Before creating, it adopts an open PR of the same branch,
 // so retries and restarts can never open two.
+import { ANNOTATIONS } from '../api/group.ts';
 import { formatDuration } from '../fsm/format.ts';
 import { branchName, attemptName, shortSha, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
 import { rolloutFigures, type DeploymentReplicas } from '../governance/merge-verdict.ts';
@@ -23,7 +24,7 @@ export function pullRequestTitle(record: AttemptRecord): string {
 }
 
 export function approveCommand(record: AttemptRecord): string {
-  return `kubectl annotate rollbackattempt ${attemptName(record.app, record.correlationId)} -n ${record.app.namespace} ai-operator.io/approve=<your-username> --overwrite`;
+  return `kubectl annotate rollbackattempt ${attemptName(record.app, record.correlationId)} -n ${record.app.namespace} ${ANNOTATIONS.approve}=<your-username> --overwrite`;
 }
 
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');

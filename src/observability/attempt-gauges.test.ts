@@ -9,6 +9,7 @@ import type { AuditRecord } from '../audit/record.ts';
 import { attemptName, type AttemptRecord } from '../fsm/record.ts';
 import type { State } from '../fsm/table.ts';
 import { Operator } from '../operator.ts';
+import { loadConfig, policyDefaults } from '../config.ts';
 import { settingsFrom } from '../policy/settings.ts';
 import { ApplicationReconciler } from '../reconcilers/application.ts';
 import { AttemptStore, KEYS } from '../store/attempt-store.ts';
@@ -100,10 +101,7 @@ describe('AttemptGauges', () => {
   });
 });
 
-const defaults = {
-  pollIntervalSec: 10, degradationPersistenceChecks: 3, candidateSearchTimeoutSec: 120, ciWaitTimeoutSec: 300, mergeApprovalTimeoutSec: 3600,
-  healthRestorationSec: 60, recoveryTimeoutSec: 600, cooldownSec: 1800, dryRun: false, monitoredApps: [],
-};
+const defaults = policyDefaults(loadConfig({ GITHUB_ORG: 'acme', GITHUB_TOKEN: 'test-token' }));
 
 describe('Operator: the attempt gauges from etcd', () => {
   const operators: Operator[] = [];

@@ -1,6 +1,7 @@
 // Structured logs: one JSON object per line on stdout, Kubernetes style messages
 // ("Created pull request") with key/value fields, correlationId when there is one.
-import type { LogLevel } from '../config.ts';
+export const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const order: Record<LogLevel, number> = { DEBUG: 10, INFO: 20, WARN: 30, ERROR: 40 };
 

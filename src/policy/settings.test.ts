@@ -1,11 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { loadConfig, policyDefaults } from '../config.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import { matchesSelector, monitoringFor, settingsFrom, type RollbackPolicy } from './settings.ts';
 
-const defaults = {
-  pollIntervalSec: 10, degradationPersistenceChecks: 3, candidateSearchTimeoutSec: 120, ciWaitTimeoutSec: 300, mergeApprovalTimeoutSec: 3600,
-  healthRestorationSec: 60, recoveryTimeoutSec: 600, cooldownSec: 1800, dryRun: false, monitoredApps: ['listed-app'],
-};
+const defaults = policyDefaults(loadConfig({ GITHUB_ORG: 'acme', GITHUB_TOKEN: 'test-token', MONITORED_APPS: 'listed-app' }));
 const app = (name: string, labels: Record<string, string>, namespace = 'argocd'): ApplicationView => ({ ref: { namespace, name }, labels, history: [], resources: [] });
 
 describe('monitoring and settings', () => {

@@ -1,12 +1,29 @@
 // Which Applications are monitored and with what settings: a RollbackPolicy's
-// fields over the operator's environment defaults (SPEC §3, §12).
-import type { Config } from '../config.ts';
-import type { Environment, Settings } from '../fsm/record.ts';
-import { DEFAULT_UPTIME_QUERY } from '../modules/candidate-resolver.ts';
-import type { ApplicationView } from '../ports/argocd.ts';
-import type { MonitoredApp } from '../reconcilers/application.ts';
+// fields over the operator's environment defaults (SPEC §3, §12). Pure: the
+// defaults are handed in (src/config.ts builds them from the environment).
+import { LABELS } from '../api/group.ts';
+import type { AppRef, Environment, Settings } from '../fsm/record.ts';
 
-export const OPT_IN_LABEL = 'ai-operator.enabled';
+/** What monitoring is decided on: an Application's name and labels (an ApplicationView has both). */
+export interface LabelledApp {
+  ref: AppRef;
+  labels: Record<string, string>;
+}
+
+/** How an Application is monitored: undefined when no label, list or policy selects it. */
+export interface MonitoredApp {
+  settings: Settings;
+  environment: Environment;
+  policyRef?: { name: string; namespace: string };
+  suspended: boolean;
+}
+
+/**
+ * What applies where a RollbackPolicy is silent, or when none selects the app:
+ * every setting but the approvers (nobody unless a policy names them), and the
+ * MONITORED_APPS list.
+ */
+export type Defaults = Omit<Settings, 'approvers'> & { monitoredApps: string[] };
 
 export interface LabelSelector {
   matchLabels?: Record<string, string>;
@@ -33,9 +50,6 @@ export interface RollbackPolicy {
   spec: RollbackPolicySpec;
 }
 
-export type Defaults = Pick<Config, 'pollIntervalSec' | 'degradationPersistenceChecks' | 'candidateSearchTimeoutSec' | 'ciWaitTimeoutSec' |
-  'mergeApprovalTimeoutSec' | 'healthRestorationSec' | 'recoveryTimeoutSec' | 'cooldownSec' | 'dryRun' | 'monitoredApps'>;
-
 export function matchesSelector(labels: Record<string, string>, selector: LabelSelector): boolean {
   const byLabels = Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
   return byLabels && (selector.matchExpressions ?? []).every((e) => {
@@ -51,26 +65,26 @@ export function matchesSelector(labels: Record<string, string>, selector: LabelS
 
 export function settingsFrom(defaults: Defaults, spec: RollbackPolicySpec = {}): Settings {
   return {
-    intervalSeconds: spec.detection?.intervalSeconds ?? defaults.pollIntervalSec,
-    persistenceChecks: spec.detection?.persistenceChecks ?? defaults.degradationPersistenceChecks,
-    uptimeQuery: spec.candidate?.uptimeQuery ?? DEFAULT_UPTIME_QUERY,
-    minUptime: spec.candidate?.minUptime ?? 0.99,
-    window: spec.candidate?.window ?? '24h',
-    maxCommits: spec.candidate?.maxCommits ?? 50,
-    searchTimeoutSeconds: spec.candidate?.searchTimeoutSeconds ?? defaults.candidateSearchTimeoutSec,
-    ciTimeoutSeconds: spec.merge?.ciTimeoutSeconds ?? defaults.ciWaitTimeoutSec,
-    approvalTimeoutSeconds: spec.merge?.approvalTimeoutSeconds ?? defaults.mergeApprovalTimeoutSec,
-    mergeMethod: spec.merge?.method ?? 'squash',
+    intervalSeconds: spec.detection?.intervalSeconds ?? defaults.intervalSeconds,
+    persistenceChecks: spec.detection?.persistenceChecks ?? defaults.persistenceChecks,
+    uptimeQuery: spec.candidate?.uptimeQuery ?? defaults.uptimeQuery,
+    minUptime: spec.candidate?.minUptime ?? defaults.minUptime,
+    window: spec.candidate?.window ?? defaults.window,
+    maxCommits: spec.candidate?.maxCommits ?? defaults.maxCommits,
+    searchTimeoutSeconds: spec.candidate?.searchTimeoutSeconds ?? defaults.searchTimeoutSeconds,
+    ciTimeoutSeconds: spec.merge?.ciTimeoutSeconds ?? defaults.ciTimeoutSeconds,
+    approvalTimeoutSeconds: spec.merge?.approvalTimeoutSeconds ?? defaults.approvalTimeoutSeconds,
+    mergeMethod: spec.merge?.method ?? defaults.mergeMethod,
     approvers: { users: spec.merge?.approvers?.users ?? [], groups: spec.merge?.approvers?.groups ?? [] },
-    healthRestorationSeconds: spec.healthRestorationSeconds ?? defaults.healthRestorationSec,
-    recoveryTimeoutSeconds: spec.recoveryTimeoutSeconds ?? defaults.recoveryTimeoutSec,
-    cooldownSeconds: spec.cooldownSeconds ?? defaults.cooldownSec,
+    healthRestorationSeconds: spec.healthRestorationSeconds ?? defaults.healthRestorationSeconds,
+    recoveryTimeoutSeconds: spec.recoveryTimeoutSeconds ?? defaults.recoveryTimeoutSeconds,
+    cooldownSeconds: spec.cooldownSeconds ?? defaults.cooldownSeconds,
     dryRun: (spec.dryRun ?? false) || defaults.dryRun,
   };
 }
 
 /** The app's environment: the policy's, else its `environment` label; anything unknown is production. */
-export function environmentOf(app: ApplicationView, policy?: RollbackPolicy): Environment {
+export function environmentOf(app: LabelledApp, policy?: RollbackPolicy): Environment {
   return policy?.spec.environment ?? (app.labels.environment === 'staging' ? 'staging' : 'production');
 }
 
@@ -79,15 +93,15 @@ export function environmentOf(app: ApplicationView, policy?: RollbackPolicy): En
  * names or selects it wins; otherwise the opt-in label or MONITORED_APPS with the
  * environment defaults.
  */
-export function monitoringFor(app: ApplicationView, policies: RollbackPolicy[], defaults: Defaults): MonitoredApp | undefined {
+export function monitoringFor(app: LabelledApp, policies: RollbackPolicy[], defaults: Defaults): MonitoredApp | undefined {
   // Like other namespaced policies (NetworkPolicy, PodDisruptionBudget), a
   // RollbackPolicy governs the Applications of its own namespace.
   const sorted = policies.filter((p) => p.namespace === app.ref.namespace).sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
-  const policy = sorted.find((p) => (p.spec.applications ?? []).includes(app.ref.name) || matchesSelector(app.labels, p.spec.selector ?? { matchLabels: { [OPT_IN_LABEL]: 'true' } }));
+  const policy = sorted.find((p) => (p.spec.applications ?? []).includes(app.ref.name) || matchesSelector(app.labels, p.spec.selector ?? { matchLabels: { [LABELS.optIn]: 'true' } }));
   if (policy) {
     return { settings: settingsFrom(defaults, policy.spec), environment: environmentOf(app, policy), policyRef: { name: policy.name, namespace: policy.namespace }, suspended: policy.spec.suspend ?? false };
   }
-  if (app.labels[OPT_IN_LABEL] === 'true' || defaults.monitoredApps.includes(app.ref.name)) {
+  if (app.labels[LABELS.optIn] === 'true' || defaults.monitoredApps.includes(app.ref.name)) {
     return { settings: settingsFrom(defaults), environment: environmentOf(app), suspended: false };
   }
   return undefined;

@@ -1,8 +1,9 @@
 // Typed errors at the port boundary (SPEC §8). Every integration maps what its
 // client throws onto one of these codes; nothing inside the engine sees a client
-// library's error type.
-export const ERROR_CODES = ['PERMISSION_DENIED', 'NOT_FOUND', 'CONFLICT', 'RATE_LIMITED', 'UNAVAILABLE', 'TIMEOUT', 'INVALID_ARGUMENT'] as const;
-export type ErrorCode = (typeof ERROR_CODES)[number];
+// library's error type. The codes themselves are wire names (src/api/errors.ts).
+import type { ErrorCode } from '../api/errors.ts';
+
+export type { ErrorCode } from '../api/errors.ts';
 
 export class IntegrationError extends Error {
   readonly code: ErrorCode;

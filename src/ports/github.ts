@@ -1,12 +1,8 @@
 // The GitHub calls of SPEC §8, named as the seed names them, plus what the
 // rollback PR needs. Implementations map failures onto IntegrationError codes.
-import type { CiState } from '../fsm/record.ts';
-import type { CheckRun } from '../governance/merge-verdict.ts';
+import type { CheckRun, CiState, RepoRef } from '../fsm/record.ts';
 
-export interface RepoRef {
-  owner: string;
-  repo: string;
-}
+export type { RepoRef } from '../fsm/record.ts';
 
 export interface CommitInfo {
   sha: string;
@@ -74,10 +70,4 @@ export interface GitHubPort {
   /** Adds a comment unless one carrying `marker` is already there. */
   commentPullRequest(repo: RepoRef, number: number, marker: string, body: string): Promise<void>;
   closePullRequest(repo: RepoRef, number: number, comment: string): Promise<void>;
-}
-
-/** owner/repo from an Argo CD repoURL (https, ssh or scp-like). */
-export function repoFromUrl(url: string): RepoRef | undefined {
-  const match = /[/:]([^/:]+)\/([^/]+?)(?:\.git)?\/?$/.exec(url.trim());
-  return match ? { owner: match[1]!, repo: match[2]! } : undefined;
 }

@@ -1,7 +1,6 @@
 // Read-only cluster facts for I3 and the PR body (SPEC §8), and the
 // RollbackAttempt objects through which humans see and steer attempts.
-import type { AttemptRecord } from '../fsm/record.ts';
-import type { DeploymentReplicas } from '../governance/merge-verdict.ts';
+import type { AttemptRecord, DeploymentReplicas } from '../fsm/record.ts';
 import type { ApplicationView } from './argocd.ts';
 
 export interface PodSummary {
@@ -24,12 +23,6 @@ export interface HumanRequests {
   reset?: boolean;
   abort?: string;
 }
-
-export const ANNOTATIONS = {
-  approve: 'ai-operator.io/approve',
-  reset: 'ai-operator.io/reset',
-  abort: 'ai-operator.io/abort',
-} as const;
 
 export interface AttemptObjectsPort {
   /** Creates the RollbackAttempt if missing and writes its status from the record. */

@@ -7,6 +7,7 @@ import type { CloudEvent } from '../events/types.ts';
 import { attemptName, type AttemptRecord } from '../fsm/record.ts';
 import { createLogger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
+import { loadConfig, policyDefaults } from '../config.ts';
 import { settingsFrom } from '../policy/settings.ts';
 import { AttemptStore, KEYS } from '../store/attempt-store.ts';
 import { StoreUnavailable } from '../store/kv.ts';
@@ -15,10 +16,7 @@ import type { KubeEvent } from '../ports/kubernetes.ts';
 import { statusOf } from '../integrations/rollback-attempts.ts';
 import { ApplicationReconciler } from './application.ts';
 
-const defaults = {
-  pollIntervalSec: 10, degradationPersistenceChecks: 3, candidateSearchTimeoutSec: 120, ciWaitTimeoutSec: 300, mergeApprovalTimeoutSec: 3600,
-  healthRestorationSec: 60, recoveryTimeoutSec: 600, cooldownSec: 1800, dryRun: false, monitoredApps: [],
-};
+const defaults = policyDefaults(loadConfig({ GITHUB_ORG: 'acme', GITHUB_TOKEN: 'test-token' }));
 
 class Harness {
   kv = new MemoryKV();

@@ -4,20 +4,22 @@
 // → carry out the intents idempotently → observe again, a few rounds at most so
 // an effect and the transition it enables land in one reconcile. The
 // RollbackAttempt status is written once, at the end, even on error.
+import { ANNOTATIONS, API_VERSION, KINDS } from '../api/group.ts';
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
-import { appKey, attemptName, branchName, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
+import { appKey, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
 import { Reason, isActive, type State } from '../fsm/table.ts';
 import { evaluateInvariants, summary, violations, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { repositoryRefusal } from '../governance/repository.ts';
+import type { MonitoredApp } from '../policy/settings.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
 import { approveCommand, baseBranch, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
-import { repoFromUrl, type GitHubPort, type RepoRef } from '../ports/github.ts';
+import type { GitHubPort, RepoRef } from '../ports/github.ts';
 import type { ApprovalEnforcementPort, AttemptObjectsPort, ClusterPort, EventRecorderPort, KubeEvent } from '../ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
 import type { AppState, AttemptStore, StoredAttempt } from '../store/attempt-store.ts';
@@ -28,13 +30,7 @@ export interface AuditSink {
   record(input: AuditInput): Promise<unknown>;
 }
 
-/** How an Application is monitored: undefined when no label, list or policy selects it. */
-export interface MonitoredApp {
-  settings: Settings;
-  environment: Environment;
-  policyRef?: { name: string; namespace: string };
-  suspended: boolean;
-}
+export type { MonitoredApp } from '../policy/settings.ts';
 
 export interface ApplicationReconcilerDeps {
   store: AttemptStore;
@@ -303,7 +299,7 @@ export class ApplicationReconciler {
       if (needs === 'candidate') {
         const started = Date.now();
         facts.candidate = await resolveCandidate(this.deps.github, this.deps.history, {
-          app, repo, settings: record.settings, currentRevision: facts.health?.revision ?? record.currentRevision ?? '', excluded: observed.state.rolledBackFrom, now: facts.now,
+          app, repo, settings: record.settings, currentRevision: facts.health?.revision ?? record.currentRevision ?? '', excluded: observed.state.rolledBackFrom, now: facts.now, clock: this.clock,
         });
         this.deps.metrics.observeCandidateResolution(app.ref.name, (Date.now() - started) / 1000);
         return;
@@ -471,7 +467,7 @@ export class ApplicationReconciler {
 
   private emitEvents(record: AttemptRecord, event: Omit<KubeEvent, 'regarding'>, uid?: string): void {
     const attemptUid = this.deps.attempts.uidOf?.(record);
-    const attempt = { apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackAttempt', namespace: record.app.namespace, name: attemptName(record.app, record.correlationId), ...(attemptUid ? { uid: attemptUid } : {}) };
+    const attempt = { apiVersion: API_VERSION, kind: KINDS.attempt, namespace: record.app.namespace, name: attemptName(record.app, record.correlationId), ...(attemptUid ? { uid: attemptUid } : {}) };
     const application = { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...record.app, ...(uid ? { uid } : {}) };
     this.deps.events?.emit({ ...event, regarding: attempt, related: application });
     this.deps.events?.emit({ ...event, regarding: application, related: attempt });
@@ -563,7 +559,7 @@ export class ApplicationReconciler {
           case 'removeApproval':
             await this.deps.attempts.removeApproval(record);
             this.emitEvents(record, { type: 'Warning', reason: 'ApprovalRemoved', action: 'RemoveApproval',
-              note: `removed the ai-operator.io/approve annotation: ${intent.reason}` }, observed.app?.uid);
+              note: `removed the ${ANNOTATIONS.approve} annotation: ${intent.reason}` }, observed.app?.uid);
             await audit.record({ level: 'WARN', module: 'MergeController', correlationId: record.correlationId, actionType: 'APPROVAL',
               message: 'Removed an approve annotation the API server did not check', reasoning: intent.reason, metadata: meta });
             break;

@@ -3,6 +3,7 @@
 // contract: who are you (401; never anonymous), is this the leader (503, naming
 // it), is there such an attempt (404), may you update it (403), is it aborted
 // (409). The reset itself is the annotation's path through the reconciler.
+import { GROUP, PLURALS } from '../api/group.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { AttemptObjectRef, Caller, CallerAuthPort } from '../ports/kubernetes.ts';
@@ -100,7 +101,7 @@ export function resetHandler(deps: { auth: CallerAuthPort; reset: ResetService; 
         case 'not-found':
           return answer('not-found', `no rollback attempt has the correlationId ${correlationId}`);
         case 'forbidden':
-          return answer('forbidden', `${caller.username} may not update rollbackattempts.ai-operator.io ${outcome.attempt.name} in namespace ${outcome.attempt.namespace}`, { attempt: outcome.attempt });
+          return answer('forbidden', `${caller.username} may not update ${PLURALS.attempt}.${GROUP} ${outcome.attempt.name} in namespace ${outcome.attempt.namespace}`, { attempt: outcome.attempt });
         case 'not-aborted':
           return answer('not-aborted', `the attempt is in ${outcome.state}, not Abort: only an aborted attempt can be reset`, { attempt: outcome.attempt, state: outcome.state });
         case 'not-leader':

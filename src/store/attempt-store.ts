@@ -6,6 +6,7 @@
 //   - compares that the writer still holds the leader key (fencing);
 //   - writes the transition's events into the outbox in the same transaction.
 // Ended attempts are attached to a 7-day lease.
+import { KEYS } from '../api/etcd.ts';
 import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../events/types.ts';
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
 import { hasEnded } from '../fsm/table.ts';
@@ -13,21 +14,7 @@ import type { Compare, KV, Put } from './kv.ts';
 
 export const RETENTION_SECONDS = 7 * 24 * 3600;
 
-export const KEYS = {
-  root: '/ai-operator/',
-  rollbackPrefix: '/ai-operator/rollback/',
-  appsPrefix: '/ai-operator/apps/',
-  outboxPrefix: '/ai-operator/outbox/',
-  /** Outbox entries that can never be published, under the same suffix as their outbox key. */
-  outboxDeadPrefix: '/ai-operator/outbox-dead/',
-  leader: '/ai-operator/leader',
-  state: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/state`,
-  attempt: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/attempt`,
-  active: (app: string) => `/ai-operator/apps/${app}/active`,
-  health: (app: string) => `/ai-operator/apps/${app}/health`,
-  lastRollback: (app: string) => `/ai-operator/apps/${app}/last-rollback`,
-  rolledBackFrom: (app: string, sha: string) => `/ai-operator/apps/${app}/rolled-back-from/${sha}`,
-} as const;
+export { KEYS };
 
 /** Proof of leadership checked inside every write: the leader key as this replica created it. */
 export interface Fence {

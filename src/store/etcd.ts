@@ -1,8 +1,9 @@
 // KV on a real etcd v3 cluster through the etcd3 library. The only importer of etcd3.
 import { Etcd3, type IOptions, type Namespace } from 'etcd3';
+import { KEYS } from '../api/etcd.ts';
 import { StoreUnavailable, type KV, type KeyValue, type Lease, type Txn, type TxnResult } from './kv.ts';
 
-const NEUTRAL_KEY = '/ai-operator/';
+const NEUTRAL_KEY = KEYS.root;
 
 // Every failure of the client surfaces as StoreUnavailable, so callers can tell
 // "etcd is down, retry" from a bug.

@@ -14,7 +14,8 @@ import { startPrometheus, type PrometheusInstance, type Sample } from '../../dev
 import { ArgoCdWatcher } from '../../src/integrations/argocd.ts';
 import { ClusterReader } from '../../src/integrations/kubernetes.ts';
 import { PrometheusHistory } from '../../src/integrations/prometheus.ts';
-import { DEFAULT_UPTIME_QUERY, renderUptimeQuery } from '../../src/modules/candidate-resolver.ts';
+import { DEFAULT_UPTIME_QUERY } from '../../src/config.ts';
+import { renderUptimeQuery } from '../../src/modules/candidate-resolver.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import type { ApplicationView } from '../../src/ports/argocd.ts';

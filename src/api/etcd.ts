@@ -1,0 +1,18 @@
+// The etcd key layout (SPEC §5). Keys are written under ETCD_PREFIX, which the
+// KV adds; these are the names below it.
+
+export const KEYS = {
+  root: '/ai-operator/',
+  rollbackPrefix: '/ai-operator/rollback/',
+  appsPrefix: '/ai-operator/apps/',
+  outboxPrefix: '/ai-operator/outbox/',
+  /** Outbox entries that can never be published, under the same suffix as their outbox key. */
+  outboxDeadPrefix: '/ai-operator/outbox-dead/',
+  leader: '/ai-operator/leader',
+  state: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/state`,
+  attempt: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/attempt`,
+  active: (app: string) => `/ai-operator/apps/${app}/active`,
+  health: (app: string) => `/ai-operator/apps/${app}/health`,
+  lastRollback: (app: string) => `/ai-operator/apps/${app}/last-rollback`,
+  rolledBackFrom: (app: string, sha: string) => `/ai-operator/apps/${app}/rolled-back-from/${sha}`,
+} as const;

@@ -1,0 +1,30 @@
+// The names the operator is known by on the Kubernetes API (SPEC §3): its CRD
+// group and version, the kinds and plurals, and the annotation and label keys
+// humans and tools write. Every other file spells them through these; nothing
+// here imports from src.
+
+export const GROUP = 'ai-operator.io';
+export const VERSION = 'v1alpha1';
+/** `apiVersion` of the operator's objects. */
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+export const KINDS = { attempt: 'RollbackAttempt', policy: 'RollbackPolicy' } as const;
+export const PLURALS = { attempt: 'rollbackattempts', policy: 'rollbackpolicies' } as const;
+
+/** What a human asks for on a RollbackAttempt. */
+export const ANNOTATIONS = {
+  approve: `${GROUP}/approve`,
+  reset: `${GROUP}/reset`,
+  abort: `${GROUP}/abort`,
+} as const;
+
+export const LABELS = {
+  /** On a RollbackAttempt: the Application it rolls back, and that app's environment. */
+  application: `${GROUP}/application`,
+  environment: `${GROUP}/environment`,
+  /** On an Application: `true` opts it in with the environment defaults when no RollbackPolicy selects it. */
+  optIn: 'ai-operator.enabled',
+} as const;
+
+/** `reportingController` of the Kubernetes Events the operator writes. */
+export const REPORTING_CONTROLLER = `${GROUP}/operator`;
