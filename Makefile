@@ -35,7 +35,7 @@ typecheck: deps
 
 # The import layers of src/ (README: Layout; rules and reasons in .dependency-cruiser.cjs).
 lint-layers: deps
-	node node_modules/dependency-cruiser/bin/dependency-cruiser.mjs --config .dependency-cruiser.cjs src
+	node node_modules/dependency-cruiser/bin/dependency-cruiser.mjs --config .dependency-cruiser.cjs --output-type err-long src
 
 test-unit: deps
 	node node_modules/vitest/vitest.mjs run --project unit
