@@ -10,7 +10,7 @@ import { nextDegradedSince } from './persistence.ts';
 import { INVARIANT_IDS, type AttemptRecord, type CheckResult, type HealthCheck, type HealthStatus, type InvariantResult } from './record.ts';
 import { SETTINGS } from './testing.ts';
 import { decide, type CandidateOutcome, type Decision, type Facts } from './machine.ts';
-import { isActive, isAllowed, isTerminal } from './table.ts';
+import { inProgress, isAllowed, isTerminal } from './table.ts';
 
 
 type Action =
@@ -98,7 +98,7 @@ function facts(world: World, stored: Stored, environment: 'staging' | 'productio
     ...(record ? { record } : {}), checks: record ? stored.checks : stored.pending?.checks ?? [],
     ...(!record && stored.pending ? { pendingCorrelationId: stored.pending.correlationId } : {}),
     ...(world.appGone ? {} : { health: { status: world.health, ...(world.revisionHidden ? {} : { revision: world.revision }), ...(degradedSince ? { degradedSince } : {}) } }),
-    ...(world.appGone && record && isActive(record.state) ? { applicationGone: true } : {}),
+    ...(world.appGone && record && inProgress(record.state) ? { applicationGone: true } : {}),
     source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/app', targetRevision: 'main' },
     suspended: false,
     nextCorrelationId: `00000000-0000-4000-8000-${String(stored.attemptsStarted + 1000 * (stored.pending ? 1 : 0)).padStart(12, '0')}`,
@@ -309,6 +309,6 @@ describe('state machine properties (SPEC §14)', () => {
       'AwaitingMergeApproval->Abort', 'AwaitingMergeApproval->Idle', 'RollbackMerged->RollbackComplete', 'Abort->Idle', 'CandidateResolved->Abort']) {
       expect(seen, edge).toContain(edge);
     }
-    expect(isActive('PRCreated')).toBe(true);
+    expect(inProgress('PRCreated')).toBe(true);
   });
 });

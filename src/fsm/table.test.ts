@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { transition, TransitionRefused } from './machine.ts';
 import type { AttemptRecord } from './record.ts';
-import { Reason, STATES, TRANSITIONS, isAllowed, isTerminal, type State } from './table.ts';
+import { Reason, STATES, TRANSITIONS, cooldownEnds, holdsApp, inProgress, isAllowed, isTerminal, type State } from './table.ts';
 import { SETTINGS } from './testing.ts';
 
 function recordIn(state: State): AttemptRecord {
@@ -42,7 +42,24 @@ describe('the transition table', () => {
 
   it('leaves the terminal states only by reset', () => {
     expect(STATES.filter(isTerminal)).toEqual(['RollbackComplete', 'Abort']);
-    expect(TRANSITIONS.filter((r) => isTerminal(r.from))).toEqual([{ from: 'Abort', to: 'Idle', reasons: [Reason.Reset] }]);
+    expect(TRANSITIONS.filter((r) => isTerminal(r.from))).toMatchObject([{ from: 'Abort', to: 'Idle', reasons: [Reason.Reset] }]);
+  });
+
+  it('says when each transition is taken, once per pair of states', () => {
+    for (const rule of TRANSITIONS) expect(rule.when.length, `${rule.from} -> ${rule.to}`).toBeGreaterThan(10);
+    expect(new Set(TRANSITIONS.map((r) => `${r.from}->${r.to}`)).size).toBe(TRANSITIONS.length);
+  });
+
+  it('names two kinds of "active": in progress, and holding the app (Abort holds it until reset)', () => {
+    expect(STATES.filter(inProgress)).toEqual(['DegradationDetected', 'CandidateResolved', 'PRCreated', 'AwaitingMergeApproval', 'RollbackMerged']);
+    expect(STATES.filter(holdsApp)).toEqual([...STATES.filter(inProgress), 'Abort']);
+    // Every state an attempt can be left in by a transition either holds the app or released it.
+    for (const rule of TRANSITIONS) if (!holdsApp(rule.to)) expect(['Idle', 'RollbackComplete']).toContain(rule.to);
+  });
+
+  it('ends the cooldown cooldownSeconds after the last rollback merged', () => {
+    expect(cooldownEnds('2026-11-22T00:00:00.000Z', 900)).toBe('2026-11-22T00:15:00.000Z');
+    expect(cooldownEnds(undefined, 900)).toBeUndefined();
   });
 
   it('uses CamelCase reasons', () => {

@@ -1,6 +1,7 @@
 // The states of a rollback attempt and the transitions between them (SPEC §4).
 // This table is the only place that says what may follow what: every transition
-// the operator writes is checked against it.
+// the operator writes is checked against it. Each row says when it is taken; the
+// merge verdict and the deadlines it names are in governance/merge-verdict.ts.
 
 export const STATES = [
   'Idle',
@@ -56,30 +57,46 @@ export interface TransitionRule {
   to: State;
   /** The reasons this transition may carry. */
   reasons: readonly Reason[];
+  /** When it is taken, as SPEC §4 says it. */
+  when: string;
 }
 
 const nonTerminal: State[] = ['DegradationDetected', 'CandidateResolved', 'PRCreated', 'AwaitingMergeApproval', 'RollbackMerged'];
 const anyAbort: Reason[] = [Reason.AbortRequested, Reason.UnexpectedError, Reason.ApplicationDeleted];
 
 export const TRANSITIONS: readonly TransitionRule[] = [
-  // An attempt starts once persistence is confirmed; until then the checks live in the app's health key.
-  { from: 'Idle', to: 'DegradationDetected', reasons: [Reason.DegradationConfirmed] },
-  { from: 'DegradationDetected', to: 'Idle', reasons: [Reason.TransientDegradation] },
-  { from: 'DegradationDetected', to: 'CandidateResolved', reasons: [Reason.StableCandidateFound] },
-  { from: 'DegradationDetected', to: 'Abort', reasons: [Reason.NoStableCandidate, Reason.CandidateSearchTimeout, Reason.IntegrationError, Reason.PermissionDenied, ...anyAbort] },
-  { from: 'CandidateResolved', to: 'PRCreated', reasons: [Reason.PullRequestOpened, Reason.PullRequestAdopted] },
-  // Before a PR opens: an invariant no PR can change already fails, or the path already is the target's.
-  { from: 'CandidateResolved', to: 'Abort', reasons: [Reason.InvariantViolated, Reason.NothingToRollBack, Reason.PermissionDenied, Reason.Conflict, Reason.IntegrationError, Reason.DryRun, ...anyAbort] },
-  { from: 'CandidateResolved', to: 'Idle', reasons: [Reason.HealthRestoredBeforeMerge] },
-  { from: 'PRCreated', to: 'AwaitingMergeApproval', reasons: [Reason.CISucceeded] },
-  { from: 'PRCreated', to: 'Abort', reasons: [Reason.CIFailure, Reason.CITimeout, Reason.PullRequestClosed, Reason.IntegrationError, Reason.PermissionDenied, ...anyAbort] },
-  { from: 'PRCreated', to: 'Idle', reasons: [Reason.HealthRestoredBeforeMerge] },
-  { from: 'AwaitingMergeApproval', to: 'Idle', reasons: [Reason.HealthRestoredBeforeMerge] },
-  { from: 'AwaitingMergeApproval', to: 'RollbackMerged', reasons: [Reason.AutoMerged, Reason.ApprovedAndMerged, Reason.MergedByHuman] },
-  { from: 'AwaitingMergeApproval', to: 'Abort', reasons: [Reason.InvariantViolated, Reason.ApprovalTimeout, Reason.PullRequestClosed, Reason.IntegrationError, Reason.PermissionDenied, Reason.Conflict, ...anyAbort] },
-  { from: 'RollbackMerged', to: 'RollbackComplete', reasons: [Reason.HealthRestored] },
-  { from: 'RollbackMerged', to: 'Abort', reasons: [Reason.RecoveryTimeout, Reason.IntegrationError, ...anyAbort] },
-  { from: 'Abort', to: 'Idle', reasons: [Reason.Reset] },
+  { from: 'Idle', to: 'DegradationDetected', reasons: [Reason.DegradationConfirmed],
+    when: 'persistenceChecks consecutive Degraded checks (counted in the health key, before any attempt), nothing holds the app, not in cooldown, not suspended or refused' },
+  { from: 'DegradationDetected', to: 'Idle', reasons: [Reason.TransientDegradation],
+    when: 'health left Degraded before the candidate search began' },
+  { from: 'DegradationDetected', to: 'CandidateResolved', reasons: [Reason.StableCandidateFound],
+    when: 'persistence confirmed (I4) and a stable candidate found, never a revision rolled back from' },
+  { from: 'DegradationDetected', to: 'Abort', reasons: [Reason.NoStableCandidate, Reason.CandidateSearchTimeout, Reason.IntegrationError, Reason.PermissionDenied, ...anyAbort],
+    when: 'no stable candidate, the search budget spent, or an integration error after retries' },
+  { from: 'CandidateResolved', to: 'PRCreated', reasons: [Reason.PullRequestOpened, Reason.PullRequestAdopted],
+    when: 'the rollback PR opened, or this attempt\'s own PR adopted' },
+  { from: 'CandidateResolved', to: 'Abort', reasons: [Reason.InvariantViolated, Reason.NothingToRollBack, Reason.PermissionDenied, Reason.Conflict, Reason.IntegrationError, Reason.DryRun, ...anyAbort],
+    when: 'an invariant no PR can change already fails (I3, I4, I5), the path already is the target\'s, a dry run, or the PR could not be opened' },
+  { from: 'CandidateResolved', to: 'Idle', reasons: [Reason.HealthRestoredBeforeMerge],
+    when: 'Healthy again before a PR was opened' },
+  { from: 'PRCreated', to: 'AwaitingMergeApproval', reasons: [Reason.CISucceeded],
+    when: 'CI on the PR head is success' },
+  { from: 'PRCreated', to: 'Abort', reasons: [Reason.CIFailure, Reason.CITimeout, Reason.PullRequestClosed, Reason.IntegrationError, Reason.PermissionDenied, ...anyAbort],
+    when: 'CI failed, or still pending after ciTimeoutSeconds, or a human closed the PR' },
+  { from: 'PRCreated', to: 'Idle', reasons: [Reason.HealthRestoredBeforeMerge],
+    when: 'Healthy again before the merge: the PR closed with a comment' },
+  { from: 'AwaitingMergeApproval', to: 'Idle', reasons: [Reason.HealthRestoredBeforeMerge],
+    when: 'Healthy again before the merge: the PR closed with a comment' },
+  { from: 'AwaitingMergeApproval', to: 'RollbackMerged', reasons: [Reason.AutoMerged, Reason.ApprovedAndMerged, Reason.MergedByHuman],
+    when: 'the merge verdict says merge (staging: all eight PASS on fresh reads; production: an authenticated approval and I2–I8 PASS), or a human merged it' },
+  { from: 'AwaitingMergeApproval', to: 'Abort', reasons: [Reason.InvariantViolated, Reason.ApprovalTimeout, Reason.PullRequestClosed, Reason.IntegrationError, Reason.PermissionDenied, Reason.Conflict, ...anyAbort],
+    when: 'an invariant other than I1, I2 fails, or no merge possible within approvalTimeoutSeconds, or a human closed the PR' },
+  { from: 'RollbackMerged', to: 'RollbackComplete', reasons: [Reason.HealthRestored],
+    when: 'Healthy on a revision other than the bad one, continuously for healthRestorationSeconds' },
+  { from: 'RollbackMerged', to: 'Abort', reasons: [Reason.RecoveryTimeout, Reason.IntegrationError, ...anyAbort],
+    when: 'not restored within recoveryTimeoutSeconds of the merge' },
+  { from: 'Abort', to: 'Idle', reasons: [Reason.Reset],
+    when: 'a reset: the annotation, or POST /reset/{correlationId} by an authenticated user' },
 ];
 // "Any non-terminal → Abort" (an abort request, or the fail-safe on an unexpected
 // error) is folded into each state's Abort row above through `anyAbort`.
@@ -88,13 +105,23 @@ export function isTerminal(state: State): boolean {
   return state === 'RollbackComplete' || state === 'Abort';
 }
 
-/** An attempt has ended when it is back at Idle or complete; Abort waits for a reset. */
-export function hasEnded(state: State): boolean {
-  return state === 'Idle' || state === 'RollbackComplete';
+/** The attempt is under way: the machine works on it and checks it every interval. */
+export function inProgress(state: State): boolean {
+  return nonTerminal.includes(state);
 }
 
-export function isActive(state: State): boolean {
-  return nonTerminal.includes(state);
+/**
+ * The attempt holds its app — the etcd `active` key (SPEC §5) names it — and no
+ * other attempt may start: while in progress, and in Abort until a reset. Idle
+ * and RollbackComplete release it.
+ */
+export function holdsApp(state: State): boolean {
+  return state !== 'Idle' && state !== 'RollbackComplete';
+}
+
+/** After a rollback merged, no new attempt starts for `cooldownSeconds` (SPEC §12). */
+export function cooldownEnds(lastRollbackAt: string | undefined, cooldownSeconds: number): string | undefined {
+  return lastRollbackAt ? new Date(Date.parse(lastRollbackAt) + cooldownSeconds * 1000).toISOString() : undefined;
 }
 
 export function findRule(from: State, to: State): TransitionRule | undefined {

@@ -8,7 +8,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { EVENT_TYPES } from '../events/types.ts';
 import type { Environment } from '../fsm/record.ts';
-import { STATES, isActive, type State } from '../fsm/table.ts';
+import { STATES, inProgress, type State } from '../fsm/table.ts';
 import type { ErrorCode } from '../ports/errors.ts';
 import type { Lane, QueueMetrics, ReconcileOutcome } from '../reconcilers/queue.ts';
 
@@ -118,7 +118,7 @@ export function storedGauges(attempts: readonly StoredAttemptState[]): StoredGau
   const activeRollbacks = Object.fromEntries(ENVIRONMENTS.map((e) => [e, 0])) as Record<Environment, number>;
   const fsmState = new Map<string, State>();
   for (const a of attempts) {
-    if (isActive(a.state)) activeRollbacks[a.environment] += 1;
+    if (inProgress(a.state)) activeRollbacks[a.environment] += 1;
     fsmState.set(a.app, a.state);
   }
   return { activeRollbacks, fsmState };

@@ -9,7 +9,7 @@ import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
 import { appKey, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
-import { Reason, isActive, type State } from '../fsm/table.ts';
+import { Reason, inProgress, type State } from '../fsm/table.ts';
 import { evaluateInvariants, summary, violations, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { repositoryRefusal } from '../governance/repository.ts';
 import type { MonitoredApp } from '../policy/settings.ts';
@@ -165,7 +165,7 @@ export class ApplicationReconciler {
         await this.recordNotes(storeKey, observed, decision);
         if (decision.intents.length === 0) {
           // A transition may enable the next step at once (CandidateResolved → open the PR).
-          if (!decision.transition || !isActive(decision.transition.to)) break;
+          if (!decision.transition || !inProgress(decision.transition.to)) break;
           continue;
         }
         Object.assign(memo, await this.execute(decision.intents, written ?? observed.facts.record!, observed));
@@ -176,7 +176,7 @@ export class ApplicationReconciler {
       if (!isUnexpected(error)) throw error;
       // Fail-safe (SPEC §14.5): an unexpected error ends the active attempt in Abort with a reason.
       const active = (await this.deps.store.loadApp(storeKey)).active?.record;
-      if (!active || !isActive(active.state)) throw error;
+      if (!active || !inProgress(active.state)) throw error;
       latest = await this.failSafe(storeKey, active, error as Error) ?? active;
       return requeue(this.nextCheckMs(latest));
     } finally {
@@ -193,7 +193,7 @@ export class ApplicationReconciler {
     const stored = state.active;
     const record = stored?.record;
     // Not in the watch cache: only an attempt needs to know whether the Application is really gone.
-    const app = cached ?? (record && isActive(record.state) ? await this.deps.argocd.readApplication(ref) : undefined);
+    const app = cached ?? (record && inProgress(record.state) ? await this.deps.argocd.readApplication(ref) : undefined);
     const monitored = app ? this.deps.monitoring(app) : undefined;
     if (!record && !monitored) {
       if (state.pending) await this.dropPending(storeKey, state.pending.modRevision);
@@ -206,9 +206,6 @@ export class ApplicationReconciler {
       ...(app.syncRevision ? { revision: app.syncRevision } : {}),
       ...(app.degradedSince ? { degradedSince: app.degradedSince } : {}),
     } : undefined;
-    const cooldownUntil = state.lastRollbackAt
-      ? new Date(Date.parse(state.lastRollbackAt) + settings.cooldownSeconds * 1000).toISOString()
-      : undefined;
     const policyRef = record?.policyRef ?? monitored?.policyRef;
     const refused = !record && app ? repositoryRefusal(app.source, this.deps.allowedOwner) : undefined;
     const facts: Facts = {
@@ -224,7 +221,7 @@ export class ApplicationReconciler {
       ...(app?.source ? { source: app.source } : {}),
       ...(refused ? { refused } : {}),
       suspended: monitored?.suspended ?? false,
-      ...(cooldownUntil ? { cooldownUntil } : {}),
+      ...(state.lastRollbackAt ? { lastRollbackAt: state.lastRollbackAt } : {}),
       nextCorrelationId: this.newId(),
       human: {},
       ...(memo.failure ? { failure: memo.failure } : {}),
@@ -240,7 +237,7 @@ export class ApplicationReconciler {
       ...(requests.approve ? { approval: { username: requests.approve, ...(requests.approveWrittenAt ? { writtenAt: requests.approveWrittenAt } : {}) } } : {}),
     };
     if (record.environment === 'production') facts.approvalEnforcement = this.deps.approvalEnforcement?.current() ?? { enforced: false, problem: 'no approval enforcement check configured' };
-    if (!app && isActive(record.state)) facts.applicationGone = true;
+    if (!app && inProgress(record.state)) facts.applicationGone = true;
     const source = record.source ?? app?.source;
     const repo = source ? repoFromUrl(source.repoURL) : undefined;
     if (repo) observed.repo = repo;
@@ -335,7 +332,8 @@ export class ApplicationReconciler {
       return undefined;
     });
     const [health, deployments, open] = await Promise.all([
-      settle('Argo CD health', this.deps.argocd.getApplicationHealth(record.app)),
+      // I2 is "Degraded now": a GET from the API server, past the watch cache (one request per evaluation).
+      settle('Argo CD health', this.deps.argocd.readApplication(record.app).then((fresh) => (fresh?.health ? { status: fresh.health } : undefined))),
       settle('Deployment status', this.deps.cluster.getDeploymentStatus(app)),
       pr ? settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, path: app.source?.path ?? '.' })) : undefined,
     ]);
@@ -597,7 +595,7 @@ export class ApplicationReconciler {
   private async failSafe(storeKey: string, record: AttemptRecord, error: Error): Promise<AttemptRecord | undefined> {
     this.deps.log.error('Unexpected error; aborting attempt', { correlationId: record.correlationId, error: error.stack ?? error.message });
     const stored = await this.deps.store.getAttempt(storeKey, record.correlationId);
-    if (!stored || !isActive(stored.record.state)) return stored?.record;
+    if (!stored || !inProgress(stored.record.state)) return stored?.record;
     const facts: Facts = {
       now: this.clock(), app: record.app, environment: record.environment, settings: record.settings, record: stored.record,
       checks: stored.checks, suspended: false, nextCorrelationId: this.newId(), human: {},
@@ -607,7 +605,7 @@ export class ApplicationReconciler {
 
   /** An active attempt is checked every interval; anything else waits for the watch or the resync. */
   private nextCheckMs(record: AttemptRecord | undefined): number | undefined {
-    return record && isActive(record.state) ? record.settings.intervalSeconds * 1000 : undefined;
+    return record && inProgress(record.state) ? record.settings.intervalSeconds * 1000 : undefined;
   }
 }
 

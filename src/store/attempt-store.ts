@@ -9,7 +9,7 @@
 import { KEYS } from '../api/etcd.ts';
 import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../events/types.ts';
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
-import { hasEnded } from '../fsm/table.ts';
+import { holdsApp } from '../fsm/table.ts';
 import type { Compare, KV, Put } from './kv.ts';
 
 export const RETENTION_SECONDS = 7 * 24 * 3600;
@@ -183,7 +183,7 @@ export class AttemptStore implements OutboxStore {
     }
     if (fence) compares.push({ key: fence.key, target: 'create', equals: fence.createRevision });
 
-    const ended = hasEnded(record.state) || write.release === true;
+    const ended = !holdsApp(record.state) || write.release === true;
     const lease = ended ? await this.kv.grantLease(RETENTION_SECONDS) : undefined;
     const leased = lease ? { lease: lease.id } : {};
     const state: StateKey = { state: record.state, since: record.since, reason: record.reason, version: record.version };
