@@ -127,7 +127,7 @@ function observeNeeds(world: World, f: Facts, needs: NonNullable<Decision['needs
     return;
   }
   const results = INVARIANT_IDS.map((id, i): InvariantResult => ({ id, result: i >= 5 ? 'UNKNOWN' : world.invariants[i]!, detail: 'd', checkedAt: f.now.toISOString() }));
-  f.preflight = { invariants: results, changedFiles: world.gitAlreadyRestored ? 0 : 2, base: 'main', undone: [] };
+  f.preflight = { invariants: results, changedFiles: world.gitAlreadyRestored ? 0 : 2, base: 'main' };
 }
 
 function setHealth(world: World, status: HealthStatus): void {

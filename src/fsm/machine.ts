@@ -85,8 +85,6 @@ export interface Preflight {
   changedFiles: number;
   /** The branch the PR would target, and its head the comparison was made on. */
   base: string;
-  /** The commits the rollback undoes, newest first. */
-  undone: Array<{ sha: string; message: string; author: string; date: string; url: string }>;
   deployments?: DeploymentReplicas[];
 }
 

@@ -65,6 +65,20 @@ export interface Candidate {
   mode: 'metrics' | 'ci-only';
   evidence: string;
   ciState: CiState | 'unknown';
+  /**
+   * The commits of the app's path a rollback to it undoes, newest first, as the
+   * search read them: the PR body lists them without reading the history again.
+   */
+  undone?: UndoneCommit[];
+}
+
+/** A commit a rollback undoes; `message` is its first line, bounded, to keep the record small. */
+export interface UndoneCommit {
+  sha: string;
+  message: string;
+  author: string;
+  date: string;
+  url: string;
 }
 
 export interface PullRequestRef {
@@ -137,6 +151,12 @@ export function attemptName(app: AppRef, correlationId: string): string {
 
 export function branchName(app: AppRef, correlationId: string): string {
   return `ai-operator/rollback/${attemptName(app, correlationId)}`;
+}
+
+/** The branch rollback PRs target and the history is read on: the source's targetRevision, `main` for HEAD or none. */
+export function baseBranch(source: { targetRevision?: string } | undefined): string {
+  const target = source?.targetRevision;
+  return target && target !== 'HEAD' ? target : 'main';
 }
 
 /** The repository of an app's source on GitHub. */

@@ -35,6 +35,19 @@ describe('resolveCandidate', () => {
     expect(outcome.kind === 'found' && outcome.candidate.evidence).toBe('100.00% Healthy over 72 s deployed (minimum 99.00%)');
   });
 
+  it('keeps the commits the rollback undoes with the candidate, newest first, first line only', async () => {
+    const { w, app, good, bad } = await world(3600);
+    await w.setCommits('apps/web', [
+      { sha: bad, message: 'Break web\n\nLong explanation', author: 'carol', date: ago(100), url: 'https://github.example/c/bad' },
+      { sha: good, message: 'Good web', author: 'dave', date: ago(3700), url: 'https://github.example/c/good' },
+    ]);
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    expect(outcome.kind === 'found' && outcome.candidate.undone).toEqual([
+      { sha: bad, message: 'Break web', author: 'carol', date: ago(100), url: 'https://github.example/c/bad' },
+    ]);
+    expect(await w.callCount('readRepositoryContent')).toBe(1);
+  });
+
   it('states a long window in hours', async () => {
     const { w, app, bad } = await world(3.5 * 3600);
     const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });

@@ -3,7 +3,7 @@
 // window was stable in production metrics — or, when Prometheus cannot tell,
 // whose CI was green.
 import { formatDuration } from '../fsm/format.ts';
-import { shortSha, type Candidate, type CandidateOutcome, type Settings } from '../fsm/record.ts';
+import { baseBranch, shortSha, type Candidate, type CandidateOutcome, type Settings, type UndoneCommit } from '../fsm/record.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { CommitInfo, GitHubPort, RepoRef } from '../ports/github.ts';
@@ -64,7 +64,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
   const deadline = clock().getTime() + settings.searchTimeoutSeconds * 1000;
   const overBudget = () => clock().getTime() > deadline;
   const path = app.source?.path || '.';
-  const branch = app.source?.targetRevision && app.source.targetRevision !== 'HEAD' ? app.source.targetRevision : 'main';
+  const branch = baseBranch(app.source);
   // "Older than what runs" needs to know what runs: guessing the newest commit could roll back a
   // revision that was never deployed, and every message after would name an empty revision.
   if (input.currentRevision.trim() === '') {
@@ -73,6 +73,8 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
   try {
     const commits = await github.readRepositoryContent(repo, path, branch, settings.maxCommits);
     const candidates = candidateCommits(commits, input.currentRevision, input.excluded);
+    const withUndone = (outcome: CandidateOutcome): CandidateOutcome => outcome.kind !== 'found' ? outcome
+      : { ...outcome, candidate: { ...outcome.candidate, undone: undoneBy(commits, outcome.candidate.revision) } };
     if (candidates.length === 0) return { kind: 'none', detail: `no commit of ${path} older than ${shortSha(input.currentRevision)} to roll back to` };
 
     const windowSeconds = durationSeconds(settings.window);
@@ -107,13 +109,13 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
           evidence: `${(uptime * 100).toFixed(2)}% Healthy over ${formatDuration(window.seconds)} deployed (minimum ${(settings.minUptime * 100).toFixed(2)}%)`,
           ciState: ci.state === 'none' ? 'unknown' : ci.state,
         };
-        return { kind: 'found', candidate, currentRevision: input.currentRevision };
+        return withUndone({ kind: 'found', candidate, currentRevision: input.currentRevision });
       }
     }
     if (prometheusAnswered && !prometheusDown) {
       return { kind: 'none', detail: `no revision reached ${(settings.minUptime * 100).toFixed(2)}% uptime: ${measured.join(', ')}` };
     }
-    return await ciOnly(github, repo, candidates, input, prometheusDown ?? 'Prometheus has no data for these revisions', overBudget);
+    return withUndone(await ciOnly(github, repo, candidates, input, prometheusDown ?? 'Prometheus has no data for these revisions', overBudget));
   } catch (error) {
     if (error instanceof IntegrationError) return { kind: 'error', code: error.code, message: error.message };
     throw error;
@@ -136,4 +138,10 @@ async function ciOnly(github: GitHubPort, repo: RepoRef, candidates: CommitInfo[
     }
   }
   return { kind: 'none', detail: `CI-only selection (${why}): no older commit has green CI` };
+}
+
+/** The commits newer than the target on the path, newest first: what the rollback undoes. */
+function undoneBy(commits: CommitInfo[], target: string): UndoneCommit[] {
+  const at = commits.findIndex((c) => c.sha === target);
+  return commits.slice(0, Math.max(0, at)).map((c) => ({ ...c, message: (c.message.split('\n')[0] ?? '').slice(0, 200) }));
 }

@@ -86,6 +86,9 @@ describe('ApplicationReconciler', () => {
     expect(pr!.spec).toMatchObject({ path: 'apps/payment-service', targetSha: s.good, base: 'main' });
     expect(pr!.spec.body).toContain(record!.correlationId);
     expect(pr!.spec.body).toContain('## Invariants');
+    // The commits undone are listed from what the candidate search read: the history is read once per attempt.
+    expect(pr!.spec.body).toMatch(new RegExp(`- \\[\`${s.commits[0]!.sha.slice(0, 7)}\`\\]`));
+    expect(await h.world.callCount('readRepositoryContent')).toBe(1);
 
     await h.world.setCiOfOpenPullRequests('success');
     await h.reconcileEvery(10, 1, key);

@@ -8,13 +8,13 @@ import { ANNOTATIONS, API_VERSION, KINDS } from '../api/group.ts';
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
-import { appKey, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
+import { appKey, attemptName, baseBranch, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
 import { Reason, inProgress, type State } from '../fsm/table.ts';
 import { evaluateInvariants, summary, violations, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { repositoryRefusal } from '../governance/repository.ts';
 import type { MonitoredApp } from '../policy/settings.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
-import { approveCommand, baseBranch, openPullRequest } from '../modules/pr-generator.ts';
+import { approveCommand, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
@@ -301,19 +301,16 @@ export class ApplicationReconciler {
         this.deps.metrics.observeCandidateResolution(app.ref.name, (Date.now() - started) / 1000);
         return;
       }
-      // What the PR would be opened on, read side by side: the diff, the commits undone, and the invariants
-      // as they stand (their facts include the Deployments' rollout, listed when readable).
+      // What the PR would be opened on, read side by side: the diff and the invariants as they stand (their
+      // facts include the Deployments' rollout, listed when readable). The commits undone came with the candidate.
       const path = app.source?.path ?? '.';
-      const base = baseBranch(app);
-      const target = record.candidate!.revision;
-      const [preview, undone, invariantFacts] = await Promise.all([
-        this.deps.github.previewRollback(repo, { path, branch: base, targetSha: target }),
-        this.deps.github.readRepositoryContent(repo, path, base, record.settings.maxCommits)
-          .then((commits) => commits.slice(0, Math.max(0, commits.findIndex((c) => c.sha === target)))),
+      const base = baseBranch(app.source);
+      const [preview, invariantFacts] = await Promise.all([
+        this.deps.github.previewRollback(repo, { path, branch: base, targetSha: record.candidate!.revision }),
         this.invariantFacts(facts, record, app, repo),
       ]);
       facts.preflight = {
-        invariants: evaluateInvariants(invariantFacts, facts.now), changedFiles: preview.changed, base, undone,
+        invariants: evaluateInvariants(invariantFacts, facts.now), changedFiles: preview.changed, base,
         ...(invariantFacts.deployments ? { deployments: invariantFacts.deployments } : {}),
       };
     } catch (error) {
@@ -529,7 +526,7 @@ export class ApplicationReconciler {
           case 'openPullRequest': {
             const { preflight } = intent;
             const pr = await openPullRequest(github, repo, {
-              record, app: observed.app!, checks: observed.facts.checks, undone: preflight.undone, invariants: preflight.invariants,
+              record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants,
               ...(preflight.deployments ? { deployments: preflight.deployments } : {}),
             });
             memo.opened = true;
