@@ -1,22 +1,21 @@
-// Argo CD Applications as the engine reads them (SPEC §6.1, §8). An informer
-// watches `argoproj.io/v1alpha1` Applications through the Kubernetes API and
-// keeps a cache of ApplicationViews, so a health check every few seconds costs
-// no API request. The watch is restarted (with a fresh list, so nothing missed
-// while it was down survives in the cache) on any error, with backoff, and
-// relisted periodically as a safety net against a silently stalled watch.
-// Optionally Argo CD's REST API answers health and sync questions instead.
-import { CustomObjectsApi, makeInformer, type Informer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+// Argo CD Applications as the engine reads them (SPEC §6.1, §8). The watch
+// (kube/watch.ts: list, watch, backoff, relist) follows `argoproj.io/v1alpha1`
+// Applications through the Kubernetes API, and this adapter keeps a cache of
+// ApplicationViews from it, so a health check every few seconds costs no API
+// request. Optionally Argo CD's REST API answers health and sync questions instead.
+import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { nextDegradedSince } from '../fsm/persistence.ts';
 import type { AppRef, HealthStatus } from '../fsm/record.ts';
 import type { Logger } from '../observability/log.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import { call, classifyHttpError, type CallMetrics, HttpStatusError } from './call.ts';
+import { customObjectSource } from './kube/custom-objects.ts';
+import { Watch } from './kube/watch.ts';
 
 const GROUP = 'argoproj.io';
 const VERSION = 'v1alpha1';
 const PLURAL = 'applications';
-const LIST_PAGE = 500;
 const HEALTH_STATUSES: readonly string[] = ['Healthy', 'Progressing', 'Degraded', 'Suspended', 'Missing', 'Unknown'] satisfies HealthStatus[];
 
 interface SourceObject {
@@ -128,65 +127,49 @@ interface Entry {
   problems: string;
 }
 
-/** One informer: the whole cluster, or one namespace. */
-interface Scope {
-  namespace?: string;
-  informer?: Informer<ApplicationObject> & ObjectCache<ApplicationObject>;
-  /** Bumped per (re)start; events from an informer of an older generation are dropped. */
-  generation: number;
-  synced: boolean;
-  /** Starting, or waiting to restart: a relist leaves it alone. */
-  busy: boolean;
-  failures: number;
-  restartTimer?: NodeJS.Timeout;
-}
-
 export class ArgoCdWatcher implements ArgoCdPort {
   private readonly options: ArgoCdWatcherOptions;
   private readonly api: CustomObjectsApi;
   private readonly log: Logger;
-  private readonly scopes: Scope[];
+  private readonly watch: Watch<ApplicationObject>;
   private readonly entries = new Map<string, Entry>();
   private readonly listeners = new Set<(ref: AppRef) => void>();
-  private stopped = true;
-  private relistTimer?: NodeJS.Timeout;
-  private markSynced!: () => void;
-  private readonly syncedPromise = new Promise<void>((resolve) => (this.markSynced = resolve));
 
   constructor(options: ArgoCdWatcherOptions) {
     this.options = options;
     this.api = options.kubeConfig.makeApiClient(CustomObjectsApi);
     this.log = options.log;
-    const namespaces = options.namespaces?.length ? [...new Set(options.namespaces)] : [undefined];
-    this.scopes = namespaces.map((namespace) => ({ ...(namespace ? { namespace } : {}), generation: 0, synced: false, busy: false, failures: 0 }));
+    this.watch = new Watch<ApplicationObject>({
+      kind: 'Application', log: options.log, namespaces: options.namespaces,
+      relistIntervalMs: options.relistIntervalMs, backoffMs: options.restartBackoffMs,
+      source: customObjectSource({
+        kubeConfig: options.kubeConfig, resource: { group: GROUP, version: VERSION, plural: PLURAL },
+        calls: { list: 'listApplications', watch: 'watchApplications' }, labelSelector: options.labelSelector,
+        metrics: options.metrics, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs,
+      }),
+    });
+    this.watch.on((event) => {
+      if (event.type === 'added' || event.type === 'modified') this.upsert(event.object);
+      else if (event.type === 'deleted') this.remove(keyOf(applicationView(event.object).ref));
+    });
   }
 
-  /** Starts the informers; resolves after the first attempt (see synced() for the first full list). */
-  async start(): Promise<void> {
-    if (!this.stopped) return;
-    this.stopped = false;
-    await Promise.all(this.scopes.map((scope) => this.connect(scope)));
-    this.relistTimer = setInterval(() => this.relist(), this.options.relistIntervalMs ?? 5 * 60_000);
-    this.relistTimer.unref();
+  /** Starts the watch; resolves after the first attempt (see synced() for the first full list). */
+  start(): Promise<void> {
+    return this.watch.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.relistTimer);
-    await Promise.all(this.scopes.map(async (scope) => {
-      clearTimeout(scope.restartTimer);
-      scope.restartTimer = undefined;
-      await scope.informer?.stop();
-    }));
+  stop(): Promise<void> {
+    return this.watch.stop();
   }
 
-  /** Resolves once every watched scope has been listed in full (for /readyz). */
+  /** Resolves once every watched namespace has been listed in full (for /readyz). */
   synced(): Promise<void> {
-    return this.syncedPromise;
+    return this.watch.synced();
   }
 
   isSynced(): boolean {
-    return this.scopes.every((s) => s.synced);
+    return this.watch.isSynced();
   }
 
   /** Calls `listener` whenever an Application's view or sync status changes, or it goes away. Returns an unsubscribe. */
@@ -229,94 +212,7 @@ export class ArgoCdWatcher implements ArgoCdPort {
     return entry && syncAnswer(entry.view, entry.syncStatus);
   }
 
-  // ---- the watch -----------------------------------------------------------
-
-  private async connect(scope: Scope): Promise<void> {
-    if (this.stopped) return;
-    scope.busy = true;
-    const generation = ++scope.generation;
-    const previous = scope.informer;
-    scope.informer = undefined;
-    await previous?.stop();
-    const live = () => generation === scope.generation && !this.stopped;
-    const informer = makeInformer<ApplicationObject>(this.options.kubeConfig, this.pathOf(scope), () => this.list(scope), this.options.labelSelector);
-    let failure: unknown;
-    informer.on('add', (o) => live() && this.upsert(o));
-    informer.on('update', (o) => live() && this.upsert(o));
-    informer.on('delete', (o) => live() && this.remove(keyOf(applicationView(o).ref)));
-    informer.on('error', (error: unknown) => {
-      if (!live()) return;
-      failure = error ?? new Error('watch ended with an error');
-      // While starting, connect() handles the failure itself once start() returns.
-      if (!scope.busy) this.restartLater(scope, failure);
-    });
-    scope.informer = informer;
-    try {
-      await informer.start();
-    } catch (error) {
-      failure = error;
-    }
-    if (!live()) {
-      // Stopped or superseded while listing: the informer may still have opened its watch.
-      await informer.stop();
-      return;
-    }
-    scope.busy = false;
-    if (failure !== undefined) return this.restartLater(scope, failure);
-    // A fresh list saw every Application in scope: those deleted while nobody watched go now.
-    this.prune(scope, informer.list());
-    scope.failures = 0;
-    if (!scope.synced) {
-      scope.synced = true;
-      this.log.info('Synced Application cache', { namespace: scope.namespace ?? '*', applications: informer.list().length });
-      if (this.isSynced()) this.markSynced();
-    }
-  }
-
-  private restartLater(scope: Scope, error: unknown): void {
-    if (this.stopped || scope.restartTimer) return;
-    scope.busy = true;
-    const { initial, max } = this.options.restartBackoffMs ?? { initial: 1000, max: 30_000 };
-    const delay = Math.min(max, initial * 2 ** scope.failures) * (0.5 + Math.random() / 2);
-    scope.failures++;
-    this.log.warn('Application watch failed; restarting it', { namespace: scope.namespace ?? '*', error: messageOf(error), failures: scope.failures, restartInMs: Math.round(delay) });
-    scope.restartTimer = setTimeout(() => {
-      scope.restartTimer = undefined;
-      this.connect(scope).catch((e: unknown) => this.restartLater(scope, e));
-    }, delay);
-    scope.restartTimer.unref();
-  }
-
-  private relist(): void {
-    for (const scope of this.scopes) {
-      if (scope.busy || this.stopped) continue;
-      this.log.debug('Relisting Applications', { namespace: scope.namespace ?? '*' });
-      this.connect(scope).catch((e: unknown) => this.restartLater(scope, e));
-    }
-  }
-
-  private pathOf(scope: Scope): string {
-    return scope.namespace ? `/apis/${GROUP}/${VERSION}/namespaces/${scope.namespace}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/${PLURAL}`;
-  }
-
-  /** A full list, page by page (10,000 Applications must not be one response). */
-  private async list(scope: Scope): Promise<KubernetesListObject<ApplicationObject>> {
-    const items: ApplicationObject[] = [];
-    let resourceVersion: string | undefined;
-    let next: string | undefined;
-    do {
-      const request = { group: GROUP, version: VERSION, plural: PLURAL, labelSelector: this.options.labelSelector, limit: LIST_PAGE, _continue: next };
-      const page = await this.call('listApplications', () => (scope.namespace
-        ? this.api.listNamespacedCustomObject({ ...request, namespace: scope.namespace })
-        : this.api.listClusterCustomObject(request))) as KubernetesListObject<ApplicationObject> & { metadata?: { continue?: string } };
-      items.push(...page.items);
-      resourceVersion = page.metadata?.resourceVersion;
-      next = page.metadata?.continue || undefined;
-    } while (next);
-    return { apiVersion: `${GROUP}/${VERSION}`, kind: 'ApplicationList', metadata: { resourceVersion }, items };
-  }
-
-  // ---- the cache -----------------------------------------------------------
+  // ---- the cache of views ----------------------------------------------------
 
   private upsert(object: ApplicationObject): void {
     const key = keyOf(applicationView(object).ref);
@@ -345,14 +241,6 @@ export class ArgoCdWatcher implements ArgoCdPort {
     if (!entry) return;
     this.entries.delete(key);
     this.notify(entry.view.ref);
-  }
-
-  private prune(scope: Scope, present: readonly ApplicationObject[]): void {
-    const keep = new Set(present.map((o) => keyOf(applicationView(o).ref)));
-    for (const [key, entry] of this.entries) {
-      const inScope = scope.namespace === undefined || entry.view.ref.namespace === scope.namespace;
-      if (inScope && !keep.has(key)) this.remove(key);
-    }
   }
 
   private notify(ref: AppRef): void {
