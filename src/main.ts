@@ -15,6 +15,7 @@ import { KeepAliveKubeConfig } from './integrations/kube-config.ts';
 import { ClusterReader } from './integrations/kubernetes.ts';
 import { PrometheusHistory } from './integrations/prometheus.ts';
 import { RollbackAttemptObjects } from './integrations/rollback-attempts.ts';
+import { RollbackPolicyObjects } from './integrations/rollback-policies.ts';
 import { createLogger, type Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Operator } from './operator.ts';
@@ -85,8 +86,8 @@ const approvalEnforcement = ApprovalEnforcementCheck.fromKubeConfig(kc, {
 });
 
 let operator: Operator | undefined;
-const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
-const policies = new RollbackPolicies(kc, policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
+const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app), { metrics });
+const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
 operator = new Operator({
   kv, bus, argocd, github, cluster, history, attempts,
   monitoring: (app) => policies.monitoring(app),

@@ -13,6 +13,7 @@ import { KeepAliveKubeConfig } from '../../src/integrations/kube-config.ts';
 import { ConfigErrors, loadConfig, policyDefaults } from '../../src/config.ts';
 import { JetStreamBus } from '../../src/events/jetstream.ts';
 import { RollbackAttemptObjects } from '../../src/integrations/rollback-attempts.ts';
+import { RollbackPolicyObjects } from '../../src/integrations/rollback-policies.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { Operator } from '../../src/operator.ts';
@@ -48,9 +49,9 @@ await bus.ensureStream();
 const kc = new KeepAliveKubeConfig();
 kc.loadFromDefault();
 let operator: Operator | undefined;
-const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app));
+const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app), { metrics });
 await attempts.start();
-const policies = new RollbackPolicies(kc, policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
+const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
 await policies.start();
 operator = new Operator({
   kv, bus, argocd: world, github: world, cluster: world, history: world, attempts, approvalEnforcement: world,

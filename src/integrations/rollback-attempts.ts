@@ -1,16 +1,19 @@
 // RollbackAttempt objects on the Kubernetes API: the window onto the etcd record.
 // The operator creates one per attempt and rewrites its status from the record
 // (never the other way round); humans steer attempts through its annotations,
-// which an informer watches so an annotation wakes the app's reconcile at once.
-import { CustomObjectsApi, KubeConfig, PatchStrategy, makeInformer, setHeaderOptions, type Informer, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+// which the watch (kube/watch.ts) follows so an annotation wakes the app's
+// reconcile at once. Every request goes through call().
+import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
+import { ANNOTATIONS, API_VERSION, GROUP, KINDS, LABELS, PLURALS, VERSION } from '../api/group.ts';
 import { attemptName, type AttemptRecord } from '../fsm/record.ts';
 import type { Logger } from '../observability/log.ts';
-import { ANNOTATIONS } from '../api/group.ts';
+import { IntegrationError } from '../ports/errors.ts';
 import type { AttemptObjectsPort, HumanRequests } from '../ports/kubernetes.ts';
+import { call, classifyHttpError, type CallMetrics } from './call.ts';
+import { customObjectSource } from './kube/custom-objects.ts';
+import { Watch } from './kube/watch.ts';
 
-const GROUP = 'ai-operator.io';
-const VERSION = 'v1alpha1';
-const PLURAL = 'rollbackattempts';
+const PLURAL = PLURALS.attempt;
 
 interface RollbackAttemptObject extends KubernetesObject {
   spec?: { application: { name: string; namespace: string }; correlationId: string; approvers?: { users?: string[]; groups?: string[] } };
@@ -19,11 +22,14 @@ interface RollbackAttemptObject extends KubernetesObject {
 
 const truncate = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
 
-/** RollbackAttempt.status from the etcd record (SPEC §3). Pure. */
-export function statusOf(record: AttemptRecord): Record<string, unknown> {
+/**
+ * RollbackAttempt.status from the etcd record (SPEC §3), of the object's
+ * `generation` (left out while unknown: a merge patch then keeps the last one). Pure.
+ */
+export function statusOf(record: AttemptRecord, generation?: number): Record<string, unknown> {
   const active = record.state !== 'Idle' && record.state !== 'RollbackComplete' && record.state !== 'Abort';
   return {
-    observedGeneration: 1,
+    ...(generation !== undefined ? { observedGeneration: generation } : {}),
     phase: record.state,
     reason: record.reason,
     message: truncate(record.message, 32_000),
@@ -68,10 +74,21 @@ function conditionsOf(record: AttemptRecord, active: boolean): Array<Record<stri
   return conditions;
 }
 
+export interface RollbackAttemptObjectsOptions {
+  clock?: () => Date;
+  metrics?: CallMetrics;
+  timeoutMs?: number;
+  backoffMs?: readonly number[];
+  /** The watch's full relist period and restart backoff (kube/watch.ts defaults when absent). */
+  relistIntervalMs?: number;
+  restartBackoffMs?: { initial: number; max: number };
+}
+
 export class RollbackAttemptObjects implements AttemptObjectsPort {
   private readonly api: CustomObjectsApi;
-  private readonly informer: Informer<RollbackAttemptObject> & ObjectCache<RollbackAttemptObject>;
+  private readonly watch: Watch<RollbackAttemptObject>;
   private readonly log: Logger;
+  private readonly options: RollbackAttemptObjectsOptions;
   /** Last status written per object, so an unchanged projection costs no request. */
   private readonly written = new Map<string, string>();
   /**
@@ -81,58 +98,64 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
    */
   private readonly approvalsSeen = new Map<string, { value: string; at: string }>();
   private readonly clock: () => Date;
-  /** uids of objects this process created, until the watch has them (bounded by the attempts in flight). */
-  private readonly created = new Map<string, string>();
+  /** uid and generation of objects this process created, until the watch has them (bounded by the attempts in flight). */
+  private readonly created = new Map<string, { uid?: string; generation?: number }>();
 
-  constructor(kc: KubeConfig, log: Logger, onRequest: (appKey: { namespace: string; name: string }) => void, clock: () => Date = () => new Date()) {
+  constructor(kc: KubeConfig, log: Logger, onRequest: (appKey: { namespace: string; name: string }) => void, options: RollbackAttemptObjectsOptions = {}) {
     this.api = kc.makeApiClient(CustomObjectsApi);
     this.log = log;
-    this.clock = clock;
-    this.informer = makeInformer<RollbackAttemptObject>(kc, `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      () => this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as never);
-    const changed = (object: RollbackAttemptObject) => {
+    this.options = options;
+    this.clock = options.clock ?? (() => new Date());
+    this.watch = new Watch<RollbackAttemptObject>({
+      kind: KINDS.attempt, log, relistIntervalMs: options.relistIntervalMs, backoffMs: options.restartBackoffMs,
+      source: customObjectSource({
+        kubeConfig: kc, resource: { group: GROUP, version: VERSION, plural: PLURAL },
+        calls: { list: 'listRollbackAttempts', watch: 'watchRollbackAttempts' },
+        metrics: options.metrics, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs,
+      }),
+    });
+    this.watch.on((event) => {
+      if (event.type === 'relisted') return;
+      const object = event.object;
+      if (event.type === 'deleted') return void this.approvalsSeen.delete(`${object.metadata?.namespace}/${object.metadata?.name}`);
       this.noteApproval(object);
       const app = object.spec?.application;
       if (app && hasRequests(object)) onRequest(app);
-    };
-    this.informer.on('add', changed);
-    this.informer.on('update', changed);
-    this.informer.on('delete', (object) => this.approvalsSeen.delete(`${object.metadata?.namespace}/${object.metadata?.name}`));
-    this.informer.on('error', (error: unknown) => {
-      this.log.warn('RollbackAttempt watch failed; restarting it', { error: String(error) });
-      setTimeout(() => void this.informer.start().catch((e: Error) => this.log.warn('RollbackAttempt watch restart failed', { error: e.message })), 2000).unref();
     });
   }
 
-  async start(): Promise<void> {
-    await this.informer.start();
+  start(): Promise<void> {
+    return this.watch.start();
   }
 
-  async stop(): Promise<void> {
-    await this.informer.stop();
+  stop(): Promise<void> {
+    return this.watch.stop();
   }
 
   async project(record: AttemptRecord): Promise<void> {
     const name = attemptName(record.app, record.correlationId);
     const namespace = record.app.namespace;
-    const status = statusOf(record);
+    const key = `${namespace}/${name}`;
+    const generation = () => this.watch.get(namespace, name)?.metadata?.generation ?? this.created.get(key)?.generation;
+    let status = statusOf(record, generation());
+    if (this.written.get(key) === JSON.stringify(status)) return;
+    if (!this.watch.get(namespace, name)) {
+      await this.ensureExists(record, name, namespace);
+      status = statusOf(record, generation());
+    }
     const serialised = JSON.stringify(status);
-    if (this.written.get(`${namespace}/${name}`) === serialised) return;
-    if (!this.informer.get(name, namespace)) await this.ensureExists(record, name, namespace);
-    await this.api.patchNamespacedCustomObjectStatus(
+    await this.call('patchRollbackAttemptStatus', () => this.api.patchNamespacedCustomObjectStatus(
       { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status } },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    ));
     // Remember only what may still change: an ended attempt is written once more at most.
-    if (record.state === 'Idle' || record.state === 'RollbackComplete') this.written.delete(`${namespace}/${name}`);
-    else this.written.set(`${namespace}/${name}`, serialised);
+    if (record.state === 'Idle' || record.state === 'RollbackComplete') this.written.delete(key);
+    else this.written.set(key, serialised);
   }
 
   async requests(record: AttemptRecord): Promise<HumanRequests> {
     const name = attemptName(record.app, record.correlationId);
-    const cached = this.informer.get(name, record.app.namespace);
-    const object = cached ?? await this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: record.app.namespace, plural: PLURAL, name })
-      .then((o) => o as RollbackAttemptObject, (error: { code?: number }) => { if (error.code === 404) return undefined; throw error; });
+    const object = this.watch.get(record.app.namespace, name) ?? await this.read(record.app.namespace, name);
     const requests = requestsOf(object);
     if (requests.approve === undefined) return requests;
     // An object someone else made under this name (deleted and re-created) names other approvers: its approval is not this attempt's.
@@ -154,23 +177,33 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
   }
 
   uidOf(record: AttemptRecord): string | undefined {
-    return this.informer.get(attemptName(record.app, record.correlationId), record.app.namespace)?.metadata?.uid ?? this.created.get(`${record.app.namespace}/${attemptName(record.app, record.correlationId)}`);
+    const name = attemptName(record.app, record.correlationId);
+    return this.watch.get(record.app.namespace, name)?.metadata?.uid ?? this.created.get(`${record.app.namespace}/${name}`)?.uid;
   }
 
   async removeApproval(record: AttemptRecord): Promise<void> {
     const name = attemptName(record.app, record.correlationId);
-    await this.api.patchNamespacedCustomObject(
+    await this.call('removeRollbackAttemptApproval', () => this.api.patchNamespacedCustomObject(
       { group: GROUP, version: VERSION, namespace: record.app.namespace, plural: PLURAL, name, body: { metadata: { annotations: { [ANNOTATIONS.approve]: null } } } },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    ));
     this.log.warn('Removed an approve annotation the API server did not check', { correlationId: record.correlationId, name, namespace: record.app.namespace });
+  }
+
+  private async read(namespace: string, name: string): Promise<RollbackAttemptObject | undefined> {
+    try {
+      return await this.call('getRollbackAttempt', () => this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name })) as RollbackAttemptObject;
+    } catch (error) {
+      if (error instanceof IntegrationError && error.code === 'NOT_FOUND') return undefined;
+      throw error;
+    }
   }
 
   private async ensureExists(record: AttemptRecord, name: string, namespace: string): Promise<void> {
     const body = {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'RollbackAttempt',
-      metadata: { name, namespace, labels: { 'ai-operator.io/application': record.app.name, 'ai-operator.io/environment': record.environment } },
+      apiVersion: API_VERSION,
+      kind: KINDS.attempt,
+      metadata: { name, namespace, labels: { [LABELS.application]: record.app.name, [LABELS.environment]: record.environment } },
       spec: {
         application: record.app,
         environment: record.environment,
@@ -181,16 +214,19 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
       },
     };
     try {
-      const created = await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, body }) as RollbackAttemptObject;
-      if (created.metadata?.uid) {
-        // Until the watch shows it; past a few hundred, the oldest are the watch's by now.
-        if (this.created.size >= 1000) this.created.delete(this.created.keys().next().value!);
-        this.created.set(`${namespace}/${name}`, created.metadata.uid);
-      }
+      const created = await this.call('createRollbackAttempt', () => this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, body })) as RollbackAttemptObject;
+      // Until the watch shows it; past a few hundred, the oldest are the watch's by now.
+      if (this.created.size >= 1000) this.created.delete(this.created.keys().next().value!);
+      this.created.set(`${namespace}/${name}`, { uid: created.metadata?.uid, generation: created.metadata?.generation });
       this.log.info('Created RollbackAttempt', { correlationId: record.correlationId, name, namespace });
     } catch (error) {
-      if ((error as { code?: number }).code !== 409) throw error;
+      // Already there (an earlier try landed, or the watch has not shown it yet).
+      if (!(error instanceof IntegrationError && error.code === 'CONFLICT')) throw error;
     }
+  }
+
+  private call<T>(name: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return call(name, run, { classify: classifyHttpError, metrics: this.options.metrics, timeoutMs: this.options.timeoutMs, backoffMs: this.options.backoffMs });
   }
 }
 

@@ -1,23 +1,15 @@
-// RollbackPolicies, as declared in Git: watched through the API server and kept
-// in a cache the application reconciler consults (which policy governs an app,
-// with what settings). Each policy's status says how many Applications it
-// matches and whether it is Ready. Level-based: the status is recomputed from
-// the cache on every resync, never accumulated.
-import { CustomObjectsApi, KubeConfig, PatchStrategy, makeInformer, setHeaderOptions, type Informer, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+// RollbackPolicies, as declared in Git: read through RollbackPolicyPort (whose
+// watch, integrations/rollback-policies.ts, keeps them in a cache) and consulted
+// by the application reconciler (which policy governs an app, with what
+// settings). Each policy's status says how many Applications it matches and
+// whether it is Ready. Level-based: the status is recomputed from the cache on
+// every resync, never accumulated.
 import type { Logger } from '../observability/log.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
+import type { PolicyCondition, PolicyObject, RollbackPolicyPort, RollbackPolicyStatus } from '../ports/rollback-policies.ts';
 import { repositoryRefusal } from '../governance/repository.ts';
-import { monitoringFor, type Defaults, type RollbackPolicy, type RollbackPolicySpec } from '../policy/settings.ts';
+import { monitoringFor, type Defaults, type RollbackPolicy } from '../policy/settings.ts';
 import type { MonitoredApp } from './application.ts';
-
-const GROUP = 'ai-operator.io';
-const VERSION = 'v1alpha1';
-const PLURAL = 'rollbackpolicies';
-
-interface PolicyObject extends KubernetesObject {
-  spec?: RollbackPolicySpec;
-  status?: { matchedApplications?: number; observedGeneration?: number; conditions?: Array<{ type: string; status: string; message?: string; lastTransitionTime?: string }> };
-}
 
 /** Which policy governs the app: the first by namespace/name that names or selects it. Pure. */
 export function governingPolicy(app: ApplicationView, policies: RollbackPolicy[], defaults: Defaults): RollbackPolicy | undefined {
@@ -25,96 +17,114 @@ export function governingPolicy(app: ApplicationView, policies: RollbackPolicy[]
   return monitored?.policyRef ? policies.find((p) => p.name === monitored.policyRef!.name && p.namespace === monitored.policyRef!.namespace) : undefined;
 }
 
+/** What a policy's status says of the Applications it governs. */
+export interface PolicyTally {
+  matched: number;
+  /** Governed Applications whose repository is outside GITHUB_ORG. */
+  refused: string[];
+  allowedOwner?: string;
+}
+
+const apiTime = (at: Date) => at.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/**
+ * The status a policy should have, or undefined when it has it already. A
+ * condition's lastTransitionTime moves only when its status does. Pure.
+ */
+export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date): RollbackPolicyStatus | undefined {
+  const generation = policy.generation ?? 0;
+  const refused = [...tally.refused].sort();
+  const refusal = refused.length === 0
+    ? 'every governed Application\'s repository is within GITHUB_ORG'
+    : `${refused.length} governed Application(s) refused, their repository outside GITHUB_ORG ${tally.allowedOwner}: ${refused.slice(0, 20).join(', ')}${refused.length > 20 ? ', …' : ''}`;
+  const current = policy.status;
+  const previous = (type: string) => current?.conditions?.find((c) => c.type === type);
+  if (current?.matchedApplications === tally.matched && current.observedGeneration === generation && previous('ApplicationsRefused')?.message === refusal) return undefined;
+  const condition = (next: Omit<PolicyCondition, 'lastTransitionTime' | 'observedGeneration'>): PolicyCondition => {
+    const before = previous(next.type);
+    const since = before?.status === next.status && before.lastTransitionTime ? before.lastTransitionTime : apiTime(now);
+    return { ...next, lastTransitionTime: since, observedGeneration: generation };
+  };
+  return {
+    observedGeneration: generation,
+    matchedApplications: tally.matched,
+    conditions: [condition({
+      type: 'Ready', status: 'True', reason: tally.matched > 0 ? 'ApplicationsMatched' : 'NoApplicationsMatched',
+      message: `${tally.matched} Application(s) governed by this policy${policy.spec.suspend ? ' (suspended: no new attempts)' : ''}`,
+    }), condition({
+      type: 'ApplicationsRefused', status: refused.length > 0 ? 'True' : 'False',
+      reason: refused.length > 0 ? 'RepositoryOutsideOrg' : 'NoneRefused', message: refusal,
+    })],
+  };
+}
+
+export interface RollbackPoliciesOptions {
+  /** GITHUB_ORG, whose repositories alone the operator may open PRs on. */
+  allowedOwner?: string;
+  /** WATCH_NAMESPACES; policies elsewhere belong to another installation, which alone may judge and write their status. */
+  namespaces?: string[];
+  clock?: () => Date;
+}
+
 export class RollbackPolicies {
-  private readonly api: CustomObjectsApi;
-  private readonly informer: Informer<PolicyObject> & ObjectCache<PolicyObject>;
+  private readonly objects: RollbackPolicyPort;
   private readonly defaults: Defaults;
   private readonly log: Logger;
   private readonly allowedOwner: string | undefined;
   private readonly namespaces: ReadonlySet<string> | undefined;
+  private readonly clock: () => Date;
 
-  /**
-   * `allowedOwner`: GITHUB_ORG, whose repositories alone the operator may open PRs on.
-   * `namespaces`: WATCH_NAMESPACES; policies elsewhere belong to another installation,
-   * which alone may judge and write their status.
-   */
-  constructor(kc: KubeConfig, defaults: Defaults, log: Logger, onChange: () => void, options: { allowedOwner?: string; namespaces?: string[] } = {}) {
-    this.api = kc.makeApiClient(CustomObjectsApi);
+  constructor(objects: RollbackPolicyPort, defaults: Defaults, log: Logger, onChange: () => void, options: RollbackPoliciesOptions = {}) {
+    this.objects = objects;
     this.defaults = defaults;
     this.allowedOwner = options.allowedOwner;
     this.namespaces = options.namespaces?.length ? new Set(options.namespaces) : undefined;
+    this.clock = options.clock ?? (() => new Date());
     this.log = log;
-    this.informer = makeInformer<PolicyObject>(kc, `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      () => this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as never);
-    for (const verb of ['add', 'update', 'delete'] as const) this.informer.on(verb, () => onChange());
-    this.informer.on('error', (error: unknown) => {
-      this.log.warn('RollbackPolicy watch failed; restarting it', { error: String(error) });
-      setTimeout(() => void this.informer.start().catch((e: Error) => this.log.warn('RollbackPolicy watch restart failed', { error: e.message })), 2000).unref();
-    });
+    objects.onChange(onChange);
   }
 
   start(): Promise<void> {
-    return this.informer.start();
+    return this.objects.start();
   }
 
   stop(): Promise<void> {
-    return this.informer.stop();
+    return this.objects.stop();
   }
 
   policies(): RollbackPolicy[] {
-    return this.objects().map((o) => ({ name: o.metadata!.name!, namespace: o.metadata!.namespace!, spec: o.spec ?? {} }));
+    return this.owned().map((o) => ({ name: o.name, namespace: o.namespace, spec: o.spec }));
   }
 
   /** The RollbackPolicy objects of the watched namespaces. */
-  private objects(): PolicyObject[] {
-    return this.informer.list().filter((o) => !this.namespaces || this.namespaces.has(o.metadata?.namespace ?? ''));
+  private owned(): PolicyObject[] {
+    return this.objects.list().filter((o) => !this.namespaces || this.namespaces.has(o.namespace));
   }
 
   monitoring(app: ApplicationView): MonitoredApp | undefined {
     return monitoringFor(app, this.policies(), this.defaults);
   }
 
-  /** Writes matchedApplications and Ready on every policy whose status is out of date. */
+  /** Writes matchedApplications and the conditions on every policy whose status is out of date. */
   async writeStatuses(apps: ApplicationView[]): Promise<void> {
     const policies = this.policies();
-    const matched = new Map<string, number>();
-    const refused = new Map<string, string[]>();
+    const tallies = new Map<string, PolicyTally>();
     for (const app of apps) {
       const policy = governingPolicy(app, policies, this.defaults);
       if (!policy) continue;
       const key = `${policy.namespace}/${policy.name}`;
-      matched.set(key, (matched.get(key) ?? 0) + 1);
-      if (repositoryRefusal(app.source, this.allowedOwner)) refused.set(key, [...(refused.get(key) ?? []), app.ref.name]);
+      const tally = tallies.get(key) ?? { matched: 0, refused: [] };
+      tally.matched++;
+      if (repositoryRefusal(app.source, this.allowedOwner)) tally.refused.push(app.ref.name);
+      tallies.set(key, tally);
     }
-    for (const object of this.objects()) {
-      const { name, namespace, generation } = object.metadata!;
-      const key = `${namespace}/${name}`;
-      const count = matched.get(key) ?? 0;
-      const refusedApps = (refused.get(key) ?? []).sort();
-      const refusal = refusedApps.length === 0
-        ? 'every governed Application\'s repository is within GITHUB_ORG'
-        : `${refusedApps.length} governed Application(s) refused, their repository outside GITHUB_ORG ${this.allowedOwner}: ${refusedApps.slice(0, 20).join(', ')}${refusedApps.length > 20 ? ', …' : ''}`;
-      const current = object.status?.conditions?.find((c) => c.type === 'ApplicationsRefused');
-      if (object.status?.matchedApplications === count && object.status.observedGeneration === generation && current?.message === refusal) continue;
-      const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-      const status = {
-        observedGeneration: generation ?? 0,
-        matchedApplications: count,
-        conditions: [{
-          type: 'Ready', status: 'True', reason: count > 0 ? 'ApplicationsMatched' : 'NoApplicationsMatched',
-          message: `${count} Application(s) governed by this policy${object.spec?.suspend ? ' (suspended: no new attempts)' : ''}`,
-          lastTransitionTime: now, observedGeneration: generation ?? 0,
-        }, {
-          type: 'ApplicationsRefused', status: refusedApps.length > 0 ? 'True' : 'False',
-          reason: refusedApps.length > 0 ? 'RepositoryOutsideOrg' : 'NoneRefused', message: refusal,
-          lastTransitionTime: current && current.status === (refusedApps.length > 0 ? 'True' : 'False') ? current.lastTransitionTime : now,
-          observedGeneration: generation ?? 0,
-        }],
-      };
-      await this.api.patchNamespacedCustomObjectStatus(
-        { group: GROUP, version: VERSION, namespace: namespace!, plural: PLURAL, name: name!, body: { status } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      ).catch((error: Error) => this.log.warn('Could not write RollbackPolicy status', { policy: `${namespace}/${name}`, error: error.message }));
+    const now = this.clock();
+    for (const policy of this.owned()) {
+      const key = `${policy.namespace}/${policy.name}`;
+      const status = policyStatus(policy, { ...(tallies.get(key) ?? { matched: 0, refused: [] }), ...(this.allowedOwner ? { allowedOwner: this.allowedOwner } : {}) }, now);
+      if (!status) continue;
+      await this.objects.writeStatus(policy, status)
+        .catch((error: Error) => this.log.warn('Could not write RollbackPolicy status', { policy: key, error: error.message }));
     }
   }
 }
