@@ -430,21 +430,33 @@ describe('the Argo CD simulator', () => {
   });
 
   it('adopts an Application whose history was written before it ran: Deployments created, history kept', async () => {
-    // Given an Application whose status already says the head was deployed a day ago (as the demo seeds it)
+    // Given an Application whose status already says the head was deployed a day ago (as the demo seeds it),
+    // written in full before a simulator watches its namespace: the create and the status are two requests,
+    // and a simulator polling in between would sync it as new (history id 0).
     const head = repo.commit('seeded app', { 'apps/seeded/deploy.yaml': deploymentYaml('seeded-api', undefined, 2) });
     const dayAgo = new Date(Date.now() - 86_400_000).toISOString();
     const destination = await freshNamespace(stack, 'sim-seeded');
-    await createApplication(appNamespace, 'seeded', { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/seeded', targetRevision: 'main' }, destination: { namespace: destination } }, {
+    const seededApps = await freshNamespace(stack, 'sim-seeded-apps');
+    await createApplication(seededApps, 'seeded', { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/seeded', targetRevision: 'main' }, destination: { namespace: destination } }, {
       sync: { status: 'Synced', revision: head }, health: { status: 'Healthy' }, history: [{ id: 7, revision: head, deployedAt: dayAgo, deployStartedAt: dayAgo }],
     });
-    // Then the simulator puts its Deployments in the cluster (in the destination namespace) and lists them, without a new sync
-    const seeded = await eventually('seeded adopted', async () => {
-      const view = await watcher.getApplication({ namespace: appNamespace, name: 'seeded' });
-      return view && view.resources.length > 0 ? view : undefined;
-    }, 15_000);
-    expect(seeded.history).toEqual([{ id: 7, revision: head, deployedAt: dayAgo }]);
-    expect(seeded.resources).toEqual([{ group: 'apps', kind: 'Deployment', namespace: destination, name: 'seeded-api', health: 'Healthy' }]);
-    expect(await reader.getDeploymentStatus(seeded)).toEqual([{ name: 'seeded-api', desired: 2, updated: 2, available: 2, unavailable: 0, progressDeadlineExceeded: false }]);
+    const seededWatcher = new ArgoCdWatcher({ kubeConfig: kubeConfig(stack), log: createLogger('ERROR'), namespaces: [seededApps], ...FAST });
+    await seededWatcher.start();
+    // When the simulator starts
+    const seededSim = await startArgoCdSim({ kubeConfig: kubeConfig(stack), repoRoot: root, intervalMs: 200, degradeAfterMs: 1500, namespaces: [seededApps] });
+    try {
+      // Then it puts its Deployments in the cluster (in the destination namespace) and lists them, without a new sync
+      const seeded = await eventually('seeded adopted', async () => {
+        const view = await seededWatcher.getApplication({ namespace: seededApps, name: 'seeded' });
+        return view && view.resources.length > 0 ? view : undefined;
+      }, 15_000);
+      expect(seeded.history).toEqual([{ id: 7, revision: head, deployedAt: dayAgo }]);
+      expect(seeded.resources).toEqual([{ group: 'apps', kind: 'Deployment', namespace: destination, name: 'seeded-api', health: 'Healthy' }]);
+      expect(await reader.getDeploymentStatus(seeded)).toEqual([{ name: 'seeded-api', desired: 2, updated: 2, available: 2, unavailable: 0, progressDeadlineExceeded: false }]);
+    } finally {
+      await seededSim.stop();
+      await seededWatcher.stop();
+    }
   });
 
   it('exports argocd_app_info, which a real Prometheus scrapes', async () => {
