@@ -27,7 +27,17 @@ export interface FaultRule {
   latencyMs?: number;
   /** The request takes effect, then its answer is lost: a crash after the write. */
   afterEffect?: boolean;
+  /**
+   * An outage window: the rule holds for every matching request until this time
+   * (epoch ms), however many come (`times` is ignored). `route` may be `*`.
+   */
+  until?: number;
+  /** No HTTP answer: `reset` drops the connection at once, `hang` holds it until the window ends, then drops it. */
+  connection?: 'reset' | 'hang';
 }
+
+/** Thrown by a request whose connection is to be dropped without an answer. */
+class DroppedConnection extends Error {}
 
 /** The next `times` answers of `route` lose a field — a response GitHub would never send. */
 export interface CorruptRule {
@@ -134,6 +144,10 @@ export class SimServer {
       principal = authenticate(this.world, req.headers.authorization, match.route.auth);
       result = await this.respond(url, raw, match.route, match.params, principal);
     } catch (error) {
+      if (error instanceof DroppedConnection) {
+        res.destroy();
+        return;
+      }
       result = this.errorResult(error);
     }
     const login = principal ? (principal.kind === 'app' ? `app:${principal.appId}` : principal.login) : undefined;
@@ -142,6 +156,8 @@ export class SimServer {
 
   private async respond(url: URL, raw: string, route: Route, params: Record<string, string>, principal: Principal): Promise<RouteResult> {
     const fault = this.take(this.faults, routeKey(route));
+    if (fault?.connection === 'hang' && fault.until !== undefined) await sleep(Math.max(0, fault.until - Date.now()));
+    if (fault?.connection && !fault.afterEffect) throw new DroppedConnection();
     if (fault?.latencyMs && !fault.afterEffect) await sleep(fault.latencyMs);
     if (fault?.status !== undefined && fault.status < 400) return { status: fault.status, body: fault.body };
     if (fault?.status !== undefined && !fault.afterEffect) throw this.faultError(fault);
@@ -162,6 +178,7 @@ export class SimServer {
     });
     // The write has landed; the client is still waiting (a test can kill it now).
     if (fault?.latencyMs && fault.afterEffect) await sleep(fault.latencyMs);
+    if (fault?.connection) throw new DroppedConnection();
     if (fault?.status !== undefined) throw this.faultError(fault);
     return result;
   }
@@ -182,9 +199,13 @@ export class SimServer {
     return { status: 500, body: { message: 'Server Error', documentation_url: DOCS_URL } };
   }
 
-  private take<T extends { route: string; remaining: number }>(rules: T[], key: string): T | undefined {
-    const rule = rules.find((r) => r.route === key && r.remaining > 0);
+  private take<T extends { route: string; remaining: number; until?: number }>(rules: T[], key: string): T | undefined {
+    const now = Date.now();
+    // A window that has ended is gone.
+    for (const ended of rules.filter((r) => r.until !== undefined && r.until <= now)) rules.splice(rules.indexOf(ended), 1);
+    const rule = rules.find((r) => (r.route === key || r.route === '*') && r.remaining > 0);
     if (!rule) return undefined;
+    if (rule.until !== undefined) return rule;
     rule.remaining--;
     if (rule.remaining === 0) rules.splice(rules.indexOf(rule), 1);
     return rule;

@@ -9,10 +9,23 @@ const tether = fileURLToPath(new URL('../scripts/tether.sh', import.meta.url));
 
 export interface ManagedProcess {
   readonly name: string;
+  /** The tether's pid (changes on restart). */
   readonly pid: number;
   readonly logFile: string;
   exited(): boolean;
   stop(): Promise<void>;
+  /** The server process itself, under the tether (what pause and resume signal). */
+  serverPid(): number;
+  /** SIGSTOP to the server: it keeps its sockets open and answers nothing (a hung node, a partition). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
+  paused(): boolean;
+  /**
+   * Starts the same command line again after stop() — same data dir, same port —
+   * and waits for the health probe it was first started with (waitHealthy).
+   */
+  restart(): Promise<void>;
 }
 
 export interface SpawnOptions {
@@ -26,31 +39,73 @@ const running = new Set<ManagedProcess>();
 
 export function spawnManaged(name: string, command: string, args: string[], logFile: string, options: SpawnOptions = {}): ManagedProcess {
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child: ChildProcess = spawn(tether, [String(process.pid), command, ...args], {
-    env: options.env ?? process.env,
-    cwd: options.cwd,
-    uid: options.uid,
-    gid: options.gid,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.pipe(log);
-  child.stderr?.pipe(log);
+  let child: ChildProcess;
   let hasExited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => { hasExited = true; resolve(); }));
-  const managed: ManagedProcess = {
+  let exit: Promise<void>;
+  let isPaused = false;
+  const launch = () => {
+    child = spawn(tether, [String(process.pid), command, ...args], {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      uid: options.uid,
+      gid: options.gid,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    hasExited = false;
+    const current = child;
+    exit = new Promise<void>((resolve) => current.once('exit', () => { hasExited = true; resolve(); }));
+  };
+  launch();
+  const signalServer = (signal: NodeJS.Signals) => process.kill(managed.serverPid(), signal);
+  const halt = async () => {
+    if (hasExited) return;
+    // A stopped process does not act on SIGTERM: wake it first.
+    if (isPaused) managed.resume();
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exit;
+    clearTimeout(killer);
+  };
+  const managed: ManagedProcess & { probe?: { run: () => Promise<boolean>; timeoutMs: number } } = {
     name,
-    pid: child.pid ?? -1,
+    get pid() { return child.pid ?? -1; },
     logFile,
     exited: () => hasExited,
     async stop() {
       running.delete(managed);
-      if (!hasExited) {
-        child.kill('SIGTERM');
-        const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await exit;
-        clearTimeout(killer);
-      }
+      await halt();
       log.end();
+    },
+    serverPid() {
+      // tether.sh runs the command as its only child (besides a short `sleep 1`).
+      const tetherPid = child.pid ?? -1;
+      const children = readFileSync(`/proc/${tetherPid}/task/${tetherPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      const server = children.find((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'sleep';
+        } catch {
+          return false;
+        }
+      });
+      if (server === undefined) throw new Error(`${name}: no server process under its tether (pid ${tetherPid})`);
+      return server;
+    },
+    pause() {
+      signalServer('SIGSTOP');
+      isPaused = true;
+    },
+    resume() {
+      signalServer('SIGCONT');
+      isPaused = false;
+    },
+    paused: () => isPaused,
+    async restart() {
+      await halt();
+      launch();
+      running.add(managed);
+      if (managed.probe) await pollHealthy(managed, managed.probe.run, managed.probe.timeoutMs);
     },
   };
   running.add(managed);
@@ -61,7 +116,11 @@ export function spawnManaged(name: string, command: string, args: string[], logF
 // the parent gone within a second, this makes it immediate.
 process.once('exit', () => {
   for (const p of running) {
-    try { process.kill(p.pid, 'SIGTERM'); } catch { /* already gone */ }
+    try {
+      // A paused server would ignore its tether's SIGTERM.
+      if (p.paused()) p.resume();
+      process.kill(p.pid, 'SIGTERM');
+    } catch { /* already gone */ }
   }
 });
 
@@ -87,6 +146,8 @@ export function tail(file: string, lines = 20): string {
 
 /** Polls `probe` until it returns true; otherwise stops the process and fails with its log tail. */
 export async function waitHealthy(proc: ManagedProcess, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  // Kept for restart(), which waits for the same probe.
+  (proc as { probe?: unknown }).probe = { run: probe, timeoutMs };
   try {
     await pollHealthy(proc, probe, timeoutMs);
   } catch (error) {
