@@ -34,6 +34,13 @@ export class LeaderElector {
   private stopWatch?: () => Promise<void>;
   private stopped = false;
   private campaigning = false;
+  /**
+   * Our lease that could not be revoked when we stopped leading (etcd was
+   * unreachable). etcd keeps leases through a restart, so the leader key bound
+   * to it would block every campaign, ours included, for a whole TTL after etcd
+   * is back: it is revoked at the next campaign instead.
+   */
+  private unrevoked?: Lease;
 
   constructor(kv: KV, identity: string, log: Logger, options: LeaderOptions = {}) {
     this.kv = kv;
@@ -84,6 +91,14 @@ export class LeaderElector {
     if (this.campaigning || this.stopped || this.current) return;
     this.campaigning = true;
     try {
+      if (this.unrevoked) {
+        // We have stopped acting since; dropping the key it holds can only hand leadership on.
+        await this.unrevoked.revoke().catch(async (error: unknown) => {
+          // Already gone (expired meanwhile): then so is any key bound to it.
+          if ((await this.kv.get(KEYS.leader))?.value === this.identity) throw error;
+        });
+        this.unrevoked = undefined;
+      }
       this.lease ??= await this.kv.grantLease(this.ttlSeconds);
       const grantedAt = Date.now();
       const result = await this.kv.txn({
@@ -137,6 +152,9 @@ export class LeaderElector {
     // leadership (if etcd is unreachable, the TTL ends it instead).
     const lease = this.lease;
     this.lease = undefined;
-    return (lease?.revoke() ?? Promise.resolve()).catch((error: Error) => this.log.warn('Could not revoke leader lease', { error: error.message }));
+    return (lease?.revoke() ?? Promise.resolve()).catch((error: Error) => {
+      this.unrevoked = lease;
+      this.log.warn('Could not revoke leader lease; revoking it at the next campaign', { error: error.message });
+    });
   }
 }
