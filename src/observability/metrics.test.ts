@@ -30,7 +30,7 @@ function exercise(metrics: Metrics): void {
   metrics.invariantViolated('I6_ci_success');
   metrics.observeCall('createPullRequest', 0.25, 'PERMISSION_DENIED');
   metrics.setFsmState('payment-service', 'PRCreated');
-  metrics.setActiveRollbacks('staging', 1);
+  metrics.setStoredGauges(storedGauges([{ app: 'payment-service', environment: 'staging', state: 'PRCreated' }]));
   metrics.observeRecovery('payment-service', 'staging', 420);
   metrics.observeCandidateResolution('payment-service', 3.5);
   metrics.auditRecorded('file', 2);
@@ -45,6 +45,7 @@ function exercise(metrics: Metrics): void {
   queue.taken('normal', 0.002);
   queue.finished('success', 0.3);
   queue.retried();
+  queue.terminal();
 }
 
 const HISTOGRAMS = new Set<string>([
@@ -116,7 +117,7 @@ describe('Metrics', () => {
   it('drops an application\'s state series when it is forgotten', async () => {
     const metrics = new Metrics();
     metrics.setFsmState('payment-service', 'Idle');
-    metrics.forgetApp('payment-service');
+    metrics.setStoredGauges(storedGauges([]));
     const states = parse(await metrics.registry.metrics()).filter((s) => s.name === METRIC.fsmState);
     expect(states).toHaveLength(0);
   });
@@ -145,6 +146,7 @@ describe('Metrics', () => {
       expect(text).toContain(`controller_runtime_reconcile_total{controller="application",result="${result}"} 0`);
     }
     expect(text).toContain('controller_runtime_reconcile_errors_total{controller="application"} 0');
+    expect(text).toContain('controller_runtime_terminal_reconcile_errors_total{controller="application"} 0');
     expect(text).toContain('workqueue_adds_total{name="application",controller="application"} 0');
     expect(text).toContain('workqueue_retries_total{name="application",controller="application"} 0');
     expect(text).toContain('workqueue_depth{name="application",controller="application",priority="0"} 0');

@@ -10,7 +10,7 @@ import { EVENT_TYPES } from '../events/types.ts';
 import type { Environment } from '../fsm/record.ts';
 import { STATES, inProgress, type State } from '../fsm/table.ts';
 import type { ErrorCode } from '../ports/errors.ts';
-import type { Lane, QueueMetrics, ReconcileOutcome } from '../reconcilers/queue.ts';
+import type { Lane, QueueMetrics, ReconcileOutcome } from '../ports/queue-metrics.ts';
 
 export const METRIC = {
   degradationsDetected: 'ai_operator_degradations_detected_total',
@@ -34,6 +34,7 @@ export const METRIC = {
   // controller-runtime (pkg/internal/controller/metrics) and its work queue (pkg/internal/metrics/workqueue.go).
   reconcileTotal: 'controller_runtime_reconcile_total',
   reconcileErrors: 'controller_runtime_reconcile_errors_total',
+  terminalReconcileErrors: 'controller_runtime_terminal_reconcile_errors_total',
   reconcileTime: 'controller_runtime_reconcile_time_seconds',
   workqueueDepth: 'workqueue_depth',
   workqueueAdds: 'workqueue_adds_total',
@@ -66,6 +67,7 @@ export const METRIC_LABELS = {
   [METRIC.approvalEnforced]: [],
   [METRIC.reconcileTotal]: ['controller', 'result'],
   [METRIC.reconcileErrors]: ['controller'],
+  [METRIC.terminalReconcileErrors]: ['controller'],
   [METRIC.reconcileTime]: ['controller'],
   // controller-runtime labels its queue metrics with the queue's name and its controller's (the same string),
   // and the priority queue's depth with the priority (0 normal, -100 for the resync sweep: handler.LowPriority).
@@ -157,6 +159,7 @@ export class Metrics {
   readonly #approvalEnforced: Gauge;
   readonly #reconcileTotal: Counter<Labels<typeof METRIC.reconcileTotal>>;
   readonly #reconcileErrors: Counter<Labels<typeof METRIC.reconcileErrors>>;
+  readonly #terminalReconcileErrors: Counter<Labels<typeof METRIC.terminalReconcileErrors>>;
   readonly #reconcileTime: Histogram<Labels<typeof METRIC.reconcileTime>>;
   readonly #workqueueDepth: Gauge<Labels<typeof METRIC.workqueueDepth>>;
   readonly #workqueueAdds: Counter<Labels<typeof METRIC.workqueueAdds>>;
@@ -292,6 +295,12 @@ export class Metrics {
       labelNames: METRIC_LABELS[METRIC.reconcileErrors],
       registers,
     });
+    this.#terminalReconcileErrors = new Counter({
+      name: METRIC.terminalReconcileErrors,
+      help: 'Total number of terminal reconciliation errors per controller',
+      labelNames: METRIC_LABELS[METRIC.terminalReconcileErrors],
+      registers,
+    });
     this.#reconcileTime = new Histogram({
       name: METRIC.reconcileTime,
       help: 'Length of time per reconciliation per controller',
@@ -342,6 +351,7 @@ export class Metrics {
     const q = { name: controller, controller };
     for (const result of OUTCOMES) this.#reconcileTotal.inc({ controller, result }, 0);
     this.#reconcileErrors.inc({ controller }, 0);
+    this.#terminalReconcileErrors.inc({ controller }, 0);
     this.#workqueueAdds.inc(q, 0);
     this.#workqueueRetries.inc(q, 0);
     for (const priority of Object.values(PRIORITY)) this.#workqueueDepth.set({ ...q, priority }, 0);
@@ -364,6 +374,7 @@ export class Metrics {
         this.#reconcileTime.observe({ controller }, seconds);
         this.#workqueueWorkDuration.observe(q, seconds);
       },
+      terminal: () => this.#terminalReconcileErrors.inc({ controller }),
       retried: () => this.#workqueueRetries.inc(q),
     };
   }
@@ -395,26 +406,26 @@ export class Metrics {
   }
 
   /** Drops an application's state series. */
-  forgetApp(app: string): void {
+  #forgetApp(app: string): void {
     for (const s of STATES) this.#fsmState.remove({ app_name: app, state: s });
     this.#fsmApps.delete(app);
   }
 
-  setActiveRollbacks(environment: string, count: number): void {
-    this.#activeRollbacks.set({ environment }, count);
-  }
-
-  /** Sets the gauges from the etcd record: the apps not in it lose their state series. */
+  /**
+   * Sets the gauges from the etcd record: the apps not in it lose their state
+   * series. The only way ai_operator_active_rollbacks is set, and the only way
+   * an app's state series go: both follow the record, never a transition seen.
+   */
   setStoredGauges(gauges: StoredGauges): void {
-    for (const [environment, count] of Object.entries(gauges.activeRollbacks)) this.setActiveRollbacks(environment, count);
-    for (const app of [...this.#fsmApps]) if (!gauges.fsmState.has(app)) this.forgetApp(app);
+    for (const [environment, count] of Object.entries(gauges.activeRollbacks)) this.#activeRollbacks.set({ environment }, count);
+    for (const app of [...this.#fsmApps]) if (!gauges.fsmState.has(app)) this.#forgetApp(app);
     for (const [app, state] of gauges.fsmState) this.setFsmState(app, state);
   }
 
   /** A replica that is not the leader exports no attempt gauges: summed over replicas, they count each attempt once. */
   clearStoredGauges(): void {
     this.#activeRollbacks.reset();
-    for (const app of [...this.#fsmApps]) this.forgetApp(app);
+    for (const app of [...this.#fsmApps]) this.#forgetApp(app);
   }
 
   observeRecovery(app: string, environment: string, seconds: number): void {

@@ -20,3 +20,26 @@ export class IntegrationError extends Error {
 export function isTransient(code: ErrorCode): boolean {
   return code === 'UNAVAILABLE' || code === 'TIMEOUT' || code === 'RATE_LIMITED';
 }
+
+/**
+ * A reconcile failure that retrying cannot fix, as controller-runtime's
+ * reconcile.TerminalError: the work queue counts and logs it and does not
+ * requeue the key; the next add of that key (a watch event, the resync) runs it
+ * again. `reason` is a CamelCase word for the log, the metric and a condition.
+ */
+export class TerminalError extends Error {
+  readonly reason: string;
+  constructor(reason: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TerminalError';
+    this.reason = reason;
+  }
+}
+
+/** The TerminalError in `error` or its chain of causes (errors.Is(err, TerminalError(nil))), if any. */
+export function terminalCause(error: unknown): TerminalError | undefined {
+  for (let at = error, depth = 0; at instanceof Error && depth < 16; at = at.cause, depth++) {
+    if (at instanceof TerminalError) return at;
+  }
+  return undefined;
+}

@@ -1,9 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
+import { TerminalError } from '../ports/errors.ts';
 import { KeyQueue, type QueueOptions, type ReconcileResult } from './queue.ts';
 
 const log = createLogger('ERROR');
+/** For the tests whose reconciles fail on purpose. */
+const quiet = { ...log, error: () => {}, child: () => quiet };
 
 /** The value of one series of the registry (a histogram's `_sum` or `_count` by its full name). */
 async function value(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
@@ -171,5 +174,84 @@ describe('KeyQueue metrics', () => {
     expect([await depth(metrics, '0'), await depth(metrics, '-100')]).toEqual([0, 0]);
     await release('busy');
     await stopped;
+  });
+});
+
+describe('KeyQueue and terminal errors', () => {
+  it('does not retry a key whose reconcile threw a TerminalError, counts it, and runs it again when it is added again', async () => {
+    // Given a reconcile that fails for good on one key, and a logger that keeps what it is told
+    const metrics = new Metrics();
+    const errors: Array<{ message: string; fields: Record<string, unknown> | undefined }> = [];
+    const logged = { ...log, error: (message: string, fields?: Record<string, unknown>) => { errors.push({ message, fields }); } };
+    const runs: string[] = [];
+    const queue = new KeyQueue(async (key) => {
+      runs.push(key);
+      if (key === 'ns/corrupt') throw new TerminalError('CorruptRecord', 'the stored attempt is not JSON');
+      return {};
+    }, logged, { baseBackoffMs: 10, maxBackoffMs: 20, metrics: metrics.queue('application') });
+
+    // When it is reconciled
+    queue.add('ns/corrupt');
+    await new Promise((r) => setTimeout(r, 100)); // five backoffs' worth
+
+    // Then it ran once: no backoff, no retry
+    expect(runs).toEqual(['ns/corrupt']);
+    expect(await value(metrics, 'controller_runtime_terminal_reconcile_errors_total', { controller: 'application' })).toBe(1);
+    // And, as controller-runtime counts it, it is an error too, but not a retry
+    expect(await value(metrics, 'controller_runtime_reconcile_errors_total', { controller: 'application' })).toBe(1);
+    expect(await value(metrics, 'controller_runtime_reconcile_total', { controller: 'application', result: 'error' })).toBe(1);
+    expect(await value(metrics, 'workqueue_retries_total', Q)).toBe(0);
+    // And it was logged as an error with its reason
+    expect(errors).toEqual([{ message: expect.stringContaining('retrying cannot fix'), fields: expect.objectContaining({ key: 'ns/corrupt', reason: 'CorruptRecord', error: 'the stored attempt is not JSON' }) }]);
+
+    // When a new event adds the key
+    queue.add('ns/corrupt');
+    await queue.idle();
+    // Then it runs again
+    expect(runs).toEqual(['ns/corrupt', 'ns/corrupt']);
+    await queue.stop();
+  });
+
+  it('finds a TerminalError among the causes of what was thrown, and retries anything else', async () => {
+    const runs: string[] = [];
+    const queue = new KeyQueue(async (key) => {
+      runs.push(key);
+      if (key === 'ns/wrapped') throw new Error('reconcile failed', { cause: new TerminalError('TransitionRefused', 'Abort -> PRCreated is not in the table') });
+      if (key === 'ns/flaky' && runs.filter((k) => k === key).length < 3) throw new Error('etcd down');
+      return {};
+    }, quiet, { baseBackoffMs: 5, maxBackoffMs: 10 });
+    queue.add('ns/wrapped');
+    queue.add('ns/flaky');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(runs.filter((k) => k === 'ns/wrapped')).toHaveLength(1);
+    expect(runs.filter((k) => k === 'ns/flaky')).toHaveLength(3);
+    await queue.stop();
+  });
+
+  it('forgets the failures before a terminal error: the next error backs off from the start', async () => {
+    vi.useFakeTimers();
+    try {
+      const runs: number[] = [];
+      let script = ['transient', 'transient', 'terminal', 'transient', 'ok'];
+      const queue = new KeyQueue(async () => {
+        runs.push(Date.now());
+        const step = script[0];
+        script = script.slice(1);
+        if (step === 'transient') throw new Error('etcd down');
+        if (step === 'terminal') throw new TerminalError('CorruptRecord', 'not JSON');
+        return {};
+      }, quiet, { baseBackoffMs: 100, maxBackoffMs: 10_000, now: () => Date.now() });
+      queue.add('ns/a');
+      await vi.advanceTimersByTimeAsync(1000); // 100 + 200 ms of backoff, then the terminal error, then nothing
+      expect(runs).toHaveLength(3);
+      queue.add('ns/a'); // a new event: it fails transiently again
+      await vi.advanceTimersByTimeAsync(150);
+      // Retried after 100 ms, the first step of the backoff (not 400, the third)
+      expect(runs).toHaveLength(5);
+      expect(runs[4]! - runs[3]!).toBe(100);
+      await queue.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -8,7 +8,13 @@
 // delay the one that just turned Degraded.
 // What it does is told through QueueMetrics, in the terms controller-runtime's
 // workqueue and reconcile metrics count it (src/observability/metrics.ts).
+// A reconcile that throws a TerminalError is not retried: like controller-runtime,
+// the queue counts it, logs it and forgets the key until it is added again.
 import type { Logger } from '../observability/log.ts';
+import { terminalCause } from '../ports/errors.ts';
+import type { Lane, QueueMetrics, ReconcileOutcome } from '../ports/queue-metrics.ts';
+
+export type { Lane, QueueMetrics, ReconcileOutcome } from '../ports/queue-metrics.ts';
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
@@ -16,39 +22,16 @@ export interface ReconcileResult {
 
 export type ReconcileFn = (key: string) => Promise<ReconcileResult>;
 
-export type Lane = 'normal' | 'low';
-
-/** How a reconcile ended, as controller-runtime labels it (`requeue` is never ours: there is no immediate requeue). */
-export type ReconcileOutcome = 'success' | 'error' | 'requeue' | 'requeue_after';
-
-/**
- * What the queue reports, at the points controller-runtime's priority queue
- * reports them: a key counts as added when it enters a ready lane (a delayed key
- * when its delay ends), not when a duplicate add is absorbed.
- */
-export interface QueueMetrics {
-  /** A key entered a ready lane. */
-  added(lane: Lane): void;
-  /** A ready key left `from` without being taken: promoted to `to`, or dropped by stop() (`to` undefined). */
-  moved(from: Lane, to?: Lane): void;
-  /** A worker took a key that had waited `waitedSeconds` in its lane. */
-  taken(lane: Lane, waitedSeconds: number): void;
-  /** A reconcile ended after `seconds`. */
-  finished(outcome: ReconcileOutcome, seconds: number): void;
-  /** A key was added with a delay (a backoff after an error, or a requested requeue), as client-go counts retries. */
-  retried(): void;
-}
-
 export interface QueueOptions {
   concurrency?: number;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
   metrics?: QueueMetrics;
-  /** Milliseconds, for the durations the metrics report; performance.now() unless a test moves it. */
+  /** Milliseconds, for the durations the metrics report and which of two delays is due first; performance.now() unless a test moves it. */
   now?: () => number;
 }
 
-const noMetrics: QueueMetrics = { added() {}, moved() {}, taken() {}, finished() {}, retried() {} };
+const noMetrics: QueueMetrics = { added() {}, moved() {}, taken() {}, finished() {}, terminal() {}, retried() {} };
 
 export class KeyQueue {
   private readonly reconcile: ReconcileFn;
@@ -112,7 +95,7 @@ export class KeyQueue {
   addAfter(key: string, delayMs: number): void {
     if (this.stopped) return;
     if (delayMs > 0) this.metrics.retried();
-    const at = Date.now() + delayMs;
+    const at = this.now() + delayMs;
     const pending = this.timers.get(key);
     if (pending && pending.at <= at) return;
     if (pending) clearTimeout(pending.timer);
@@ -181,6 +164,15 @@ export class KeyQueue {
       outcome = result.requeueAfterMs === undefined ? 'success' : result.requeueAfterMs > 0 ? 'requeue_after' : 'requeue';
       if (result.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
     } catch (error) {
+      const terminal = terminalCause(error);
+      if (terminal) {
+        this.failures.delete(key);
+        this.metrics.terminal();
+        this.log.error('Reconcile failed with an error retrying cannot fix; not retried until the key is added again', {
+          key, reason: terminal.reason, error: (error as Error).message,
+        });
+        return;
+      }
       const failures = (this.failures.get(key) ?? 0) + 1;
       this.failures.set(key, failures);
       const delay = Math.min(this.maxBackoffMs, this.baseBackoffMs * 2 ** (failures - 1));

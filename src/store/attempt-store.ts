@@ -9,6 +9,7 @@
 import { KEYS } from '../api/etcd.ts';
 import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../events/types.ts';
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
+import { TerminalError } from '../ports/errors.ts';
 import { holdsApp } from '../fsm/table.ts';
 import type { Compare, KV, Put } from './kv.ts';
 
@@ -82,11 +83,13 @@ export class AttemptStore implements OutboxStore {
   private readonly kv: KV;
   private fence: () => Fence | undefined;
   private outboxCounter = 0;
+  private readonly now: () => number;
 
-  /** `fence` returns the current leadership proof, or undefined when leader election is off. */
-  constructor(kv: KV, fence: () => Fence | undefined = () => undefined) {
+  /** `fence` returns the current leadership proof, or undefined when leader election is off; `now` (ms) orders the outbox. */
+  constructor(kv: KV, fence: () => Fence | undefined = () => undefined, now: () => number = () => Date.now()) {
     this.kv = kv;
     this.fence = fence;
+    this.now = now;
   }
 
   async loadApp(appKey: string): Promise<AppState> {
@@ -104,7 +107,7 @@ export class AttemptStore implements OutboxStore {
       const stored = await this.getAttempt(appKey, active.value);
       if (stored) state.active = stored;
     } else if (health) {
-      const history = JSON.parse(health.value) as { correlationId: string; checks: HealthCheck[] };
+      const history = parseStored<{ correlationId: string; checks: HealthCheck[] }>(health);
       state.pending = { ...history, modRevision: health.modRevision };
     }
     return state;
@@ -117,9 +120,9 @@ export class AttemptStore implements OutboxStore {
       this.kv.get(KEYS.health(appKey)),
     ]);
     if (!state || !attempt) return undefined;
-    const history = health ? (JSON.parse(health.value) as { correlationId: string; checks: HealthCheck[] }) : undefined;
+    const history = health ? parseStored<{ correlationId: string; checks: HealthCheck[] }>(health) : undefined;
     return {
-      record: JSON.parse(attempt.value) as AttemptRecord,
+      record: parseStored<AttemptRecord>(attempt),
       checks: history?.correlationId === correlationId ? history.checks : [],
       modRevision: state.modRevision,
     };
@@ -142,7 +145,7 @@ export class AttemptStore implements OutboxStore {
   /** The attempt's state key alone (the seed's runbook key): a small read, for the gauges. */
   async getState(appKey: string, correlationId: string): Promise<StateKey | undefined> {
     const state = await this.kv.get(KEYS.state(appKey, correlationId));
-    return state ? (JSON.parse(state.value) as StateKey) : undefined;
+    return state ? parseStored<StateKey>(state) : undefined;
   }
 
   /** The app's active correlationId, if it has one. */
@@ -168,7 +171,7 @@ export class AttemptStore implements OutboxStore {
   /** Every stored attempt record, newest writes included, for the RollbackAttempt projection. */
   async allAttempts(): Promise<AttemptRecord[]> {
     const all = await this.kv.getPrefix(KEYS.rollbackPrefix);
-    return all.filter((kv) => kv.key.endsWith('/attempt')).map((kv) => JSON.parse(kv.value) as AttemptRecord);
+    return all.filter((kv) => kv.key.endsWith('/attempt')).map((kv) => parseStored<AttemptRecord>(kv));
   }
 
   async commit(write: AttemptWrite): Promise<CommitResult> {
@@ -275,6 +278,28 @@ export class AttemptStore implements OutboxStore {
   // events of one transaction, the event id makes the key unique across replicas.
   private outboxKey(event: CloudEvent): string {
     const seq = (this.outboxCounter++ % 1_000_000).toString().padStart(6, '0');
-    return `${KEYS.outboxPrefix}${Date.now().toString().padStart(15, '0')}-${seq}-${event.id}`;
+    return `${KEYS.outboxPrefix}${this.now().toString().padStart(15, '0')}-${seq}-${event.id}`;
+  }
+}
+
+/**
+ * A stored value that is not JSON: no retry can read it, so the reconcile stops
+ * (TerminalError) instead of failing every backoff forever; the key names what to
+ * repair (or delete) by hand.
+ */
+export class CorruptRecord extends TerminalError {
+  readonly key: string;
+  constructor(key: string, cause: unknown) {
+    super('CorruptRecord', `${key} in etcd is not JSON (${cause instanceof Error ? cause.message : String(cause)})`, { cause });
+    this.name = 'CorruptRecord';
+    this.key = key;
+  }
+}
+
+function parseStored<T>(kv: { key: string; value: string }): T {
+  try {
+    return JSON.parse(kv.value) as T;
+  } catch (err) {
+    throw new CorruptRecord(kv.key, err);
   }
 }
