@@ -153,6 +153,11 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     const app = await this.read<FakeApp>(K.app(ref));
     return app?.health ? { status: app.health, ...(app.syncRevision ? { revision: app.syncRevision } : {}) } : undefined;
   }
+  async readApplicationHealth(ref: AppRef): Promise<{ status: HealthStatus; revision?: string } | undefined> {
+    await this.call('readApplicationHealth');
+    const app = await this.read<FakeApp>(K.app(ref));
+    return app?.health ? { status: app.health, ...(app.syncRevision ? { revision: app.syncRevision } : {}) } : undefined;
+  }
   async getApplicationSyncStatus(ref: AppRef): Promise<{ status: string; revision?: string } | undefined> {
     const app = await this.read<FakeApp>(K.app(ref));
     return app ? { status: 'Synced', ...(app.syncRevision ? { revision: app.syncRevision } : {}) } : undefined;

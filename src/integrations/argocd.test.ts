@@ -88,6 +88,9 @@ describe('ArgoCdWatcher with the Argo CD REST API as source', () => {
     const { watcher, seen } = await argocdApi(() => ({ status: 200, body: application({ health: { status: 'Progressing' }, sync: { status: 'OutOfSync', revision: 'd4' } }) }));
     expect(await watcher.getApplicationHealth({ namespace: 'team-a', name: 'payment service' })).toEqual({ status: 'Progressing', revision: 'd4' });
     expect(await watcher.getApplicationSyncStatus({ namespace: 'team-a', name: 'payment service' })).toEqual({ status: 'OutOfSync', revision: 'd4' });
+    // I2's fresh read asks the same source: a second source of health, as ARGOCD_URL promises.
+    expect(await watcher.readApplicationHealth({ namespace: 'team-a', name: 'payment service' })).toEqual({ status: 'Progressing', revision: 'd4' });
+    expect(seen).toHaveLength(3);
     expect(seen[0]!.url.pathname).toBe('/api/v1/applications/payment%20service');
     expect(seen[0]!.url.searchParams.get('appNamespace')).toBe('team-a');
     expect(seen[0]!.headers.authorization).toBe('Bearer secret-token');

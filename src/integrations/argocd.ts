@@ -203,6 +203,11 @@ export class ArgoCdWatcher implements ArgoCdPort {
     return { status: view.health ?? 'Unknown', ...(view.syncRevision ? { revision: view.syncRevision } : {}) };
   }
 
+  async readApplicationHealth(ref: AppRef): Promise<{ status: HealthStatus; revision?: string } | undefined> {
+    const view = this.options.rest ? await this.fetchView('readApplicationHealth', ref) : await this.readApplication(ref);
+    return view && { status: view.health ?? 'Unknown', ...(view.syncRevision ? { revision: view.syncRevision } : {}) };
+  }
+
   async getApplicationSyncStatus(ref: AppRef): Promise<{ status: string; revision?: string } | undefined> {
     if (this.options.rest) {
       const object = await this.fetchApplication('getApplicationSyncStatus', ref);

@@ -6,6 +6,7 @@
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
 import { ANNOTATIONS, API_VERSION, GROUP, KINDS, LABELS, PLURALS, VERSION } from '../api/group.ts';
 import { attemptName, type AttemptRecord } from '../fsm/record.ts';
+import { inProgress } from '../fsm/table.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { AttemptObjectsPort, HumanRequests } from '../ports/kubernetes.ts';
@@ -27,7 +28,8 @@ const truncate = (text: string, max: number) => (text.length > max ? `${text.sli
  * `generation` (left out while unknown: a merge patch then keeps the last one). Pure.
  */
 export function statusOf(record: AttemptRecord, generation?: number): Record<string, unknown> {
-  const active = record.state !== 'Idle' && record.state !== 'RollbackComplete' && record.state !== 'Abort';
+  // The `Active` condition: True while the machine works on the attempt (an aborted one holds the app but waits).
+  const active = inProgress(record.state);
   return {
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
     phase: record.state,

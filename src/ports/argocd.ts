@@ -39,7 +39,13 @@ export interface ArgoCdPort {
   getApplication(ref: AppRef): Promise<ApplicationView | undefined>;
   /** A fresh read from the API server, past the watch cache: undefined only when it does not exist. */
   readApplication(ref: AppRef): Promise<ApplicationView | undefined>;
+  /** Health as last seen: the watch cache, or Argo CD's REST API when ARGOCD_URL is set. */
   getApplicationHealth(ref: AppRef): Promise<{ status: HealthStatus; revision?: string } | undefined>;
+  /**
+   * Health read now, for I2 ("Degraded now") just before a merge decision: Argo CD's
+   * REST API when ARGOCD_URL is set, else a GET from the API server — never the cache.
+   */
+  readApplicationHealth(ref: AppRef): Promise<{ status: HealthStatus; revision?: string } | undefined>;
   getApplicationSyncStatus(ref: AppRef): Promise<{ status: string; revision?: string } | undefined>;
   /** Every Application the operator watches. */
   listApplications(): Promise<ApplicationView[]>;

@@ -329,8 +329,8 @@ export class ApplicationReconciler {
       return undefined;
     });
     const [health, deployments, open] = await Promise.all([
-      // I2 is "Degraded now": a GET from the API server, past the watch cache (one request per evaluation).
-      settle('Argo CD health', this.deps.argocd.readApplication(record.app).then((fresh) => (fresh?.health ? { status: fresh.health } : undefined))),
+      // I2 is "Degraded now": read past the watch cache, one request per evaluation.
+      settle('Argo CD health', this.deps.argocd.readApplicationHealth(record.app)),
       settle('Deployment status', this.deps.cluster.getDeploymentStatus(app)),
       pr ? settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, path: app.source?.path ?? '.' })) : undefined,
     ]);

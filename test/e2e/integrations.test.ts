@@ -145,6 +145,10 @@ describe('ArgoCdWatcher on the real API server', () => {
       }
       expect(kc.requests.filter((r) => !r.includes('watch=true')).length).toBe(before);
       expect(await watcher.getApplicationHealth({ namespace, name: 'no-such-app' })).toBeUndefined();
+      // I2's read before a merge is not the cache: one GET of the Application each time.
+      expect(await watcher.readApplicationHealth({ namespace, name: 'payment-service' })).toEqual({ status: 'Degraded', revision: 'b'.repeat(40) });
+      expect(kc.requests.filter((r) => !r.includes('watch=true')).length).toBe(before + 1);
+      expect(kc.requests.at(-1)).toContain(`/namespaces/${namespace}/applications/payment-service`);
     } finally {
       await watcher.stop();
     }
