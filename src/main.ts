@@ -5,7 +5,7 @@ import { auditLogTee } from './audit/log-line.ts';
 import { openAuditTrail } from './audit/trail.ts';
 import { KEYS } from './api/etcd.ts';
 import { ConfigErrors, loadConfig, policyDefaults, type Config } from './config.ts';
-import { JetStreamBus } from './events/jetstream.ts';
+import { JetStreamBus, wakeConsumerName } from './events/jetstream.ts';
 import { ApprovalEnforcementCheck } from './integrations/approval-enforcement.ts';
 import { ArgoCdWatcher } from './integrations/argocd.ts';
 import { kubeEventRecorder } from './integrations/events.ts';
@@ -93,6 +93,8 @@ operator = new Operator({
   monitoring: (app) => policies.monitoring(app),
   afterResync: (apps) => policies.writeStatuses(apps),
   audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
+  // One durable consumer per installation, which its etcd prefix sets apart (as it does the leader key).
+  eventConsumer: wakeConsumerName(config.etcdPrefix),
   allowedOwner: config.githubOrg, events: kubeEvents, approvalEnforcement,
   resyncIntervalMs: Math.max(config.pollIntervalSec * 3, 30) * 1000,
   // Reconciles wait on GitHub and etcd, not CPU: many keys may be in flight at once.

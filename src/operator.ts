@@ -3,7 +3,7 @@
 // RollbackAttempt informer and JetStream events. Only the leader reconciles and
 // relays; standbys keep campaigning and are ready to take over.
 import type { AuditLog } from './audit/audit-log.ts';
-import type { EventBus, JetStreamBus, EventConsumer } from './events/jetstream.ts';
+import { PER_POD_CONSUMER_PREFIX, wakeConsumerName, type EventBus, type JetStreamBus, type EventConsumer } from './events/jetstream.ts';
 import { OutboxRelay } from './events/outbox-relay.ts';
 import { AttemptGauges } from './observability/attempt-gauges.ts';
 import type { Logger } from './observability/log.ts';
@@ -24,6 +24,8 @@ export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd
   identity: string;
   argocdNamespace: string;
   leaderElection: boolean;
+  /** The installation's durable JetStream consumer (wakeConsumerName of its etcd prefix); `ai-operator-wake` when not given. */
+  eventConsumer?: string;
   resyncIntervalMs?: number;
   relayIntervalMs?: number;
   leaderTtlSeconds?: number;
@@ -42,7 +44,8 @@ export class Operator {
   private readonly reconciler: ApplicationReconciler;
   private resyncTimer?: NodeJS.Timeout;
   private stopWatch?: () => Promise<void>;
-  private consumer?: EventConsumer;
+  /** The wake-up consumer, while leader: the installation has one durable consumer, and a standby must not take its messages. */
+  private consumer?: Promise<EventConsumer | undefined>;
   private started = false;
   /** App keys with an active attempt, kept from the etcd watch. */
   private readonly active = new Set<string>();
@@ -159,19 +162,6 @@ export class Operator {
       this.log.warn('etcd watch failed; the resync still covers every app', { error: error.message });
     });
     await this.refreshActive();
-    if (this.options.bus.consume) {
-      this.consumer = await this.options.bus.consume({
-        durable: `ai-operator-wake-${this.options.identity.replace(/[^A-Za-z0-9_-]/g, '_')}`,
-        handler: (event) => {
-          const [namespace, name] = event.subject.split('/');
-          if (namespace && name) this.enqueue({ namespace, name });
-        },
-        onRejected: (rejected) => this.options.audit.record({
-          level: 'WARN', module: 'EventBus', actionType: 'EVENT_REJECTED', message: `Rejected a malformed event on ${rejected.subject}`,
-          reasoning: rejected.errors, metadata: { subject: rejected.subject, reason: rejected.reason },
-        }).then(() => undefined),
-      });
-    }
     if (this.leader) {
       await this.leader.start();
     } else {
@@ -187,7 +177,7 @@ export class Operator {
     this.gaugesTimer = undefined;
     await this.queue.stop();
     await this.relay.stop();
-    await this.consumer?.stop();
+    await this.stopConsumer();
     await this.stopWatch?.();
     await this.leader?.stop();
   }
@@ -267,8 +257,37 @@ export class Operator {
     this.resyncTimer.unref?.();
   }
 
+  /** JetStream events wake apps early; the leader alone reads them, since only it reconciles. */
+  private startConsumer(): void {
+    const bus = this.options.bus;
+    if (!bus.consume || this.consumer) return;
+    this.consumer = bus.consume({
+      durable: this.options.eventConsumer ?? wakeConsumerName(''),
+      // An older version's consumers, one per pod, are deleted once idle.
+      supersedes: PER_POD_CONSUMER_PREFIX,
+      handler: (event) => {
+        const [namespace, name] = event.subject.split('/');
+        if (namespace && name) this.enqueue({ namespace, name });
+      },
+      onRejected: (rejected) => this.options.audit.record({
+        level: 'WARN', module: 'EventBus', actionType: 'EVENT_REJECTED', message: `Rejected a malformed event on ${rejected.subject}`,
+        reasoning: rejected.errors, metadata: { subject: rejected.subject, reason: rejected.reason },
+      }).then(() => undefined),
+    }).catch((error: Error) => {
+      this.log.warn('Could not start the event consumer; the resync still covers every app', { error: error.message });
+      return undefined;
+    });
+  }
+
+  private async stopConsumer(): Promise<void> {
+    const consumer = this.consumer;
+    this.consumer = undefined;
+    await (await consumer)?.stop();
+  }
+
   private onElected(): void {
     this.options.metrics.setLeader(true);
+    this.startConsumer();
     void this.options.audit.record({ module: 'Operator', actionType: 'LEADER_ELECTED', message: `${this.options.identity} became leader`, metadata: { identity: this.options.identity } })
       .catch((error: Error) => this.log.error('Could not audit leader election', { error: error.message }));
     this.relay.start(this.options.relayIntervalMs ?? 1000);
@@ -279,6 +298,7 @@ export class Operator {
     this.options.metrics.setLeader(false);
     this.options.metrics.clearStoredGauges();
     void this.relay.stop();
+    void this.stopConsumer();
     void this.options.audit.record({ level: 'WARN', module: 'Operator', actionType: 'LEADER_LOST', message: `${this.options.identity} lost leadership: ${why}`, metadata: { identity: this.options.identity } })
       .catch((error: Error) => this.log.error('Could not audit leadership loss', { error: error.message }));
   }

@@ -3,7 +3,8 @@ import { Counter, Registry } from 'prom-client';
 import { describe, expect, it, vi } from 'vitest';
 import { IntegrationError } from '../ports/errors.ts';
 import { exampleEvent } from './examples.ts';
-import { deliver, EVENTS_REJECTED_METRIC, InvalidEventError, streamConfig, type DeliveryContext, type Rejected } from './jetstream.ts';
+import { JetStreamError } from '@nats-io/jetstream';
+import { deliver, EVENTS_REJECTED_METRIC, InvalidEventError, PER_POD_CONSUMER_PREFIX, restartReasonOf, streamConfig, supersededConsumers, wakeConsumerName, type DeliveryContext, type Rejected } from './jetstream.ts';
 import type { CloudEvent } from './types.ts';
 
 const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
@@ -92,5 +93,49 @@ describe('InvalidEventError', () => {
     expect(err).toBeInstanceOf(IntegrationError);
     expect(err.code).toBe('INVALID_ARGUMENT');
     expect(err.errors).toBe('data.number: must be integer');
+  });
+});
+
+describe('wakeConsumerName', () => {
+  it('names one consumer per installation, from its etcd prefix', () => {
+    expect(wakeConsumerName('')).toBe('ai-operator-wake');
+    expect(wakeConsumerName('/team-a')).toBe('ai-operator-wake_2fteam-a');
+    expect(wakeConsumerName('/t/e2e.1_x')).toBe('ai-operator-wake_2ft_2fe2e_2e1_5fx');
+  });
+
+  it('gives two prefixes two names, none a per-pod name of an older version, all valid JetStream names', () => {
+    const prefixes = ['', '/a', '/a_b', '/a/b', '/a.b', '/a_2fb', '/a_/b', '/a/_b', '/_', '/-'];
+    const names = prefixes.map(wakeConsumerName);
+    expect(new Set(names).size).toBe(prefixes.length);
+    for (const name of names) {
+      expect(name.startsWith(PER_POD_CONSUMER_PREFIX)).toBe(false);
+      expect(name).toMatch(/^[A-Za-z0-9_-]+$/);
+    }
+  });
+});
+
+describe('supersededConsumers', () => {
+  const ours = 'ai-operator.>';
+  const info = (name: string, num_waiting: number, filter_subject = ours) => ({ name, num_waiting, config: { filter_subject } }) as Parameters<typeof supersededConsumers>[0][number];
+
+  it('picks the idle per-pod consumers of our subjects, never the one kept, a live one, or another\'s', () => {
+    const consumers = [
+      info('ai-operator-wake-ai-operator-7d9f-x2', 0), // an older pod, gone
+      info('ai-operator-wake-ai-operator-1', 1), // an older replica still reading
+      info('ai-operator-wake', 0), // ours, idle between two leaders
+      info('ai-operator-wake-other', 0, 'other.>'), // some other subjects
+      info('reader-1234', 0), // not ours at all
+    ];
+    expect(supersededConsumers(consumers, PER_POD_CONSUMER_PREFIX, 'ai-operator-wake', ours)).toEqual(['ai-operator-wake-ai-operator-7d9f-x2']);
+  });
+});
+
+describe('restartReasonOf', () => {
+  it('names what the client stopped the loop with', () => {
+    expect(restartReasonOf(new JetStreamError('consumer deleted'))).toBe('ConsumerDeleted');
+    expect(restartReasonOf(new Error('consumer not found'))).toBe('ConsumerNotFound');
+    expect(restartReasonOf(new Error('stream not found'))).toBe('StreamNotFound');
+    expect(restartReasonOf(new Error('permissions violation'))).toBe('Error');
+    expect(restartReasonOf('nothing')).toBe('Error');
   });
 });

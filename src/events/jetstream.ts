@@ -1,13 +1,20 @@
 // The JetStream event bus (SPEC §9). Events are validated before they are sent
 // and again when they are received; Nats-Msg-Id is the event id, so an outbox
 // entry re-published after a crash is dropped by JetStream's duplicate window.
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
-import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg, StreamConfig } from '@nats-io/jetstream';
+//
+// The operator's consumer only wakes the reconciler (the etcd record is the
+// truth): one durable consumer per installation, created to deliver new
+// messages only, read by the leader alone, and opened again by
+// consumer-supervisor.ts whenever its loop dies.
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, JetStreamError, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
+import type { ConsumerInfo, JetStreamClient, JetStreamManager, JsMsg, StreamConfig } from '@nats-io/jetstream';
 import { connect, nanos, NoRespondersError, TimeoutError, type NatsConnection } from '@nats-io/transport-node';
-import { Counter, type Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
 import { EVENTS_REJECTED_METRIC } from '../api/metrics.ts';
 import type { Logger } from '../observability/log.ts';
+import { eventBusCounters } from '../observability/metrics.ts';
 import { IntegrationError } from '../ports/errors.ts';
+import { superviseConsumer, type Backoff, type ConsumerRestartReason, type ConsumerSession } from './consumer-supervisor.ts';
 import { SUBJECT_PREFIX, subjectFor, typeOfEvent, type CloudEvent } from './types.ts';
 import { parseEvent, validateEvent, type RejectReason } from './validate.ts';
 
@@ -15,6 +22,8 @@ export const STREAM_NAME = 'AI_OPERATOR';
 export const STREAM_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 export const STREAM_DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 export { EVENTS_REJECTED_METRIC };
+/** What an older version named its consumers: one per pod, `ai-operator-wake-{pod}`. */
+export const PER_POD_CONSUMER_PREFIX = 'ai-operator-wake-';
 
 export type EventLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
@@ -51,12 +60,20 @@ export interface Rejected {
 }
 
 export interface ConsumeOptions {
+  /** Created if absent, delivering only messages published from then on; kept (with its place in the stream) across restarts. */
   durable: string;
   handler: (event: CloudEvent) => Promise<void> | void;
   /** Called before a malformed message is terminated; if it throws, the message is redelivered. */
   onRejected?: (rejected: Rejected) => Promise<void> | void;
   /** How long JetStream waits before redelivering a message whose handler threw. */
   nakDelayMs?: number;
+  /**
+   * Durable consumers this one replaces, by name prefix (an older version's per-pod
+   * ones): deleted when idle, once, when this one is first opened.
+   */
+  supersedes?: string;
+  /** Between two opens of a consumer whose loop died; 1 s doubling to 30 s unless a test shortens it. */
+  restartBackoff?: Backoff;
 }
 
 export interface EventConsumer {
@@ -74,6 +91,40 @@ export function streamConfig(name: string = STREAM_NAME, subjectPrefix: string =
   };
 }
 
+/**
+ * The durable consumer's name for an installation, from the etcd prefix that
+ * sets the installation apart (its leader key is `{prefix}/ai-operator/leader`):
+ * `ai-operator-wake` for the empty prefix. A prefix's `_`, `/` and `.` are
+ * escaped (`_5f`, `_2f`, `_2e`), so two prefixes never share a name, and no name
+ * starts with the per-pod prefix an older version used. Pure.
+ */
+export function wakeConsumerName(etcdPrefix: string): string {
+  const escaped = etcdPrefix.replace(/[_/.]/g, (c) => `_${c.charCodeAt(0).toString(16)}`);
+  return `ai-operator-wake${escaped}`;
+}
+
+/**
+ * The consumers to delete in favour of `keep`: named with the superseded prefix,
+ * reading our subjects, and idle (no pull request waiting, so no process reads
+ * them: a replica of the older version still running keeps its own). Pure.
+ */
+export function supersededConsumers(consumers: readonly Pick<ConsumerInfo, 'name' | 'num_waiting' | 'config'>[], prefix: string, keep: string, filterSubject: string): string[] {
+  return consumers
+    .filter((c) => c.name !== keep && c.name.startsWith(prefix) && c.num_waiting === 0)
+    .filter((c) => c.config.filter_subject === filterSubject || (c.config.filter_subjects?.length === 1 && c.config.filter_subjects[0] === filterSubject))
+    .map((c) => c.name);
+}
+
+/** What killed a consumer's loop, from the error the client stopped it with. */
+export function restartReasonOf(error: unknown): ConsumerRestartReason {
+  const message = error instanceof Error ? error.message.toLowerCase() : '';
+  // The client's words for them (its status errors carry no code we can import).
+  if (error instanceof JetStreamError && message === 'consumer deleted') return 'ConsumerDeleted';
+  if (message === 'consumer not found') return 'ConsumerNotFound';
+  if (message === 'stream not found') return 'StreamNotFound';
+  return 'Error';
+}
+
 export class JetStreamBus implements EventBus {
   readonly stream: string;
   readonly subjectPrefix: string;
@@ -82,6 +133,7 @@ export class JetStreamBus implements EventBus {
   private readonly jsm: JetStreamManager;
   private readonly log: EventLog;
   private readonly rejected: Counter<'reason'>;
+  private readonly restarts: Counter<'reason'>;
   private readonly consumers = new Set<EventConsumer>();
   // Set from the client's status events; the client reconnects by itself, this only reports.
   private lostConnection: string | undefined;
@@ -93,7 +145,7 @@ export class JetStreamBus implements EventBus {
     this.log = options.log;
     this.stream = options.stream ?? STREAM_NAME;
     this.subjectPrefix = options.subjectPrefix ?? SUBJECT_PREFIX;
-    this.rejected = rejectedCounter(options.registry);
+    ({ rejected: this.rejected, consumerRestarts: this.restarts } = eventBusCounters(options.registry));
     void (async () => {
       for await (const status of nc.status()) {
         if (status.type === 'disconnect') this.lostConnection = `disconnected from ${status.server}, reconnecting`;
@@ -112,7 +164,10 @@ export class JetStreamBus implements EventBus {
   static async connect(options: JetStreamBusOptions): Promise<JetStreamBus> {
     let nc: NatsConnection;
     try {
-      nc = await connect({ servers: options.servers, name: 'ai-operator' });
+      // Reconnect for as long as it takes: the client's default gives up after ten tries
+      // (about 20 s), and a closed connection would leave the relay and the consumer dead
+      // until the pod is restarted, which nothing does (readiness does not restart).
+      nc = await connect({ servers: options.servers, name: 'ai-operator', maxReconnectAttempts: -1 });
     } catch (err) {
       throw toIntegrationError('connect', err);
     }
@@ -161,21 +216,15 @@ export class JetStreamBus implements EventBus {
     }
   }
 
-  /** Starts a durable pull consumer over every event subject of the stream. */
+  /**
+   * Starts a durable pull consumer over every event subject of the stream, kept
+   * running by superviseConsumer: a loop that dies (consumer deleted, stream
+   * gone, an error) is opened again after a backoff, logged and counted in
+   * ai_operator_event_consumer_restarts_total{reason}. Resolves once the first
+   * open was tried; a failed one is tried again the same way.
+   */
   async consume(options: ConsumeOptions): Promise<EventConsumer> {
-    const config = {
-      durable_name: options.durable,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      filter_subject: `${this.subjectPrefix}.>`,
-    };
-    let messages: ConsumerMessages;
-    try {
-      await this.jsm.consumers.add(this.stream, config);
-      messages = await (await this.js.consumers.get(this.stream, options.durable)).consume({ max_messages: 64 });
-    } catch (err) {
-      throw toIntegrationError('consume', err);
-    }
+    const filterSubject = `${this.subjectPrefix}.>`;
     const context: DeliveryContext = {
       subjectPrefix: this.subjectPrefix,
       handler: options.handler,
@@ -184,20 +233,78 @@ export class JetStreamBus implements EventBus {
       rejected: this.rejected,
       log: this.log,
     };
-    const loop = (async () => {
-      for await (const msg of messages) await deliver(msg, context);
-    })().catch((err: unknown) => {
-      this.log.error('Event consumer stopped', { durable: options.durable, error: errorMessage(err) });
+    let supersededChecked = options.supersedes === undefined;
+    const open = async (): Promise<ConsumerSession> => {
+      await this.ensureConsumer(options.durable, filterSubject);
+      if (!supersededChecked) {
+        await this.deleteSuperseded(options.supersedes!, options.durable, filterSubject);
+        supersededChecked = true;
+      }
+      let messages;
+      try {
+        // Without abort_on_missing_resource the client waits forever for a deleted consumer to come back.
+        messages = await (await this.js.consumers.get(this.stream, options.durable)).consume({ max_messages: 64, abort_on_missing_resource: true });
+      } catch (err) {
+        throw toIntegrationError('consume', err);
+      }
+      const ended = (async () => {
+        for await (const msg of messages) await deliver(msg, context);
+      })();
+      // Observed by the supervisor; this keeps a death before it looks from being unhandled.
+      ended.catch(() => {});
+      return { ended, close: () => messages.close().then(() => undefined) };
+    };
+    const supervised = await superviseConsumer({
+      name: options.durable, open, reasonOf: restartReasonOf, log: this.log,
+      restarted: (reason) => this.restarts.inc({ reason }),
+      hopeless: () => (this.nc.isClosed() ? 'the NATS connection is closed' : undefined),
+      ...(options.restartBackoff ? { backoff: options.restartBackoff } : {}),
     });
     const consumer: EventConsumer = {
       stop: async () => {
         this.consumers.delete(consumer);
-        await messages.close();
-        await loop;
+        await supervised.stop();
       },
     };
     this.consumers.add(consumer);
     return consumer;
+  }
+
+  /** Creates the durable consumer if it is absent (an identical one is left as it is), and the stream if that is gone too. */
+  private async ensureConsumer(durable: string, filterSubject: string): Promise<void> {
+    const config = {
+      durable_name: durable,
+      ack_policy: AckPolicy.Explicit,
+      // Events only wake the reconciler and the record in etcd is the truth: a new
+      // consumer has nothing to catch up on, and must not replay 7 days of stream.
+      deliver_policy: DeliverPolicy.New,
+      filter_subject: filterSubject,
+    };
+    try {
+      await this.jsm.consumers.add(this.stream, config);
+    } catch (err) {
+      // A server that lost its state (no persistent volume): the stream goes back first.
+      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw toIntegrationError('consume', err);
+      await this.ensureStream();
+      try {
+        await this.jsm.consumers.add(this.stream, config);
+      } catch (again) {
+        throw toIntegrationError('consume', again);
+      }
+    }
+  }
+
+  /** Deletes the idle consumers `durable` replaces; a failure is logged, not thrown: they only take space. */
+  private async deleteSuperseded(prefix: string, durable: string, filterSubject: string): Promise<void> {
+    try {
+      const names = supersededConsumers(await this.jsm.consumers.list(this.stream).next(), prefix, durable, filterSubject);
+      for (const name of names) {
+        await this.jsm.consumers.delete(this.stream, name);
+        this.log.info('Deleted a consumer of an older version', { consumer: name, replacedBy: durable });
+      }
+    } catch (err) {
+      this.log.warn('Could not delete the consumers of an older version', { replacedBy: durable, error: errorMessage(err) });
+    }
   }
 
   async close(): Promise<void> {
@@ -254,18 +361,6 @@ async function reject(msg: Delivery, reason: RejectReason, errors: string, conte
   // The term reason travels in a JetStream advisory; keep it short.
   msg.term(`${reason}: ${errors}`.slice(0, 256));
   return 'rejected';
-}
-
-function rejectedCounter(registry: Registry): Counter<'reason'> {
-  // Several buses may share one registry (tests, reconnects); the metric is one.
-  const existing = registry.getSingleMetric(EVENTS_REJECTED_METRIC);
-  if (existing !== undefined) return existing as Counter<'reason'>;
-  return new Counter({
-    name: EVENTS_REJECTED_METRIC,
-    help: 'Events received that were not JSON or failed their schema, and were terminated.',
-    labelNames: ['reason'],
-    registers: [registry],
-  });
 }
 
 function toIntegrationError(call: string, err: unknown): IntegrationError {

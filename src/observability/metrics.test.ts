@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { STATES } from '../fsm/table.ts';
-import { METRIC, METRIC_LABELS, Metrics, storedGauges } from './metrics.ts';
+import { eventBusCounters, METRIC, METRIC_LABELS, Metrics, storedGauges } from './metrics.ts';
 
 interface Sample {
   name: string;
@@ -46,6 +46,7 @@ function exercise(metrics: Metrics): void {
   queue.finished('success', 0.3);
   queue.retried();
   queue.terminal();
+  eventBusCounters(metrics.registry).rejected.inc({ reason: 'NotJSON' });
 }
 
 const HISTOGRAMS = new Set<string>([
@@ -163,6 +164,21 @@ describe('Metrics', () => {
     const queueBuckets = [...after.matchAll(/^workqueue_queue_duration_seconds_bucket\{le="([^"]+)"/gm)].map((m) => m[1]);
     expect(queueBuckets).toEqual(['1e-8', '1e-7', '0.000001', '0.00001', '0.0001', '0.001', '0.01', '0.1', '1', '10', '100', '1000', '+Inf']);
     expect(after).toContain('workqueue_queue_duration_seconds_bucket{le="0.00001",name="application",controller="application"} 1');
+  });
+});
+
+describe('the event bus counters', () => {
+  it('are registered once per registry, every restart reason at 0 from the start', async () => {
+    const metrics = new Metrics();
+    const again = eventBusCounters(metrics.registry);
+    again.consumerRestarts.inc({ reason: 'ConsumerDeleted' });
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('ai_operator_event_consumer_restarts_total{reason="ConsumerDeleted"} 1');
+    for (const reason of ['ConsumerNotFound', 'StreamNotFound', 'LoopEnded', 'OpenFailed', 'Error']) {
+      expect(text).toContain(`ai_operator_event_consumer_restarts_total{reason="${reason}"} 0`);
+    }
+    expect(text.match(/^# TYPE ai_operator_event_consumer_restarts_total counter$/gm)).toHaveLength(1);
+    expect(text.match(/^# TYPE ai_operator_events_rejected_total counter$/gm)).toHaveLength(1);
   });
 });
 

@@ -6,10 +6,12 @@
 // names and labels (unprefixed, as controller-runtime exports them), so the
 // dashboards and alerts written for every kubebuilder operator work on this one.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { EVENTS_REJECTED_METRIC } from '../api/metrics.ts';
 import { EVENT_TYPES } from '../events/types.ts';
 import type { Environment } from '../fsm/record.ts';
 import { STATES, inProgress, type State } from '../fsm/table.ts';
 import type { ErrorCode } from '../ports/errors.ts';
+import { CONSUMER_RESTART_REASONS } from '../events/consumer-supervisor.ts';
 import type { Lane, QueueMetrics, ReconcileOutcome } from '../ports/queue-metrics.ts';
 
 export const METRIC = {
@@ -31,6 +33,8 @@ export const METRIC = {
   outboxDeadLetters: 'ai_operator_outbox_dead_letters_total',
   outboxPending: 'ai_operator_outbox_pending',
   approvalEnforced: 'ai_operator_approval_enforced',
+  eventsRejected: EVENTS_REJECTED_METRIC,
+  eventConsumerRestarts: 'ai_operator_event_consumer_restarts_total',
   // controller-runtime (pkg/internal/controller/metrics) and its work queue (pkg/internal/metrics/workqueue.go).
   reconcileTotal: 'controller_runtime_reconcile_total',
   reconcileErrors: 'controller_runtime_reconcile_errors_total',
@@ -65,6 +69,8 @@ export const METRIC_LABELS = {
   [METRIC.outboxDeadLetters]: ['type'],
   [METRIC.outboxPending]: [],
   [METRIC.approvalEnforced]: [],
+  [METRIC.eventsRejected]: ['reason'],
+  [METRIC.eventConsumerRestarts]: ['reason'],
   [METRIC.reconcileTotal]: ['controller', 'result'],
   [METRIC.reconcileErrors]: ['controller'],
   [METRIC.terminalReconcileErrors]: ['controller'],
@@ -124,6 +130,39 @@ export function storedGauges(attempts: readonly StoredAttemptState[]): StoredGau
     fsmState.set(a.app, a.state);
   }
   return { activeRollbacks, fsmState };
+}
+
+/** The event bus's counters (src/events/jetstream.ts). */
+export interface EventBusCounters {
+  rejected: Counter<'reason'>;
+  consumerRestarts: Counter<'reason'>;
+}
+
+/**
+ * The event bus's counters on `registry`, created once: the bus is handed a
+ * registry, not this class (tests and tools run it on their own), and several
+ * buses may share one registry. Every restart reason is a series at 0 from the
+ * start, so an alert on increase() sees the first restart.
+ */
+export function eventBusCounters(registry: Registry): EventBusCounters {
+  const existing = (name: string) => registry.getSingleMetric(name) as Counter<'reason'> | undefined;
+  const rejected = existing(METRIC.eventsRejected) ?? new Counter({
+    name: METRIC.eventsRejected,
+    help: 'Events received that were not JSON or failed their schema, and were terminated.',
+    labelNames: METRIC_LABELS[METRIC.eventsRejected],
+    registers: [registry],
+  });
+  let consumerRestarts = existing(METRIC.eventConsumerRestarts);
+  if (!consumerRestarts) {
+    consumerRestarts = new Counter({
+      name: METRIC.eventConsumerRestarts,
+      help: 'Times the JetStream event consumer was opened again after its loop died (or an open failed), by why.',
+      labelNames: METRIC_LABELS[METRIC.eventConsumerRestarts],
+      registers: [registry],
+    });
+    for (const reason of CONSUMER_RESTART_REASONS) consumerRestarts.inc({ reason }, 0);
+  }
+  return { rejected, consumerRestarts };
 }
 
 /** What became of one occurrence of a Kubernetes Event. */
@@ -340,6 +379,7 @@ export class Metrics {
       labelNames: METRIC_LABELS[METRIC.workqueueRetries],
       registers,
     });
+    eventBusCounters(registry);
     if (options.processMetrics) collectDefaultMetrics({ register: registry });
   }
 

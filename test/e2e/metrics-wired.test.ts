@@ -1,8 +1,15 @@
 // The metrics an on-call reads, on the real operator process during a real
 // staging rollback: the attempt gauges come from the etcd record (so a restarted
 // operator shows them before any transition, and they fall back once the attempt
-// ends), and the reconcile and work-queue metrics are controller-runtime's.
+// ends), and the reconcile and work-queue metrics are controller-runtime's. A
+// reconcile that cannot succeed is counted as terminal and not retried; the
+// installation's event consumer is counted when it has to be opened again.
+import { DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { PER_POD_CONSUMER_PREFIX, STREAM_NAME, wakeConsumerName } from '../../src/events/jetstream.ts';
+import { KEYS } from '../../src/store/attempt-store.ts';
+import { EtcdKV } from '../../src/store/etcd.ts';
 import { eventually } from './support/operator.ts';
 import { givenRollbackScenario, type OperatorHandle, type ScenarioOptions, type Stopper } from './support/rollback-scenario.ts';
 
@@ -86,5 +93,61 @@ describe('metrics that are wired', () => {
     expect(samples.get(`workqueue_work_duration_seconds_count{${q}}`)).toBeGreaterThan(0);
     expect(samples.get(`workqueue_depth{${q},priority="0"}`)).toBeGreaterThanOrEqual(0);
     expect(samples.get(`workqueue_depth{${q},priority="-100"}`)).toBeGreaterThanOrEqual(0);
+  }, 240_000);
+
+  it('counts a reconcile that retrying cannot fix as terminal and does not retry it; counts the event consumer opened again after its deletion', async () => {
+    // Given an operator watching a healthy staging app, nothing stored
+    const s = await given('metrics-terminal', { environment: 'staging', startOperator: false });
+    const operator = await s.startOperator();
+    const c = 'controller="application"';
+    await eventually('terminal errors at 0', async () => (await scrape(operator)).get(`controller_runtime_terminal_reconcile_errors_total{${c}}`) === 0, 30_000, 200);
+
+    // And its JetStream consumer: the installation's (named from its etcd prefix, rollback-scenario's `/e2e/{namespace}`), from new messages
+    const prefix = `/e2e/${s.namespace}`;
+    const durable = wakeConsumerName(prefix);
+    const nc = await connect({ servers: stack.nats });
+    stoppers.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    stoppers.push(async () => { await jsm.consumers.delete(STREAM_NAME, durable).catch(() => undefined); });
+    const info = await eventually('the installation\'s consumer', () => jsm.consumers.info(STREAM_NAME, durable).catch(() => undefined), 30_000, 200);
+    expect(info.config.deliver_policy).toBe(DeliverPolicy.New);
+    // Not one per pod any more (POD_NAME is metrics-terminal-1)
+    await expect(jsm.consumers.info(STREAM_NAME, `${PER_POD_CONSUMER_PREFIX}metrics-terminal-1`)).rejects.toThrow(/consumer not found/);
+
+    // When the app's stored attempt is overwritten with something that is not JSON
+    const kv = new EtcdKV([stack.etcd], { prefix });
+    stoppers.push(() => kv.close());
+    const appKey = `${s.namespace}_${s.app}`;
+    const cid = '0b7a1f7e-8e0c-4d58-9a59-6a1f4b2f8c11';
+    const garbage = [KEYS.active(appKey), KEYS.state(appKey, cid), KEYS.attempt(appKey, cid)];
+    stoppers.push(async () => { await kv.txn({ compares: [], puts: [], deletes: garbage }); });
+    await kv.txn({ compares: [], deletes: [], puts: [
+      { key: KEYS.active(appKey), value: cid },
+      { key: KEYS.state(appKey, cid), value: '{"state":"PRCreated"' },
+      { key: KEYS.attempt(appKey, cid), value: '{"state":"PRCreated", trunc' },
+    ] });
+
+    // Then the reconcile stops with a terminal error, counted
+    await eventually('a terminal error', async () => ((await scrape(operator)).get(`controller_runtime_terminal_reconcile_errors_total{${c}}`) ?? 0) >= 1, 30_000, 200)
+      .catch((error: Error) => { throw new Error(`${error.message}\n${s.logs()}`); });
+    // And is not retried with backoff: 6 s later (backoffs of 0.5, 1, 2 s would have run), every error was a terminal one
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    const samples = await scrape(operator);
+    const terminal = samples.get(`controller_runtime_terminal_reconcile_errors_total{${c}}`)!;
+    console.log(`terminal ${terminal}, errors ${samples.get(`controller_runtime_reconcile_errors_total{${c}}`)}, retries ${samples.get('workqueue_retries_total{name="application",controller="application"}')}`);
+    expect(samples.get(`controller_runtime_reconcile_errors_total{${c}}`)).toBe(terminal);
+    expect(s.logs()).toContain('retrying cannot fix');
+    expect(s.logs()).toContain(`${KEYS.attempt(appKey, cid)} in etcd is not JSON`);
+    expect(s.logs()).not.toContain('Reconcile failed; retrying with backoff');
+
+    // When the installation's consumer is deleted on the server
+    const before = samples.get('ai_operator_event_consumer_restarts_total{reason="ConsumerDeleted"}');
+    expect(before).toBe(0);
+    await jsm.consumers.delete(STREAM_NAME, durable);
+    // Then the operator opens it again and counts why
+    await eventually('consumer restarted', async () => (await scrape(operator)).get('ai_operator_event_consumer_restarts_total{reason="ConsumerDeleted"}') === 1, 30_000, 200)
+      .catch((error: Error) => { throw new Error(`${error.message}\n${s.logs()}`); });
+    await eventually('the consumer back', () => jsm.consumers.info(STREAM_NAME, durable).catch(() => undefined), 30_000, 200);
+    expect(s.logs()).toContain('Event consumer stopped; opening it again');
   }, 240_000);
 });
