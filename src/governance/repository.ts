@@ -1,6 +1,7 @@
-// Which repositories the operator may write to (SPEC §12, GITHUB_ORG): an
-// Application whose source lies elsewhere is refused before any attempt, so a
-// token that reaches other organisations' repositories is never used on them.
+// Which Applications the operator may act on at all, decided before any attempt.
+// Its repository must be within GITHUB_ORG (SPEC §12), so a token that reaches
+// other organisations' repositories is never used on them; and its shape must be
+// one the operator reads right (one source, no hydrator), never half-understood.
 import { repoFromUrl } from '../fsm/record.ts';
 
 /** Why no rollback PR may be opened for this source; undefined when it may. Pure. */
@@ -12,4 +13,13 @@ export function repositoryRefusal(source: { repoURL: string } | undefined, allow
     return `spec.source.repoURL ${source.repoURL} is outside GITHUB_ORG ${allowedOwner}: the operator opens pull requests only on ${allowedOwner}'s repositories`;
   }
   return undefined;
+}
+
+export type RefusalReason = 'UnsupportedShape' | 'RepositoryOutsideOrg';
+
+/** Why no attempt may start for this Application; undefined when one may. Pure. */
+export function applicationRefusal(app: { source?: { repoURL: string }; unsupported?: string }, allowedOwner: string | undefined): { reason: RefusalReason; message: string } | undefined {
+  if (app.unsupported) return { reason: 'UnsupportedShape', message: app.unsupported };
+  const outside = repositoryRefusal(app.source, allowedOwner);
+  return outside ? { reason: 'RepositoryOutsideOrg', message: outside } : undefined;
 }

@@ -45,6 +45,15 @@ describe('applicationView', () => {
     expect(view.history).toEqual([{ id: 4, revision: 'c3', deployedAt: '2026-01-03T00:00:00Z' }]);
     // Argo CD's defaults: the repository root, HEAD.
     expect(view.source).toEqual({ repoURL: 'https://github.com/acme/gitops.git', path: 'apps/a', targetRevision: 'HEAD' });
+    // Shown as it is, but refused: a rollback would have to choose which repository to change.
+    expect(view.unsupported).toBe('spec.sources lists 2 source(s): multi-source Applications are not handled yet (a rollback would have to choose which repository to change)');
+  });
+
+  it('marks a source-hydrator Application unsupported, and a single-source one not', () => {
+    const source = { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/a' };
+    const hydrated = applicationView(application(undefined, { sourceHydrator: { drySource: source, syncSource: { targetBranch: 'env/prod', path: 'apps/a' } } }));
+    expect(hydrated.unsupported).toMatch(/^spec\.sourceHydrator is set: source-hydrator Applications are not handled yet/);
+    expect(applicationView(application(undefined, { source })).unsupported).toBeUndefined();
   });
 
   it('leaves out what Argo CD has not written yet', () => {

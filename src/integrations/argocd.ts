@@ -27,7 +27,7 @@ interface SourceObject {
 
 /** The subset of Argo CD's Application this adapter reads (Kargo-style: our own minimal type). */
 export interface ApplicationObject extends KubernetesObject {
-  spec?: { source?: SourceObject; sources?: SourceObject[] };
+  spec?: { source?: SourceObject; sources?: SourceObject[]; sourceHydrator?: unknown };
   status?: {
     health?: { status?: string };
     sync?: { status?: string; revision?: string; revisions?: string[] };
@@ -42,6 +42,21 @@ export function healthOf(status: string | undefined): HealthStatus | undefined {
   return HEALTH_STATUSES.includes(status) ? (status as HealthStatus) : 'Unknown';
 }
 
+/**
+ * Shapes whose deployed revision is not one commit of one path a rollback can
+ * restore: a source hydrator deploys a hydrated branch (not the dry source a PR
+ * would change), and a multi-source app syncs several repositories at once.
+ */
+function unsupportedShape(spec: ApplicationObject['spec']): string | undefined {
+  if (spec?.sourceHydrator !== undefined) {
+    return 'spec.sourceHydrator is set: source-hydrator Applications are not handled yet (Argo CD deploys the hydrated branch, not the dry source a rollback would change)';
+  }
+  if (!spec?.source && spec?.sources !== undefined) {
+    return `spec.sources lists ${spec.sources.length} source(s): multi-source Applications are not handled yet (a rollback would have to choose which repository to change)`;
+  }
+  return undefined;
+}
+
 /** What the engine sees of an Application. Pure. */
 export function applicationView(object: ApplicationObject): ApplicationView {
   const status = object.status ?? {};
@@ -49,10 +64,12 @@ export function applicationView(object: ApplicationObject): ApplicationView {
   const source = object.spec?.source ?? object.spec?.sources?.[0];
   const health = healthOf(status.health?.status);
   const syncRevision = status.sync?.revision ?? status.sync?.revisions?.[0];
+  const unsupported = unsupportedShape(object.spec);
   return {
     ref: { namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' },
     ...(object.metadata?.uid ? { uid: object.metadata.uid } : {}),
     labels: { ...object.metadata?.labels },
+    ...(unsupported ? { unsupported } : {}),
     ...(health ? { health } : {}),
     ...(syncRevision ? { syncRevision } : {}),
     history: (status.history ?? []).flatMap((h) => {

@@ -22,6 +22,11 @@ export interface ApplicationView {
   /** metadata.uid: Argo CD's UI lists an Application's Events by it. */
   uid?: string;
   labels: Record<string, string>;
+  /**
+   * Why the operator cannot yet read this Application's shape right (multi-source,
+   * source hydrator): it is refused, never half-understood.
+   */
+  unsupported?: string;
   health?: HealthStatus;
   /**
    * When the watch saw the current run of Degraded begin; absent when not Degraded

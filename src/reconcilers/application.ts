@@ -11,7 +11,7 @@ import { decide, failSafe, type Decision, type Facts, type Intent, type Note, ty
 import { appKey, attemptName, baseBranch, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
 import { Reason, inProgress, type State } from '../fsm/table.ts';
 import { evaluateInvariants, summary, violations, type InvariantFacts } from '../governance/merge-verdict.ts';
-import { repositoryRefusal } from '../governance/repository.ts';
+import { applicationRefusal } from '../governance/repository.ts';
 import type { MonitoredApp } from '../policy/settings.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
 import { approveCommand, openPullRequest } from '../modules/pr-generator.ts';
@@ -207,7 +207,7 @@ export class ApplicationReconciler {
       ...(app.degradedSince ? { degradedSince: app.degradedSince } : {}),
     } : undefined;
     const policyRef = record?.policyRef ?? monitored?.policyRef;
-    const refused = !record && app ? repositoryRefusal(app.source, this.deps.allowedOwner) : undefined;
+    const refused = !record && app ? applicationRefusal(app, this.deps.allowedOwner)?.message : undefined;
     const facts: Facts = {
       now,
       app: ref,

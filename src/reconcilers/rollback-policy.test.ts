@@ -14,6 +14,8 @@ const policy = (status?: RollbackPolicyStatus, generation = 3, spec: PolicyObjec
 
 const conditionTimes = (status: RollbackPolicyStatus | undefined) => Object.fromEntries((status?.conditions ?? []).map((c) => [c.type, c.lastTransitionTime]));
 
+const outside = (name: string) => ({ name, reason: 'RepositoryOutsideOrg' as const });
+
 describe('policyStatus', () => {
   it('writes the count, both conditions and observedGeneration from the object\'s generation, timed by the injected clock', () => {
     const status = policyStatus(policy(undefined, 7), { matched: 2, refused: [] }, T0);
@@ -39,13 +41,23 @@ describe('policyStatus', () => {
     expect(second.conditions?.[0]?.message).toBe('3 Application(s) governed by this policy');
     expect(conditionTimes(second)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T10:00:00Z' });
     // When one of them is refused: ApplicationsRefused turns True, Ready does not change
-    const third = policyStatus(policy(second), { matched: 3, refused: ['billing'], allowedOwner: 'acme' }, T2)!;
+    const third = policyStatus(policy(second), { matched: 3, refused: [outside('billing')], allowedOwner: 'acme' }, T2)!;
     expect(third.conditions?.[1]).toMatchObject({ status: 'True', reason: 'RepositoryOutsideOrg', message: '1 governed Application(s) refused, their repository outside GITHUB_ORG acme: billing' });
     expect(conditionTimes(third)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T12:00:00Z' });
     // A second refused app changes the message only
-    const fourth = policyStatus(policy(third), { matched: 3, refused: ['search', 'billing'], allowedOwner: 'acme' }, T1)!;
+    const fourth = policyStatus(policy(third), { matched: 3, refused: [outside('search'), outside('billing')], allowedOwner: 'acme' }, T1)!;
     expect(fourth.conditions?.[1]?.message).toContain('2 governed Application(s) refused');
     expect(conditionTimes(fourth)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T12:00:00Z' });
+  });
+
+  it('names each refusal by its reason: outside GITHUB_ORG, a shape not handled yet, or both', () => {
+    const shape = { name: 'hydrated', reason: 'UnsupportedShape' as const };
+    const onlyShape = policyStatus(policy(), { matched: 2, refused: [shape] }, T0)!;
+    expect(onlyShape.conditions?.[1]).toMatchObject({ status: 'True', reason: 'UnsupportedShape',
+      message: '1 governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): hydrated' });
+    const both = policyStatus(policy(), { matched: 3, refused: [shape, outside('billing')], allowedOwner: 'acme' }, T0)!;
+    expect(both.conditions?.[1]).toMatchObject({ reason: 'RepositoryOutsideOrgAndUnsupportedShape',
+      message: '1 governed Application(s) refused, their repository outside GITHUB_ORG acme: billing; 1 governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): hydrated' });
   });
 
   it('rewrites the status of a new generation (a spec edit) with that generation', () => {

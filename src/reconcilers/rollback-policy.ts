@@ -7,7 +7,7 @@
 import type { Logger } from '../observability/log.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { PolicyCondition, PolicyObject, RollbackPolicyPort, RollbackPolicyStatus } from '../ports/rollback-policies.ts';
-import { repositoryRefusal } from '../governance/repository.ts';
+import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
 import { monitoringFor, type Defaults, type RollbackPolicy } from '../policy/settings.ts';
 import type { MonitoredApp } from './application.ts';
 
@@ -20,8 +20,8 @@ export function governingPolicy(app: ApplicationView, policies: RollbackPolicy[]
 /** What a policy's status says of the Applications it governs. */
 export interface PolicyTally {
   matched: number;
-  /** Governed Applications whose repository is outside GITHUB_ORG. */
-  refused: string[];
+  /** Governed Applications refused before any attempt: their repository is outside GITHUB_ORG, or their shape is not handled. */
+  refused: Array<{ name: string; reason: RefusalReason }>;
   allowedOwner?: string;
 }
 
@@ -33,10 +33,17 @@ const apiTime = (at: Date) => at.toISOString().replace(/\.\d{3}Z$/, 'Z');
  */
 export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date): RollbackPolicyStatus | undefined {
   const generation = policy.generation ?? 0;
-  const refused = [...tally.refused].sort();
+  const names = (reason: RefusalReason) => tally.refused.filter((r) => r.reason === reason).map((r) => r.name).sort();
+  const list = (apps: string[]) => `${apps.slice(0, 20).join(', ')}${apps.length > 20 ? ', …' : ''}`;
+  const [outside, shape] = [names('RepositoryOutsideOrg'), names('UnsupportedShape')];
+  const refused = [...outside, ...shape];
   const refusal = refused.length === 0
     ? 'every governed Application\'s repository is within GITHUB_ORG'
-    : `${refused.length} governed Application(s) refused, their repository outside GITHUB_ORG ${tally.allowedOwner}: ${refused.slice(0, 20).join(', ')}${refused.length > 20 ? ', …' : ''}`;
+    : [
+      ...(outside.length > 0 ? [`${outside.length} governed Application(s) refused, their repository outside GITHUB_ORG ${tally.allowedOwner}: ${list(outside)}`] : []),
+      ...(shape.length > 0 ? [`${shape.length} governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): ${list(shape)}`] : []),
+    ].join('; ');
+  const refusedReason = outside.length > 0 && shape.length > 0 ? 'RepositoryOutsideOrgAndUnsupportedShape' : outside.length > 0 ? 'RepositoryOutsideOrg' : 'UnsupportedShape';
   const current = policy.status;
   const previous = (type: string) => current?.conditions?.find((c) => c.type === type);
   if (current?.matchedApplications === tally.matched && current.observedGeneration === generation && previous('ApplicationsRefused')?.message === refusal) return undefined;
@@ -53,7 +60,7 @@ export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date
       message: `${tally.matched} Application(s) governed by this policy${policy.spec.suspend ? ' (suspended: no new attempts)' : ''}`,
     }), condition({
       type: 'ApplicationsRefused', status: refused.length > 0 ? 'True' : 'False',
-      reason: refused.length > 0 ? 'RepositoryOutsideOrg' : 'NoneRefused', message: refusal,
+      reason: refused.length > 0 ? refusedReason : 'NoneRefused', message: refusal,
     })],
   };
 }
@@ -115,7 +122,8 @@ export class RollbackPolicies {
       const key = `${policy.namespace}/${policy.name}`;
       const tally = tallies.get(key) ?? { matched: 0, refused: [] };
       tally.matched++;
-      if (repositoryRefusal(app.source, this.allowedOwner)) tally.refused.push(app.ref.name);
+      const refusal = applicationRefusal(app, this.allowedOwner);
+      if (refusal) tally.refused.push({ name: app.ref.name, reason: refusal.reason });
       tallies.set(key, tally);
     }
     const now = this.clock();

@@ -155,4 +155,44 @@ describe('Applications the operator must not act on (issue 8 §1, §6)', () => {
     await eventually('the new problem logged', async () => log().split('\n').filter((l) => l.includes(`${hand.namespace}/lower-case`) && l.includes('Application status not understood')).length === 2);
     expect(s.github.control.counters()[PULLS]).toBeUndefined();
   }, 120_000);
+
+  it('refuses multi-source and source-hydrator Applications with an Event and a policy condition, and starts no attempt (issue 13 §4)', async () => {
+    const { s, hand, kv } = await given('shapes');
+    const source = { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/multi', targetRevision: 'main' };
+    const degraded = { sync: { status: 'Synced', revisions: ['a'.repeat(40), 'b'.repeat(40)] }, health: { status: 'Degraded' },
+      history: [{ id: 1, revisions: ['c'.repeat(40), 'b'.repeat(40)], deployedAt: hoursAgo(30) }, { id: 2, revisions: ['a'.repeat(40), 'b'.repeat(40)], deployedAt: hoursAgo(1) }] };
+    // Given a Degraded multi-source app and a Degraded source-hydrator app, both of GITHUB_ORG's repository
+    await hand.app({ name: 'multi', environment: 'staging', repoURL: source.repoURL, path: source.path, status: degraded,
+      spec: { sources: [source, { repoURL: 'https://github.com/acme/values.git', path: 'multi', targetRevision: 'main' }] } });
+    await hand.app({ name: 'hydrated', environment: 'staging', repoURL: source.repoURL, path: source.path,
+      status: { sync: { status: 'Synced', revision: 'a'.repeat(40) }, health: { status: 'Degraded' } },
+      spec: { sourceHydrator: { drySource: { repoURL: source.repoURL, path: 'apps/hydrated', targetRevision: 'main' }, syncSource: { targetBranch: 'env/staging', path: 'apps/hydrated' } } } });
+    // When a policy governs them
+    await kubectlOk(stack, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackPolicy', metadata: { name: 'all', namespace: hand.namespace }, spec: { environment: 'staging' } }));
+
+    // Then each gets one Warning Event naming the field that makes it unsupported
+    const refusals = await eventually('both refusals', async () => {
+      const events = JSON.parse(await kubectlOk(stack, ['get', 'events.events.k8s.io', '-n', hand.namespace, '-o', 'json'])).items
+        .filter((e: { reason: string }) => e.reason === 'ApplicationRefused') as Array<{ note: string; type: string; regarding: { name: string } }>;
+      return events.length === 2 ? events : undefined;
+    }, 30_000);
+    const note = (name: string) => refusals.find((e) => e.regarding.name === name)?.note;
+    expect(note('multi')).toBe('spec.sources lists 2 source(s): multi-source Applications are not handled yet (a rollback would have to choose which repository to change)');
+    expect(note('hydrated')).toMatch(/^spec\.sourceHydrator is set: source-hydrator Applications are not handled yet/);
+    expect(refusals.every((e) => e.type === 'Warning')).toBe(true);
+    // And the policy's ApplicationsRefused condition lists both
+    const condition = await eventually('UnsupportedShape condition', async () => {
+      const policy = JSON.parse(await kubectlOk(stack, ['get', 'rollbackpolicy', 'all', '-n', hand.namespace, '-o', 'json'])) as { status?: { conditions?: Array<{ type: string; status: string; reason: string; message: string }> } };
+      const c = policy.status?.conditions?.find((x) => x.type === 'ApplicationsRefused');
+      return c?.status === 'True' ? c : undefined;
+    });
+    expect(condition).toMatchObject({ reason: 'UnsupportedShape', message: '2 governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): hydrated, multi' });
+    // And no attempt, no counting, no PR: nothing was misread
+    await sleep(3000);
+    for (const name of ['multi', 'hydrated']) {
+      expect(await kv.get(KEYS.active(`${hand.namespace}_${name}`))).toBeUndefined();
+      expect(await kv.get(KEYS.health(`${hand.namespace}_${name}`))).toBeUndefined();
+    }
+    expect(s.github.control.counters()[PULLS]).toBeUndefined();
+  }, 120_000);
 });

@@ -22,6 +22,8 @@ export interface HandDrivenSpec {
   repoURL: string;
   path: string;
   status: Record<string, unknown>;
+  /** Replaces the single `source` (a multi-source or source-hydrator shape). */
+  spec?: Record<string, unknown>;
 }
 
 export async function givenHandDrivenNamespace(stack: StackEndpoints, prefix: string): Promise<{ namespace: string; app(spec: HandDrivenSpec): Promise<HandDrivenApp> }> {
@@ -34,7 +36,7 @@ export async function givenHandDrivenNamespace(stack: StackEndpoints, prefix: st
       await api.createNamespacedCustomObject({ ...target, body: {
         apiVersion: 'argoproj.io/v1alpha1', kind: 'Application',
         metadata: { name: spec.name, namespace, labels: { 'ai-operator.enabled': 'true', environment: spec.environment } },
-        spec: { project: 'default', source: { repoURL: spec.repoURL, path: spec.path, targetRevision: 'main' }, destination: { namespace: `${namespace}-workload` } },
+        spec: { project: 'default', ...(spec.spec ?? { source: { repoURL: spec.repoURL, path: spec.path, targetRevision: 'main' } }), destination: { namespace: `${namespace}-workload` } },
       } });
       const setStatus = async (status: Record<string, unknown>) => {
         await api.patchNamespacedCustomObjectStatus({ ...target, name: spec.name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
