@@ -19,7 +19,7 @@ function outageKV(inner: MemoryKV): KV & { down: boolean } {
       const lease = await inner.grantLease(ttl);
       return { id: lease.id, renew: () => kv.guard(() => lease.renew()), revoke: () => kv.guard(() => lease.revoke()) } satisfies Lease;
     }),
-    watchPrefix: (...args: Parameters<KV['watchPrefix']>) => inner.watchPrefix(...args),
+    watchPrefix: (prefix: string, onChange: (key: string, deleted: boolean) => void) => inner.watchPrefix(prefix, onChange),
     close: () => inner.close(),
   };
   return kv;
