@@ -40,6 +40,7 @@ const K = {
   prometheusDown: `${P}prometheus-down`,
   requests: (name: string) => `${P}requests/${name}`,
   projection: (name: string) => `${P}projections/${name}`,
+  stalled: (name: string) => `${P}stalled/${name}`,
   calls: (call: string) => `${P}calls/${call}`,
   delay: (call: string) => `${P}delays/${call}`,
   mergeable: `${P}mergeable`,
@@ -297,6 +298,13 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
   }
   async requests(record: AttemptRecord): Promise<HumanRequests> {
     return (await this.read<HumanRequests>(K.requests(`${record.app.name}-${record.correlationId.replace(/-/g, '').slice(0, 8)}`))) ?? {};
+  }
+  async markStalled(target: { app: AppRef; correlationId: string }, reason: string, message: string): Promise<void> {
+    await this.put(K.stalled(`${target.app.name}-${target.correlationId.replace(/-/g, '').slice(0, 8)}`), { reason, message });
+  }
+  /** The Stalled condition markStalled set on an attempt's object, if any. */
+  async stalled(app: AppRef, correlationId: string): Promise<{ reason: string; message: string } | undefined> {
+    return this.read(K.stalled(`${app.name}-${correlationId.replace(/-/g, '').slice(0, 8)}`));
   }
   async removeApproval(record: AttemptRecord): Promise<void> {
     await this.call('removeApproval');

@@ -76,6 +76,20 @@ describe('RollbackAttemptObjects against an API server', () => {
     expect(seen).toHaveLength(4);
   });
 
+  it('sets Stalled beside the other conditions, and the next projection writes again and clears it', async () => {
+    const existing = { metadata: { name: NAME, namespace: 'argocd', generation: 1 }, status: { conditions: [{ type: 'Active', status: 'True' }, { type: 'Stalled', status: 'True', reason: 'Old' }] } };
+    const { objects, seen } = await api((r) => (r.method === 'GET' ? { status: 200, body: existing } : { status: 200, body: {} }));
+    await objects.markStalled(record, 'CorruptRecord', 'stopped retrying until repaired: … is not JSON');
+    expect(seen.map((r) => `${r.method} ${r.path}`)).toEqual([`GET ${OBJECT_PATH}/${NAME}`, `PATCH ${OBJECT_PATH}/${NAME}/status`]);
+    expect((seen[1]!.body as { status: { conditions: unknown[] } }).status.conditions).toEqual([
+      { type: 'Active', status: 'True' },
+      { type: 'Stalled', status: 'True', reason: 'CorruptRecord', message: 'stopped retrying until repaired: … is not JSON', lastTransitionTime: expect.stringMatching(/Z$/) },
+    ]);
+    // The attempt's own projection (conditions from the record, without Stalled) is written even if it was written before.
+    const status = statusOf(record, 1) as { conditions: Array<{ type: string }> };
+    expect(status.conditions.map((c) => c.type)).not.toContain('Stalled');
+  });
+
   it('takes an object that already exists (409 on create) as created', async () => {
     const { objects, seen } = await api((r) => (r.method === 'POST' ? { status: 409 } : { status: 200, body: {} }));
     await objects.project(record);

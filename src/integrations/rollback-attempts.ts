@@ -5,7 +5,7 @@
 // reconcile at once. Every request goes through call().
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
 import { ANNOTATIONS, API_VERSION, GROUP, KINDS, LABELS, PLURALS, VERSION } from '../api/group.ts';
-import { attemptName, type AttemptRecord } from '../fsm/record.ts';
+import { attemptName, type AppRef, type AttemptRecord } from '../fsm/record.ts';
 import { inProgress } from '../fsm/table.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
@@ -153,6 +153,21 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     // Remember only what may still change: an ended attempt is written once more at most.
     if (record.state === 'Idle' || record.state === 'RollbackComplete') this.written.delete(key);
     else this.written.set(key, serialised);
+  }
+
+  async markStalled(target: { app: AppRef; correlationId: string }, reason: string, message: string): Promise<void> {
+    const name = attemptName(target.app, target.correlationId);
+    const namespace = target.app.namespace;
+    const object = this.watch.get(namespace, name) ?? await this.read(namespace, name);
+    if (!object) return;
+    const others = ((object.status?.conditions ?? []) as Array<{ type?: string }>).filter((c) => c.type !== 'Stalled');
+    const stalled = { type: 'Stalled', status: 'True', reason, message: truncate(message, 32_000), lastTransitionTime: apiTime(this.clock().toISOString()) };
+    await this.call('patchRollbackAttemptStatus', () => this.api.patchNamespacedCustomObjectStatus(
+      { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status: { conditions: [...others, stalled] } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    ));
+    // The next projection must write again, and so clear the condition once the attempt moves.
+    this.written.delete(`${namespace}/${name}`);
   }
 
   async requests(record: AttemptRecord): Promise<HumanRequests> {

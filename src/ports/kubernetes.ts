@@ -1,6 +1,6 @@
 // Read-only cluster facts for I3 and the PR body (SPEC §8), and the
 // RollbackAttempt objects through which humans see and steer attempts.
-import type { AttemptRecord, DeploymentReplicas } from '../fsm/record.ts';
+import type { AppRef, AttemptRecord, DeploymentReplicas } from '../fsm/record.ts';
 import type { ApplicationView } from './argocd.ts';
 
 export interface PodSummary {
@@ -32,6 +32,11 @@ export interface AttemptObjectsPort {
   removeApproval(record: AttemptRecord): Promise<void>;
   /** The RollbackAttempt object's uid once it exists, for the Events about it; undefined when unknown. */
   uidOf?(record: AttemptRecord): string | undefined;
+  /**
+   * Sets the `Stalled` condition: the operator stopped retrying this attempt (a
+   * TerminalError) until a human repairs it. The next projection clears it.
+   */
+  markStalled(target: { app: AppRef; correlationId: string }, reason: string, message: string): Promise<void>;
 }
 
 /** The object a Kubernetes Event is about (events.k8s.io/v1 `regarding` / `related`). */

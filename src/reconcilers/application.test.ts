@@ -12,6 +12,7 @@ import { settingsFrom } from '../policy/settings.ts';
 import { AttemptStore, KEYS } from '../store/attempt-store.ts';
 import { StoreUnavailable } from '../store/kv.ts';
 import { MemoryKV } from '../store/memory.ts';
+import { TerminalError } from '../ports/errors.ts';
 import type { KubeEvent } from '../ports/kubernetes.ts';
 import { statusOf } from '../integrations/rollback-attempts.ts';
 import { ApplicationReconciler } from './application.ts';
@@ -207,6 +208,30 @@ describe('ApplicationReconciler', () => {
     await h.world.setHealth(s.app.ref, 'Degraded');
     await h.reconcileEvery(10, 3, 'argocd/cart');
     expect(await h.record('cart')).toMatchObject({ state: 'Abort', reason: 'PermissionDenied' });
+    // Proposed, and failed: the counter says so.
+    expect(await h.metrics.registry.getSingleMetricAsString('ai_operator_rollbacks_proposed_total')).toContain('success="false"} 1');
+  });
+
+  describe('errors no retry can fix (TerminalError)', () => {
+    it('stops on a corrupt attempt record: a TerminalError, a Warning Event, the Stalled condition, an audit record', async () => {
+      const s = await given('cart', 'staging');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 3, 'argocd/cart');
+      const record = (await h.record('cart'))!;
+      // When someone writes something that is not JSON over the record
+      const key = KEYS.attempt('cart', record.correlationId);
+      await h.kv.txn({ compares: [], deletes: [], puts: [{ key, value: '{"state": "PRCre' }] });
+      const error = await h.reconciler.reconcile('argocd/cart').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TerminalError);
+      expect(error).toMatchObject({ reason: 'CorruptRecord', message: expect.stringContaining(key) });
+      expect(h.events.filter((e) => e.reason === 'CorruptRecord').map((e) => [e.type, e.regarding.kind, e.regarding.name])).toEqual([['Warning', 'Application', 'cart']]);
+      expect(await h.world.stalled(s.app.ref, record.correlationId)).toMatchObject({ reason: 'CorruptRecord', message: expect.stringContaining('stopped retrying until repaired') });
+      expect(h.audit.at(-1)).toMatchObject({ level: 'ERROR', reasoning: 'CorruptRecord', correlationId: record.correlationId });
+    });
+
+    it('refuses a key that names no Application as terminal', async () => {
+      await expect(h.reconciler.reconcile('no-slash')).rejects.toMatchObject({ name: 'TerminalError', reason: 'InvalidKey' });
+    });
   });
 
   it('adopts the PR it opened before a crash instead of opening a second', async () => {

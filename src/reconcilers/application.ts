@@ -7,7 +7,7 @@
 import { ANNOTATIONS, API_VERSION, KINDS } from '../api/group.ts';
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
-import { decide, failSafe, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
+import { decide, failSafe, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
 import { appKey, attemptName, baseBranch, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
 import { Reason, inProgress, type State } from '../fsm/table.ts';
 import { evaluateInvariants, summary, violations, type InvariantFacts } from '../governance/merge-verdict.ts';
@@ -18,11 +18,11 @@ import { approveCommand, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
-import { IntegrationError } from '../ports/errors.ts';
+import { IntegrationError, TerminalError, terminalCause } from '../ports/errors.ts';
 import type { GitHubPort, RepoRef } from '../ports/github.ts';
 import type { ApprovalEnforcementPort, AttemptObjectsPort, ClusterPort, EventRecorderPort, KubeEvent } from '../ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
-import type { AppState, AttemptStore, StoredAttempt } from '../store/attempt-store.ts';
+import { CorruptRecord, type AppState, type AttemptStore, type StoredAttempt } from '../store/attempt-store.ts';
 import { StoreUnavailable } from '../store/kv.ts';
 import type { ReconcileResult } from './queue.ts';
 
@@ -155,7 +155,8 @@ export class ApplicationReconciler {
           // decide asked for what only a slower read can tell: read it, then decide again on the same facts.
           await this.observeNeeds(observed, decision.needs);
           decision = decide(observed.facts);
-          if (decision.needs) throw new Error(`decide still needs ${decision.needs} after it was observed`);
+          // A bug, not an outage: the same facts would ask again on every retry.
+          if (decision.needs) throw new TerminalError('DecisionIncomplete', `decide still needs ${decision.needs} after it was observed`);
         }
         const written = await this.commit(storeKey, observed, decision);
         latest = written ?? latest;
@@ -174,9 +175,15 @@ export class ApplicationReconciler {
       return requeue(this.nextCheckMs(latest) ?? (counting ? counting.intervalSeconds * 1000 : undefined));
     } catch (error) {
       if (!isUnexpected(error)) throw error;
+      // A record no retry can read: nothing to abort, a human repairs or deletes the key.
+      if (error instanceof CorruptRecord) throw await this.stalled(ref, correlationIdIn(error.key), error);
       // Fail-safe (SPEC §14.5): an unexpected error ends the active attempt in Abort with a reason.
       const active = (await this.deps.store.loadApp(storeKey)).active?.record;
-      if (!active || !inProgress(active.state)) throw error;
+      if (!active || !inProgress(active.state)) {
+        // Not in progress, so nothing to abort: a refused transition would be refused again on every retry.
+        const terminal = error instanceof TransitionRefused ? new TerminalError('TransitionRefused', error.message, { cause: error }) : terminalCause(error);
+        throw terminal ? await this.stalled(ref, active?.correlationId, terminal) : error;
+      }
       latest = await this.failSafe(storeKey, active, error as Error) ?? active;
       return requeue(this.nextCheckMs(latest));
     } finally {
@@ -418,6 +425,10 @@ export class ApplicationReconciler {
     metrics.setFsmState(app, t.to);
     if (t.from === 'Idle' && t.to === 'DegradationDetected') metrics.degradationDetected(app, env);
     if (t.to === 'PRCreated') metrics.rollbackProposed(app, env, true);
+    // The PR could not be opened: proposed, and failed.
+    if (t.from === 'CandidateResolved' && t.to === 'Abort' && [Reason.PermissionDenied, Reason.Conflict, Reason.IntegrationError].includes(t.reason as never)) {
+      metrics.rollbackProposed(app, env, false);
+    }
     if (t.to === 'RollbackMerged') metrics.rollbackMerged(app, env, record.merge?.auto ?? false);
     if (t.to === 'Abort') metrics.rollbackAborted(app, env, t.reason);
     // Violations that stopped an attempt, so an alert on this counter means what it says.
@@ -578,6 +589,22 @@ export class ApplicationReconciler {
 
   // ---- status and fail-safe -------------------------------------------------
 
+  /**
+   * The queue stops retrying on a TerminalError: say so where a person looks — a
+   * Warning Event on the Application, the attempt's Stalled condition, the audit
+   * trail — and hand the error back to be thrown.
+   */
+  private async stalled(app: AppRef, correlationId: string | undefined, error: TerminalError): Promise<TerminalError> {
+    const note = `stopped retrying until repaired: ${error.message}`;
+    this.deps.events?.emit({ regarding: { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...app }, type: 'Warning', reason: error.reason, action: 'Reconcile', note });
+    await Promise.allSettled([
+      correlationId ? this.deps.attempts.markStalled({ app, correlationId }, error.reason, note) : undefined,
+      this.deps.audit.record({ level: 'ERROR', module: 'Reconciler', actionType: 'MCP_CALL', message: note, reasoning: error.reason,
+        ...(correlationId ? { correlationId } : {}), metadata: { appName: app.name, errorCode: error.reason } }),
+    ]);
+    return error;
+  }
+
   // `record` is what this reconcile read from etcd or wrote to it: no second read.
   // If a write lost its race, the next reconcile projects the winner's record.
   private async project(record: AttemptRecord): Promise<void> {
@@ -615,13 +642,18 @@ function isUnexpected(error: unknown): boolean {
   return !(error instanceof WriteConflict) && !(error instanceof IntegrationError) && !(error instanceof StoreUnavailable);
 }
 
+/** The correlationId in an etcd key of an attempt (`…/rollback/{app}/{correlationId}/…`), if it is one. */
+function correlationIdIn(key: string): string | undefined {
+  return /\/rollback\/[^/]+\/([^/]+)\//.exec(key)?.[1];
+}
+
 function storeKeyOf(record: AttemptRecord, argocdNamespace: string): string {
   return appKey(record.app, argocdNamespace);
 }
 
 export function parseKey(key: string): AppRef {
   const [namespace, name] = key.split('/');
-  if (!namespace || !name) throw new Error(`bad reconcile key ${key}: expected namespace/name`);
+  if (!namespace || !name) throw new TerminalError('InvalidKey', `bad reconcile key ${key}: expected namespace/name`);
   return { namespace, name };
 }
 
