@@ -10,8 +10,8 @@ import { inProgress } from '../fsm/table.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { AttemptObjectsPort, HumanRequests } from '../ports/kubernetes.ts';
-import { call, classifyHttpError, type CallMetrics } from './call.ts';
-import { customObjectSource } from './kube/custom-objects.ts';
+import { call, classifyHttpError } from './call.ts';
+import { customObjectSource, type CustomObjectsOptions } from './kube/custom-objects.ts';
 import { Watch } from './kube/watch.ts';
 
 const PLURAL = PLURALS.attempt;
@@ -76,14 +76,8 @@ function conditionsOf(record: AttemptRecord, active: boolean): Array<Record<stri
   return conditions;
 }
 
-export interface RollbackAttemptObjectsOptions {
+export interface RollbackAttemptObjectsOptions extends CustomObjectsOptions {
   clock?: () => Date;
-  metrics?: CallMetrics;
-  timeoutMs?: number;
-  backoffMs?: readonly number[];
-  /** The watch's full relist period and restart backoff (kube/watch.ts defaults when absent). */
-  relistIntervalMs?: number;
-  restartBackoffMs?: { initial: number; max: number };
 }
 
 export class RollbackAttemptObjects implements AttemptObjectsPort {

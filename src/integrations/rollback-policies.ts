@@ -5,8 +5,8 @@ import { GROUP, KINDS, PLURALS, VERSION } from '../api/group.ts';
 import type { Logger } from '../observability/log.ts';
 import type { RollbackPolicySpec } from '../policy/settings.ts';
 import type { PolicyObject, RollbackPolicyPort, RollbackPolicyStatus } from '../ports/rollback-policies.ts';
-import { call, classifyHttpError, type CallMetrics } from './call.ts';
-import { customObjectSource } from './kube/custom-objects.ts';
+import { call, classifyHttpError } from './call.ts';
+import { customObjectSource, type CustomObjectsOptions } from './kube/custom-objects.ts';
 import { Watch } from './kube/watch.ts';
 
 const PLURAL = PLURALS.policy;
@@ -16,14 +16,8 @@ interface RollbackPolicyObject extends KubernetesObject {
   status?: RollbackPolicyStatus;
 }
 
-export interface RollbackPolicyObjectsOptions {
+export interface RollbackPolicyObjectsOptions extends CustomObjectsOptions {
   log: Logger;
-  metrics?: CallMetrics;
-  timeoutMs?: number;
-  backoffMs?: readonly number[];
-  /** The watch's full relist period and restart backoff (kube/watch.ts defaults when absent). */
-  relistIntervalMs?: number;
-  restartBackoffMs?: { initial: number; max: number };
 }
 
 export class RollbackPolicyObjects implements RollbackPolicyPort {

@@ -8,6 +8,16 @@ import { ResourceVersionGone, type KubeObject, type OpenWatch, type WatchSource,
 
 const LIST_PAGE = 500;
 
+/** How a client of one custom resource kind calls the API server and keeps its watch. */
+export interface CustomObjectsOptions {
+  metrics?: CallMetrics;
+  timeoutMs?: number;
+  backoffMs?: readonly number[];
+  /** The watch's full relist period and restart backoff (kube/watch.ts defaults when absent). */
+  relistIntervalMs?: number;
+  restartBackoffMs?: { initial: number; max: number };
+}
+
 export interface CustomResource {
   group: string;
   version: string;
