@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 const provisionScript = fileURLToPath(new URL('../scripts/provision.sh', import.meta.url));
 const run = promisify(execFile);
 
-export type Component = 'etcd' | 'kube' | 'nats' | 'prometheus' | 'elasticsearch' | 'lua' | 'deeplinks';
+export type Component = 'etcd' | 'kube' | 'nats' | 'prometheus' | 'elasticsearch' | 'lua' | 'deeplinks'
+  | 'argocd' | 'kube-controllers' | 'kwok' | 'redis';
 
 const cached = new Map<Component, Promise<Record<string, string>>>();
 

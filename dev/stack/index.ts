@@ -1,12 +1,14 @@
 // The local real stack: etcd (operator state and the apiserver's storage),
 // kube-apiserver, NATS JetStream, Prometheus and Elasticsearch, all on loopback
 // with temp data dirs. Components start in parallel; if one fails, every one
-// already started is stopped before the error is thrown.
+// already started is stopped before the error is thrown. With `argocd`, also
+// the real GitOps loop (gitops-cluster.ts): real Argo CD on a cluster of its own.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startElasticsearch, type ElasticsearchInstance } from './elasticsearch.ts';
 import { startEtcd, type EtcdInstance } from './etcd.ts';
+import { startGitOpsCluster, type GitOpsCluster, type GitOpsOptions } from './gitops-cluster.ts';
 import { startKube, useExistingCluster, type KubeInstance } from './kube.ts';
 import { startNats, type NatsInstance } from './nats.ts';
 import { startPrometheus, type PrometheusInstance, type Sample } from './prometheus.ts';
@@ -21,6 +23,8 @@ export interface StackOptions {
   scrapeTargets?: string[];
   /** Keep the data dirs after stop (for post-mortems). */
   keepData?: boolean;
+  /** Also start real Argo CD, kube-controller-manager, kube-scheduler and KWOK (provision.sh argocd-stack). */
+  argocd?: boolean | GitOpsOptions;
 }
 
 export interface Stack {
@@ -30,6 +34,7 @@ export interface Stack {
   nats: NatsInstance;
   prometheus: PrometheusInstance;
   elasticsearch: ElasticsearchInstance;
+  argocd?: GitOpsCluster;
   stop(): Promise<void>;
 }
 
@@ -43,6 +48,29 @@ export interface StackEndpoints {
   nats: string;
   prometheus: string;
   elasticsearch: string;
+  argocd?: ArgoCdEndpoints;
+}
+
+/** The GitOps cluster's side of the endpoints. */
+export interface ArgoCdEndpoints {
+  /** Its own API server (not kubeUrl's): Applications, and the Deployments Argo CD syncs. */
+  kubeUrl: string;
+  kubeconfig: string;
+  kubectl: string;
+  /** Where the controller watches Applications. */
+  namespace: string;
+  /** The application controller's Prometheus endpoint (argocd_app_info). */
+  metrics: string;
+  persistResourceHealth: boolean;
+  /** A bare repository at `${gitRoot}/a/b.git` is cloned by Argo CD as `${gitUrl}/a/b.git`. */
+  gitRoot: string;
+  gitUrl: string;
+  /** host:port, for a private application controller (argocd.ts startApplicationController). */
+  repoServer: string;
+  redis: string;
+  /** The KWOK node pods are scheduled onto. */
+  node: string;
+  startupMs: number;
 }
 
 export function endpointsOf(stack: Stack): StackEndpoints {
@@ -55,6 +83,24 @@ export function endpointsOf(stack: Stack): StackEndpoints {
     nats: stack.nats.url,
     prometheus: stack.prometheus.url,
     elasticsearch: stack.elasticsearch.url,
+    ...(stack.argocd ? { argocd: argoCdEndpointsOf(stack.argocd) } : {}),
+  };
+}
+
+function argoCdEndpointsOf(cluster: GitOpsCluster): ArgoCdEndpoints {
+  return {
+    kubeUrl: cluster.kube.url,
+    kubeconfig: cluster.kube.kubeconfig,
+    kubectl: cluster.kube.kubectl,
+    namespace: cluster.controller.namespace,
+    metrics: cluster.controller.metricsUrl,
+    persistResourceHealth: cluster.controller.persistResourceHealth,
+    gitRoot: cluster.git.root,
+    gitUrl: cluster.git.url,
+    repoServer: cluster.repoServer.address,
+    redis: cluster.redis.address,
+    node: cluster.kwok.node,
+    startupMs: cluster.startupMs,
   };
 }
 
@@ -76,12 +122,19 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const nats = startNats(workDir).then(track);
     const prometheus = startPrometheus(workDir, options.prometheusHistory, options.scrapeTargets).then(track);
     const elasticsearch = startElasticsearch(workDir).then(track);
+    const argocd = options.argocd
+      ? startGitOpsCluster(workDir, options.argocd === true ? {} : options.argocd, (p) => started.push(p))
+      : Promise.resolve(undefined);
     // Wait for every start to settle, so a failure never leaves a process still
     // starting in the background after cleanup ran.
-    const results = await Promise.allSettled([etcd, kube, nats, prometheus, elasticsearch]);
+    const results = await Promise.allSettled([etcd, kube, nats, prometheus, elasticsearch, argocd]);
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failures.length > 0) throw new Error(failures.map((f) => (f.reason as Error).message).join('\n'));
-    return { workDir, etcd: await etcd, kube: await kube, nats: await nats, prometheus: await prometheus, elasticsearch: await elasticsearch, stop };
+    const gitops = await argocd;
+    return {
+      workDir, etcd: await etcd, kube: await kube, nats: await nats, prometheus: await prometheus, elasticsearch: await elasticsearch,
+      ...(gitops ? { argocd: gitops } : {}), stop,
+    };
   } catch (error) {
     await stop();
     throw error;

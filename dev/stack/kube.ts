@@ -17,6 +17,8 @@ export interface KubeInstance {
   kubeconfigFor(user: string, groups: string[]): string;
   process?: ManagedProcess;
   existing: boolean;
+  /** The local API server's CA, serving and service-account keys (absent for an existing cluster). */
+  pki?: Pki;
 }
 
 function kubeconfigYaml(server: string, caCert: string, cert: string, key: string, user: string): string {
@@ -86,5 +88,5 @@ export async function startKube(workDir: string, etcdEndpoint: string): Promise<
     writeFileSync(file, kubeconfigYaml(url, pki.caCert, cert, key, user), { mode: 0o600 });
     return file;
   };
-  return { url, kubeconfig: kubeconfigFor('admin', ['system:masters']), kubectl: found.kubectl!, kubeconfigFor, process: proc, existing: false };
+  return { url, kubeconfig: kubeconfigFor('admin', ['system:masters']), kubectl: found.kubectl!, kubeconfigFor, process: proc, existing: false, pki };
 }
