@@ -1,5 +1,6 @@
 // Wiring only: configuration → ports → reconcilers → HTTP server.
 import { hostname } from 'node:os';
+import { VersionApi } from '@kubernetes/client-node';
 import { ElasticsearchAuditIndex } from './audit/elasticsearch-sink.ts';
 import { auditLogTee } from './audit/log-line.ts';
 import { openAuditTrail } from './audit/trail.ts';
@@ -108,12 +109,15 @@ await untilReady('the Kubernetes API', log, async () => {
 // Never throws: an unreadable policy is a state (not enforced), not a start-up failure.
 await approvalEnforcement.start();
 await operator.start();
+const apiServer = kc.makeApiClient(VersionApi);
 const server = await startHttp({
   port: config.httpPort, registry: metrics.registry,
   readiness: readinessProbe([
     { name: 'etcd', run: async () => { await kv.get(KEYS.leader); return undefined; } },
     { name: 'NATS', run: () => bus.connectionProblem() },
     { name: 'Application watch', run: () => (argocd.isSynced() ? undefined : 'not synced yet') },
+    // The watch cache outlives the API server; the fresh reads a merge needs (I2, I3) do not.
+    { name: 'Kubernetes API', run: async () => { await apiServer.getCode(); return undefined; } },
   ]),
   reset: resetHandler({ auth: new KubeCallerAuth(kc, { metrics }), reset: (id, request) => operator!.reset(id, request), log: log.child('Server') }),
 });
