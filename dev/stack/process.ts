@@ -38,12 +38,14 @@ export interface SpawnOptions {
 const running = new Set<ManagedProcess>();
 
 export function spawnManaged(name: string, command: string, args: string[], logFile: string, options: SpawnOptions = {}): ManagedProcess {
-  const log = createWriteStream(logFile, { flags: 'a' });
+  let log = createWriteStream(logFile, { flags: 'a' });
   let child: ChildProcess;
   let hasExited = false;
   let exit: Promise<void>;
   let isPaused = false;
   const launch = () => {
+    // After stop() the log was closed: a restart appends to the same file.
+    if (log.writableEnded) log = createWriteStream(logFile, { flags: 'a' });
     child = spawn(tether, [String(process.pid), command, ...args], {
       env: options.env ?? process.env,
       cwd: options.cwd,

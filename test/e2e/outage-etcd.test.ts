@@ -54,11 +54,7 @@ describe('etcd down mid-attempt', () => {
     // /readyz said etcd was missing while it was (after the first probe deadline), and came back by itself
     const during = watch.between(window.startedAt + 2000, window.startedAt + downMs - 500);
     expect(during.length).toBeGreaterThan(20);
-    for (const sample of during) {
-      expect(sample.status).toBe(503);
-      expect(sample.body).toMatch(/^etcd: /m);
-      expect(sample.ms).toBeLessThan(2000);
-    }
+    expect(during.filter((x) => x.status !== 503 || !/^etcd: /m.test(x.body) || x.ms >= 2000)).toEqual([]);
     const ready = watch.readyAgain(backAt);
     expect(ready).toBeDefined();
 

@@ -58,11 +58,7 @@ describe('NATS down mid-attempt', () => {
     // /readyz named NATS while it was away, and came back by itself
     const during = watch.between(window.startedAt + 3000, window.startedAt + downMs - 500);
     expect(during.length).toBeGreaterThan(20);
-    for (const sample of during) {
-      expect(sample.status).toBe(503);
-      expect(sample.body).toMatch(/^NATS: /m);
-      expect(sample.ms).toBeLessThan(2000);
-    }
+    expect(during.filter((x) => x.status !== 503 || !/^NATS: /m.test(x.body) || x.ms >= 2000)).toEqual([]);
     const ready = watch.readyAgain(backAt);
     expect(ready).toBeDefined();
     expect(stillRunning(operator, pid)).toBeUndefined();

@@ -74,8 +74,12 @@ export class Component {
 export interface OutageWindow {
   /** When the dependency was gone (epoch ms): paused, or stopped and exited. */
   readonly startedAt: number;
-  /** Waits out the rest of the window, brings the dependency back, and says how long it was away. */
-  end(): Promise<{ downMs: number; backAt: number }>;
+  /**
+   * Waits out the rest of the window and brings the dependency back: `downMs`
+   * it was away before the restart began (at `resumingAt`), `backAt` when it was
+   * healthy again (a restart takes a while: kube-apiserver, Elasticsearch).
+   */
+  end(): Promise<{ downMs: number; resumingAt: number; backAt: number }>;
 }
 
 /** Takes `component` away now, for at least `windowMs` (ended by `end()`, which waits the rest of it out). */
@@ -89,9 +93,9 @@ export async function outage(component: Component, mode: OutageMode, windowMs: n
     async end() {
       const left = startedAt + windowMs - Date.now();
       if (left > 0) await new Promise((r) => setTimeout(r, left));
+      const resumingAt = Date.now();
       await component.resume();
-      const backAt = Date.now();
-      return { downMs: backAt - startedAt, backAt };
+      return { downMs: resumingAt - startedAt, resumingAt, backAt: Date.now() };
     },
   };
 }
