@@ -16,7 +16,9 @@ let stack: Stack | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   const history = backfilledHistory();
-  stack = await startStack({ prometheusHistory: history.samples, keepData: process.env.KEEP_STACK_DATA === '1' });
+  // Real Argo CD (its own cluster, ≈0.5 GiB) only when asked, until provision.sh all builds it.
+  const argocd = process.env.AI_OPERATOR_E2E_ARGOCD === '1';
+  stack = await startStack({ prometheusHistory: history.samples, keepData: process.env.KEEP_STACK_DATA === '1', argocd });
   const endpoints = endpointsOf(stack);
   await installCrds(endpoints);
   project.provide('stack', endpoints);
