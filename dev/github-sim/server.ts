@@ -10,6 +10,7 @@ import { ApiError, DOCS_URL } from './api-error.ts';
 import { actorOf, authenticate } from './auth.ts';
 import { Views } from './factories.ts';
 import type { OpenApiValidator } from './openapi.ts';
+import { malformed, type CorruptRule, type RawBody } from './malformed.ts';
 import { Router, routeKey, type Route, type RouteResult } from './router.ts';
 import type { Principal, World } from './world.ts';
 
@@ -39,13 +40,7 @@ export interface FaultRule {
 /** Thrown by a request whose connection is to be dropped without an answer. */
 class DroppedConnection extends Error {}
 
-/** The next `times` answers of `route` lose a field — a response GitHub would never send. */
-export interface CorruptRule {
-  route: string;
-  times?: number;
-  /** The field to drop (default: the first one). */
-  drop?: string;
-}
+export type { CorruptRule } from './malformed.ts';
 
 export interface ServerOptions {
   validator?: OpenApiValidator;
@@ -220,8 +215,15 @@ export class SimServer {
       if (r.ifNoneMatch === headers.etag) result = { status: 304 };
     }
     const corruption = this.take(this.corruptions, r.key);
-    if (corruption && result.body !== undefined) result = { ...result, body: corrupt(result.body, corruption.drop) };
-    if (this.options.validator) {
+    let raw: RawBody | undefined;
+    if (corruption && result.body !== undefined) {
+      const made = malformed(result.body, corruption);
+      if (made.raw) raw = made.raw;
+      else result = { ...result, body: made.body };
+    }
+    // Text is no answer of GitHub's API at all: a violation without a schema to check it against.
+    if (raw) this.violations.push(`${r.method} ${r.template} → ${result.status}: ${raw.why}`);
+    else if (this.options.validator) {
       const problems = this.options.validator.check({ method: r.method, template: r.template, status: result.status, body: result.body });
       if (problems.length > 0) {
         this.violations.push(...problems);
@@ -238,11 +240,15 @@ export class SimServer {
         'x-ratelimit-used': String(q.used), 'x-ratelimit-reset': String(q.reset), 'x-ratelimit-resource': 'core',
       });
     }
-    this.send(res, { ...result, headers });
+    this.send(res, { ...result, headers }, raw);
   }
 
-  private send(res: ServerResponse, result: RouteResult): void {
+  private send(res: ServerResponse, result: RouteResult, raw?: RawBody): void {
     const headers: Record<string, string> = { 'x-github-media-type': 'github.v3; format=json', 'x-github-request-id': createHash('sha1').update(String(Math.random())).digest('hex').slice(0, 16).toUpperCase(), ...result.headers };
+    if (raw) {
+      res.writeHead(result.status, { ...headers, 'content-type': raw.contentType }).end(raw.text);
+      return;
+    }
     if (result.body === undefined) {
       res.writeHead(result.status, headers).end();
       return;
@@ -259,13 +265,4 @@ export class SimServer {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ message: error instanceof Error ? error.message : String(error) }));
     }
   }
-}
-
-/** Drops one field from an object (or from the first element of a list). */
-function corrupt(body: unknown, drop: string | undefined): unknown {
-  if (Array.isArray(body)) return body.length === 0 ? body : [corrupt(body[0], drop), ...body.slice(1)];
-  if (body === null || typeof body !== 'object') return body;
-  const copy = { ...(body as Record<string, unknown>) };
-  delete copy[drop ?? Object.keys(copy)[0]!];
-  return copy;
 }
