@@ -23,6 +23,7 @@ import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPreview, RollbackPullRequestSpec } from '../ports/github.ts';
 import { call, classifyHttpError, type CallMetrics, type Classified } from './call.ts';
+import { checkCommit, checkEach, checkJsonBody, checkPull, checkTree, need } from './github-answers.ts';
 
 /** How the operator authenticates to GitHub: a token, or a GitHub App (GITHUB_APP_ID, SPEC §12). */
 export type GitHubAuth =
@@ -73,7 +74,8 @@ interface PullLike {
 const USER_AGENT = 'ai-operator/0.1.0';
 const marker = (name: string) => `<!-- ai-operator:${name} -->`;
 
-export function pullRequestInfo(p: PullLike): PullRequestInfo {
+export function pullRequestInfo(p: PullLike, what = 'pull request'): PullRequestInfo {
+  checkPull(p, what);
   // The list endpoint has no `merged`; merged_at says it there.
   const merged = p.merged ?? p.merged_at !== null;
   return {
@@ -173,13 +175,16 @@ export class GitHubClient implements GitHubPort {
 
   private newOctokit(auth: { token: string } | { appId: number; privateKey: string; installationId?: number }): Octokit {
     const log = this.options.log;
-    return new Octokit({
+    const octokit = new Octokit({
       baseUrl: this.options.baseUrl.replace(/\/+$/, ''),
       userAgent: USER_AGENT,
       ...('token' in auth ? { auth: auth.token } : { authStrategy: createAppAuth, auth }),
       // Failed requests are classified and retried by `call`; Octokit's own error line would be noise.
       log: { debug: () => {}, info: () => {}, warn: (m: string) => log?.warn(m), error: (m: string) => log?.debug(m) },
     });
+    // Every answer the client reads is JSON: a body cut short or an HTML page in a 200 is said here, by its route.
+    octokit.hook.after('request', (response, options) => checkJsonBody(response as Parameters<typeof checkJsonBody>[0], options.method));
+    return octokit;
   }
 
   /** The Octokit to use: token, or the App's installation (found through GITHUB_ORG when no id is configured). */
@@ -226,10 +231,12 @@ export class GitHubClient implements GitHubPort {
    * A GET that sends the ETag of the last answer for the same URL; a 304 means
    * unchanged and returns the remembered body (and costs no rate limit).
    */
-  private async conditional<T>(key: string, get: (headers: Record<string, string>) => Promise<{ data: T; headers: { etag?: string } }>): Promise<T> {
+  private async conditional<T>(key: string, get: (headers: Record<string, string>) => Promise<{ data: T; headers: { etag?: string } }>, check: (data: T) => void): Promise<T> {
     const cached = this.etags.get(key);
     try {
       const response = await get(cached ? { 'if-none-match': cached.etag } : {});
+      // Checked before it is kept: a malformed body remembered under its ETag would come back with every 304.
+      check(response.data);
       if (response.headers.etag) this.remember(key, response.headers.etag, response.data);
       return response.data;
     } catch (error) {
@@ -251,6 +258,7 @@ export class GitHubClient implements GitHubPort {
     const known = this.pullFiles.get(key);
     if (known) return known;
     const files = await o.paginate(o.rest.pulls.listFiles, { ...repo, pull_number: pull.number, per_page: 100, ...req });
+    checkEach(files, `files of #${pull.number}`, (f, at) => need(f, 'filename', 'string', at));
     const paths = files.flatMap((f) => (f.previous_filename !== undefined ? [f.filename, f.previous_filename] : [f.filename]));
     rememberBounded(this.pullFiles, key, paths, PULL_FILES_CACHE_SIZE);
     return paths;
@@ -267,7 +275,9 @@ export class GitHubClient implements GitHubPort {
         if (!data?.slug) throw new IntegrationError('identity', 'INVALID_ARGUMENT', 'GET /app returned no slug');
         return `${data.slug}[bot]`;
       }
-      return (await o.rest.users.getAuthenticated(req)).data.login;
+      const { data } = await o.rest.users.getAuthenticated(req);
+      need(data, 'login', 'string', 'GET /user');
+      return data.login;
     });
     this.login.catch(() => { this.login = undefined; });
     return this.login;
@@ -280,6 +290,7 @@ export class GitHubClient implements GitHubPort {
       for (let page = 1; commits.length < limit; page++) {
         const perPage = Math.min(limit, 100);
         const { data } = await o.rest.repos.listCommits({ ...repo, sha: branch, ...(prefix ? { path: prefix } : {}), per_page: perPage, page, ...req });
+        checkEach(data, `commits of ${prefix || 'the repository'} on ${branch}`, checkCommit);
         for (const c of data) {
           commits.push({
             sha: c.sha, message: c.commit.message, author: c.author?.login ?? c.commit.author?.name ?? 'unknown',
@@ -294,8 +305,10 @@ export class GitHubClient implements GitHubPort {
 
   private async ciOf(o: Octokit, repo: RepoRef, sha: string, req: Req): Promise<CiStatus> {
     const [combined, checks] = await Promise.all([
-      this.conditional(`${repo.owner}/${repo.repo} status ${sha}`, (headers) => o.rest.repos.getCombinedStatusForRef({ ...repo, ref: sha, per_page: 100, headers, ...req })),
-      this.conditional(`${repo.owner}/${repo.repo} check-runs ${sha}`, (headers) => o.rest.checks.listForRef({ ...repo, ref: sha, per_page: 100, headers, ...req })),
+      this.conditional(`${repo.owner}/${repo.repo} status ${sha}`, (headers) => o.rest.repos.getCombinedStatusForRef({ ...repo, ref: sha, per_page: 100, headers, ...req }),
+        (data) => checkEach(data.statuses, `statuses of ${sha}`, (s, at) => { need(s, 'context', 'string', at); need(s, 'state', 'string', at); })),
+      this.conditional(`${repo.owner}/${repo.repo} check-runs ${sha}`, (headers) => o.rest.checks.listForRef({ ...repo, ref: sha, per_page: 100, headers, ...req }),
+        (data) => checkEach(data.check_runs, `check runs of ${sha}`, (r, at) => { need(r, 'name', 'string', at); need(r, 'status', 'string', at); })),
     ]);
     return ciStatus(combined.statuses, checks.check_runs);
   }
@@ -306,6 +319,7 @@ export class GitHubClient implements GitHubPort {
 
   private async findOpenOrLatest(o: Octokit, repo: RepoRef, branch: string, req: Req): Promise<PullRequestInfo | undefined> {
     const { data } = await o.rest.pulls.list({ ...repo, head: `${repo.owner}:${branch}`, state: 'all', per_page: 100, ...req });
+    checkEach(data, `pull requests of ${branch}`, checkPull);
     const pull = data.find((p) => p.state === 'open') ?? data[0];
     return pull ? pullRequestInfo(pull) : undefined;
   }
@@ -321,6 +335,7 @@ export class GitHubClient implements GitHubPort {
     const known = this.commitTrees.get(key);
     if (known) return { rootTree: known.sha, files: known.files.filter((e) => under(prefix, e.path)) };
     const whole = await o.rest.git.getTree({ ...repo, tree_sha: commitSha, recursive: 'true', ...req });
+    checkTree(whole.data, `the tree of ${commitSha}`);
     if (!whole.data.truncated) {
       const files = whole.data.tree.map((e) => ({ path: e.path!, mode: e.mode!, type: e.type!, sha: e.sha! }));
       rememberBounded(this.commitTrees, key, { sha: whole.data.sha, files }, COMMIT_TREE_CACHE_SIZE);
@@ -329,12 +344,14 @@ export class GitHubClient implements GitHubPort {
     let treeSha = whole.data.sha;
     for (const segment of prefix === '' ? [] : prefix.split('/')) {
       const level = await o.rest.git.getTree({ ...repo, tree_sha: treeSha, ...req });
+      checkTree(level.data, `the tree ${treeSha}`);
       const next = level.data.tree.find((e) => e.path === segment);
       if (!next) return { rootTree: whole.data.sha, files: [] };
       if (next.type !== 'tree') return { rootTree: whole.data.sha, files: [{ path: prefix, mode: next.mode!, type: next.type!, sha: next.sha! }] };
       treeSha = next.sha!;
     }
     const sub = await o.rest.git.getTree({ ...repo, tree_sha: treeSha, recursive: 'true', ...req });
+    checkTree(sub.data, `the tree of ${prefix}`);
     if (sub.data.truncated) throw new IntegrationError(callName, 'INVALID_ARGUMENT', `the tree of ${prefix || 'the repository'} is too large for GitHub to list`);
     const base = prefix === '' ? '' : `${prefix}/`;
     return { rootTree: whole.data.sha, files: sub.data.tree.map((e) => ({ path: `${base}${e.path!}`, mode: e.mode!, type: e.type!, sha: e.sha! })) };
@@ -343,6 +360,7 @@ export class GitHubClient implements GitHubPort {
   /** The branch's head and the tree entries that restore `prefix` there to its tree at `targetSha`. */
   private async restoration(o: Octokit, repo: RepoRef, branch: string, targetSha: string, prefix: string, req: Req, callName: string) {
     const head = await o.rest.git.getRef({ ...repo, ref: `heads/${branch}`, ...req });
+    need(head.data, 'object.sha', 'string', `the ref heads/${branch}`);
     const headSha = head.data.object.sha;
     const [now, then] = await Promise.all([this.filesAt(o, repo, headSha, prefix, req, callName), this.filesAt(o, repo, targetSha, prefix, req, callName)]);
     return { headSha, rootTree: now.rootTree, entries: restoreEntries(now.files, then.files) };
@@ -358,6 +376,7 @@ export class GitHubClient implements GitHubPort {
 
   private async adopt(o: Octokit, repo: RepoRef, spec: RollbackPullRequestSpec, req: Req): Promise<PullRequestInfo | undefined> {
     const { data } = await o.rest.pulls.list({ ...repo, head: `${repo.owner}:${spec.branch}`, state: 'open', per_page: 100, ...req });
+    checkEach(data, `open pull requests of ${spec.branch}`, checkPull);
     const pull = data.find((p) => p.base.ref === spec.base) ?? data[0];
     if (!pull) return undefined;
     // An earlier try may have opened the PR and died before labelling it; adding labels is idempotent.
@@ -376,15 +395,17 @@ export class GitHubClient implements GitHubPort {
       const prefix = normalisePath(spec.path);
       const { headSha: baseSha, rootTree, entries } = await this.restoration(o, repo, spec.base, spec.targetSha, prefix, req, 'createPullRequest');
       const tree = await o.rest.git.createTree({ ...repo, base_tree: rootTree, tree: entries, ...req });
+      need(tree.data, 'sha', 'string', 'the created tree');
       const commit = await o.rest.git.createCommit({
         ...repo, tree: tree.data.sha, parents: [baseSha],
         message: `${spec.title}\n\nRestores ${prefix || 'the repository'} to its tree at ${spec.targetSha}.`, ...req,
       });
+      need(commit.data, 'sha', 'string', 'the created commit');
       await this.pointBranch(o, repo, spec.branch, { sha: commit.data.sha, tree: tree.data.sha, parent: baseSha }, req);
       let pull: PullRequestInfo;
       try {
         const { data } = await o.rest.pulls.create({ ...repo, head: spec.branch, base: spec.base, title: spec.title, body: spec.body, maintainer_can_modify: false, ...req });
-        pull = pullRequestInfo(data);
+        pull = pullRequestInfo(data, 'the created pull request');
       } catch (error) {
         // Opened by an earlier try whose answer was lost: adopt it.
         if (statusOf(error) !== 422 || !validationMessages(error).some((m) => m.includes('A pull request already exists'))) throw error;
@@ -416,8 +437,9 @@ export class GitHubClient implements GitHubPort {
 
   getPullRequestStatus(repo: RepoRef, number: number): Promise<{ pr: PullRequestInfo; ci: CiStatus }> {
     return this.run('getPullRequestStatus', async (o, req) => {
-      const data = await this.conditional(`${repo.owner}/${repo.repo} pull ${number}`, (headers) => o.rest.pulls.get({ ...repo, pull_number: number, headers, ...req }));
-      const pr = pullRequestInfo(data);
+      const data = await this.conditional(`${repo.owner}/${repo.repo} pull ${number}`, (headers) => o.rest.pulls.get({ ...repo, pull_number: number, headers, ...req }),
+        (pull) => checkPull(pull, `pull request #${number}`));
+      const pr = pullRequestInfo(data, `pull request #${number}`);
       return { pr, ci: await this.ciOf(o, repo, pr.headSha, req) };
     });
   }
@@ -426,14 +448,16 @@ export class GitHubClient implements GitHubPort {
     return this.run('listOpenPullRequests', async (o, req) => {
       const prefix = normalisePath(filter.path);
       const open = await o.paginate(o.rest.pulls.list, { ...repo, state: 'open', base: filter.base, per_page: 100, ...req });
+      checkEach(open, `open pull requests on ${filter.base}`, checkPull);
       const touching = await Promise.all(open.map(async (p) => prefix === '' || (await this.filesOf(o, repo, p, req)).some((f) => under(prefix, f))));
-      return open.filter((_, i) => touching[i]).map(pullRequestInfo);
+      return open.filter((_, i) => touching[i]).map((p) => pullRequestInfo(p));
     });
   }
 
   mergePullRequest(repo: RepoRef, number: number, options: { sha: string; method: 'squash' | 'merge' | 'rebase' }): Promise<{ sha: string }> {
     return this.run('mergePullRequest', async (o, req) => {
       const { data } = await o.rest.pulls.merge({ ...repo, pull_number: number, sha: options.sha, merge_method: options.method, ...req });
+      need(data, 'sha', 'string', `the merge of #${number}`);
       return { sha: data.sha };
     }, {
       classify: classifyMerge,
