@@ -59,17 +59,27 @@ function check(value: unknown): Parse {
   return { ok: true, event };
 }
 
-/** `data.number: must be integer; data.extra: is not allowed` */
+// A message with thousands of unknown fields would otherwise be said in megabytes, in a
+// log line, an audit record and a JetStream advisory: the first few say what is wrong.
+const MAX_ERRORS = 10;
+const MAX_SEGMENT = 64;
+
+/** `data.number: must be integer; data.extra: is not allowed` (the first ten, then how many more). */
 function describe(errors: ErrorObject[]): string {
-  return errors
+  const more = errors.length > MAX_ERRORS ? `; … and ${errors.length - MAX_ERRORS} more` : '';
+  return errors.slice(0, MAX_ERRORS)
     .map((e) => {
-      const path = e.instancePath.split('/').slice(1).map(unescapePointer);
-      if (e.keyword === 'required') return `${[...path, String(e.params.missingProperty)].join('.')}: is required`;
-      if (e.keyword === 'additionalProperties') return `${[...path, String(e.params.additionalProperty)].join('.')}: is not allowed`;
+      const path = e.instancePath.split('/').slice(1).map(unescapePointer).map(shorten);
+      if (e.keyword === 'required') return `${[...path, shorten(String(e.params.missingProperty))].join('.')}: is required`;
+      if (e.keyword === 'additionalProperties') return `${[...path, shorten(String(e.params.additionalProperty))].join('.')}: is not allowed`;
       const detail = e.keyword === 'const' ? ` ${JSON.stringify(e.params.allowedValue)}` : e.keyword === 'enum' ? ` ${JSON.stringify(e.params.allowedValues)}` : '';
       return `${path.join('.') || 'event'}: ${e.message ?? e.keyword}${detail}`;
     })
-    .join('; ');
+    .join('; ') + more;
+}
+
+function shorten(segment: string): string {
+  return segment.length > MAX_SEGMENT ? `${segment.slice(0, MAX_SEGMENT)}…` : segment;
 }
 
 function unescapePointer(segment: string): string {
