@@ -147,6 +147,8 @@ export function transition(record: AttemptRecord, to: State, reason: Reason, now
     message,
     since: at,
     version: record.version + 1,
+    observed: { seconds: 0, at },
+    retrying: undefined,
     transitions: [...record.transitions, { from: record.state, to, at, reason }].slice(-64),
   };
 }
@@ -172,6 +174,41 @@ function update(record: AttemptRecord, patch: Partial<AttemptRecord>): AttemptRe
 
 function sameResults(a: InvariantResult[], b: InvariantResult[]): boolean {
   return a.length === b.length && a.every((r, i) => r.id === b[i]!.id && r.result === b[i]!.result && r.detail === b[i]!.detail);
+}
+
+/**
+ * The time observed in the current state once this reconcile read the fact its
+ * deadline is about: the gap since the last observation counts, up to two
+ * intervals (a late reconcile), never an outage.
+ */
+function observedTime(record: AttemptRecord, now: Date): { seconds: number; at: string } {
+  const last = record.observed ?? { seconds: 0, at: record.since };
+  const gap = Math.max(0, (now.getTime() - Date.parse(last.at)) / 1000);
+  return { seconds: last.seconds + Math.min(gap, 2 * record.settings.intervalSeconds), at: now.toISOString() };
+}
+
+/** After call()'s retries, an outage: what was asked may or may not have happened, so nothing is concluded. */
+function isTransient(code: ErrorCode): boolean {
+  return code === 'UNAVAILABLE' || code === 'TIMEOUT' || code === 'RATE_LIMITED';
+}
+
+/**
+ * An integration is down: the attempt stays where it is and the next reconcile
+ * observes again — a PR whose creation or merge may have landed is adopted or
+ * seen merged then, never orphaned by an abort. Deadlines do not run meanwhile.
+ */
+function waitForIntegration(record: AttemptRecord, failure: NonNullable<Facts['failure']>): Decision {
+  const message = `${failure.call} failed (${failure.code}), retrying every interval: ${failure.message}`;
+  return record.message === message ? nothing() : { ...nothing(), record: update(record, { message, retrying: true }) };
+}
+
+/**
+ * A write of the observed time. The clock of a deadline is not a new version of
+ * the attempt: no version bump. A message that said an integration was down is
+ * replaced (a new version): it answers again.
+ */
+function observedWrite(record: AttemptRecord, observed: { seconds: number; at: string }, message: string): AttemptRecord {
+  return record.retrying ? update(record, { observed, message, retrying: undefined }) : { ...record, observed };
 }
 
 function failureReason(code: ErrorCode): Reason {
@@ -354,6 +391,7 @@ function candidateDecision(facts: Facts, record: AttemptRecord, outcome: Candida
 }
 
 function decideCandidateResolved(facts: Facts, record: AttemptRecord): Decision {
+  if (facts.failure && isTransient(facts.failure.code)) return waitForIntegration(record, facts.failure);
   if (facts.failure) return move(facts, record, 'Abort', failureReason(facts.failure.code), `${facts.failure.call} failed: ${facts.failure.message}`);
   if (facts.pullRequest) {
     const adopted = !facts.pullRequestJustOpened;
@@ -389,6 +427,8 @@ function decideCandidateResolved(facts: Facts, record: AttemptRecord): Decision 
 /** Health came back before the merge: close the PR, then go back to Idle. */
 function restoredBeforeMerge(facts: Facts, record: AttemptRecord): Decision | undefined {
   if (facts.health?.status !== 'Healthy') return undefined;
+  // Unread this reconcile, the PR may have been merged — by us: Healthy could be our own rollback.
+  if (record.pullRequest && !facts.pullRequest) return undefined;
   const pr = facts.pullRequest?.ref ?? record.pullRequest;
   if (pr && pr.state === 'open') {
     return { ...nothing(), intents: [{ kind: 'closePullRequest', number: pr.number, comment: comments.healthRestored(facts.app.name, record.correlationId) }] };
@@ -410,6 +450,7 @@ function decidePrCreated(facts: Facts, record: AttemptRecord): Decision {
   if (restored) return restored;
   const closed = closedByHuman(facts, record);
   if (closed) return closed;
+  if (facts.failure && isTransient(facts.failure.code)) return waitForIntegration(record, facts.failure);
   if (facts.failure) return abort(facts, record, failureReason(facts.failure.code), `${facts.failure.call} failed: ${facts.failure.message}`);
   const pr = record.pullRequest!;
   // CI is judged on a fresh read of the PR only: without one there is nothing to judge, not even a timeout.
@@ -424,11 +465,12 @@ function decidePrCreated(facts: Facts, record: AttemptRecord): Decision {
     const decision = abort(facts, record, Reason.CIFailure, `CI on #${pr.number} is ${facts.ci}`);
     return { ...decision, events: [ciEvent('failure'), ...decision.events] };
   }
-  if (ciTimedOut(record.since, facts.now, record.settings)) {
+  const observed = observedTime(record, facts.now);
+  if (ciTimedOut(observed.seconds, record.settings)) {
     const decision = abort(facts, record, Reason.CITimeout, `CI on #${pr.number} still pending after ${formatDuration(record.settings.ciTimeoutSeconds)}`);
     return { ...decision, events: [ciEvent('timeout'), ...decision.events] };
   }
-  return nothing();
+  return { ...nothing(), record: observedWrite(record, observed, `waiting for CI on #${pr.number}`) };
 }
 
 function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
@@ -438,6 +480,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
   if (restored) return restored;
   const closed = closedByHuman(facts, record);
   if (closed) return closed;
+  if (facts.failure && isTransient(facts.failure.code)) return waitForIntegration(record, facts.failure);
   if (facts.failure) return abort(facts, record, failureReason(facts.failure.code), `${facts.failure.call} failed: ${facts.failure.message}`);
 
   const notes: Note[] = [];
@@ -473,14 +516,21 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
   }
   const invariants = facts.invariants;
   if (invariants && !sameResults(record.invariants, invariants)) patch.invariants = invariants;
+  // The invariants were read fresh: this reconcile observed the state (the approval deadline counts it).
+  const observed = invariants && pr ? observedTime(record, facts.now) : undefined;
+  if (observed) {
+    patch.observed = observed;
+    if (record.retrying) Object.assign(patch, { message: `waiting for the merge verdict on #${pr!.ref.number}`, retrying: undefined });
+  }
   const current: AttemptRecord = { ...record, ...patch };
-  const write = Object.keys(patch).length > 0 ? update(record, patch) : undefined;
+  const changed = Object.keys(patch).filter((k) => k !== 'observed').length > 0;
+  const write = changed ? update(record, patch) : patch.observed ? { ...record, observed: patch.observed } : undefined;
   const withEvents = (decision: Decision): Decision => ({ ...decision, events: [...events, ...decision.events], notes: [...notes, ...decision.notes] });
   if (!invariants || !pr) return { ...nothing(), ...(write ? { record: write } : {}), events, notes, intents };
   notes.push({ kind: 'invariants', message: JSON.stringify(summary(invariants)) });
 
   const verdict = mergeVerdict({ environment: facts.environment, invariants, ...(current.approval ? { approval: current.approval } : {}),
-    since: record.since, now: facts.now, settings: record.settings });
+    observedSeconds: observed!.seconds, settings: record.settings });
   if (verdict.verdict === 'abort') return withEvents(abort(facts, current, Reason[verdict.reason], verdict.detail));
   if (verdict.verdict === 'merge') {
     return { ...nothing(), ...(write ? { record: write } : {}), events, notes,
@@ -523,8 +573,10 @@ function decideMerged(facts: Facts, record: AttemptRecord): Decision {
   } else if (record.healthySince) {
     return { ...nothing(), record: update(record, { healthySince: undefined, message: `health read ${facts.health?.status ?? 'unreadable'} again` }) };
   }
-  if (recoveryTimedOut(record.since, now, record.settings)) {
+  if (!facts.health) return nothing();
+  const observed = observedTime(record, now);
+  if (recoveryTimedOut(observed.seconds, record.settings)) {
     return move(facts, record, 'Abort', Reason.RecoveryTimeout, `not Healthy for ${formatDuration(record.settings.healthRestorationSeconds)} within ${formatDuration(record.settings.recoveryTimeoutSeconds)} of the merge`);
   }
-  return nothing();
+  return { ...nothing(), record: observedWrite(record, observed, 'merged; waiting for Healthy') };
 }

@@ -133,6 +133,14 @@ export interface AttemptRecord {
   merge?: { at: string; commitSha?: string; auto: boolean };
   /** Start of the current run of Healthy checks after the merge. */
   healthySince?: string;
+  /**
+   * Time the current state was observed (SPEC §4 deadlines): each reconcile that
+   * read the fact a deadline is about adds the time since the one before, at most
+   * two intervals, so an outage or a leaderless spell never counts towards it.
+   */
+  observed?: { seconds: number; at: string };
+  /** The message says an integration is down and the attempt waits for it (transient, after retries). */
+  retrying?: true;
   transitions: TransitionEntry[];
 }
 

@@ -145,7 +145,7 @@ describe('mergeVerdict', () => {
   const all = (result: CheckResult, except: Partial<Record<InvariantId, CheckResult>> = {}) =>
     evaluateInvariants(passing, now).map((r) => ({ ...r, result: except[r.id] ?? result }));
   const ask = (q: Partial<MergeQuestion>): ReturnType<typeof mergeVerdict> => mergeVerdict({
-    environment: 'staging', invariants: all('PASS'), since: at(0), now, settings: { approvalTimeoutSeconds: 3600 }, ...q,
+    environment: 'staging', invariants: all('PASS'), observedSeconds: 60, settings: { approvalTimeoutSeconds: 3600 }, ...q,
   });
 
   it('merges staging when all eight PASS, and only then', () => {
@@ -173,26 +173,26 @@ describe('mergeVerdict', () => {
   });
 
   it('at the approval deadline: ApprovalTimeout without an approval, InvariantViolated when invariants stayed UNKNOWN', () => {
-    const late = new Date(t0 + 3601_000);
-    expect(ask({ environment: 'production', invariants: all('PASS', { I1_environment: 'FAIL' }), now: late }))
+    const late = 3601;
+    expect(ask({ environment: 'production', invariants: all('PASS', { I1_environment: 'FAIL' }), observedSeconds: late }))
       .toEqual({ verdict: 'abort', reason: 'ApprovalTimeout', detail: 'no authorized approval within 60 min' });
-    expect(ask({ invariants: all('PASS', { I6_ci_success: 'UNKNOWN' }), now: late }))
+    expect(ask({ invariants: all('PASS', { I6_ci_success: 'UNKNOWN' }), observedSeconds: late }))
       .toEqual({ verdict: 'abort', reason: 'InvariantViolated', detail: 'invariants still not all PASS after 60 min (UNKNOWN: I6_ci_success)' });
     // A merge that became possible just in time still merges.
-    expect(ask({ now: late })).toMatchObject({ verdict: 'merge' });
-    expect(ask({ now: new Date(t0 + 3600_000), invariants: all('PASS', { I6_ci_success: 'UNKNOWN' }) })).toMatchObject({ verdict: 'wait' });
+    expect(ask({ observedSeconds: late })).toMatchObject({ verdict: 'merge' });
+    expect(ask({ observedSeconds: 3600, invariants: all('PASS', { I6_ci_success: 'UNKNOWN' }) })).toMatchObject({ verdict: 'wait' });
   });
 });
 
 describe('deadlines', () => {
   const settings = { ciTimeoutSeconds: 300, approvalTimeoutSeconds: 3600, recoveryTimeoutSeconds: 600, healthRestorationSeconds: 60 };
-  const after = (s: number) => new Date(t0 + s * 1000);
-  it('fire strictly after their window, measured from when the state was entered', () => {
-    expect([ciTimedOut(at(0), after(300), settings), ciTimedOut(at(0), after(301), settings)]).toEqual([false, true]);
-    expect([approvalTimedOut(at(0), after(3600), settings), approvalTimedOut(at(0), after(3601), settings)]).toEqual([false, true]);
-    expect([recoveryTimedOut(at(0), after(600), settings), recoveryTimedOut(at(0), after(601), settings)]).toEqual([false, true]);
+  it('fire strictly after their window of observed time', () => {
+    expect([ciTimedOut(300, settings), ciTimedOut(301, settings)]).toEqual([false, true]);
+    expect([approvalTimedOut(3600, settings), approvalTimedOut(3601, settings)]).toEqual([false, true]);
+    expect([recoveryTimedOut(600, settings), recoveryTimedOut(601, settings)]).toEqual([false, true]);
   });
   it('health restoration holds once Healthy for the whole window', () => {
+    const after = (s: number) => new Date(t0 + s * 1000);
     expect([restorationHeld(at(0), after(59), settings), restorationHeld(at(0), after(60), settings)]).toEqual([false, true]);
   });
 });

@@ -152,28 +152,28 @@ export function summary(results: InvariantResult[]): Record<string, CheckResult>
   return Object.fromEntries(results.map((r) => [r.id, r.result]));
 }
 
-// ---- Deadlines (SPEC §4): each measured from when the attempt entered its state --
-
-const elapsed = (since: string, now: Date) => (now.getTime() - Date.parse(since)) / 1000;
+// ---- Deadlines (SPEC §4): each counts the time the current state was observed ---
+// (fsm/record.ts `observed`), not wall-clock time since it began: a timeout must
+// never fire on time the operator could not see — etcd down, GitHub down, no leader.
 
 /** PRCreated: CI on the PR head is still not done (`CITimeout`). */
-export function ciTimedOut(since: string, now: Date, settings: Pick<Settings, 'ciTimeoutSeconds'>): boolean {
-  return elapsed(since, now) > settings.ciTimeoutSeconds;
+export function ciTimedOut(observedSeconds: number, settings: Pick<Settings, 'ciTimeoutSeconds'>): boolean {
+  return observedSeconds > settings.ciTimeoutSeconds;
 }
 
 /** AwaitingMergeApproval: no merge became possible (`ApprovalTimeout`, or `InvariantViolated` while UNKNOWN). */
-export function approvalTimedOut(since: string, now: Date, settings: Pick<Settings, 'approvalTimeoutSeconds'>): boolean {
-  return elapsed(since, now) > settings.approvalTimeoutSeconds;
+export function approvalTimedOut(observedSeconds: number, settings: Pick<Settings, 'approvalTimeoutSeconds'>): boolean {
+  return observedSeconds > settings.approvalTimeoutSeconds;
 }
 
 /** RollbackMerged: health did not come back (`RecoveryTimeout`). */
-export function recoveryTimedOut(since: string, now: Date, settings: Pick<Settings, 'recoveryTimeoutSeconds'>): boolean {
-  return elapsed(since, now) > settings.recoveryTimeoutSeconds;
+export function recoveryTimedOut(observedSeconds: number, settings: Pick<Settings, 'recoveryTimeoutSeconds'>): boolean {
+  return observedSeconds > settings.recoveryTimeoutSeconds;
 }
 
 /** RollbackMerged: Healthy long enough, without a break, to call it restored (`HealthRestored`). */
 export function restorationHeld(healthySince: string, now: Date, settings: Pick<Settings, 'healthRestorationSeconds'>): boolean {
-  return elapsed(healthySince, now) >= settings.healthRestorationSeconds;
+  return (now.getTime() - Date.parse(healthySince)) / 1000 >= settings.healthRestorationSeconds;
 }
 
 // ---- The merge verdict ---------------------------------------------------------
@@ -184,9 +184,8 @@ export interface MergeQuestion {
   invariants: InvariantResult[];
   /** A production approval the API server authenticated (governance/approval.ts), once recorded. */
   approval?: { approvedBy: string };
-  /** When the attempt entered AwaitingMergeApproval. */
-  since: string;
-  now: Date;
+  /** How long AwaitingMergeApproval has been observed (see the deadlines above). */
+  observedSeconds: number;
   settings: Pick<Settings, 'approvalTimeoutSeconds'>;
 }
 
@@ -214,7 +213,7 @@ export function mergeVerdict(q: MergeQuestion): MergeVerdict {
   if (invariantsPass && q.approval) return { verdict: 'merge', detail: `production: approved by ${q.approval.approvedBy}; I2–I8 PASS` };
   const unknown = q.invariants.filter((i) => i.result === 'UNKNOWN').map((i) => i.id).join(', ') || 'none';
   const awaitingApproval = !staging && !q.approval;
-  if (approvalTimedOut(q.since, q.now, q.settings)) {
+  if (approvalTimedOut(q.observedSeconds, q.settings)) {
     const window = formatDuration(q.settings.approvalTimeoutSeconds);
     return awaitingApproval
       ? { verdict: 'abort', reason: 'ApprovalTimeout', detail: `no authorized approval within ${window}` }

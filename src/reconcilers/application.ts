@@ -262,7 +262,10 @@ export class ApplicationReconciler {
   private async observeForState(observed: Observed, record: AttemptRecord, repo: RepoRef): Promise<void> {
     const { github } = this.deps;
     const { facts, app } = observed;
-    switch (record.state) {
+    // An attempt that aborted before it knew of its PR (the answer to its creation was lost): a reset
+    // looks for it by the attempt's branch, so it is closed with the attempt and never left behind.
+    const lookForPullRequest = record.state === 'CandidateResolved' || (record.state === 'Abort' && !record.pullRequest && facts.human.reset === true);
+    switch (lookForPullRequest ? 'CandidateResolved' : record.state) {
       case 'CandidateResolved': {
         const pr = await github.findPullRequest(repo, branchName(record.app, record.correlationId));
         if (pr) {
@@ -447,6 +450,15 @@ export class ApplicationReconciler {
       note: `${t.from} -> ${t.to}${record.pullRequest ? ` (PR #${record.pullRequest.number} ${record.pullRequest.url})` : ''}: ${record.message || t.reason}`,
     } });
     this.heldEvents.set(storeKeyOf(record, this.deps.argocdNamespace), held);
+    if (t.to === 'RollbackMerged' && record.pullRequest) {
+      const n = record.pullRequest.number;
+      await audit.record({ module: 'MergeController', correlationId: record.correlationId, actionType: 'PR_MERGED',
+        message: `Merged rollback pull request #${n}${t.reason === Reason.MergedByHuman ? ' (by a human on GitHub)' : ''}`, invariantsChecked: summary(record.invariants),
+        reasoning: t.reason === Reason.AutoMerged ? 'staging: all eight invariants PASS on fresh reads'
+          : t.reason === Reason.ApprovedAndMerged ? `production: approved by ${record.approval?.approvedBy}; I2–I8 PASS` : 'merged on GitHub by a human',
+        metadata: { appName: app, environment: env, prNumber: n, ...(record.merge?.commitSha ? { mergeCommitSha: record.merge.commitSha } : {}) },
+        eventId: `${record.correlationId}-merge-${n}` });
+    }
     await audit.record({
       level: t.to === 'Abort' ? 'WARN' : 'INFO',
       module: moduleFor(t.to),
@@ -546,14 +558,11 @@ export class ApplicationReconciler {
               eventId: `${record.correlationId}-pr-${pr.number}` });
             break;
           }
-          case 'mergePullRequest': {
-            const merged = await github.mergePullRequest(repo, intent.number, { sha: intent.headSha, method: intent.method });
-            await audit.record({ module: 'MergeController', correlationId: record.correlationId, actionType: 'PR_MERGED',
-              message: `Merged rollback pull request #${intent.number}`, invariantsChecked: summary(record.invariants),
-              reasoning: record.environment === 'staging' ? 'staging: all eight invariants PASS on fresh reads' : `production: approved by ${record.approval?.approvedBy}; I2–I8 PASS`,
-              metadata: { ...meta, prNumber: intent.number, mergeCommitSha: merged.sha }, eventId: `${record.correlationId}-merge-${intent.number}` });
+          case 'mergePullRequest':
+            // Its PR_MERGED record is written with the transition to RollbackMerged: the merge's answer can be
+            // lost while the merge lands, and the trail must say what happened, not what was heard back.
+            await github.mergePullRequest(repo, intent.number, { sha: intent.headSha, method: intent.method });
             break;
-          }
           case 'closePullRequest':
             await github.closePullRequest(repo, intent.number, intent.comment);
             await audit.record({ module: 'MergeController', correlationId: record.correlationId, actionType: 'PR_CLOSED',
