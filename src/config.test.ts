@@ -141,6 +141,48 @@ describe('loadConfig', () => {
   });
 });
 
+// Bad input (issue 12 §4): values an operator's ConfigMap or Secret really holds by mistake.
+// Each stops start-up with one line naming the variable — never echoing a credential, never
+// split over lines, never a screenful — or, where the value means what it says, is taken.
+describe('malformed configuration', () => {
+  const cases: Array<{ name: string; input: Record<string, string>; expect: { line: RegExp; hides?: string } | { value: Partial<ReturnType<typeof loadConfig>> } }> = [
+    { name: 'a NATS URL with a password and the wrong scheme', input: { NATS_URL: 'http://operator:s3cr3t@nats:4222' },
+      expect: { line: /^invalid configuration: NATS_URL: expected a nats or tls URL, got "http:\/\/\*\*\*@nats:4222"$/, hides: 's3cr3t' } },
+    { name: 'a NATS token URL without a host', input: { NATS_URL: 'nats://t0ken-value@' },
+      expect: { line: /^invalid configuration: NATS_URL: expected a nats or tls URL, got "nats:\/\/\*\*\*@"$/, hides: 't0ken-value' } },
+    { name: 'an Elasticsearch URL with credentials and no scheme', input: { ELASTICSEARCH_URL: 'elastic:changeme@es:9200' },
+      expect: { line: /^invalid configuration: ELASTICSEARCH_URL: expected a http or https URL, got "\*\*\*@es:9200"$/, hides: 'changeme' } },
+    { name: 'an etcd endpoint with credentials and the wrong scheme', input: { ETCD_ENDPOINTS: 'etcd-0:2379,ftp://root:pw-etcd@etcd-1:2379' },
+      expect: { line: /^invalid configuration: ETCD_ENDPOINTS: expected a http or https URL, got "ftp:\/\/\*\*\*@etcd-1:2379"$/, hides: 'pw-etcd' } },
+    { name: 'a value with a newline (a YAML block scalar)', input: { LOG_LEVEL: 'INFO\nDEBUG' },
+      expect: { line: /^invalid configuration: LOG_LEVEL: expected one of DEBUG, INFO, WARN, ERROR, got "INFO\\nDEBUG"$/ } },
+    { name: 'a 10,000-character value', input: { ARGOCD_NAMESPACE: 'x'.repeat(10_000) },
+      expect: { line: /^invalid configuration: ARGOCD_NAMESPACE: expected a Kubernetes namespace name, got "x{98}…" \(10000 characters\)$/ } },
+    { name: 'an exponent', input: { POLL_INTERVAL_SEC: '1e3' }, expect: { line: /^invalid configuration: POLL_INTERVAL_SEC: expected an integer from 1 to 3600 \(seconds\), got "1e3"$/ } },
+    { name: 'a hexadecimal number', input: { HTTP_PORT: '0x1F90' }, expect: { line: /^invalid configuration: HTTP_PORT: expected an integer from 1 to 65535, got "0x1F90"$/ } },
+    { name: 'full-width digits', input: { CI_WAIT_TIMEOUT: '３００' }, expect: { line: /^invalid configuration: CI_WAIT_TIMEOUT: expected an integer from 1 to 86400 \(seconds\), got "３００"$/ } },
+    { name: 'a duration with a unit', input: { MERGE_APPROVAL_TIMEOUT: '1h' }, expect: { line: /^invalid configuration: MERGE_APPROVAL_TIMEOUT: expected an integer from 1 to 604800 \(seconds\), got "1h"$/ } },
+    { name: 'a token with a trailing newline inside', input: { GITHUB_TOKEN: 'ghp_abc\nghp_def' },
+      expect: { line: /^invalid configuration: GITHUB_TOKEN: expected a token without whitespace, got \(value hidden\)$/, hides: 'ghp_abc' } },
+    { name: 'a namespace name of 64 characters', input: { WATCH_NAMESPACES: `argocd,${'n'.repeat(64)}` },
+      expect: { line: /^invalid configuration: WATCH_NAMESPACES: expected a comma-separated list of Kubernetes namespace names, got "n{64}" in the list$/ } },
+    { name: 'surrounding spaces (a quoted YAML value)', input: { POLL_INTERVAL_SEC: ' 15 ', DRY_RUN: ' TRUE ' }, expect: { value: { pollIntervalSec: 15, dryRun: true } } },
+    { name: 'a list of only commas', input: { MONITORED_APPS: ',, ,' }, expect: { value: { monitoredApps: [] } } },
+    { name: 'a leading zero', input: { HTTP_PORT: '08080' }, expect: { value: { httpPort: 8080 } } },
+  ];
+
+  it.each(cases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    if ('value' in c.expect) {
+      expect(loadConfig({ ...minimal, ...c.input })).toMatchObject(c.expect.value);
+      return;
+    }
+    const lines = errorsOf(c.input);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(c.expect.line);
+    if (c.expect.hides) expect(lines[0]).not.toContain(c.expect.hides);
+  });
+});
+
 describe('the operator process with bad configuration', () => {
   const main = fileURLToPath(new URL('./main.ts', import.meta.url));
   const run = promisify(execFile);

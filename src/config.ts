@@ -62,8 +62,21 @@ export class ConfigErrors extends Error {
 
 type Env = Record<string, string | undefined>;
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const APP_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+/**
+ * A value as an error line may echo it: quoted (so a newline stays on the line),
+ * a URL's credentials replaced (NATS_URL, ETCD_ENDPOINTS and ELASTICSEARCH_URL
+ * may carry them), and cut at 100 characters.
+ */
+function show(value: string): string {
+  // user:password@ or a bare token@ (NATS token auth): both are secrets.
+  const hidden = value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@\s]+@/i, '$1***@');
+  const quoted = JSON.stringify(hidden);
+  return quoted.length > 100 ? `${quoted.slice(0, 99)}…" (${value.length} characters)` : quoted;
+}
+
+// With their lengths: a 64-character namespace passed here and failed at the API server.
+const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const APP_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 // Empty (the whole keyspace) or /segment[/segment…]: several operators can share one etcd.
 const ETCD_PREFIX = /^(\/[A-Za-z0-9._-]+)*$/;
 // The name of a cluster-scoped object such as a ValidatingAdmissionPolicy (a DNS subdomain).
@@ -100,7 +113,7 @@ class Reader {
       if (value === undefined) return fallback;
       const n = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN;
       if (!Number.isSafeInteger(n) || n < min || n > max) {
-        throw new ConfigError(name, `an integer from ${min} to ${max}${unit ? ` (${unit})` : ''}`, JSON.stringify(value));
+        throw new ConfigError(name, `an integer from ${min} to ${max}${unit ? ` (${unit})` : ''}`, show(value));
       }
       return n;
     }, fallback);
@@ -111,7 +124,7 @@ class Reader {
       const value = this.raw(name);
       if (value === undefined) return fallback;
       const match = allowed.find((a) => a === value.toUpperCase() || a === value);
-      if (!match) throw new ConfigError(name, `one of ${allowed.join(', ')}`, JSON.stringify(value));
+      if (!match) throw new ConfigError(name, `one of ${allowed.join(', ')}`, show(value));
       return match;
     }, fallback);
   }
@@ -122,7 +135,7 @@ class Reader {
       if (value === undefined) return fallback;
       if (['true', '1', 'yes'].includes(value)) return true;
       if (['false', '0', 'no'].includes(value)) return false;
-      throw new ConfigError(name, 'true or false', JSON.stringify(this.raw(name)));
+      throw new ConfigError(name, 'true or false', show(this.raw(name)!));
     }, fallback);
   }
 
@@ -151,7 +164,7 @@ class Reader {
     return this.attempt(() => {
       const value = this.raw(name) ?? fallback;
       if (value === undefined) return undefined;
-      if (!pattern.test(value)) throw new ConfigError(name, expected, JSON.stringify(value));
+      if (!pattern.test(value)) throw new ConfigError(name, expected, show(value));
       return value;
     }, fallback);
   }
@@ -160,7 +173,7 @@ class Reader {
     return this.attempt(() => {
       const value = this.raw(name);
       if (value === undefined) throw new ConfigError(name, `${expected} (required, not set)`);
-      if (!pattern.test(value)) throw new ConfigError(name, expected, JSON.stringify(value));
+      if (!pattern.test(value)) throw new ConfigError(name, expected, show(value));
       return value;
     }, '');
   }
@@ -169,7 +182,7 @@ class Reader {
     return this.attempt(() => {
       const items = (this.raw(name) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
       const bad = items.find((item) => !pattern.test(item));
-      if (bad !== undefined) throw new ConfigError(name, `a comma-separated list of ${expected}`, `${JSON.stringify(bad)} in the list`);
+      if (bad !== undefined) throw new ConfigError(name, `a comma-separated list of ${expected}`, `${show(bad)} in the list`);
       return [...new Set(items)];
     }, []);
   }
@@ -207,10 +220,10 @@ function checkUrl(name: string, value: string, schemes: readonly string[], shown
   try {
     parsed = new URL(value);
   } catch {
-    throw new ConfigError(name, `a ${schemes.join(' or ')} URL`, JSON.stringify(shown));
+    throw new ConfigError(name, `a ${schemes.join(' or ')} URL`, show(shown));
   }
   if (!schemes.includes(parsed.protocol.replace(/:$/, '')) || parsed.hostname === '') {
-    throw new ConfigError(name, `a ${schemes.join(' or ')} URL`, JSON.stringify(shown));
+    throw new ConfigError(name, `a ${schemes.join(' or ')} URL`, show(shown));
   }
 }
 
