@@ -58,7 +58,9 @@ describe('applicationView', () => {
 
   it('leaves out what Argo CD has not written yet', () => {
     const view = applicationView(application(undefined, {}));
-    expect(view).toEqual({ ref: { namespace: 'argocd', name: 'payment-service' }, labels: { 'ai-operator.enabled': 'true', environment: 'staging' }, history: [], resources: [] });
+    expect(view).toEqual({ ref: { namespace: 'argocd', name: 'payment-service' }, labels: { 'ai-operator.enabled': 'true', environment: 'staging' }, history: [], resources: [],
+      // Without a source there is nothing to roll back in: refused, not guessed (argocd.bad-input.test.ts).
+      unsupported: 'spec.source is missing: there is no repository to roll back in' });
   });
 
   it('reads an unknown health status as Unknown, never as a reason to act', () => {

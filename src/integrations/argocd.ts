@@ -42,28 +42,46 @@ export function healthOf(status: string | undefined): HealthStatus | undefined {
   return HEALTH_STATUSES.includes(status) ? (status as HealthStatus) : 'Unknown';
 }
 
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+const text = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
+/** A list field as it came: anything else (an object, a string — only an API without a schema lets one through) is empty. */
+const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+
 /**
  * Shapes whose deployed revision is not one commit of one path a rollback can
  * restore: a source hydrator deploys a hydrated branch (not the dry source a PR
- * would change), and a multi-source app syncs several repositories at once.
+ * would change), a multi-source app syncs several repositories at once, a Helm
+ * repository source has no Git path, and without a repository URL there is no
+ * repository at all.
  */
 function unsupportedShape(spec: ApplicationObject['spec']): string | undefined {
   if (spec?.sourceHydrator !== undefined) {
     return 'spec.sourceHydrator is set: source-hydrator Applications are not handled yet (Argo CD deploys the hydrated branch, not the dry source a rollback would change)';
   }
   if (!spec?.source && spec?.sources !== undefined) {
-    return `spec.sources lists ${spec.sources.length} source(s): multi-source Applications are not handled yet (a rollback would have to choose which repository to change)`;
+    return `spec.sources lists ${Array.isArray(spec.sources) ? spec.sources.length : 'no list of'} source(s): multi-source Applications are not handled yet (a rollback would have to choose which repository to change)`;
   }
+  if (!isObject(spec?.source)) return 'spec.source is missing: there is no repository to roll back in';
+  if (text(spec.source.chart) !== undefined) {
+    return `spec.source.chart is set (${String(spec.source.chart).slice(0, 100)}): a Helm repository source has no Git path a rollback could restore`;
+  }
+  if (text(spec.source.repoURL) === undefined) return 'spec.source.repoURL is missing: there is no repository to roll back in';
   return undefined;
 }
 
+/** A date Argo CD writes (RFC 3339); Date.parse alone would take "2026" or "Feb 27". */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
+const isDate = (value: unknown): value is string => typeof value === 'string' && RFC3339.test(value) && !Number.isNaN(Date.parse(value));
+
 /** What the engine sees of an Application. Pure. */
 export function applicationView(object: ApplicationObject): ApplicationView {
-  const status = object.status ?? {};
+  // Nothing here may throw on a field of the wrong type: the watch would keep the previous view.
+  const status = isObject(object.status) ? object.status : {};
   // A multi-source Application keeps its sources in `sources`; the first one is the app's own.
-  const source = object.spec?.source ?? object.spec?.sources?.[0];
+  const first = object.spec?.source ?? list(object.spec?.sources)[0];
+  const source = isObject(first) ? first as SourceObject : undefined;
   const health = healthOf(status.health?.status);
-  const syncRevision = status.sync?.revision ?? status.sync?.revisions?.[0];
+  const syncRevision = text(status.sync?.revision) ?? text(list(status.sync?.revisions)[0]);
   const unsupported = unsupportedShape(object.spec);
   return {
     ref: { namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' },
@@ -72,20 +90,22 @@ export function applicationView(object: ApplicationObject): ApplicationView {
     ...(unsupported ? { unsupported } : {}),
     ...(health ? { health } : {}),
     ...(syncRevision ? { syncRevision } : {}),
-    history: (status.history ?? []).flatMap((h) => {
-      const revision = h.revision ?? h.revisions?.[0];
-      return revision && h.deployedAt ? [{ id: h.id ?? 0, revision, deployedAt: h.deployedAt }] : [];
+    // An entry without a revision or a readable date cannot give a window: left out (shapeProblems says so).
+    history: list(status.history).flatMap((h) => {
+      if (!isObject(h)) return [];
+      const revision = text(h.revision) ?? text(list(h.revisions)[0]);
+      return revision && isDate(h.deployedAt) ? [{ id: Number.isSafeInteger(h.id) ? h.id as number : 0, revision, deployedAt: h.deployedAt }] : [];
     }),
-    resources: (status.resources ?? []).flatMap((r) => (r.kind && r.name ? [{
-      kind: r.kind,
-      name: r.name,
-      ...(r.group ? { group: r.group } : {}),
-      ...(r.namespace ? { namespace: r.namespace } : {}),
-      ...(r.health?.status ? { health: r.health.status } : {}),
+    resources: list(status.resources).flatMap((r) => (isObject(r) && text(r.kind) && text(r.name) ? [{
+      kind: r.kind as string,
+      name: r.name as string,
+      ...(text(r.group) ? { group: r.group as string } : {}),
+      ...(text(r.namespace) ? { namespace: r.namespace as string } : {}),
+      ...(isObject(r.health) && text(r.health.status) ? { health: r.health.status as string } : {}),
     }] : [])),
-    ...(source?.repoURL ? {
+    ...(source && text(source.repoURL) ? {
       // Argo CD reads an empty path as the repository root and an empty revision as HEAD.
-      source: { repoURL: source.repoURL, path: source.path || '.', targetRevision: source.targetRevision || 'HEAD' },
+      source: { repoURL: source.repoURL!, path: text(source.path) ?? '.', targetRevision: text(source.targetRevision) ?? 'HEAD' },
     } : {}),
   };
 }
@@ -97,13 +117,36 @@ export function applicationView(object: ApplicationObject): ApplicationView {
 export function shapeProblems(object: ApplicationObject): string[] {
   const problems: string[] = [];
   const health = object.status?.health?.status as unknown;
-  if (object.status !== undefined && object.status.health === undefined) problems.push('status.health is missing');
+  if (object.status !== undefined && !isObject(object.status)) problems.push(`status is ${JSON.stringify(object.status)?.slice(0, 60)}, not an object`);
+  else if (object.status !== undefined && object.status.health === undefined) problems.push('status.health is missing');
   else if (object.status?.health !== undefined && (typeof health !== 'string' || health === '')) problems.push(`status.health.status is ${JSON.stringify(health) ?? 'missing'}, not a health status`);
   else if (typeof health === 'string' && !HEALTH_STATUSES.includes(health)) {
     problems.push(`status.health.status "${health}" is not one of ${HEALTH_STATUSES.join(', ')} (read as Unknown)`);
   }
   if (object.spec?.source === undefined && object.spec?.sources === undefined) problems.push('spec.source is missing');
   else if (object.spec?.source && !object.spec.source.repoURL) problems.push('spec.source.repoURL is missing');
+  if (object.status !== undefined && object.status.history !== undefined && !Array.isArray(object.status.history)) problems.push('status.history is not a list');
+  let previous: { id: number; at: number } | undefined;
+  list(object.status?.history).forEach((h, i) => {
+    const entry = isObject(h) ? h : {};
+    if (!text(entry.revision) && !text(list(entry.revisions)[0])) problems.push(`status.history[${i}] has no revision (entry ignored)`);
+    if (!isDate(entry.deployedAt)) {
+      problems.push(`status.history[${i}].deployedAt ${JSON.stringify(entry.deployedAt) ?? 'missing'} is not an RFC 3339 date (entry ignored)`);
+      return;
+    }
+    const at = { id: Number(entry.id), at: Date.parse(entry.deployedAt) };
+    // Argo CD appends with growing ids and dates; a window between two entries needs both in order.
+    if (previous && (at.id <= previous.id || at.at < previous.at)) {
+      problems.push(`status.history[${i}] (id ${entry.id}, ${entry.deployedAt}) is out of order after id ${previous.id}: windows are taken in id order`);
+    }
+    previous = at;
+  });
+  list(object.status?.resources).forEach((r, i) => {
+    const resource = isObject(r) ? r : {};
+    if (resource.kind === 'Deployment' && !text(resource.namespace)) {
+      problems.push(`status.resources[${i}] (Deployment ${String(resource.name)}) has no namespace: it is not read for I3`);
+    }
+  });
   return problems;
 }
 
@@ -246,7 +289,7 @@ export class ArgoCdWatcher implements ArgoCdPort {
     if (previous?.fingerprint === fingerprint && previous.problems === problems) return;
     // Once per change of what is wrong, not per update or relist.
     if (problems !== '' && problems !== previous?.problems) {
-      this.log.warn('Application status not understood; not acting on it', { app: key, problems });
+      this.log.warn('Application status not understood; what it names is ignored', { app: key, problems });
     }
     this.entries.set(key, { view, syncStatus, fingerprint, problems });
     this.notify(view.ref);
