@@ -141,6 +141,11 @@ export function shapeProblems(object: ApplicationObject): string[] {
     }
     previous = at;
   });
+  // A Git source's revision is the commit Argo CD synced: 40 hex digits (64 for a SHA-256 repository).
+  const revision: unknown = object.status?.sync?.revision;
+  if (revision !== undefined && revision !== '' && !(typeof revision === 'string' && /^([0-9a-f]{40}|[0-9a-f]{64})$/.test(revision)) && text(object.spec?.source?.chart) === undefined) {
+    problems.push(`status.sync.revision ${JSON.stringify(revision)?.slice(0, 80)} is not a commit SHA`);
+  }
   list(object.status?.resources).forEach((r, i) => {
     const resource = isObject(r) ? r : {};
     if (resource.kind === 'Deployment' && !text(resource.namespace)) {
