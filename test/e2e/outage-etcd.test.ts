@@ -65,12 +65,10 @@ describe('etcd down mid-attempt', () => {
     console.log(`[outage-etcd] stop ${downMs} ms; ready ${ready!.afterMs} ms after etcd was back; RollbackComplete ${completedAfterMs} ms after`);
   }, 180_000);
 
-  // KNOWN BUG (reported; src/fsm and src/governance are being rewritten): the CI
-  // timeout counts wall time since PRCreated, including the 35 s the operator
-  // could not read etcd, so the first reconcile after the outage aborts with
-  // CITimeout after having watched CI for about one second. Proposed rule: a
-  // state's timeout counts observed time only. Flip `it.fails` to `it` with the fix.
-  it.fails('paused for 35 s, longer than the CI timeout, while CI is pending: the timeout counts only time the operator could observe', async () => {
+  // The rule (src/governance/merge-verdict.ts, deadlines): a state's timeout counts
+  // only time the operator observed — each reconcile that read the deadline's fact
+  // adds at most two intervals — so 35 s without etcd cost 2 s of the 20 s.
+  it('paused for 35 s, longer than the CI timeout, while CI is pending: the timeout counts only time the operator could observe', async () => {
     // Given a PR waiting for CI under a 20 s CI timeout, the operator on its own etcd
     const stack = { ...shared, etcd: etcd.endpoint };
     const s = await givenRollbackScenario(stack, 'outage-etcd-timeout', { environment: 'staging', startOperator: false, env: { CI_WAIT_TIMEOUT: '20' } }, stoppers);
