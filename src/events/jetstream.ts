@@ -204,8 +204,17 @@ export class JetStreamBus implements EventBus {
   async publish(event: CloudEvent): Promise<{ duplicate: boolean }> {
     const validation = validateEvent(event);
     if (!validation.ok) throw new InvalidEventError('publish', validation.errors);
+    const payload = JSON.stringify(event);
+    // The server refuses a message over its max_payload on every try; as a transient error it
+    // would stop the outbox relay at this entry for good, and every later event behind it.
+    // The limit counts the headers too (Nats-Msg-Id, the expected stream): 1 KiB is kept for them.
+    const maxPayload = this.nc.info?.max_payload;
+    const bytes = Buffer.byteLength(payload);
+    if (maxPayload !== undefined && bytes > maxPayload - 1024) {
+      throw new InvalidEventError('publish', `event ${event.id} (${event.type}) is ${bytes} bytes, over the NATS server's max_payload of ${maxPayload} less 1 KiB for headers`);
+    }
     try {
-      const ack = await this.js.publish(subjectFor(typeOfEvent(event), this.subjectPrefix), JSON.stringify(event), {
+      const ack = await this.js.publish(subjectFor(typeOfEvent(event), this.subjectPrefix), payload, {
         msgID: event.id,
         // A subject captured by some other stream would silently bypass ours.
         expect: { streamName: this.stream },
