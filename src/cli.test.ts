@@ -14,7 +14,8 @@ async function cliRun(args: string[], env: Record<string, string> = {}): Promise
 }
 
 // The command's glue; the verification itself is tested in audit/verify.test.ts, and against Elasticsearch in test/e2e.
-describe('node src/cli.ts', () => {
+// Each case starts a Node process: seconds on a busy CI machine, not the unit default of 5.
+describe('node src/cli.ts', { timeout: 30_000 }, () => {
   it('exits 2 with the usage for an unknown command or a bad option', async () => {
     for (const args of [[], ['audit'], ['audit', 'verify'], ['audit', 'verify', '--since', 'yesterday']]) {
       const result = await cliRun(args);

@@ -183,7 +183,8 @@ describe('malformed configuration', () => {
   });
 });
 
-describe('the operator process with bad configuration', () => {
+// Each case starts the operator process: seconds on a busy CI machine, not the unit default of 5.
+describe('the operator process with bad configuration', { timeout: 30_000 }, () => {
   const main = fileURLToPath(new URL('./main.ts', import.meta.url));
   const run = promisify(execFile);
 
