@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createLogger } from '../observability/log.ts';
 import { KEYS } from './attempt-store.ts';
 import { StoreUnavailable, type KV, type Lease } from './kv.ts';
-import { LeaderElector } from './leader.ts';
+import { LeaderElector, validForMs } from './leader.ts';
 import { MemoryKV } from './memory.ts';
 
 /** A KV that an outage makes fail every call, leases included, as an unreachable etcd does. */
@@ -67,5 +67,26 @@ describe('LeaderElector across an etcd outage', () => {
     await a.stop();
     await until('b leads after a stepped down', () => b.isLeader(), 1000);
     await b.stop();
+  });
+});
+
+describe('LeaderElector with a short lease', () => {
+  it('acts on a 2 s lease: elected, it leads across renewals instead of holding the key without ever acting', async () => {
+    const memory = new MemoryKV();
+    const elector = new LeaderElector(memory, 'replica-a', createLogger('ERROR'), { ttlSeconds: 2 });
+    await elector.start();
+    expect((await memory.get(KEYS.leader))?.value).toBe('replica-a');
+    expect(elector.isLeader()).toBe(true);
+    // Past the first validity window: renewals (every TTL/3) keep it leading.
+    await new Promise((r) => setTimeout(r, 1600));
+    expect(elector.isLeader()).toBe(true);
+    await elector.stop();
+  });
+
+  it('keeps the 2 s margin for the usual TTLs and a third of a short one', () => {
+    expect(validForMs(15)).toBe(13_000);
+    expect(validForMs(8)).toBe(6000);
+    expect(validForMs(3)).toBe(2000);
+    expect(validForMs(2)).toBeCloseTo(1333.3, 1);
   });
 });

@@ -16,6 +16,16 @@ export interface LeaderOptions {
   onDeposed?: (why: string) => void;
 }
 
+/**
+ * How long after a grant or renewal we may act on it: the lease's TTL less a
+ * margin for the time etcd's clock and ours can disagree by, 2 s, or a third of
+ * a short TTL (a fixed 2 s left a 2 s lease valid for no time at all: a replica
+ * that held the leader key, kept every other one out, and never acted).
+ */
+export function validForMs(ttlSeconds: number): number {
+  return ttlSeconds * 1000 - Math.min(2000, (ttlSeconds * 1000) / 3);
+}
+
 /** A fence no leader key can match: writes made with it always fail. */
 const NO_FENCE: Fence = { key: KEYS.leader, createRevision: '-1' };
 
@@ -112,7 +122,7 @@ export class LeaderElector {
         return;
       }
       this.current = { key: KEYS.leader, createRevision: result.revision };
-      this.validUntil = grantedAt + (this.ttlSeconds - 2) * 1000;
+      this.validUntil = grantedAt + validForMs(this.ttlSeconds);
       this.log.info('Became leader', { identity: this.identity });
       this.options.onElected?.();
     } catch (error) {
@@ -135,7 +145,7 @@ export class LeaderElector {
       }
       const leader = await this.kv.get(KEYS.leader);
       if (leader?.createRevision !== this.current?.createRevision) return this.depose('leader key replaced');
-      this.validUntil = startedAt + (ttl - 2) * 1000;
+      this.validUntil = startedAt + validForMs(ttl);
     } catch (error) {
       // We cannot tell whether etcd still has our lease: stop acting now.
       this.depose(`renewal failed: ${(error as Error).message}`);
