@@ -46,8 +46,12 @@ test-e2e: deps stack
 test: deps stack typecheck lint-layers
 	node node_modules/vitest/vitest.mjs run
 
-demo: deps stack
-	node dev/demo.ts
+# On real Argo CD, kube-controller-manager, kube-scheduler and KWOK (built once: see the README's
+# provisioning table); `make demo SIM=1` tells the same story on the Argo CD simulator, so it
+# provisions only the base stack (not `stack`, which is everything the tests need).
+demo: deps
+	@$(PROVISION) node etcd kube nats prometheus elasticsearch $(if $(SIM),,argocd-stack) >/dev/null
+	node dev/demo.ts $(if $(SIM),--sim)
 
 bench: deps stack
 	node bench/run.ts

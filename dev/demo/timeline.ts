@@ -8,6 +8,11 @@ import { createLogger } from '../../src/observability/log.ts';
 const started = Date.now();
 const clock = () => `+${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s`;
 
+/** One line of the timeline that is not the operator's (what Argo CD reports), on the same clock. */
+export function stamp(text: string): void {
+  process.stdout.write(`${clock()}  ${text}\n`);
+}
+
 export function describeEvent(event: CloudEvent): string {
   const data = event.data as unknown as Record<string, unknown> & { app: { name: string }; environment: string };
   const who = `${data.app.name} (${data.environment})`;
@@ -35,7 +40,7 @@ export async function followTimeline(natsUrl: string, onEvent: (event: CloudEven
   const consumer: EventConsumer = await bus.consume({
     durable: `demo-timeline-${process.pid}`,
     handler: async (event) => {
-      if (options.print !== false && event.type !== 'io.ai-operator.fsm.transition') process.stdout.write(`${clock()}  ${describeEvent(event)}\n`);
+      if (options.print !== false && event.type !== 'io.ai-operator.fsm.transition') stamp(describeEvent(event));
       await onEvent(event);
     },
   });
