@@ -20,6 +20,7 @@ import { RollbackPolicyObjects } from './integrations/rollback-policies.ts';
 import { createLogger, type Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Operator } from './operator.ts';
+import { githubHosts } from './governance/repository.ts';
 import { RollbackPolicies } from './reconcilers/rollback-policy.ts';
 import { startHttp } from './server/http.ts';
 import { readinessProbe } from './server/readiness.ts';
@@ -88,7 +89,7 @@ const approvalEnforcement = ApprovalEnforcementCheck.fromKubeConfig(kc, {
 
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app), { metrics });
-const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, namespaces: config.watchNamespaces });
+const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, githubHosts: githubHosts(config.githubApiUrl), namespaces: config.watchNamespaces });
 operator = new Operator({
   kv, bus, argocd, github, cluster, history, attempts,
   monitoring: (app) => policies.monitoring(app),
@@ -96,7 +97,7 @@ operator = new Operator({
   audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
   // One durable consumer per installation, which its etcd prefix sets apart (as it does the leader key).
   eventConsumer: wakeConsumerName(config.etcdPrefix),
-  allowedOwner: config.githubOrg, events: kubeEvents, approvalEnforcement,
+  allowedOwner: config.githubOrg, githubHosts: githubHosts(config.githubApiUrl), events: kubeEvents, approvalEnforcement,
   resyncIntervalMs: Math.max(config.pollIntervalSec * 3, 30) * 1000,
   // Reconciles wait on GitHub and etcd, not CPU: many keys may be in flight at once.
   concurrency: 16,

@@ -17,7 +17,7 @@ import { AttemptStore, KEYS } from './store/attempt-store.ts';
 import type { KV } from './store/kv.ts';
 import { LeaderElector } from './store/leader.ts';
 
-export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd' | 'github' | 'cluster' | 'history' | 'attempts' | 'monitoring' | 'metrics' | 'log' | 'argocdNamespace' | 'events' | 'allowedOwner' | 'approvalEnforcement'> {
+export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd' | 'github' | 'cluster' | 'history' | 'attempts' | 'monitoring' | 'metrics' | 'log' | 'argocdNamespace' | 'events' | 'allowedOwner' | 'githubHosts' | 'approvalEnforcement'> {
   kv: KV;
   bus: EventBus & Partial<Pick<JetStreamBus, 'consume'>>;
   audit: AuditLog;
@@ -75,7 +75,7 @@ export class Operator {
       store: this.store, argocd: options.argocd, github: options.github, cluster: options.cluster, history: options.history,
       attempts: options.attempts, monitoring: options.monitoring, audit: options.audit, metrics: options.metrics,
       log: options.log.child('Reconciler'), argocdNamespace: options.argocdNamespace,
-      ...(options.events ? { events: options.events } : {}), ...(options.allowedOwner ? { allowedOwner: options.allowedOwner } : {}),
+      ...(options.events ? { events: options.events } : {}), ...(options.allowedOwner ? { allowedOwner: options.allowedOwner } : {}), ...(options.githubHosts ? { githubHosts: options.githubHosts } : {}),
       ...(options.approvalEnforcement ? { approvalEnforcement: options.approvalEnforcement } : {}),
       onEventsWritten: () => {
         this.relay.wake();

@@ -120,7 +120,7 @@ describe('malformed Application objects and statuses', () => {
 // Flip to `it` once applicationRefusal knows the GitHub host (github.com for api.github.com,
 // the Enterprise host otherwise) and refuses every other.
 describe('a repository URL on a host that is not GitHub', () => {
-  it.fails.each([
+  it.each([
     'https://gitlab.com/acme/gitops.git',
     'https://git.example.com/acme/gitops',
     'ssh://git@bitbucket.org/acme/gitops.git',

@@ -63,6 +63,13 @@ describe('resolveCandidate', () => {
     }
   });
 
+  it('refuses a deployed revision that is not a commit SHA (a tag), and asks GitHub nothing', async () => {
+    const { w, app } = await world(3600);
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: 'v1.2.3', excluded: [], now, clock: () => now });
+    expect(outcome).toEqual({ kind: 'none', detail: 'Argo CD reports the deployed revision as "v1.2.3", not a commit SHA: nothing to roll back from' });
+    expect(await w.callCount('readRepositoryContent')).toBe(0);
+  });
+
   it('names the deployed revision when no older commit exists', async () => {
     const { w, app, bad } = await world(3600, { commits: 1 });
     const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });

@@ -70,6 +70,10 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
   if (input.currentRevision.trim() === '') {
     return { kind: 'none', detail: 'Argo CD reports no deployed revision (status.sync.revision is empty): nothing to roll back from' };
   }
+  // A tag or branch name is not a point in the path's history: guessing which commit runs could undo the wrong ones.
+  if (!/^[0-9a-f]{7,64}$/i.test(input.currentRevision.trim())) {
+    return { kind: 'none', detail: `Argo CD reports the deployed revision as ${JSON.stringify(input.currentRevision.slice(0, 100))}, not a commit SHA: nothing to roll back from` };
+  }
   try {
     const commits = await github.readRepositoryContent(repo, path, branch, settings.maxCommits);
     const candidates = candidateCommits(commits, input.currentRevision, input.excluded);

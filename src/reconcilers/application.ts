@@ -55,6 +55,8 @@ export interface ApplicationReconcilerDeps {
   events?: EventRecorderPort;
   /** GITHUB_ORG: the owner of every repository the operator may open pull requests on. */
   allowedOwner?: string;
+  /** The hosts of that GitHub's repositories (governance/repository.ts githubHosts): another host is refused. */
+  githubHosts?: readonly string[];
   /** Whether the API server enforces who may approve; without it no production approval is ever recorded. */
   approvalEnforcement?: ApprovalEnforcementPort;
   /** Called after a commit that wrote events, so the outbox relay publishes them at once. */
@@ -214,7 +216,7 @@ export class ApplicationReconciler {
       ...(app.degradedSince ? { degradedSince: app.degradedSince } : {}),
     } : undefined;
     const policyRef = record?.policyRef ?? monitored?.policyRef;
-    const refused = !record && app ? applicationRefusal(app, this.deps.allowedOwner)?.message : undefined;
+    const refused = !record && app ? applicationRefusal(app, this.deps.allowedOwner, this.deps.githubHosts)?.message : undefined;
     const facts: Facts = {
       now,
       app: ref,

@@ -68,6 +68,8 @@ export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date
 export interface RollbackPoliciesOptions {
   /** GITHUB_ORG, whose repositories alone the operator may open PRs on. */
   allowedOwner?: string;
+  /** The hosts of that GitHub's repositories (governance/repository.ts githubHosts). */
+  githubHosts?: readonly string[];
   /** WATCH_NAMESPACES; policies elsewhere belong to another installation, which alone may judge and write their status. */
   namespaces?: string[];
   clock?: () => Date;
@@ -78,6 +80,7 @@ export class RollbackPolicies {
   private readonly defaults: Defaults;
   private readonly log: Logger;
   private readonly allowedOwner: string | undefined;
+  private readonly githubHosts: readonly string[] | undefined;
   private readonly namespaces: ReadonlySet<string> | undefined;
   private readonly clock: () => Date;
 
@@ -85,6 +88,7 @@ export class RollbackPolicies {
     this.objects = objects;
     this.defaults = defaults;
     this.allowedOwner = options.allowedOwner;
+    this.githubHosts = options.githubHosts;
     this.namespaces = options.namespaces?.length ? new Set(options.namespaces) : undefined;
     this.clock = options.clock ?? (() => new Date());
     this.log = log;
@@ -122,7 +126,7 @@ export class RollbackPolicies {
       const key = `${policy.namespace}/${policy.name}`;
       const tally = tallies.get(key) ?? { matched: 0, refused: [] };
       tally.matched++;
-      const refusal = applicationRefusal(app, this.allowedOwner);
+      const refusal = applicationRefusal(app, this.allowedOwner, this.githubHosts);
       if (refusal) tally.refused.push({ name: app.ref.name, reason: refusal.reason });
       tallies.set(key, tally);
     }
