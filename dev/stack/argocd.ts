@@ -24,6 +24,8 @@ export interface RepoServer {
 export interface ApplicationController {
   /** Where its Applications, AppProjects and settings live. */
   namespace: string;
+  /** Globs of the other namespaces whose Applications it reconciles. */
+  applicationNamespaces: string[];
   /** Its Prometheus endpoint: argocd_app_info and the rest. */
   metricsUrl: string;
   persistResourceHealth: boolean;
@@ -57,7 +59,8 @@ export async function prepareArgoCdNamespace(kube: KubectlTarget, namespace: str
     { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'argocd-secret', namespace, labels: { ...labels, 'app.kubernetes.io/name': 'argocd-secret' } }, type: 'Opaque' },
     {
       apiVersion: 'argoproj.io/v1alpha1', kind: 'AppProject', metadata: { name: 'default', namespace },
-      spec: { sourceRepos: ['*'], destinations: [{ server: '*', namespace: '*' }], clusterResourceWhitelist: [{ group: '*', kind: '*' }] },
+      // sourceNamespaces: Applications outside Argo CD's namespace may use it (a controller's --application-namespaces).
+      spec: { sourceRepos: ['*'], sourceNamespaces: ['*'], destinations: [{ server: '*', namespace: '*' }], clusterResourceWhitelist: [{ group: '*', kind: '*' }] },
     },
   ];
   await kubectlOk(kube, ['apply', '--server-side', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
@@ -108,6 +111,11 @@ export interface ApplicationControllerOptions {
   redis: string;
   /** --persist-resource-health: write status.resources[].health (off by default since Argo CD 3.0). */
   persistResourceHealth?: boolean;
+  /**
+   * --application-namespaces: further namespaces (globs) whose Applications it reconciles ("apps in any
+   * namespace"), so tests can each keep theirs in a namespace of their own.
+   */
+  applicationNamespaces?: string[];
   /** A redis database of its own, when another controller shares the redis and might have apps of the same name. */
   redisDb?: number;
   name?: string;
@@ -131,6 +139,7 @@ export async function startApplicationController(workDir: string, options: Appli
     `--metrics-port=${metricsPort}`,
     '--status-processors=4', '--operation-processors=2',
     ...(persist ? ['--persist-resource-health'] : []),
+    ...(options.applicationNamespaces?.length ? [`--application-namespaces=${options.applicationNamespaces.join(',')}`] : []),
     '--logformat=text', '--loglevel=info',
   ], join(workDir, `${name}.log`), {
     // Out of cluster, the in-cluster destination's REST config comes from
@@ -139,5 +148,5 @@ export async function startApplicationController(workDir: string, options: Appli
   });
   const metricsUrl = `http://127.0.0.1:${metricsPort}`;
   await waitHealthy(proc, () => httpOk(`${metricsUrl}/healthz`), 60_000);
-  return { namespace: options.namespace, metricsUrl: `${metricsUrl}/metrics`, persistResourceHealth: persist, process: proc };
+  return { namespace: options.namespace, applicationNamespaces: options.applicationNamespaces ?? [], metricsUrl: `${metricsUrl}/metrics`, persistResourceHealth: persist, process: proc };
 }

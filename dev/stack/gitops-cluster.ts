@@ -14,9 +14,17 @@ import { startEtcd } from './etcd.ts';
 import { startGitServer, type GitServer } from './git-server.ts';
 import { startKubeControllers } from './kube-controllers.ts';
 import { startKube, type KubeInstance } from './kube.ts';
+import { kubectlOk } from './kubectl.ts';
 import { startKwok, type KwokInstance } from './kwok.ts';
 import type { ManagedProcess } from './process.ts';
 import { startRedis, type RedisInstance } from './redis.ts';
+
+/**
+ * Namespaces matching this glob hold Applications the shared controller reconciles too (Argo CD's apps
+ * in any namespace): a test that starts an operator of its own keeps its Applications, RollbackPolicies
+ * and RollbackAttempts in one of them, so other tests' operators (WATCH_NAMESPACES) never see them.
+ */
+export const APPLICATION_NAMESPACES = 'argocd-apps-*';
 
 export interface GitOpsOptions {
   /** Argo CD's namespace: its Applications, AppProject and settings ('argocd'). */
@@ -61,10 +69,17 @@ export async function startGitOpsCluster(workDir: string, options: GitOpsOptions
   const argo = kube.then(async (k) => {
     await installArgoCdCrds(k);
     await prepareArgoCdNamespace(k, namespace);
+    // The operator's own CRDs, for operators run against this cluster. Not dev/crds/: its copy of
+    // the Application CRD would replace the one from the Argo CD that was built.
+    await kubectlOk(k, ['apply', '--server-side', '-f', 'config/crd/bases/']);
+    await kubectlOk(k, ['wait', '--for=condition=Established', '--timeout=60s', 'crd/rollbackpolicies.ai-operator.io', 'crd/rollbackattempts.ai-operator.io']);
     return k;
   });
   const controller = Promise.all([argo, repoServer, redis]).then(([k, repo, r]) =>
-    startApplicationController(dir, { kube: k, namespace, repoServer: repo.address, redis: r.address, persistResourceHealth: options.persistResourceHealth ?? false })).then(add);
+    startApplicationController(dir, {
+      kube: k, namespace, repoServer: repo.address, redis: r.address, persistResourceHealth: options.persistResourceHealth ?? false,
+      applicationNamespaces: [APPLICATION_NAMESPACES],
+    })).then(add);
   const [k, kw, g, r, repo, c] = await settled<[KubeInstance, KwokInstance, GitServer, RedisInstance, RepoServer, ApplicationController, unknown]>(
     [kube, kwok, git, redis, repoServer, controller, controllers]);
   return { kube: k, kwok: kw, git: g, redis: r, repoServer: repo, controller: c, startupMs: Date.now() - started };

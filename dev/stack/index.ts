@@ -11,7 +11,7 @@ import { startEtcd, type EtcdInstance } from './etcd.ts';
 import { startGitOpsCluster, type GitOpsCluster, type GitOpsOptions } from './gitops-cluster.ts';
 import { startKube, useExistingCluster, type KubeInstance } from './kube.ts';
 import { startNats, type NatsInstance } from './nats.ts';
-import { startPrometheus, type PrometheusInstance, type Sample } from './prometheus.ts';
+import { startPrometheus, writeFileTargets, type FileTargets, type PrometheusInstance, type Sample } from './prometheus.ts';
 import type { ManagedProcess } from './process.ts';
 
 export type { Sample } from './prometheus.ts';
@@ -57,8 +57,12 @@ export interface ArgoCdEndpoints {
   kubeUrl: string;
   kubeconfig: string;
   kubectl: string;
-  /** Where the controller watches Applications. */
+  /** Argo CD's namespace: the settings (argocd-cm) and the default AppProject, and Applications. */
   namespace: string;
+  /** A glob (APPLICATION_NAMESPACES): Applications in a namespace matching it are reconciled too. */
+  applicationNamespaces: string;
+  /** The Prometheus job (the stack's Prometheus) that scrapes the shared controller's metrics every 2 s. */
+  prometheusJob: string;
   /** The application controller's Prometheus endpoint (argocd_app_info). */
   metrics: string;
   persistResourceHealth: boolean;
@@ -93,6 +97,8 @@ function argoCdEndpointsOf(cluster: GitOpsCluster): ArgoCdEndpoints {
     kubeconfig: cluster.kube.kubeconfig,
     kubectl: cluster.kube.kubectl,
     namespace: cluster.controller.namespace,
+    applicationNamespaces: cluster.controller.applicationNamespaces.join(','),
+    prometheusJob: 'argocd',
     metrics: cluster.controller.metricsUrl,
     persistResourceHealth: cluster.controller.persistResourceHealth,
     gitRoot: cluster.git.root,
@@ -120,7 +126,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const kube = (useExistingCluster() ? Promise.resolve('') : startEtcd(workDir, 'etcd-kube').then(track).then((e) => e.endpoint))
       .then((endpoint) => startKube(workDir, endpoint)).then(track);
     const nats = startNats(workDir).then(track);
-    const prometheus = startPrometheus(workDir, options.prometheusHistory, options.scrapeTargets).then(track);
+    // Argo CD's own argocd_app_info, scraped every 2 s once its controller is up (its port is known only then).
+    const argocdTargets: FileTargets | undefined = options.argocd ? { job: 'argocd', file: join(workDir, 'prometheus-argocd-targets.json'), interval: '2s' } : undefined;
+    const prometheus = startPrometheus(workDir, options.prometheusHistory, options.scrapeTargets, undefined, argocdTargets).then(track);
     const elasticsearch = startElasticsearch(workDir).then(track);
     const argocd = options.argocd
       ? startGitOpsCluster(workDir, options.argocd === true ? {} : options.argocd, (p) => started.push(p))
@@ -131,6 +139,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failures.length > 0) throw new Error(failures.map((f) => (f.reason as Error).message).join('\n'));
     const gitops = await argocd;
+    if (gitops && argocdTargets) await writeFileTargets(argocdTargets.file, [new URL(gitops.controller.metricsUrl).host]);
     return {
       workDir, etcd: await etcd, kube: await kube, nats: await nats, prometheus: await prometheus, elasticsearch: await elasticsearch,
       ...(gitops ? { argocd: gitops } : {}), stop,

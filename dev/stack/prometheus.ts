@@ -1,7 +1,7 @@
 // A real Prometheus on loopback. History is backfilled before start-up with
 // `promtool tsdb create-blocks-from openmetrics`, the way an SRE would import it.
 import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { binaries } from './binaries.ts';
@@ -43,8 +43,22 @@ export function toOpenMetrics(samples: Sample[]): string {
   return `${out.join('\n')}\n`;
 }
 
-/** `scrapeTargets` are scraped as job ai-operator every `scrapeInterval` (a private instance may want 1s). */
-export async function startPrometheus(workDir: string, history: Sample[] = [], scrapeTargets: string[] = [], scrapeInterval = '5s'): Promise<PrometheusInstance> {
+/** Targets read from a file Prometheus watches (file_sd), for endpoints only known after it started. */
+export interface FileTargets {
+  job: string;
+  /** JSON as file_sd reads it; write it with writeFileTargets. */
+  file: string;
+  interval: string;
+}
+
+/** Replaces the targets of `file` (renamed into place, so Prometheus never reads half a file). */
+export async function writeFileTargets(file: string, targets: string[]): Promise<void> {
+  await writeFile(`${file}.tmp`, JSON.stringify([{ targets }]));
+  await rename(`${file}.tmp`, file);
+}
+
+/** `scrapeTargets` are scraped as job ai-operator every `scrapeInterval` (a private instance may want 1s); `fileTargets` as their own job. */
+export async function startPrometheus(workDir: string, history: Sample[] = [], scrapeTargets: string[] = [], scrapeInterval = '5s', fileTargets?: FileTargets): Promise<PrometheusInstance> {
   const { prometheus, promtool } = await binaries('prometheus');
   const tsdb = join(workDir, 'prometheus-data');
   await mkdir(tsdb, { recursive: true });
@@ -54,9 +68,13 @@ export async function startPrometheus(workDir: string, history: Sample[] = [], s
     await run(promtool!, ['tsdb', 'create-blocks-from', 'openmetrics', file, tsdb], { maxBuffer: 16 << 20 });
   }
   const config = join(workDir, 'prometheus.yml');
-  const scrape = scrapeTargets.length === 0 ? '' :
-    `scrape_configs:\n  - job_name: ai-operator\n    scrape_interval: ${scrapeInterval}\n    static_configs:\n      - targets: [${scrapeTargets.map((t) => `"${t}"`).join(', ')}]\n`;
-  await writeFile(config, `global:\n  scrape_interval: 15s\n${scrape}`);
+  const jobs = [
+    ...(scrapeTargets.length === 0 ? [] : [`  - job_name: ai-operator\n    scrape_interval: ${scrapeInterval}\n    static_configs:\n      - targets: [${scrapeTargets.map((t) => `"${t}"`).join(', ')}]\n`]),
+    // Prometheus watches the file (and re-reads it every 5 s): targets written later are scraped within seconds.
+    ...(fileTargets ? [`  - job_name: ${fileTargets.job}\n    scrape_interval: ${fileTargets.interval}\n    file_sd_configs:\n      - files: ["${fileTargets.file}"]\n        refresh_interval: 5s\n`] : []),
+  ];
+  if (fileTargets) await writeFileTargets(fileTargets.file, []);
+  await writeFile(config, `global:\n  scrape_interval: 15s\n${jobs.length > 0 ? `scrape_configs:\n${jobs.join('')}` : ''}`);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const proc = spawnManaged('prometheus', prometheus!, [
