@@ -6,7 +6,7 @@
 #   dev/scripts/provision.sh argocd|kube-controllers|kwok|redis|argocd-stack
 #
 # argocd-stack is the real GitOps loop (Argo CD, kube-controller-manager,
-# kube-scheduler, KWOK, redis); it is not part of all.
+# kube-scheduler, KWOK, redis); all includes it (the e2e stack starts it).
 #
 # Prints "<component>=<path>" lines on stdout; progress goes to stderr. A component
 # that cannot be obtained fails with one line naming it and what to install.
@@ -318,7 +318,7 @@ run() {
     kwok) locked kwok provision_kwok ;;
     redis) locked apt provision_redis ;;
     argocd-stack) for c in kube-controllers kwok redis argocd; do run "$c"; done ;;
-    all) for c in node etcd kube nats prometheus elasticsearch lua deeplinks; do run "$c"; done ;;
+    all) for c in node etcd kube nats prometheus elasticsearch lua deeplinks argocd-stack; do run "$c"; done ;;
     *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|all|argocd|kube-controllers|kwok|redis|argocd-stack" >&2; exit 2 ;;
   esac
 }

@@ -16,11 +16,12 @@ let stack: Stack | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   const history = backfilledHistory();
-  // Real Argo CD (its own cluster, ≈0.5 GiB) only when asked, until provision.sh all builds it.
-  const argocd = process.env.AI_OPERATOR_E2E_ARGOCD === '1';
-  stack = await startStack({ prometheusHistory: history.samples, keepData: process.env.KEEP_STACK_DATA === '1', argocd });
+  const started = Date.now();
+  // Real Argo CD on a cluster of its own (gitops-cluster.ts), beside the simulator-based tests' API server.
+  stack = await startStack({ prometheusHistory: history.samples, keepData: process.env.KEEP_STACK_DATA === '1', argocd: true });
   const endpoints = endpointsOf(stack);
   await installCrds(endpoints);
+  console.log(`e2e stack started in ${((Date.now() - started) / 1000).toFixed(1)} s (the GitOps cluster with Argo CD: ${((stack.argocd?.startupMs ?? 0) / 1000).toFixed(1)} s of it, in parallel)`);
   project.provide('stack', endpoints);
   project.provide('historyEnd', history.end);
 }
