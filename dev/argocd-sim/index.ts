@@ -5,7 +5,8 @@
 // that changes the app's path (or an app seen for the first time) is "synced" —
 // its Deployments are applied to the API server, and the Application's status
 // gets the revision, a history entry, the resources and the health of rules.ts —
-// through the status subresource, as Argo CD writes it. No controller-manager
+// through the status subresource, as Argo CD 3.6 writes it (each resource's health
+// only with `persistResourceHealth`, as with --persist-resource-health). No controller-manager
 // runs: on every poll the simulator writes each deployed Deployment's status as
 // the deployment controller would (rules.ts `deploymentStatus`), when it
 // changed. A commit that leaves the path alone only moves `sync.revision`, as
@@ -16,7 +17,7 @@ import { AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions
 import { Gauge, Registry } from 'prom-client';
 import { createLogger, type Logger } from '../../src/observability/log.ts';
 import { pathChanged, readManifests, repoDirOf, resolveRevision } from './git.ts';
-import { appendHistory, applicationStatus, argoTime, deploymentsIn, deploymentStatuses, type DeploymentManifest, type DeploymentStatus, type HistoryEntry } from './rules.ts';
+import { appendHistory, appInfoLabels, applicationStatus, argoTime, deploymentsIn, deploymentStatuses, type DeploymentManifest, type DeploymentStatus, type HistoryEntry } from './rules.ts';
 
 export { BROKEN_ANNOTATION } from './rules.ts';
 
@@ -28,6 +29,11 @@ export interface ArgoCdSimOptions {
   intervalMs?: number;
   /** How long a broken revision stays Progressing before it is Degraded; 0 by default. */
   degradeAfterMs?: number;
+  /**
+   * Write each resource's health into status.resources, as an application controller run with
+   * --persist-resource-health does. Off by default, as in Argo CD 3.x.
+   */
+  persistResourceHealth?: boolean;
   /** Namespaces whose Applications are simulated; all by default. */
   namespaces?: string[];
   /** Serve `argocd_app_info` on http://127.0.0.1:{port}/metrics (0: any free port). */
@@ -54,7 +60,7 @@ interface Application {
   spec: { project?: string; source?: Source; sources?: Source[]; destination?: { server?: string; namespace?: string }; revisionHistoryLimit?: number; syncPolicy?: { automated?: unknown } };
   status?: {
     sync?: { status?: string; revision?: string };
-    health?: { status?: string };
+    health?: { status?: string; lastTransitionTime?: string };
     history?: HistoryEntry[];
     resources?: Array<{ group?: string; kind?: string; namespace?: string; name?: string }>;
   };
@@ -185,7 +191,7 @@ class Simulator {
       const previous = (app.status?.resources ?? []).filter((r) => r.kind === 'Deployment' && r.group === 'apps');
       await this.deploy(app, deployments, previous);
       const at = argoTime(now);
-      nextHistory = appendHistory(history, { revision: head, deployedAt: at, deployStartedAt: at, source: { ...source } }, app.spec.revisionHistoryLimit ?? 10);
+      nextHistory = appendHistory(history, { revision: head, deployedAt: at, deployStartedAt: at, source: { ...source }, initiatedBy: { automated: true } }, app.spec.revisionHistoryLimit ?? 10);
       deployed = nextHistory[nextHistory.length - 1];
       this.log.info('Synced application', { app: app.metadata.name, revision: head, deployments: deployments.length });
     } else if (!app.status?.resources) {
@@ -197,7 +203,8 @@ class Simulator {
     const deployments = await this.manifestsAt(gitDir, deployed!.revision, path, namespace);
     const input = {
       source: { ...source }, destination: { ...app.spec.destination }, revision: head, history: nextHistory, deployments, now,
-      degradeAfterMs: this.options.degradeAfterMs ?? 0,
+      degradeAfterMs: this.options.degradeAfterMs ?? 0, persistResourceHealth: this.options.persistResourceHealth ?? false,
+      ...(app.status?.health ? { previousHealth: app.status.health } : {}),
     };
     const statuses = deploymentStatuses(input);
     await this.writeDeploymentStatuses(deployments, statuses);
@@ -227,13 +234,13 @@ class Simulator {
     const sync = status.sync as { status: string };
     const health = status.health as { status: string };
     const source = app.spec.source ?? app.spec.sources?.[0];
-    // Labels as Argo CD's controller/metrics/metrics.go exports them.
-    this.info.set(`${app.metadata.namespace}/${app.metadata.name}`, {
-      namespace: app.metadata.namespace, name: app.metadata.name, project: app.spec.project ?? 'default',
-      autosync_enabled: String(app.spec.syncPolicy?.automated !== undefined), repo: source?.repoURL ?? '',
-      dest_server: app.spec.destination?.server ?? '', dest_namespace: app.spec.destination?.namespace ?? '',
-      sync_status: sync.status, health_status: health.status, operation: '',
-    });
+    this.info.set(`${app.metadata.namespace}/${app.metadata.name}`, appInfoLabels({
+      namespace: app.metadata.namespace, name: app.metadata.name, project: app.spec.project, automated: app.spec.syncPolicy?.automated !== undefined,
+      repoURL: source?.repoURL, destServer: app.spec.destination?.server, destNamespace: app.spec.destination?.namespace,
+      syncStatus: sync.status, healthStatus: health.status,
+      // Every sync of the simulator succeeds at once; an adopted app's history was someone else's.
+      ...((status.history as HistoryEntry[]).length > 0 ? { phase: 'Succeeded' } : {}),
+    }));
   }
 
   // ---- the cluster side of a sync --------------------------------------------
@@ -310,7 +317,7 @@ class Simulator {
     new Gauge({
       name: 'argocd_app_info',
       help: 'Information about application.',
-      labelNames: ['namespace', 'name', 'project', 'autosync_enabled', 'repo', 'dest_server', 'dest_namespace', 'sync_status', 'health_status', 'operation'],
+      labelNames: ['namespace', 'name', 'project', 'autosync_enabled', 'repo', 'dest_server', 'dest_namespace', 'sync_status', 'health_status', 'hydrator_status', 'operation', 'phase'],
       registers: [registry],
       collect() {
         this.reset();

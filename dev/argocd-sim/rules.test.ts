@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { appendHistory, appHealth, applicationStatus, argoTime, deploymentHealth, deploymentsIn, deploymentStatus, rollout, type DeploymentManifest, type Strategy } from './rules.ts';
+import { appendHistory, appHealth, appHealthMessage, appInfoLabels, applicationStatus, argoTime, deploymentHealth, deploymentsIn, deploymentStatus, rollout, type DeploymentManifest, type Strategy } from './rules.ts';
 
 const deployment = (name: string, extra = '', spec = '') => `apiVersion: apps/v1
 kind: Deployment
@@ -139,15 +139,55 @@ describe('history and status', () => {
   it('writes sync, health, history and resources as Argo CD does', () => {
     const at = new Date('2026-02-27T10:00:00.500Z');
     const deployments = deploymentsIn([{ file: 'd.yaml', content: deployment('api', '  annotations: {ai-operator.dev/broken: "true"}\n') }], 'shop');
-    const history = appendHistory([], { revision: 'abc', deployedAt: argoTime(at), deployStartedAt: argoTime(at), source: { path: 'app' } });
-    const status = applicationStatus({ source: { path: 'app' }, destination: { namespace: 'shop' }, revision: 'def', history, deployments, now: new Date(at.getTime() + 2000), degradeAfterMs: 10_000 });
+    const history = appendHistory([], { revision: 'abc', deployedAt: argoTime(at), deployStartedAt: argoTime(at), source: { path: 'app' }, initiatedBy: { automated: true } });
+    const input = { source: { path: 'app' }, destination: { namespace: 'shop' }, revision: 'def', history, deployments, now: new Date(at.getTime() + 2000), degradeAfterMs: 10_000 };
+    const status = applicationStatus(input);
     expect(argoTime(at)).toBe('2026-02-27T10:00:00Z');
+    // As Argo CD 3.6 writes it by default (seen on the stack's real controller): the app's message names the
+    // resource that caused its health; each resource's own health stays in the resource tree.
     expect(status).toEqual({
       sync: { status: 'Synced', revision: 'def', comparedTo: { source: { path: 'app' }, destination: { namespace: 'shop' } } },
-      health: { status: 'Progressing', message: 'Waiting for rollout to finish: 1 out of 3 new replicas have been updated...' },
-      history: [{ id: 0, revision: 'abc', deployedAt: '2026-02-27T10:00:00Z', deployStartedAt: '2026-02-27T10:00:00Z', source: { path: 'app' } }],
-      resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'api', status: 'Synced', health: { status: 'Progressing', message: 'Waiting for rollout to finish: 1 out of 3 new replicas have been updated...' } }],
+      health: { status: 'Progressing', message: 'Caused by apps/Deployment:shop/api', lastTransitionTime: '2026-02-27T10:00:02Z' },
+      history: [{ id: 0, revision: 'abc', deployedAt: '2026-02-27T10:00:00Z', deployStartedAt: '2026-02-27T10:00:00Z', source: { path: 'app' }, initiatedBy: { automated: true } }],
+      operationState: {
+        phase: 'Succeeded', message: 'successfully synced (all tasks run)', startedAt: '2026-02-27T10:00:00Z', finishedAt: '2026-02-27T10:00:00Z',
+        operation: { sync: { revision: 'abc', source: { path: 'app' } }, initiatedBy: { automated: true } },
+        syncResult: { revision: 'abc', source: { path: 'app' } },
+      },
+      controllerNamespace: 'argocd',
+      resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'api', status: 'Synced' }],
+      resourceHealthSource: 'appTree',
+      sourceHydrator: {},
       sourceType: 'Directory',
     });
+    // With --persist-resource-health each resource carries its health and message, and the source is inline: Argo CD's empty value
+    const later = new Date(at.getTime() + 4000);
+    const persisted = applicationStatus({ ...input, now: later, persistResourceHealth: true, previousHealth: { status: 'Progressing', lastTransitionTime: '2026-02-27T10:00:02Z' } });
+    expect(persisted).toMatchObject({
+      resources: [{ kind: 'Deployment', name: 'api', health: { status: 'Progressing', message: 'Waiting for rollout to finish: 1 out of 3 new replicas have been updated...' } }],
+      resourceHealthSource: null,
+      // The same health since the last write: its transition time stays
+      health: { status: 'Progressing', lastTransitionTime: '2026-02-27T10:00:02Z' },
+    });
+    // A new health is a transition
+    const degraded = applicationStatus({ ...input, now: new Date(at.getTime() + 11_000), previousHealth: { status: 'Progressing', lastTransitionTime: '2026-02-27T10:00:02Z' } });
+    expect(degraded.health).toEqual({ status: 'Degraded', message: 'Caused by apps/Deployment:shop/api', lastTransitionTime: '2026-02-27T10:00:11Z' });
+  });
+
+  it('names the causes of the app\'s health as Argo CD does: those of the worst health, three at most, none when Healthy', () => {
+    const at = (name: string) => ({ namespace: 'shop', name });
+    expect(appHealthMessage([at('a'), at('b')], [{ status: 'Healthy' }, { status: 'Healthy' }])).toBeUndefined();
+    expect(appHealthMessage([at('a'), at('b'), at('c')], [{ status: 'Progressing' }, { status: 'Degraded' }, { status: 'Degraded' }]))
+      .toBe('Caused by apps/Deployment:shop/b, apps/Deployment:shop/c');
+    expect(appHealthMessage(['a', 'b', 'c', 'd', 'e'].map(at), Array(5).fill({ status: 'Degraded' })))
+      .toBe('Caused by apps/Deployment:shop/a, apps/Deployment:shop/b, apps/Deployment:shop/c and 2 more');
+  });
+
+  it('labels argocd_app_info as Argo CD 3.6 does: the repo normalized, hydrator_status and phase', () => {
+    expect(appInfoLabels({ namespace: 'argocd', name: 'web', automated: true, repoURL: 'https://github.com/Acme/GitOps.git', destServer: 'https://kubernetes.default.svc', destNamespace: 'web', syncStatus: 'Synced', healthStatus: 'Degraded', phase: 'Succeeded' })).toEqual({
+      namespace: 'argocd', name: 'web', project: 'default', autosync_enabled: 'true', repo: 'https://github.com/acme/gitops',
+      dest_server: 'https://kubernetes.default.svc', dest_namespace: 'web', sync_status: 'Synced', health_status: 'Degraded', hydrator_status: '', operation: '', phase: 'Succeeded',
+    });
+    expect(appInfoLabels({ namespace: 'a', name: 'b', automated: false, syncStatus: '', healthStatus: '' })).toMatchObject({ sync_status: 'Unknown', health_status: 'Unknown', phase: '' });
   });
 });

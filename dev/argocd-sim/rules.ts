@@ -225,12 +225,27 @@ export function appHealth(healths: Health[]): Health {
   return healths.reduce<Health>((worst, h) => (rank[h.status] > rank[worst.status] ? h : worst), { status: 'Healthy' });
 }
 
+/**
+ * The app-level message Argo CD 3.x writes (controller/health.go formatHealthCauses): not the
+ * resource's own message but which resources of the worst health caused it, three at most;
+ * none when Healthy.
+ */
+export function appHealthMessage(deployments: Array<{ namespace: string; name: string }>, healths: Health[]): string | undefined {
+  const worst = appHealth(healths).status;
+  if (worst === 'Healthy') return undefined;
+  const causes = deployments.filter((_, i) => healths[i]!.status === worst).map((d) => `apps/Deployment:${d.namespace}/${d.name}`);
+  const shown = causes.slice(0, 3).join(', ');
+  return `Caused by ${causes.length > 3 ? `${shown} and ${causes.length - 3} more` : shown}`;
+}
+
 export interface HistoryEntry {
   id: number;
   revision: string;
   deployedAt: string;
   deployStartedAt: string;
   source: Record<string, unknown>;
+  /** Who started the sync: `{ automated: true }` for auto-sync (absent in a history someone else wrote). */
+  initiatedBy?: { automated?: boolean; username?: string };
 }
 
 /** Argo CD keeps `spec.revisionHistoryLimit` entries (10 by default), oldest first, ids counting up. */
@@ -253,6 +268,15 @@ export interface StatusInput {
   deployments: DeploymentManifest[];
   now: Date;
   degradeAfterMs: number;
+  /**
+   * The controller's --persist-resource-health: write each resource's health into
+   * `status.resources` (Argo CD 3.x: off by default; the health lives in the resource tree).
+   */
+  persistResourceHealth?: boolean;
+  /** The app's health as last written: its lastTransitionTime is kept while the status stays. */
+  previousHealth?: { status?: string; lastTransitionTime?: string };
+  /** Argo CD's namespace (status.controllerNamespace); 'argocd' by default. */
+  controllerNamespace?: string;
 }
 
 /** When the last sync started; with no history, long ago (past any progress deadline). */
@@ -265,15 +289,34 @@ export function syncStartedAt(history: HistoryEntry[]): number {
 export function applicationStatus(input: StatusInput, statuses: DeploymentStatus[] = deploymentStatuses(input)): Record<string, unknown> {
   const healths = input.deployments.map((d, i) => deploymentHealth(d, statuses[i]!));
   const health = appHealth(healths);
+  const persist = input.persistResourceHealth ?? false;
+  const last = input.history[input.history.length - 1];
   return {
     sync: { status: 'Synced', revision: input.revision, comparedTo: { source: input.source, destination: input.destination } },
     // A merge patch keeps a field it is not told to drop: an absent message is sent as null.
-    health: { status: health.status, message: health.message ?? null },
+    health: {
+      status: health.status, message: appHealthMessage(input.deployments, healths) ?? null,
+      lastTransitionTime: input.previousHealth?.status === health.status && input.previousHealth.lastTransitionTime ? input.previousHealth.lastTransitionTime : argoTime(input.now),
+    },
     history: input.history,
+    // The last sync, as the history's last entry tells it (every simulated sync succeeds at once).
+    ...(last ? {
+      operationState: {
+        phase: 'Succeeded', message: 'successfully synced (all tasks run)', startedAt: last.deployStartedAt, finishedAt: last.deployedAt,
+        operation: { sync: { revision: last.revision, source: last.source }, initiatedBy: last.initiatedBy ?? { automated: true } },
+        syncResult: { revision: last.revision, source: last.source },
+      },
+    } : {}),
+    controllerNamespace: input.controllerNamespace ?? 'argocd',
     resources: input.deployments.map((d, i) => ({
       group: 'apps', version: 'v1', kind: 'Deployment', namespace: d.namespace, name: d.name, status: 'Synced',
-      health: { status: healths[i]!.status, ...(healths[i]!.message ? { message: healths[i]!.message } : {}) },
+      // A merge patch replaces the whole list: no health left from an earlier write.
+      ...(persist ? { health: { status: healths[i]!.status, ...(healths[i]!.message ? { message: healths[i]!.message } : {}) } } : {}),
     })),
+    // Inline is Argo CD's empty value: the field is left out (null drops an earlier appTree in a merge patch).
+    resourceHealthSource: persist ? null : 'appTree',
+    // Argo CD 3.x writes it on every Application, with a hydrator or not.
+    sourceHydrator: {},
     sourceType: 'Directory',
   };
 }
@@ -282,4 +325,34 @@ export function applicationStatus(input: StatusInput, statuses: DeploymentStatus
 export function deploymentStatuses(input: StatusInput): DeploymentStatus[] {
   const startedAt = syncStartedAt(input.history);
   return input.deployments.map((d) => deploymentStatus(d, startedAt, input.now.getTime(), input.degradeAfterMs));
+}
+
+/** Argo CD's util/git NormalizeGitURL for an https URL: lower case, `.git` stripped (what `argocd_app_info{repo}` carries). */
+export function normalizeGitUrl(url: string): string {
+  return url.trim().toLowerCase().replace(/\.git$/, '');
+}
+
+export interface AppInfoInput {
+  namespace: string;
+  name: string;
+  project?: string;
+  automated: boolean;
+  repoURL?: string;
+  destServer?: string;
+  destNamespace?: string;
+  syncStatus: string;
+  healthStatus: string;
+  /** The last sync operation's phase; undefined before any. */
+  phase?: string;
+}
+
+/** The labels of `argocd_app_info` as Argo CD 3.6's controller/metrics/metrics.go sets them (the simulator runs no hydrator and no operation outlives a poll). */
+export function appInfoLabels(app: AppInfoInput): Record<string, string> {
+  return {
+    namespace: app.namespace, name: app.name, project: app.project ?? 'default',
+    autosync_enabled: String(app.automated), repo: normalizeGitUrl(app.repoURL ?? ''),
+    dest_server: app.destServer ?? '', dest_namespace: app.destNamespace ?? '',
+    sync_status: app.syncStatus || 'Unknown', health_status: app.healthStatus || 'Unknown',
+    hydrator_status: '', operation: '', phase: app.phase ?? '',
+  };
 }

@@ -360,7 +360,8 @@ describe('the Argo CD simulator', () => {
     watcher = new ArgoCdWatcher({ kubeConfig: kubeConfig(stack), log: createLogger('ERROR'), namespaces: [appNamespace], ...FAST });
     reader = new ClusterReader(kubeConfig(stack), { backoffMs: FAST.backoffMs });
     await watcher.start();
-    sim = await startArgoCdSim({ kubeConfig: kubeConfig(stack), repoRoot: root, intervalMs: 200, degradeAfterMs: 1500, namespaces: [appNamespace], metricsPort: 0 });
+    // Persisted, as with --persist-resource-health (Argo CD 3.x's default keeps it out): the tests below read each resource's health.
+    sim = await startArgoCdSim({ kubeConfig: kubeConfig(stack), repoRoot: root, intervalMs: 200, degradeAfterMs: 1500, namespaces: [appNamespace], metricsPort: 0, persistResourceHealth: true });
   });
 
   afterAll(async () => {
@@ -447,7 +448,7 @@ describe('the Argo CD simulator', () => {
     const seededWatcher = new ArgoCdWatcher({ kubeConfig: kubeConfig(stack), log: createLogger('ERROR'), namespaces: [seededApps], ...FAST });
     await seededWatcher.start();
     // When the simulator starts
-    const seededSim = await startArgoCdSim({ kubeConfig: kubeConfig(stack), repoRoot: root, intervalMs: 200, degradeAfterMs: 1500, namespaces: [seededApps] });
+    const seededSim = await startArgoCdSim({ kubeConfig: kubeConfig(stack), repoRoot: root, intervalMs: 200, degradeAfterMs: 1500, namespaces: [seededApps], persistResourceHealth: true });
     try {
       // Then it puts its Deployments in the cluster (in the destination namespace) and lists them, without a new sync
       const seeded = await eventually('seeded adopted', async () => {
