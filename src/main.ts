@@ -75,6 +75,11 @@ await untilReady('etcd', log, () => kv.get(KEYS.leader));
 
 const argocd = new ArgoCdWatcher({
   kubeConfig: kc, log: log.child('ArgoCD'), metrics, namespaces: config.watchNamespaces,
+  // What it cannot read in a status is ignored, and said where a person looks: once per change, as an Event.
+  onShapeProblems: (view, problems) => kubeEvents.emit({
+    regarding: { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...view.ref, ...(view.uid ? { uid: view.uid } : {}) },
+    type: 'Warning', reason: 'ApplicationNotUnderstood', action: 'ReadApplication', note: `status not understood; what it names is ignored: ${problems}`,
+  }),
   ...(config.argocdUrl && config.argocdToken ? { rest: { url: config.argocdUrl, token: config.argocdToken } } : {}),
 });
 const github = new GitHubClient({ baseUrl: config.githubApiUrl, auth: config.githubAuth, org: config.githubOrg, metrics, log: log.child('GitHub') });

@@ -180,6 +180,8 @@ export interface ArgoCdWatcherOptions {
   metrics?: CallMetrics;
   timeoutMs?: number;
   backoffMs?: readonly number[];
+  /** Called once per change of what is wrong in an Application's status, so a person sees it as an Event. */
+  onShapeProblems?: (view: ApplicationView, problems: string) => void;
   clock?: () => Date;
 }
 
@@ -295,6 +297,7 @@ export class ArgoCdWatcher implements ArgoCdPort {
     // Once per change of what is wrong, not per update or relist.
     if (problems !== '' && problems !== previous?.problems) {
       this.log.warn('Application status not understood; what it names is ignored', { app: key, problems });
+      this.options.onShapeProblems?.(view, problems);
     }
     this.entries.set(key, { view, syncStatus, fingerprint, problems });
     this.notify(view.ref);

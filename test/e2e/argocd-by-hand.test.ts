@@ -150,6 +150,11 @@ describe('Applications the operator must not act on (issue 8 §1, §6)', () => {
     expect(lines.find((l) => l.includes(`${hand.namespace}/no-health`))).toContain('status.health is missing');
     expect(lines.filter((l) => l.includes(`${hand.namespace}/lower-case`))).toHaveLength(1);
     expect(lines.find((l) => l.includes(`${hand.namespace}/lower-case`))).toContain('status.health.status \\"degraded\\" is not one of');
+    // And said where a person looks: one Warning Event on each Application
+    const notUnderstood = JSON.parse(await kubectlOk(stack, ['get', 'events.events.k8s.io', '-n', hand.namespace, '-o', 'json'])).items
+      .filter((e: { reason: string }) => e.reason === 'ApplicationNotUnderstood') as Array<{ note: string; type: string; regarding: { name: string }; series?: unknown }>;
+    expect(notUnderstood.map((e) => [e.regarding.name, e.type]).sort()).toEqual([['lower-case', 'Warning'], ['no-health', 'Warning']]);
+    expect(notUnderstood.find((e) => e.regarding.name === 'no-health')!.note).toContain('status.health is missing');
     // When a status goes wrong in another way, that is said once more
     await lowerCase.setStatus({ health: { status: 'Broken' } });
     await eventually('the new problem logged', async () => log().split('\n').filter((l) => l.includes(`${hand.namespace}/lower-case`) && l.includes('Application status not understood')).length === 2);
