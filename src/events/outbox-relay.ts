@@ -165,7 +165,7 @@ export class OutboxRelay {
       metadata: { outboxKey: entry.key, type, ...(eventId ? { eventId } : {}), ...(subject ? { appName: subject } : {}) },
       eventId: `dead-letter:${entry.key}`,
     });
-    const deadKey = await this.store.deadLetterOutbox({ key: entry.key, raw, reason, at });
+    const deadKey = await this.store.deadLetterOutbox({ key: entry.key, raw, reason, at, ...(entry.modRevision ? { modRevision: entry.modRevision } : {}) });
     // Gone already: another drain moved (and counted) it.
     if (deadKey === undefined) return;
     this.metrics.outboxDeadLettered(type);

@@ -133,8 +133,8 @@ export function eventTypeOf(cloudEventType: unknown): EventType | undefined {
  * `event` and says why in `unreadable`.
  */
 export type OutboxEntry =
-  | { key: string; event: CloudEvent; raw?: string }
-  | { key: string; event: undefined; raw: string; unreadable: string };
+  | { key: string; event: CloudEvent; raw?: string; modRevision?: string }
+  | { key: string; event: undefined; raw: string; unreadable: string; modRevision?: string };
 
 /** An outbox entry that can never be published, with why, on its way to the dead letters. */
 export interface DeadLetter {
@@ -145,6 +145,8 @@ export interface DeadLetter {
   reason: string;
   /** RFC 3339. */
   at: string;
+  /** The entry's etcd revision when read: the move compares it, not the (possibly huge) value. */
+  modRevision?: string;
 }
 
 export interface OutboxStore {

@@ -6,6 +6,7 @@
 //   - compares that the writer still holds the leader key (fencing);
 //   - writes the transition's events into the outbox in the same transaction.
 // Ended attempts are attached to a 7-day lease.
+import { createHash } from 'node:crypto';
 import { KEYS } from '../api/etcd.ts';
 import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../events/types.ts';
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
@@ -78,6 +79,9 @@ export interface DegradationWrite {
 export type CommitResult =
   | { ok: true; modRevision: string }
   | { ok: false; reason: 'conflict' | 'fenced' };
+
+/** The most of an outbox value a dead letter copies (etcd takes 1.5 MiB per request by default). */
+const DEAD_LETTER_VALUE_LIMIT = 64 * 1024;
 
 export class AttemptStore implements OutboxStore {
   private readonly kv: KV;
@@ -249,9 +253,9 @@ export class AttemptStore implements OutboxStore {
     return entries.map((kv): OutboxEntry => {
       // One unreadable value must not fail the whole read: the relay moves it aside.
       try {
-        return { key: kv.key, event: JSON.parse(kv.value) as CloudEvent, raw: kv.value };
+        return { key: kv.key, event: JSON.parse(kv.value) as CloudEvent, raw: kv.value, modRevision: kv.modRevision };
       } catch (err) {
-        return { key: kv.key, event: undefined, raw: kv.value, unreadable: `value: not JSON (${err instanceof Error ? err.message : String(err)})` };
+        return { key: kv.key, event: undefined, raw: kv.value, unreadable: `value: not JSON (${err instanceof Error ? err.message : String(err)})`, modRevision: kv.modRevision };
       }
     });
   }
@@ -264,10 +268,13 @@ export class AttemptStore implements OutboxStore {
   async deadLetterOutbox(letter: DeadLetter): Promise<string | undefined> {
     if (!letter.key.startsWith(KEYS.outboxPrefix)) throw new Error(`not an outbox key: ${letter.key}`);
     const deadKey = `${KEYS.outboxDeadPrefix}${letter.key.slice(KEYS.outboxPrefix.length)}`;
-    const value = JSON.stringify({ outboxKey: letter.key, reason: letter.reason, deadLetteredAt: letter.at, value: letter.raw });
-    // Comparing the value keeps two drains from both moving it (and counting it twice).
+    // A value too large to publish may be too large to copy in one etcd request: keep its start and its hash.
+    const kept = letter.raw.length <= DEAD_LETTER_VALUE_LIMIT ? { value: letter.raw }
+      : { excerpt: letter.raw.slice(0, DEAD_LETTER_VALUE_LIMIT), size: letter.raw.length, sha256: createHash('sha256').update(letter.raw).digest('hex') };
+    const value = JSON.stringify({ outboxKey: letter.key, reason: letter.reason, deadLetteredAt: letter.at, ...kept });
+    // Comparing the revision (or the value) keeps two drains from both moving it (and counting it twice).
     const result = await this.kv.txn({
-      compares: [{ key: letter.key, target: 'value', equals: letter.raw }],
+      compares: [letter.modRevision ? { key: letter.key, target: 'mod', equals: letter.modRevision } : { key: letter.key, target: 'value', equals: letter.raw }],
       puts: [{ key: deadKey, value }],
       deletes: [letter.key],
     });
