@@ -6,13 +6,11 @@
 // (their pod template carries the broken label, kwok-stages.yaml) and Argo CD
 // itself reports Degraded once the rollout exceeds its progress deadline.
 // Nothing is backdated: v1..v3 are deployed by Argo CD as the demo starts, and
-// the uptime of each comes from Argo CD's own argocd_app_info, scraped by a
-// real Prometheus every second.
-import { join } from 'node:path';
+// the uptime of each comes from Argo CD's own argocd_app_info, which the
+// stack's Prometheus scrapes every 2 s.
 import { APP_RESYNC_SECONDS, REVISION_CACHE_EXPIRATION } from '../stack/argocd.ts';
 import { BROKEN_RELEASE, TEST_RELEASE_LABEL } from '../stack/kwok.ts';
 import { kubectlOk, type KubectlTarget } from '../stack/kubectl.ts';
-import { startPrometheus } from '../stack/prometheus.ts';
 import { APPS, RELEASES, REPO, say, show, type DemoMode } from './story.ts';
 
 /** Short, as users set it on a service that starts in seconds: Degraded 15 s after a rollout stops progressing. */
@@ -57,16 +55,11 @@ export const onArgoCd: DemoMode = {
   upNote: (stack) => `the GitOps cluster and Argo CD were up ${(stack.argocd!.startupMs / 1000).toFixed(1)} s after their start; `
     + `Argo CD re-reads each app every ${APP_RESYNC_SECONDS} s and trusts a branch's resolved revision for ${REVISION_CACHE_EXPIRATION}`,
   githubRoot: (stack) => stack.argocd!.git.root,
-  async deploy({ stack, push, onStop }) {
+  async deploy({ stack, push }) {
     const cluster = stack.argocd!;
     const kube: KubectlTarget = cluster.kube;
-    // Only the project's CRDs: Argo CD's came from the module that was built (dev/crds/ is the simulator's copy).
-    await kubectlOk(kube, ['apply', '--server-side', '-f', 'config/crd/bases/']);
-    await kubectlOk(kube, ['wait', '--for=condition=Established', '--timeout=60s', 'crd/rollbackpolicies.ai-operator.io', 'crd/rollbackattempts.ai-operator.io']);
+    // The GitOps cluster comes with the operator's CRDs and Argo CD's namespace.
     for (const { name } of APPS) await kubectlOk(kube, ['create', 'namespace', name]);
-    // Argo CD's metrics endpoint is known only once the stack is up, so this Prometheus is the demo's own.
-    const prometheus = await startPrometheus(join(stack.workDir, 'prometheus-argocd'), [], [new URL(cluster.controller.metricsUrl).host], '1s');
-    onStop(() => prometheus.process.stop());
 
     const repoURL = `${cluster.git.url}/${REPO.owner}/${REPO.repo}.git`;
     say(`Releases v1, v2, v3, each deployed by real Argo CD from ${repoURL} before the next (the demo asks Argo CD to refresh instead of waiting for its poll)`);
@@ -100,7 +93,7 @@ export const onArgoCd: DemoMode = {
 
     return {
       kube,
-      prometheusUrl: prometheus.url,
+      prometheusUrl: stack.prometheus.url,
       // Each release here was deployed seconds ago, and its first seconds Progressing (its
       // rollout) are not Healthy: over so short a window 99 % would reject every release.
       candidate: { minUptime: 0.8, window: '24h' },
