@@ -445,13 +445,21 @@ function closedByHuman(facts: Facts, record: AttemptRecord): Decision | undefine
     [ev.pullRequestClosed(base(facts), pr.number, Reason.PullRequestClosed)], { pullRequest: pr });
 }
 
-function decidePrCreated(facts: Facts, record: AttemptRecord): Decision {
-  const restored = restoredBeforeMerge(facts, record);
-  if (restored) return restored;
-  const closed = closedByHuman(facts, record);
-  if (closed) return closed;
+/**
+ * What ends or holds an attempt whose PR is open, before anything else is judged:
+ * health back (close it), a human closed it, an integration down (wait) or refusing (abort).
+ */
+function openPullRequestChecks(facts: Facts, record: AttemptRecord): Decision | undefined {
+  const settled = restoredBeforeMerge(facts, record) ?? closedByHuman(facts, record);
+  if (settled) return settled;
   if (facts.failure && isTransient(facts.failure.code)) return waitForIntegration(record, facts.failure);
   if (facts.failure) return abort(facts, record, failureReason(facts.failure.code), `${facts.failure.call} failed: ${facts.failure.message}`);
+  return undefined;
+}
+
+function decidePrCreated(facts: Facts, record: AttemptRecord): Decision {
+  const settled = openPullRequestChecks(facts, record);
+  if (settled) return settled;
   const pr = record.pullRequest!;
   // CI is judged on a fresh read of the PR only: without one there is nothing to judge, not even a timeout.
   const head = facts.pullRequest?.headSha;
@@ -476,12 +484,8 @@ function decidePrCreated(facts: Facts, record: AttemptRecord): Decision {
 function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
   const pr = facts.pullRequest;
   if (pr?.ref.state === 'merged') return merged(facts, record, pr);
-  const restored = restoredBeforeMerge(facts, record);
-  if (restored) return restored;
-  const closed = closedByHuman(facts, record);
-  if (closed) return closed;
-  if (facts.failure && isTransient(facts.failure.code)) return waitForIntegration(record, facts.failure);
-  if (facts.failure) return abort(facts, record, failureReason(facts.failure.code), `${facts.failure.call} failed: ${facts.failure.message}`);
+  const settled = openPullRequestChecks(facts, record);
+  if (settled) return settled;
 
   const notes: Note[] = [];
   const events: PendingEvent[] = [];
