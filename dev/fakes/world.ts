@@ -248,13 +248,17 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
 
   async mergePullRequest(_repo: RepoRef, number: number, options: { sha: string }): Promise<{ sha: string }> {
     await this.call('mergePullRequest');
+    let again = false;
     const merged = await this.update<FakePullRequest>(K.pr(number), (pr) => {
       if (!pr) throw new IntegrationError('mergePullRequest', 'NOT_FOUND', `pull request #${number} not found`);
+      again = pr.merged;
       if (pr.merged) return pr;
       if (pr.state !== 'open') throw new IntegrationError('mergePullRequest', 'CONFLICT', 'pull request is closed');
       if (pr.headSha !== options.sha) throw new IntegrationError('mergePullRequest', 'CONFLICT', 'head moved');
       return { ...pr, state: 'closed', merged: true, mergedBy: OPERATOR_LOGIN, mergeCommitSha: fakeSha(`merge:${number}`) };
     });
+    // GitHub would refuse it (405): a merge asked for twice is what SPEC §14.7 forbids, counted to be seen.
+    if (again) await this.update<number>(K.calls('mergePullRequest:already-merged'), (n) => (n ?? 0) + 1);
     await this.syncMerge(merged);
     await this.pauseAfter('mergePullRequest');
     return { sha: merged.mergeCommitSha! };
