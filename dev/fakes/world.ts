@@ -248,40 +248,54 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
 
   async mergePullRequest(_repo: RepoRef, number: number, options: { sha: string }): Promise<{ sha: string }> {
     await this.call('mergePullRequest');
-    let again = false;
-    const merged = await this.update<FakePullRequest>(K.pr(number), (pr) => {
-      if (!pr) throw new IntegrationError('mergePullRequest', 'NOT_FOUND', `pull request #${number} not found`);
-      again = pr.merged;
-      if (pr.merged) return pr;
+    const { pr: merged, again } = await this.mergeAndSync(number, (pr) => {
       if (pr.state !== 'open') throw new IntegrationError('mergePullRequest', 'CONFLICT', 'pull request is closed');
       if (pr.headSha !== options.sha) throw new IntegrationError('mergePullRequest', 'CONFLICT', 'head moved');
       return { ...pr, state: 'closed', merged: true, mergedBy: OPERATOR_LOGIN, mergeCommitSha: fakeSha(`merge:${number}`) };
     });
     // GitHub would refuse it (405): a merge asked for twice is what SPEC §14.7 forbids, counted to be seen.
     if (again) await this.update<number>(K.calls('mergePullRequest:already-merged'), (n) => (n ?? 0) + 1);
-    await this.syncMerge(merged);
     await this.pauseAfter('mergePullRequest');
     return { sha: merged.mergeCommitSha! };
   }
 
   /** A human merges on GitHub. */
   async mergeAsHuman(number: number, login = 'alice'): Promise<void> {
-    const merged = await this.update<FakePullRequest>(K.pr(number), (pr) => ({ ...pr!, state: 'closed', merged: true, mergedBy: login, mergeCommitSha: fakeSha(`merge:${number}`) }));
-    await this.syncMerge(merged);
+    await this.mergeAndSync(number, (pr) => ({ ...pr, state: 'closed', merged: true, mergedBy: login, mergeCommitSha: fakeSha(`merge:${number}`) }));
   }
 
-  // Argo CD's part: auto-sync deploys the merge commit, which restores the app.
-  private async syncMerge(pr: FakePullRequest): Promise<void> {
-    const app = (await this.listApplications() as FakeApp[]).find((a) => a.source?.path === pr.spec.path);
-    await this.put(K.restoredTo(pr.spec.path), { sha: pr.spec.targetSha, headSha: pr.mergeCommitSha! });
-    if (!app) return;
-    await this.update<FakeApp>(K.app(app.ref), (current) => ({
-      ...current!,
-      syncRevision: pr.mergeCommitSha!,
-      health: current!.healthAfterMerge,
-      history: [...current!.history, { id: current!.history.length, revision: pr.mergeCommitSha!, deployedAt: new Date().toISOString() }],
-      deployments: current!.deployments.map((d) => ({ ...d, updated: d.desired, available: d.desired, unavailable: 0, progressDeadlineExceeded: false })),
-    }));
+  /**
+   * The merge and Argo CD's part — auto-sync deploys the merge commit, which
+   * restores the app — in one transaction. Argo CD is not in the operator's
+   * process: an operator killed right after the merge must not take the sync
+   * with it (two writes left a merged PR whose app never synced, RollbackMerged
+   * until the recovery timeout). An already merged PR is left as it is.
+   */
+  private async mergeAndSync(number: number, merge: (pr: FakePullRequest) => FakePullRequest): Promise<{ pr: FakePullRequest; again: boolean }> {
+    for (;;) {
+      const stored = await this.kv.get(K.pr(number));
+      if (!stored) throw new IntegrationError('mergePullRequest', 'NOT_FOUND', `pull request #${number} not found`);
+      const current = JSON.parse(stored.value) as FakePullRequest;
+      if (current.merged) return { pr: current, again: true };
+      const pr = merge(current);
+      const app = (await this.kv.getPrefix(`${P}apps/`)).find((kv) => (JSON.parse(kv.value) as FakeApp).source?.path === pr.spec.path);
+      const puts = [{ key: K.pr(number), value: JSON.stringify(pr) }, { key: K.restoredTo(pr.spec.path), value: JSON.stringify({ sha: pr.spec.targetSha, headSha: pr.mergeCommitSha! }) }];
+      if (app) {
+        const was = JSON.parse(app.value) as FakeApp;
+        puts.push({ key: app.key, value: JSON.stringify({
+          ...was,
+          syncRevision: pr.mergeCommitSha!,
+          health: was.healthAfterMerge,
+          history: [...was.history, { id: was.history.length, revision: pr.mergeCommitSha!, deployedAt: new Date().toISOString() }],
+          deployments: was.deployments.map((d) => ({ ...d, updated: d.desired, available: d.desired, unavailable: 0, progressDeadlineExceeded: false })),
+        } satisfies FakeApp) });
+      }
+      const result = await this.kv.txn({
+        compares: [{ key: K.pr(number), target: 'mod', equals: stored.modRevision }, ...(app ? [{ key: app.key, target: 'mod' as const, equals: app.modRevision }] : [])],
+        puts, deletes: [],
+      });
+      if (result.succeeded) return { pr, again: false };
+    }
   }
 
   async commentPullRequest(_repo: RepoRef, number: number, marker: string, body: string): Promise<void> {
