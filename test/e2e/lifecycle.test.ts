@@ -246,7 +246,7 @@ describe.concurrent('its RollbackPolicy deleted or changed mid-attempt', () => {
   }, 180_000);
 
   // TODO(issue 12): a staging attempt whose app a policy makes production mid-attempt is auto-merged (observed:
-  // RollbackMerged, reason AutoMerged, seconds after CI turns green), because the merge verdict reads only the
+  // AwaitingMergeApproval -> RollbackMerged, reason AutoMerged, 2 s after CI turned green), because the merge verdict reads only the
   // environment written on the record. Proposed rule (src/reconcilers/application.ts observe(): the live
   // environment from deps.monitoring(app); src/fsm/machine.ts decideAwaiting(): the stricter of the record's and
   // the live one): a change to production ends the attempt in Abort before any merge, its PR closed and its key
@@ -284,8 +284,9 @@ describe.concurrent('its source changed mid-attempt', () => {
   }, 180_000);
 
   // TODO(issue 12): the attempt's PR restores apps/cart, but the app now deploys from another path (or
-  // repository) that is still broken: observed, the operator merges the PR (RollbackMerged, AutoMerged) and
-  // then waits for a recovery the merge cannot bring, until recoveryTimeoutSeconds (RecoveryTimeout). The
+  // repository) that is still broken: observed, all eight invariants PASS (I2 and I3 read the live app, I7 the
+  // new path) and the operator merges the PR on the old path; the app keeps deploying the broken one, so the
+  // attempt can only wait for a recovery the merge cannot bring, until recoveryTimeoutSeconds. The
   // candidate search, the preview and the PR also read the live app.source (observeNeeds(), execute()
   // openPullRequest in src/reconcilers/application.ts) while the repository comes from record.source: a
   // change between them would mix the two. Proposed rule: the attempt works on record.source only; when the
