@@ -101,3 +101,28 @@ describe('an integration outage is waited out (after call()\'s retries)', () => 
     expect(decision.transition).toBeUndefined();
   });
 });
+
+describe('an Application that changes under its attempt', () => {
+  const source = { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/app', targetRevision: 'main' };
+  const withSource = (state: State): AttemptRecord => ({ ...recordIn(state), source });
+
+  it('ends the attempt when spec.source changed: Abort SourceChanged, its PR closed, the key released', () => {
+    const decision = decide(factsAt(30, withSource('AwaitingMergeApproval'), { source: { ...source, path: 'apps/app-v2' } }));
+    expect(decision.transition).toEqual({ from: 'AwaitingMergeApproval', to: 'Abort', reason: Reason.SourceChanged });
+    expect(decision.record?.message).toBe('spec.source changed mid-attempt (path apps/app -> apps/app-v2): the rollback was built for the old source');
+    expect(decision.release).toBe(true);
+    expect(decision.intents).toMatchObject([{ kind: 'closePullRequest', number: 7 }]);
+    // The same source: nothing to say
+    expect(decide(factsAt(30, withSource('PRCreated'), { source })).transition).toBeUndefined();
+  });
+
+  it('ends a staging attempt before its merge when a policy makes the app production; not after, and not the other way', () => {
+    const toProduction = decide(factsAt(30, withSource('AwaitingMergeApproval'), { source, liveEnvironment: 'production' }));
+    expect(toProduction.transition).toEqual({ from: 'AwaitingMergeApproval', to: 'Abort', reason: Reason.EnvironmentChanged });
+    expect(toProduction.release).toBe(true);
+    const merged = { ...withSource('RollbackMerged'), reason: Reason.AutoMerged };
+    expect(decide(factsAt(30, merged, { source, liveEnvironment: 'production' })).transition?.reason).not.toBe(Reason.EnvironmentChanged);
+    const production = { ...withSource('PRCreated'), environment: 'production' as const };
+    expect(decide(factsAt(30, production, { source, environment: 'production', liveEnvironment: 'staging' })).transition).toBeUndefined();
+  });
+});

@@ -51,8 +51,10 @@ export interface Facts {
    * `degradedSince`: when the watch saw the current run of Degraded begin (see persistence.ts).
    */
   health?: { status: HealthStatus; revision?: string; degradedSince?: string };
-  /** The app's source, for a new attempt's record. */
+  /** The app's source as it is now: a new attempt's record keeps it; an attempt in progress compares it. */
   source?: SourceRef;
+  /** The environment the governing policy (or the labels) give the app now; the attempt keeps the one it started in. */
+  liveEnvironment?: Environment;
   /** The Application is gone: absent from the watch and a fresh read said NotFound. */
   applicationGone?: boolean;
   /** Why this app is refused (its repository is outside GITHUB_ORG, …): no attempt starts. */
@@ -257,6 +259,8 @@ export function decide(facts: Facts): Decision {
     return abort(facts, record, Reason.AbortRequested, `abort requested: ${facts.human.abort || 'no reason given'}`);
   }
   if (facts.applicationGone) return applicationGone(facts, record);
+  const changed = changedUnderAttempt(facts, record);
+  if (changed) return applicationEnded(facts, record, changed.reason, changed.message);
 
   switch (record.state) {
     case 'DegradationDetected': return decideDetected(facts, record);
@@ -270,11 +274,34 @@ export function decide(facts: Facts): Decision {
 
 /** Nothing of the attempt can go on without its Application: abort, close its PR, free the app's name. */
 function applicationGone(facts: Facts, record: AttemptRecord): Decision {
-  const message = `Application ${facts.app.namespace}/${facts.app.name} was deleted`;
-  const decision = { ...move(facts, record, 'Abort', Reason.ApplicationDeleted, message), release: true as const };
+  return applicationEnded(facts, record, Reason.ApplicationDeleted, `Application ${facts.app.namespace}/${facts.app.name} was deleted`);
+}
+
+/**
+ * An attempt is governed by what held when it started, except where that is
+ * unsafe: its PR restores the old source (merging it would change a path the app
+ * no longer deploys), or a policy made the app production (staging's auto-merge
+ * would skip the approval production needs).
+ */
+function changedUnderAttempt(facts: Facts, record: AttemptRecord): { reason: Reason; message: string } | undefined {
+  const [was, now] = [record.source, facts.source];
+  if (was && now && (was.repoURL !== now.repoURL || was.path !== now.path || was.targetRevision !== now.targetRevision)) {
+    const diff = (['repoURL', 'path', 'targetRevision'] as const).filter((k) => was[k] !== now[k]).map((k) => `${k} ${was[k]} -> ${now[k]}`).join(', ');
+    return { reason: Reason.SourceChanged, message: `spec.source changed mid-attempt (${diff}): the rollback was built for the old source` };
+  }
+  const merged = record.state === 'RollbackMerged';
+  if (!merged && record.environment === 'staging' && facts.liveEnvironment === 'production') {
+    return { reason: Reason.EnvironmentChanged, message: 'the app is production now: a staging attempt may not merge it without the approval production needs' };
+  }
+  return undefined;
+}
+
+/** The attempt cannot go on for its app: abort, close its PR, free the app's key so a fresh attempt may start. */
+function applicationEnded(facts: Facts, record: AttemptRecord, reason: Reason, message: string): Decision {
+  const decision = { ...move(facts, record, 'Abort', reason, message), release: true as const };
   const pr = record.pullRequest;
   if (!pr || pr.state !== 'open') return decision;
-  return withIntents(decision, [{ kind: 'closePullRequest', number: pr.number, comment: comments.applicationDeleted(record.correlationId, Reason.ApplicationDeleted, message) }]);
+  return withIntents(decision, [{ kind: 'closePullRequest', number: pr.number, comment: comments.applicationEnded(record.correlationId, reason, message) }]);
 }
 
 /**

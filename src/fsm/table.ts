@@ -47,6 +47,10 @@ export const Reason = {
   UnexpectedError: 'UnexpectedError',
   ApplicationDeleted: 'ApplicationDeleted',
   NothingToRollBack: 'NothingToRollBack',
+  /** The Application's spec.source changed mid-attempt: the rollback was built for the old one. */
+  SourceChanged: 'SourceChanged',
+  /** A policy made the staging app production mid-attempt: staging's auto-merge no longer applies. */
+  EnvironmentChanged: 'EnvironmentChanged',
   Reset: 'Reset',
 } as const;
 
@@ -62,7 +66,8 @@ export interface TransitionRule {
 }
 
 const nonTerminal: State[] = ['DegradationDetected', 'CandidateResolved', 'PRCreated', 'AwaitingMergeApproval', 'RollbackMerged'];
-const anyAbort: Reason[] = [Reason.AbortRequested, Reason.UnexpectedError, Reason.ApplicationDeleted];
+// The app's attempt ends wherever it is when the app is deleted, or changes under it in a way the attempt was not built for.
+const anyAbort: Reason[] = [Reason.AbortRequested, Reason.UnexpectedError, Reason.ApplicationDeleted, Reason.SourceChanged, Reason.EnvironmentChanged];
 
 export const TRANSITIONS: readonly TransitionRule[] = [
   { from: 'Idle', to: 'DegradationDetected', reasons: [Reason.DegradationConfirmed],

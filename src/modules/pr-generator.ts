@@ -106,8 +106,8 @@ export const comments = {
   /** An attempt aborted with its PR open: the PR stays for a human. */
   aborted: (correlationId: string, reason: string, message: string) =>
     `ai-operator stopped this rollback: **${reason}** — ${message}\n\nThe pull request is left open for a human to decide. ${signed(correlationId)}`,
-  /** The Application is gone: nothing could ever merge or confirm this PR. */
-  applicationDeleted: (correlationId: string, reason: string, message: string) =>
+  /** The Application is gone or changed under the attempt: nothing could ever merge or confirm this PR. */
+  applicationEnded: (correlationId: string, reason: string, message: string) =>
     `ai-operator stopped this rollback: **${reason}** — ${message}. Closing its rollback pull request. ${signed(correlationId)}`,
   /** A reset after an abort: closed first, so a new attempt never leaves two rollback PRs open for one app. */
   reset: (correlationId: string, abortReason: string) =>

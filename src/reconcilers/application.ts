@@ -228,6 +228,7 @@ export class ApplicationReconciler {
       ...(state.pending ? { pendingCorrelationId: state.pending.correlationId } : {}),
       ...(health ? { health } : {}),
       ...(app?.source ? { source: app.source } : {}),
+      ...(monitored ? { liveEnvironment: monitored.environment } : {}),
       ...(refused ? { refused } : {}),
       suspended: monitored?.suspended ?? false,
       ...(state.lastRollbackAt ? { lastRollbackAt: state.lastRollbackAt } : {}),
