@@ -106,18 +106,24 @@ describe('an Application that changes under its attempt', () => {
   const source = { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/app', targetRevision: 'main' };
   const withSource = (state: State): AttemptRecord => ({ ...recordIn(state), source });
 
-  it('ends the attempt when spec.source changed: Abort SourceChanged, its PR closed, the key released', () => {
-    const decision = decide(factsAt(30, withSource('AwaitingMergeApproval'), { source: { ...source, path: 'apps/app-v2' } }));
+  it('ends the attempt when spec.source changed: its PR closed first, then Abort SourceChanged with the key released', () => {
+    const moved = { ...source, path: 'apps/app-v2' };
+    const first = decide(factsAt(30, withSource('AwaitingMergeApproval'), { source: moved }));
+    expect(first.transition).toBeUndefined();
+    expect(first.intents).toMatchObject([{ kind: 'closePullRequest', number: 7, comment: expect.stringContaining('**SourceChanged** — spec.source changed mid-attempt (path apps/app -> apps/app-v2)') }]);
+    const closed = { ref: { ...pr, state: 'closed' as const }, headSha: 'head' };
+    const decision = decide(factsAt(31, withSource('AwaitingMergeApproval'), { source: moved, pullRequest: closed }));
     expect(decision.transition).toEqual({ from: 'AwaitingMergeApproval', to: 'Abort', reason: Reason.SourceChanged });
-    expect(decision.record?.message).toBe('spec.source changed mid-attempt (path apps/app -> apps/app-v2): the rollback was built for the old source');
+    expect(decision.record).toMatchObject({ message: 'spec.source changed mid-attempt (path apps/app -> apps/app-v2): the rollback was built for the old source', pullRequest: { state: 'closed' } });
     expect(decision.release).toBe(true);
-    expect(decision.intents).toMatchObject([{ kind: 'closePullRequest', number: 7 }]);
     // The same source: nothing to say
     expect(decide(factsAt(30, withSource('PRCreated'), { source })).transition).toBeUndefined();
   });
 
   it('ends a staging attempt before its merge when a policy makes the app production; not after, and not the other way', () => {
-    const toProduction = decide(factsAt(30, withSource('AwaitingMergeApproval'), { source, liveEnvironment: 'production' }));
+    const closed = { ref: { ...pr, state: 'closed' as const }, headSha: 'head' };
+    expect(decide(factsAt(30, withSource('AwaitingMergeApproval'), { source, liveEnvironment: 'production' })).intents).toMatchObject([{ kind: 'closePullRequest' }]);
+    const toProduction = decide(factsAt(30, withSource('AwaitingMergeApproval'), { source, liveEnvironment: 'production', pullRequest: closed }));
     expect(toProduction.transition).toEqual({ from: 'AwaitingMergeApproval', to: 'Abort', reason: Reason.EnvironmentChanged });
     expect(toProduction.release).toBe(true);
     const merged = { ...withSource('RollbackMerged'), reason: Reason.AutoMerged };

@@ -221,7 +221,8 @@ const RUNS = 1500;
 const sequences = fc.array(action, { minLength: 10, maxLength: 150, size: 'max' });
 const environments = fc.constantFrom('staging' as const, 'production' as const);
 
-describe('state machine properties (SPEC §14)', () => {
+// Thousands of runs each: seconds when CI shares its cores, more than the unit default of 5.
+describe('state machine properties (SPEC §14)', { timeout: 60_000 }, () => {
   it('1. never takes a transition outside the table', () => {
     fc.assert(fc.property(sequences, environments, (actions, env) => {
       run(actions, env, (f, d) => {

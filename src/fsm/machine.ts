@@ -259,7 +259,8 @@ export function decide(facts: Facts): Decision {
     return abort(facts, record, Reason.AbortRequested, `abort requested: ${facts.human.abort || 'no reason given'}`);
   }
   if (facts.applicationGone) return applicationGone(facts, record);
-  const changed = changedUnderAttempt(facts, record);
+  // Healthy again (the new source may be a good one): the attempt ends as any does then, below.
+  const changed = facts.health?.status === 'Healthy' ? undefined : changedUnderAttempt(facts, record);
   if (changed) return applicationEnded(facts, record, changed.reason, changed.message);
 
   switch (record.state) {
@@ -296,12 +297,17 @@ function changedUnderAttempt(facts: Facts, record: AttemptRecord): { reason: Rea
   return undefined;
 }
 
-/** The attempt cannot go on for its app: abort, close its PR, free the app's key so a fresh attempt may start. */
+/**
+ * The attempt cannot go on for its app: close its PR first, then abort and free
+ * the app's key so a fresh attempt may start. The close comes first, as for a
+ * reset: an Abort that released the key could never close a PR whose close failed.
+ */
 function applicationEnded(facts: Facts, record: AttemptRecord, reason: Reason, message: string): Decision {
-  const decision = { ...move(facts, record, 'Abort', reason, message), release: true as const };
-  const pr = record.pullRequest;
-  if (!pr || pr.state !== 'open') return decision;
-  return withIntents(decision, [{ kind: 'closePullRequest', number: pr.number, comment: comments.applicationEnded(record.correlationId, reason, message) }]);
+  const pr = facts.pullRequest?.ref ?? record.pullRequest;
+  if (pr?.state === 'open') {
+    return { ...nothing(), intents: [{ kind: 'closePullRequest', number: pr.number, comment: comments.applicationEnded(record.correlationId, reason, message) }] };
+  }
+  return { ...move(facts, record, 'Abort', reason, message, [], pr ? { pullRequest: pr } : {}), release: true };
 }
 
 /**

@@ -88,7 +88,8 @@ function degradedThroughout(truth: Run['truth'], from: number, to: number): bool
 const RUNS = 2000;
 const SEED = 20261201;
 
-describe('persistence through the real decide()', () => {
+// Thousands of runs each: seconds when CI shares its cores, more than the unit default of 5.
+describe('persistence through the real decide()', { timeout: 60_000 }, () => {
   it('confirms only when health never left Degraded across the counted checks, whatever the interleaving', () => {
     fc.assert(fc.property(fc.constantFrom<HealthStatus>('Healthy', 'Degraded'), fc.array(step, { minLength: 5, maxLength: 120, size: 'max' }), (initial, steps) => {
       const run = play(initial, steps);

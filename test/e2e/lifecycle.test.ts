@@ -9,7 +9,7 @@
 // spec.approvers the API server checks) and source are written on the record —
 // and a change applies to the app's next attempt. A person who wants the
 // attempt in flight stopped annotates it ai-operator.io/abort. Two exceptions
-// are proposed where that rule is unsafe (it.fails below, rule in each): a
+// are made where that rule is unsafe (the rule in each): a
 // change to production, and a change of source. Whatever happens, no PR is left
 // open and no active key is left behind without an attempt that owns them.
 import { readFileSync } from 'node:fs';
@@ -245,13 +245,9 @@ describe.concurrent('its RollbackPolicy deleted or changed mid-attempt', () => {
     noCrash(operator);
   }, 180_000);
 
-  // TODO(issue 12): a staging attempt whose app a policy makes production mid-attempt is auto-merged (observed:
-  // AwaitingMergeApproval -> RollbackMerged, reason AutoMerged, 2 s after CI turned green), because the merge verdict reads only the
-  // environment written on the record. Proposed rule (src/reconcilers/application.ts observe(): the live
-  // environment from deps.monitoring(app); src/fsm/machine.ts decideAwaiting(): the stricter of the record's and
-  // the live one): a change to production ends the attempt in Abort before any merge, its PR closed and its key
-  // released, so a fresh attempt starts at once under production rules and approvers (SPEC §14.1).
-  it.fails('policy makes the staging app production (PR open): not merged by the operator', async (context) => {
+  // A change to production ends the staging attempt in Abort (EnvironmentChanged) before any merge, its PR
+  // closed and its key released, so a fresh attempt starts at once under production rules and approvers (SPEC §14.1).
+  it('policy makes the staging app production (PR open): not merged by the operator', async (context) => {
     const s = await given(context, 'lifecycle-to-production', { environment: 'staging' });
     const operator = await s.startOperator();
     const { pr, record } = await attemptWaitingForCi(s);
@@ -269,31 +265,25 @@ describe.concurrent('its RollbackPolicy deleted or changed mid-attempt', () => {
 });
 
 describe.concurrent('its source changed mid-attempt', () => {
-  // The new path is healthy: the app is Healthy before the merge, so the attempt ends as any does then.
-  it('path changed to a healthy one (PR open): Idle HealthRestoredBeforeMerge, PR closed unmerged, key released', async (context) => {
+  // The operator sees the new source before Argo CD has synced it (the app still Degraded): the attempt was
+  // built for the old one, so it ends — its PR closed unmerged, its key released; the healthy app starts none.
+  it('path changed to a healthy one (PR open): Abort SourceChanged, PR closed unmerged, key released', async (context) => {
     const s = await given(context, 'lifecycle-path-healthy', { environment: 'staging' });
     const operator = await s.startOperator();
     const { pr, record } = await attemptWaitingForCi(s, { [`${OTHER_PATH}/deployment.yaml`]: deployment('cart', s.target, 'v3', false) });
     await patchApplication(s, { spec: { source: { path: OTHER_PATH } } });
 
-    expect(await ended(s, record.correlationId)).toMatchObject({ state: 'Idle', reason: 'HealthRestoredBeforeMerge' });
+    expect(await ended(s, record.correlationId)).toMatchObject({ state: 'Abort', reason: 'SourceChanged' });
     expect(pulls(s).map((p) => [p.number, p.state, p.merged])).toEqual([[pr.number, 'closed', false]]);
     expect(await activeKey(s)).toBeUndefined();
     await nothingOrphaned(s, [s.app]);
     noCrash(operator);
   }, 180_000);
 
-  // TODO(issue 12): the attempt's PR restores apps/cart, but the app now deploys from another path (or
-  // repository) that is still broken: observed, all eight invariants PASS (I2 and I3 read the live app, I7 the
-  // new path) and the operator merges the PR on the old path; the app keeps deploying the broken one, so the
-  // attempt can only wait for a recovery the merge cannot bring, until recoveryTimeoutSeconds. The
-  // candidate search, the preview and the PR also read the live app.source (observeNeeds(), execute()
-  // openPullRequest in src/reconcilers/application.ts) while the repository comes from record.source: a
-  // change between them would mix the two. Proposed rule: the attempt works on record.source only; when the
-  // live spec.source (repoURL, path, targetRevision) differs from it, src/fsm/machine.ts decide() ends the
-  // attempt as applicationGone() does — Abort (a new Reason, SourceChanged, naming both), PR closed with a
-  // comment, active key released — so the app starts a fresh attempt on its new source.
-  it.fails('path changed to another broken one (PR open): not merged; Abort, PR closed, key released', async (context) => {
+  // The attempt's PR restores apps/cart, but the app now deploys from another path (or repository) that is
+  // still broken: merging it could not help. The attempt ends as a deletion does — Abort (SourceChanged, naming
+  // both), PR closed with a comment, active key released — so the app starts a fresh attempt on its new source.
+  it('path changed to another broken one (PR open): not merged; Abort, PR closed, key released', async (context) => {
     const s = await given(context, 'lifecycle-path-broken', { environment: 'staging' });
     const operator = await s.startOperator();
     const { pr, record } = await attemptWaitingForCi(s, { [`${OTHER_PATH}/deployment.yaml`]: deployment('cart', s.target, 'v3', true) });
@@ -308,7 +298,7 @@ describe.concurrent('its source changed mid-attempt', () => {
     noCrash(operator);
   }, 180_000);
 
-  it.fails('repo URL changed (PR open): not merged; Abort, PR closed, key released', async (context) => {
+  it('repo URL changed (PR open): not merged; Abort, PR closed, key released', async (context) => {
     const s = await given(context, 'lifecycle-repo', { environment: 'staging' });
     const operator = await s.startOperator();
     const { pr, record } = await attemptWaitingForCi(s);
