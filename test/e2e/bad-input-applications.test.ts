@@ -40,7 +40,7 @@ const CASES: ApplicationCase[] = [
   { name: 'no-repo-url', input: { ...git, status: degraded, spec: { source: { path: 'apps/x', targetRevision: 'main' } } }, expect: { refused: 'spec.source.repoURL is missing: there is no repository to roll back in' } },
   { name: 'helm-chart', input: { ...git, status: { ...degraded, sync: { status: 'Synced', revision: '17.0.0' } }, spec: { source: { repoURL: 'https://charts.example.com', chart: 'redis', targetRevision: '17.0.0' } } },
     expect: { refused: 'spec.source.chart is set (redis): a Helm repository source has no Git path a rollback could restore' } },
-  { name: 'other-host', input: { repoURL: 'https://gitlab.com/other-team/gitops.git', path: 'apps/x', status: degraded }, expect: { refused: 'spec.source.repoURL https://gitlab.com/other-team/gitops.git is outside GITHUB_ORG acme' } },
+  { name: 'other-host', input: { repoURL: 'https://gitlab.com/other-team/gitops.git', path: 'apps/x', status: degraded }, expect: { refused: 'spec.source.repoURL https://gitlab.com/other-team/gitops.git is not a GitHub repository URL (host gitlab.com' } },
   { name: 'not-a-repo-url', input: { repoURL: 'gitops', path: 'apps/x', status: degraded }, expect: { refused: 'spec.source.repoURL gitops is not a GitHub repository URL' } },
   { name: 'huge-status', input: { ...git, status: {
     sync: { status: 'Synced', revision: SHA }, health: { status: 'Healthy', message: 'h'.repeat(300_000) },
