@@ -3,6 +3,7 @@
 // RollbackAttempt informer and JetStream events. Only the leader reconciles and
 // relays; standbys keep campaigning and are ready to take over.
 import type { AuditLog } from './audit/audit-log.ts';
+import { AuditOutbox } from './audit/outbox.ts';
 import { PER_POD_CONSUMER_PREFIX, wakeConsumerName, type EventBus, type JetStreamBus, type EventConsumer } from './events/jetstream.ts';
 import { OutboxRelay } from './events/outbox-relay.ts';
 import { AttemptGauges } from './observability/attempt-gauges.ts';
@@ -41,6 +42,8 @@ export class Operator {
   readonly store: AttemptStore;
   readonly queue: KeyQueue;
   readonly relay: OutboxRelay;
+  /** This replica's audit records that etcd holds for its chain (every replica drains its own; the leader adopts). */
+  readonly auditOutbox: AuditOutbox;
   private readonly reconciler: ApplicationReconciler;
   private resyncTimer?: NodeJS.Timeout;
   private stopWatch?: () => Promise<void>;
@@ -71,9 +74,11 @@ export class Operator {
     }
     this.store = new AttemptStore(options.kv, this.leader ? () => this.leader!.fence() : undefined);
     this.relay = new OutboxRelay({ store: this.store, bus: options.bus, log: options.log.child('OutboxRelay'), metrics: options.metrics, audit: options.audit });
+    const auditChain = options.audit.chainId ?? options.identity;
+    this.auditOutbox = new AuditOutbox({ store: this.store, audit: options.audit, chainId: auditChain, log: options.log.child('AuditOutbox') });
     this.reconciler = new ApplicationReconciler({
       store: this.store, argocd: options.argocd, github: options.github, cluster: options.cluster, history: options.history,
-      attempts: options.attempts, monitoring: options.monitoring, audit: options.audit, metrics: options.metrics,
+      attempts: options.attempts, monitoring: options.monitoring, audit: options.audit, auditChain, metrics: options.metrics,
       log: options.log.child('Reconciler'), argocdNamespace: options.argocdNamespace,
       ...(options.events ? { events: options.events } : {}), ...(options.allowedOwner ? { allowedOwner: options.allowedOwner } : {}), ...(options.githubHosts ? { githubHosts: options.githubHosts } : {}),
       ...(options.approvalEnforcement ? { approvalEnforcement: options.approvalEnforcement } : {}),
@@ -162,6 +167,9 @@ export class Operator {
       this.log.warn('etcd watch failed; the resync still covers every app', { error: error.message });
     });
     await this.refreshActive();
+    // What a kill left between a commit and its audit records goes into the chain before anything new.
+    await this.auditOutbox.drain().catch((error: Error) => this.log.warn('Could not record the audit outbox; retrying', { error: error.message }));
+    this.auditOutbox.start(this.options.resyncIntervalMs ?? 30_000, () => this.isLeader());
     if (this.leader) {
       await this.leader.start();
     } else {

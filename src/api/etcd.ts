@@ -8,6 +8,8 @@ export const KEYS = {
   outboxPrefix: '/ai-operator/outbox/',
   /** Outbox entries that can never be published, under the same suffix as their outbox key. */
   outboxDeadPrefix: '/ai-operator/outbox-dead/',
+  /** Audit records of committed writes not yet in their chain, under `{chainId}/` (audit/outbox.ts). */
+  auditOutboxPrefix: '/ai-operator/audit-outbox/',
   leader: '/ai-operator/leader',
   state: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/state`,
   attempt: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/attempt`,

@@ -4,6 +4,8 @@ import type { Metrics } from '../observability/metrics.ts';
 import { GENESIS_HASH, sealRecord, type AuditInput, type AuditRecord } from './record.ts';
 
 export interface AuditLog {
+  /** The chain's name where it is shipped (the spool's checkpoint); undefined for a log that is not shipped. */
+  readonly chainId?: string;
   record(input: AuditInput): Promise<AuditRecord>;
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -26,6 +28,8 @@ export interface AuditSink {
 
 export interface AuditLogOptions {
   sink: AuditSink;
+  /** The chain's name (AuditLog.chainId). */
+  chainId?: string;
   now?: () => Date;
   /** Records per sink write (one fsync each for the file sink). */
   maxBatch?: number;
@@ -48,6 +52,7 @@ interface Entry {
 }
 
 export class ChainedAuditLog implements AuditLog {
+  readonly chainId: string | undefined;
   readonly #sink: AuditSink;
   readonly #now: () => Date;
   readonly #maxBatch: number;
@@ -69,6 +74,7 @@ export class ChainedAuditLog implements AuditLog {
   }
 
   constructor(options: AuditLogOptions, stored: readonly AuditRecord[] = []) {
+    this.chainId = options.chainId;
     this.#sink = options.sink;
     this.#now = options.now ?? (() => new Date());
     this.#maxBatch = options.maxBatch ?? 500;

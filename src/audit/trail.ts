@@ -23,6 +23,7 @@ export async function openAuditTrail(options: AuditTrailOptions): Promise<Chaine
   const shipper = await AuditShipper.open({ dir: options.dir, spool: file, index: options.index, log: options.log, metrics: options.metrics, ...(options.backoff && { backoff: options.backoff }) });
   const log = await openAuditLog({
     sink: new ShippingSpool(file, shipper),
+    chainId: shipper.chainId,
     ...(options.metrics && { metrics: options.metrics }),
     ...(options.onSealed && { onSealed: options.onSealed }),
   });

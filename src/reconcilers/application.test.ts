@@ -2,6 +2,7 @@
 // world: observe → decide → commit → execute, with a controllable clock.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { FakeWorld, scenarioApp } from '../../dev/fakes/world.ts';
+import { AuditOutbox } from '../audit/outbox.ts';
 import type { AuditInput } from '../audit/record.ts';
 import type { CloudEvent } from '../events/types.ts';
 import { attemptName, type AttemptRecord } from '../fsm/record.ts';
@@ -107,6 +108,8 @@ describe('ApplicationReconciler', () => {
     expect(await h.outboxTypes()).toEqual(expect.arrayContaining(['degradation.detected', 'degradation.confirmed', 'candidate.resolved', 'pr.created', 'ci.completed', 'merge.approved', 'pr.merged', 'rollback.completed']));
     expect(h.audit.filter((a) => a.actionType === 'FSM_TRANSITION')).toHaveLength(6);
     expect(h.audit.some((a) => a.actionType === 'PR_MERGED')).toBe(true);
+    // Each commit's audit records went through the audit outbox, and none is left there.
+    expect(await h.store.pendingAuditOutbox(undefined, 100)).toEqual([]);
     expect(await h.world.projection(attemptName(s.app.ref, record!.correlationId))).toMatchObject({ state: 'RollbackComplete' });
   });
 
@@ -253,6 +256,30 @@ describe('ApplicationReconciler', () => {
     expect(await h.record('cart')).toMatchObject({ state: 'PRCreated', reason: 'PullRequestAdopted' });
     expect(await h.world.pullRequests()).toHaveLength(1);
     expect(await h.world.callCount('createPullRequest')).toBe(1);
+  });
+
+  it('keeps a transition\'s audit records in the audit outbox while the audit log cannot take them, and the chain\'s drain records them once', async () => {
+    const s = await given('cart', 'staging');
+    await h.world.setHealth(s.app.ref, 'Degraded');
+    const record = h.reconciler['deps'].audit.record;
+    let failing = true;
+    // The records of committed writes fail (the others are the execute step's, which retries them itself).
+    h.reconciler['deps'].audit.record = async (input) => {
+      if (failing && ['DEGRADATION_DETECTED', 'FSM_TRANSITION'].includes(input.actionType)) throw new Error('disk full');
+      return record(input);
+    };
+    await h.reconcileEvery(10, 3, 'argocd/cart');
+    // The attempt moved on: the writes stand, their audit records wait in etcd, under the local chain.
+    expect(await h.record('cart')).toMatchObject({ state: 'PRCreated' });
+    const waiting = await h.store.pendingAuditOutbox('local', 100);
+    expect(waiting.flatMap((w) => w.entry!.records.map((r) => r.actionType))).toEqual(['DEGRADATION_DETECTED', 'FSM_TRANSITION', 'FSM_TRANSITION', 'FSM_TRANSITION']);
+    expect(h.audit.filter((a) => ['DEGRADATION_DETECTED', 'FSM_TRANSITION'].includes(a.actionType))).toEqual([]);
+    failing = false;
+    const outbox = new AuditOutbox({ store: h.store, audit: { record: (input) => h.reconciler['deps'].audit.record(input) }, chainId: 'local', log: createLogger('ERROR') });
+    expect(await outbox.drain()).toBe(4);
+    expect(await outbox.drain()).toBe(0);
+    expect(h.audit.filter((a) => ['DEGRADATION_DETECTED', 'FSM_TRANSITION'].includes(a.actionType)).map((a) => a.message)).toEqual(['Degraded seen: check 1 of 3', 'Idle -> DegradationDetected (DegradationConfirmed)', 'DegradationDetected -> CandidateResolved (StableCandidateFound)', 'CandidateResolved -> PRCreated (PullRequestOpened)']);
+    expect(await h.store.pendingAuditOutbox(undefined, 100)).toEqual([]);
   });
 
   it('fails safe: an unexpected error aborts the attempt with a reason and an audit record', async () => {

@@ -5,6 +5,7 @@
 // an effect and the transition it enables land in one reconcile. The
 // RollbackAttempt status is written once, at the end, even on error.
 import { ANNOTATIONS, API_VERSION, KINDS } from '../api/group.ts';
+import { recordEntry, type AuditOutboxEntry } from '../audit/outbox.ts';
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
@@ -32,6 +33,9 @@ export interface AuditSink {
 
 export type { MonitoredApp } from '../policy/settings.ts';
 
+/** The chain named in audit outbox entries when the audit log does not name its own. */
+const LOCAL_CHAIN = 'local';
+
 export interface ApplicationReconcilerDeps {
   store: AttemptStore;
   argocd: ArgoCdPort;
@@ -41,6 +45,8 @@ export interface ApplicationReconcilerDeps {
   attempts: AttemptObjectsPort;
   monitoring: (app: ApplicationView) => MonitoredApp | undefined;
   audit: AuditSink;
+  /** The audit log's chain (AuditLog.chainId): the one that records this replica's audit outbox entries. */
+  auditChain?: string;
   metrics: Metrics;
   log: Logger;
   argocdNamespace: string;
@@ -370,17 +376,20 @@ export class ApplicationReconciler {
     if (decision.degradation !== undefined) {
       const correlationId = decision.degradation?.correlationId ?? facts.pendingCorrelationId!;
       const events = decision.events.map((e) => this.toCloudEvent(e, facts.app, e.correlationId ?? correlationId, facts.now));
+      const records = this.degradationAudit(facts, decision, events);
+      const audit = this.auditEntry(records, facts.now, events[0]?.id);
       const result = await this.deps.store.commitDegradation({
-        appKey: storeKey, degradation: decision.degradation, expectedModRevision: observed.state.pending?.modRevision ?? null, events,
+        appKey: storeKey, degradation: decision.degradation, expectedModRevision: observed.state.pending?.modRevision ?? null, events, ...(audit ? { audit } : {}),
       });
       if (!result.ok) throw new WriteConflict(result.reason);
       if (events.length > 0) this.deps.onEventsWritten?.();
-      await this.auditDegradation(facts, decision);
+      await this.recordCommitted(result, audit);
       return undefined;
     }
     if (!decision.record) return undefined;
     const record = decision.record;
     const events = decision.events.map((e) => this.toCloudEvent(e, record.app, e.correlationId ?? record.correlationId, facts.now));
+    const audit = decision.transition ? this.auditEntry(this.transitionAudit(record, decision.transition), facts.now, `${record.correlationId}-v${record.version}`) : undefined;
     const result = await this.deps.store.commit({
       appKey: storeKey,
       record,
@@ -390,11 +399,33 @@ export class ApplicationReconciler {
       events,
       ...(decision.app ? { app: decision.app } : {}),
       ...(decision.release ? { release: true } : {}),
+      ...(audit ? { audit } : {}),
     });
     if (!result.ok) throw new WriteConflict(result.reason);
     if (events.length > 0) this.deps.onEventsWritten?.();
-    if (decision.transition) await this.afterTransition(record, decision.transition, facts, observed.app?.uid);
+    if (decision.transition) this.afterTransition(record, decision.transition, facts, observed.app?.uid);
+    await this.recordCommitted(result, audit);
     return record;
+  }
+
+  /** The audit outbox entry of a write (audit/outbox.ts), or none when it has no records. */
+  private auditEntry(records: AuditInput[], now: Date, id: string | undefined): { id: string; entry: AuditOutboxEntry } | undefined {
+    if (records.length === 0 || id === undefined) return undefined;
+    return { id, entry: { chainId: this.deps.auditChain ?? LOCAL_CHAIN, committedAt: now.toISOString(), records } };
+  }
+
+  /**
+   * Records a committed write's audit records in the chain and deletes their
+   * outbox entry. A failure leaves the entry: the chain's next drain records it
+   * (the write itself stands, so the reconcile goes on).
+   */
+  private async recordCommitted(result: { modRevision: string; auditKey?: string }, audit: { entry: AuditOutboxEntry } | undefined): Promise<void> {
+    if (!audit || !result.auditKey) return;
+    try {
+      await recordEntry(this.deps, { key: result.auditKey, modRevision: result.modRevision, entry: audit.entry });
+    } catch (error) {
+      this.deps.log.warn('Could not record the audit records of a committed write; the audit outbox keeps them', { key: result.auditKey, error: (error as Error).message });
+    }
   }
 
   /** An app whose attempt-less degradation is no longer watched or monitored: its count is dropped. */
@@ -407,11 +438,12 @@ export class ApplicationReconciler {
     return makeEvent(pending.type, { subject: appSubject(app), correlationId, data: pending.data as never, time: now });
   }
 
-  private async auditDegradation(facts: Facts, decision: Decision): Promise<void> {
-    for (const event of decision.events) {
-      if (event.type !== 'degradation.detected' && event.type !== 'degradation.cleared') continue;
+  /** The audit records of a degradation's count starting or ending, under their events' ids. */
+  private degradationAudit(facts: Facts, decision: Decision, events: CloudEvent[]): AuditInput[] {
+    return decision.events.flatMap((event, i): AuditInput[] => {
+      if (event.type !== 'degradation.detected' && event.type !== 'degradation.cleared') return [];
       const detected = event.type === 'degradation.detected';
-      await this.deps.audit.record({
+      return [{
         module: 'DegradationDetector',
         correlationId: event.correlationId ?? decision.degradation?.correlationId ?? facts.pendingCorrelationId!,
         actionType: detected ? 'DEGRADATION_DETECTED' : 'DEGRADATION_CLEARED',
@@ -420,12 +452,45 @@ export class ApplicationReconciler {
           : `Health left Degraded after ${event.data.checks} check(s): the count restarts`,
         reasoning: detected ? `Argo CD reports Degraded on ${facts.health?.revision ?? 'an unknown revision'}` : `health now ${facts.health?.status ?? 'not Degraded'}`,
         metadata: { appName: facts.app.name, environment: facts.environment },
-      });
-    }
+        eventId: events[i]!.id,
+      }];
+    });
   }
 
-  private async afterTransition(record: AttemptRecord, t: { from: State; to: State; reason: Reason }, facts: Facts, appUid?: string): Promise<void> {
-    const { metrics, log, audit } = this.deps;
+  /** The audit records of a transition: the merge, when it is one, and the transition itself. */
+  private transitionAudit(record: AttemptRecord, t: { from: State; to: State; reason: Reason }): AuditInput[] {
+    const app = record.app.name;
+    const env = record.environment;
+    const resetBy = t.reason === Reason.Reset ? this.resetRequests.get(record.correlationId) : undefined;
+    const records: AuditInput[] = [];
+    if (t.to === 'RollbackMerged' && record.pullRequest) {
+      const n = record.pullRequest.number;
+      records.push({ module: 'MergeController', correlationId: record.correlationId, actionType: 'PR_MERGED',
+        message: `Merged rollback pull request #${n}${t.reason === Reason.MergedByHuman ? ' (by a human on GitHub)' : ''}`, invariantsChecked: summary(record.invariants),
+        reasoning: t.reason === Reason.AutoMerged ? 'staging: all eight invariants PASS on fresh reads'
+          : t.reason === Reason.ApprovedAndMerged ? `production: approved by ${record.approval?.approvedBy}; I2–I8 PASS` : 'merged on GitHub by a human',
+        metadata: { appName: app, environment: env, prNumber: n, ...(record.merge?.commitSha ? { mergeCommitSha: record.merge.commitSha } : {}) },
+        eventId: `${record.correlationId}-merge-${n}` });
+    }
+    records.push({
+      level: t.to === 'Abort' ? 'WARN' : 'INFO',
+      module: moduleFor(t.to),
+      correlationId: record.correlationId,
+      actionType: actionFor(t.to, t.reason),
+      message: `${t.from} -> ${t.to} (${t.reason})`,
+      reasoning: resetBy ? `${record.message}: ${resetBy.username} through ${resetBy.via}` : record.message,
+      ...(record.invariants.length > 0 ? { invariantsChecked: summary(record.invariants) } : {}),
+      metadata: {
+        appName: app, environment: env, from: t.from, to: t.to, reason: t.reason, version: record.version, ...(record.pullRequest ? { prNumber: record.pullRequest.number } : {}),
+        ...(t.reason === Reason.Reset ? (resetBy ? { resetBy: resetBy.username, resetVia: resetBy.via } : { resetVia: 'annotation' }) : {}),
+      },
+      eventId: `${record.correlationId}-v${record.version}`,
+    });
+    return records;
+  }
+
+  private afterTransition(record: AttemptRecord, t: { from: State; to: State; reason: Reason }, facts: Facts, appUid?: string): void {
+    const { metrics, log } = this.deps;
     const app = record.app.name;
     const env = record.environment;
     metrics.setFsmState(app, t.to);
@@ -453,29 +518,6 @@ export class ApplicationReconciler {
       note: `${t.from} -> ${t.to}${record.pullRequest ? ` (PR #${record.pullRequest.number} ${record.pullRequest.url})` : ''}: ${record.message || t.reason}`,
     } });
     this.heldEvents.set(storeKeyOf(record, this.deps.argocdNamespace), held);
-    if (t.to === 'RollbackMerged' && record.pullRequest) {
-      const n = record.pullRequest.number;
-      await audit.record({ module: 'MergeController', correlationId: record.correlationId, actionType: 'PR_MERGED',
-        message: `Merged rollback pull request #${n}${t.reason === Reason.MergedByHuman ? ' (by a human on GitHub)' : ''}`, invariantsChecked: summary(record.invariants),
-        reasoning: t.reason === Reason.AutoMerged ? 'staging: all eight invariants PASS on fresh reads'
-          : t.reason === Reason.ApprovedAndMerged ? `production: approved by ${record.approval?.approvedBy}; I2–I8 PASS` : 'merged on GitHub by a human',
-        metadata: { appName: app, environment: env, prNumber: n, ...(record.merge?.commitSha ? { mergeCommitSha: record.merge.commitSha } : {}) },
-        eventId: `${record.correlationId}-merge-${n}` });
-    }
-    await audit.record({
-      level: t.to === 'Abort' ? 'WARN' : 'INFO',
-      module: moduleFor(t.to),
-      correlationId: record.correlationId,
-      actionType: actionFor(t.to, t.reason),
-      message: `${t.from} -> ${t.to} (${t.reason})`,
-      reasoning: resetBy ? `${record.message}: ${resetBy.username} through ${resetBy.via}` : record.message,
-      ...(record.invariants.length > 0 ? { invariantsChecked: summary(record.invariants) } : {}),
-      metadata: {
-        appName: app, environment: env, from: t.from, to: t.to, reason: t.reason, version: record.version, ...(record.pullRequest ? { prNumber: record.pullRequest.number } : {}),
-        ...(t.reason === Reason.Reset ? (resetBy ? { resetBy: resetBy.username, resetVia: resetBy.via } : { resetVia: 'annotation' }) : {}),
-      },
-      eventId: `${record.correlationId}-v${record.version}`,
-    });
   }
 
   /** The same Event on the RollbackAttempt and on its Application, so Argo CD's UI shows it too. */

@@ -4,10 +4,12 @@
 //   - compares the attempt's state key mod_revision (compare-and-swap), or, for a
 //     new attempt, that the app has no active attempt (so there can never be two);
 //   - compares that the writer still holds the leader key (fencing);
-//   - writes the transition's events into the outbox in the same transaction.
+//   - writes the transition's events into the outbox, and its audit records into
+//     the audit outbox, in the same transaction.
 // Ended attempts are attached to a 7-day lease.
 import { createHash } from 'node:crypto';
 import { KEYS } from '../api/etcd.ts';
+import type { AuditOutboxEntry, AuditOutboxStore, StoredAuditOutboxEntry } from '../audit/outbox.ts';
 import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../events/types.ts';
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
 import { TerminalError } from '../ports/errors.ts';
@@ -65,6 +67,8 @@ export interface AttemptWrite {
   app?: { rolledBackFrom?: string; lastRollbackAt?: string };
   /** Release the app's active key (and lease the attempt) although its state is not an ended one. */
   release?: boolean;
+  /** The transition's audit records, kept until their chain holds them (`id` names them within the chain). */
+  audit?: { id: string; entry: AuditOutboxEntry };
 }
 
 /** A write of the app's health key alone, before any attempt: checks, or null to delete it. */
@@ -74,16 +78,17 @@ export interface DegradationWrite {
   /** The health key's mod_revision read before deciding; null when it was absent. */
   expectedModRevision: string | null;
   events: CloudEvent[];
+  audit?: { id: string; entry: AuditOutboxEntry };
 }
 
 export type CommitResult =
-  | { ok: true; modRevision: string }
+  | { ok: true; modRevision: string; auditKey?: string }
   | { ok: false; reason: 'conflict' | 'fenced' };
 
 /** The most of an outbox value a dead letter copies (etcd takes 1.5 MiB per request by default). */
 const DEAD_LETTER_VALUE_LIMIT = 64 * 1024;
 
-export class AttemptStore implements OutboxStore {
+export class AttemptStore implements OutboxStore, AuditOutboxStore {
   private readonly kv: KV;
   private fence: () => Fence | undefined;
   private outboxCounter = 0;
@@ -199,6 +204,7 @@ export class AttemptStore implements OutboxStore {
       { key: KEYS.attempt(appKey, cid), value: JSON.stringify(record), ...leased },
       ...write.events.map((event) => ({ key: this.outboxKey(event), value: JSON.stringify(event) })),
     ];
+    const auditKey = this.auditPut(write.audit, puts);
     const deletes: string[] = [];
     if (ended) {
       deletes.push(KEYS.active(appKey), KEYS.health(appKey));
@@ -212,7 +218,7 @@ export class AttemptStore implements OutboxStore {
     const result = await this.kv.txn({ compares, puts, deletes });
     if (result.succeeded) {
       // The new state key's mod_revision is the transaction's revision.
-      return { ok: true, modRevision: result.revision };
+      return { ok: true, modRevision: result.revision, ...(auditKey ? { auditKey } : {}) };
     }
     if (lease) await lease.revoke();
     return this.refusal(fence);
@@ -240,11 +246,12 @@ export class AttemptStore implements OutboxStore {
     ];
     if (fence) compares.push({ key: fence.key, target: 'create', equals: fence.createRevision });
     const puts: Put[] = write.events.map((event) => ({ key: this.outboxKey(event), value: JSON.stringify(event) }));
+    const auditKey = this.auditPut(write.audit, puts);
     const deletes: string[] = [];
     if (write.degradation) puts.push({ key: KEYS.health(appKey), value: JSON.stringify(write.degradation) });
     else deletes.push(KEYS.health(appKey));
     const result = await this.kv.txn({ compares, puts, deletes });
-    if (result.succeeded) return { ok: true, modRevision: result.revision };
+    if (result.succeeded) return { ok: true, modRevision: result.revision, ...(auditKey ? { auditKey } : {}) };
     return this.refusal(fence);
   }
 
@@ -263,6 +270,35 @@ export class AttemptStore implements OutboxStore {
   async removeOutbox(keys: string[]): Promise<void> {
     if (keys.length === 0) return;
     await this.kv.txn({ compares: [], puts: [], deletes: keys });
+  }
+
+  async pendingAuditOutbox(chainId: string | undefined, limit: number): Promise<StoredAuditOutboxEntry[]> {
+    const entries = await this.kv.getPrefix(`${KEYS.auditOutboxPrefix}${chainId === undefined ? '' : `${chainId}/`}`, limit);
+    return entries.map((kv): StoredAuditOutboxEntry => {
+      try {
+        const entry = JSON.parse(kv.value) as AuditOutboxEntry;
+        if (typeof entry?.chainId !== 'string' || typeof entry.committedAt !== 'string' || !Array.isArray(entry.records)) {
+          return { key: kv.key, modRevision: kv.modRevision, unreadable: 'value: not an audit outbox entry (chainId, committedAt, records)' };
+        }
+        return { key: kv.key, modRevision: kv.modRevision, entry };
+      } catch (err) {
+        return { key: kv.key, modRevision: kv.modRevision, unreadable: `value: not JSON (${err instanceof Error ? err.message : String(err)})` };
+      }
+    });
+  }
+
+  async removeAuditOutbox(entry: Pick<StoredAuditOutboxEntry, 'key' | 'modRevision'>): Promise<boolean> {
+    const result = await this.kv.txn({ compares: [{ key: entry.key, target: 'mod', equals: entry.modRevision }], puts: [], deletes: [entry.key] });
+    return result.succeeded;
+  }
+
+  /** Adds the audit outbox put of a write; its key, time-ordered within its chain. */
+  private auditPut(audit: AttemptWrite['audit'], puts: Put[]): string | undefined {
+    if (!audit || audit.entry.records.length === 0) return undefined;
+    const seq = (this.outboxCounter++ % 1_000_000).toString().padStart(6, '0');
+    const key = `${KEYS.auditOutboxPrefix}${audit.entry.chainId}/${this.now().toString().padStart(15, '0')}-${seq}-${audit.id}`;
+    puts.push({ key, value: JSON.stringify(audit.entry) });
+    return key;
   }
 
   async deadLetterOutbox(letter: DeadLetter): Promise<string | undefined> {
