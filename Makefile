@@ -11,12 +11,13 @@ PROVISION := dev/scripts/provision.sh
 NODE := $(shell $(PROVISION) node | sed -n 's/^node=//p')
 export PATH := $(dir $(NODE)):$(PATH)
 
-.PHONY: help deps stack typecheck lint-layers test test-unit test-e2e demo bench clean
+.PHONY: help deps stack typecheck lint-layers test test-unit test-e2e demo bench soak clean
 
 help:
 	@echo "make demo   - bring up the local real stack and show the operator at work"
 	@echo "make test   - typecheck, layer check, unit tests and end-to-end tests on the real stack"
 	@echo "make bench  - benchmarks (not part of make test)"
+	@echo "make soak   - an hour of the 10,000-app bench through restarts and kills (not part of make test)"
 
 node_modules/.installed: package.json package-lock.json
 	@[ -x "$(NODE)" ] || { echo "make: no Node.js 24 could be provisioned" >&2; exit 1; }
@@ -55,6 +56,9 @@ demo: deps
 
 bench: deps stack
 	node bench/run.ts
+
+soak: deps stack
+	node bench/soak.ts
 
 clean:
 	rm -rf node_modules dist

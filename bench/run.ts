@@ -19,51 +19,17 @@
 // The GitHub simulator runs as its own process (dev/github-sim/main.ts), so its
 // CPU is measured apart from the operator's and the harness's.
 // Environment: BENCH_APPS, BENCH_MINUTES, BENCH_DEGRADE, BENCH_CPU_PROFILE (a directory).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { readFileSync } from 'node:fs';
-import { request, type RequestOptions } from 'node:https';
 import { join } from 'node:path';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { followTimeline } from '../dev/demo/timeline.ts';
 import { endpointsOf, startStack } from '../dev/stack/index.ts';
 import { installCrds, kubectlOk } from '../dev/stack/kubectl.ts';
 import { freePort } from '../dev/stack/process.ts';
+import { apiserverMetrics, benchCluster, cpuSeconds, createApps, degrade, metricSum, name, peakRssMiB, startOperator, startSimProcess } from './support.ts';
 
 const APPS = Number(process.env.BENCH_APPS ?? 10_000);
 const MINUTES = Number(process.env.BENCH_MINUTES ?? 5);
 const DEGRADE = Math.min(APPS, Number(process.env.BENCH_DEGRADE ?? 100));
 const out = (text: string) => process.stdout.write(`${text}\n`);
-const name = (i: number) => `app-${String(i).padStart(5, '0')}`;
-
-async function metricSum(text: Promise<string>, metric: string): Promise<number> {
-  let sum = 0;
-  for (const line of (await text).split('\n')) {
-    if (line.startsWith(`${metric}{`) || line.startsWith(`${metric} `)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
-
-async function apiserverMetrics(kc: KubeConfig, url: string): Promise<string> {
-  const options: RequestOptions = {};
-  await kc.applyToHTTPSOptions(options);
-  return new Promise((resolve, reject) => {
-    request(`${url}/metrics`, options, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve(body));
-    }).on('error', reject).end();
-  });
-}
-
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
-}
-
-function peakRssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'))!;
-  return Number(line.replace(/\D+/g, '')) / 1024;
-}
 
 /** Per call_name: tries and seconds, from ai_operator_mcp_call_duration_seconds. */
 function callTimes(metrics: string): Map<string, { count: number; sum: number }> {
@@ -78,66 +44,10 @@ function callTimes(metrics: string): Map<string, { count: number; sum: number }>
   return calls;
 }
 
-// Argo CD's entry for the app's Deployment in status.resources (its namespace is the app's destination).
-const deploymentResource = (app: string, health: { status: string; message?: string }) => (
-  { group: 'apps', version: 'v1', kind: 'Deployment', namespace: app, name: app, status: 'Synced', health }
-);
-
-/** A 2-replica Deployment of the default strategy, as Git declares it. */
-const deployment = (app: string) => ({
-  apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: app, namespace: app, labels: { 'app.kubernetes.io/instance': app } },
-  spec: {
-    replicas: 2, selector: { matchLabels: { app } },
-    template: { metadata: { labels: { app } }, spec: { containers: [{ name: 'web', image: 'registry.example/web:v2' }] } },
-  },
-});
-
-const condition = (type: string, status: string, reason: string, message: string, at: string) => ({ type, status, reason, message, lastUpdateTime: at, lastTransitionTime: at });
-
-/** The status kube-controller-manager writes once a rollout finished. */
-const rolledOut = (app: string, at: string) => ({
-  observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2,
-  conditions: [
-    condition('Available', 'True', 'MinimumReplicasAvailable', 'Deployment has minimum availability.', at),
-    condition('Progressing', 'True', 'NewReplicaSetAvailable', `ReplicaSet "${app}-5d8f7c9b64" has successfully progressed.`, at),
-  ],
-});
-
-/**
- * Where it leaves a release whose pods never become ready under the default
- * RollingUpdate of 2 replicas: 25 % surge rounds up to one new pod, 25 %
- * unavailable down to none, so the old ReplicaSet keeps both of its pods.
- */
-const stuckRollout = (app: string, at: string) => ({
-  observedGeneration: 1, replicas: 3, updatedReplicas: 1, readyReplicas: 2, availableReplicas: 2, unavailableReplicas: 1,
-  conditions: [
-    condition('Available', 'True', 'MinimumReplicasAvailable', 'Deployment has minimum availability.', at),
-    condition('Progressing', 'False', 'ProgressDeadlineExceeded', `ReplicaSet "${app}-7c6b9f8d5" has timed out progressing.`, at),
-  ],
-});
-
 const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 };
-
-/** The simulator in its own process, driven through its control API (POST /_sim/<method>). */
-async function startSimProcess(): Promise<{ url: string; child: ChildProcess; control<T = unknown>(method: string, arg?: unknown): Promise<T> }> {
-  const child = spawn(process.execPath, [new URL('../dev/github-sim/main.ts', import.meta.url).pathname, '--no-validate', '--rate-limit', '1000000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const first = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`the GitHub simulator exited (${code})`)));
-  });
-  const { url } = JSON.parse(first) as { url: string };
-  return {
-    url, child,
-    control: async <T>(method: string, arg?: unknown) => {
-      const res = await fetch(`${url}/_sim/${method}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(arg ?? {}) });
-      if (!res.ok) throw new Error(`simulator ${method}: ${res.status} ${await res.text()}`);
-      return await res.json() as T;
-    },
-  };
-}
 
 out(`ai-operator benchmark: ${APPS} Applications, ${MINUTES} min Healthy, then ${DEGRADE} degrade at once`);
 const stack = await startStack();
@@ -146,12 +56,8 @@ const sim = await startSimProcess();
 try {
   await installCrds(endpoints);
   await kubectlOk(endpoints, ['create', 'namespace', 'argocd']);
-  const kc = new KubeConfig();
-  kc.loadFromFile(endpoints.kubeconfig);
-  const api = kc.makeApiClient(CustomObjectsApi);
-  const apps = kc.makeApiClient(AppsV1Api);
-  const core = kc.makeApiClient(CoreV1Api);
-  const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+  const cluster = benchCluster(endpoints);
+  const { kc } = cluster;
 
   // A GitOps repository with every app's path: a good release, then a bad one.
   const { token } = await sim.control<{ token: string }>('addUser', { login: 'ai-operator-bot' });
@@ -163,50 +69,13 @@ try {
   await sim.control('setStatus', { ...repo, sha: good, state: 'success', context: 'ci/build' });
 
   const started = Date.now();
-  const deployedAt = new Date(Date.now() - 24 * 3600_000).toISOString();
-  const batch = 50;
-  for (let from = 0; from < APPS; from += batch) {
-    await Promise.all(Array.from({ length: Math.min(batch, APPS - from) }, async (_, k) => {
-      const app = name(from + k);
-      if (from + k < DEGRADE) {
-        await core.createNamespace({ body: { metadata: { name: app } } });
-        await apps.createNamespacedDeployment({ namespace: app, body: deployment(app) });
-        await apps.patchNamespacedDeploymentStatus({ namespace: app, name: app, body: { status: rolledOut(app, deployedAt) } }, mergePatch);
-      }
-      await api.createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', body: {
-        apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: app, namespace: 'argocd', labels: { 'ai-operator.enabled': 'true', environment: 'staging' } },
-        spec: { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: `apps/${app}`, targetRevision: 'main' }, destination: { server: 'https://kubernetes.default.svc', namespace: app } },
-      } });
-      await api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', name: app, body: {
-        status: {
-          health: { status: 'Healthy' }, sync: { status: 'Synced', revision: bad },
-          history: [{ id: 0, revision: good, deployedAt }, { id: 1, revision: bad, deployedAt: new Date().toISOString() }],
-          resources: [deploymentResource(app, { status: 'Healthy' })],
-        },
-      } }, mergePatch);
-    }));
-  }
+  await createApps(cluster, APPS, DEGRADE, good, bad);
   out(`created ${APPS} Healthy Applications in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
   const httpPort = await freePort();
   // BENCH_CPU_PROFILE=DIR writes the operator's V8 CPU profile there on exit (open it in Chrome DevTools).
   const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [];
-  const operator = spawn(process.execPath, [...profile, new URL('../src/main.ts', import.meta.url).pathname], {
-    env: {
-      PATH: process.env.PATH, KUBECONFIG: endpoints.kubeconfig, ETCD_ENDPOINTS: endpoints.etcd, NATS_URL: endpoints.nats,
-      PROMETHEUS_URL: endpoints.prometheus, ELASTICSEARCH_URL: endpoints.elasticsearch, GITHUB_API_URL: sim.url,
-      GITHUB_ORG: 'acme', GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(stack.workDir, 'audit'), HTTP_PORT: String(httpPort),
-      POLL_INTERVAL_SEC: '10', LOG_LEVEL: 'WARN',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  await (async () => {
-    for (;;) {
-      const ready = await fetch(`http://127.0.0.1:${httpPort}/readyz`).then((r) => r.ok, () => false);
-      if (ready) return;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  })();
+  const operator = await startOperator(endpoints, { github: sim.url, token, auditDir: join(stack.workDir, 'audit'), httpPort, execArgv: profile });
   out(`operator ready after ${((Date.now() - started) / 1000).toFixed(0)} s; measuring ${MINUTES} min of all-Healthy`);
   await new Promise((r) => setTimeout(r, 15_000)); // let start-up settle
 
@@ -239,13 +108,8 @@ try {
   const operatorMetrics = () => fetch(`http://127.0.0.1:${httpPort}/metrics`).then((r) => r.text());
   const callsBefore = callTimes(await operatorMetrics());
   // The rollouts stall first, then Argo CD reports what it reads of them.
-  const stalledAt = new Date().toISOString();
-  await Promise.all(Array.from({ length: DEGRADE }, (_, i) => apps.patchNamespacedDeploymentStatus({ namespace: name(i), name: name(i), body: { status: stuckRollout(name(i), stalledAt) } }, mergePatch)));
   const degradedAt = Date.now();
-  await Promise.all(Array.from({ length: DEGRADE }, (_, i) => api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', name: name(i), body: { status: {
-    health: { status: 'Degraded' },
-    resources: [deploymentResource(name(i), { status: 'Degraded', message: `Deployment "${name(i)}" exceeded its progress deadline` })],
-  } } }, mergePatch)));
+  await Promise.all(Array.from({ length: DEGRADE }, (_, i) => degrade(cluster, name(i))));
   while (opened.size + aborted.size < DEGRADE && Date.now() - degradedAt < 300_000) await new Promise((r) => setTimeout(r, 500));
   await new Promise((r) => setTimeout(r, 3000));
   const harnessCpu = process.cpuUsage(cpuBefore.harness);
