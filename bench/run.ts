@@ -24,7 +24,7 @@ import { followTimeline } from '../dev/demo/timeline.ts';
 import { endpointsOf, startStack } from '../dev/stack/index.ts';
 import { installCrds, kubectlOk } from '../dev/stack/kubectl.ts';
 import { freePort } from '../dev/stack/process.ts';
-import { apiserverMetrics, benchCluster, cpuSeconds, createApps, degrade, metricSum, name, peakRssMiB, startOperator, startSimProcess } from './support.ts';
+import { apiserverMetrics, benchCluster, cpuSeconds, createApps, degrade, gitopsRepo, metricSum, name, peakRssMiB, startOperator, startSimProcess } from './support.ts';
 
 const APPS = Number(process.env.BENCH_APPS ?? 10_000);
 const MINUTES = Number(process.env.BENCH_MINUTES ?? 5);
@@ -59,14 +59,7 @@ try {
   const cluster = benchCluster(endpoints);
   const { kc } = cluster;
 
-  // A GitOps repository with every app's path: a good release, then a bad one.
-  const { token } = await sim.control<{ token: string }>('addUser', { login: 'ai-operator-bot' });
-  const repo = { owner: 'acme', repo: 'gitops' };
-  await sim.control('createRepo', { ...repo, files: { 'README.md': '# GitOps\n' }, message: 'Initial commit' });
-  const files = (tag: string) => Object.fromEntries(Array.from({ length: DEGRADE }, (_, i) => [`apps/${name(i)}/deployment.yaml`, `image: ${tag}\n`]));
-  const { sha: good } = await sim.control<{ sha: string }>('push', { ...repo, files: files('v1'), message: 'Release v1' });
-  const { sha: bad } = await sim.control<{ sha: string }>('push', { ...repo, files: files('v2'), message: 'Release v2 (broken)' });
-  await sim.control('setStatus', { ...repo, sha: good, state: 'success', context: 'ci/build' });
+  const { token, good, bad } = await gitopsRepo(sim, DEGRADE);
 
   const started = Date.now();
   await createApps(cluster, APPS, DEGRADE, good, bad);

@@ -27,7 +27,7 @@ import { STREAM_NAME } from '../src/events/jetstream.ts';
 import type { CloudEvent } from '../src/events/types.ts';
 import { AttemptStore } from '../src/store/attempt-store.ts';
 import { EtcdKV } from '../src/store/etcd.ts';
-import { benchCluster, createApps, degrade, deploymentResource, name, rolledOut, rssMiB, startOperator, startSimProcess } from './support.ts';
+import { benchCluster, createApps, degrade, deploymentResource, gitopsRepo, name, REPO, rolledOut, rssMiB, startOperator, startSimProcess } from './support.ts';
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 60);
 const APPS = Number(process.env.SOAK_APPS ?? 10_000);
@@ -75,13 +75,7 @@ try {
   await installCrds(endpoints);
   await kubectlOk(endpoints, ['create', 'namespace', 'argocd']);
   const cluster = benchCluster(endpoints);
-  const { token } = await sim.control<{ token: string }>('addUser', { login: 'ai-operator-bot' });
-  const repo = { owner: 'acme', repo: 'gitops' };
-  await sim.control('createRepo', { ...repo, files: { 'README.md': '# GitOps\n' }, message: 'Initial commit' });
-  const files = (tag: string) => Object.fromEntries(Array.from({ length: DEGRADATIONS }, (_, i) => [`apps/${name(i)}/deployment.yaml`, `image: ${tag}\n`]));
-  const { sha: good } = await sim.control<{ sha: string }>('push', { ...repo, files: files('v1'), message: 'Release v1' });
-  const { sha: bad } = await sim.control<{ sha: string }>('push', { ...repo, files: files('v2'), message: 'Release v2 (broken)' });
-  await sim.control('setStatus', { ...repo, sha: good, state: 'success', context: 'ci/build' });
+  const { token, good, bad } = await gitopsRepo(sim, DEGRADATIONS);
   await createApps(cluster, APPS, DEGRADATIONS, good, bad);
   out(`created ${APPS} Healthy Applications, ${DEGRADATIONS} of them with a Deployment`);
 
@@ -102,9 +96,9 @@ try {
   const world = (async () => {
     while (!stop) {
       try {
-        for (const pr of await sim.control<Array<{ number: number; title: string; state: string; merged: boolean; headSha: string; mergeCommitSha: string | null }>>('pulls', repo)) {
+        for (const pr of await sim.control<Array<{ number: number; title: string; state: string; merged: boolean; headSha: string; mergeCommitSha: string | null }>>('pulls', REPO)) {
           if (pr.state === 'open' && !ciDone.has(pr.number)) {
-            await sim.control('setStatus', { ...repo, sha: pr.headSha, state: 'success', context: 'ci/build' });
+            await sim.control('setStatus', { ...REPO, sha: pr.headSha, state: 'success', context: 'ci/build' });
             ciDone.add(pr.number);
           }
           const app = /^Rollback (\S+) /.exec(pr.title)?.[1];
@@ -167,7 +161,7 @@ try {
   await world;
 
   const attempts = await store.allAttempts();
-  const prs = await sim.control<Array<{ number: number; title: string; state: string; merged: boolean; head: string }>>('pulls', repo);
+  const prs = await sim.control<Array<{ number: number; title: string; state: string; merged: boolean; head: string }>>('pulls', REPO);
   const events = await streamEvents(endpoints.nats);
   const records = await readAuditDir(auditDir);
   const problems: string[] = [];

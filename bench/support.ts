@@ -102,6 +102,20 @@ export async function startSimProcess(): Promise<{ url: string; child: ChildProc
   };
 }
 
+export type SimProcess = Awaited<ReturnType<typeof startSimProcess>>;
+export const REPO = { owner: 'acme', repo: 'gitops' };
+
+/** The operator's GitHub user, and the GitOps repository: the first `paths` apps' paths at a good release (CI green), then a bad one. */
+export async function gitopsRepo(sim: SimProcess, paths: number): Promise<{ token: string; good: string; bad: string }> {
+  const { token } = await sim.control<{ token: string }>('addUser', { login: 'ai-operator-bot' });
+  await sim.control('createRepo', { ...REPO, files: { 'README.md': '# GitOps\n' }, message: 'Initial commit' });
+  const files = (tag: string) => Object.fromEntries(Array.from({ length: paths }, (_, i) => [`apps/${name(i)}/deployment.yaml`, `image: ${tag}\n`]));
+  const { sha: good } = await sim.control<{ sha: string }>('push', { ...REPO, files: files('v1'), message: 'Release v1' });
+  const { sha: bad } = await sim.control<{ sha: string }>('push', { ...REPO, files: files('v2'), message: 'Release v2 (broken)' });
+  await sim.control('setStatus', { ...REPO, sha: good, state: 'success', context: 'ci/build' });
+  return { token, good, bad };
+}
+
 export interface BenchCluster {
   kc: KubeConfig;
   api: CustomObjectsApi;
