@@ -120,6 +120,16 @@ describe('an Application that changes under its attempt', () => {
     expect(decide(factsAt(30, withSource('PRCreated'), { source })).transition).toBeUndefined();
   });
 
+  it('ends it in SourceChanged also when the new source is already Healthy: the change decides, not which the operator saw first', () => {
+    const moved = { ...source, path: 'apps/app-v2' };
+    const healthy = { status: 'Healthy' as const, revision: 'new' };
+    for (const state of ['PRCreated', 'AwaitingMergeApproval'] as const) {
+      expect(decide(factsAt(30, withSource(state), { source: moved, health: healthy })).intents).toMatchObject([{ kind: 'closePullRequest', comment: expect.stringContaining('**SourceChanged**') }]);
+    }
+    const closed = { ref: { ...pr, state: 'closed' as const }, headSha: 'head' };
+    expect(decide(factsAt(31, withSource('PRCreated'), { source: moved, health: healthy, pullRequest: closed })).transition).toEqual({ from: 'PRCreated', to: 'Abort', reason: Reason.SourceChanged });
+  });
+
   it('ends a staging attempt before its merge when a policy makes the app production; not after, and not the other way', () => {
     const closed = { ref: { ...pr, state: 'closed' as const }, headSha: 'head' };
     expect(decide(factsAt(30, withSource('AwaitingMergeApproval'), { source, liveEnvironment: 'production' })).intents).toMatchObject([{ kind: 'closePullRequest' }]);

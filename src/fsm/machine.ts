@@ -259,8 +259,8 @@ export function decide(facts: Facts): Decision {
     return abort(facts, record, Reason.AbortRequested, `abort requested: ${facts.human.abort || 'no reason given'}`);
   }
   if (facts.applicationGone) return applicationGone(facts, record);
-  // Healthy again (the new source may be a good one): the attempt ends as any does then, below.
-  const changed = facts.health?.status === 'Healthy' ? undefined : changedUnderAttempt(facts, record);
+  // Whatever the health: a Healthy app on a new source is no reason to merge a PR built for the old one.
+  const changed = changedUnderAttempt(facts, record);
   if (changed) return applicationEnded(facts, record, changed.reason, changed.message);
 
   switch (record.state) {

@@ -265,8 +265,9 @@ describe.concurrent('its RollbackPolicy deleted or changed mid-attempt', () => {
 });
 
 describe.concurrent('its source changed mid-attempt', () => {
-  // The operator sees the new source before Argo CD has synced it (the app still Degraded): the attempt was
-  // built for the old one, so it ends — its PR closed unmerged, its key released; the healthy app starts none.
+  // The attempt was built for the old source, so it ends — its PR closed unmerged, its key released; the
+  // healthy app starts none. The same whether the operator sees the new source before Argo CD has synced it
+  // (still Degraded) or after (Healthy again): the source change decides, not the race.
   it('path changed to a healthy one (PR open): Abort SourceChanged, PR closed unmerged, key released', async (context) => {
     const s = await given(context, 'lifecycle-path-healthy', { environment: 'staging' });
     const operator = await s.startOperator();
