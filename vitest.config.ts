@@ -22,9 +22,10 @@ export default defineConfig({
           globalSetup: ['test/e2e/global-setup.ts'],
           testTimeout: 120_000,
           hookTimeout: 300_000,
-          // Files share the stack; each works in its own namespace and key prefix.
+          // Files share the stack; each works in its own namespace and key prefix. Three at once on two
+          // cores: most e2e time is waiting out real windows (outages, leases, deadlines), not CPU.
           fileParallelism: true,
-          maxWorkers: 2,
+          maxWorkers: 3,
         },
       },
     ],
