@@ -24,7 +24,7 @@ import { followTimeline } from '../dev/demo/timeline.ts';
 import { endpointsOf, startStack } from '../dev/stack/index.ts';
 import { installCrds, kubectlOk } from '../dev/stack/kubectl.ts';
 import { freePort } from '../dev/stack/process.ts';
-import { apiserverMetrics, benchCluster, cpuSeconds, createApps, degrade, gitopsRepo, metricSum, name, peakRssMiB, startOperator, startSimProcess } from './support.ts';
+import { apiserverMetrics, benchCluster, cpuSeconds, createApps, gitopsRepo, metricSum, name, peakRssMiB, reportDegraded, stall, startOperator, startSimProcess } from './support.ts';
 
 const APPS = Number(process.env.BENCH_APPS ?? 10_000);
 const MINUTES = Number(process.env.BENCH_MINUTES ?? 5);
@@ -100,9 +100,11 @@ try {
   const cpuBefore = { operator: cpuSeconds(operator.pid!), sim: cpuSeconds(sim.child.pid!), harness: process.cpuUsage() };
   const operatorMetrics = () => fetch(`http://127.0.0.1:${httpPort}/metrics`).then((r) => r.text());
   const callsBefore = callTimes(await operatorMetrics());
-  // The rollouts stall first, then Argo CD reports what it reads of them.
+  // Every rollout stalls first, then Argo CD reports what it reads of them.
+  const stalledAt = new Date().toISOString();
+  await Promise.all(Array.from({ length: DEGRADE }, (_, i) => stall(cluster, name(i), stalledAt)));
   const degradedAt = Date.now();
-  await Promise.all(Array.from({ length: DEGRADE }, (_, i) => degrade(cluster, name(i))));
+  await Promise.all(Array.from({ length: DEGRADE }, (_, i) => reportDegraded(cluster, name(i))));
   while (opened.size + aborted.size < DEGRADE && Date.now() - degradedAt < 300_000) await new Promise((r) => setTimeout(r, 500));
   await new Promise((r) => setTimeout(r, 3000));
   const harnessCpu = process.cpuUsage(cpuBefore.harness);

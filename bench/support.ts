@@ -162,14 +162,23 @@ export async function createApps(cluster: BenchCluster, count: number, withDeplo
   }
 }
 
-/** Turns `app` Degraded as the bench does: its rollout stalls, then Argo CD reports it. */
-export async function degrade(cluster: BenchCluster, app: string): Promise<void> {
-  const { api, apps, mergePatch } = cluster;
-  await apps.patchNamespacedDeploymentStatus({ namespace: app, name: app, body: { status: stuckRollout(app, new Date().toISOString()) } }, mergePatch);
-  await api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', name: app, body: { status: {
+/** The rollout of `app` stalls, as kube-controller-manager leaves a release whose pods never become ready. */
+export async function stall(cluster: BenchCluster, app: string, at: string): Promise<void> {
+  await cluster.apps.patchNamespacedDeploymentStatus({ namespace: app, name: app, body: { status: stuckRollout(app, at) } }, cluster.mergePatch);
+}
+
+/** Argo CD reports what it reads of a stalled rollout: the app Degraded. */
+export async function reportDegraded(cluster: BenchCluster, app: string): Promise<void> {
+  await cluster.api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: 'argocd', plural: 'applications', name: app, body: { status: {
     health: { status: 'Degraded' },
     resources: [deploymentResource(app, { status: 'Degraded', message: `Deployment "${app}" exceeded its progress deadline` })],
-  } } }, mergePatch);
+  } } }, cluster.mergePatch);
+}
+
+/** Turns `app` Degraded: its rollout stalls, then Argo CD reports it. */
+export async function degrade(cluster: BenchCluster, app: string): Promise<void> {
+  await stall(cluster, app, new Date().toISOString());
+  await reportDegraded(cluster, app);
 }
 
 /** The operator (src/main.ts) on the stack, against the simulator, every 10 s; resolves once it is ready. */
