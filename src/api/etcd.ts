@@ -10,6 +10,8 @@ export const KEYS = {
   outboxDeadPrefix: '/ai-operator/outbox-dead/',
   /** Audit records of committed writes not yet in their chain, under `{chainId}/` (audit/outbox.ts). */
   auditOutboxPrefix: '/ai-operator/audit-outbox/',
+  /** Audit outbox entries that cannot be read, under the same suffix, for a person to look at. */
+  auditOutboxDeadPrefix: '/ai-operator/audit-outbox-dead/',
   leader: '/ai-operator/leader',
   state: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/state`,
   attempt: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/attempt`,

@@ -111,7 +111,7 @@ describe('the audit outbox', () => {
     expect(await w.store.pendingAuditOutbox(undefined, 10)).toEqual([]);
   });
 
-  it('says once that an entry is unreadable, leaves it in etcd, and records the others', async () => {
+  it('moves an unreadable entry aside, says it once, and records the others', async () => {
     const w = world();
     const spool = new Spool();
     const audit = await ChainedAuditLog.open({ sink: spool, chainId: 'chain-a' });
@@ -124,9 +124,31 @@ describe('the audit outbox', () => {
     expect(spool.records.map((r) => r.eventId)).toEqual(['c1-v1']);
     expect(w.logged.map((l) => [l.level, l.fields?.key, l.fields?.problem])).toEqual([
       ['error', `${KEYS.auditOutboxPrefix}chain-a/000000000000001-000000-broken`, expect.stringMatching(/^value: not JSON/)],
-      ['error', `${KEYS.auditOutboxPrefix}chain-a/000000000000002-000000-shape`, 'value: not an audit outbox entry (chainId, committedAt, records)'],
+      ['error', `${KEYS.auditOutboxPrefix}chain-a/000000000000002-000000-shape`, 'chainId: not a string'],
     ]);
-    expect(await w.store.pendingAuditOutbox('chain-a', 10)).toHaveLength(2);
+    // Kept, out of the way: the dead letters hold the value and the reason.
+    expect(await w.store.pendingAuditOutbox('chain-a', 10)).toHaveLength(0);
+    const dead = await w.kv.getPrefix(KEYS.auditOutboxDeadPrefix);
+    expect(dead.map((d) => JSON.parse(d.value) as Record<string, unknown>)).toEqual([
+      expect.objectContaining({ outboxKey: `${KEYS.auditOutboxPrefix}chain-a/000000000000001-000000-broken`, value: '{"chainId":', reason: expect.stringMatching(/^value: not JSON/) }),
+      expect.objectContaining({ outboxKey: `${KEYS.auditOutboxPrefix}chain-a/000000000000002-000000-shape`, value: '{"records":"no"}', reason: 'chainId: not a string' }),
+    ]);
+  });
+
+  it('never lets a page of unreadable entries hold a good one back, and keeps a record the chain must not take out of it', async () => {
+    const w = world();
+    const spool = new Spool();
+    const audit = await ChainedAuditLog.open({ sink: spool, chainId: 'chain-a' });
+    for (let i = 0; i < 3; i++) {
+      await w.kv.txn({ compares: [], puts: [{ key: `${KEYS.auditOutboxPrefix}chain-a/00000000000000${i}-000000-bad`, value: JSON.stringify(entry('chain-a', '2026-12-02T04:00:00.000Z', { ...transition('c0', i), actionType: 'NOT_AN_ACTION' as never })) }], deletes: [] });
+    }
+    await w.commit('c1', entry('chain-a', '2026-12-02T04:00:00.000Z', transition('c1', 1)));
+    // A page of 2: the first drain moves two bad entries aside, the next the third and records c1.
+    const outbox = new AuditOutbox({ store: w.store, audit, chainId: 'chain-a', log: w.log, batchSize: 2 });
+    expect(await outbox.drain()).toBe(0);
+    expect(await outbox.drain()).toBe(1);
+    expect(spool.records.map((r) => r.eventId)).toEqual(['c1-v1']);
+    expect(w.logged.map((l) => l.fields?.problem)).toEqual(Array(3).fill('records[0].actionType: not one of the audit action types'));
   });
 
   it('deletes an entry only if it is still the one read, so two drains cannot both take it', async () => {

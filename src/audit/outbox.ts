@@ -6,10 +6,13 @@
 // remembers the eventIds it already holds, so an entry recorded before the kill
 // and not yet deleted is not recorded twice.
 //
+// An entry that cannot be read (or holds a record the chain must not take) is
+// moved to the audit outbox's dead letters, so it never holds the others back.
+//
 // Another replica's entries are left to it (its spool is its own chain), unless
 // one has waited longer than `adoptAfterMs`: its chain has not come back, and
 // the leader records it in its own chain, saying whose it was.
-import type { AuditInput } from './record.ts';
+import { ACTION_TYPES, LEVELS, MODULES, type AuditInput } from './record.ts';
 
 /** The audit records of one committed write, as etcd keeps them until they are recorded. */
 export interface AuditOutboxEntry {
@@ -23,9 +26,49 @@ export interface AuditOutboxEntry {
 export interface StoredAuditOutboxEntry {
   key: string;
   modRevision: string;
+  /** The stored value as read (what a dead letter keeps). */
+  raw?: string;
   entry?: AuditOutboxEntry;
-  /** Why the stored value is not an entry (it stays, for a person to look at). */
+  /** Why the stored value is not an entry, naming the field. */
   unreadable?: string;
+}
+
+const isString = (value: unknown): value is string => typeof value === 'string';
+
+/** Why `input` cannot be recorded as it is, naming the field; undefined when it can. */
+function recordProblem(input: unknown, at: string): string | undefined {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) return `${at}: not an object`;
+  const r = input as Record<string, unknown>;
+  if (!MODULES.includes(r.module as never)) return `${at}.module: not one of the audit modules`;
+  if (!ACTION_TYPES.includes(r.actionType as never)) return `${at}.actionType: not one of the audit action types`;
+  if (!isString(r.message)) return `${at}.message: not a string`;
+  if (!isString(r.eventId)) return `${at}.eventId: not a string (an outbox record must be idempotent)`;
+  if (r.level !== undefined && !LEVELS.includes(r.level as never)) return `${at}.level: not one of ${LEVELS.join(', ')}`;
+  for (const field of ['correlationId', 'reasoning'] as const) {
+    if (r[field] !== undefined && !isString(r[field])) return `${at}.${field}: not a string`;
+  }
+  if (r.metadata !== undefined && (r.metadata === null || typeof r.metadata !== 'object' || Array.isArray(r.metadata))) return `${at}.metadata: not an object`;
+  return undefined;
+}
+
+/** Reads a stored entry: the entry, or why it cannot be recorded (a bad value must not reach the hash chain). */
+export function readAuditOutboxEntry(raw: string): { entry: AuditOutboxEntry } | { unreadable: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (err) {
+    return { unreadable: `value: not JSON (${err instanceof Error ? err.message : String(err)})` };
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return { unreadable: 'value: not an object' };
+  const v = value as Record<string, unknown>;
+  if (!isString(v.chainId)) return { unreadable: 'chainId: not a string' };
+  if (!isString(v.committedAt) || Number.isNaN(Date.parse(v.committedAt))) return { unreadable: 'committedAt: not a date' };
+  if (!Array.isArray(v.records)) return { unreadable: 'records: not a list' };
+  for (const [i, record] of v.records.entries()) {
+    const problem = recordProblem(record, `records[${i}]`);
+    if (problem) return { unreadable: problem };
+  }
+  return { entry: value as AuditOutboxEntry };
 }
 
 /** Where the entries live: AttemptStore in etcd. */
@@ -34,6 +77,8 @@ export interface AuditOutboxStore {
   pendingAuditOutbox(chainId: string | undefined, limit: number): Promise<StoredAuditOutboxEntry[]>;
   /** Deletes an entry if it is still the one read (another adopter may have taken it). */
   removeAuditOutbox(entry: Pick<StoredAuditOutboxEntry, 'key' | 'modRevision'>): Promise<boolean>;
+  /** Moves an unreadable entry aside (the audit outbox's dead letters); its new key, or undefined if it changed meanwhile. */
+  deadLetterAuditOutbox(letter: { key: string; raw: string; reason: string; at: string; modRevision: string }): Promise<string | undefined>;
 }
 
 export interface AuditOutboxLog {
@@ -67,7 +112,6 @@ export async function recordEntry(options: Pick<AuditOutboxOptions, 'store' | 'a
 
 export class AuditOutbox {
   readonly #options: AuditOutboxOptions;
-  readonly #said = new Set<string>();
   #running: Promise<number> | undefined;
   #timer: NodeJS.Timeout | undefined;
 
@@ -110,13 +154,13 @@ export class AuditOutbox {
     const { store, chainId, batchSize = 100 } = this.#options;
     let recorded = 0;
     for (const stored of await store.pendingAuditOutbox(chainId, batchSize)) {
-      if (this.#readable(stored) && (await recordEntry(this.#options, stored))) recorded++;
+      if ((await this.#readable(stored)) && (await recordEntry(this.#options, stored))) recorded++;
     }
     if (!adopt) return recorded;
     const now = (this.#options.now ?? (() => new Date()))().getTime();
     const adoptAfter = this.#options.adoptAfterMs ?? DEFAULT_ADOPT_AFTER_MS;
     for (const stored of await store.pendingAuditOutbox(undefined, batchSize)) {
-      if (!this.#readable(stored) || stored.entry!.chainId === chainId) continue;
+      if (!(await this.#readable(stored)) || stored.entry!.chainId === chainId) continue;
       if (now - Date.parse(stored.entry!.committedAt) < adoptAfter) continue;
       if (await recordEntry(this.#options, stored, stored.entry!.chainId)) {
         recorded++;
@@ -128,13 +172,17 @@ export class AuditOutbox {
     return recorded;
   }
 
-  /** An unreadable entry is said once and left in place: nothing may silently drop an audit record. */
-  #readable(stored: StoredAuditOutboxEntry): boolean {
+  /**
+   * An unreadable entry is moved aside to the audit outbox's dead letters and
+   * said as an error, so it never fills a drain's page and holds the others
+   * back; nothing may silently drop an audit record, so the value is kept.
+   */
+  async #readable(stored: StoredAuditOutboxEntry): Promise<boolean> {
     if (stored.entry) return true;
-    if (!this.#said.has(stored.key)) {
-      this.#said.add(stored.key);
-      this.#options.log.error('Audit outbox entry is unreadable; left in etcd for a person to look at', { key: stored.key, problem: stored.unreadable });
-    }
+    const at = (this.#options.now ?? (() => new Date()))().toISOString();
+    const reason = stored.unreadable ?? 'value: unreadable';
+    const deadKey = await this.#options.store.deadLetterAuditOutbox({ key: stored.key, raw: stored.raw ?? '', reason, at, modRevision: stored.modRevision });
+    if (deadKey) this.#options.log.error('Audit outbox entry is unreadable; moved aside for a person to look at', { key: stored.key, deadKey, problem: reason });
     return false;
   }
 }

@@ -9,7 +9,7 @@
 // Ended attempts are attached to a 7-day lease.
 import { createHash } from 'node:crypto';
 import { KEYS } from '../api/etcd.ts';
-import type { AuditOutboxEntry, AuditOutboxStore, StoredAuditOutboxEntry } from '../audit/outbox.ts';
+import { readAuditOutboxEntry, type AuditOutboxEntry, type AuditOutboxStore, type StoredAuditOutboxEntry } from '../audit/outbox.ts';
 import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../events/types.ts';
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
 import { TerminalError } from '../ports/errors.ts';
@@ -274,17 +274,7 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
 
   async pendingAuditOutbox(chainId: string | undefined, limit: number): Promise<StoredAuditOutboxEntry[]> {
     const entries = await this.kv.getPrefix(`${KEYS.auditOutboxPrefix}${chainId === undefined ? '' : `${chainId}/`}`, limit);
-    return entries.map((kv): StoredAuditOutboxEntry => {
-      try {
-        const entry = JSON.parse(kv.value) as AuditOutboxEntry;
-        if (typeof entry?.chainId !== 'string' || typeof entry.committedAt !== 'string' || !Array.isArray(entry.records)) {
-          return { key: kv.key, modRevision: kv.modRevision, unreadable: 'value: not an audit outbox entry (chainId, committedAt, records)' };
-        }
-        return { key: kv.key, modRevision: kv.modRevision, entry };
-      } catch (err) {
-        return { key: kv.key, modRevision: kv.modRevision, unreadable: `value: not JSON (${err instanceof Error ? err.message : String(err)})` };
-      }
-    });
+    return entries.map((kv): StoredAuditOutboxEntry => ({ key: kv.key, modRevision: kv.modRevision, raw: kv.value, ...readAuditOutboxEntry(kv.value) }));
   }
 
   async removeAuditOutbox(entry: Pick<StoredAuditOutboxEntry, 'key' | 'modRevision'>): Promise<boolean> {
@@ -302,8 +292,17 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   }
 
   async deadLetterOutbox(letter: DeadLetter): Promise<string | undefined> {
-    if (!letter.key.startsWith(KEYS.outboxPrefix)) throw new Error(`not an outbox key: ${letter.key}`);
-    const deadKey = `${KEYS.outboxDeadPrefix}${letter.key.slice(KEYS.outboxPrefix.length)}`;
+    return this.moveAside(letter, KEYS.outboxPrefix, KEYS.outboxDeadPrefix);
+  }
+
+  async deadLetterAuditOutbox(letter: DeadLetter): Promise<string | undefined> {
+    return this.moveAside(letter, KEYS.auditOutboxPrefix, KEYS.auditOutboxDeadPrefix);
+  }
+
+  /** Moves an entry that can never be used from `from` to the same suffix under `to`, with why. */
+  private async moveAside(letter: DeadLetter, from: string, to: string): Promise<string | undefined> {
+    if (!letter.key.startsWith(from)) throw new Error(`not a key under ${from}: ${letter.key}`);
+    const deadKey = `${to}${letter.key.slice(from.length)}`;
     // A value too large to publish may be too large to copy in one etcd request: keep its start and its hash.
     const kept = letter.raw.length <= DEAD_LETTER_VALUE_LIMIT ? { value: letter.raw }
       : { excerpt: letter.raw.slice(0, DEAD_LETTER_VALUE_LIMIT), size: letter.raw.length, sha256: createHash('sha256').update(letter.raw).digest('hex') };
