@@ -151,6 +151,22 @@ describe('the audit outbox', () => {
     expect(w.logged.map((l) => l.fields?.problem)).toEqual(Array(3).fill('records[0].actionType: not one of the audit action types'));
   });
 
+  it('drains on its timer until stopped, and a drain running at stop() arms no other', async () => {
+    const w = world();
+    let drains = 0;
+    let release: () => void = () => undefined;
+    const store = { ...w.store, pendingAuditOutbox: async () => { drains++; await new Promise<void>((r) => { release = r; }); return []; } } as never;
+    const outbox = new AuditOutbox({ store, audit: { record: async () => undefined }, chainId: 'chain-a', log: w.log });
+    outbox.start(5, () => false);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(drains).toBe(1);
+    const stopped = outbox.stop();
+    release();
+    await stopped;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(drains).toBe(1);
+  });
+
   it('deletes an entry only if it is still the one read, so two drains cannot both take it', async () => {
     const w = world();
     const stored = await w.commit('c1', entry('chain-a', '2026-12-02T04:00:00.000Z', transition('c1', 1)));

@@ -114,6 +114,7 @@ export class AuditOutbox {
   readonly #options: AuditOutboxOptions;
   #running: Promise<number> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
 
   constructor(options: AuditOutboxOptions) {
     this.#options = options;
@@ -133,7 +134,10 @@ export class AuditOutbox {
 
   /** Drains every `intervalMs`; `adopt()` says whether this replica may adopt (leads). */
   start(intervalMs: number, adopt: () => boolean): void {
+    this.#stopped = false;
     const tick = (): void => {
+      // A drain that was running when stop() came must not arm the next one.
+      if (this.#stopped) return;
       this.#timer = setTimeout(() => {
         void this.drain(adopt())
           .catch((error: Error) => this.#options.log.warn('Could not record the audit outbox; retrying', { error: error.message }))
@@ -145,6 +149,7 @@ export class AuditOutbox {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#running?.catch(() => undefined);
