@@ -285,8 +285,7 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   /** Adds the audit outbox put of a write; its key, time-ordered within its chain. */
   private auditPut(audit: AttemptWrite['audit'], puts: Put[]): string | undefined {
     if (!audit || audit.entry.records.length === 0) return undefined;
-    const seq = (this.outboxCounter++ % 1_000_000).toString().padStart(6, '0');
-    const key = `${KEYS.auditOutboxPrefix}${audit.entry.chainId}/${this.now().toString().padStart(15, '0')}-${seq}-${audit.id}`;
+    const key = `${KEYS.auditOutboxPrefix}${audit.entry.chainId}/${this.orderedSuffix(audit.id)}`;
     puts.push({ key, value: JSON.stringify(audit.entry) });
     return key;
   }
@@ -319,8 +318,13 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   // Time-ordered, so the relay publishes in commit order; the counter orders
   // events of one transaction, the event id makes the key unique across replicas.
   private outboxKey(event: CloudEvent): string {
+    return `${KEYS.outboxPrefix}${this.orderedSuffix(event.id)}`;
+  }
+
+  /** `{ms}-{seq}-{id}`: sorts in write order (the event and the audit outbox drain in key order). */
+  private orderedSuffix(id: string): string {
     const seq = (this.outboxCounter++ % 1_000_000).toString().padStart(6, '0');
-    return `${KEYS.outboxPrefix}${this.now().toString().padStart(15, '0')}-${seq}-${event.id}`;
+    return `${this.now().toString().padStart(15, '0')}-${seq}-${id}`;
   }
 }
 
