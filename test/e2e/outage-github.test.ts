@@ -112,6 +112,8 @@ describe('GitHub down during the merge', () => {
       .some((a) => a.actionType === 'MCP_CALL' && /^mergePullRequest failed: /.test(a.message)), 100_000);
     const [during] = await s.attempts();
     expect(during!.transitions.map((t) => t.to)).toEqual(['DegradationDetected', 'CandidateResolved', 'PRCreated', 'AwaitingMergeApproval']);
+    // A hung call never reached GitHub: the PR is still open and unmerged while the outage lasts.
+    expect(s.github.control.pulls(REPO)).toMatchObject([{ number: pr.number, state: 'open', merged: false }]);
     await outage.over();
 
     const done = await s.inState('RollbackComplete', 90_000).catch((error: Error) => { throw new Error(`${error.message}\n${s.logs()}`); });
