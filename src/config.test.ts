@@ -219,7 +219,7 @@ describe('policyDefaults', () => {
 
   it('agrees with the RollbackPolicy schema where no variable sets a value', () => {
     type Schema = { default?: unknown; properties?: Record<string, Schema> };
-    const crd = parse(readFileSync(fileURLToPath(new URL('../config/crd/bases/ai-operator.io_rollbackpolicies.yaml', import.meta.url)), 'utf8')) as {
+    const crd = parse(readFileSync(fileURLToPath(new URL('../crds/ai-operator.io_rollbackpolicies.yaml', import.meta.url)), 'utf8')) as {
       spec: { versions: Array<{ schema: { openAPIV3Schema: Schema } }> };
     };
     const spec = crd.spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!;

@@ -294,7 +294,7 @@ export const DEFAULT_UPTIME_QUERY =
 /**
  * The settings of an app where its RollbackPolicy is silent, or when none selects it:
  * the environment's values, and for what no variable sets the RollbackPolicy CRD's
- * schema defaults (config/crd/bases/ai-operator.io_rollbackpolicies.yaml).
+ * schema defaults (crds/ai-operator.io_rollbackpolicies.yaml).
  */
 export function policyDefaults(config: Config): Defaults {
   return {

@@ -71,7 +71,7 @@ export async function startGitOpsCluster(workDir: string, options: GitOpsOptions
     await prepareArgoCdNamespace(k, namespace);
     // The operator's own CRDs, for operators run against this cluster. Not dev/crds/: its copy of
     // the Application CRD would replace the one from the Argo CD that was built.
-    await kubectlOk(k, ['apply', '--server-side', '-f', 'config/crd/bases/']);
+    await kubectlOk(k, ['apply', '--server-side', '-f', 'crds/ai-operator.io_rollbackpolicies.yaml', '-f', 'crds/ai-operator.io_rollbackattempts.yaml']);
     await kubectlOk(k, ['wait', '--for=condition=Established', '--timeout=60s', 'crd/rollbackpolicies.ai-operator.io', 'crd/rollbackattempts.ai-operator.io']);
     return k;
   });

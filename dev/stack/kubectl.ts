@@ -30,7 +30,7 @@ export async function kubectlOk(target: KubectlTarget, args: string[], input?: s
 
 /** Applies the project's CRDs and the Argo CD Application CRD, and waits until they are served. */
 export async function installCrds(target: KubectlTarget): Promise<void> {
-  await kubectlOk(target, ['apply', '--server-side', '-f', 'config/crd/bases/', '-f', 'dev/crds/']);
+  await kubectlOk(target, ['apply', '--server-side', '-f', 'crds/ai-operator.io_rollbackpolicies.yaml', '-f', 'crds/ai-operator.io_rollbackattempts.yaml', '-f', 'dev/crds/']);
   await kubectlOk(target, ['wait', '--for=condition=Established', '--timeout=60s',
     'crd/rollbackpolicies.ai-operator.io', 'crd/rollbackattempts.ai-operator.io', 'crd/applications.argoproj.io']);
 }

@@ -1,5 +1,5 @@
 // Objects the API server's schema must reject (issue 12 §4), on the real
-// kube-apiserver with the shipped CRDs (config/crd/bases/) and the stack's
+// kube-apiserver with the shipped CRDs (crds/) and the stack's
 // Application CRD (dev/crds/): each case shows the server's own message, which
 // names the field — what `kubectl apply` prints to the person who wrote it.
 // Complements crds.test.ts (ranges, enums, CEL rules of a RollbackPolicy), with
