@@ -8,6 +8,7 @@ import { KEYS } from './api/etcd.ts';
 import { ConfigErrors, loadConfig, policyDefaults, type Config } from './config.ts';
 import { JetStreamBus, wakeConsumerName } from './events/jetstream.ts';
 import { ApprovalEnforcementCheck } from './integrations/approval-enforcement.ts';
+import { EnforcementMemory } from './store/enforcement-memory.ts';
 import { ArgoCdWatcher } from './integrations/argocd.ts';
 import { kubeEventRecorder } from './integrations/events.ts';
 import { GitHubClient } from './integrations/github.ts';
@@ -88,7 +89,7 @@ const history = new PrometheusHistory({ url: config.prometheusUrl, metrics });
 const kubeEvents = kubeEventRecorder(kc, { instance: identity, log: log.child('KubeEvents'), metrics });
 // Whether the API server enforces who may approve; while it does not, no production approval is recorded.
 const approvalEnforcement = ApprovalEnforcementCheck.fromKubeConfig(kc, {
-  log: log.child('ApprovalEnforcement'), metrics,
+  log: log.child('ApprovalEnforcement'), metrics, memory: new EnforcementMemory(kv),
   policyName: config.approvalPolicyName, bindingName: config.approvalPolicyBindingName,
 });
 

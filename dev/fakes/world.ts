@@ -8,7 +8,9 @@ import type { AppRef, AttemptRecord, HealthStatus } from '../../src/fsm/record.t
 import type { DeploymentReplicas } from '../../src/fsm/record.ts';
 import type { ApplicationView, ArgoCdPort } from '../../src/ports/argocd.ts';
 import { IntegrationError, type ErrorCode } from '../../src/ports/errors.ts';
-import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPreview, RollbackPullRequestSpec } from '../../src/ports/github.ts';
+import type {
+  CiStatus, CommitIdentity, CommitInfo, GitHubPort, OpenedPullRequest, PullRequestInfo, RepoRef, RollbackCommitCheck, RollbackPreview, RollbackPullRequestSpec,
+} from '../../src/ports/github.ts';
 import type { ApprovalEnforcement, ApprovalEnforcementPort, AttemptObjectsPort, ClusterPort, HumanRequests, PodSummary } from '../../src/ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../../src/ports/prometheus.ts';
 import type { KV } from '../../src/store/kv.ts';
@@ -58,6 +60,8 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
   constructor(kv: KV) { this.kv = kv; }
 
   current(): ApprovalEnforcement { return this.approvalEnforcement; }
+
+  async forNamespace(): Promise<ApprovalEnforcement> { return this.approvalEnforcement; }
 
   // ---- state helpers -------------------------------------------------------
 
@@ -219,26 +223,51 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     return { changed: restored?.sha === query.targetSha ? 0 : 1, headSha };
   }
 
-  async createPullRequest(_repo: RepoRef, spec: RollbackPullRequestSpec): Promise<PullRequestInfo> {
+  /** The rollback commit the fake builds for a spec: its SHA is fixed by the branch and the target. */
+  static rollbackCommitOf(spec: RollbackPullRequestSpec) {
+    return { sha: fakeSha(`${spec.branch}:${spec.targetSha}`), tree: fakeSha(`tree:${spec.path}:${spec.targetSha}`), parent: fakeSha(`head:${spec.base}`) };
+  }
+
+  async createPullRequest(_repo: RepoRef, spec: RollbackPullRequestSpec): Promise<OpenedPullRequest> {
     await this.call('createPullRequest');
     const number = await this.update<number>(K.prCounter, (n) => (n ?? 0) + 1);
+    const rollbackCommit = FakeWorld.rollbackCommitOf(spec);
     const pr: FakePullRequest = {
-      number, url: `https://github.example/acme/gitops/pull/${number}`, branch: spec.branch, base: spec.base, title: spec.title,
-      state: 'open', merged: false, headSha: fakeSha(`${spec.branch}:${spec.targetSha}`), mergeable: true, mergeableState: 'clean',
+      number, url: `https://github.example/acme/gitops/pull/${number}`, branch: spec.branch, base: spec.base, title: spec.title, author: OPERATOR_LOGIN,
+      state: 'open', merged: false, headSha: rollbackCommit.sha, mergeable: true, mergeableState: 'clean',
       spec, comments: [], labels: spec.labels,
     };
     await this.put(K.pr(number), pr);
     await this.pauseAfter('createPullRequest');
-    return pr;
+    return { ...pr, rollbackCommit };
   }
 
-  async getPullRequestStatus(_repo: RepoRef, number: number): Promise<{ pr: PullRequestInfo; ci: CiStatus }> {
+  async checkRollbackCommit(_repo: RepoRef, number: number, spec: { path: string; targetSha: string }): Promise<RollbackCommitCheck> {
+    await this.call('checkRollbackCommit');
+    const pr = await this.read<FakePullRequest>(K.pr(number));
+    if (!pr) throw new IntegrationError('checkRollbackCommit', 'NOT_FOUND', `pull request #${number} not found`);
+    const expected = FakeWorld.rollbackCommitOf({ ...pr.spec, path: spec.path, targetSha: spec.targetSha });
+    if (pr.author !== OPERATOR_LOGIN) return { ok: false, why: `it was opened by ${pr.author}` };
+    return pr.headSha === expected.sha ? { ok: true, commit: expected } : { ok: false, why: `its head ${pr.headSha.slice(0, 7)} is not the rollback commit` };
+  }
+
+  async describeCommit(_repo: RepoRef, sha: string): Promise<CommitIdentity> {
+    await this.call('describeCommit');
+    return { sha, author: 'someone <someone@example.com>', message: '' };
+  }
+
+  async requiredChecks(): Promise<string[]> {
+    await this.call('requiredChecks');
+    return [];
+  }
+
+  async getPullRequestStatus(_repo: RepoRef, number: number, ciSha?: string): Promise<{ pr: PullRequestInfo; ci: CiStatus }> {
     await this.call('getPullRequestStatus');
     const stored = await this.read<FakePullRequest>(K.pr(number));
     if (!stored) throw new IntegrationError('getPullRequestStatus', 'NOT_FOUND', `pull request #${number} not found`);
     const mergeable = await this.read<boolean | null>(K.mergeable);
     const pr = mergeable === undefined ? stored : { ...stored, mergeable, mergeableState: mergeable === null ? 'unknown' : mergeable ? 'clean' : 'dirty' };
-    return { pr, ci: (await this.read<CiStatus>(K.ci(pr.headSha))) ?? { state: 'none', runs: [] } };
+    return { pr, ci: (await this.read<CiStatus>(K.ci(ciSha ?? pr.headSha))) ?? { state: 'none', runs: [] } };
   }
 
   async listOpenPullRequests(_repo: RepoRef, filter: { base: string; path: string }): Promise<PullRequestInfo[]> {

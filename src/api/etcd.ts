@@ -13,6 +13,8 @@ export const KEYS = {
   /** Audit outbox entries that cannot be read, under the same suffix, for a person to look at. */
   auditOutboxDeadPrefix: '/ai-operator/audit-outbox-dead/',
   leader: '/ai-operator/leader',
+  /** Since when the API server has enforced who may approve, with the objects' uid and generation then. */
+  approvalEnforcement: '/ai-operator/approval-enforcement',
   state: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/state`,
   attempt: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/attempt`,
   active: (app: string) => `/ai-operator/apps/${app}/active`,

@@ -15,6 +15,7 @@ function recordIn(state: State): AttemptRecord {
     correlationId: '00000000-0000-4000-8000-000000000001', app: { namespace: 'argocd', name: 'app' }, environment: 'staging', settings: SETTINGS,
     state, reason: Reason.PullRequestOpened, message: 'opened pull request #7', since: at(0).toISOString(), version: 3, createdAt: at(0).toISOString(),
     degradation: { firstSeenAt: at(0).toISOString(), checks: 3 }, invariants: [], transitions: [], currentRevision: 'bad', pullRequest: pr,
+    rollbackCommit: { sha: 'head', tree: 'tree', parent: 'base' },
     candidate: { revision: 'good', shortRevision: 'good', uptime: 1, mode: 'metrics', evidence: 'e', ciState: 'success' },
     observed: { seconds: 0, at: at(0).toISOString() },
   };

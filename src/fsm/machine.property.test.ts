@@ -108,7 +108,7 @@ function facts(world: World, stored: Stored, environment: 'staging' | 'productio
   if (!record) return f;
   if (world.failure) f.failure = { code: 'UNAVAILABLE', message: 'injected', call: 'test' };
   if (world.pr && record.state !== 'DegradationDetected') {
-    f.pullRequest = { ref: { number: world.pr.number, url: `https://github.com/acme/gitops/pull/${world.pr.number}`, branch: 'ai-operator/rollback/app-00000000', state: world.pr.state }, headSha: world.pr.headSha, mergeCommitSha: 'm', mergedByOperator: world.pr.mergedByOperator };
+    f.pullRequest = { ref: { number: world.pr.number, url: `https://github.com/acme/gitops/pull/${world.pr.number}`, branch: 'ai-operator/rollback/app-00000000', state: world.pr.state }, headSha: world.pr.headSha, mergeCommitSha: 'm', mergedByOperator: world.pr.mergedByOperator, base: 'main', rollbackCommit: { sha: world.pr.headSha, tree: 't', parent: 'p' } };
     f.pullRequestJustOpened = opened;
     f.ci = world.ci;
     if (record.state === 'AwaitingMergeApproval') {

@@ -42,6 +42,11 @@ export interface Settings {
   recoveryTimeoutSeconds: number;
   cooldownSeconds: number;
   dryRun: boolean;
+  /**
+   * `spec.merge.requiredChecks`: contexts that must pass on the rollback commit besides the base branch's
+   * required status checks. Undefined when the policy does not say; `[]` explicitly allows no CI at all.
+   */
+  requiredChecks?: string[];
 }
 
 export interface HealthCheck {
@@ -79,6 +84,14 @@ export interface UndoneCommit {
   author: string;
   date: string;
   url: string;
+}
+
+/** The rollback commit the operator built: the only commit its PR may carry, the only one it merges (by SHA). */
+export interface RollbackCommit {
+  sha: string;
+  tree: string;
+  /** The base branch's head it was built on. */
+  parent: string;
 }
 
 export interface PullRequestRef {
@@ -122,8 +135,13 @@ export interface AttemptRecord {
   currentRevision?: string;
   candidate?: Candidate;
   pullRequest?: PullRequestRef;
+  /** The commit the operator built for its PR; absent on records written before it was kept, until checked. */
+  rollbackCommit?: RollbackCommit;
   invariants: InvariantResult[];
-  approval?: { approvedBy: string; approvedAt: string };
+  /** A production approval: given for `commitSha`, the rollback commit (absent on records written before it was kept: never counts). */
+  approval?: { approvedBy: string; approvedAt: string; commitSha?: string };
+  /** The last approval withdrawn before the merge (its annotation removed or changed), said once. */
+  approvalWithdrawn?: { approvedBy: string; at: string; detail: string };
   /** The last approval refused, so each distinct refusal is recorded once. */
   approvalRefused?: { username: string; detail: string; at: string };
   /** Why no production approval can be recorded now (the API server does not enforce who may approve). */

@@ -14,19 +14,29 @@ export interface ApprovalRequest {
   username: string;
   /** When the operator's watch first saw this value of the annotation; unknown when it never did. */
   writtenAt?: string;
+  /** When the API server created the RollbackAttempt (its creationTimestamp, which no client sets). */
+  objectCreatedAt?: string;
 }
 
-/** Whether the API server enforces the approval policy, and since when (ApprovalEnforcementPort). */
+/**
+ * Whether the API server enforces the approval policy in the attempt's namespace, and since when
+ * without a break (ApprovalEnforcementPort). `unknown`: not read yet, or unreadable now — not a gap:
+ * nothing is recorded meanwhile, and nothing is taken away.
+ */
 export interface Enforcement {
   enforced: boolean;
   since?: string;
   problem?: string;
+  unknown?: true;
 }
 
 /** `unchecked`: no API server check stands behind this annotation, so it must be removed, never kept for later. */
 export type ApprovalVerdict = { authorized: true; detail: string } | { authorized: false; detail: string; blocked?: true; unchecked?: true };
 
 export function authorizeApproval(request: ApprovalRequest, approvers: Approvers, enforcement: Enforcement): ApprovalVerdict {
+  if (!enforcement.enforced && enforcement.unknown) {
+    return { authorized: false, blocked: true, detail: `whether the API server enforces who may approve is not known right now (${enforcement.problem ?? 'not checked yet'}): the approval is recorded once it is confirmed` };
+  }
   if (!enforcement.enforced) {
     return { authorized: false, blocked: true, unchecked: true, detail: `the API server does not enforce who may approve (${enforcement.problem ?? 'admission policy not confirmed'}): no approval is recorded until it does` };
   }
@@ -37,8 +47,12 @@ export function authorizeApproval(request: ApprovalRequest, approvers: Approvers
   if (approvers.users.length === 0 && approvers.groups.length === 0) {
     return { authorized: false, detail: 'the policy names no approvers: nobody may approve' };
   }
-  // Seen before enforcement was confirmed (or never seen appear): its writer may never have been checked.
-  if (enforcement.since && (!request.writtenAt || Date.parse(request.writtenAt) < Date.parse(enforcement.since))) {
+  // Checked for sure when enforcement held, unbroken, since before the object existed (creationTimestamp has
+  // seconds precision: a second of margin), or since before the watch saw the value appear.
+  const since = enforcement.since ? Date.parse(enforcement.since) : undefined;
+  const checkedSinceCreation = since !== undefined && request.objectCreatedAt !== undefined && Date.parse(request.objectCreatedAt) - 1000 >= since;
+  const seenSinceEnforced = since !== undefined && request.writtenAt !== undefined && Date.parse(request.writtenAt) >= since;
+  if (since !== undefined && !checkedSinceCreation && !seenSinceEnforced) {
     return { authorized: false, unchecked: true, detail: `the approval by ${username} appeared ${request.writtenAt ? `at ${request.writtenAt}, ` : ''}before the API server was seen enforcing the approval policy (since ${enforcement.since}): write it again` };
   }
   if (approvers.users.includes(username)) return { authorized: true, detail: `${username} is listed in merge.approvers.users (the API server checked the writer)` };

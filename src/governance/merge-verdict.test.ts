@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CheckResult, InvariantId } from '../fsm/record.ts';
 import {
-  allPass, approvalTimedOut, ciTimedOut, evaluateInvariants, mergeVerdict, PRODUCTION_MERGE_INVARIANTS, recoveryTimedOut, restorationHeld, violations,
+  allPass, approvalTimedOut, ciTimedOut, ciVerdict, evaluateInvariants, mergeVerdict, PRODUCTION_MERGE_INVARIANTS, recoveryTimedOut, restorationHeld, violations,
   type InvariantFacts, type MergeQuestion,
 } from './merge-verdict.ts';
 
@@ -18,9 +18,10 @@ const passing: InvariantFacts = {
   persistenceChecks: 3,
   intervalSeconds: 10,
   candidate: { uptime: 0.995, minUptime: 0.99, mode: 'metrics', ciState: 'success', evidence: '99.50% Healthy over 24.0 h deployed (minimum 99.00%)' },
-  prChecks: [{ name: 'ci/build', state: 'success' }, { name: 'lint', state: 'success' }],
+  ci: ciVerdict([{ name: 'ci/build', state: 'success' }, { name: 'lint', state: 'success' }], { branch: ['ci/build'] }, 'abc1234def'),
+  headIsRollbackCommit: true,
   otherOpenPullRequests: [],
-  mergeability: { mergeable: true, mergeableState: 'clean', requiredChecksPass: true },
+  mergeability: { mergeable: true, mergeableState: 'clean' },
 };
 
 function result(id: InvariantId, facts: InvariantFacts): { result: CheckResult; detail: string } {
@@ -49,18 +50,19 @@ const cases: Array<[InvariantId, CheckResult, Partial<InvariantFacts> | ((f: Inv
   ['I5_stable_previous', 'PASS', { candidate: { uptime: null, minUptime: 0.99, mode: 'ci-only', ciState: 'success', evidence: 'CI-only selection (queryPrometheus: UNAVAILABLE: fetch failed): combined status and check runs of abc1234 are success' } }, /CI-only selection \(queryPrometheus: UNAVAILABLE/],
   ['I5_stable_previous', 'FAIL', { candidate: { uptime: null, minUptime: 0.99, mode: 'ci-only', ciState: 'failure', evidence: '' } }, /CI is failure/],
   ['I5_stable_previous', 'UNKNOWN', (f) => { const { candidate: _c, ...rest } = f; return rest; }, /could not be read/],
-  ['I6_ci_success', 'PASS', {}, /2 status\/check run\(s\) success/],
-  ['I6_ci_success', 'FAIL', { prChecks: [{ name: 'ci/build', state: 'success' }, { name: 'e2e', state: 'pending' }] }, /e2e=pending/],
-  ['I6_ci_success', 'FAIL', { prChecks: [] }, /no status or check run/],
-  ['I6_ci_success', 'UNKNOWN', (f) => { const { prChecks: _p, ...rest } = f; return rest; }, /could not be read/],
+  ['I6_ci_success', 'PASS', {}, /required check passed on abc1234: ci\/build/],
+  ['I6_ci_success', 'UNKNOWN', { ci: ciVerdict([{ name: 'ci/build', state: 'success' }], { branch: ['ci/build', 'ci/test'] }, 'abc1234') }, /waiting for ci\/test \(not reported\)/],
+  ['I6_ci_success', 'FAIL', { ci: ciVerdict([{ name: 'ci/test', state: 'failure' }], { branch: ['ci/build', 'ci/test'] }, 'abc1234') }, /required check failed on abc1234: ci\/test/],
+  ['I6_ci_success', 'FAIL', { headIsRollbackCommit: false }, /not the operator's rollback commit/],
+  ['I6_ci_success', 'UNKNOWN', (f) => { const { ci: _c, ...rest } = f; return rest; }, /could not be read/],
   ['I7_no_conflicts', 'PASS', {}, /no other open PR/],
   ['I7_no_conflicts', 'FAIL', { otherOpenPullRequests: [{ number: 7, title: 'Bump image' }] }, /#7/],
   ['I7_no_conflicts', 'UNKNOWN', (f) => { const { otherOpenPullRequests: _o, ...rest } = f; return rest; }, /could not be read/],
   ['I8_branch_protection', 'PASS', {}, /clean/],
-  ['I8_branch_protection', 'PASS', { mergeability: { mergeable: true, mergeableState: 'unstable', requiredChecksPass: true } }, /required checks pass/],
-  ['I8_branch_protection', 'FAIL', { mergeability: { mergeable: true, mergeableState: 'blocked', requiredChecksPass: true } }, /blocked/],
-  ['I8_branch_protection', 'FAIL', { mergeability: { mergeable: false, mergeableState: 'dirty', requiredChecksPass: true } }, /not mergeable/],
-  ['I8_branch_protection', 'UNKNOWN', { mergeability: { mergeable: null, mergeableState: 'unknown', requiredChecksPass: true } }, /still computing/],
+  ['I8_branch_protection', 'PASS', { mergeability: { mergeable: true, mergeableState: 'unstable' } }, /required checks pass/],
+  ['I8_branch_protection', 'FAIL', { mergeability: { mergeable: true, mergeableState: 'blocked' } }, /blocked/],
+  ['I8_branch_protection', 'FAIL', { mergeability: { mergeable: false, mergeableState: 'dirty' } }, /not mergeable/],
+  ['I8_branch_protection', 'UNKNOWN', { mergeability: { mergeable: null, mergeableState: 'unknown' } }, /still computing/],
   ['I6_ci_success', 'UNKNOWN', { beforePullRequest: true }, /once CI reports/],
   ['I7_no_conflicts', 'UNKNOWN', { beforePullRequest: true }, /fresh reads before any merge/],
   ['I8_branch_protection', 'UNKNOWN', { beforePullRequest: true }, /before any merge/],
@@ -166,7 +168,7 @@ describe('mergeVerdict', () => {
   it('aborts on a FAIL other than I1 and I2, approval or not, before any deadline', () => {
     for (const id of PRODUCTION_MERGE_INVARIANTS.filter((i) => i !== 'I2_health_degraded')) {
       expect(ask({ environment: 'production', approval: { approvedBy: 'alice' }, invariants: all('PASS', { I1_environment: 'FAIL', [id]: 'FAIL' }) }))
-        .toMatchObject({ verdict: 'abort', reason: 'InvariantViolated', detail: new RegExp(`^${id}: `) });
+        .toMatchObject({ verdict: 'abort', reason: id === 'I6_ci_success' ? 'CIFailure' : 'InvariantViolated', detail: new RegExp(`^${id}: `) });
     }
     // I2 failing is health coming back, which the machine handles before it asks (HealthRestoredBeforeMerge).
     expect(ask({ invariants: all('PASS', { I2_health_degraded: 'FAIL' }) })).toMatchObject({ verdict: 'wait' });
@@ -194,5 +196,38 @@ describe('deadlines', () => {
   it('health restoration holds once Healthy for the whole window', () => {
     const after = (s: number) => new Date(t0 + s * 1000);
     expect([restorationHeld(at(0), after(59), settings), restorationHeld(at(0), after(60), settings)]).toEqual([false, true]);
+  });
+});
+
+describe('CI: the checks a merge requires', () => {
+  const sha = '1a2b3c4d5e';
+  it('waits for every required context, and passes only when each reported success on the commit', () => {
+    const required = { branch: ['ci/build', 'ci/test'] };
+    expect(ciVerdict([{ name: 'ci/build', state: 'success' }], required, sha)).toMatchObject({ state: 'pending', detail: 'waiting for ci/test (not reported) on 1a2b3c4' });
+    expect(ciVerdict([{ name: 'ci/build', state: 'success' }, { name: 'ci/test', state: 'pending' }], required, sha).state).toBe('pending');
+    expect(ciVerdict([{ name: 'ci/build', state: 'success' }, { name: 'ci/test', state: 'success' }, { name: 'lint', state: 'failure' }], required, sha))
+      .toMatchObject({ state: 'success', detail: 'required checks passed on 1a2b3c4: ci/build, ci/test (not required: lint=failure)' });
+  });
+
+  it('fails naming the required check that failed; the worst report of a context stands', () => {
+    expect(ciVerdict([{ name: 'ci/build', state: 'success' }, { name: 'ci/build', state: 'error' }], { branch: ['ci/build'] }, sha))
+      .toMatchObject({ state: 'failure', failed: ['ci/build'], detail: 'required check failed on 1a2b3c4: ci/build' });
+  });
+
+  it('adds the policy\'s required checks to the branch\'s', () => {
+    expect(ciVerdict([{ name: 'ci/build', state: 'success' }], { branch: ['ci/build'], policy: ['security/scan'] }, sha).detail).toContain('security/scan (not reported)');
+  });
+
+  it('without required checks: every reported check must pass, and none at all is not a pass unless the policy says requiredChecks: []', () => {
+    expect(ciVerdict([{ name: 'a', state: 'success' }, { name: 'b', state: 'success' }], { branch: [] }, sha).state).toBe('success');
+    expect(ciVerdict([{ name: 'a', state: 'success' }, { name: 'b', state: 'failure' }], { branch: [] }, sha).state).toBe('failure');
+    expect(ciVerdict([], { branch: [] }, sha)).toMatchObject({ state: 'pending', detail: expect.stringContaining('merge.requiredChecks: [] merges without CI') });
+    expect(ciVerdict([], { branch: [], policy: [] }, sha).state).toBe('success');
+  });
+
+  it('a failing required check aborts as CIFailure, not InvariantViolated', () => {
+    const facts = { ...passing, ci: ciVerdict([{ name: 'ci/build', state: 'failure' }], { branch: ['ci/build'] }, sha) };
+    const verdict = mergeVerdict({ environment: 'staging', invariants: evaluateInvariants(facts, now), observedSeconds: 0, settings: { approvalTimeoutSeconds: 60 } });
+    expect(verdict).toMatchObject({ verdict: 'abort', reason: 'CIFailure' });
   });
 });

@@ -19,11 +19,13 @@ export interface InvariantFacts {
   intervalSeconds: number;
   /** `evidence` says why CI-only selection was used (Prometheus down, or without data). */
   candidate?: { uptime: number | null; minUptime: number; mode: 'metrics' | 'ci-only'; ciState: CiState | 'unknown'; evidence: string };
-  /** Every commit status and check run on the PR head. */
-  prChecks?: CheckRun[];
+  /** CI on the rollback commit, judged against the required checks (ciVerdict). */
+  ci?: CiVerdict;
+  /** The PR's head is the operator's own rollback commit (a head that moved never gets this far: it aborts first). */
+  headIsRollbackCommit?: boolean;
   /** Other open pull requests touching this app's path on the target branch. */
   otherOpenPullRequests?: Array<{ number: number; title: string }>;
-  mergeability?: { mergeable: boolean | null; mergeableState: string; requiredChecksPass: boolean };
+  mergeability?: { mergeable: boolean | null; mergeableState: string };
   /**
    * Evaluated for the PR body, before the PR exists: I6 and I8 cannot be known yet,
    * and I7 (every open PR of the repository listed) is left to the fresh reads before
@@ -82,12 +84,10 @@ const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
 
   I6_ci_success: (f) => {
     if (f.beforePullRequest) return ['UNKNOWN', 'checked on this pull request once CI reports'];
-    if (f.prChecks === undefined) return unknown('CI on the PR head');
-    if (f.prChecks.length === 0) return ['FAIL', 'no status or check run on the PR head yet'];
-    const notGreen = f.prChecks.filter((c) => c.state !== 'success');
-    return notGreen.length === 0
-      ? ['PASS', `${f.prChecks.length} status/check run(s) success`]
-      : ['FAIL', `not success: ${notGreen.map((c) => `${c.name}=${c.state}`).join(', ')}`];
+    if (f.headIsRollbackCommit === false) return ['FAIL', 'the PR head is not the operator\'s rollback commit'];
+    if (f.ci === undefined || f.headIsRollbackCommit === undefined) return unknown('CI on the rollback commit');
+    // Pending (not reported yet, or re-run) waits: UNKNOWN, bounded by the state's deadline.
+    return [f.ci.state === 'success' ? 'PASS' : f.ci.state === 'failure' ? 'FAIL' : 'UNKNOWN', f.ci.detail];
   },
 
   I7_no_conflicts: (f) => {
@@ -104,7 +104,7 @@ const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
     if (m === undefined || m.mergeable === null) return unknown('mergeability (GitHub still computing)');
     if (!m.mergeable) return ['FAIL', `not mergeable (state ${m.mergeableState})`];
     if (m.mergeableState === 'clean') return ['PASS', 'mergeable, state clean'];
-    if (m.mergeableState === 'unstable' && m.requiredChecksPass) return ['PASS', 'mergeable, state unstable but required checks pass'];
+    if (m.mergeableState === 'unstable' && f.ci?.state === 'success') return ['PASS', 'mergeable, state unstable but required checks pass'];
     return ['FAIL', `mergeable state ${m.mergeableState}`];
   },
 };
@@ -120,6 +120,51 @@ export function persistence(checks: HealthCheck[], required: number, intervalSec
     if (gap > 2 * intervalSeconds) return ['FAIL', `checks ${gap.toFixed(0)} s apart, more than 2 intervals`];
   }
   return ['PASS', `${required} consecutive Degraded checks from ${recent[0]!.at} to ${recent.at(-1)!.at}`];
+}
+
+// ---- CI: the checks a merge requires (I6, and PRCreated's wait) ------------------
+
+export interface CiVerdict {
+  state: 'success' | 'failure' | 'pending';
+  detail: string;
+  /** Required contexts that failed, by name (CIFailure names them). */
+  failed: string[];
+}
+
+/**
+ * CI on the rollback commit. The checks that must pass are the base branch's required status checks
+ * plus the policy's `merge.requiredChecks`; each must have reported success on that commit. A required
+ * check that failed fails CI; one not reported yet or re-run and pending again is waited for. Without any
+ * required check, every check reported must pass, and a commit with no check at all waits — unless the
+ * policy says `requiredChecks: []` (a repository without CI, explicitly). Pure.
+ */
+export function ciVerdict(runs: CheckRun[], required: { branch: string[]; policy?: string[] }, sha: string): CiVerdict {
+  const at = ` on ${sha.slice(0, 7)}`;
+  // The same context may come as a status and a check run, or twice: the worst of them stands.
+  const states = new Map<string, CiState>();
+  const rank: Record<CiState, number> = { success: 0, pending: 1, error: 2, failure: 3 };
+  for (const run of runs) {
+    const before = states.get(run.name);
+    if (!before || rank[run.state] > rank[before]) states.set(run.name, run.state);
+  }
+  const contexts = [...new Set([...required.branch, ...(required.policy ?? [])])].sort();
+  const judged = contexts.length > 0 ? contexts : [...states.keys()].sort();
+  const failed = judged.filter((c) => states.get(c) === 'failure' || states.get(c) === 'error');
+  if (failed.length > 0) return { state: 'failure', failed, detail: `required check${failed.length > 1 ? 's' : ''} failed${at}: ${failed.join(', ')}` };
+  if (contexts.length === 0 && judged.length === 0) {
+    return required.policy !== undefined
+      ? { state: 'success', failed: [], detail: 'no check required (the base branch requires none; merge.requiredChecks: [])' }
+      : { state: 'pending', failed: [], detail: `no status or check run${at} yet, and none required: waiting (merge.requiredChecks: [] merges without CI)` };
+  }
+  const waiting = judged.filter((c) => states.get(c) === undefined || states.get(c) === 'pending');
+  if (waiting.length > 0) {
+    return { state: 'pending', failed: [], detail: `waiting for ${waiting.map((c) => `${c} (${states.has(c) ? 'pending' : 'not reported'})`).join(', ')}${at}` };
+  }
+  const others = [...states].filter(([c, state]) => !judged.includes(c) && state !== 'success').map(([c, state]) => `${c}=${state}`);
+  return {
+    state: 'success', failed: [],
+    detail: `${contexts.length > 0 ? 'required' : 'every'} check${judged.length > 1 ? 's' : ''} passed${at}: ${judged.join(', ')}${others.length > 0 ? ` (not required: ${others.join(', ')})` : ''}`,
+  };
 }
 
 export function evaluateInvariants(facts: InvariantFacts, now: Date): InvariantResult[] {
@@ -182,7 +227,7 @@ export interface MergeQuestion {
   environment: Environment;
   /** The invariants, evaluated on fresh reads this reconcile. */
   invariants: InvariantResult[];
-  /** A production approval the API server authenticated (governance/approval.ts), once recorded. */
+  /** A production approval the API server authenticated (governance/approval.ts), recorded for the commit merged. */
   approval?: { approvedBy: string };
   /** How long AwaitingMergeApproval has been observed (see the deadlines above). */
   observedSeconds: number;
@@ -192,7 +237,7 @@ export interface MergeQuestion {
 export type MergeVerdict =
   | { verdict: 'merge'; detail: string }
   | { verdict: 'wait'; detail: string }
-  | { verdict: 'abort'; reason: 'InvariantViolated' | 'ApprovalTimeout'; detail: string };
+  | { verdict: 'abort'; reason: 'InvariantViolated' | 'CIFailure' | 'ApprovalTimeout'; detail: string };
 
 /**
  * Staging merges when all eight invariants PASS; production when an authorized
@@ -204,7 +249,9 @@ export type MergeVerdict =
 export function mergeVerdict(q: MergeQuestion): MergeVerdict {
   const violated = violations(q.invariants);
   if (violated.length > 0) {
-    return { verdict: 'abort', reason: 'InvariantViolated', detail: violated.map((v) => `${v.id}: ${v.detail}`).join('; ') };
+    // A required check that failed is a CI failure, named as one.
+    const ciOnly = violated.every((v) => v.id === 'I6_ci_success');
+    return { verdict: 'abort', reason: ciOnly ? 'CIFailure' : 'InvariantViolated', detail: violated.map((v) => `${v.id}: ${v.detail}`).join('; ') };
   }
   const staging = q.environment === 'staging';
   const required = staging ? INVARIANT_IDS : PRODUCTION_MERGE_INVARIANTS;

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { createLogger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
+import type { EnforcementConfirmation } from '../ports/kubernetes.ts';
 import { ApprovalEnforcementCheck, evaluateEnforcement, type AdmissionReader } from './approval-enforcement.ts';
 
 // The objects we ship are the reference for "enforced".
@@ -121,7 +122,7 @@ function setup(api = new FakeAdmission(), intervalMs?: number) {
 describe('ApprovalEnforcementCheck', () => {
   it('is not enforced before its first check', async () => {
     const { check, gauge } = setup();
-    expect(check.current()).toEqual({ enforced: false, problem: 'not checked yet' });
+    expect(check.current()).toEqual({ enforced: false, problem: 'not checked yet', unknown: true });
     expect(await gauge()).toBe('0');
   });
 
@@ -140,18 +141,22 @@ describe('ApprovalEnforcementCheck', () => {
     expect(await check.check()).toEqual({ enforced: true, since: '2026-12-01T10:01:30.000Z' });
   });
 
-  it('fails closed when the API server cannot be read, saying why in one line', async () => {
-    const { api, check, gauge } = setup();
+  it('fails closed when the API server cannot be read, saying why in one line: unknown, not a gap, and since survives it', async () => {
+    const { api, check, gauge, advance } = setup();
     await check.check();
     api.failWith = { code: 403, body: JSON.stringify({ kind: 'Status', message: 'validatingadmissionpolicies.admissionregistration.k8s.io "ai-operator-approvals" is forbidden: User "system:serviceaccount:ai-operator:ai-operator" cannot get resource' }) };
     const state = await check.check();
     expect(state).toEqual({
-      enforced: false,
+      enforced: false, unknown: true,
       problem: 'could not read ValidatingAdmissionPolicy ai-operator-approvals (PERMISSION_DENIED: validatingadmissionpolicies.admissionregistration.k8s.io "ai-operator-approvals" is forbidden: User "system:serviceaccount:ai-operator:ai-operator" cannot get resource)',
     });
     expect(await gauge()).toBe('0');
     api.failWith = { code: 503, body: '<html>bad gateway</html>' };
     expect((await check.check()).problem).toMatch(/^could not read ValidatingAdmissionPolicy ai-operator-approvals \(UNAVAILABLE: HTTP-Code: 503\)$/);
+    // The objects are unchanged when they can be read again: enforcement never broke.
+    delete api.failWith;
+    advance(60_000);
+    expect(await check.check()).toEqual({ enforced: true, since: '2026-12-01T10:00:00.000Z' });
   });
 
   it('logs once per change of state, and again when the problem changes', async () => {
@@ -203,5 +208,97 @@ describe('ApprovalEnforcementCheck', () => {
     const check = new ApprovalEnforcementCheck(reader, { log: createLogger('ERROR'), policyName: 'approvals.example.com', bindingName: 'approvals-team-a', backoffMs: [] });
     expect(await check.check()).toEqual({ enforced: false, problem: 'ValidatingAdmissionPolicyBinding approvals-team-a not found' });
     expect(seen.sort()).toEqual(['binding approvals-team-a', 'policy approvals.example.com']);
+  });
+});
+
+describe('ApprovalEnforcementCheck: since, kept across restarts, and judged per namespace', () => {
+  class Memory {
+    kept: EnforcementConfirmation | undefined;
+    async load() { return this.kept === undefined ? undefined : structuredClone(this.kept); }
+    async save(c: EnforcementConfirmation | undefined) { this.kept = c === undefined ? undefined : structuredClone(c); }
+  }
+  const namespaces: Record<string, { uid: string; resourceVersion: string; labels: Record<string, string> }> = {
+    'team-a': { uid: 'ns-a', resourceVersion: '10', labels: { 'kubernetes.io/metadata.name': 'team-a', approvals: 'enforced' } },
+    'team-b': { uid: 'ns-b', resourceVersion: '11', labels: { 'kubernetes.io/metadata.name': 'team-b' } },
+  };
+  function withNamespaces(api: FakeAdmission) {
+    return Object.assign(api, {
+      readNamespace: async ({ name }: { name: string }) => {
+        const ns = namespaces[name];
+        if (!ns) throw Object.assign(new Error('HTTP-Code: 404'), { code: 404 });
+        return { metadata: { name, uid: ns.uid, resourceVersion: ns.resourceVersion, labels: ns.labels } };
+      },
+    });
+  }
+  function start(api: FakeAdmission, memory: Memory, at: string) {
+    let clock = Date.parse(at);
+    const check = new ApprovalEnforcementCheck(withNamespaces(api) as unknown as AdmissionReader, {
+      log: createLogger('ERROR'), memory, now: () => new Date(clock), backoffMs: [],
+    });
+    return { check, advance: (ms: number) => { clock += ms; } };
+  }
+
+  it('keeps since across a restart while the policy and binding keep their uid and generation; a change starts it again', async () => {
+    const api = new FakeAdmission();
+    api.policy!.metadata = { ...api.policy!.metadata, uid: 'p1', generation: 1 };
+    api.binding!.metadata = { ...api.binding!.metadata, uid: 'b1', generation: 1 };
+    const memory = new Memory();
+    const first = start(api, memory, '2026-12-01T10:00:00Z');
+    expect(await first.check.check()).toEqual({ enforced: true, since: '2026-12-01T10:00:00.000Z' });
+    // A new process an hour later: the same objects, so the same since.
+    const second = start(api, memory, '2026-12-01T11:00:00Z');
+    expect(await second.check.check()).toEqual({ enforced: true, since: '2026-12-01T10:00:00.000Z' });
+    // The binding was changed (weakened and restored, say) while nobody watched: its generation moved.
+    api.binding!.metadata = { ...api.binding!.metadata, generation: 3 };
+    const third = start(api, memory, '2026-12-01T12:00:00Z');
+    expect(await third.check.check()).toEqual({ enforced: true, since: '2026-12-01T12:00:00.000Z' });
+    // Deleted and created again: a new uid.
+    api.binding!.metadata = { ...api.binding!.metadata, uid: 'b2', generation: 3 };
+    expect(await start(api, memory, '2026-12-01T13:00:00Z').check.check()).toEqual({ enforced: true, since: '2026-12-01T13:00:00.000Z' });
+  });
+
+  it('forgets the confirmation after a gap, so a restart never carries enforcement over one', async () => {
+    const api = new FakeAdmission();
+    api.policy!.metadata = { ...api.policy!.metadata, uid: 'p1', generation: 1 };
+    api.binding!.metadata = { ...api.binding!.metadata, uid: 'b1', generation: 1 };
+    const memory = new Memory();
+    const { check, advance } = start(api, memory, '2026-12-01T10:00:00Z');
+    await check.check();
+    api.binding!.spec!.validationActions = ['Warn'];
+    advance(30_000);
+    expect((await check.check()).enforced).toBe(false);
+    expect(memory.kept).toBeUndefined();
+  });
+
+  it('judges a namespace by the selectors of both objects, naming the one that leaves it out', async () => {
+    const api = new FakeAdmission();
+    api.binding!.spec!.matchResources = { namespaceSelector: { matchLabels: { approvals: 'enforced' } } };
+    const { check } = start(api, new Memory(), '2026-12-01T10:00:00Z');
+    await check.check();
+    expect(await check.forNamespace('team-a')).toEqual({ enforced: true, since: '2026-12-01T10:00:00.000Z' });
+    expect(await check.forNamespace('team-b')).toEqual({
+      enforced: false, problem: 'ValidatingAdmissionPolicyBinding ai-operator-approvals matchResources.namespaceSelector {matchLabels:{approvals:enforced}} does not select namespace team-b',
+    });
+    api.binding!.spec!.matchResources = {};
+    api.policy!.spec!.matchConditions = [{ name: 'not-bots', expression: "!request.userInfo.username.startsWith('bot')" }];
+    await check.check();
+    expect((await check.forNamespace('team-a')).problem).toBe('ValidatingAdmissionPolicy ai-operator-approvals has matchConditions (not-bots), which may leave requests in team-a unchecked');
+  });
+
+  it('starts a namespace\'s time afresh when the Namespace changed (its labels decide coverage)', async () => {
+    const api = new FakeAdmission();
+    const memory = new Memory();
+    const { check, advance } = start(api, memory, '2026-12-01T10:00:00Z');
+    await check.check();
+    expect((await check.forNamespace('team-a')).since).toBe('2026-12-01T10:00:00.000Z');
+    namespaces['team-a']!.resourceVersion = '12';
+    advance(60_000);
+    expect((await check.forNamespace('team-a')).since).toBe('2026-12-01T10:01:00.000Z');
+  });
+
+  it('says unknown, not a gap, when the Namespace cannot be read', async () => {
+    const { check } = start(new FakeAdmission(), new Memory(), '2026-12-01T10:00:00Z');
+    await check.check();
+    expect(await check.forNamespace('no-such-namespace')).toMatchObject({ enforced: false, unknown: true, problem: expect.stringContaining('could not read Namespace no-such-namespace') });
   });
 });

@@ -1,12 +1,20 @@
 // Whether the API server enforces who may approve (SPEC §3): the shipped
 // ValidatingAdmissionPolicy (config/admission/approval-policy.yaml) and its
 // binding exist, in Deny mode, matching every create and update of a
-// RollbackAttempt. Read at start-up and then periodically; any doubt — an object
-// missing, weakened, or unreadable — counts as not enforced, because the
-// operator then records no production approval (fail closed).
+// RollbackAttempt in the attempt's namespace. Read at start-up and then
+// periodically. A gap — an object missing or weakened, the namespace outside a
+// selector — is not enforced: no production approval is recorded, and an
+// annotation written meanwhile is taken away (fail closed). A read that fails is
+// not a gap but `unknown`: nothing is recorded until the next read, nothing is
+// taken away. When enforcement began is kept in etcd with the uid and
+// generation of both objects (and the namespace's uid and resourceVersion): while
+// they are unchanged, their objects cannot have been missing or weaker in
+// between, so a restart or a blip keeps it.
 import {
   AdmissionregistrationV1Api,
+  CoreV1Api,
   type KubeConfig,
+  type V1LabelSelector,
   type V1MatchResources,
   type V1NamedRuleWithOperations,
   type V1ValidatingAdmissionPolicy,
@@ -14,8 +22,9 @@ import {
 } from '@kubernetes/client-node';
 import { GROUP, PLURALS, VERSION } from '../api/group.ts';
 import type { Logger } from '../observability/log.ts';
+import { matchesSelector, type LabelSelector } from '../policy/settings.ts';
 import { IntegrationError } from '../ports/errors.ts';
-import type { ApprovalEnforcement, ApprovalEnforcementPort } from '../ports/kubernetes.ts';
+import type { ApprovalEnforcement, ApprovalEnforcementPort, EnforcementConfirmation, EnforcementMemoryPort } from '../ports/kubernetes.ts';
 import { call, classifyHttpError, type CallMetrics } from './call.ts';
 
 export const DEFAULT_APPROVAL_POLICY_NAME = 'ai-operator-approvals';
@@ -100,12 +109,45 @@ export function evaluateEnforcement(
   return { enforced: true };
 }
 
-/** The two reads the check needs, as AdmissionregistrationV1Api has them. */
-export type AdmissionReader = Pick<AdmissionregistrationV1Api, 'readValidatingAdmissionPolicy' | 'readValidatingAdmissionPolicyBinding'>;
+/** A label selector as written in a policy, for a message: `{matchLabels: {team: a}}`. */
+function shownSelector(selector: V1LabelSelector): string {
+  return JSON.stringify(selector).replace(/"/g, '').slice(0, 200);
+}
+
+/**
+ * Whether both objects' selectors admit RollbackAttempts of a namespace with these labels: undefined when
+ * they do, else what leaves it out. A `matchConditions` the operator cannot evaluate counts as a gap.
+ */
+export function namespaceGap(
+  policy: V1ValidatingAdmissionPolicy,
+  binding: V1ValidatingAdmissionPolicyBinding,
+  namespace: { name: string; labels: Record<string, string> },
+  names: EnforcementNames,
+): string | undefined {
+  const p = `ValidatingAdmissionPolicy ${names.policyName}`;
+  const b = `ValidatingAdmissionPolicyBinding ${names.bindingName}`;
+  // Any condition may exempt some requests; the operator does not evaluate CEL, so it cannot tell which.
+  const conditions = policy.spec?.matchConditions ?? [];
+  if (conditions.length > 0) return `${p} has matchConditions (${conditions.map((c) => c.name).join(', ')}), which may leave requests in ${namespace.name} unchecked`;
+  const scopes: Array<[string, V1LabelSelector | undefined]> = [
+    [`${p} matchConstraints.namespaceSelector`, policy.spec?.matchConstraints?.namespaceSelector],
+    [`${b} matchResources.namespaceSelector`, binding.spec?.matchResources?.namespaceSelector],
+  ];
+  for (const [what, selector] of scopes) {
+    if (selector && !matchesSelector(namespace.labels, selector as LabelSelector)) return `${what} ${shownSelector(selector)} does not select namespace ${namespace.name}`;
+  }
+  return undefined;
+}
+
+/** The reads the check needs, as AdmissionregistrationV1Api and CoreV1Api have them. */
+export type AdmissionReader = Pick<AdmissionregistrationV1Api, 'readValidatingAdmissionPolicy' | 'readValidatingAdmissionPolicyBinding'>
+  & Partial<Pick<CoreV1Api, 'readNamespace'>>;
 
 export interface ApprovalEnforcementOptions {
   log: Logger;
-  metrics?: CallMetrics & { setApprovalEnforced(enforced: boolean): void };
+  metrics?: CallMetrics & { setApprovalEnforced(enforced: boolean): void; setApprovalUnenforcedNamespaces?(count: number): void };
+  /** Where the confirmation is kept across restarts (etcd); without it, each start confirms afresh. */
+  memory?: EnforcementMemoryPort;
   policyName?: string;
   bindingName?: string;
   intervalMs?: number;
@@ -127,19 +169,47 @@ function shortReason(error: IntegrationError): string {
   return `${error.code}: ${cause.split('\n')[0]}`;
 }
 
+interface NamespaceFacts {
+  uid: string;
+  resourceVersion: string;
+  labels: Record<string, string>;
+  readAt: number;
+}
+
+/** The global verdict: both objects in force since `since`, a gap, or not known now. */
+type GlobalState =
+  | { state: 'enforced'; since: string; policy: V1ValidatingAdmissionPolicy; binding: V1ValidatingAdmissionPolicyBinding }
+  | { state: 'gap'; problem: string }
+  | { state: 'unknown'; problem: string };
+
+const identityOf = (o: { metadata?: { uid?: string; generation?: number } }) => ({ uid: o.metadata?.uid ?? '', generation: o.metadata?.generation ?? 0 });
+const sameObject = (a: { uid: string; generation: number }, b: { uid: string; generation: number }) => a.uid === b.uid && a.generation === b.generation;
+
 export class ApprovalEnforcementCheck implements ApprovalEnforcementPort {
   readonly names: EnforcementNames;
   readonly #api: AdmissionReader;
   readonly #options: ApprovalEnforcementOptions;
   readonly #now: () => Date;
   readonly #intervalMs: number;
-  #state: ApprovalEnforcement = { enforced: false, problem: 'not checked yet' };
+  #global: GlobalState = { state: 'unknown', problem: 'not checked yet' };
+  /** The last confirmation, as kept in etcd: loaded at start, rewritten when it changes. */
+  #confirmation: EnforcementConfirmation | undefined;
+  #loaded = false;
+  /** Namespaces asked about (their attempts wait for approvals), read at most once per interval. */
+  readonly #namespaces = new Map<string, NamespaceFacts>();
+  readonly #uncovered = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
-  #running: Promise<ApprovalEnforcement> | undefined;
+  #running: Promise<void> | undefined;
   #stopped = false;
 
   static fromKubeConfig(kubeConfig: KubeConfig, options: ApprovalEnforcementOptions): ApprovalEnforcementCheck {
-    return new ApprovalEnforcementCheck(kubeConfig.makeApiClient(AdmissionregistrationV1Api), options);
+    const admission = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    return new ApprovalEnforcementCheck({
+      readValidatingAdmissionPolicy: (p) => admission.readValidatingAdmissionPolicy(p),
+      readValidatingAdmissionPolicyBinding: (p) => admission.readValidatingAdmissionPolicyBinding(p),
+      readNamespace: (p) => core.readNamespace(p),
+    } as AdmissionReader, options);
   }
 
   constructor(api: AdmissionReader, options: ApprovalEnforcementOptions) {
@@ -154,11 +224,28 @@ export class ApprovalEnforcementCheck implements ApprovalEnforcementPort {
     options.metrics?.setApprovalEnforced(false);
   }
 
+  /** Whether the policy and binding are in force at all (the namespaces aside), for logs and tests. */
   current(): ApprovalEnforcement {
-    return this.#state;
+    const g = this.#global;
+    if (g.state === 'enforced') return { enforced: true, since: g.since };
+    return g.state === 'gap' ? { enforced: false, problem: g.problem } : { enforced: false, problem: g.problem, unknown: true };
   }
 
-  /** Checks now and then every interval; resolves after the first check. */
+  async forNamespace(namespace: string): Promise<ApprovalEnforcement> {
+    const g = this.#global;
+    if (g.state !== 'enforced') return this.current();
+    let facts = this.#namespaces.get(namespace);
+    if (!facts || this.#now().getTime() - facts.readAt >= this.#intervalMs) {
+      try {
+        facts = await this.#readNamespace(namespace);
+      } catch (error) {
+        return { enforced: false, unknown: true, problem: `could not read Namespace ${namespace} (${error instanceof IntegrationError ? shortReason(error) : String(error)})` };
+      }
+    }
+    return this.#judgeNamespace(namespace, facts, g);
+  }
+
+  /** Loads the kept confirmation, checks now and then every interval; resolves after the first check. */
   async start(): Promise<void> {
     this.#stopped = false;
     await this.check();
@@ -171,10 +258,11 @@ export class ApprovalEnforcementCheck implements ApprovalEnforcementPort {
     await this.#running;
   }
 
-  /** Reads both objects once and updates the state; a check already under way is joined, not repeated. */
-  check(): Promise<ApprovalEnforcement> {
+  /** Reads both objects (and the namespaces asked about) once; a check already under way is joined. */
+  async check(): Promise<ApprovalEnforcement> {
     this.#running ??= this.#checkOnce().finally(() => { this.#running = undefined; });
-    return this.#running;
+    await this.#running;
+    return this.current();
   }
 
   #schedule(): void {
@@ -184,26 +272,110 @@ export class ApprovalEnforcementCheck implements ApprovalEnforcementPort {
     this.#timer.unref();
   }
 
-  async #checkOnce(): Promise<ApprovalEnforcement> {
-    let verdict: EnforcementVerdict;
+  async #checkOnce(): Promise<void> {
+    if (!this.#loaded) {
+      try {
+        this.#confirmation = await this.#options.memory?.load();
+        this.#loaded = true;
+      } catch (error) {
+        // etcd unreadable: judged as unknown until it can be read (a fresh confirmation would forget an older one).
+        this.#record({ state: 'unknown', problem: `could not read the kept enforcement confirmation (${(error as Error).message})` });
+        return;
+      }
+    }
+    let next: GlobalState;
     try {
       const [policy, binding] = await Promise.all([
         this.#read('readValidatingAdmissionPolicy', () => this.#api.readValidatingAdmissionPolicy({ name: this.names.policyName })),
         this.#read('readValidatingAdmissionPolicyBinding', () => this.#api.readValidatingAdmissionPolicyBinding({ name: this.names.bindingName })),
       ]);
-      verdict = evaluateEnforcement(policy, binding, this.names);
+      const verdict = evaluateEnforcement(policy, binding, this.names);
+      next = verdict.enforced ? { state: 'enforced', since: this.#sinceFor(policy!, binding!), policy: policy!, binding: binding! } : { state: 'gap', problem: verdict.problem };
     } catch (error) {
-      // call() turns every failed read into an IntegrationError; anything else is a bug here, and still not enforcement.
       if (!(error instanceof IntegrationError)) {
-        verdict = { enforced: false, problem: `could not check approval enforcement: ${String(error)}` };
+        next = { state: 'unknown', problem: `could not check approval enforcement: ${String(error)}` };
       } else {
         const what = error.call === 'readValidatingAdmissionPolicy'
           ? `ValidatingAdmissionPolicy ${this.names.policyName}` : `ValidatingAdmissionPolicyBinding ${this.names.bindingName}`;
-        verdict = { enforced: false, problem: `could not read ${what} (${shortReason(error)})` };
+        next = { state: 'unknown', problem: `could not read ${what} (${shortReason(error)})` };
       }
     }
-    this.#record(verdict);
-    return this.#state;
+    await this.#settle(next);
+    this.#record(next);
+    if (next.state === 'enforced') {
+      // The namespaces whose attempts asked: their labels decide their coverage, judged (and kept) here too.
+      for (const namespace of [...this.#namespaces.keys()]) {
+        try {
+          this.#judgeNamespace(namespace, await this.#readNamespace(namespace), next);
+        } catch {
+          // Unknown for now: forNamespace says so when asked.
+        }
+      }
+    }
+  }
+
+  /** Since when these objects have been in force: the kept confirmation's time while they are unchanged. */
+  #sinceFor(policy: V1ValidatingAdmissionPolicy, binding: V1ValidatingAdmissionPolicyBinding): string {
+    const kept = this.#confirmation;
+    if (kept && sameObject(kept.policy, identityOf(policy)) && sameObject(kept.binding, identityOf(binding))) return kept.since;
+    return this.#now().toISOString();
+  }
+
+  /** Keeps the confirmation in step with what was read: a new one when the objects changed, none after a gap. */
+  async #settle(next: GlobalState): Promise<void> {
+    if (next.state === 'unknown') return;
+    const kept = this.#confirmation;
+    let wanted: EnforcementConfirmation | undefined;
+    if (next.state === 'enforced') {
+      const same = kept && kept.since === next.since;
+      wanted = same ? kept : { policy: identityOf(next.policy), binding: identityOf(next.binding), since: next.since, namespaces: {} };
+    }
+    if (wanted === kept) return;
+    await this.#keep(wanted);
+  }
+
+  async #keep(confirmation: EnforcementConfirmation | undefined): Promise<void> {
+    this.#confirmation = confirmation;
+    try {
+      await this.#options.memory?.save(confirmation);
+    } catch (error) {
+      // Kept in memory meanwhile; the next change writes it again. A restart then confirms afresh: safe, only later.
+      this.#options.log.warn('Could not keep the approval enforcement confirmation in etcd', { error: (error as Error).message });
+    }
+  }
+
+  async #readNamespace(namespace: string): Promise<NamespaceFacts> {
+    if (!this.#api.readNamespace) throw new Error('no Namespace reader configured');
+    const read = this.#api.readNamespace.bind(this.#api);
+    const object = await call('readNamespace', () => read({ name: namespace }), {
+      classify: classifyHttpError, metrics: this.#options.metrics, timeoutMs: this.#options.timeoutMs ?? 5000, backoffMs: this.#options.backoffMs,
+    });
+    const facts = { uid: object.metadata?.uid ?? '', resourceVersion: object.metadata?.resourceVersion ?? '', labels: object.metadata?.labels ?? {}, readAt: this.#now().getTime() };
+    this.#namespaces.set(namespace, facts);
+    return facts;
+  }
+
+  /** The namespace's verdict; its coverage kept with the confirmation, so it too survives a restart unchanged. */
+  #judgeNamespace(namespace: string, facts: NamespaceFacts, g: Extract<GlobalState, { state: 'enforced' }>): ApprovalEnforcement {
+    const gap = namespaceGap(g.policy, g.binding, { name: namespace, labels: facts.labels }, this.names);
+    const kept = this.#confirmation;
+    const entry = kept?.namespaces[namespace];
+    if (gap) {
+      this.#uncovered.add(namespace);
+      this.#options.metrics?.setApprovalUnenforcedNamespaces?.(this.#uncovered.size);
+      if (kept && entry) {
+        const { [namespace]: _gone, ...rest } = kept.namespaces;
+        void this.#keep({ ...kept, namespaces: rest });
+      }
+      return { enforced: false, problem: gap };
+    }
+    if (this.#uncovered.delete(namespace)) this.#options.metrics?.setApprovalUnenforcedNamespaces?.(this.#uncovered.size);
+    // Any change to the Namespace (its labels decide coverage) starts its time afresh.
+    const unchanged = entry && entry.uid === facts.uid && entry.resourceVersion === facts.resourceVersion;
+    const nsSince = unchanged ? entry.since : this.#now().toISOString();
+    if (!unchanged && kept) void this.#keep({ ...kept, namespaces: { ...kept.namespaces, [namespace]: { uid: facts.uid, resourceVersion: facts.resourceVersion, since: nsSince } } });
+    const since = Date.parse(nsSince) > Date.parse(g.since) ? nsSince : g.since;
+    return { enforced: true, since };
   }
 
   async #read<T>(name: string, run: () => Promise<T>): Promise<T | undefined> {
@@ -215,19 +387,17 @@ export class ApprovalEnforcementCheck implements ApprovalEnforcementPort {
     }
   }
 
-  #record(verdict: EnforcementVerdict): void {
-    const before = this.#state;
-    if (verdict.enforced) {
-      this.#state = { enforced: true, since: before.enforced ? before.since : this.#now().toISOString() };
-    } else {
-      this.#state = { enforced: false, problem: verdict.problem };
-    }
-    this.#options.metrics?.setApprovalEnforced(verdict.enforced);
+  #record(next: GlobalState): void {
+    const before = this.#global;
+    this.#global = next;
+    this.#options.metrics?.setApprovalEnforced(next.state === 'enforced');
     const fields = { policy: this.names.policyName, binding: this.names.bindingName };
-    if (verdict.enforced && !before.enforced) {
-      this.#options.log.info('Confirmed approvals are enforced by the API server', fields);
-    } else if (!verdict.enforced && (before.enforced || before.problem !== verdict.problem)) {
-      this.#options.log.warn('Approvals are not enforced by the API server; no production approval will be recorded', { ...fields, problem: verdict.problem });
+    if (next.state === 'enforced' && before.state !== 'enforced') {
+      this.#options.log.info('Confirmed approvals are enforced by the API server', { ...fields, since: next.since });
+    } else if (next.state !== 'enforced' && (before.state === 'enforced' || (before as { problem?: string }).problem !== next.problem)) {
+      this.#options.log.warn(next.state === 'gap'
+        ? 'Approvals are not enforced by the API server; no production approval will be recorded'
+        : 'Could not tell whether approvals are enforced; none is recorded until it is confirmed', { ...fields, problem: next.problem });
     }
   }
 }

@@ -54,7 +54,7 @@ describe('pullRequestInfo', () => {
   const base = { number: 7, html_url: 'https://github.example/acme/gitops/pull/7', title: 't', head: { ref: 'b', sha: 'h' }, base: { ref: 'main' } };
   it('reads a listed PR as merged from merged_at, without mergeability', () => {
     expect(pullRequestInfo({ ...base, state: 'closed', merged_at: '2024-01-01T00:00:00Z', merge_commit_sha: 'm' })).toEqual({
-      number: 7, url: base.html_url, branch: 'b', base: 'main', title: 't', state: 'closed', merged: true, mergeCommitSha: 'm', headSha: 'h', mergeable: null, mergeableState: 'unknown',
+      number: 7, url: base.html_url, branch: 'b', base: 'main', title: 't', author: '', state: 'closed', merged: true, mergeCommitSha: 'm', headSha: 'h', mergeable: null, mergeableState: 'unknown',
     });
   });
   it('ignores the test-merge sha of an open PR', () => {

@@ -21,7 +21,9 @@ import { Octokit } from '@octokit/rest';
 import type { CheckRun, CiState } from '../fsm/record.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
-import type { CiStatus, CommitInfo, GitHubPort, PullRequestInfo, RepoRef, RollbackPreview, RollbackPullRequestSpec } from '../ports/github.ts';
+import type {
+  CiStatus, CommitIdentity, CommitInfo, GitHubPort, OpenedPullRequest, PullRequestInfo, RepoRef, RollbackCommit, RollbackCommitCheck, RollbackPreview, RollbackPullRequestSpec,
+} from '../ports/github.ts';
 import { call, classifyHttpError, type CallMetrics, type Classified } from './call.ts';
 import { checkCommit, checkEach, checkJsonBody, checkPull, checkTree, need } from './github-answers.ts';
 
@@ -63,6 +65,7 @@ interface PullLike {
   state: string;
   head: { ref: string; sha: string };
   base: { ref: string };
+  user?: { login: string } | null;
   merged_at: string | null;
   merge_commit_sha: string | null;
   merged?: boolean;
@@ -79,7 +82,7 @@ export function pullRequestInfo(p: PullLike, what = 'pull request'): PullRequest
   // The list endpoint has no `merged`; merged_at says it there.
   const merged = p.merged ?? p.merged_at !== null;
   return {
-    number: p.number, url: p.html_url, branch: p.head.ref, base: p.base.ref, title: p.title,
+    number: p.number, url: p.html_url, branch: p.head.ref, base: p.base.ref, title: p.title, author: p.user?.login ?? '',
     state: p.state === 'open' ? 'open' : 'closed', merged,
     ...(merged && p.merge_commit_sha ? { mergeCommitSha: p.merge_commit_sha } : {}),
     ...(p.merged_by ? { mergedBy: p.merged_by.login } : {}),
@@ -374,34 +377,124 @@ export class GitHubClient implements GitHubPort {
     });
   }
 
-  private async adopt(o: Octokit, repo: RepoRef, spec: RollbackPullRequestSpec, req: Req): Promise<PullRequestInfo | undefined> {
+  /**
+   * The open PR of this attempt's branch, when an earlier try opened it: adopted only when its head is the
+   * rollback commit the operator builds (checkRollback). One someone else prepared under the branch's name,
+   * or whose head was pushed to, is refused (CONFLICT): it is left for a human, never merged as the rollback.
+   */
+  private async adopt(o: Octokit, repo: RepoRef, spec: RollbackPullRequestSpec, req: Req): Promise<OpenedPullRequest | undefined> {
     const { data } = await o.rest.pulls.list({ ...repo, head: `${repo.owner}:${spec.branch}`, state: 'open', per_page: 100, ...req });
     checkEach(data, `open pull requests of ${spec.branch}`, checkPull);
-    const pull = data.find((p) => p.base.ref === spec.base) ?? data[0];
-    if (!pull) return undefined;
+    const pull = data.find((p) => p.base.ref === spec.base);
+    if (!pull) {
+      const other = data[0];
+      if (other) throw new IntegrationError('createPullRequest', 'CONFLICT', `pull request #${other.number} of ${spec.branch} targets ${other.base.ref}, not ${spec.base}: not adopted`);
+      return undefined;
+    }
+    const check = await this.checkRollback(o, repo, pull.number, spec, req);
+    if (!check.ok) throw new IntegrationError('createPullRequest', 'CONFLICT', `pull request #${pull.number} of ${spec.branch} is not the operator's rollback: ${check.why}`);
     // An earlier try may have opened the PR and died before labelling it; adding labels is idempotent.
     if (spec.labels.length > 0 && !spec.labels.every((l) => pull.labels.some((x) => x.name === l))) {
       await o.rest.issues.addLabels({ ...repo, issue_number: pull.number, labels: spec.labels, ...req });
     }
-    return pullRequestInfo(pull);
+    return { ...pullRequestInfo(pull), rollbackCommit: check.commit };
   }
 
-  createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<PullRequestInfo> {
+  /** The login as a git author: the rollback commit is authored by it, so a head someone else made says so. */
+  private async author(): Promise<{ name: string; email: string }> {
+    const login = await this.identity();
+    return { name: login, email: `${login}@users.noreply.github.com` };
+  }
+
+  /** The tree of `parent` with `prefix` restored to its tree at `targetSha`: what a rollback commit on `parent` holds. */
+  private async rollbackTree(o: Octokit, repo: RepoRef, parent: string, targetSha: string, prefix: string, req: Req, callName: string): Promise<string> {
+    const [now, then] = await Promise.all([this.filesAt(o, repo, parent, prefix, req, callName), this.filesAt(o, repo, targetSha, prefix, req, callName)]);
+    const entries = restoreEntries(now.files, then.files);
+    if (entries.length === 0) return now.rootTree;
+    // Git objects are content-addressed: the same entries on the same base give the same tree, however often asked.
+    const tree = await o.rest.git.createTree({ ...repo, base_tree: now.rootTree, tree: entries, ...req });
+    need(tree.data, 'sha', 'string', 'the created tree');
+    return tree.data.sha;
+  }
+
+  private async checkRollback(o: Octokit, repo: RepoRef, number: number, spec: { path: string; targetSha: string }, req: Req): Promise<RollbackCommitCheck> {
+    const identity = await this.identity();
+    const { data: pull } = await o.rest.pulls.get({ ...repo, pull_number: number, ...req });
+    checkPull(pull, `pull request #${number}`);
+    const opener = pull.user?.login ?? 'an unknown user';
+    if (opener !== identity) return { ok: false, why: `it was opened by ${opener}, not by ${identity}` };
+    if (pull.commits !== 1) return { ok: false, why: `it carries ${pull.commits} commits, not the one rollback commit` };
+    const { data: head } = await o.rest.git.getCommit({ ...repo, commit_sha: pull.head.sha, ...req });
+    need(head, 'tree.sha', 'string', `the commit ${pull.head.sha}`);
+    need(head, 'parents', 'array', `the commit ${pull.head.sha}`);
+    if (head.author?.name !== identity) return { ok: false, why: `its head ${pull.head.sha.slice(0, 7)} was authored by ${head.author?.name ?? 'nobody'}, not ${identity}` };
+    if (head.parents.length !== 1) return { ok: false, why: `its head ${pull.head.sha.slice(0, 7)} has ${head.parents.length} parents` };
+    const parent = head.parents[0]!.sha;
+    const expected = await this.rollbackTree(o, repo, parent, spec.targetSha, normalisePath(spec.path), req, 'checkRollbackCommit');
+    if (expected !== head.tree.sha) {
+      return { ok: false, why: `its head ${pull.head.sha.slice(0, 7)} changes more or other than restoring ${normalisePath(spec.path) || 'the repository'} to ${spec.targetSha.slice(0, 7)}` };
+    }
+    return { ok: true, commit: { sha: pull.head.sha, tree: head.tree.sha, parent } };
+  }
+
+  checkRollbackCommit(repo: RepoRef, number: number, spec: { path: string; targetSha: string }): Promise<RollbackCommitCheck> {
+    return this.run('checkRollbackCommit', (o, req) => this.checkRollback(o, repo, number, spec, req));
+  }
+
+  describeCommit(repo: RepoRef, sha: string): Promise<CommitIdentity> {
+    return this.run('describeCommit', async (o, req) => {
+      const { data } = await o.rest.git.getCommit({ ...repo, commit_sha: sha, ...req });
+      const who = data.author ? `${data.author.name} <${data.author.email}>` : 'an unknown author';
+      return { sha, author: who, message: (data.message ?? '').split('\n')[0]!.slice(0, 200) };
+    });
+  }
+
+  requiredChecks(repo: RepoRef, branch: string): Promise<string[]> {
+    return this.run('requiredChecks', async (o, req) => {
+      const key = `${repo.owner}/${repo.repo}`;
+      const [protection, rules] = await Promise.all([
+        this.conditional(`${key} protection ${branch}`, (headers) => o.rest.repos.getBranchProtection({ ...repo, branch, headers, ...req }), () => {})
+          .catch(async (error: unknown) => {
+            // Not protected: no classic rule. Not allowed to read it (it needs admin): the branch summary, which read access sees.
+            if (statusOf(error) === 404) return undefined;
+            if (statusOf(error) !== 403) throw error;
+            const { data } = await o.rest.repos.getBranch({ ...repo, branch, ...req });
+            return data.protection;
+          }),
+        this.conditional(`${key} rules ${branch}`, (headers) => o.rest.repos.getBranchRules({ ...repo, branch, per_page: 100, headers, ...req }),
+          (data) => checkEach(data, `rules of ${branch}`, (r, at) => need(r, 'type', 'string', at))),
+      ]);
+      const contexts = new Set<string>();
+      const classic = protection?.required_status_checks;
+      for (const c of classic?.contexts ?? []) contexts.add(c);
+      for (const c of (classic as { checks?: Array<{ context: string }> } | undefined)?.checks ?? []) contexts.add(c.context);
+      for (const rule of rules as Array<{ type: string; parameters?: { required_status_checks?: Array<{ context: string }> } }>) {
+        if (rule.type !== 'required_status_checks') continue;
+        for (const c of rule.parameters?.required_status_checks ?? []) contexts.add(c.context);
+      }
+      return [...contexts].sort();
+    });
+  }
+
+  createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<OpenedPullRequest> {
     return this.run('createPullRequest', async (o, req) => {
-      // Look before creating (SPEC §6.4): an open PR of this attempt's branch is adopted as it is —
-      // rebuilding would move its head and restart its CI.
+      // Look before creating (SPEC §6.4): an open PR of this attempt's branch is adopted as it is when its
+      // head is the rollback commit — rebuilding would move its head and restart its CI.
       const open = await this.adopt(o, repo, spec, req);
       if (open) return open;
       const prefix = normalisePath(spec.path);
       const { headSha: baseSha, rootTree, entries } = await this.restoration(o, repo, spec.base, spec.targetSha, prefix, req, 'createPullRequest');
       const tree = await o.rest.git.createTree({ ...repo, base_tree: rootTree, tree: entries, ...req });
       need(tree.data, 'sha', 'string', 'the created tree');
+      // Authored by the operator's own login, so a commit on the branch that is not its own is told apart.
+      const author = await this.author();
       const commit = await o.rest.git.createCommit({
-        ...repo, tree: tree.data.sha, parents: [baseSha],
+        ...repo, tree: tree.data.sha, parents: [baseSha], author, committer: author,
         message: `${spec.title}\n\nRestores ${prefix || 'the repository'} to its tree at ${spec.targetSha}.`, ...req,
       });
       need(commit.data, 'sha', 'string', 'the created commit');
-      await this.pointBranch(o, repo, spec.branch, { sha: commit.data.sha, tree: tree.data.sha, parent: baseSha }, req);
+      const rollbackCommit: RollbackCommit = { sha: commit.data.sha, tree: tree.data.sha, parent: baseSha };
+      const pointed = await this.pointBranch(o, repo, spec.branch, rollbackCommit, req);
       let pull: PullRequestInfo;
       try {
         const { data } = await o.rest.pulls.create({ ...repo, head: spec.branch, base: spec.base, title: spec.title, body: spec.body, maintainer_can_modify: false, ...req });
@@ -414,33 +507,41 @@ export class GitHubClient implements GitHubPort {
         return existing;
       }
       if (spec.labels.length > 0) await o.rest.issues.addLabels({ ...repo, issue_number: pull.number, labels: spec.labels, ...req });
-      return pull;
+      return { ...pull, rollbackCommit: pointed };
     }, { lookBeforeRetry: (o, req) => this.adopt(o, repo, spec, req) });
   }
 
   /**
-   * Creates the branch at the rollback commit. A branch an earlier try left is
-   * kept when it already holds the same change on the same base (an open PR on
-   * it keeps its head and CI), and moved to the new commit otherwise.
+   * Creates the branch at the rollback commit, and returns the commit it points at. A branch an earlier
+   * try left is kept when it already holds the same change on the same base, made by the operator (an
+   * open PR on it keeps its head and CI), and moved to the new commit when the operator made it on an
+   * older base. A branch of that name someone else made is never overwritten (CONFLICT).
    */
-  private async pointBranch(o: Octokit, repo: RepoRef, branch: string, commit: { sha: string; tree: string; parent: string }, req: Req): Promise<void> {
+  private async pointBranch(o: Octokit, repo: RepoRef, branch: string, commit: RollbackCommit, req: Req): Promise<RollbackCommit> {
     try {
       await o.rest.git.createRef({ ...repo, ref: `refs/heads/${branch}`, sha: commit.sha, ...req });
+      return commit;
     } catch (error) {
       if (statusOf(error) !== 422 || !validationMessages(error).some((m) => m.includes('Reference already exists'))) throw error;
       const { data: ref } = await o.rest.git.getRef({ ...repo, ref: `heads/${branch}`, ...req });
       const { data: existing } = await o.rest.git.getCommit({ ...repo, commit_sha: ref.object.sha, ...req });
-      if (existing.tree.sha === commit.tree && existing.parents.length === 1 && existing.parents[0]!.sha === commit.parent) return;
+      const identity = await this.identity();
+      if (existing.author?.name !== identity || existing.parents.length !== 1) {
+        throw new IntegrationError('createPullRequest', 'CONFLICT', `branch ${branch} already exists at ${ref.object.sha.slice(0, 7)}, a commit by ${existing.author?.name ?? 'an unknown author'}, not the operator's: left as it is`);
+      }
+      if (existing.tree.sha === commit.tree && existing.parents[0]!.sha === commit.parent) return { sha: existing.sha, tree: existing.tree.sha, parent: commit.parent };
       await o.rest.git.updateRef({ ...repo, ref: `heads/${branch}`, sha: commit.sha, force: true, ...req });
+      return commit;
     }
   }
 
-  getPullRequestStatus(repo: RepoRef, number: number): Promise<{ pr: PullRequestInfo; ci: CiStatus }> {
+  getPullRequestStatus(repo: RepoRef, number: number, ciSha?: string): Promise<{ pr: PullRequestInfo; ci: CiStatus }> {
     return this.run('getPullRequestStatus', async (o, req) => {
       const data = await this.conditional(`${repo.owner}/${repo.repo} pull ${number}`, (headers) => o.rest.pulls.get({ ...repo, pull_number: number, headers, ...req }),
         (pull) => checkPull(pull, `pull request #${number}`));
       const pr = pullRequestInfo(data, `pull request #${number}`);
-      return { pr, ci: await this.ciOf(o, repo, pr.headSha, req) };
+      // CI is read on the operator's own commit: checks that passed on a head someone pushed say nothing of it.
+      return { pr, ci: await this.ciOf(o, repo, ciSha ?? pr.headSha, req) };
     });
   }
 

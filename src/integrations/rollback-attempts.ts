@@ -46,7 +46,7 @@ export function statusOf(record: AttemptRecord, generation?: number): Record<str
         ciState: record.candidate.ciState,
       },
     } : {}),
-    ...(record.pullRequest ? { pullRequest: { ...record.pullRequest, ref: `#${record.pullRequest.number}` } } : {}),
+    ...(record.pullRequest ? { pullRequest: { ...record.pullRequest, ref: `#${record.pullRequest.number}`, ...(record.rollbackCommit ? { rollbackCommit: record.rollbackCommit.sha } : {}) } } : {}),
     invariants: record.invariants.map((i) => ({ ...i, detail: truncate(i.detail, 2048) })),
     ...(record.approval ? { approval: record.approval } : {}),
     transitions: record.transitions.slice(-64),
@@ -68,7 +68,11 @@ function conditionsOf(record: AttemptRecord, active: boolean): Array<Record<stri
   if (record.approvalBlocked && !record.approval) {
     conditions.push({ type: 'Approved', status: 'False', reason: 'ApprovalNotEnforced', message: truncate(`no approval is recorded while the API server does not enforce who may approve: ${record.approvalBlocked}`, 32_000), lastTransitionTime: apiTime(record.since) });
   } else if (record.approval) {
-    conditions.push({ type: 'Approved', status: 'True', reason: 'ApprovalRecorded', message: `approved by ${record.approval.approvedBy}`, lastTransitionTime: apiTime(record.approval.approvedAt) });
+    const commit = record.approval.commitSha ? ` for ${record.approval.commitSha.slice(0, 7)}` : '';
+    conditions.push({ type: 'Approved', status: 'True', reason: 'ApprovalRecorded', message: `approved by ${record.approval.approvedBy}${commit}`, lastTransitionTime: apiTime(record.approval.approvedAt) });
+  } else if (record.approvalWithdrawn && (!record.approvalRefused || record.approvalRefused.at <= record.approvalWithdrawn.at)) {
+    const withdrawn = record.approvalWithdrawn;
+    conditions.push({ type: 'Approved', status: 'False', reason: 'ApprovalWithdrawn', message: truncate(`the approval by ${withdrawn.approvedBy} was withdrawn before the merge: ${withdrawn.detail}`, 32_000), lastTransitionTime: apiTime(withdrawn.at) });
   } else if (record.approvalRefused) {
     const refused = record.approvalRefused;
     conditions.push({ type: 'Approved', status: 'False', reason: 'ApprovalRefused', message: truncate(`approval by ${refused.username || '(empty)'} refused: ${refused.detail}`, 32_000), lastTransitionTime: apiTime(refused.at) });
@@ -88,11 +92,12 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
   /** Last status written per object, so an unchanged projection costs no request. */
   private readonly written = new Map<string, string>();
   /**
-   * When this process first saw each object's current approve value. Only the watch
-   * can say when a value appeared: managedFields times are written by clients, so
-   * a patch can set them to anything.
+   * When this process first saw each object's current approve value appear (live, on the watch). Only
+   * the watch can say when a value appeared: managedFields times are written by clients, so a patch can
+   * set them to anything. A value first seen in a list (at start, or a relist after a gap) appeared at
+   * some unknown time while nobody watched: its `at` is unknown.
    */
-  private readonly approvalsSeen = new Map<string, { value: string; at: string }>();
+  private readonly approvalsSeen = new Map<string, { value: string; at?: string }>();
   private readonly clock: () => Date;
   /** uid and generation of objects this process created, until the watch has them (bounded by the attempts in flight). */
   private readonly created = new Map<string, { uid?: string; generation?: number }>();
@@ -114,7 +119,7 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
       if (event.type === 'relisted') return;
       const object = event.object;
       if (event.type === 'deleted') return void this.approvalsSeen.delete(`${object.metadata?.namespace}/${object.metadata?.name}`);
-      this.noteApproval(object);
+      this.noteApproval(object, event.listed === true);
       const app = object.spec?.application;
       if (app && hasRequests(object)) onRequest(app);
     });
@@ -176,15 +181,21 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
       return rest;
     }
     const seen = this.approvalsSeen.get(`${record.app.namespace}/${name}`);
-    return { ...requests, ...(seen?.value === requests.approve ? { approveWrittenAt: seen.at } : {}) };
+    const created = object?.metadata?.creationTimestamp;
+    return {
+      ...requests,
+      ...(seen?.value === requests.approve && seen.at ? { approveWrittenAt: seen.at } : {}),
+      // Set by the API server, never by a client: enforcement unbroken since before it means every write was checked.
+      ...(created ? { objectCreatedAt: new Date(created as unknown as string).toISOString() } : {}),
+    };
   }
 
-  /** Remembers when the watch first showed an object's current approve value. */
-  private noteApproval(object: RollbackAttemptObject): void {
+  /** Remembers when the watch first showed an object's current approve value (unknown when first seen in a list). */
+  private noteApproval(object: RollbackAttemptObject, listed: boolean): void {
     const key = `${object.metadata?.namespace}/${object.metadata?.name}`;
     const value = object.metadata?.annotations?.[ANNOTATIONS.approve];
     if (value === undefined) this.approvalsSeen.delete(key);
-    else if (this.approvalsSeen.get(key)?.value !== value) this.approvalsSeen.set(key, { value, at: this.clock().toISOString() });
+    else if (this.approvalsSeen.get(key)?.value !== value) this.approvalsSeen.set(key, listed ? { value } : { value, at: this.clock().toISOString() });
   }
 
   uidOf(record: AttemptRecord): string | undefined {

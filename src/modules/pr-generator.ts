@@ -8,7 +8,7 @@ import { formatDuration } from '../fsm/format.ts';
 import { baseBranch, branchName, attemptName, shortSha, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
 import { rolloutFigures, type DeploymentReplicas } from '../governance/merge-verdict.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
-import type { CommitInfo, GitHubPort, PullRequestInfo, RepoRef } from '../ports/github.ts';
+import type { CommitInfo, GitHubPort, OpenedPullRequest, RepoRef } from '../ports/github.ts';
 
 export interface PullRequestContext {
   record: AttemptRecord;
@@ -85,7 +85,7 @@ export function pullRequestBody(ctx: PullRequestContext): string {
  * round, and createPullRequest adopts an open one of the branch before creating,
  * so a crash or a lost answer never yields a second PR.
  */
-export function openPullRequest(github: GitHubPort, repo: RepoRef, ctx: PullRequestContext): Promise<PullRequestInfo> {
+export function openPullRequest(github: GitHubPort, repo: RepoRef, ctx: PullRequestContext): Promise<OpenedPullRequest> {
   return github.createPullRequest(repo, {
     branch: branchName(ctx.record.app, ctx.record.correlationId),
     base: baseBranch(ctx.app.source),

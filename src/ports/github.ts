@@ -1,8 +1,8 @@
 // The GitHub calls of SPEC §8, named as the seed names them, plus what the
 // rollback PR needs. Implementations map failures onto IntegrationError codes.
-import type { CheckRun, CiState, RepoRef } from '../fsm/record.ts';
+import type { CheckRun, CiState, RepoRef, RollbackCommit } from '../fsm/record.ts';
 
-export type { RepoRef } from '../fsm/record.ts';
+export type { RepoRef, RollbackCommit } from '../fsm/record.ts';
 
 export interface CommitInfo {
   sha: string;
@@ -18,6 +18,8 @@ export interface PullRequestInfo {
   branch: string;
   base: string;
   title: string;
+  /** Who opened it (login). */
+  author: string;
   state: 'open' | 'closed';
   merged: boolean;
   mergeCommitSha?: string;
@@ -25,6 +27,21 @@ export interface PullRequestInfo {
   headSha: string;
   mergeable: boolean | null;
   mergeableState: string;
+}
+
+/** A rollback PR the operator opened, or adopted after checking that its head is the operator's rollback commit. */
+export interface OpenedPullRequest extends PullRequestInfo {
+  rollbackCommit: RollbackCommit;
+}
+
+/** Whether a PR's head is the rollback commit the operator would build: and if not, why, for the abort and the humans. */
+export type RollbackCommitCheck = { ok: true; commit: RollbackCommit } | { ok: false; why: string };
+
+/** Where a commit came from, to say who moved a PR's head. */
+export interface CommitIdentity {
+  sha: string;
+  author: string;
+  message: string;
 }
 
 export interface CiStatus {
@@ -63,8 +80,26 @@ export interface GitHubPort {
    * target — asked before opening one, so an empty rollback is never opened.
    */
   previewRollback(repo: RepoRef, query: { path: string; branch: string; targetSha: string }): Promise<RollbackPreview>;
-  createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<PullRequestInfo>;
-  getPullRequestStatus(repo: RepoRef, number: number): Promise<{ pr: PullRequestInfo; ci: CiStatus }>;
+  /**
+   * Opens the rollback PR: builds the rollback commit on the base's head, points the branch at it, opens the PR.
+   * An open PR of the branch is adopted only when checkRollbackCommit accepts its head; otherwise CONFLICT.
+   */
+  createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<OpenedPullRequest>;
+  /**
+   * Whether PR `number`'s head is the rollback commit of `spec` (path and target): opened by the operator's
+   * identity, one commit on top of the base (its parent on the base branch), authored by the operator, and
+   * whose tree is the parent's with `path` restored to the target's tree — recomputed, not trusted.
+   */
+  checkRollbackCommit(repo: RepoRef, number: number, spec: { path: string; targetSha: string }): Promise<RollbackCommitCheck>;
+  /** Who made a commit (a moved PR head is named with it). */
+  describeCommit(repo: RepoRef, sha: string): Promise<CommitIdentity>;
+  /** The PR, and CI on `ciSha` (the operator's rollback commit; the PR's head when not given). */
+  getPullRequestStatus(repo: RepoRef, number: number, ciSha?: string): Promise<{ pr: PullRequestInfo; ci: CiStatus }>;
+  /**
+   * The status checks a merge into `branch` requires: branch protection's required contexts and the
+   * `required_status_checks` rules of the rulesets that apply to it, together.
+   */
+  requiredChecks(repo: RepoRef, branch: string): Promise<string[]>;
   listOpenPullRequests(repo: RepoRef, filter: { base: string; path: string }): Promise<PullRequestInfo[]>;
   mergePullRequest(repo: RepoRef, number: number, options: { sha: string; method: 'squash' | 'merge' | 'rebase' }): Promise<{ sha: string }>;
   /** Adds a comment unless one carrying `marker` is already there. */

@@ -18,8 +18,10 @@ export interface ClusterPort {
 /** What a human asked for on a RollbackAttempt, by annotation. */
 export interface HumanRequests {
   approve?: string;
-  /** When this process's watch first saw the approve annotation's current value; unknown when it never did. */
+  /** When this process's watch first saw the approve annotation's current value appear; unknown when it never did. */
   approveWrittenAt?: string;
+  /** The RollbackAttempt's creationTimestamp (set by the API server). */
+  objectCreatedAt?: string;
   reset?: boolean;
   abort?: string;
 }
@@ -79,15 +81,39 @@ export interface EventRecorderPort {
  */
 export interface ApprovalEnforcement {
   enforced: boolean;
-  /** Since when it has been enforced without a break, as far as this process has seen (RFC 3339). */
+  /**
+   * Since when it has been enforced without a break (RFC 3339): kept in etcd with the uid and generation
+   * of the policy, the binding and the namespace, so a restart or an unreadable moment does not reset it.
+   */
   since?: string;
   /** Why it is not enforced, for the attempt's status, the PR and the log. */
   problem?: string;
+  /** Not read yet, or unreadable now: not a gap (nothing recorded, nothing removed meanwhile). */
+  unknown?: true;
 }
 
 export interface ApprovalEnforcementPort {
-  /** The last checked state (checked at start-up and periodically); never throws. */
-  current(): ApprovalEnforcement;
+  /**
+   * Whether approvals are enforced for RollbackAttempts in `namespace`: the policy and binding in Deny mode,
+   * and their selectors cover that namespace. Never throws (a failed read is `unknown`).
+   */
+  forNamespace(namespace: string): Promise<ApprovalEnforcement>;
+}
+
+/** Where the last confirmation of enforcement is kept across restarts (etcd). */
+export interface EnforcementMemoryPort {
+  load(): Promise<EnforcementConfirmation | undefined>;
+  /** Undefined forgets it (a gap in enforcement). */
+  save(confirmation: EnforcementConfirmation | undefined): Promise<void>;
+}
+
+/** The objects as they were when enforcement was first confirmed, and since when it held. */
+export interface EnforcementConfirmation {
+  policy: { uid: string; generation: number };
+  binding: { uid: string; generation: number };
+  since: string;
+  /** Per namespace: the Namespace object as it was (labels decide coverage) and since when it was covered. */
+  namespaces: Record<string, { uid: string; resourceVersion: string; since: string }>;
 }
 
 /** Who presented a bearer token, as the API server's TokenReview says. */

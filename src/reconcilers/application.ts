@@ -9,9 +9,9 @@ import { recordEntry, type AuditOutboxEntry } from '../audit/outbox.ts';
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
-import { appKey, attemptName, baseBranch, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type Settings } from '../fsm/record.ts';
+import { appKey, attemptName, baseBranch, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, type RollbackCommit, type Settings } from '../fsm/record.ts';
 import { Reason, inProgress, type State } from '../fsm/table.ts';
-import { evaluateInvariants, summary, violations, type InvariantFacts } from '../governance/merge-verdict.ts';
+import { ciVerdict, evaluateInvariants, summary, violations, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { applicationRefusal } from '../governance/repository.ts';
 import type { MonitoredApp } from '../policy/settings.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
@@ -20,7 +20,7 @@ import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
 import { IntegrationError, TerminalError, terminalCause } from '../ports/errors.ts';
-import type { GitHubPort, RepoRef } from '../ports/github.ts';
+import type { GitHubPort, OpenedPullRequest, PullRequestInfo, RepoRef } from '../ports/github.ts';
 import type { ApprovalEnforcementPort, AttemptObjectsPort, ClusterPort, EventRecorderPort, KubeEvent } from '../ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
 import { CorruptRecord, type AppState, type AttemptStore, type StoredAttempt } from '../store/attempt-store.ts';
@@ -90,12 +90,15 @@ export interface ResetRequested {
 }
 
 interface RoundMemo {
-  opened?: boolean;
+  /** The PR an intent of this reconcile opened, with the rollback commit it built. */
+  opened?: OpenedPullRequest;
   failure?: Facts['failure'];
 }
 
 interface Observed {
   facts: Facts;
+  /** What the intents of earlier rounds of this reconcile did. */
+  memo?: RoundMemo;
   app?: ApplicationView;
   state: AppState;
   stored?: StoredAttempt;
@@ -242,7 +245,7 @@ export class ApplicationReconciler {
       human: {},
       ...(memo.failure ? { failure: memo.failure } : {}),
     };
-    const observed: Observed = { facts, ...(app ? { app } : {}), state, ...(stored ? { stored } : {}) };
+    const observed: Observed = { facts, memo, ...(app ? { app } : {}), state, ...(stored ? { stored } : {}) };
     if (!record) return observed;
 
     // Human requests are read whatever else can or cannot be: abort and reset always work.
@@ -250,9 +253,16 @@ export class ApplicationReconciler {
     facts.human = {
       ...(requests.abort !== undefined ? { abort: requests.abort } : {}),
       ...(requests.reset || this.resetRequested(record, now) ? { reset: true } : {}),
-      ...(requests.approve ? { approval: { username: requests.approve, ...(requests.approveWrittenAt ? { writtenAt: requests.approveWrittenAt } : {}) } } : {}),
+      ...(requests.approve !== undefined ? { approval: {
+        username: requests.approve,
+        ...(requests.approveWrittenAt ? { writtenAt: requests.approveWrittenAt } : {}),
+        ...(requests.objectCreatedAt ? { objectCreatedAt: requests.objectCreatedAt } : {}),
+      } } : {}),
     };
-    if (record.environment === 'production') facts.approvalEnforcement = this.deps.approvalEnforcement?.current() ?? { enforced: false, problem: 'no approval enforcement check configured' };
+    // Judged for the attempt's own namespace: a binding scoped elsewhere checks nothing here.
+    if (record.environment === 'production' && record.state === 'AwaitingMergeApproval') {
+      facts.approvalEnforcement = this.deps.approvalEnforcement ? await this.deps.approvalEnforcement.forNamespace(record.app.namespace) : { enforced: false, problem: 'no approval enforcement check configured' };
+    }
     if (!app && inProgress(record.state)) facts.applicationGone = true;
     const source = record.source ?? app?.source;
     const repo = source ? repoFromUrl(source.repoURL) : undefined;
@@ -260,7 +270,7 @@ export class ApplicationReconciler {
     try {
       if (!repo) throw new IntegrationError('readRepositoryContent', 'INVALID_ARGUMENT', `Application ${ref.namespace}/${ref.name} has no GitHub repoURL in spec.source`);
       await this.observeForState(observed, record, repo);
-      if (facts.pullRequest && record.state === 'CandidateResolved') facts.pullRequestJustOpened = memo.opened === true;
+      if (facts.pullRequest && record.state === 'CandidateResolved') facts.pullRequestJustOpened = memo.opened?.number === facts.pullRequest.ref.number;
     } catch (error) {
       if (!(error instanceof IntegrationError)) throw error;
       facts.failure = { code: error.code, message: error.message, call: error.call };
@@ -270,40 +280,64 @@ export class ApplicationReconciler {
 
   private async observeForState(observed: Observed, record: AttemptRecord, repo: RepoRef): Promise<void> {
     const { github } = this.deps;
-    const { facts, app } = observed;
+    const { facts, app, memo } = observed;
     // An attempt that aborted before it knew of its PR (the answer to its creation was lost): a reset
     // looks for it by the attempt's branch, so it is closed with the attempt and never left behind.
     const lookForPullRequest = record.state === 'CandidateResolved' || (record.state === 'Abort' && !record.pullRequest && facts.human.reset === true);
     switch (lookForPullRequest ? 'CandidateResolved' : record.state) {
       case 'CandidateResolved': {
         const pr = await github.findPullRequest(repo, branchName(record.app, record.correlationId));
-        if (pr) {
-          facts.pullRequest = { ref: { number: pr.number, url: pr.url, branch: pr.branch, state: pr.merged ? 'merged' : pr.state }, headSha: pr.headSha };
-        }
+        if (!pr) return;
+        // Just built by this reconcile, or found by the branch's name: then its head must be checked to be the rollback.
+        const opened = memo?.opened?.number === pr.number && memo.opened.rollbackCommit.sha === pr.headSha ? memo.opened.rollbackCommit : undefined;
+        facts.pullRequest = { ref: refOf(pr), headSha: pr.headSha, base: pr.base, ...(opened ? { rollbackCommit: opened } : await this.checkHead(record, app, repo, pr)) };
         return;
       }
       case 'PRCreated':
       case 'AwaitingMergeApproval':
       case 'Abort': {
         if (!record.pullRequest) return;
-        const { pr, ci } = await github.getPullRequestStatus(repo, record.pullRequest.number);
+        const built = record.rollbackCommit;
+        // CI is read on the commit the operator built, never on whatever the head is now.
+        const { pr, ci } = await github.getPullRequestStatus(repo, record.pullRequest.number, built?.sha);
         // Cached once known; a failed lookup is not cached, so it is asked again next time.
         const identity = await (this.identity ??= github.identity().catch((error: unknown) => { this.identity = undefined; throw error; }));
         facts.pullRequest = {
-          ref: { number: pr.number, url: pr.url, branch: pr.branch, state: pr.merged ? 'merged' : pr.state },
+          ref: refOf(pr),
           headSha: pr.headSha,
+          base: pr.base,
           ...(pr.mergeCommitSha ? { mergeCommitSha: pr.mergeCommitSha } : {}),
           ...(pr.merged ? { mergedByOperator: pr.mergedBy === identity } : {}),
         };
-        facts.ci = ci.state === 'none' ? 'pending' : ci.state;
-        if (record.state === 'AwaitingMergeApproval' && pr.state === 'open' && app) {
-          facts.invariants = evaluateInvariants(await this.invariantFacts(facts, record, app, repo, { ...pr, runs: ci.runs }), facts.now);
+        if (record.state === 'Abort' || pr.state !== 'open') return;
+        // A record written before the rollback commit was kept: its head is checked once, then kept.
+        const checked = built ? { rollbackCommit: built } : await this.checkHead(record, app, repo, pr);
+        Object.assign(facts.pullRequest, checked);
+        const expected = checked.rollbackCommit;
+        if (!expected || expected.sha !== pr.headSha) {
+          facts.pullRequest.headAuthor = await github.describeCommit(repo, pr.headSha).then((c) => c.author, () => undefined);
+          return;
+        }
+        const base = baseBranch(record.source ?? app?.source);
+        const verdict = ciVerdict(ci.runs, { branch: await github.requiredChecks(repo, base), ...(record.settings.requiredChecks ? { policy: record.settings.requiredChecks } : {}) }, expected.sha);
+        facts.ci = verdict.state;
+        facts.ciDetail = verdict.detail;
+        if (record.state === 'AwaitingMergeApproval' && app) {
+          facts.invariants = evaluateInvariants(await this.invariantFacts(facts, record, app, repo, { ...pr, ci: verdict, headIsRollbackCommit: true }), facts.now);
         }
         return;
       }
       default:
         return;
     }
+  }
+
+  /** Whether a PR's head is the rollback commit this attempt builds (recomputed): what facts.pullRequest says of it. */
+  private async checkHead(record: AttemptRecord, app: ApplicationView | undefined, repo: RepoRef, pr: PullRequestInfo): Promise<{ rollbackCommit?: RollbackCommit; notRollback?: string }> {
+    if (!record.candidate) return { notRollback: 'the attempt has no rollback target to check it against' };
+    const path = (record.source ?? app?.source)?.path ?? '.';
+    const check = await this.deps.github.checkRollbackCommit(repo, pr.number, { path, targetSha: record.candidate.revision });
+    return check.ok ? { rollbackCommit: check.commit } : { notRollback: check.why };
   }
 
   /** The facts a decision asked for: a candidate search (persistence confirmed), or what a PR would be opened on. */
@@ -341,7 +375,7 @@ export class ApplicationReconciler {
 
   /** Fresh reads for the invariants, just before a merge decision (SPEC §4, §7). */
   /** Without `pr` (before the PR opens): what only a PR can tell stays unread. */
-  private async invariantFacts(facts: Facts, record: AttemptRecord, app: ApplicationView, repo: RepoRef, pr?: { number: number; mergeable: boolean | null; mergeableState: string; base: string; runs: InvariantFacts['prChecks'] }): Promise<InvariantFacts> {
+  private async invariantFacts(facts: Facts, record: AttemptRecord, app: ApplicationView, repo: RepoRef, pr?: { number: number; mergeable: boolean | null; mergeableState: string; base: string; ci: CiVerdict; headIsRollbackCommit: boolean }): Promise<InvariantFacts> {
     // A fact that cannot be read becomes UNKNOWN (never PASS); say why in the log.
     const settle = <T>(what: string, p: Promise<T>) => p.then((v) => v, (error: Error) => {
       this.deps.log.warn('Could not read an invariant fact', { correlationId: record.correlationId, fact: what, error: error.message });
@@ -363,9 +397,9 @@ export class ApplicationReconciler {
       persistenceChecks: record.settings.persistenceChecks,
       intervalSeconds: record.settings.intervalSeconds,
       ...(candidate ? { candidate: { uptime: candidate.uptime, minUptime: record.settings.minUptime, mode: candidate.mode, ciState: candidate.ciState, evidence: candidate.evidence } } : {}),
-      ...(pr?.runs ? { prChecks: pr.runs } : {}),
+      ...(pr ? { ci: pr.ci, headIsRollbackCommit: pr.headIsRollbackCommit } : {}),
       ...(pr && open ? { otherOpenPullRequests: open.filter((p) => p.number !== pr.number).map((p) => ({ number: p.number, title: p.title })) } : {}),
-      ...(pr ? { mergeability: { mergeable: pr.mergeable, mergeableState: pr.mergeableState, requiredChecksPass: (pr.runs ?? []).every((r) => r.state === 'success') } } : {}),
+      ...(pr ? { mergeability: { mergeable: pr.mergeable, mergeableState: pr.mergeableState } } : {}),
     };
   }
 
@@ -546,12 +580,13 @@ export class ApplicationReconciler {
       }
       const record = decision.record ?? facts.record;
       if (!record) continue;
-      if (note.kind === 'approval-refused') {
-        this.deps.log.warn('Refused approval', { correlationId: record.correlationId, app: record.app.name, detail: note.message });
-        this.emitEvents(record, { type: 'Warning', reason: note.reason ?? 'ApprovalRefused', action: 'RecordApproval', note: note.message }, observed.app?.uid);
+      if (note.kind === 'approval-refused' || note.kind === 'approval-withdrawn') {
+        const withdrawn = note.kind === 'approval-withdrawn';
+        this.deps.log.warn(withdrawn ? 'Withdrew approval' : 'Refused approval', { correlationId: record.correlationId, app: record.app.name, detail: note.message });
+        this.emitEvents(record, { type: 'Warning', reason: note.reason ?? 'ApprovalRefused', action: withdrawn ? 'WithdrawApproval' : 'RecordApproval', note: note.message }, observed.app?.uid);
       }
       await this.deps.audit.record({
-        level: note.kind === 'approval-refused' ? 'WARN' : 'INFO',
+        level: note.kind === 'approval-refused' || note.kind === 'approval-withdrawn' ? 'WARN' : 'INFO',
         module: 'MergeController',
         correlationId: record.correlationId,
         actionType: note.kind === 'invariants' ? 'INVARIANT_CHECK' : 'APPROVAL',
@@ -597,7 +632,7 @@ export class ApplicationReconciler {
               record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants,
               ...(preflight.deployments ? { deployments: preflight.deployments } : {}),
             });
-            memo.opened = true;
+            memo.opened = pr;
             await audit.record({ module: 'PRGenerator', correlationId: record.correlationId, actionType: 'PR_CREATED',
               message: `Opened rollback pull request #${pr.number}`, metadata: { ...meta, prNumber: pr.number, url: pr.url, branch: pr.branch },
               eventId: `${record.correlationId}-pr-${pr.number}` });
@@ -685,6 +720,10 @@ export class ApplicationReconciler {
   private nextCheckMs(record: AttemptRecord | undefined): number | undefined {
     return record && inProgress(record.state) ? record.settings.intervalSeconds * 1000 : undefined;
   }
+}
+
+function refOf(pr: PullRequestInfo): PullRequestRef {
+  return { number: pr.number, url: pr.url, branch: pr.branch, state: pr.merged ? 'merged' : pr.state };
 }
 
 function requeue(ms: number | undefined): ReconcileResult {

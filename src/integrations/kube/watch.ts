@@ -43,8 +43,9 @@ export class ResourceVersionGone extends Error {
 }
 
 export type WatchEvent<T> =
-  | { type: 'added'; object: T }
-  | { type: 'modified'; object: T; previous: T }
+  /** `listed`: seen in a (re)list, so it changed at some time while nobody watched, not just now. */
+  | { type: 'added'; object: T; listed?: true }
+  | { type: 'modified'; object: T; previous: T; listed?: true }
   | { type: 'deleted'; object: T }
   /** A full list of a scope was applied to the cache (after its added/modified/deleted events). */
   | { type: 'relisted'; namespace?: string; objects: number };
@@ -249,7 +250,7 @@ export class Watch<T extends KubeObject> {
     const present = new Set<string>();
     for (const object of items) {
       present.add(keyOf(object.metadata?.namespace, object.metadata?.name));
-      this.upsert(object);
+      this.upsert(object, true);
     }
     for (const [key, object] of this.cache) {
       const inScope = scope.namespace === undefined || object.metadata?.namespace === scope.namespace;
@@ -258,13 +259,14 @@ export class Watch<T extends KubeObject> {
     this.emit({ type: 'relisted', ...(scope.namespace ? { namespace: scope.namespace } : {}), objects: items.length });
   }
 
-  private upsert(object: T): void {
+  private upsert(object: T, listed = false): void {
     const key = keyOf(object.metadata?.namespace, object.metadata?.name);
     const previous = this.cache.get(key);
     // A relist hands back every object unchanged: the same version is no news.
     if (previous && previous.metadata?.resourceVersion !== undefined && previous.metadata.resourceVersion === object.metadata?.resourceVersion) return;
     this.cache.set(key, object);
-    this.emit(previous ? { type: 'modified', object, previous } : { type: 'added', object });
+    const from = listed ? { listed: true as const } : {};
+    this.emit(previous ? { type: 'modified', object, previous, ...from } : { type: 'added', object, ...from });
   }
 
   private remove(key: string): void {
