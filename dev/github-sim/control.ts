@@ -69,9 +69,15 @@ export class SimControl {
     return { sha: (await this.world.repo(arg.owner, arg.repo).git.resolveCommit(arg.rev)) ?? null };
   }
 
-  /** Branch protection: these contexts (statuses or check-run names) must succeed before a merge. */
-  setRequiredChecks(arg: RepoArg & { branch: string; contexts: string[] }): void {
-    this.world.repo(arg.owner, arg.repo).requiredChecks.set(arg.branch, arg.contexts);
+  /**
+   * These contexts (statuses or check-run names) must succeed before a merge into `branch`: through branch
+   * protection (the default) or a repository ruleset's `required_status_checks` rule. An empty list removes them.
+   */
+  setRequiredChecks(arg: RepoArg & { branch: string; contexts: string[]; via?: 'protection' | 'ruleset' }): void {
+    const repo = this.world.repo(arg.owner, arg.repo);
+    const map = arg.via === 'ruleset' ? repo.rulesetChecks : repo.requiredChecks;
+    if (arg.contexts.length === 0) map.delete(arg.branch);
+    else map.set(arg.branch, arg.contexts);
   }
 
   setStatus(arg: RepoArg & { sha: string; state: SimStatus['state']; context: string; description?: string; creator?: string }): { id: number } {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SimControl } from './control.ts';
 import { githubOpenApi } from './openapi.ts';
+import { branchRoutes } from './routes/branches.ts';
 import { checkRoutes } from './routes/checks.ts';
 import { gitRoutes } from './routes/git.ts';
 import { identityRoutes } from './routes/identity.ts';
@@ -38,7 +39,7 @@ export interface GitHubSim {
   stop(): Promise<void>;
 }
 
-export const ALL_ROUTES = [...identityRoutes, ...gitRoutes, ...pullRoutes, ...checkRoutes];
+export const ALL_ROUTES = [...identityRoutes, ...gitRoutes, ...pullRoutes, ...checkRoutes, ...branchRoutes];
 
 export async function startGitHubSim(options: GitHubSimOptions): Promise<GitHubSim> {
   const temporary = options.root === undefined;

@@ -56,8 +56,10 @@ export interface SimRepo {
   git: GitRepo;
   defaultBranch: string;
   createdAt: string;
-  /** Required status contexts (statuses or check-run names) per protected branch. */
+  /** Required status contexts (statuses or check-run names) per protected branch: branch protection's. */
   requiredChecks: Map<string, string[]>;
+  /** Required status contexts per branch from a repository ruleset's `required_status_checks` rule. */
+  rulesetChecks: Map<string, string[]>;
   labels: Map<string, SimLabel>;
   nextNumber: number;
 }
@@ -238,7 +240,7 @@ export class World {
     const git = new GitRepo(dir);
     await git.init(defaultBranch);
     if (!this.accounts.has(owner.toLowerCase())) this.account(owner, 'Organization');
-    const repo: SimRepo = { id: this.id(), owner, name, git, defaultBranch, createdAt: timestamp(), requiredChecks: new Map(), labels: new Map(), nextNumber: 1 };
+    const repo: SimRepo = { id: this.id(), owner, name, git, defaultBranch, createdAt: timestamp(), requiredChecks: new Map(), rulesetChecks: new Map(), labels: new Map(), nextNumber: 1 };
     this.repos.set(`${owner}/${name}`.toLowerCase(), repo);
     return repo;
   }
@@ -329,7 +331,7 @@ export class World {
     const trial = await repo.git.mergeTree(pull.baseSha, pull.headSha);
     if (!trial.clean) return { mergeable: false, state: 'dirty', refusal: 'Pull Request is not mergeable' };
     const results = this.ciResults(repo, pull.headSha);
-    const required = repo.requiredChecks.get(pull.base) ?? [];
+    const required = this.requiredContexts(repo, pull.base);
     for (const context of required) {
       const result = results.get(context);
       if (result !== 'success') {
@@ -339,6 +341,11 @@ export class World {
     const others = [...results].filter(([context]) => !required.includes(context));
     if (others.some(([, state]) => state !== 'success')) return { mergeable: true, state: 'unstable' };
     return { mergeable: true, state: 'clean' };
+  }
+
+  /** What a merge into `branch` requires: branch protection's contexts and the rulesets', together (as GitHub applies both). */
+  requiredContexts(repo: SimRepo, branch: string): string[] {
+    return [...new Set([...(repo.requiredChecks.get(branch) ?? []), ...(repo.rulesetChecks.get(branch) ?? [])])];
   }
 
   /** Latest result per context: commit statuses and check runs together, as branch protection sees them. */

@@ -36,7 +36,7 @@ export interface RollbackPolicySpec {
   environment?: Environment;
   detection?: { intervalSeconds?: number; persistenceChecks?: number };
   candidate?: { uptimeQuery?: string; minUptime?: number; window?: string; maxCommits?: number; searchTimeoutSeconds?: number };
-  merge?: { ciTimeoutSeconds?: number; approvalTimeoutSeconds?: number; method?: Settings['mergeMethod']; approvers?: { users?: string[]; groups?: string[] } };
+  merge?: { ciTimeoutSeconds?: number; approvalTimeoutSeconds?: number; method?: Settings['mergeMethod']; approvers?: { users?: string[]; groups?: string[] }; requiredChecks?: string[] };
   healthRestorationSeconds?: number;
   recoveryTimeoutSeconds?: number;
   cooldownSeconds?: number;
@@ -80,6 +80,8 @@ export function settingsFrom(defaults: Defaults, spec: RollbackPolicySpec = {}):
     recoveryTimeoutSeconds: spec.recoveryTimeoutSeconds ?? defaults.recoveryTimeoutSeconds,
     cooldownSeconds: spec.cooldownSeconds ?? defaults.cooldownSeconds,
     dryRun: (spec.dryRun ?? false) || defaults.dryRun,
+    // Absent means "not said" (judged by the branch's required checks); [] says "no CI is fine".
+    ...(spec.merge?.requiredChecks !== undefined ? { requiredChecks: [...spec.merge.requiredChecks] } : {}),
   };
 }
 

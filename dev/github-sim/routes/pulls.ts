@@ -75,6 +75,14 @@ export const pullRoutes: Route[] = [
         const title = optionalString(b, 'title', 'PullRequest');
         const text = optionalString(b, 'body', 'PullRequest');
         const state = optionalString(b, 'state', 'PullRequest');
+        const base = optionalString(b, 'base', 'PullRequest');
+        // GitHub retargets an open PR to another existing branch; its head and mergeability follow the new base.
+        if (base !== undefined && base !== pull.base) {
+          if (pull.state !== 'open') throw unprocessable('Validation Failed', [{ resource: 'PullRequest', code: 'custom', field: 'base', message: 'Cannot change the base branch of a closed pull request.' }]);
+          if (!(await repo.git.resolveCommit(`refs/heads/${base}`))) throw unprocessable('Validation Failed', [{ resource: 'PullRequest', code: 'invalid', field: 'base' }]);
+          pull.base = base;
+          pull.baseSha = (await repo.git.resolveCommit(`refs/heads/${base}`))!;
+        }
         if (title !== undefined) pull.title = title;
         if (text !== undefined) pull.body = text;
         if (state !== undefined && state !== pull.state) {
