@@ -234,8 +234,6 @@ export interface DeploymentReplicas {
   unavailable: number;
   /** Its `Progressing` condition has reason `ProgressDeadlineExceeded`. */
   progressDeadlineExceeded: boolean;
-  /** Argo CD lists it but the cluster has no such Deployment. */
-  absent?: boolean;
 }
 
 /** One commit status or check run on a commit. */
