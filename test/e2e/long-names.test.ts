@@ -50,7 +50,7 @@ describe('an Application whose name is longer than a label value', () => {
 
     // When alice approves on it
     const approved = await kubectl(stack, ['annotate', '--overwrite', '--as=alice@example.com', 'rollbackattempt', name, '-n', s.namespace, 'ai-operator.io/approve=alice@example.com']);
-    expect(approved.stderr).toBe('');
+    expect({ code: approved.code, stderr: approved.stderr }).toEqual({ code: 0, stderr: '' });
     // Then the rollback is merged and completes
     const done = await s.inState('RollbackComplete', 90_000);
     expect(done).toMatchObject({ approval: { approvedBy: 'alice@example.com' }, candidate: { revision: s.good } });
