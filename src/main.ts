@@ -84,7 +84,7 @@ const argocd = new ArgoCdWatcher({
   ...(config.argocdUrl && config.argocdToken ? { rest: { url: config.argocdUrl, token: config.argocdToken } } : {}),
 });
 const github = new GitHubClient({ baseUrl: config.githubApiUrl, auth: config.githubAuth, org: config.githubOrg, metrics, log: log.child('GitHub') });
-const cluster = new ClusterReader(kc, { metrics });
+const cluster = new ClusterReader(kc, { metrics, argocdNamespace: config.argocdNamespace });
 const history = new PrometheusHistory({ url: config.prometheusUrl, metrics });
 const kubeEvents = kubeEventRecorder(kc, { instance: identity, log: log.child('KubeEvents'), metrics });
 // Whether the API server enforces who may approve; while it does not, no production approval is recorded.

@@ -3,7 +3,8 @@
 // (`https://github.com/{owner}/{repo}.git` → `${repoRoot}/{owner}/{repo}.git`)
 // and does what Argo CD's auto-sync would: a new commit of the tracked branch
 // that changes the app's path (or an app seen for the first time) is "synced" —
-// its Deployments are applied to the API server, and the Application's status
+// its Deployments are applied to the API server with Argo CD 3.x's tracking id
+// annotation (which the operator reads to know an app's Deployments), and the Application's status
 // gets the revision, a history entry, the resources and the health of rules.ts —
 // through the status subresource, as Argo CD 3.6 writes it (each resource's health
 // only with `persistResourceHealth`, as with --persist-resource-health). No controller-manager
@@ -36,6 +37,11 @@ export interface ArgoCdSimOptions {
   persistResourceHealth?: boolean;
   /** Namespaces whose Applications are simulated; all by default. */
   namespaces?: string[];
+  /**
+   * Argo CD's own namespace (its controller's): the tracking id names an Application
+   * elsewhere `<namespace>_<name>`, as Application.InstanceName does. `argocd` by default.
+   */
+  controlPlaneNamespace?: string;
   /** Serve `argocd_app_info` on http://127.0.0.1:{port}/metrics (0: any free port). */
   metricsPort?: number;
   log?: Logger;
@@ -248,7 +254,9 @@ class Simulator {
   private async deploy(app: Application, deployments: DeploymentManifest[], previous: Array<{ namespace?: string; name?: string }>): Promise<void> {
     for (const d of deployments) {
       const body = structuredClone(d.object) as V1Deployment;
-      body.metadata = { ...body.metadata, namespace: d.namespace, labels: { ...body.metadata?.labels, 'app.kubernetes.io/instance': app.metadata.name } };
+      // Annotation tracking, Argo CD 3.x's default (util/argo/resource_tracking.go SetAppInstance): the
+      // tracking id, and no instance label (that is label tracking's, the default before 3.0).
+      body.metadata = { ...body.metadata, namespace: d.namespace, annotations: { ...body.metadata?.annotations, [TRACKING_ID_ANNOTATION]: trackingId(app, d, this.options.controlPlaneNamespace ?? 'argocd') } };
       const written = await this.apply(body, d.namespace);
       // Its status is the poll's to write (writeDeploymentStatuses), as the controller would for this generation.
       this.rolledOut.set(`${d.namespace}/${d.name}`, { generation: written.metadata?.generation ?? 1 });
@@ -338,4 +346,12 @@ class Simulator {
     const address = this.server.address();
     if (typeof address === 'object' && address) this.metricsUrl = `http://127.0.0.1:${address.port}/metrics`;
   }
+}
+
+const TRACKING_ID_ANNOTATION = 'argocd.argoproj.io/tracking-id';
+
+/** `<app>:apps/Deployment:<namespace>/<name>`, the app named as Argo CD's Application.InstanceName names it. */
+export function trackingId(app: { metadata: { name: string; namespace: string } }, d: { namespace: string; name: string }, controlPlaneNamespace: string): string {
+  const instance = app.metadata.namespace === controlPlaneNamespace ? app.metadata.name : `${app.metadata.namespace}_${app.metadata.name}`;
+  return `${instance}:apps/Deployment:${d.namespace}/${d.name}`;
 }

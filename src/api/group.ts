@@ -19,7 +19,10 @@ export const ANNOTATIONS = {
 } as const;
 
 export const LABELS = {
-  /** On a RollbackAttempt: the Application it rolls back, and that app's environment. */
+  /**
+   * On a RollbackAttempt: the Application it rolls back (fsm/record.ts labelValue: a name over
+   * 63 characters is shortened and ended by a digest), and that app's environment.
+   */
   application: `${GROUP}/application`,
   environment: `${GROUP}/environment`,
   /** On an Application: `true` opts it in with the environment defaults when no RollbackPolicy selects it. */

@@ -1,5 +1,6 @@
 // The authoritative record of one rollback attempt, as stored in etcd (SPEC §5)
 // and projected onto RollbackAttempt.status (SPEC §3).
+import { createHash } from 'node:crypto';
 import type { ErrorCode } from '../api/errors.ts';
 import type { Reason, State } from './table.ts';
 
@@ -171,8 +172,49 @@ export function appKey(app: AppRef, argocdNamespace: string): string {
   return app.namespace === argocdNamespace ? app.name : `${app.namespace}_${app.name}`;
 }
 
+/**
+ * The longest attempt name: the branch `ai-operator/rollback/<name>` must fit the
+ * 255 characters RollbackAttempt.status.pullRequest.branch (and a git ref
+ * component) allows; the object name's own limit is 253.
+ */
+export const MAX_ATTEMPT_NAME = 255 - 'ai-operator/rollback/'.length;
+/** A label value's limit (Kubernetes validation: 63 characters). */
+export const MAX_LABEL_VALUE = 63;
+
+/** 10 hex digits of the text's SHA-256: the part of a shortened name that keeps two long names apart. */
+function digestOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 10);
+}
+
+/**
+ * `text` cut to `max` characters and ended by a digest of the whole text, so the
+ * result is deterministic, within the limit, and different for two long texts
+ * that share a prefix. The cut part loses trailing `-` and `.`: a DNS name and a
+ * label value must end (each of its dot-separated parts too) with a letter or digit.
+ */
+function shortened(text: string, max: number): string {
+  const digest = digestOf(text);
+  return `${text.slice(0, max - digest.length - 1).replace(/[^a-z0-9]+$/i, '')}-${digest}`;
+}
+
+/**
+ * A label value for a name (an Application's, up to 253 characters): the name
+ * itself when it fits the 63 characters a label value may have, else its first
+ * characters and a digest of it. The full name stays in the object's spec.
+ */
+export function labelValue(name: string): string {
+  return name.length <= MAX_LABEL_VALUE ? name : shortened(name, MAX_LABEL_VALUE);
+}
+
+/**
+ * The RollbackAttempt's name, also the rollback branch's last part:
+ * `<app>-<8 hex of correlationId>`, or, for an app name too long for that (an
+ * ApplicationSet makes them), its first characters and a digest of it before the 8 hex.
+ */
 export function attemptName(app: AppRef, correlationId: string): string {
-  return `${app.name}-${correlationId.replace(/-/g, '').slice(0, 8)}`;
+  const suffix = correlationId.replace(/-/g, '').slice(0, 8);
+  const room = MAX_ATTEMPT_NAME - suffix.length - 1;
+  return `${app.name.length <= room ? app.name : shortened(app.name, room)}-${suffix}`;
 }
 
 export function branchName(app: AppRef, correlationId: string): string {
@@ -210,8 +252,6 @@ export interface DeploymentReplicas {
   unavailable: number;
   /** Its `Progressing` condition has reason `ProgressDeadlineExceeded`. */
   progressDeadlineExceeded: boolean;
-  /** Argo CD lists it but the cluster has no such Deployment. */
-  absent?: boolean;
 }
 
 /** One commit status or check run on a commit. */

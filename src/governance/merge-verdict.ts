@@ -38,7 +38,6 @@ type Verdict = [CheckResult, string];
 
 /** `web: 1/2 updated, 2 available, 1 unavailable, ProgressDeadlineExceeded` — I3's detail and the PR body's. */
 export function rolloutFigures(d: DeploymentReplicas): string {
-  if (d.absent) return `${d.name}: absent from the cluster`;
   return `${d.name}: ${d.updated}/${d.desired} updated, ${d.available} available, ${d.unavailable} unavailable${d.progressDeadlineExceeded ? ', ProgressDeadlineExceeded' : ''}`;
 }
 const unknown = (what: string): Verdict => ['UNKNOWN', `${what} could not be read`];
@@ -58,7 +57,9 @@ const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
     // Of the current revision: under the default RollingUpdate a bad release keeps
     // the old ReplicaSet at full strength, so total available replicas alone can
     // read "all there" while no pod of the new revision ever became ready.
-    const short = f.deployments.filter((d) => d.absent || d.updated < d.desired || d.unavailable > 0 || d.progressDeadlineExceeded);
+    // Only Deployments that exist and Argo CD tracks as the app's: a name in the
+    // Application's status that is not in the cluster is nobody's shortage.
+    const short = f.deployments.filter((d) => d.updated < d.desired || d.unavailable > 0 || d.progressDeadlineExceeded);
     return short.length > 0
       ? ['PASS', `short of the current revision: ${short.map(rolloutFigures).join('; ')}`]
       : ['FAIL', `every Deployment runs its current revision in full: ${f.deployments.map(rolloutFigures).join('; ')}`];

@@ -27,7 +27,7 @@ interface SourceObject {
 
 /** The subset of Argo CD's Application this adapter reads (Kargo-style: our own minimal type). */
 export interface ApplicationObject extends KubernetesObject {
-  spec?: { source?: SourceObject; sources?: SourceObject[]; sourceHydrator?: unknown };
+  spec?: { source?: SourceObject; sources?: SourceObject[]; sourceHydrator?: unknown; destination?: { namespace?: string; server?: string; name?: string } };
   status?: {
     health?: { status?: string };
     sync?: { status?: string; revision?: string; revisions?: string[] };
@@ -103,6 +103,7 @@ export function applicationView(object: ApplicationObject): ApplicationView {
       ...(text(r.namespace) ? { namespace: r.namespace as string } : {}),
       ...(isObject(r.health) && text(r.health.status) ? { health: r.health.status as string } : {}),
     }] : [])),
+    ...(isObject(object.spec?.destination) && text(object.spec.destination.namespace) ? { destinationNamespace: object.spec.destination.namespace! } : {}),
     ...(source && text(source.repoURL) ? {
       // Argo CD reads an empty path as the repository root and an empty revision as HEAD.
       source: { repoURL: source.repoURL!, path: text(source.path) ?? '.', targetRevision: text(source.targetRevision) ?? 'HEAD' },

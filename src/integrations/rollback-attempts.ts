@@ -5,7 +5,7 @@
 // reconcile at once. Every request goes through call().
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
 import { ANNOTATIONS, API_VERSION, GROUP, KINDS, LABELS, PLURALS, VERSION } from '../api/group.ts';
-import { attemptName, type AppRef, type AttemptRecord } from '../fsm/record.ts';
+import { attemptName, labelValue, type AppRef, type AttemptRecord } from '../fsm/record.ts';
 import { inProgress } from '../fsm/table.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
@@ -225,7 +225,8 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     const body = {
       apiVersion: API_VERSION,
       kind: KINDS.attempt,
-      metadata: { name, namespace, labels: { [LABELS.application]: record.app.name, [LABELS.environment]: record.environment } },
+      // A label value holds 63 characters; an Application's name may have 253 (spec.application keeps it whole).
+      metadata: { name, namespace, labels: { [LABELS.application]: labelValue(record.app.name), [LABELS.environment]: record.environment } },
       spec: {
         application: record.app,
         environment: record.environment,

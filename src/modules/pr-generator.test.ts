@@ -21,9 +21,9 @@ describe('the PR body', () => {
   it('shows each Deployment\'s rollout of the current revision, as I3 reads it', () => {
     const body = pullRequestBody({ ...ctx, deployments: [
       { name: 'web', desired: 2, updated: 1, available: 2, unavailable: 1, progressDeadlineExceeded: true },
-      { name: 'ghost', desired: 1, updated: 0, available: 0, unavailable: 1, progressDeadlineExceeded: false, absent: true },
+      { name: 'worker', desired: 1, updated: 1, available: 1, unavailable: 0, progressDeadlineExceeded: false },
     ] });
-    expect(body).toContain('Rollout of the current revision: `web: 1/2 updated, 2 available, 1 unavailable, ProgressDeadlineExceeded`, `ghost: absent from the cluster`.');
+    expect(body).toContain('Rollout of the current revision: `web: 1/2 updated, 2 available, 1 unavailable, ProgressDeadlineExceeded`, `worker: 1/1 updated, 1 available, 0 unavailable`.');
   });
 
   it('leaves the line out when the Deployments could not be read', () => {

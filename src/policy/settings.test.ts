@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig, policyDefaults } from '../config.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
-import { matchesSelector, monitoringFor, settingsFrom, type RollbackPolicy } from './settings.ts';
+import { matchesSelector, monitoringFor, selects, settingsFrom, type RollbackPolicy } from './settings.ts';
 
 const defaults = policyDefaults(loadConfig({ GITHUB_ORG: 'acme', GITHUB_TOKEN: 'test-token', MONITORED_APPS: 'listed-app' }));
 const app = (name: string, labels: Record<string, string>, namespace = 'argocd'): ApplicationView => ({ ref: { namespace, name }, labels, history: [], resources: [] });
@@ -17,15 +17,44 @@ describe('monitoring and settings', () => {
     expect(monitoringFor(app('a', { 'ai-operator.enabled': 'true', environment: 'qa' }), [], defaults)?.environment).toBe('production');
   });
 
-  it('lets the first policy of the app namespace that names or selects it override the defaults', () => {
+  it('lets the one policy of the app namespace that names or selects it override the defaults', () => {
     const policies: RollbackPolicy[] = [
       { name: 'z-other-namespace', namespace: 'elsewhere', spec: { applications: ['a'], environment: 'staging' } },
       { name: 'b-by-label', namespace: 'argocd', spec: { selector: { matchLabels: { team: 'pay' } }, detection: { intervalSeconds: 5 }, merge: { approvers: { users: ['alice'] } } } },
       { name: 'a-by-name', namespace: 'argocd', spec: { applications: ['a'], environment: 'production', suspend: true } },
     ];
-    expect(monitoringFor(app('a', { team: 'pay' }), policies, defaults)).toMatchObject({ policyRef: { name: 'a-by-name', namespace: 'argocd' }, environment: 'production', suspended: true });
+    expect(monitoringFor(app('a', {}), policies, defaults)).toMatchObject({ policyRef: { name: 'a-by-name', namespace: 'argocd' }, environment: 'production', suspended: true });
     expect(monitoringFor(app('b', { team: 'pay', environment: 'staging' }), policies, defaults)).toMatchObject({ policyRef: { name: 'b-by-label' }, environment: 'staging', settings: { intervalSeconds: 5, approvers: { users: ['alice'], groups: [] } } });
     expect(monitoringFor(app('a', {}, 'elsewhere'), policies, defaults)?.policyRef?.name).toBe('z-other-namespace');
+  });
+
+  it('governs only the named apps when a policy names applications and no selector (SPEC §3)', () => {
+    const staging: RollbackPolicy = { name: 'staging-q', namespace: 'argocd', spec: { applications: ['q-x'], environment: 'staging' } };
+    expect(monitoringFor(app('q-x', {}), [staging], defaults)).toMatchObject({ policyRef: { name: 'staging-q' }, environment: 'staging' });
+    // An opted-in production app is not the staging policy's: the environment defaults govern it
+    const qy = monitoringFor(app('q-y', { 'ai-operator.enabled': 'true', environment: 'production' }), [staging], defaults);
+    expect(qy).toMatchObject({ environment: 'production', suspended: false });
+    expect(qy?.policyRef).toBeUndefined();
+    // The default selector applies when neither is set (an empty list counts as unset), and an explicit selector as written
+    const bare: RollbackPolicy = { name: 'bare', namespace: 'argocd', spec: { applications: [] } };
+    expect(selects(bare, app('on', { 'ai-operator.enabled': 'true' }))).toBe(true);
+    expect(selects(bare, app('off', {}))).toBe(false);
+    const both: RollbackPolicy = { name: 'both', namespace: 'argocd', spec: { applications: ['named'], selector: { matchLabels: { team: 'pay' } } } };
+    expect(['named', 'payer', 'opted'].map((n) => selects(both, app(n, n === 'payer' ? { team: 'pay' } : { 'ai-operator.enabled': 'true' })))).toEqual([true, true, false]);
+  });
+
+  it('refuses to choose between two policies that select one app: a conflict naming both, no policy, production if either says so', () => {
+    const production: RollbackPolicy = { name: 'prod', namespace: 'argocd', spec: { selector: { matchLabels: { environment: 'production' } }, environment: 'production', merge: { approvers: { users: ['alice'] } } } };
+    const canary: RollbackPolicy = { name: 'canary', namespace: 'argocd', spec: { environment: 'staging' } };
+    const both = monitoringFor(app('cart', { 'ai-operator.enabled': 'true', environment: 'production' }), [production, canary], defaults);
+    expect(both).toMatchObject({ environment: 'production', suspended: false, conflict: { policies: ['canary', 'prod'] } });
+    expect(both?.policyRef).toBeUndefined();
+    expect(both?.conflict?.message).toBe('Application cart is selected by 2 RollbackPolicies in argocd (canary, prod): no rollback is attempted until only one selects it');
+    // Two staging policies: still a conflict (whose settings apply is ambiguous), staging
+    const other: RollbackPolicy = { ...canary, name: 'canary-2' };
+    expect(monitoringFor(app('cart', { 'ai-operator.enabled': 'true' }), [canary, other], defaults)).toMatchObject({ environment: 'staging', conflict: { policies: ['canary', 'canary-2'] } });
+    // A policy of another namespace never conflicts
+    expect(monitoringFor(app('cart', { 'ai-operator.enabled': 'true' }), [canary, { ...other, namespace: 'elsewhere' }], defaults)?.conflict).toBeUndefined();
   });
 
   it('matches label selectors as Kubernetes does', () => {

@@ -16,6 +16,18 @@ export interface MonitoredApp {
   environment: Environment;
   policyRef?: { name: string; namespace: string };
   suspended: boolean;
+  /**
+   * Selected by more than one RollbackPolicy: which decides is ambiguous, so no
+   * attempt starts until a human makes only one select it (SPEC §3). Says which.
+   */
+  conflict?: PolicyConflict;
+}
+
+/** The policies of the app's namespace that all select it, by name. */
+export interface PolicyConflict {
+  policies: string[];
+  /** For the Event and the log: names the app and the policies. */
+  message: string;
 }
 
 /**
@@ -90,16 +102,54 @@ export function environmentOf(app: LabelledApp, policy?: RollbackPolicy): Enviro
   return policy?.spec.environment ?? (app.labels.environment === 'staging' ? 'staging' : 'production');
 }
 
+/** What a policy with neither `selector` nor `applications` selects: the opt-in label. */
+export const DEFAULT_SELECTOR: LabelSelector = { matchLabels: { [LABELS.optIn]: 'true' } };
+
 /**
- * Whether and how an app is monitored. The first policy of its namespace (by name) that
- * names or selects it wins; otherwise the opt-in label or MONITORED_APPS with the
- * environment defaults.
+ * Whether a policy governs the app, by its own namespace (like NetworkPolicy or
+ * PodDisruptionBudget): named in `applications`, or matched by `selector`. The
+ * default selector applies only when neither is set, so a policy that names
+ * applications governs only those (SPEC §3); an empty list is as good as unset,
+ * as most tools that write YAML drop it.
+ */
+export function selects(policy: RollbackPolicy, app: LabelledApp): boolean {
+  if (policy.namespace !== app.ref.namespace) return false;
+  const { selector, applications = [] } = policy.spec;
+  if (applications.includes(app.ref.name)) return true;
+  if (selector) return matchesSelector(app.labels, selector);
+  return applications.length === 0 && matchesSelector(app.labels, DEFAULT_SELECTOR);
+}
+
+/** The policies that select the app, by name. */
+export function selectingPolicies(app: LabelledApp, policies: RollbackPolicy[]): RollbackPolicy[] {
+  return policies.filter((p) => selects(p, app)).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * Whether and how an app is monitored: by the one policy of its namespace that
+ * names or selects it; otherwise by the opt-in label or MONITORED_APPS with the
+ * environment defaults. Two or more policies selecting it is a conflict, not a
+ * precedence: adding a policy must never quietly change who decides an app's
+ * merge (a `canary` staging policy with the default selector would otherwise
+ * make production apps auto-merged). A conflicted app is monitored, so its
+ * Degraded health is said (an Event, no attempt); its environment is production
+ * when any of the policies says so, so a staging attempt in flight stops before
+ * a merge as it does when a policy makes its app production.
  */
 export function monitoringFor(app: LabelledApp, policies: RollbackPolicy[], defaults: Defaults): MonitoredApp | undefined {
-  // Like other namespaced policies (NetworkPolicy, PodDisruptionBudget), a
-  // RollbackPolicy governs the Applications of its own namespace.
-  const sorted = policies.filter((p) => p.namespace === app.ref.namespace).sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
-  const policy = sorted.find((p) => (p.spec.applications ?? []).includes(app.ref.name) || matchesSelector(app.labels, p.spec.selector ?? { matchLabels: { [LABELS.optIn]: 'true' } }));
+  const selecting = selectingPolicies(app, policies);
+  if (selecting.length > 1) {
+    const names = selecting.map((p) => p.name);
+    const environment = selecting.some((p) => environmentOf(app, p) === 'production') ? 'production' : 'staging';
+    return {
+      settings: settingsFrom(defaults), environment, suspended: false,
+      conflict: {
+        policies: names,
+        message: `Application ${app.ref.name} is selected by ${names.length} RollbackPolicies in ${app.ref.namespace} (${names.join(', ')}): no rollback is attempted until only one selects it`,
+      },
+    };
+  }
+  const policy = selecting[0];
   if (policy) {
     return { settings: settingsFrom(defaults, policy.spec), environment: environmentOf(app, policy), policyRef: { name: policy.name, namespace: policy.namespace }, suspended: policy.spec.suspend ?? false };
   }

@@ -35,7 +35,14 @@ export interface ApplicationView {
   degradedSince?: string;
   syncRevision?: string;
   history: DeploymentHistoryEntry[];
+  /**
+   * `status.resources` as written. Argo CD's CRD has no status subresource, so
+   * whoever may patch the Application may write this: never the answer to which
+   * Deployments are the app's (integrations/kubernetes.ts asks Argo CD's tracking).
+   */
   resources: ResourceRef[];
+  /** `spec.destination.namespace`: where Argo CD puts the app's namespaced resources that name none. */
+  destinationNamespace?: string;
   source?: { repoURL: string; path: string; targetRevision: string };
 }
 

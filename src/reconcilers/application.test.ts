@@ -9,14 +9,14 @@ import { attemptName, type AttemptRecord } from '../fsm/record.ts';
 import { createLogger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { loadConfig, policyDefaults } from '../config.ts';
-import { settingsFrom } from '../policy/settings.ts';
+import { monitoringFor, settingsFrom } from '../policy/settings.ts';
 import { AttemptStore, KEYS } from '../store/attempt-store.ts';
 import { StoreUnavailable } from '../store/kv.ts';
 import { MemoryKV } from '../store/memory.ts';
 import { TerminalError } from '../ports/errors.ts';
 import type { KubeEvent } from '../ports/kubernetes.ts';
 import { statusOf } from '../integrations/rollback-attempts.ts';
-import { ApplicationReconciler } from './application.ts';
+import { ApplicationReconciler, type ApplicationReconcilerDeps } from './application.ts';
 
 const defaults = policyDefaults(loadConfig({ GITHUB_ORG: 'acme', GITHUB_TOKEN: 'test-token' }));
 
@@ -31,12 +31,12 @@ class Harness {
 
   events: KubeEvent[] = [];
 
-  constructor(spec: Parameters<typeof settingsFrom>[1] = {}, extra: { allowedOwner?: string } = {}) {
+  constructor(spec: Parameters<typeof settingsFrom>[1] = {}, extra: { allowedOwner?: string; monitoring?: ApplicationReconcilerDeps['monitoring'] } = {}) {
     this.reconciler = new ApplicationReconciler({
       ...extra,
       events: { emit: (event) => { this.events.push(event); }, flush: async () => {} },
       store: this.store, argocd: this.world, github: this.world, cluster: this.world, history: this.world, attempts: this.world, approvalEnforcement: this.world,
-      monitoring: (app) => ({ settings: settingsFrom(defaults, { ...spec, merge: { approvers: { users: ['alice'] }, ...spec.merge } }), environment: app.labels.environment === 'staging' ? 'staging' : 'production', suspended: false }),
+      monitoring: extra.monitoring ?? ((app) => ({ settings: settingsFrom(defaults, { ...spec, merge: { approvers: { users: ['alice'] }, ...spec.merge } }), environment: app.labels.environment === 'staging' ? 'staging' : 'production', suspended: false })),
       audit: { record: async (input) => { this.audit.push(input); } },
       metrics: this.metrics,
       log: createLogger('ERROR'),
@@ -353,6 +353,20 @@ describe('ApplicationReconciler', () => {
       await h.world.setHealth(s.app.ref, 'Degraded');
       await h.reconcileEvery(10, 2, 'argocd/cart');
       expect(h.events.filter((e) => e.reason === 'ApplicationRefused')).toHaveLength(2);
+    });
+
+    it('starts no attempt for an app two RollbackPolicies select: an Event names both, once per degradation', async () => {
+      const policies = [
+        { name: 'canary', namespace: 'argocd', spec: { environment: 'staging' as const } },
+        { name: 'prod', namespace: 'argocd', spec: { applications: ['cart'], environment: 'production' as const, merge: { approvers: { users: ['alice'] } } } },
+      ];
+      h = new Harness({}, { monitoring: (app) => monitoringFor(app, policies, { ...defaults, monitoredApps: [] }) });
+      const s = await given('cart', 'staging');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 5, 'argocd/cart');
+      expect(await h.record('cart')).toBeUndefined();
+      expect(h.events.filter((e) => e.reason === 'ApplicationRefused' && e.regarding.kind === 'Application').map((e) => e.note))
+        .toEqual(['Application cart is selected by 2 RollbackPolicies in argocd (canary, prod): no rollback is attempted until only one selects it']);
     });
 
     it('says once that a Degraded app in its cooldown is not rolled back', async () => {

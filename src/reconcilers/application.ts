@@ -225,7 +225,8 @@ export class ApplicationReconciler {
       ...(app.degradedSince ? { degradedSince: app.degradedSince } : {}),
     } : undefined;
     const policyRef = record?.policyRef ?? monitored?.policyRef;
-    const refused = !record && app ? applicationRefusal(app, this.deps.allowedOwner, this.deps.githubHosts)?.message : undefined;
+    // Before any attempt: an attempt in progress keeps the settings it recorded, even if policies now conflict.
+    const refused = !record && app ? monitored?.conflict?.message ?? applicationRefusal(app, this.deps.allowedOwner, this.deps.githubHosts)?.message : undefined;
     const facts: Facts = {
       now,
       app: ref,

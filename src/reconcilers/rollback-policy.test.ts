@@ -24,6 +24,7 @@ describe('policyStatus', () => {
       conditions: [
         { type: 'Ready', status: 'True', reason: 'ApplicationsMatched', message: '2 Application(s) governed by this policy', lastTransitionTime: '2026-03-01T10:00:00Z', observedGeneration: 7 },
         { type: 'ApplicationsRefused', status: 'False', reason: 'NoneRefused', message: 'every governed Application\'s repository is within GITHUB_ORG', lastTransitionTime: '2026-03-01T10:00:00Z', observedGeneration: 7 },
+        { type: 'PolicyConflict', status: 'False', reason: 'NoConflict', message: 'no Application this policy selects is selected by another RollbackPolicy', lastTransitionTime: '2026-03-01T10:00:00Z', observedGeneration: 7 },
       ],
     });
   });
@@ -39,15 +40,15 @@ describe('policyStatus', () => {
     const second = policyStatus(policy(first), { matched: 3, refused: [] }, T1)!;
     expect(second.matchedApplications).toBe(3);
     expect(second.conditions?.[0]?.message).toBe('3 Application(s) governed by this policy');
-    expect(conditionTimes(second)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T10:00:00Z' });
+    expect(conditionTimes(second)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T10:00:00Z', PolicyConflict: '2026-03-01T10:00:00Z' });
     // When one of them is refused: ApplicationsRefused turns True, Ready does not change
     const third = policyStatus(policy(second), { matched: 3, refused: [outside('billing')], allowedOwner: 'acme' }, T2)!;
     expect(third.conditions?.[1]).toMatchObject({ status: 'True', reason: 'RepositoryOutsideOrg', message: '1 governed Application(s) refused, their repository outside GITHUB_ORG acme: billing' });
-    expect(conditionTimes(third)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T12:00:00Z' });
+    expect(conditionTimes(third)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T12:00:00Z', PolicyConflict: '2026-03-01T10:00:00Z' });
     // A second refused app changes the message only
     const fourth = policyStatus(policy(third), { matched: 3, refused: [outside('search'), outside('billing')], allowedOwner: 'acme' }, T1)!;
     expect(fourth.conditions?.[1]?.message).toContain('2 governed Application(s) refused');
-    expect(conditionTimes(fourth)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T12:00:00Z' });
+    expect(conditionTimes(fourth)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T12:00:00Z', PolicyConflict: '2026-03-01T10:00:00Z' });
   });
 
   it('names each refusal by its reason: outside GITHUB_ORG, a shape not handled yet, or both', () => {
@@ -60,11 +61,23 @@ describe('policyStatus', () => {
       message: '1 governed Application(s) refused, their repository outside GITHUB_ORG acme: billing; 1 governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): hydrated' });
   });
 
+  it('names each app another policy also selects, with the others, and turns PolicyConflict True', () => {
+    const first = policyStatus(policy(), { matched: 1, refused: [] }, T0)!;
+    const conflicted = policyStatus(policy(first), { matched: 1, refused: [], conflicts: [{ name: 'q-y', others: ['canary'] }, { name: 'cart', others: ['canary', 'prod'] }] }, T1)!;
+    expect(conflicted.conditions?.[2]).toEqual({
+      type: 'PolicyConflict', status: 'True', reason: 'SelectedByAnotherPolicy', lastTransitionTime: '2026-03-01T11:00:00Z', observedGeneration: 3,
+      message: '2 Application(s) also selected by another RollbackPolicy of this namespace get no rollback until only one policy selects them: cart (also canary, prod), q-y (also canary)',
+    });
+    expect(conditionTimes(conflicted).Ready).toBe('2026-03-01T10:00:00Z');
+    // Resolved: back to False, written again
+    expect(policyStatus(policy(conflicted), { matched: 2, refused: [] }, T2)?.conditions?.[2]).toMatchObject({ status: 'False', reason: 'NoConflict', lastTransitionTime: '2026-03-01T12:00:00Z' });
+  });
+
   it('rewrites the status of a new generation (a spec edit) with that generation', () => {
     const written = policyStatus(policy(undefined, 3), { matched: 1, refused: [] }, T0)!;
     const edited = policyStatus(policy(written, 4, { applications: ['payments'], suspend: true }), { matched: 1, refused: [] }, T1)!;
     expect(edited.observedGeneration).toBe(4);
-    expect(edited.conditions?.map((c) => c.observedGeneration)).toEqual([4, 4]);
+    expect(edited.conditions?.map((c) => c.observedGeneration)).toEqual([4, 4, 4]);
     expect(edited.conditions?.[0]?.message).toBe('1 Application(s) governed by this policy (suspended: no new attempts)');
     expect(conditionTimes(edited).Ready).toBe('2026-03-01T10:00:00Z');
   });
@@ -105,7 +118,7 @@ describe('RollbackPolicies', () => {
     const policies = new RollbackPolicies(port, defaults, createLogger('ERROR'), () => changes.push('changed'), { allowedOwner: 'acme', namespaces: ['argocd'], clock: () => now });
     await policies.writeStatuses([app('payments'), app('billing', 'https://github.com/other/gitops.git')]);
     expect(port.writes).toEqual([{ name: 'payments', status: expect.objectContaining({ observedGeneration: 5, matchedApplications: 2 }) }]);
-    expect(conditionTimes(port.writes[0]!.status)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T10:00:00Z' });
+    expect(conditionTimes(port.writes[0]!.status)).toEqual({ Ready: '2026-03-01T10:00:00Z', ApplicationsRefused: '2026-03-01T10:00:00Z', PolicyConflict: '2026-03-01T10:00:00Z' });
 
     now = T1;
     await policies.writeStatuses([app('payments'), app('billing', 'https://github.com/other/gitops.git')]);
@@ -114,6 +127,29 @@ describe('RollbackPolicies', () => {
     // The port's changes reach the reconciler's listener
     port.change();
     expect(changes).toEqual(['changed']);
+  });
+
+  it('counts an app two policies select on neither, and names it with the other policy on both', async () => {
+    const port = new FakePolicies([
+      { namespace: 'argocd', name: 'production', generation: 1, spec: { selector: { matchLabels: { environment: 'production' } }, environment: 'production' } },
+      { namespace: 'argocd', name: 'canary', generation: 1, spec: { environment: 'staging' } },
+      { namespace: 'argocd', name: 'named', generation: 1, spec: { applications: ['q-x'], environment: 'staging' } },
+    ]);
+    const policies = new RollbackPolicies(port, defaults, createLogger('ERROR'), () => {}, { clock: () => T0 });
+    const labelled = (name: string, labels: Record<string, string>): ApplicationView => ({ ...app(name), labels });
+    await policies.writeStatuses([
+      labelled('cart', { 'ai-operator.enabled': 'true', environment: 'production' }),
+      labelled('q-x', {}),
+      labelled('q-y', { 'ai-operator.enabled': 'true', environment: 'production' }),
+      labelled('web', { environment: 'production' }),
+    ]);
+    const statusOf = (name: string) => port.writes.find((w) => w.name === name)!.status;
+    expect(statusOf('production')).toMatchObject({ matchedApplications: 1 });
+    expect(statusOf('production').conditions?.[2]?.message).toMatch(/: cart \(also canary\), q-y \(also canary\)$/);
+    expect(statusOf('canary')).toMatchObject({ matchedApplications: 0 });
+    expect(statusOf('canary').conditions?.[2]?.message).toMatch(/: cart \(also production\), q-y \(also production\)$/);
+    // Naming q-x alone, the third policy selects neither labelled app
+    expect(statusOf('named')).toMatchObject({ matchedApplications: 1, conditions: [expect.anything(), expect.anything(), expect.objectContaining({ status: 'False' })] });
   });
 
   it('logs a status it could not write and goes on with the next policy', async () => {

@@ -1,25 +1,51 @@
 // RollbackPolicies, as declared in Git: read through RollbackPolicyPort (whose
 // watch, integrations/rollback-policies.ts, keeps them in a cache) and consulted
 // by the application reconciler (which policy governs an app, with what
-// settings). Each policy's status says how many Applications it matches and
-// whether it is Ready. Level-based: the status is recomputed from the cache on
+// settings). Each policy's status says how many Applications it matches,
+// whether it is Ready, and which apps another policy also selects (a conflict:
+// those get no attempt until a human resolves it). Level-based: the status is recomputed from the cache on
 // every resync, never accumulated.
 import type { Logger } from '../observability/log.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { PolicyCondition, PolicyObject, RollbackPolicyPort, RollbackPolicyStatus } from '../ports/rollback-policies.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
-import { monitoringFor, type Defaults, type RollbackPolicy } from '../policy/settings.ts';
+import { monitoringFor, selectingPolicies, type Defaults, type RollbackPolicy } from '../policy/settings.ts';
 import type { MonitoredApp } from './application.ts';
 
-/** Which policy governs the app: the first by namespace/name that names or selects it. Pure. */
-export function governingPolicy(app: ApplicationView, policies: RollbackPolicy[], defaults: Defaults): RollbackPolicy | undefined {
-  const monitored = monitoringFor(app, policies, defaults);
-  return monitored?.policyRef ? policies.find((p) => p.name === monitored.policyRef!.name && p.namespace === monitored.policyRef!.namespace) : undefined;
+/**
+ * The policies that select each app, tallied per policy: an app one policy
+ * selects is that policy's; one that several select is a conflict on each of
+ * them, naming the others. Pure.
+ */
+export function tallies(apps: ApplicationView[], policies: RollbackPolicy[], allowedOwner?: string, githubHosts?: readonly string[]): Map<string, PolicyTally> {
+  const result = new Map<string, PolicyTally>();
+  const tallyOf = (policy: RollbackPolicy) => {
+    const key = `${policy.namespace}/${policy.name}`;
+    const tally = result.get(key) ?? { matched: 0, refused: [], conflicts: [] };
+    result.set(key, tally);
+    return tally;
+  };
+  for (const app of apps) {
+    const selecting = selectingPolicies(app, policies);
+    if (selecting.length > 1) {
+      for (const policy of selecting) tallyOf(policy).conflicts!.push({ name: app.ref.name, others: selecting.filter((p) => p !== policy).map((p) => p.name) });
+      continue;
+    }
+    if (!selecting[0]) continue;
+    const tally = tallyOf(selecting[0]);
+    tally.matched++;
+    const refusal = applicationRefusal(app, allowedOwner, githubHosts);
+    if (refusal) tally.refused.push({ name: app.ref.name, reason: refusal.reason });
+  }
+  return result;
 }
 
 /** What a policy's status says of the Applications it governs. */
 export interface PolicyTally {
+  /** Applications this policy alone selects: it governs them. */
   matched: number;
+  /** Applications this policy selects with others of its namespace: nobody governs them (SPEC §3). */
+  conflicts?: Array<{ name: string; others: string[] }>;
   /** Governed Applications refused before any attempt: their repository is outside GITHUB_ORG, or their shape is not handled. */
   refused: Array<{ name: string; reason: RefusalReason }>;
   allowedOwner?: string;
@@ -44,9 +70,14 @@ export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date
       ...(shape.length > 0 ? [`${shape.length} governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): ${list(shape)}`] : []),
     ].join('; ');
   const refusedReason = outside.length > 0 && shape.length > 0 ? 'RepositoryOutsideOrgAndUnsupportedShape' : outside.length > 0 ? 'RepositoryOutsideOrg' : 'UnsupportedShape';
+  const conflicts = [...tally.conflicts ?? []].sort((a, b) => a.name.localeCompare(b.name));
+  const conflict = conflicts.length === 0
+    ? 'no Application this policy selects is selected by another RollbackPolicy'
+    : `${conflicts.length} Application(s) also selected by another RollbackPolicy of this namespace get no rollback until only one policy selects them: ${list(conflicts.map((c) => `${c.name} (also ${c.others.join(', ')})`))}`;
   const current = policy.status;
   const previous = (type: string) => current?.conditions?.find((c) => c.type === type);
-  if (current?.matchedApplications === tally.matched && current.observedGeneration === generation && previous('ApplicationsRefused')?.message === refusal) return undefined;
+  if (current?.matchedApplications === tally.matched && current.observedGeneration === generation && previous('ApplicationsRefused')?.message === refusal
+    && previous('PolicyConflict')?.message === conflict) return undefined;
   const condition = (next: Omit<PolicyCondition, 'lastTransitionTime' | 'observedGeneration'>): PolicyCondition => {
     const before = previous(next.type);
     const since = before?.status === next.status && before.lastTransitionTime ? before.lastTransitionTime : apiTime(now);
@@ -61,6 +92,9 @@ export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date
     }), condition({
       type: 'ApplicationsRefused', status: refused.length > 0 ? 'True' : 'False',
       reason: refused.length > 0 ? refusedReason : 'NoneRefused', message: refusal,
+    }), condition({
+      type: 'PolicyConflict', status: conflicts.length > 0 ? 'True' : 'False',
+      reason: conflicts.length > 0 ? 'SelectedByAnotherPolicy' : 'NoConflict', message: conflict,
     })],
   };
 }
@@ -118,22 +152,11 @@ export class RollbackPolicies {
 
   /** Writes matchedApplications and the conditions on every policy whose status is out of date. */
   async writeStatuses(apps: ApplicationView[]): Promise<void> {
-    const policies = this.policies();
-    const tallies = new Map<string, PolicyTally>();
-    for (const app of apps) {
-      const policy = governingPolicy(app, policies, this.defaults);
-      if (!policy) continue;
-      const key = `${policy.namespace}/${policy.name}`;
-      const tally = tallies.get(key) ?? { matched: 0, refused: [] };
-      tally.matched++;
-      const refusal = applicationRefusal(app, this.allowedOwner, this.githubHosts);
-      if (refusal) tally.refused.push({ name: app.ref.name, reason: refusal.reason });
-      tallies.set(key, tally);
-    }
+    const counted = tallies(apps, this.policies(), this.allowedOwner, this.githubHosts);
     const now = this.clock();
     for (const policy of this.owned()) {
       const key = `${policy.namespace}/${policy.name}`;
-      const status = policyStatus(policy, { ...(tallies.get(key) ?? { matched: 0, refused: [] }), ...(this.allowedOwner ? { allowedOwner: this.allowedOwner } : {}) }, now);
+      const status = policyStatus(policy, { ...(counted.get(key) ?? { matched: 0, refused: [] }), ...(this.allowedOwner ? { allowedOwner: this.allowedOwner } : {}) }, now);
       if (!status) continue;
       await this.objects.writeStatus(policy, status)
         .catch((error: Error) => this.log.warn('Could not write RollbackPolicy status', { policy: key, error: error.message }));

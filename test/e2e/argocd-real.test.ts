@@ -207,7 +207,9 @@ async function givenRealScenario(options: RealScenarioOptions): Promise<RealScen
           PATH: process.env.PATH, KUBECONFIG: argocd.kubeconfig, ETCD_ENDPOINTS: stack.etcd, ETCD_PREFIX: `/e2e-argocd/${namespace}`, NATS_URL: stack.nats,
           PROMETHEUS_URL: stack.prometheus, ELASTICSEARCH_URL: stack.elasticsearch, GITHUB_API_URL: github.url, GITHUB_ORG: OWNER,
           GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(dir, 'audit'), HTTP_PORT: String(httpPort), POD_NAME: `${options.name}-${logs.length}`,
-          POLL_INTERVAL_SEC: '1', WATCH_NAMESPACES: namespace, LOG_LEVEL: 'INFO', ...options.env, ...env,
+          POLL_INTERVAL_SEC: '1', WATCH_NAMESPACES: namespace, LOG_LEVEL: 'INFO',
+          // The namespace of the controller that syncs the app: Argo CD's tracking names the app by it.
+          ARGOCD_NAMESPACE: persist ? namespace : argocd.namespace, ...options.env, ...env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       });

@@ -36,10 +36,9 @@ describe('RollbackPolicy CRD', () => {
     }
   });
 
-  it('fills in the schema defaults of an empty policy', async () => {
+  it('fills in the schema defaults of an empty policy (no selector: the operator applies the default one only when applications is unset too)', async () => {
     const created = JSON.parse(await kubectlOk(stack, ['create', '-o', 'json', '-f', '-'], JSON.stringify(policy(namespace, 'defaults', {})))) as { spec: Json };
     expect(created.spec).toEqual({
-      selector: { matchLabels: { 'ai-operator.enabled': 'true' } },
       detection: {},
       candidate: { minUptime: 0.99, window: '24h', maxCommits: 50 },
       merge: { method: 'squash' },

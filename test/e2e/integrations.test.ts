@@ -133,6 +133,7 @@ describe('ArgoCdWatcher on the real API server', () => {
         uid: expect.any(String),
         history: [{ id: 0, revision: 'a'.repeat(40), deployedAt: '2026-01-01T00:00:00Z' }, { id: 1, revision: 'b'.repeat(40), deployedAt: '2026-01-02T00:00:00Z' }],
         resources: [{ group: 'apps', kind: 'Deployment', namespace: 'payments', name: 'api', health: 'Degraded' }],
+        destinationNamespace: 'payments',
         source,
       } satisfies ApplicationView);
       expect((await watcher.getApplication({ namespace, name: 'orders' }))?.source?.path).toBe('apps/orders');
@@ -241,10 +242,12 @@ describe('ClusterReader on the real API server', () => {
     const kc = kubeConfig(stack);
     const apps = kc.makeApiClient(AppsV1Api);
     const core = kc.makeApiClient(CoreV1Api);
-    // Given two Deployments whose status a controller would have written: api's rollout stuck past its deadline, worker fine
-    for (const [name, replicas, updated, available, stuck] of [['api', 3, 1, 1, true], ['worker', undefined, 1, 1, false]] as const) {
+    // Given two Deployments Argo CD applied for the app `shop` (its tracking id on each), whose status a controller
+    // would have written: api's rollout stuck past its deadline, worker fine; and one of nobody's, stuck too
+    for (const [name, replicas, updated, available, stuck] of [['api', 3, 1, 1, true], ['worker', undefined, 1, 1, false], ['stranger', 2, 0, 0, true]] as const) {
+      const tracking = name === 'stranger' ? {} : { annotations: { 'argocd.argoproj.io/tracking-id': `shop:apps/Deployment:${namespace}/${name}` } };
       await apps.createNamespacedDeployment({ namespace, body: {
-        metadata: { name },
+        metadata: { name, ...tracking },
         spec: { ...(replicas ? { replicas } : {}), selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c', image: 'nginx' }] } } },
       } });
       await apps.patchNamespacedDeploymentStatus({ namespace, name, body: { status: {
@@ -263,29 +266,27 @@ describe('ClusterReader on the real API server', () => {
     }
   });
 
+  // A status anyone who may patch the Application can write: it names a Deployment that does not exist, omits worker.
   const view = (namespace: string): ApplicationView => ({
-    ref: { namespace: 'argocd', name: 'shop' }, labels: {}, history: [],
+    ref: { namespace: 'argocd', name: 'shop' }, labels: {}, history: [], destinationNamespace: namespace,
     resources: [
       { group: 'apps', kind: 'Deployment', namespace, name: 'api' },
-      { group: 'apps', kind: 'Deployment', namespace, name: 'worker' },
       { group: '', kind: 'Service', namespace, name: 'api' },
       { group: 'apps', kind: 'Deployment', namespace, name: 'ghost' },
     ],
   });
 
-  it('reads the rollout figures of the Deployments Argo CD lists', async () => {
-    const reader = new ClusterReader(kubeConfig(stack), { backoffMs: FAST.backoffMs });
+  it('reads the rollout figures of the Deployments Argo CD tracks as the app\'s, whatever the status lists', async () => {
+    const reader = new ClusterReader(kubeConfig(stack), { argocdNamespace: 'argocd', backoffMs: FAST.backoffMs });
     expect(await reader.getDeploymentStatus(view(namespace))).toEqual([
       { name: 'api', desired: 3, updated: 1, available: 1, unavailable: 2, progressDeadlineExceeded: true },
       { name: 'worker', desired: 1, updated: 1, available: 1, unavailable: 0, progressDeadlineExceeded: false },
-      // Listed by Argo CD, absent from the cluster: nothing runs.
-      { name: 'ghost', desired: 1, updated: 0, available: 0, unavailable: 1, progressDeadlineExceeded: false, absent: true },
     ]);
   });
 
-  it('lists the pods each Deployment selects', async () => {
+  it('lists the pods each of those Deployments selects', async () => {
     const metrics = new Metrics();
-    const reader = new ClusterReader(kubeConfig(stack), { metrics, backoffMs: FAST.backoffMs });
+    const reader = new ClusterReader(kubeConfig(stack), { argocdNamespace: 'argocd', metrics, backoffMs: FAST.backoffMs });
     const pods = await reader.listPods(view(namespace));
     expect(pods.sort((a, b) => a.name.localeCompare(b.name))).toEqual([
       { name: 'api-1', phase: 'Running', ready: true, restarts: 0 },
@@ -299,7 +300,7 @@ describe('ClusterReader on the real API server', () => {
     const kc = new KubeConfig();
     kc.loadFromFile(stack.kubeconfig);
     kc.loadFromOptions({ clusters: kc.clusters, contexts: kc.contexts, currentContext: kc.currentContext, users: [{ name: kc.users[0]!.name }] });
-    const error = await new ClusterReader(kc, { backoffMs: FAST.backoffMs }).getDeploymentStatus(view(namespace)).catch((e: unknown) => e);
+    const error = await new ClusterReader(kc, { argocdNamespace: 'argocd', backoffMs: FAST.backoffMs }).getDeploymentStatus(view(namespace)).catch((e: unknown) => e);
     // Anonymous requests are refused (401 or 403): a permission error, never retried.
     expect(error).toMatchObject({ name: 'IntegrationError', code: 'PERMISSION_DENIED', call: 'getDeploymentStatus' });
   });
@@ -358,7 +359,7 @@ describe('the Argo CD simulator', () => {
     deployNamespace = await freshNamespace(stack, 'sim-shop');
     repo = gitopsRepository(root);
     watcher = new ArgoCdWatcher({ kubeConfig: kubeConfig(stack), log: createLogger('ERROR'), namespaces: [appNamespace], ...FAST });
-    reader = new ClusterReader(kubeConfig(stack), { backoffMs: FAST.backoffMs });
+    reader = new ClusterReader(kubeConfig(stack), { argocdNamespace: 'argocd', backoffMs: FAST.backoffMs });
     await watcher.start();
     // Persisted, as with --persist-resource-health (Argo CD 3.x's default keeps it out): the tests below read each resource's health.
     sim = await startArgoCdSim({ kubeConfig: kubeConfig(stack), repoRoot: root, intervalMs: 200, degradeAfterMs: 1500, namespaces: [appNamespace], metricsPort: 0, persistResourceHealth: true });

@@ -48,6 +48,8 @@ export interface ScenarioOptions {
   environment: 'staging' | 'production';
   /** The Application's name (Prometheus history is looked up by it). */
   app?: string;
+  /** The name of the app's Deployment (and its pods' `app` label); the app's by default. */
+  workload?: string;
   /** Operator variables on top of the scenario's (short intervals, this namespace, this prefix). */
   env?: Record<string, string>;
   /** Start the operator now (default) or leave it to the test. */
@@ -68,6 +70,8 @@ export interface Scenario {
   target: string;
   app: string;
   github: GitHubSim;
+  /** The Argo CD simulator syncing this namespace (stop it to write the Application's status by hand). */
+  argocd: ArgoCdSim;
   good: string;
   dir: string;
   store: AttemptStore;
@@ -103,7 +107,7 @@ export async function givenRollbackScenario(stack: StackEndpoints, name: string,
   const { token } = github.control.addUser({ login: 'ai-operator-bot' });
   await github.control.createRepo({ ...REPO, files: { 'README.md': 'x\n', 'apps/other/config.yaml': 'keep: me\n' }, message: 'init' });
   const release = async (image: string, broken: boolean, extraFiles: Record<string, string> = {}) => {
-    const { sha } = await github.control.push({ ...REPO, files: { [`${APP_PATH}/deployment.yaml`]: deployment(app, target, image, broken), ...extraFiles }, message: `Release ${image}` });
+    const { sha } = await github.control.push({ ...REPO, files: { [`${APP_PATH}/deployment.yaml`]: deployment(options.workload ?? app, target, image, broken), ...extraFiles }, message: `Release ${image}` });
     github.control.setStatus({ ...REPO, sha, state: 'success', context: 'ci/build' });
     return sha;
   };
@@ -156,7 +160,7 @@ export async function givenRollbackScenario(stack: StackEndpoints, name: string,
 
   const attempts = async () => (await store.allAttempts()).filter((r) => r.app.namespace === namespace);
   return {
-    namespace, target, app, github, good, dir, store, startOperator, attempts, release,
+    namespace, target, app, github, argocd, good, dir, store, startOperator, attempts, release,
     ci: (sha, state) => { github.control.setStatus({ ...REPO, sha, state, context: 'ci/build' }); },
     inState: (state, timeoutMs = 60_000) => eventually(state, async () => (await attempts()).find((r) => r.state === state), timeoutMs, 250),
     firstPull: (timeoutMs = 60_000) => eventually('rollback PR', async () => github.control.pulls(REPO)[0], timeoutMs, 100),
