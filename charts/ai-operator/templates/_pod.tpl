@@ -69,10 +69,10 @@ spec:
         - name: HTTP_PORT
           value: "8080"
         # Credentials by reference only (values: secret).
-        {{- range $variable, $key := .Values.secret.keys }}
-        - name: {{ $variable }}
+        {{- range list "GITHUB_TOKEN" "GITHUB_APP_ID" "GITHUB_APP_INSTALLATION_ID" "GITHUB_APP_PRIVATE_KEY" "ARGOCD_TOKEN" "ELASTICSEARCH_API_KEY" }}
+        - name: {{ . }}
           valueFrom:
-            secretKeyRef: {name: {{ $.Values.secret.name }}, key: {{ $key }}, optional: true}
+            secretKeyRef: {name: {{ $.Values.secret.name }}, key: {{ required (printf "secret.keys.%s: the Secret's key for %s" . .) (get $.Values.secret.keys .) }}, optional: true}
         {{- end }}
       resources: {{ toYaml .Values.resources | nindent 8 }}
       securityContext:
