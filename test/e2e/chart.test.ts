@@ -9,7 +9,7 @@
 // cluster-wide, which on the shared test API server would refuse every other
 // test's admin-written approval annotations.
 import { execFile } from 'node:child_process';
-import { lstatSync, mkdtempSync, readFileSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -288,11 +288,10 @@ describe.skipIf(useExistingCluster())('helm on a real API server', () => {
     console.log(uninstall);
     // Then every object is gone but the spool claim (it may hold audit records not yet shipped) and the CRDs (Helm never deletes crds/)
     expect(uninstall).toMatch(/These resources were kept due to the resource policy:\s*\[PersistentVolumeClaim\] ai-operator-audit-spool/);
-    const left = await kubectl(admin, ['get', '-o', 'name', '-f', '-'], (await Promise.resolve(all)).filter((o) => !crds.includes(o)).map((o) => JSON.stringify(o)).join('\n'));
+    const left = await kubectl(admin, ['get', '-o', 'name', '-f', '-'], all.filter((o) => !crds.includes(o)).map((o) => JSON.stringify(o)).join('\n'));
     expect(left.stdout.trim().split('\n').filter(Boolean)).toEqual(['persistentvolumeclaim/ai-operator-audit-spool']);
     expect(left.stderr.trim().split('\n')).toHaveLength(all.length - crds.length - 1);
     expect((await kubectlOk(admin, ['get', 'crd', '-o', 'name'])).split('\n').filter((l) => l.includes('ai-operator.io')).sort())
       .toEqual(crds.map((o) => `customresourcedefinition.apiextensions.k8s.io/${o.metadata.name}`).sort());
-    writeFileSync(join(dir, 'done'), '');
   }, 240_000);
 });

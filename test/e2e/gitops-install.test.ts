@@ -9,7 +9,7 @@
 // (admission.namespaceSelector), so other tests' approvals are judged as before,
 // and the Application has no finalizer, so deleting it never deletes the CRDs.
 import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -73,7 +73,6 @@ describe.skipIf(!stack.argocd)('GitOps install on real Argo CD', () => {
     // Then it holds exactly what helm renders with those values
     const { helm } = await binaries('helm');
     const values = join(work, 'values.json');
-    const { writeFileSync } = await import('node:fs');
     writeFileSync(values, JSON.stringify(app.spec.source.helm.valuesObject));
     const { stdout } = await run(helm!, ['template', app.spec.source.helm.releaseName, join(repoRoot, 'charts/ai-operator'), '-n', target, '--include-crds', '--kube-version', '1.33.0', '-f', values], { maxBuffer: 32 << 20 });
     const rendered = parseAllDocuments(stdout).map((d) => d.toJS() as Json).filter(Boolean);
