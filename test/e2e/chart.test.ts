@@ -121,6 +121,15 @@ describe('the chart, rendered', () => {
     const fromKustomize = await kustomize('config/crd');
     const byName = (list: Json[]) => Object.fromEntries(list.map((o) => [o.metadata.name, o]));
     expect(byName(fromHelm)).toEqual(byName(fromKustomize));
+
+    // `helm package` (what an OCI or HTTP chart repository serves) resolves the links: the archive renders the same.
+    const out = mkdtempSync(join(tmpdir(), 'ai-operator-chart-package-'));
+    await helmOk(['package', CHART, '-d', out]);
+    const archive = join(out, `ai-operator-${(parse(read(`${CHART}/Chart.yaml`)) as Json).version}.tgz`);
+    const { stdout: listing } = await run('tar', ['tzf', archive]);
+    expect(listing.split('\n').filter((f) => f.startsWith('ai-operator/crds/')).sort()).toEqual(listed.map((f) => `ai-operator/crds/${f}`).sort());
+    const fromArchive = docs((await helm(['template', 'ai-operator', archive, '-n', NS, '--include-crds', '--kube-version', KUBE_VERSION])).stdout);
+    expect(fromArchive).toEqual(await template());
   });
 
   it('renders the objects of config/default, but for the differences README "Install" documents', async () => {
