@@ -11,11 +11,12 @@ PROVISION := dev/scripts/provision.sh
 NODE := $(shell $(PROVISION) node | sed -n 's/^node=//p')
 export PATH := $(dir $(NODE)):$(PATH)
 
-.PHONY: help deps stack typecheck lint-layers test test-unit test-e2e demo bench soak clean
+.PHONY: help deps stack image typecheck lint-layers test test-unit test-e2e demo bench soak clean
 
 help:
 	@echo "make demo   - bring up the local real stack and show the operator at work"
 	@echo "make test   - typecheck, layer check, unit tests and end-to-end tests on the real stack"
+	@echo "make image  - build the operator's image from the Dockerfile with buildah (no Docker engine needed)"
 	@echo "make bench  - benchmarks (not part of make test)"
 	@echo "make soak   - an hour of the 10,000-app bench through restarts and kills (not part of make test)"
 
@@ -26,10 +27,19 @@ node_modules/.installed: package.json package-lock.json
 
 deps: node_modules/.installed
 
-# Builds or downloads etcd, kube-apiserver + kubectl, nats-server, Prometheus and
-# Elasticsearch once per machine; later runs only check the cache.
+# Builds or downloads etcd, kube-apiserver + kubectl, nats-server, Prometheus,
+# Elasticsearch, helm, the GitOps loop, and the image tools (buildah, podman)
+# once per machine; later runs only check the cache. The image itself is built
+# by the test that runs it (test/e2e/image.test.ts), cached the same way.
 stack:
 	@$(PROVISION) all >/dev/null
+
+# The Dockerfile, built by buildah (no Docker engine) into an image store in the
+# cache, and reused while its inputs (Dockerfile, package*.json, src/, schemas/,
+# the base) are unchanged. Its base, node:<NODE_VERSION>-bookworm-slim, is built
+# locally once when no registry is reachable (dev/scripts/image.sh).
+image:
+	@dev/scripts/image.sh build
 
 typecheck: deps
 	node node_modules/typescript/bin/tsc --noEmit

@@ -2,7 +2,7 @@
 # Obtains each real component of the local stack and caches it outside the clone,
 # so only the first run on a machine pays for the builds and downloads.
 #
-#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|all
+#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|helm|image-tools|all
 #   dev/scripts/provision.sh argocd|kube-controllers|kwok|redis|argocd-stack
 #
 # argocd-stack is the real GitOps loop (Argo CD, kube-controller-manager,
@@ -27,6 +27,7 @@ ARGOCD_VERSION=3.6.1
 # Argo CD 3.6's go.mod says go 1.27; only its build runs on this toolchain.
 ARGOCD_GO=go1.27.3
 KWOK_VERSION=0.8.0
+HELM_VERSION=3.21.4
 
 say() { echo "provision: $*" >&2; }
 fail() { echo "provision: cannot obtain $1: $2" >&2; exit 1; }
@@ -251,6 +252,44 @@ provision_kwok() {
   echo "kwok=$dir/bin/kwok"
 }
 
+# Helm, for the chart (charts/ai-operator): lint, template, install, upgrade and
+# uninstall against the real API server in the tests, and on PATH for Argo CD's
+# repo server, which execs `helm template` for a Helm source. Its module has no
+# replace lines, so plain go install works. Helm 3, not 4: Argo CD 3.6 calls the
+# v3 CLI.
+provision_helm() {
+  local dir="$cache/helm-$HELM_VERSION"
+  if [[ ! -x $dir/bin/helm ]]; then
+    need_go helm
+    say "building helm $HELM_VERSION (first run only; several minutes)"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    local gocache v=helm.sh/helm/v3/internal/version
+    gocache=$(mktemp -d)
+    GOCACHE=$gocache GOBIN="$dir.tmp/bin" CGO_ENABLED=0 go install -trimpath \
+      -ldflags "-s -w -X $v.version=v$HELM_VERSION -X $v.gitTreeState=clean" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" >&2 \
+      || { rm -rf "$dir.tmp" "$gocache"; fail helm "go install helm.sh/helm/v3/cmd/helm@v$HELM_VERSION failed (is the Go module proxy reachable?)"; }
+    rm -rf "$gocache" "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  echo "helm=$dir/bin/helm"
+}
+
+# What builds and runs the operator's image without a Docker engine (make image,
+# test/e2e/image.test.ts): Debian's buildah and podman with runc (crun fails on
+# a cgroup hybrid host), and debootstrap for the local base image
+# (dev/scripts/image.sh). vfs storage needs no fuse-overlayfs.
+provision_image_tools() {
+  local missing=() tool
+  for tool in buildah podman runc debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  # conmon runs beside each container; containers-common carries policy.json and registries.conf.
+  command -v conmon >/dev/null || missing+=(conmon)
+  [[ -f /etc/containers/policy.json ]] || missing+=(golang-github-containers-common)
+  ((${#missing[@]} == 0)) || apt_install image-tools "${missing[@]}"
+  echo "buildah=$(command -v buildah)"
+  echo "podman=$(command -v podman)"
+  echo "runc=$(command -v runc)"
+  echo "debootstrap=$(command -v debootstrap)"
+}
+
 # Argo CD's cache (Debian's redis-server).
 provision_redis() {
   command -v redis-server >/dev/null || apt_install redis redis-server
@@ -317,9 +356,11 @@ run() {
     kube-controllers) locked kube-controllers provision_kube_controllers ;;
     kwok) locked kwok provision_kwok ;;
     redis) locked apt provision_redis ;;
+    helm) locked helm provision_helm ;;
+    image-tools) locked apt provision_image_tools ;;
     argocd-stack) for c in kube-controllers kwok redis argocd; do run "$c"; done ;;
-    all) for c in node etcd kube nats prometheus elasticsearch lua deeplinks argocd-stack; do run "$c"; done ;;
-    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|all|argocd|kube-controllers|kwok|redis|argocd-stack" >&2; exit 2 ;;
+    all) for c in node etcd kube nats prometheus elasticsearch lua deeplinks helm image-tools argocd-stack; do run "$c"; done ;;
+    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|helm|image-tools|all|argocd|kube-controllers|kwok|redis|argocd-stack" >&2; exit 2 ;;
   esac
 }
 

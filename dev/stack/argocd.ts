@@ -4,7 +4,7 @@
 // from the module that was built, and per namespace the three settings objects
 // and the default AppProject. Intervals are short so a push is seen in seconds.
 import { mkdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { binaries } from './binaries.ts';
 import { kubectlOk, type KubectlTarget } from './kubectl.ts';
 import { freePort, httpOk, spawnManaged, waitHealthy, type ManagedProcess } from './process.ts';
@@ -75,6 +75,8 @@ function argoEnv(bin: string, extra: Record<string, string>): NodeJS.ProcessEnv 
 /** `redis`: host:port. */
 export async function startRepoServer(workDir: string, redis: string, name = 'argocd-repo-server'): Promise<RepoServer> {
   const found = await binaries('argocd');
+  // A Helm source (charts/ai-operator: config/samples/argocd-application.yaml) is rendered by `helm template` from PATH.
+  const helmBin = dirname((await binaries('helm')).helm!);
   const dir = join(workDir, name);
   const tmp = join(dir, 'tmp');
   mkdirSync(tmp, { recursive: true });
@@ -89,7 +91,7 @@ export async function startRepoServer(workDir: string, redis: string, name = 'ar
     `--revision-cache-expiration=${REVISION_CACHE_EXPIRATION}`,
     '--logformat=text', '--loglevel=info',
   ], join(workDir, `${name}.log`), {
-    env: argoEnv(found['argocd-bin']!, {
+    env: argoEnv(`${found['argocd-bin']!}:${helmBin}`, {
       // Clones go to $TMPDIR/_argocd-repo; the ask-pass socket is /tmp's fixed
       // name unless this says otherwise (two repo servers would share it).
       TMPDIR: tmp,

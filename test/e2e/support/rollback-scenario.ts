@@ -54,6 +54,8 @@ export interface ScenarioOptions {
   env?: Record<string, string>;
   /** Start the operator now (default) or leave it to the test. */
   startOperator?: boolean;
+  /** How the operator runs with the scenario's environment: `node src/main.ts` here by default; image.test.ts runs the image under podman. */
+  launch?: (env: Record<string, string>) => ChildProcess;
 }
 
 export interface OperatorHandle {
@@ -137,16 +139,14 @@ export async function givenRollbackScenario(stack: StackEndpoints, name: string,
     const httpPort = await freePort();
     const log = join(dir, `operator-${logs.length + 1}.log`);
     logs.push(log);
-    const child = spawn(process.execPath, [MAIN], {
-      env: {
-        PATH: process.env.PATH, KUBECONFIG: stack.kubeconfig, ETCD_ENDPOINTS: stack.etcd, ETCD_PREFIX: prefix, NATS_URL: stack.nats,
-        PROMETHEUS_URL: stack.prometheus, ELASTICSEARCH_URL: stack.elasticsearch, GITHUB_API_URL: github.url, GITHUB_ORG: REPO.owner,
-        GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(dir, 'audit'), HTTP_PORT: String(httpPort), POD_NAME: `${name}-${logs.length}`,
-        POLL_INTERVAL_SEC: '1', HEALTH_RESTORATION_DURATION: '3', WATCH_NAMESPACES: namespace, LOG_LEVEL: 'INFO',
-        ...options.env, ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const operatorEnv: Record<string, string> = {
+      PATH: process.env.PATH ?? '', KUBECONFIG: stack.kubeconfig, ETCD_ENDPOINTS: stack.etcd, ETCD_PREFIX: prefix, NATS_URL: stack.nats,
+      PROMETHEUS_URL: stack.prometheus, ELASTICSEARCH_URL: stack.elasticsearch, GITHUB_API_URL: github.url, GITHUB_ORG: REPO.owner,
+      GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(dir, 'audit'), HTTP_PORT: String(httpPort), POD_NAME: `${name}-${logs.length}`,
+      POLL_INTERVAL_SEC: '1', HEALTH_RESTORATION_DURATION: '3', WATCH_NAMESPACES: namespace, LOG_LEVEL: 'INFO',
+      ...options.env, ...env,
+    };
+    const child = options.launch ? options.launch(operatorEnv) : spawn(process.execPath, [MAIN], { env: operatorEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     const out = createWriteStream(log);
     child.stdout!.pipe(out);
     child.stderr!.pipe(out);
