@@ -33,6 +33,7 @@ export const METRIC = {
   outboxDeadLetters: 'ai_operator_outbox_dead_letters_total',
   outboxPending: 'ai_operator_outbox_pending',
   approvalEnforced: 'ai_operator_approval_enforced',
+  approvalUnenforcedNamespaces: 'ai_operator_approval_unenforced_namespaces',
   eventsRejected: EVENTS_REJECTED_METRIC,
   eventConsumerRestarts: 'ai_operator_event_consumer_restarts_total',
   // controller-runtime (pkg/internal/controller/metrics) and its work queue (pkg/internal/metrics/workqueue.go).
@@ -69,6 +70,7 @@ export const METRIC_LABELS = {
   [METRIC.outboxDeadLetters]: ['type'],
   [METRIC.outboxPending]: [],
   [METRIC.approvalEnforced]: [],
+  [METRIC.approvalUnenforcedNamespaces]: [],
   [METRIC.eventsRejected]: ['reason'],
   [METRIC.eventConsumerRestarts]: ['reason'],
   [METRIC.reconcileTotal]: ['controller', 'result'],
@@ -196,6 +198,7 @@ export class Metrics {
   readonly #outboxDeadLetters: Counter<Labels<typeof METRIC.outboxDeadLetters>>;
   readonly #outboxPending: Gauge;
   readonly #approvalEnforced: Gauge;
+  readonly #approvalUnenforcedNamespaces: Gauge;
   readonly #reconcileTotal: Counter<Labels<typeof METRIC.reconcileTotal>>;
   readonly #reconcileErrors: Counter<Labels<typeof METRIC.reconcileErrors>>;
   readonly #terminalReconcileErrors: Counter<Labels<typeof METRIC.terminalReconcileErrors>>;
@@ -320,6 +323,11 @@ export class Metrics {
     this.#approvalEnforced = new Gauge({
       name: METRIC.approvalEnforced,
       help: '1 while the approval admission policy and its binding were last seen installed in Deny mode, else 0 (then no production approval is recorded).',
+      registers,
+    });
+    this.#approvalUnenforcedNamespaces = new Gauge({
+      name: METRIC.approvalUnenforcedNamespaces,
+      help: 'Namespaces with production attempts waiting for an approval where the approval policy or its binding does not apply (a namespaceSelector leaves them out, or matchConditions): no approval is recorded there.',
       registers,
     });
     this.#reconcileTotal = new Counter({
@@ -505,6 +513,10 @@ export class Metrics {
 
   setApprovalEnforced(enforced: boolean): void {
     this.#approvalEnforced.set(enforced ? 1 : 0);
+  }
+
+  setApprovalUnenforcedNamespaces(count: number): void {
+    this.#approvalUnenforcedNamespaces.set(count);
   }
 
   /** Occurrences of a Kubernetes Event (emit calls), by what became of them. */
