@@ -47,10 +47,10 @@ export function authorizeApproval(request: ApprovalRequest, approvers: Approvers
   if (approvers.users.length === 0 && approvers.groups.length === 0) {
     return { authorized: false, detail: 'the policy names no approvers: nobody may approve' };
   }
-  // Checked for sure when enforcement held, unbroken, since before the object existed (creationTimestamp has
-  // seconds precision: a second of margin), or since before the watch saw the value appear.
+  // Checked for sure when enforcement held, unbroken, since before the object existed (creationTimestamp is
+  // truncated to the second, so it is never later than the creation), or since the watch saw the value appear.
   const since = enforcement.since ? Date.parse(enforcement.since) : undefined;
-  const checkedSinceCreation = since !== undefined && request.objectCreatedAt !== undefined && Date.parse(request.objectCreatedAt) - 1000 >= since;
+  const checkedSinceCreation = since !== undefined && request.objectCreatedAt !== undefined && Date.parse(request.objectCreatedAt) >= since;
   const seenSinceEnforced = since !== undefined && request.writtenAt !== undefined && Date.parse(request.writtenAt) >= since;
   if (since !== undefined && !checkedSinceCreation && !seenSinceEnforced) {
     return { authorized: false, unchecked: true, detail: `the approval by ${username} appeared ${request.writtenAt ? `at ${request.writtenAt}, ` : ''}before the API server was seen enforcing the approval policy (since ${enforcement.since}): write it again` };

@@ -290,10 +290,12 @@ describe('ApprovalEnforcementCheck: since, kept across restarts, and judged per 
     const memory = new Memory();
     const { check, advance } = start(api, memory, '2026-12-01T10:00:00Z');
     await check.check();
+    advance(60_000);
+    // First seen a minute after the objects were confirmed: taken as covered since then
     expect((await check.forNamespace('team-a')).since).toBe('2026-12-01T10:00:00.000Z');
     namespaces['team-a']!.resourceVersion = '12';
     advance(60_000);
-    expect((await check.forNamespace('team-a')).since).toBe('2026-12-01T10:01:00.000Z');
+    expect((await check.forNamespace('team-a')).since).toBe('2026-12-01T10:02:00.000Z');
   });
 
   it('says unknown, not a gap, when the Namespace cannot be read', async () => {

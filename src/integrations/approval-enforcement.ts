@@ -370,9 +370,11 @@ export class ApprovalEnforcementCheck implements ApprovalEnforcementPort {
       return { enforced: false, problem: gap };
     }
     if (this.#uncovered.delete(namespace)) this.#options.metrics?.setApprovalUnenforcedNamespaces?.(this.#uncovered.size);
-    // Any change to the Namespace (its labels decide coverage) starts its time afresh.
+    // Any change to the Namespace seen since it was first judged (its labels decide coverage) starts its time
+    // afresh. At first sight its past is not known: it is taken as covered since the objects were confirmed
+    // (relabelling a Namespace out of a selector and back is a cluster admin's act — README, Trust model).
     const unchanged = entry && entry.uid === facts.uid && entry.resourceVersion === facts.resourceVersion;
-    const nsSince = unchanged ? entry.since : this.#now().toISOString();
+    const nsSince = unchanged ? entry.since : entry ? this.#now().toISOString() : g.since;
     if (!unchanged && kept) void this.#keep({ ...kept, namespaces: { ...kept.namespaces, [namespace]: { uid: facts.uid, resourceVersion: facts.resourceVersion, since: nsSince } } });
     const since = Date.parse(nsSince) > Date.parse(g.since) ? nsSince : g.since;
     return { enforced: true, since };

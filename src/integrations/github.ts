@@ -392,7 +392,7 @@ export class GitHubClient implements GitHubPort {
       return undefined;
     }
     const check = await this.checkRollback(o, repo, pull.number, spec, req);
-    if (!check.ok) throw new IntegrationError('createPullRequest', 'CONFLICT', `pull request #${pull.number} of ${spec.branch} is not the operator's rollback: ${check.why}`);
+    if (!check.ok) throw new IntegrationError('createPullRequest', 'CONFLICT', `pull request #${pull.number} of ${spec.branch} is not this attempt's rollback (${check.why}): not adopted, left for a human`);
     // An earlier try may have opened the PR and died before labelling it; adding labels is idempotent.
     if (spec.labels.length > 0 && !spec.labels.every((l) => pull.labels.some((x) => x.name === l))) {
       await o.rest.issues.addLabels({ ...repo, issue_number: pull.number, labels: spec.labels, ...req });
