@@ -30,6 +30,19 @@ describe('authorizeApproval', () => {
     expect(authorizeApproval({ username: 'alice@example.com', writtenAt: '2026-12-01T10:00:00.600Z' }, approvers, { enforced: true, since: '2026-12-01T10:00:00.700Z' }).authorized).toBe(false);
   });
 
+  it('counts an approval first seen in a list (after a restart) when enforcement held since before the attempt object was created', () => {
+    // creationTimestamp is set by the API server, truncated to the second: every write since it was checked
+    expect(authorizeApproval({ username: 'alice@example.com', objectCreatedAt: '2026-12-01T10:00:00Z' }, approvers, enforced).authorized).toBe(true);
+    // Created before enforcement was confirmed: its annotation may have been written unchecked
+    expect(authorizeApproval({ username: 'alice@example.com', objectCreatedAt: '2026-12-01T09:59:59Z' }, approvers, enforced))
+      .toMatchObject({ authorized: false, unchecked: true });
+  });
+
+  it('waits, without removing anything, while enforcement is unknown (not read yet, or unreadable)', () => {
+    expect(authorizeApproval({ username: 'alice@example.com', writtenAt: after }, approvers, { enforced: false, unknown: true, problem: 'could not read Namespace team-a (UNAVAILABLE: …)' }))
+      .toEqual({ authorized: false, blocked: true, detail: 'whether the API server enforces who may approve is not known right now (could not read Namespace team-a (UNAVAILABLE: …)): the approval is recorded once it is confirmed' });
+  });
+
   it('without approver groups, only a listed user may approve', () => {
     expect(authorizeApproval({ username: 'mallory', writtenAt: after }, { users: ['alice@example.com'], groups: [] }, enforced))
       .toEqual({ authorized: false, detail: 'mallory is not among the approvers of this policy' });
