@@ -29,7 +29,12 @@ type Action =
   | { kind: 'failure' }
   | { kind: 'revision'; known: boolean }
   | { kind: 'gitAlreadyRestored'; restored: boolean }
-  | { kind: 'deleteApp' };
+  | { kind: 'deleteApp' }
+  /** Someone pushes to the rollback branch (the head moves off the operator's commit), or retargets the PR. */
+  | { kind: 'push' }
+  | { kind: 'retarget' }
+  /** The approver removes the approve annotation. */
+  | { kind: 'unapprove' };
 
 const action: fc.Arbitrary<Action> = fc.oneof(
   // Mostly about one check interval, so degradations persist; sometimes long, so timeouts fire.
@@ -51,6 +56,9 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('revision' as const), known: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('gitAlreadyRestored' as const), restored: fc.boolean() }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'deleteApp' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'push' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'retarget' as const }) },
+  { weight: 2, arbitrary: fc.constant({ kind: 'unapprove' as const }) },
 );
 
 interface World {
@@ -73,7 +81,8 @@ interface World {
   candidate: CandidateOutcome['kind'];
   invariants: CheckResult[];
   failure: boolean;
-  pr?: { number: number; state: 'open' | 'closed' | 'merged'; mergedByOperator: boolean; headSha: string };
+  /** `built`: the rollback commit the operator made; `headSha` moves when someone pushes. */
+  pr?: { number: number; state: 'open' | 'closed' | 'merged'; mergedByOperator: boolean; headSha: string; built: string; base: string };
   prCount: number;
   /** Merges carried out by the operator, with what it saw when it decided. */
   merges: Array<{ environment: string; approval?: AttemptRecord['approval']; invariants: InvariantResult[] }>;
@@ -108,7 +117,9 @@ function facts(world: World, stored: Stored, environment: 'staging' | 'productio
   if (!record) return f;
   if (world.failure) f.failure = { code: 'UNAVAILABLE', message: 'injected', call: 'test' };
   if (world.pr && record.state !== 'DegradationDetected') {
-    f.pullRequest = { ref: { number: world.pr.number, url: `https://github.com/acme/gitops/pull/${world.pr.number}`, branch: 'ai-operator/rollback/app-00000000', state: world.pr.state }, headSha: world.pr.headSha, mergeCommitSha: 'm', mergedByOperator: world.pr.mergedByOperator, base: 'main', rollbackCommit: { sha: world.pr.headSha, tree: 't', parent: 'p' } };
+    f.pullRequest = { ref: { number: world.pr.number, url: `https://github.com/acme/gitops/pull/${world.pr.number}`, branch: 'ai-operator/rollback/app-00000000', state: world.pr.state }, headSha: world.pr.headSha, mergeCommitSha: 'm', mergedByOperator: world.pr.mergedByOperator, base: world.pr.base,
+      // What observe checks: the head is the operator's commit (just built or recomputed), or why not.
+      ...(world.pr.headSha === world.pr.built ? { rollbackCommit: { sha: world.pr.built, tree: 't', parent: 'p' } } : { notRollback: 'its head was pushed by mallory', headAuthor: 'mallory' }) };
     f.pullRequestJustOpened = opened;
     f.ci = world.ci;
     if (record.state === 'AwaitingMergeApproval') {
@@ -158,6 +169,9 @@ function apply(world: World, a: Action): void {
     case 'invariants': world.invariants = a.results; break;
     case 'failure': world.failure = true; break;
     case 'crash': break;
+    case 'push': if (world.pr?.state === 'open') world.pr.headSha = `${world.pr.headSha}+`; break;
+    case 'retarget': if (world.pr?.state === 'open') world.pr.base = 'release'; break;
+    case 'unapprove': world.approval = undefined; break;
   }
 }
 
@@ -197,7 +211,7 @@ function run(actions: Action[], environment: 'staging' | 'production', check: (f
       if (a.kind === 'crash' || d.intents.length === 0) break;
       for (const intent of d.intents) {
         if (intent.kind === 'openPullRequest' && !world.pr) {
-          world.pr = { number: ++world.prCount, state: 'open', mergedByOperator: false, headSha: `h${world.prCount}` };
+          world.pr = { number: ++world.prCount, state: 'open', mergedByOperator: false, headSha: `h${world.prCount}`, built: `h${world.prCount}`, base: 'main' };
           opened = true;
         }
         if (intent.kind === 'mergePullRequest' && world.pr?.state === 'open') {
@@ -254,6 +268,34 @@ describe('state machine properties (SPEC §14)', { timeout: 60_000 }, () => {
       });
       for (const m of merges) expect(m.approval).toBeDefined();
     }), { numRuns: RUNS, seed: 20261123 });
+  });
+
+  it('2b. merges only the rollback commit it built, by SHA, into the app\'s branch, and in production only with a standing approval given for it', () => {
+    const seen = { merges: { staging: 0, production: 0 }, changed: 0 };
+    fc.assert(fc.property(sequences, environments, (actions, env) => {
+      run(actions, env, (f, d, _s, world) => {
+        if (d.transition?.reason === 'PullRequestChanged') seen.changed++;
+        for (const intent of d.intents) {
+          if (intent.kind !== 'mergePullRequest') continue;
+          seen.merges[env]++;
+          const record = d.record ?? f.record!;
+          expect(intent.headSha).toBe(record.rollbackCommit?.sha);
+          expect(world.pr!.headSha).toBe(world.pr!.built);
+          expect(intent.headSha).toBe(world.pr!.built);
+          expect(world.pr!.base).toBe('main');
+          if (env === 'production') {
+            expect(record.approval?.commitSha).toBe(world.pr!.built);
+            // The annotation still stands, unchanged, in the facts of this decision.
+            expect(f.human.approval?.username).toBe(record.approval!.approvedBy);
+          }
+        }
+      });
+    }), { numRuns: RUNS, seed: 20261206 });
+    // Not vacuous: merges happen in both environments, and moved heads or bases are met.
+    // Not vacuous: merges happen, and moved heads or bases are met. (A production merge needs an approval, then
+    // every invariant PASS, in that order: rare in a random walk; src/fsm/merge-binding.test.ts shows it directly.)
+    expect(seen.merges.staging + seen.merges.production).toBeGreaterThan(5);
+    expect(seen.changed).toBeGreaterThan(5);
   });
 
   it('3. never auto-merges unless all eight invariants PASS on the facts of that decision', () => {
