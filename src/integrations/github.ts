@@ -152,6 +152,8 @@ function classifyMerge(error: unknown): Classified {
 
 // Whole-repository trees can be large; a few dozen commits cover a burst of rollbacks.
 const COMMIT_TREE_CACHE_SIZE = 64;
+/** How long a branch's required checks are taken as read. */
+const REQUIRED_CHECKS_TTL_MS = 15_000;
 // File lists of open PRs (a PR head each): small, and as many as PRs are open at once.
 const PULL_FILES_CACHE_SIZE = 2000;
 
@@ -169,6 +171,7 @@ export class GitHubClient implements GitHubPort {
   private readonly etags = new Map<string, { etag: string; data: unknown }>();
   private readonly pullFiles = new Map<string, string[]>();
   private readonly commitTrees = new Map<string, { sha: string; files: TreeItem[] }>();
+  private readonly requiredChecksCache = new Map<string, { at: number; contexts: string[] }>();
 
   constructor(options: GitHubClientOptions) {
     this.options = options;
@@ -450,6 +453,12 @@ export class GitHubClient implements GitHubPort {
   }
 
   requiredChecks(repo: RepoRef, branch: string): Promise<string[]> {
+    // A branch's required checks change rarely: read at most every REQUIRED_CHECKS_TTL_MS per branch, so
+    // polling a hundred PRs on one branch costs two requests, not two hundred. A check made required
+    // meanwhile still blocks the merge: GitHub reports the PR `blocked` (I8) until it passes.
+    const cacheKey = `${repo.owner}/${repo.repo}@${branch}`;
+    const cached = this.requiredChecksCache.get(cacheKey);
+    if (cached && Date.now() - cached.at < REQUIRED_CHECKS_TTL_MS) return Promise.resolve(cached.contexts);
     return this.run('requiredChecks', async (o, req) => {
       const key = `${repo.owner}/${repo.repo}`;
       const [protection, rules] = await Promise.all([
@@ -472,7 +481,9 @@ export class GitHubClient implements GitHubPort {
         if (rule.type !== 'required_status_checks') continue;
         for (const c of rule.parameters?.required_status_checks ?? []) contexts.add(c.context);
       }
-      return [...contexts].sort();
+      const sorted = [...contexts].sort();
+      rememberBounded(this.requiredChecksCache, cacheKey, { at: Date.now(), contexts: sorted }, PULL_FILES_CACHE_SIZE);
+      return sorted;
     });
   }
 
