@@ -162,11 +162,23 @@ describe('the rollback pull request', () => {
 
   it('reuses a branch an earlier try left behind', async () => {
     const s = spec('payment-aaaa0003', c.v2!);
-    // Given an earlier try created the branch and died before the PR
+    // Given an earlier try built its commit on an older base, pointed the branch at it and died before the PR
     await sim.control.createBranch({ ...repo, branch: s.branch, from: c.v1! });
+    await sim.control.push({ ...repo, branch: s.branch, files: { 'apps/payment/deployment.yaml': 'image: stale-try\n' }, message: 'Rollback payment', author: OPERATOR });
     const pr = await client().createPullRequest(repo, s);
     expect(git('rev-parse', `${pr.headSha}:apps/payment`)).toBe(git('rev-parse', `${c.v2}:apps/payment`));
     expect(git('rev-parse', `${pr.headSha}^`)).toBe(git('rev-parse', 'main'));
+    expect(pr.rollbackCommit).toEqual({ sha: pr.headSha, tree: git('rev-parse', `${pr.headSha}^{tree}`), parent: git('rev-parse', 'main') });
+  });
+
+  it('never overwrites a branch of the attempt\'s name that someone else made', async () => {
+    const s = spec('payment-aaaa0005', c.v2!);
+    await sim.control.createBranch({ ...repo, branch: s.branch, from: c.v1! });
+    const before = git('rev-parse', s.branch);
+    const error = await expectError(client().createPullRequest(repo, s), 'CONFLICT');
+    expect(error.message).toMatch(/branch ai-operator\/rollback\/payment-aaaa0005 already exists at [0-9a-f]{7}, a commit by .*, not the operator's: left as it is/);
+    expect(git('rev-parse', s.branch)).toBe(before);
+    expect(sim.control.pulls(repo).filter((p) => p.head === s.branch)).toEqual([]);
   });
 
   it('reads a commit\'s tree once, however many apps roll back from or to it', async () => {
