@@ -490,11 +490,11 @@ describe('PrometheusHistory on a real Prometheus', () => {
     const at = inject('historyEnd');
     const history = new PrometheusHistory({ url: stack.prometheus });
     // 23 of the last 24 hours were Healthy.
-    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, HISTORY_APP, 24 * 3600), at)).toBeCloseTo(23 / 24, 3);
+    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: 'argocd' }, 24 * 3600), at)).toBeCloseTo(23 / 24, 3);
     // Of the last 2 hours, the first was Degraded.
-    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, HISTORY_APP, 2 * 3600), at)).toBeCloseTo(1 / 2, 3);
+    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: 'argocd' }, 2 * 3600), at)).toBeCloseTo(1 / 2, 3);
     // No history at all: no answer, not zero.
-    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, 'never-deployed', 24 * 3600), at)).toBeUndefined();
+    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: 'never-deployed', namespace: 'argocd' }, 24 * 3600), at)).toBeUndefined();
   });
 
   describe('with an application name that needs escaping, then stopped', () => {
@@ -504,13 +504,15 @@ describe('PrometheusHistory on a real Prometheus', () => {
     let end: number;
 
     beforeAll(async () => {
-      // Given 12 h of history for `pay"ment\svc` (9 h Healthy) and for a prefix of its name (never Healthy)
+      // Given 12 h of history for `pay"ment\svc` (9 h Healthy), for a prefix of its name (never Healthy), and for
+      // an app of the same name in another namespace (apps in any namespace; never Healthy)
       end = Math.floor(Date.now() / 1000) - 3 * 3600;
       const samples: Sample[] = [];
       for (let at = end - 12 * 3600; at < end; at += 60) {
         const healthy = at < end - 3 * 3600;
         samples.push({ metric: 'argocd_app_info', labels: { name: tricky, namespace: 'argocd', health_status: healthy ? 'Healthy' : 'Degraded' }, value: 1, at });
         samples.push({ metric: 'argocd_app_info', labels: { name: 'pay', namespace: 'argocd', health_status: 'Degraded' }, value: 1, at });
+        samples.push({ metric: 'argocd_app_info', labels: { name: tricky, namespace: 'team-b', health_status: 'Degraded' }, value: 1, at });
       }
       workDir = mkdtempSync(join(tmpdir(), 'prometheus-escape-'));
       prometheus = await startPrometheus(workDir, samples);
@@ -521,18 +523,22 @@ describe('PrometheusHistory on a real Prometheus', () => {
       rmSync(workDir, { recursive: true, force: true });
     });
 
-    it('escapes the label value, so the query parses and matches exactly that app', async () => {
+    it('escapes the label value, so the query parses and matches exactly that app instance: not the same name in another namespace (issue 18 §6)', async () => {
       const history = new PrometheusHistory({ url: prometheus.url });
-      const query = renderUptimeQuery(DEFAULT_UPTIME_QUERY, tricky, 12 * 3600);
-      expect(query).toContain('name="pay\\"ment\\\\svc"');
+      const query = renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: tricky, namespace: 'argocd' }, 12 * 3600);
+      // Counting team-b's samples too would give (9 h Healthy) / (24 h of samples) = 0.375.
       expect(await history.uptime(query, end)).toBeCloseTo(9 / 12, 3);
+      expect(query).toContain('name="pay\\"ment\\\\svc"');
+      expect(query).toContain('namespace="argocd"');
+      // And the other instance is measured on its own: never Healthy.
+      expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: tricky, namespace: 'team-b' }, 12 * 3600), end)).toBe(0);
     });
 
     it('says UNAVAILABLE once Prometheus is gone, after three retries, each counted', async () => {
       await prometheus.process.stop();
       const metrics = new Metrics();
       const history = new PrometheusHistory({ url: prometheus.url, metrics, backoffMs: [10, 20, 40] });
-      const error = await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, tricky, 3600), end).catch((e: unknown) => e);
+      const error = await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: tricky, namespace: 'argocd' }, 3600), end).catch((e: unknown) => e);
       expect(error).toMatchObject({ name: 'IntegrationError', code: 'UNAVAILABLE', call: 'queryPrometheus' });
       const text = await metrics.registry.metrics();
       expect(text).toMatch(/ai_operator_mcp_call_errors_total\{call_name="queryPrometheus",error_code="UNAVAILABLE"\} 4/);
