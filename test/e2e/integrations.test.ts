@@ -505,14 +505,14 @@ describe('PrometheusHistory on a real Prometheus', () => {
 
     beforeAll(async () => {
       // Given 12 h of history for `pay"ment\svc` (9 h Healthy), for a prefix of its name (never Healthy), and for
-      // an app of the same name in another namespace (apps in any namespace; never Healthy)
+      // an app of the same name in another namespace (apps in any namespace; 3 h Healthy)
       end = Math.floor(Date.now() / 1000) - 3 * 3600;
       const samples: Sample[] = [];
       for (let at = end - 12 * 3600; at < end; at += 60) {
         const healthy = at < end - 3 * 3600;
         samples.push({ metric: 'argocd_app_info', labels: { name: tricky, namespace: 'argocd', health_status: healthy ? 'Healthy' : 'Degraded' }, value: 1, at });
         samples.push({ metric: 'argocd_app_info', labels: { name: 'pay', namespace: 'argocd', health_status: 'Degraded' }, value: 1, at });
-        samples.push({ metric: 'argocd_app_info', labels: { name: tricky, namespace: 'team-b', health_status: 'Degraded' }, value: 1, at });
+        samples.push({ metric: 'argocd_app_info', labels: { name: tricky, namespace: 'team-b', health_status: at < end - 9 * 3600 ? 'Healthy' : 'Degraded' }, value: 1, at });
       }
       workDir = mkdtempSync(join(tmpdir(), 'prometheus-escape-'));
       prometheus = await startPrometheus(workDir, samples);
@@ -526,12 +526,12 @@ describe('PrometheusHistory on a real Prometheus', () => {
     it('escapes the label value, so the query parses and matches exactly that app instance: not the same name in another namespace (issue 18 §6)', async () => {
       const history = new PrometheusHistory({ url: prometheus.url });
       const query = renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: tricky, namespace: 'argocd' }, 12 * 3600);
-      // Counting team-b's samples too would give (9 h Healthy) / (24 h of samples) = 0.375.
+      // Counting team-b's samples too would give (9 h + 3 h Healthy) / (24 h of samples) = 0.5.
       expect(await history.uptime(query, end)).toBeCloseTo(9 / 12, 3);
       expect(query).toContain('name="pay\\"ment\\\\svc"');
       expect(query).toContain('namespace="argocd"');
-      // And the other instance is measured on its own: never Healthy.
-      expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: tricky, namespace: 'team-b' }, 12 * 3600), end)).toBe(0);
+      // And the other instance is measured on its own: 3 h of 12 Healthy.
+      expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: tricky, namespace: 'team-b' }, 12 * 3600), end)).toBeCloseTo(3 / 12, 3);
     });
 
     it('says UNAVAILABLE once Prometheus is gone, after three retries, each counted', async () => {
