@@ -228,6 +228,7 @@ class Simulator {
   /** The app's Deployments at a revision, as its source renders there. */
   private manifestsAt(gitDir: string, revision: string, source: Source, app: { name: string; namespace: string }): Promise<Rendered> {
     const { path, helm, kustomize, directory } = source;
+    // The app's name is a Helm release's name (even for a chart found by its Chart.yaml), the namespace every rendering's.
     const key = JSON.stringify([gitDir, revision, app, { path, helm, kustomize, directory }]);
     let found = this.manifests.get(key);
     if (!found) {
@@ -247,10 +248,12 @@ class Simulator {
    * a Kustomize base or a Helm values file outside the path counts, a change elsewhere that renders the same does not.
    */
   private async changed(gitDir: string, from: string, to: string, source: Source, at: (revision: string) => Promise<Rendered>): Promise<boolean> {
-    const next = await at(to);
-    if (next.type === 'Directory') return pathChanged(gitDir, from, to, source.path || '.');
+    // What was deployed is rendered already (cached): a directory stays as cheap as a `git diff` per new head.
+    // A directory that turns into a Kustomize or Helm app changes its path, and is rendered afresh then.
     const previous = await at(from).catch(() => undefined);
-    return previous?.text !== next.text;
+    if (!previous) return true;
+    if (previous.type === 'Directory') return pathChanged(gitDir, from, to, source.path || '.');
+    return (await at(to)).text !== previous.text;
   }
 
   /** Status through the status subresource, only when it changed (Argo CD does not rewrite an unchanged status either). */

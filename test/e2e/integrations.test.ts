@@ -20,7 +20,7 @@ import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import type { ApplicationView } from '../../src/ports/argocd.ts';
 import { HISTORY_APP } from './fixtures/history.ts';
-import { freshNamespace, kubeConfig } from './support/kube.ts';
+import { freshNamespace, kubeConfig, kubectlOk } from './support/kube.ts';
 import { eventually } from './support/operator.ts';
 
 const stack = inject('stack');
@@ -462,6 +462,38 @@ describe('the Argo CD simulator', () => {
     } finally {
       await seededSim.stop();
       await seededWatcher.stop();
+    }
+  });
+
+  it('renders a Kustomize overlay with kustomize build: a change to its base outside the path is deployed, a commit elsewhere only moves sync.revision (issue 18 §7)', async () => {
+    // Given an overlay over a shared base (resources: [../../base]), and an Application of the overlay
+    const overlay = 'apps/k/overlays/staging';
+    const base = (broken: boolean) => deploymentYaml('k-api', undefined, 2, broken);
+    const v1 = repo.commit('k v1', {
+      'apps/k/base/deployment.yaml': base(false), 'apps/k/base/kustomization.yaml': 'resources: [deployment.yaml]\n',
+      [`${overlay}/kustomization.yaml`]: 'resources: [../../base]\ncommonLabels: {stage: staging}\n',
+    });
+    const destination = await freshNamespace(stack, 'sim-kustomize');
+    const apps = await freshNamespace(stack, 'sim-kustomize-apps');
+    await createApplication(apps, 'k', { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: overlay, targetRevision: 'main' }, destination: { namespace: destination } });
+    const kSim = await startArgoCdSim({ kubeConfig: kubeConfig(stack), repoRoot: root, intervalMs: 200, degradeAfterMs: 1500, namespaces: [apps], persistResourceHealth: true });
+    const status = async () => (JSON.parse(await kubectlOk(stack, ['get', 'application', '-n', apps, 'k', '-o', 'json'])) as { status?: { sourceType?: string; sync?: { revision?: string }; health?: { status?: string }; history?: Array<{ revision: string }>; resources?: Array<{ name: string }> } }).status;
+    try {
+      // Then it is synced as Kustomize, with the base's Deployment as the overlay makes it
+      const synced = await eventually('k synced', async () => { const s = await status(); return s?.sync?.revision === v1 && s.health?.status === 'Healthy' ? s : undefined; }, 15_000);
+      expect(synced).toMatchObject({ sourceType: 'Kustomize', resources: [{ name: 'k-api' }] });
+      const live = JSON.parse(await kubectlOk(stack, ['get', 'deployment', '-n', destination, 'k-api', '-o', 'json'])) as { metadata: { labels?: Record<string, string> } };
+      expect(live.metadata.labels?.stage).toBe('staging');
+      // When a commit changes nothing the overlay renders: only sync.revision moves
+      const elsewhere = repo.commit('k: docs', { 'apps/k/README.md': '# k\n' });
+      await eventually('revision moved', async () => (await status())?.sync?.revision === elsewhere, 15_000);
+      expect((await status())?.history?.map((h) => h.revision)).toEqual([v1]);
+      // When the base (outside the app's path) gets a broken release: it is deployed, and the app turns Degraded
+      const broken = repo.commit('k base v2 (broken)', { 'apps/k/base/deployment.yaml': base(true) });
+      const degraded = await eventually('k Degraded at the base change', async () => { const s = await status(); return s?.sync?.revision === broken && s.health?.status === 'Degraded' ? s : undefined; }, 15_000);
+      expect(degraded.history?.map((h) => h.revision)).toEqual([v1, broken]);
+    } finally {
+      await kSim.stop();
     }
   });
 
