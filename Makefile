@@ -28,7 +28,7 @@ node_modules/.installed: package.json package-lock.json
 deps: node_modules/.installed
 
 # Builds or downloads etcd, kube-apiserver + kubectl, nats-server, Prometheus,
-# Elasticsearch, helm, the GitOps loop, and the image tools (buildah, podman)
+# Elasticsearch, helm, kustomize, the GitOps loop, and the image tools (buildah, podman)
 # once per machine; later runs only check the cache. The image itself is built
 # by the test that runs it (test/e2e/image.test.ts), cached the same way.
 stack:

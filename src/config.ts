@@ -287,9 +287,13 @@ export function loadConfig(env: Env = process.env): Config {
   return config;
 }
 
-/** A revision's share of Healthy samples over its deployed window, from Argo CD's own metric (SPEC §6.3). */
+/**
+ * A revision's share of Healthy samples over its deployed window, from Argo CD's own metric (SPEC §6.3). Per
+ * app instance: `namespace` is the Application's, so a same-named app in another namespace (apps in any
+ * namespace, or another Argo CD's) never counts towards this one's uptime.
+ */
 export const DEFAULT_UPTIME_QUERY =
-  'sum(count_over_time(argocd_app_info{name="$app",health_status="Healthy"}[$window])) / sum(count_over_time(argocd_app_info{name="$app"}[$window]))';
+  'sum(count_over_time(argocd_app_info{name="$app",namespace="$namespace",health_status="Healthy"}[$window])) / sum(count_over_time(argocd_app_info{name="$app",namespace="$namespace"}[$window]))';
 
 /**
  * The settings of an app where its RollbackPolicy is silent, or when none selects it:

@@ -95,7 +95,10 @@ const approvalEnforcement = ApprovalEnforcementCheck.fromKubeConfig(kc, {
 
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app), { metrics });
-const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), { allowedOwner: config.githubOrg, githubHosts: githubHosts(config.githubApiUrl), namespaces: config.watchNamespaces });
+const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), {
+  allowedOwner: config.githubOrg, githubHosts: githubHosts(config.githubApiUrl), namespaces: config.watchNamespaces,
+  knownRefusal: (app) => operator?.targetRefusal(app),
+});
 operator = new Operator({
   kv, bus, argocd, github, cluster, history, attempts,
   monitoring: (app) => policies.monitoring(app),

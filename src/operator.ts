@@ -109,6 +109,11 @@ export class Operator {
     }
   }
 
+  /** Why the app's targetRevision names no branch, when the reconciler found that out (see ApplicationReconciler.targetRefusal). */
+  targetRefusal(app: ApplicationView): ReturnType<ApplicationReconciler['targetRefusal']> {
+    return this.reconciler.targetRefusal(app);
+  }
+
   isLeader(): boolean {
     return this.leader ? this.leader.isLeader() : this.started;
   }

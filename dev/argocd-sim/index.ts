@@ -12,12 +12,20 @@
 // the deployment controller would (rules.ts `deploymentStatus`), when it
 // changed. A commit that leaves the path alone only moves `sync.revision`, as
 // Argo CD's comparison does.
+// Sources are rendered as Argo CD's repo server renders them (render.ts): a plain
+// directory of YAML is read as it is; a Kustomize app (a kustomization.yaml at the
+// path) goes through `kustomize build` and a Helm app (`spec.source.helm`, or a
+// Chart.yaml at the path) through `helm template` with its valueFiles — the same
+// kustomize and helm binaries provision.sh puts on the real repo server's PATH,
+// over the repository's whole tree at the revision. For those, "changed" is what
+// Argo CD compares: the rendered manifests, wherever in the repository the change was.
 // Optionally it serves `argocd_app_info` on /metrics for a Prometheus to scrape.
 import { createServer, type Server } from 'node:http';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { Gauge, Registry } from 'prom-client';
 import { createLogger, type Logger } from '../../src/observability/log.ts';
-import { pathChanged, readManifests, repoDirOf, resolveRevision } from './git.ts';
+import { pathChanged, repoDirOf, resolveRevision } from './git.ts';
+import { renderSource, type RenderedSource, type SourceType } from './render.ts';
 import { appendHistory, appInfoLabels, applicationStatus, argoTime, deploymentsIn, deploymentStatuses, type DeploymentManifest, type DeploymentStatus, type HistoryEntry } from './rules.ts';
 
 export { BROKEN_ANNOTATION } from './rules.ts';
@@ -60,7 +68,7 @@ const VERSION = 'v1alpha1';
 const PLURAL = 'applications';
 const MANAGER = 'argocd-application-controller';
 
-interface Source { repoURL?: string; path?: string; targetRevision?: string }
+interface Source extends RenderedSource { repoURL?: string; path?: string; targetRevision?: string }
 interface Application {
   metadata: { name: string; namespace: string; generation?: number };
   spec: { project?: string; source?: Source; sources?: Source[]; destination?: { server?: string; namespace?: string }; revisionHistoryLimit?: number; syncPolicy?: { automated?: unknown } };
@@ -98,8 +106,8 @@ class Simulator {
   private readonly custom: CustomObjectsApi;
   private readonly appsApi: AppsV1Api;
   private readonly core: CoreV1Api;
-  /** Manifests per (repository, revision, path): commits never change. */
-  private readonly manifests = new Map<string, DeploymentManifest[]>();
+  /** Rendered manifests per (repository, revision, source, namespace): commits never change. */
+  private readonly manifests = new Map<string, Promise<Rendered>>();
   /** Per Deployment (`namespace/name`): its generation and the status last written, so an unchanged one is not rewritten. */
   private readonly rolledOut = new Map<string, { generation: number; status?: string }>();
   /** What /metrics reports: the apps as last written. */
@@ -178,7 +186,6 @@ class Simulator {
     const source = app.spec.source ?? app.spec.sources?.[0];
     const gitDir = source?.repoURL ? repoDirOf(this.options.repoRoot, source.repoURL) : undefined;
     if (!source || !gitDir) return; // not a repository of ours: another Argo CD's business
-    const path = source.path || '.';
     const head = await resolveRevision(gitDir, source.targetRevision || 'HEAD');
     if (!head) {
       this.log.warn('Target revision not found', { app: app.metadata.name, targetRevision: source.targetRevision });
@@ -192,8 +199,9 @@ class Simulator {
     let deployed = last;
     let nextHistory = history;
     const firstSight = !app.status?.sync?.revision || !last;
-    if (firstSight || (app.status?.sync?.revision !== head && await pathChanged(gitDir, last.revision, head, path))) {
-      const deployments = await this.manifestsAt(gitDir, head, path, namespace);
+    const rendered = (revision: string) => this.manifestsAt(gitDir, revision, source, { name: app.metadata.name, namespace });
+    if (firstSight || (app.status?.sync?.revision !== head && await this.changed(gitDir, last.revision, head, source, rendered))) {
+      const { deployments } = await rendered(head);
       const previous = (app.status?.resources ?? []).filter((r) => r.kind === 'Deployment' && r.group === 'apps');
       await this.deploy(app, deployments, previous);
       const at = argoTime(now);
@@ -203,12 +211,12 @@ class Simulator {
     } else if (!app.status?.resources) {
       // A history written by someone else (the demo seeds one) but nothing deployed
       // yet: put the deployed revision's Deployments in the cluster, no new history entry.
-      await this.deploy(app, await this.manifestsAt(gitDir, last.revision, path, namespace), []);
+      await this.deploy(app, (await rendered(last.revision)).deployments, []);
       this.log.info('Adopted application', { app: app.metadata.name, revision: last.revision });
     }
-    const deployments = await this.manifestsAt(gitDir, deployed!.revision, path, namespace);
+    const { deployments, type } = await rendered(deployed!.revision);
     const input = {
-      source: { ...source }, destination: { ...app.spec.destination }, revision: head, history: nextHistory, deployments, now,
+      source: { ...source }, destination: { ...app.spec.destination }, revision: head, history: nextHistory, deployments, now, sourceType: type,
       degradeAfterMs: this.options.degradeAfterMs ?? 0, persistResourceHealth: this.options.persistResourceHealth ?? false,
       ...(app.status?.health ? { previousHealth: app.status.health } : {}),
     };
@@ -217,14 +225,35 @@ class Simulator {
     await this.writeStatus(app, applicationStatus(input, statuses));
   }
 
-  private async manifestsAt(gitDir: string, revision: string, path: string, namespace: string): Promise<DeploymentManifest[]> {
-    const key = `${gitDir}\0${revision}\0${path}\0${namespace}`;
+  /** The app's Deployments at a revision, as its source renders there. */
+  private manifestsAt(gitDir: string, revision: string, source: Source, app: { name: string; namespace: string }): Promise<Rendered> {
+    const { path, helm, kustomize, directory } = source;
+    // The app's name is a Helm release's name (even for a chart found by its Chart.yaml), the namespace every rendering's.
+    const key = JSON.stringify([gitDir, revision, app, { path, helm, kustomize, directory }]);
     let found = this.manifests.get(key);
     if (!found) {
-      found = deploymentsIn(await readManifests(gitDir, revision, path), namespace);
+      found = renderSource(gitDir, revision, source, app).then(({ type, files }) => ({
+        type, deployments: deploymentsIn(files, app.namespace), text: files.map((f) => f.content).join('\n---\n'),
+      }));
+      // A failed render is not remembered: the next poll tries again.
+      found.catch(() => this.manifests.delete(key));
       this.manifests.set(key, found);
     }
     return found;
+  }
+
+  /**
+   * Whether `to` changes what the app deploys since `from`: for a directory, whether the path changed (Argo CD
+   * compares what it reads there); for a rendered source, whether the rendered manifests differ — a change to
+   * a Kustomize base or a Helm values file outside the path counts, a change elsewhere that renders the same does not.
+   */
+  private async changed(gitDir: string, from: string, to: string, source: Source, at: (revision: string) => Promise<Rendered>): Promise<boolean> {
+    // What was deployed is rendered already (cached): a directory stays as cheap as a `git diff` per new head.
+    // A directory that turns into a Kustomize or Helm app changes its path, and is rendered afresh then.
+    const previous = await at(from).catch(() => undefined);
+    if (!previous) return true;
+    if (previous.type === 'Directory') return pathChanged(gitDir, from, to, source.path || '.');
+    return (await at(to)).text !== previous.text;
   }
 
   /** Status through the status subresource, only when it changed (Argo CD does not rewrite an unchanged status either). */
@@ -349,6 +378,13 @@ class Simulator {
 }
 
 const TRACKING_ID_ANNOTATION = 'argocd.argoproj.io/tracking-id';
+
+/** An app's rendering at one revision: how it was rendered, its Deployments, and the whole output (to compare). */
+interface Rendered {
+  type: SourceType;
+  deployments: DeploymentManifest[];
+  text: string;
+}
 
 /** `<app>:apps/Deployment:<namespace>/<name>`, the app named as Argo CD's Application.InstanceName names it. */
 export function trackingId(app: { metadata: { name: string; namespace: string } }, d: { namespace: string; name: string }, controlPlaneNamespace: string): string {

@@ -277,6 +277,8 @@ export interface StatusInput {
   previousHealth?: { status?: string; lastTransitionTime?: string };
   /** Argo CD's namespace (status.controllerNamespace); 'argocd' by default. */
   controllerNamespace?: string;
+  /** How the source was rendered (render.ts sourceTypeOf); 'Directory' by default. */
+  sourceType?: 'Directory' | 'Kustomize' | 'Helm';
 }
 
 /** When the last sync started; with no history, long ago (past any progress deadline). */
@@ -317,7 +319,7 @@ export function applicationStatus(input: StatusInput, statuses: DeploymentStatus
     resourceHealthSource: persist ? null : 'appTree',
     // Argo CD 3.x writes it on every Application, with a hydrator or not.
     sourceHydrator: {},
-    sourceType: 'Directory',
+    sourceType: input.sourceType ?? 'Directory',
   };
 }
 

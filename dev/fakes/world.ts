@@ -46,6 +46,8 @@ const K = {
   calls: (call: string) => `${P}calls/${call}`,
   delay: (call: string) => `${P}delays/${call}`,
   mergeable: `${P}mergeable`,
+  tags: `${P}tags`,
+  defaultBranch: `${P}default-branch`,
   restoredTo: (path: string) => `${P}restored-to/${encodeURIComponent(path)}`,
 };
 
@@ -196,6 +198,22 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
   // ---- GitHubPort ----------------------------------------------------------
 
   async identity(): Promise<string> { return OPERATOR_LOGIN; }
+
+  // Every repository's default branch is main unless scripted, and every name but a scripted tag is a branch.
+  async defaultBranch(): Promise<string> {
+    await this.call('defaultBranch');
+    return (await this.read<string>(K.defaultBranch)) ?? 'main';
+  }
+
+  async setDefaultBranch(name: string): Promise<void> { await this.put(K.defaultBranch, name); }
+
+  async isBranch(_repo: RepoRef, name: string): Promise<boolean> {
+    await this.call('isBranch');
+    return !((await this.read<string[]>(K.tags)) ?? []).includes(name);
+  }
+
+  /** `name` is a tag of every repository, not a branch. */
+  async addTag(name: string): Promise<void> { await this.update<string[]>(K.tags, (tags) => [...tags ?? [], name]); }
 
   async readRepositoryContent(_repo: RepoRef, path: string, _branch: string, limit: number): Promise<CommitInfo[]> {
     await this.call('readRepositoryContent');

@@ -78,6 +78,11 @@ export class Views {
     };
   }
 
+  /** GET /repos/{owner}/{repo}: the full repository, which adds the counts to the summary (no parent: never a fork). */
+  fullRepository(repo: SimRepo): Json {
+    return { ...this.repository(repo), network_count: 0, subscribers_count: 0 };
+  }
+
   private commitUser(email: string): Json | null {
     const account = this.world.accountByEmail(email);
     return account ? this.user(account) : null;

@@ -32,5 +32,9 @@ describe('Router', () => {
     expect(router.match('GET', '/repos/acme/gitops/git/ref/heads/feature/x')?.params.ref).toBe('heads/feature/x');
     expect(router.match('GET', '/repos/acme/gitops/commits/abc/status')?.route.template).toBe('/repos/{owner}/{repo}/commits/{ref}/status');
     expect(router.match('DELETE', '/repos/acme/gitops')).toBeUndefined();
+    // A repository's name never holds a slash: a branch with one is still the branch route, an unknown route no repository.
+    expect(router.match('GET', '/repos/acme/gitops')?.route.template).toBe('/repos/{owner}/{repo}');
+    expect(router.match('GET', '/repos/acme/gitops/branches/feature/x')?.params).toEqual({ owner: 'acme', repo: 'gitops', branch: 'feature/x' });
+    expect(router.match('GET', '/repos/acme/gitops/no-such-route')).toBeUndefined();
   });
 });

@@ -55,7 +55,9 @@ export class Router {
         names.push(param[1]!);
         return '([^/]+)';
       }).join('/');
-      const endsInParam = route.template.endsWith('}');
+      // An account's or a repository's name never holds a slash: /repos/{owner}/{repo} must not swallow
+      // /repos/o/r/<an unknown route> (nor /branches/feature/x, whose own greedy form comes later).
+      const endsInParam = route.template.endsWith('}') && !['owner', 'repo', 'username'].includes(names.at(-1)!);
       return {
         route, names, exact: new RegExp(`^${source}$`),
         greedy: endsInParam ? new RegExp(`^${source.replace(/\(\[\^\/\]\+\)$/, '(.+)')}$`) : undefined,

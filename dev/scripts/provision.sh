@@ -2,11 +2,12 @@
 # Obtains each real component of the local stack and caches it outside the clone,
 # so only the first run on a machine pays for the builds and downloads.
 #
-#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|helm|image-tools|all
+#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|helm|kustomize|image-tools|all
 #   dev/scripts/provision.sh argocd|kube-controllers|kwok|redis|argocd-stack
 #
 # argocd-stack is the real GitOps loop (Argo CD, kube-controller-manager,
-# kube-scheduler, KWOK, redis); all includes it (the e2e stack starts it).
+# kube-scheduler, KWOK, redis, and the kustomize and helm its repo server execs);
+# all includes it (the e2e stack starts it).
 #
 # Prints "<component>=<path>" lines on stdout; progress goes to stderr. A component
 # that cannot be obtained fails with one line naming it and what to install.
@@ -28,6 +29,7 @@ ARGOCD_VERSION=3.6.1
 ARGOCD_GO=go1.27.3
 KWOK_VERSION=0.8.0
 HELM_VERSION=3.21.4
+KUSTOMIZE_VERSION=5.7.1
 
 say() { echo "provision: $*" >&2; }
 fail() { echo "provision: cannot obtain $1: $2" >&2; exit 1; }
@@ -273,6 +275,26 @@ provision_helm() {
   echo "helm=$dir/bin/helm"
 }
 
+# kustomize, which Argo CD's repo server execs from PATH for a Kustomize source
+# (a kustomization.yaml at the app's path), and which the Argo CD simulator runs
+# the same way. Argo CD 3.6 ships without it: with none on PATH the repo server
+# fails every Kustomize app. Its module has no replace lines, so plain go install works.
+provision_kustomize() {
+  local dir="$cache/kustomize-$KUSTOMIZE_VERSION"
+  if [[ ! -x $dir/bin/kustomize ]]; then
+    need_go kustomize
+    say "building kustomize $KUSTOMIZE_VERSION (first run only; a few minutes)"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    local gocache
+    gocache=$(mktemp -d)
+    GOCACHE=$gocache GOBIN="$dir.tmp/bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+      "sigs.k8s.io/kustomize/kustomize/v5@v$KUSTOMIZE_VERSION" >&2 \
+      || { rm -rf "$dir.tmp" "$gocache"; fail kustomize "go install sigs.k8s.io/kustomize/kustomize/v5@v$KUSTOMIZE_VERSION failed (is the Go module proxy reachable?)"; }
+    rm -rf "$gocache" "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  echo "kustomize=$dir/bin/kustomize"
+}
+
 # What builds and runs the operator's image without a Docker engine (make image,
 # test/e2e/image.test.ts): Debian's buildah and podman with runc (crun fails on
 # a cgroup hybrid host), and debootstrap for the local base image
@@ -357,10 +379,11 @@ run() {
     kwok) locked kwok provision_kwok ;;
     redis) locked apt provision_redis ;;
     helm) locked helm provision_helm ;;
+    kustomize) locked kustomize provision_kustomize ;;
     image-tools) locked apt provision_image_tools ;;
-    argocd-stack) for c in kube-controllers kwok redis argocd; do run "$c"; done ;;
-    all) for c in node etcd kube nats prometheus elasticsearch lua deeplinks helm image-tools argocd-stack; do run "$c"; done ;;
-    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|helm|image-tools|all|argocd|kube-controllers|kwok|redis|argocd-stack" >&2; exit 2 ;;
+    argocd-stack) for c in kube-controllers kwok redis helm kustomize argocd; do run "$c"; done ;;
+    all) for c in node etcd kube nats prometheus elasticsearch lua deeplinks helm kustomize image-tools argocd-stack; do run "$c"; done ;;
+    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|helm|kustomize|image-tools|all|argocd|kube-controllers|kwok|redis|argocd-stack" >&2; exit 2 ;;
   esac
 }
 

@@ -75,8 +75,11 @@ function argoEnv(bin: string, extra: Record<string, string>): NodeJS.ProcessEnv 
 /** `redis`: host:port. */
 export async function startRepoServer(workDir: string, redis: string, name = 'argocd-repo-server'): Promise<RepoServer> {
   const found = await binaries('argocd');
-  // A Helm source (charts/ai-operator: config/samples/argocd-application.yaml) is rendered by `helm template` from PATH.
+  // A Helm source (charts/ai-operator: config/samples/argocd-application.yaml) is rendered by `helm template`
+  // from PATH, a Kustomize source (a kustomization.yaml at the path) by `kustomize build`: Argo CD 3.6 ships
+  // neither, and without them every such app is a ComparisonError.
   const helmBin = dirname((await binaries('helm')).helm!);
+  const kustomizeBin = dirname((await binaries('kustomize')).kustomize!);
   const dir = join(workDir, name);
   const tmp = join(dir, 'tmp');
   mkdirSync(tmp, { recursive: true });
@@ -91,7 +94,7 @@ export async function startRepoServer(workDir: string, redis: string, name = 'ar
     `--revision-cache-expiration=${REVISION_CACHE_EXPIRATION}`,
     '--logformat=text', '--loglevel=info',
   ], join(workDir, `${name}.log`), {
-    env: argoEnv(`${found['argocd-bin']!}:${helmBin}`, {
+    env: argoEnv(`${found['argocd-bin']!}:${helmBin}:${kustomizeBin}`, {
       // Clones go to $TMPDIR/_argocd-repo; the ask-pass socket is /tmp's fixed
       // name unless this says otherwise (two repo servers would share it).
       TMPDIR: tmp,

@@ -17,7 +17,7 @@ import { events as ev, type PendingEvent } from './events.ts';
 import { formatDuration } from './format.ts';
 import { checkDue, checksOfCurrentRun, nextChecks } from './persistence.ts';
 import {
-  baseBranch, shortSha, type AppRef, type AttemptRecord, type Candidate, type CandidateOutcome, type CiState, type Environment, type HealthCheck, type HealthStatus,
+  attemptBranch, shortSha, type AppRef, type AttemptRecord, type Candidate, type CandidateOutcome, type CiState, type Environment, type HealthCheck, type HealthStatus,
   type InvariantResult, type PullRequestRef, type RollbackCommit, type Settings, type SourceRef,
 } from './record.ts';
 import { Reason, cooldownEnds, inProgress, isAllowed, type State } from './table.ts';
@@ -68,8 +68,10 @@ export interface Facts {
   liveEnvironment?: Environment;
   /** The Application is gone: absent from the watch and a fresh read said NotFound. */
   applicationGone?: boolean;
-  /** Why this app is refused (its repository is outside GITHUB_ORG, …): no attempt starts. */
+  /** Why this app is refused (its repository is outside GITHUB_ORG, its targetRevision is a tag, …): no attempt starts. */
   refused?: string;
+  /** The branch the app deploys, resolved from its targetRevision before any attempt: a new attempt keeps it. */
+  branch?: string;
   suspended: boolean;
   /** When a rollback of this app last merged: a new attempt waits out the cooldown after it. */
   lastRollbackAt?: string;
@@ -369,6 +371,7 @@ function decideIdle(facts: Facts): Decision {
     app: facts.app,
     environment: facts.environment,
     ...(facts.source ? { source: facts.source } : {}),
+    ...(facts.branch ? { branch: facts.branch } : {}),
     ...(facts.policyRef ? { policyRef: facts.policyRef } : {}),
     settings,
     state: 'Idle',
@@ -507,7 +510,7 @@ function closedByHuman(facts: Facts, record: AttemptRecord): Decision | undefine
 function pullRequestChanged(facts: Facts, record: AttemptRecord): Decision | undefined {
   const pr = facts.pullRequest;
   if (!pr || pr.ref.state !== 'open') return undefined;
-  const deploys = baseBranch(record.source);
+  const deploys = attemptBranch(record);
   if (pr.base !== undefined && pr.base !== deploys) {
     return abort(facts, record, Reason.PullRequestChanged, `#${pr.ref.number} was retargeted to ${pr.base}; ${record.app.name} deploys ${deploys}: not merged`);
   }

@@ -51,6 +51,15 @@ describe('the merge is bound to the rollback commit', () => {
     expect(decision.record).toMatchObject({ state: 'Abort', reason: Reason.PullRequestChanged, message: '#42 was retargeted to release; app deploys main: not merged' });
   });
 
+  it('judges the base against the branch resolved when the attempt started (HEAD: the default branch), not main (issue 18 §5)', () => {
+    const onMaster = record('AwaitingMergeApproval', 'staging', { branch: 'master', source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/app', targetRevision: 'HEAD' } });
+    expect(decide(facts(onMaster, { pullRequest: { ref: pr, headSha: built.sha, base: 'master', rollbackCommit: built } })).intents).toEqual([
+      { kind: 'mergePullRequest', number: 42, headSha: built.sha, method: 'squash' },
+    ]);
+    const retargeted = decide(facts(onMaster, { pullRequest: { ref: pr, headSha: built.sha, base: 'main', rollbackCommit: built } }));
+    expect(retargeted.record).toMatchObject({ state: 'Abort', reason: Reason.PullRequestChanged, message: '#42 was retargeted to main; app deploys master: not merged' });
+  });
+
   it('never adopts a PR found under the branch name whose head is not the rollback commit', () => {
     const decision = decide(facts(record('CandidateResolved', 'staging', { pullRequest: undefined, rollbackCommit: undefined }), {
       pullRequest: { ref: pr, headSha: 'abc', base: 'main', notRollback: 'it was opened by mallory, not by ai-operator-bot' },

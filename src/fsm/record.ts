@@ -122,6 +122,12 @@ export interface AttemptRecord {
   environment: Environment;
   /** Absent on records written before it was kept; the Application's then stands in. */
   source?: SourceRef;
+  /**
+   * The branch the app deploys, resolved when the attempt started (HEAD: the repository's default branch):
+   * the history is read on it, the PR targets it, the merge is checked against it. Absent on records
+   * written before it was kept: `baseBranch` of the source then stands in.
+   */
+  branch?: string;
   policyRef?: { name: string; namespace: string };
   settings: Settings;
   state: State;
@@ -221,10 +227,18 @@ export function branchName(app: AppRef, correlationId: string): string {
   return `ai-operator/rollback/${attemptName(app, correlationId)}`;
 }
 
-/** The branch rollback PRs target and the history is read on: the source's targetRevision, `main` for HEAD or none. */
+/**
+ * The branch of a record written before the resolved branch was kept: the source's targetRevision, `main`
+ * for HEAD or none (what every attempt assumed then). New attempts resolve it (modules/target-branch.ts).
+ */
 export function baseBranch(source: { targetRevision?: string } | undefined): string {
   const target = source?.targetRevision;
   return target && target !== 'HEAD' ? target : 'main';
+}
+
+/** The branch an attempt works on: the one resolved when it started, or, on an older record, `baseBranch`. */
+export function attemptBranch(record: Pick<AttemptRecord, 'branch' | 'source'>, fallback?: { targetRevision?: string }): string {
+  return record.branch ?? baseBranch(record.source ?? fallback);
 }
 
 /** The repository of an app's source on GitHub. */

@@ -40,7 +40,11 @@ export function repositoryRefusal(source: { repoURL: string } | undefined, allow
   return undefined;
 }
 
-export type RefusalReason = 'UnsupportedShape' | 'RepositoryOutsideOrg';
+/**
+ * Why an app gets no attempt. The first two are judged from the Application alone; the last two from GitHub,
+ * when the operator resolves the app's branch (modules/target-branch.ts).
+ */
+export type RefusalReason = 'UnsupportedShape' | 'RepositoryOutsideOrg' | 'TargetNotBranch' | 'RepositoryNotFound';
 
 /** Why no attempt may start for this Application; undefined when one may. Pure. */
 export function applicationRefusal(app: { source?: { repoURL: string }; unsupported?: string }, allowedOwner: string | undefined, hosts?: readonly string[]): { reason: RefusalReason; message: string } | undefined {

@@ -46,6 +46,12 @@ export interface GitHubClientOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Conditional-request cache entries kept (one per polled URL). */
   etagCacheSize?: number;
+  /**
+   * How long a repository's default branch, and whether a name is one of its branches, are trusted (5 min by
+   * default): asked for every Degraded app before its attempt starts, they change rarely, but they do change.
+   */
+  branchCacheMs?: number;
+  now?: () => number;
 }
 
 type Req = { request: { signal: AbortSignal } };
@@ -156,6 +162,8 @@ const COMMIT_TREE_CACHE_SIZE = 64;
 const REQUIRED_CHECKS_TTL_MS = 15_000;
 // File lists of open PRs (a PR head each): small, and as many as PRs are open at once.
 const PULL_FILES_CACHE_SIZE = 2000;
+/** Repositories and (repository, name) pairs whose branch facts are kept. */
+const BRANCH_CACHE_SIZE = 5000;
 
 /** Map order is insertion order: re-inserting marks an entry recent; past `limit` the oldest goes. */
 function rememberBounded<V>(map: Map<string, V>, key: string, value: V, limit: number): void {
@@ -172,6 +180,8 @@ export class GitHubClient implements GitHubPort {
   private readonly pullFiles = new Map<string, string[]>();
   private readonly commitTrees = new Map<string, { sha: string; files: TreeItem[] }>();
   private readonly requiredChecksCache = new Map<string, { at: number; contexts: string[] }>();
+  /** Default branches per repository, and branch-or-not per (repository, name), each until its expiry. */
+  private readonly branches = new Map<string, { value: string | boolean; until: number }>();
 
   constructor(options: GitHubClientOptions) {
     this.options = options;
@@ -287,6 +297,38 @@ export class GitHubClient implements GitHubPort {
     });
     this.login.catch(() => { this.login = undefined; });
     return this.login;
+  }
+
+  /** A cached answer, or `read`'s (remembered until branchCacheMs from now); a failure is not remembered. */
+  private async branchFact<T extends string | boolean>(key: string, read: () => Promise<T>): Promise<T> {
+    const now = this.options.now ?? Date.now;
+    const known = this.branches.get(key);
+    if (known && known.until > now()) return known.value as T;
+    const value = await read();
+    rememberBounded(this.branches, key, { value, until: now() + (this.options.branchCacheMs ?? 5 * 60_000) }, BRANCH_CACHE_SIZE);
+    return value;
+  }
+
+  defaultBranch(repo: RepoRef): Promise<string> {
+    return this.branchFact(`${repo.owner}/${repo.repo}`.toLowerCase(), () => this.run('defaultBranch', async (o, req) => {
+      const { data } = await o.rest.repos.get({ ...repo, ...req });
+      need(data, 'default_branch', 'string', `GET /repos/${repo.owner}/${repo.repo}`);
+      return data.default_branch;
+    }));
+  }
+
+  isBranch(repo: RepoRef, name: string): Promise<boolean> {
+    return this.branchFact(`${repo.owner}/${repo.repo}`.toLowerCase() + `\0${name}`, () => this.run('isBranch', async (o, req) => {
+      try {
+        const { data } = await o.rest.repos.getBranch({ ...repo, branch: name, ...req });
+        need(data, 'name', 'string', `branch ${name}`);
+        return true;
+      } catch (error) {
+        // "Branch not found": a tag, a commit SHA, or no such name (a missing repository answers 404 too).
+        if (statusOf(error) === 404) return false;
+        throw error;
+      }
+    }));
   }
 
   readRepositoryContent(repo: RepoRef, path: string, branch: string, limit: number): Promise<CommitInfo[]> {

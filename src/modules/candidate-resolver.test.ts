@@ -4,7 +4,8 @@ import { FakeWorld, fakeSha, type FakeApp } from '../../dev/fakes/world.ts';
 import { SETTINGS } from '../fsm/testing.ts';
 import type { CommitInfo } from '../ports/github.ts';
 import { MemoryKV } from '../store/memory.ts';
-import { resolveCandidate } from './candidate-resolver.ts';
+import { renderUptimeQuery, resolveCandidate } from './candidate-resolver.ts';
+import { DEFAULT_UPTIME_QUERY } from '../config.ts';
 
 const now = new Date('2026-11-22T03:00:00Z');
 const ago = (seconds: number) => new Date(now.getTime() - seconds * 1000).toISOString();
@@ -27,10 +28,22 @@ async function world(goodSeconds: number, options: { commits?: number } = {}) {
   return { w, app, good, bad };
 }
 
+describe('renderUptimeQuery', () => {
+  it('measures one app instance: name and namespace, both escaped (issue 18 §6)', () => {
+    expect(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: 'web', namespace: 'team-a' }, 3600)).toBe(
+      'sum(count_over_time(argocd_app_info{name="web",namespace="team-a",health_status="Healthy"}[3600s])) / sum(count_over_time(argocd_app_info{name="web",namespace="team-a"}[3600s]))');
+    expect(renderUptimeQuery('q{namespace="$namespace"}', { name: 'x', namespace: 'a"b\\c' }, 1)).toBe('q{namespace="a\\"b\\\\c"}');
+  });
+
+  it('substitutes in one pass: a value is never read again for placeholders', () => {
+    expect(renderUptimeQuery('q{name="$app",namespace="$namespace"}[$window]', { name: 'a$namespace$window', namespace: 'n' }, 90.7)).toBe('q{name="a$namespace$window",namespace="n"}[90s]');
+  });
+});
+
 describe('resolveCandidate', () => {
   it('states the deployed window for humans: a 72 s window is "72 s", not "0.0 h"', async () => {
     const { w, app, good, bad } = await world(72);
-    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
     expect(outcome).toMatchObject({ kind: 'found', candidate: { revision: good } });
     expect(outcome.kind === 'found' && outcome.candidate.evidence).toBe('100.00% Healthy over 72 s deployed (minimum 99.00%)');
   });
@@ -41,7 +54,7 @@ describe('resolveCandidate', () => {
       { sha: bad, message: 'Break web\n\nLong explanation', author: 'carol', date: ago(100), url: 'https://github.example/c/bad' },
       { sha: good, message: 'Good web', author: 'dave', date: ago(3700), url: 'https://github.example/c/good' },
     ]);
-    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
     expect(outcome.kind === 'found' && outcome.candidate.undone).toEqual([
       { sha: bad, message: 'Break web', author: 'carol', date: ago(100), url: 'https://github.example/c/bad' },
     ]);
@@ -50,14 +63,14 @@ describe('resolveCandidate', () => {
 
   it('states a long window in hours', async () => {
     const { w, app, bad } = await world(3.5 * 3600);
-    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
     expect(outcome.kind === 'found' && outcome.candidate.evidence).toContain('over 3.5 h deployed');
   });
 
   it('says plainly that no deployed revision is known, and asks GitHub nothing', async () => {
     for (const commits of [1, 2]) {
       const { w, app } = await world(3600, { commits });
-      const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: '', excluded: [], now, clock: () => now });
+      const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: '', excluded: [], now, clock: () => now });
       expect(outcome).toEqual({ kind: 'none', detail: 'Argo CD reports no deployed revision (status.sync.revision is empty): nothing to roll back from' });
       expect(await w.callCount('readRepositoryContent')).toBe(0);
     }
@@ -65,14 +78,14 @@ describe('resolveCandidate', () => {
 
   it('refuses a deployed revision that is not a commit SHA (a tag), and asks GitHub nothing', async () => {
     const { w, app } = await world(3600);
-    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: 'v1.2.3', excluded: [], now, clock: () => now });
+    const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: 'v1.2.3', excluded: [], now, clock: () => now });
     expect(outcome).toEqual({ kind: 'none', detail: 'Argo CD reports the deployed revision as "v1.2.3", not a commit SHA: nothing to roll back from' });
     expect(await w.callCount('readRepositoryContent')).toBe(0);
   });
 
   it('names the deployed revision when no older commit exists', async () => {
     const { w, app, bad } = await world(3600, { commits: 1 });
-    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
     expect(outcome).toEqual({ kind: 'none', detail: `no commit of apps/web older than ${bad.slice(0, 7)} to roll back to` });
   });
 });
@@ -108,7 +121,7 @@ describe('resolveCandidate: the search budget', () => {
     const { w, app, bad } = await slowWorld();
     const slow = slowPrometheus(w, 60);
     const outcome = await resolveCandidate(w, slow.metrics, {
-      app, repo, settings: { ...SETTINGS, searchTimeoutSeconds: 100 }, currentRevision: bad, excluded: [], now, clock: slow.clock,
+      app, repo, branch: 'main', settings: { ...SETTINGS, searchTimeoutSeconds: 100 }, currentRevision: bad, excluded: [], now, clock: slow.clock,
     });
     // 0 s and 60 s are within 100 s; at 120 s the third commit is not asked about.
     expect(outcome).toEqual({ kind: 'timeout', detail: 'candidate search exceeded 100 s after 2 commit(s)' });
@@ -119,7 +132,7 @@ describe('resolveCandidate: the search budget', () => {
     const { w, app, bad } = await slowWorld();
     const slow = slowPrometheus(w, 60);
     const outcome = await resolveCandidate(w, slow.metrics, {
-      app, repo, settings: { ...SETTINGS, searchTimeoutSeconds: 180 }, currentRevision: bad, excluded: [], now, clock: slow.clock,
+      app, repo, branch: 'main', settings: { ...SETTINGS, searchTimeoutSeconds: 180 }, currentRevision: bad, excluded: [], now, clock: slow.clock,
     });
     expect(outcome).toMatchObject({ kind: 'none', detail: expect.stringMatching(/^no revision reached 99.00% uptime: .*: 50.00%, .*: 50.00%, .*: 50.00%$/) });
     expect(slow.queries).toHaveLength(3);

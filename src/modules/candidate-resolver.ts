@@ -3,7 +3,7 @@
 // window was stable in production metrics — or, when Prometheus cannot tell,
 // whose CI was green.
 import { formatDuration } from '../fsm/format.ts';
-import { baseBranch, shortSha, type Candidate, type CandidateOutcome, type Settings, type UndoneCommit } from '../fsm/record.ts';
+import { shortSha, type Candidate, type CandidateOutcome, type Settings, type UndoneCommit } from '../fsm/record.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { CommitInfo, GitHubPort, RepoRef } from '../ports/github.ts';
@@ -12,6 +12,8 @@ import type { MetricsHistoryPort } from '../ports/prometheus.ts';
 export interface CandidateInput {
   app: ApplicationView;
   repo: RepoRef;
+  /** The branch whose history is read: the attempt's (resolved from targetRevision when it started). */
+  branch: string;
   settings: Settings;
   /** The deployed revision; '' when Argo CD reports none. */
   currentRevision: string;
@@ -27,8 +29,16 @@ export function escapeLabelValue(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
 
-export function renderUptimeQuery(template: string, app: string, windowSeconds: number): string {
-  return template.replaceAll('$app', escapeLabelValue(app)).replaceAll('$window', `${Math.max(1, Math.floor(windowSeconds))}s`);
+/**
+ * The uptime query of one app instance: `$app` and `$namespace` (the Application's, as argocd_app_info's
+ * `name` and `namespace` labels carry them) escaped, `$window` in seconds. One pass: a substituted value
+ * is never read again for placeholders.
+ */
+export function renderUptimeQuery(template: string, app: { name: string; namespace: string }, windowSeconds: number): string {
+  const values: Record<string, string> = {
+    app: escapeLabelValue(app.name), namespace: escapeLabelValue(app.namespace), window: `${Math.max(1, Math.floor(windowSeconds))}s`,
+  };
+  return template.replace(/\$(namespace|window|app)/g, (_, name: string) => values[name]!);
 }
 
 const DURATION_UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86_400, w: 604_800, y: 31_536_000 };
@@ -64,7 +74,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
   const deadline = clock().getTime() + settings.searchTimeoutSeconds * 1000;
   const overBudget = () => clock().getTime() > deadline;
   const path = app.source?.path || '.';
-  const branch = baseBranch(app.source);
+  const branch = input.branch;
   // "Older than what runs" needs to know what runs: guessing the newest commit could roll back a
   // revision that was never deployed, and every message after would name an empty revision.
   if (input.currentRevision.trim() === '') {
@@ -94,7 +104,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
       }
       let uptime: number | undefined;
       try {
-        uptime = await metrics.uptime(renderUptimeQuery(settings.uptimeQuery, app.ref.name, window.seconds), window.end);
+        uptime = await metrics.uptime(renderUptimeQuery(settings.uptimeQuery, app.ref, window.seconds), window.end);
       } catch (error) {
         if (!(error instanceof IntegrationError)) throw error;
         prometheusDown = error.message;

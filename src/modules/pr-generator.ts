@@ -5,7 +5,7 @@
 // so retries and restarts can never open two.
 import { ANNOTATIONS } from '../api/group.ts';
 import { formatDuration } from '../fsm/format.ts';
-import { baseBranch, branchName, attemptName, shortSha, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
+import { attemptBranch, branchName, attemptName, shortSha, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
 import { rolloutFigures, type DeploymentReplicas } from '../governance/merge-verdict.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { CommitInfo, GitHubPort, OpenedPullRequest, RepoRef } from '../ports/github.ts';
@@ -88,7 +88,7 @@ export function pullRequestBody(ctx: PullRequestContext): string {
 export function openPullRequest(github: GitHubPort, repo: RepoRef, ctx: PullRequestContext): Promise<OpenedPullRequest> {
   return github.createPullRequest(repo, {
     branch: branchName(ctx.record.app, ctx.record.correlationId),
-    base: baseBranch(ctx.app.source),
+    base: attemptBranch(ctx.record, ctx.app.source),
     path: ctx.app.source?.path ?? '.',
     targetSha: ctx.record.candidate!.revision,
     title: pullRequestTitle(ctx.record),

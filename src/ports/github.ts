@@ -71,6 +71,10 @@ export interface RollbackPreview {
 export interface GitHubPort {
   /** The login the operator acts as (to tell its own merges from a human's). */
   identity(): Promise<string>;
+  /** The repository's default branch (`GET /repos/{owner}/{repo}` `default_branch`): what Argo CD's `HEAD` resolves to. */
+  defaultBranch(repo: RepoRef): Promise<string>;
+  /** Whether `name` is a branch of the repository (`GET …/branches/{branch}`): false for a tag, a commit SHA or nothing at all. */
+  isBranch(repo: RepoRef, name: string): Promise<boolean>;
   /** Commits touching `path` on `branch`, newest first. */
   readRepositoryContent(repo: RepoRef, path: string, branch: string, limit: number): Promise<CommitInfo[]>;
   getCommitStatus(repo: RepoRef, sha: string): Promise<CiStatus>;

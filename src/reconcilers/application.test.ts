@@ -355,6 +355,40 @@ describe('ApplicationReconciler', () => {
       expect(h.events.filter((e) => e.reason === 'ApplicationRefused')).toHaveLength(2);
     });
 
+    it('refuses an app whose targetRevision is a tag before any attempt: one Event naming the field and value, remembered for the policy status (issue 18 §5)', async () => {
+      const s = await given('cart', 'staging');
+      await h.world.addTag('v1.1.0');
+      await h.world.addApp({ ...s.app, source: { ...s.app.source!, targetRevision: 'v1.1.0' } });
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 5, 'argocd/cart');
+      expect(await h.record('cart')).toBeUndefined();
+      expect(await h.kv.get(KEYS.health('cart'))).toBeUndefined();
+      expect(await h.world.callCount('readRepositoryContent')).toBe(0);
+      const refusals = h.events.filter((e) => e.reason === 'ApplicationRefused');
+      expect(refusals).toHaveLength(1);
+      expect(refusals[0]!.note).toMatch(/^spec\.source\.targetRevision v1\.1\.0 is a tag or a commit of acme\/gitops, not a branch/);
+      const app = (await h.world.app(s.app.ref))!;
+      expect(h.reconciler.targetRefusal(app)).toMatchObject({ reason: 'TargetNotBranch' });
+      // The spec moved to a branch: the remembered refusal no longer applies.
+      expect(h.reconciler.targetRefusal({ ...app, source: { ...app.source!, targetRevision: 'main' } })).toBeUndefined();
+    });
+
+    it('works on the repository\'s default branch for targetRevision HEAD: the attempt keeps it, the PR targets it (issue 18 §5)', async () => {
+      const s = await given('cart', 'staging');
+      await h.world.setDefaultBranch('master');
+      await h.world.addApp({ ...s.app, source: { ...s.app.source!, targetRevision: 'HEAD' } });
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 3, 'argocd/cart');
+      expect(await h.record('cart')).toMatchObject({ state: 'PRCreated', branch: 'master' });
+      expect((await h.world.pullRequests())[0]!.spec.base).toBe('master');
+      // Resolved once for the attempt: later rounds read the record, not GitHub.
+      const asked = await h.world.callCount('defaultBranch');
+      await h.world.setCiOfOpenPullRequests('success');
+      await h.reconcileEvery(10, 1, 'argocd/cart');
+      expect(await h.record('cart')).toMatchObject({ state: 'RollbackMerged' });
+      expect(await h.world.callCount('defaultBranch')).toBe(asked);
+    });
+
     it('starts no attempt for an app two RollbackPolicies select: an Event names both, once per degradation', async () => {
       const policies = [
         { name: 'canary', namespace: 'argocd', spec: { environment: 'staging' as const } },

@@ -9,12 +9,13 @@ import { recordEntry, type AuditOutboxEntry } from '../audit/outbox.ts';
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
-import { appKey, attemptName, baseBranch, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, type RollbackCommit, type Settings } from '../fsm/record.ts';
+import { appKey, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, type RollbackCommit, type Settings } from '../fsm/record.ts';
 import { Reason, inProgress, type State } from '../fsm/table.ts';
 import { ciVerdict, evaluateInvariants, summary, violations, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
-import { applicationRefusal } from '../governance/repository.ts';
+import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
 import type { MonitoredApp } from '../policy/settings.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
+import { resolveTargetBranch } from '../modules/target-branch.ts';
 import { approveCommand, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -115,6 +116,8 @@ export class ApplicationReconciler {
   private readonly waitingSaid = new Map<string, string>();
   /** Transition Events of the reconcile in progress, per app key, emitted once its RollbackAttempt is projected. */
   private readonly heldEvents = new Map<string, Array<{ record: AttemptRecord; event: Omit<KubeEvent, 'regarding'>; appUid: string | undefined }>>();
+  /** Apps (`namespace/name`) whose targetRevision was last resolved to no branch, with what it was. */
+  private readonly targetRefusals = new Map<string, { targetRevision: string; reason: RefusalReason; message: string }>();
   /** Resets asked through POST /reset, by correlationId: read as the annotation is, until written or expired. */
   private readonly resetRequests = new Map<string, ResetRequested & { until: number }>();
 
@@ -226,7 +229,15 @@ export class ApplicationReconciler {
     } : undefined;
     const policyRef = record?.policyRef ?? monitored?.policyRef;
     // Before any attempt: an attempt in progress keeps the settings it recorded, even if policies now conflict.
-    const refused = !record && app ? monitored?.conflict?.message ?? applicationRefusal(app, this.deps.allowedOwner, this.deps.githubHosts)?.message : undefined;
+    let refused = !record && app ? monitored?.conflict?.message ?? applicationRefusal(app, this.deps.allowedOwner, this.deps.githubHosts)?.message : undefined;
+    // The branch a new attempt would work on, read only for an app that may get one (Degraded, not refused):
+    // a tag or a SHA is refused here, before any attempt. Cached by the GitHub port; an outage throws (retried).
+    let branch: string | undefined;
+    if (!record && app?.health === 'Degraded' && !refused && app.source) {
+      const target = await this.targetBranch(ref, app.source);
+      if (target?.kind === 'refused') refused = target.message;
+      else if (target) branch = target.branch;
+    }
     const facts: Facts = {
       now,
       app: ref,
@@ -238,6 +249,7 @@ export class ApplicationReconciler {
       ...(state.pending ? { pendingCorrelationId: state.pending.correlationId } : {}),
       ...(health ? { health } : {}),
       ...(app?.source ? { source: app.source } : {}),
+      ...(branch ? { branch } : {}),
       ...(monitored ? { liveEnvironment: monitored.environment } : {}),
       ...(refused ? { refused } : {}),
       suspended: monitored?.suspended ?? false,
@@ -277,6 +289,26 @@ export class ApplicationReconciler {
       facts.failure = { code: error.code, message: error.message, call: error.call };
     }
     return observed;
+  }
+
+  /** resolveTargetBranch for the app's source, remembering a refusal for the policy status (targetRefusal). */
+  private async targetBranch(ref: AppRef, source: { repoURL: string; targetRevision?: string }) {
+    const repo = repoFromUrl(source.repoURL);
+    if (!repo) return undefined;
+    const target = await resolveTargetBranch(this.deps.github, repo, source);
+    const key = `${ref.namespace}/${ref.name}`;
+    if (target.kind === 'refused') this.targetRefusals.set(key, { targetRevision: source.targetRevision ?? '', reason: target.reason, message: target.message });
+    else this.targetRefusals.delete(key);
+    return target;
+  }
+
+  /**
+   * Why the app's targetRevision was refused when it was last resolved (it is resolved only while the app is
+   * Degraded), as long as the app still names the same targetRevision: what a RollbackPolicy's status counts.
+   */
+  targetRefusal(app: { ref: AppRef; source?: { targetRevision?: string } }): { reason: RefusalReason; message: string } | undefined {
+    const known = this.targetRefusals.get(`${app.ref.namespace}/${app.ref.name}`);
+    return known && known.targetRevision === (app.source?.targetRevision ?? '') ? { reason: known.reason, message: known.message } : undefined;
   }
 
   private async observeForState(observed: Observed, record: AttemptRecord, repo: RepoRef): Promise<void> {
@@ -319,7 +351,7 @@ export class ApplicationReconciler {
           facts.pullRequest.headAuthor = await github.describeCommit(repo, pr.headSha).then((c) => c.author, () => undefined);
           return;
         }
-        const base = baseBranch(record.source ?? app?.source);
+        const base = attemptBranch(record, app?.source);
         const verdict = ciVerdict(ci.runs, { branch: await github.requiredChecks(repo, base), ...(record.settings.requiredChecks ? { policy: record.settings.requiredChecks } : {}) }, expected.sha);
         facts.ci = verdict.state;
         facts.ciDetail = verdict.detail;
@@ -350,7 +382,7 @@ export class ApplicationReconciler {
       if (needs === 'candidate') {
         const started = Date.now();
         facts.candidate = await resolveCandidate(this.deps.github, this.deps.history, {
-          app, repo, settings: record.settings, currentRevision: facts.health?.revision ?? record.currentRevision ?? '', excluded: observed.state.rolledBackFrom, now: facts.now, clock: this.clock,
+          app, repo, branch: attemptBranch(record, app.source), settings: record.settings, currentRevision: facts.health?.revision ?? record.currentRevision ?? '', excluded: observed.state.rolledBackFrom, now: facts.now, clock: this.clock,
         });
         this.deps.metrics.observeCandidateResolution(app.ref.name, (Date.now() - started) / 1000);
         return;
@@ -358,7 +390,7 @@ export class ApplicationReconciler {
       // What the PR would be opened on, read side by side: the diff and the invariants as they stand (their
       // facts include the Deployments' rollout, listed when readable). The commits undone came with the candidate.
       const path = app.source?.path ?? '.';
-      const base = baseBranch(app.source);
+      const base = attemptBranch(record, app.source);
       const [preview, invariantFacts] = await Promise.all([
         this.deps.github.previewRollback(repo, { path, branch: base, targetSha: record.candidate!.revision }),
         this.invariantFacts(facts, record, app, repo),

@@ -61,6 +61,13 @@ describe('policyStatus', () => {
       message: '1 governed Application(s) refused, their repository outside GITHUB_ORG acme: billing; 1 governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): hydrated' });
   });
 
+  it('names apps whose targetRevision is no branch, found by reading GitHub, with the others (issue 18 §5)', () => {
+    const tag = { name: 'pinned', reason: 'TargetNotBranch' as const };
+    const status = policyStatus(policy(), { matched: 3, refused: [tag, outside('billing')], allowedOwner: 'acme' }, T0)!;
+    expect(status.conditions?.[1]).toMatchObject({ status: 'True', reason: 'RepositoryOutsideOrgAndTargetNotBranch',
+      message: '1 governed Application(s) refused, their repository outside GITHUB_ORG acme: billing; 1 governed Application(s) refused, their spec.source.targetRevision a tag or a commit, not a branch: pinned' });
+  });
+
   it('names each app another policy also selects, with the others, and turns PolicyConflict True', () => {
     const first = policyStatus(policy(), { matched: 1, refused: [] }, T0)!;
     const conflicted = policyStatus(policy(first), { matched: 1, refused: [], conflicts: [{ name: 'q-y', others: ['canary'] }, { name: 'cart', others: ['canary', 'prod'] }] }, T1)!;

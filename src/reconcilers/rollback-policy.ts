@@ -17,7 +17,7 @@ import type { MonitoredApp } from './application.ts';
  * selects is that policy's; one that several select is a conflict on each of
  * them, naming the others. Pure.
  */
-export function tallies(apps: ApplicationView[], policies: RollbackPolicy[], allowedOwner?: string, githubHosts?: readonly string[]): Map<string, PolicyTally> {
+export function tallies(apps: ApplicationView[], policies: RollbackPolicy[], allowedOwner?: string, githubHosts?: readonly string[], knownRefusal?: KnownRefusal): Map<string, PolicyTally> {
   const result = new Map<string, PolicyTally>();
   const tallyOf = (policy: RollbackPolicy) => {
     const key = `${policy.namespace}/${policy.name}`;
@@ -34,11 +34,14 @@ export function tallies(apps: ApplicationView[], policies: RollbackPolicy[], all
     if (!selecting[0]) continue;
     const tally = tallyOf(selecting[0]);
     tally.matched++;
-    const refusal = applicationRefusal(app, allowedOwner, githubHosts);
+    const refusal = applicationRefusal(app, allowedOwner, githubHosts) ?? knownRefusal?.(app);
     if (refusal) tally.refused.push({ name: app.ref.name, reason: refusal.reason });
   }
   return result;
 }
+
+/** A refusal found by a read (the app's targetRevision resolved on GitHub), remembered by whoever read it. */
+export type KnownRefusal = (app: ApplicationView) => { reason: RefusalReason; message: string } | undefined;
 
 /** What a policy's status says of the Applications it governs. */
 export interface PolicyTally {
@@ -61,15 +64,18 @@ export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date
   const generation = policy.generation ?? 0;
   const names = (reason: RefusalReason) => tally.refused.filter((r) => r.reason === reason).map((r) => r.name).sort();
   const list = (apps: string[]) => `${apps.slice(0, 20).join(', ')}${apps.length > 20 ? ', …' : ''}`;
-  const [outside, shape] = [names('RepositoryOutsideOrg'), names('UnsupportedShape')];
-  const refused = [...outside, ...shape];
+  const why: Record<RefusalReason, string> = {
+    RepositoryOutsideOrg: `their repository outside GITHUB_ORG ${tally.allowedOwner}`,
+    UnsupportedShape: 'their shape not handled yet (multi-source or source hydrator)',
+    TargetNotBranch: 'their spec.source.targetRevision a tag or a commit, not a branch',
+    RepositoryNotFound: 'their repository not found on GitHub',
+  };
+  const present = (Object.keys(why) as RefusalReason[]).filter((reason) => names(reason).length > 0);
+  const refused = present.flatMap(names);
   const refusal = refused.length === 0
     ? 'every governed Application\'s repository is within GITHUB_ORG'
-    : [
-      ...(outside.length > 0 ? [`${outside.length} governed Application(s) refused, their repository outside GITHUB_ORG ${tally.allowedOwner}: ${list(outside)}`] : []),
-      ...(shape.length > 0 ? [`${shape.length} governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): ${list(shape)}`] : []),
-    ].join('; ');
-  const refusedReason = outside.length > 0 && shape.length > 0 ? 'RepositoryOutsideOrgAndUnsupportedShape' : outside.length > 0 ? 'RepositoryOutsideOrg' : 'UnsupportedShape';
+    : present.map((reason) => `${names(reason).length} governed Application(s) refused, ${why[reason]}: ${list(names(reason))}`).join('; ');
+  const refusedReason = present.join('And');
   const conflicts = [...tally.conflicts ?? []].sort((a, b) => a.name.localeCompare(b.name));
   const conflict = conflicts.length === 0
     ? 'no Application this policy selects is selected by another RollbackPolicy'
@@ -104,6 +110,8 @@ export interface RollbackPoliciesOptions {
   allowedOwner?: string;
   /** The hosts of that GitHub's repositories (governance/repository.ts githubHosts). */
   githubHosts?: readonly string[];
+  /** Refusals the operator found by reading GitHub (a targetRevision that is no branch): counted as the others. */
+  knownRefusal?: KnownRefusal;
   /** WATCH_NAMESPACES; policies elsewhere belong to another installation, which alone may judge and write their status. */
   namespaces?: string[];
   clock?: () => Date;
@@ -115,6 +123,7 @@ export class RollbackPolicies {
   private readonly log: Logger;
   private readonly allowedOwner: string | undefined;
   private readonly githubHosts: readonly string[] | undefined;
+  private readonly knownRefusal: KnownRefusal | undefined;
   private readonly namespaces: ReadonlySet<string> | undefined;
   private readonly clock: () => Date;
 
@@ -123,6 +132,7 @@ export class RollbackPolicies {
     this.defaults = defaults;
     this.allowedOwner = options.allowedOwner;
     this.githubHosts = options.githubHosts;
+    this.knownRefusal = options.knownRefusal;
     this.namespaces = options.namespaces?.length ? new Set(options.namespaces) : undefined;
     this.clock = options.clock ?? (() => new Date());
     this.log = log;
@@ -152,7 +162,7 @@ export class RollbackPolicies {
 
   /** Writes matchedApplications and the conditions on every policy whose status is out of date. */
   async writeStatuses(apps: ApplicationView[]): Promise<void> {
-    const counted = tallies(apps, this.policies(), this.allowedOwner, this.githubHosts);
+    const counted = tallies(apps, this.policies(), this.allowedOwner, this.githubHosts, this.knownRefusal);
     const now = this.clock();
     for (const policy of this.owned()) {
       const key = `${policy.namespace}/${policy.name}`;

@@ -100,6 +100,30 @@ describe('reading history', () => {
   });
 });
 
+describe('branches as Argo CD resolves them (issue 18 §5)', () => {
+  it('reads the default branch from GET /repos/{owner}/{repo}, once per repository while cached', async () => {
+    await sim.control.createRepo({ owner: 'acme', repo: 'on-master', defaultBranch: 'master', files: { 'a.yaml': 'a: 1\n' } });
+    const github = client();
+    const before = sim.control.counters()['GET /repos/{owner}/{repo}'] ?? 0;
+    expect(await github.defaultBranch({ owner: 'acme', repo: 'on-master' })).toBe('master');
+    expect(await github.defaultBranch({ owner: 'acme', repo: 'on-master' })).toBe('master');
+    expect(await github.defaultBranch(repo)).toBe('main');
+    expect((sim.control.counters()['GET /repos/{owner}/{repo}'] ?? 0) - before).toBe(2);
+    await expectError(github.defaultBranch({ owner: 'acme', repo: 'nope' }), 'NOT_FOUND');
+  });
+
+  it('tells a branch from a tag, a commit SHA and a name that is nothing', async () => {
+    git('tag', 'v1.1.0', c.v1!);
+    await sim.control.createBranch({ ...repo, branch: 'release/1.x', from: c.v2! });
+    const github = client();
+    expect(await github.isBranch(repo, 'main')).toBe(true);
+    expect(await github.isBranch(repo, 'release/1.x')).toBe(true);
+    expect(await github.isBranch(repo, 'v1.1.0')).toBe(false);
+    expect(await github.isBranch(repo, c.v1!)).toBe(false);
+    expect(await github.isBranch(repo, 'no-such-thing')).toBe(false);
+  });
+});
+
 describe('the rollback pull request', () => {
   it('restores exactly the app path to the target tree, in one commit on top of main', async () => {
     // Given payment is degraded at v3, when the operator rolls back to v2

@@ -20,7 +20,7 @@ import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import type { ApplicationView } from '../../src/ports/argocd.ts';
 import { HISTORY_APP } from './fixtures/history.ts';
-import { freshNamespace, kubeConfig } from './support/kube.ts';
+import { freshNamespace, kubeConfig, kubectlOk } from './support/kube.ts';
 import { eventually } from './support/operator.ts';
 
 const stack = inject('stack');
@@ -465,6 +465,38 @@ describe('the Argo CD simulator', () => {
     }
   });
 
+  it('renders a Kustomize overlay with kustomize build: a change to its base outside the path is deployed, a commit elsewhere only moves sync.revision (issue 18 §7)', async () => {
+    // Given an overlay over a shared base (resources: [../../base]), and an Application of the overlay
+    const overlay = 'apps/k/overlays/staging';
+    const base = (broken: boolean) => deploymentYaml('k-api', undefined, 2, broken);
+    const v1 = repo.commit('k v1', {
+      'apps/k/base/deployment.yaml': base(false), 'apps/k/base/kustomization.yaml': 'resources: [deployment.yaml]\n',
+      [`${overlay}/kustomization.yaml`]: 'resources: [../../base]\ncommonLabels: {stage: staging}\n',
+    });
+    const destination = await freshNamespace(stack, 'sim-kustomize');
+    const apps = await freshNamespace(stack, 'sim-kustomize-apps');
+    await createApplication(apps, 'k', { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: overlay, targetRevision: 'main' }, destination: { namespace: destination } });
+    const kSim = await startArgoCdSim({ kubeConfig: kubeConfig(stack), repoRoot: root, intervalMs: 200, degradeAfterMs: 1500, namespaces: [apps], persistResourceHealth: true });
+    const status = async () => (JSON.parse(await kubectlOk(stack, ['get', 'application', '-n', apps, 'k', '-o', 'json'])) as { status?: { sourceType?: string; sync?: { revision?: string }; health?: { status?: string }; history?: Array<{ revision: string }>; resources?: Array<{ name: string }> } }).status;
+    try {
+      // Then it is synced as Kustomize, with the base's Deployment as the overlay makes it
+      const synced = await eventually('k synced', async () => { const s = await status(); return s?.sync?.revision === v1 && s.health?.status === 'Healthy' ? s : undefined; }, 15_000);
+      expect(synced).toMatchObject({ sourceType: 'Kustomize', resources: [{ name: 'k-api' }] });
+      const live = JSON.parse(await kubectlOk(stack, ['get', 'deployment', '-n', destination, 'k-api', '-o', 'json'])) as { metadata: { labels?: Record<string, string> } };
+      expect(live.metadata.labels?.stage).toBe('staging');
+      // When a commit changes nothing the overlay renders: only sync.revision moves
+      const elsewhere = repo.commit('k: docs', { 'apps/k/README.md': '# k\n' });
+      await eventually('revision moved', async () => (await status())?.sync?.revision === elsewhere, 15_000);
+      expect((await status())?.history?.map((h) => h.revision)).toEqual([v1]);
+      // When the base (outside the app's path) gets a broken release: it is deployed, and the app turns Degraded
+      const broken = repo.commit('k base v2 (broken)', { 'apps/k/base/deployment.yaml': base(true) });
+      const degraded = await eventually('k Degraded at the base change', async () => { const s = await status(); return s?.sync?.revision === broken && s.health?.status === 'Degraded' ? s : undefined; }, 15_000);
+      expect(degraded.history?.map((h) => h.revision)).toEqual([v1, broken]);
+    } finally {
+      await kSim.stop();
+    }
+  });
+
   it('exports argocd_app_info, which a real Prometheus scrapes', async () => {
     const text = await (await fetch(sim.metricsUrl!)).text();
     expect(text).toMatch(new RegExp(`argocd_app_info\\{[^}]*name="shop"[^}]*health_status="Healthy"[^}]*\\} 1`));
@@ -490,11 +522,11 @@ describe('PrometheusHistory on a real Prometheus', () => {
     const at = inject('historyEnd');
     const history = new PrometheusHistory({ url: stack.prometheus });
     // 23 of the last 24 hours were Healthy.
-    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, HISTORY_APP, 24 * 3600), at)).toBeCloseTo(23 / 24, 3);
+    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: 'argocd' }, 24 * 3600), at)).toBeCloseTo(23 / 24, 3);
     // Of the last 2 hours, the first was Degraded.
-    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, HISTORY_APP, 2 * 3600), at)).toBeCloseTo(1 / 2, 3);
+    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: 'argocd' }, 2 * 3600), at)).toBeCloseTo(1 / 2, 3);
     // No history at all: no answer, not zero.
-    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, 'never-deployed', 24 * 3600), at)).toBeUndefined();
+    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: 'never-deployed', namespace: 'argocd' }, 24 * 3600), at)).toBeUndefined();
   });
 
   describe('with an application name that needs escaping, then stopped', () => {
@@ -504,13 +536,15 @@ describe('PrometheusHistory on a real Prometheus', () => {
     let end: number;
 
     beforeAll(async () => {
-      // Given 12 h of history for `pay"ment\svc` (9 h Healthy) and for a prefix of its name (never Healthy)
+      // Given 12 h of history for `pay"ment\svc` (9 h Healthy), for a prefix of its name (never Healthy), and for
+      // an app of the same name in another namespace (apps in any namespace; 3 h Healthy)
       end = Math.floor(Date.now() / 1000) - 3 * 3600;
       const samples: Sample[] = [];
       for (let at = end - 12 * 3600; at < end; at += 60) {
         const healthy = at < end - 3 * 3600;
         samples.push({ metric: 'argocd_app_info', labels: { name: tricky, namespace: 'argocd', health_status: healthy ? 'Healthy' : 'Degraded' }, value: 1, at });
         samples.push({ metric: 'argocd_app_info', labels: { name: 'pay', namespace: 'argocd', health_status: 'Degraded' }, value: 1, at });
+        samples.push({ metric: 'argocd_app_info', labels: { name: tricky, namespace: 'team-b', health_status: at < end - 9 * 3600 ? 'Healthy' : 'Degraded' }, value: 1, at });
       }
       workDir = mkdtempSync(join(tmpdir(), 'prometheus-escape-'));
       prometheus = await startPrometheus(workDir, samples);
@@ -521,18 +555,22 @@ describe('PrometheusHistory on a real Prometheus', () => {
       rmSync(workDir, { recursive: true, force: true });
     });
 
-    it('escapes the label value, so the query parses and matches exactly that app', async () => {
+    it('escapes the label value, so the query parses and matches exactly that app instance: not the same name in another namespace (issue 18 §6)', async () => {
       const history = new PrometheusHistory({ url: prometheus.url });
-      const query = renderUptimeQuery(DEFAULT_UPTIME_QUERY, tricky, 12 * 3600);
-      expect(query).toContain('name="pay\\"ment\\\\svc"');
+      const query = renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: tricky, namespace: 'argocd' }, 12 * 3600);
+      // Counting team-b's samples too would give (9 h + 3 h Healthy) / (24 h of samples) = 0.5.
       expect(await history.uptime(query, end)).toBeCloseTo(9 / 12, 3);
+      expect(query).toContain('name="pay\\"ment\\\\svc"');
+      expect(query).toContain('namespace="argocd"');
+      // And the other instance is measured on its own: 3 h of 12 Healthy.
+      expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: tricky, namespace: 'team-b' }, 12 * 3600), end)).toBeCloseTo(3 / 12, 3);
     });
 
     it('says UNAVAILABLE once Prometheus is gone, after three retries, each counted', async () => {
       await prometheus.process.stop();
       const metrics = new Metrics();
       const history = new PrometheusHistory({ url: prometheus.url, metrics, backoffMs: [10, 20, 40] });
-      const error = await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, tricky, 3600), end).catch((e: unknown) => e);
+      const error = await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: tricky, namespace: 'argocd' }, 3600), end).catch((e: unknown) => e);
       expect(error).toMatchObject({ name: 'IntegrationError', code: 'UNAVAILABLE', call: 'queryPrometheus' });
       const text = await metrics.registry.metrics();
       expect(text).toMatch(/ai_operator_mcp_call_errors_total\{call_name="queryPrometheus",error_code="UNAVAILABLE"\} 4/);

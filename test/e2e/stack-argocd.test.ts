@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { prepareArgoCdNamespace, startApplicationController } from '../../dev/stack/argocd.ts';
 import { BROKEN_RELEASE, FLAKY_RELEASE, RECOVER_AFTER_ANNOTATION, TEST_RELEASE_LABEL } from '../../dev/stack/kwok.ts';
 import { kubectlOk, type KubectlTarget } from '../../dev/stack/kubectl.ts';
+import { renderSource } from '../../dev/argocd-sim/render.ts';
+import { deploymentsIn } from '../../dev/argocd-sim/rules.ts';
 
 const run = promisify(execFile);
 const stack = inject('stack');
@@ -183,6 +185,67 @@ describe('real Argo CD on the stack', () => {
     expect(recovered.history?.map((h) => h.revision)).toEqual([first, broken, reverted]);
     await until('the broken pods gone', () => pods(namespace, `${TEST_RELEASE_LABEL}=${BROKEN_RELEASE}`), (ps) => ps.length === 0, 60_000);
   }, 360_000);
+
+  it('renders a Kustomize overlay over a shared base and a Helm chart with values outside it, with the kustomize and helm on its PATH; the simulator renders the same (issue 18 §7)', async () => {
+    // Given a repository with apps/shop/base, an overlay with resources: [../../base], and charts/shop with envs/staging/values.yaml
+    const owner = `stack-argocd-shapes-${process.pid}`;
+    const bare = join(argocd!.gitRoot, owner, 'shapes.git');
+    mkdirSync(join(argocd!.gitRoot, owner), { recursive: true });
+    await run('git', ['init', '--quiet', '--bare', '--initial-branch=main', bare]);
+    const clone = join(work, 'shapes');
+    await run('git', ['clone', '--quiet', bare, clone]);
+    const [kustomized, templated] = [`shop-kustomize-${process.pid}`, `shop-helm-${process.pid}`];
+    const files: Record<string, string> = {
+      'apps/shop/base/deployment.yaml': deployment('placeholder', { image: 'registry.example/shop:v1' }),
+      'apps/shop/base/kustomization.yaml': 'resources: [deployment.yaml]\n',
+      'apps/shop/overlays/staging/kustomization.yaml': `resources: [../../base]\nnamespace: ${kustomized}\ncommonAnnotations: {stage: staging}\n`,
+      'charts/shop/Chart.yaml': 'apiVersion: v2\nname: shop\nversion: 0.1.0\n',
+      'charts/shop/values.yaml': 'image: registry.example/shop:chart-default\n',
+      'charts/shop/templates/deployment.yaml': deployment('{{ .Release.Namespace }}', { image: '{{ .Values.image }}' }),
+      'envs/staging/values.yaml': 'image: registry.example/shop:v2\n',
+    };
+    for (const [path, content] of Object.entries(files)) {
+      mkdirSync(join(clone, path, '..'), { recursive: true });
+      writeFileSync(join(clone, path), content);
+    }
+    await git(clone, 'checkout', '--quiet', '-b', 'main');
+    await git(clone, 'add', '.');
+    await git(clone, 'commit', '--quiet', '-m', 'shop: kustomize and helm');
+    await git(clone, 'push', '--quiet', 'origin', 'main');
+    const revision = await git(clone, 'rev-parse', 'HEAD');
+    const url = `${argocd!.gitUrl}/${owner}/shapes.git`;
+
+    // When Argo CD syncs an Application of each
+    const sources = {
+      [kustomized]: { repoURL: url, path: 'apps/shop/overlays/staging', targetRevision: 'main' },
+      [templated]: { repoURL: url, path: 'charts/shop', targetRevision: 'main', helm: { valueFiles: ['../../envs/staging/values.yaml'] } },
+    };
+    for (const [name, source] of Object.entries(sources)) {
+      await kubectlOk(gitops, ['create', 'namespace', name]);
+      await kubectlOk(gitops, ['apply', '-f', '-'], JSON.stringify({
+        apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name, namespace: argocd!.namespace },
+        spec: { project: 'default', source, destination: { server: 'https://kubernetes.default.svc', namespace: name }, syncPolicy: { automated: { prune: true } } },
+      }));
+    }
+
+    // Then it reports each source type and renders it: the overlay's namespace and annotation over the base's Deployment,
+    // the chart with the values file outside it
+    const expected = { [kustomized]: { type: 'Kustomize', image: 'registry.example/shop:v1' }, [templated]: { type: 'Helm', image: 'registry.example/shop:v2' } };
+    for (const [name, want] of Object.entries(expected)) {
+      const status = await until(`${name} Synced and Healthy`, () => json<{ status?: AppStatus & { sourceType?: string; conditions?: unknown[] } }>(['get', 'application', '-n', argocd!.namespace, name]),
+        (a) => a.status?.sync?.revision === revision && a.status.health?.status === 'Healthy', 90_000);
+      expect([name, status.status?.sourceType]).toEqual([name, want.type]);
+      const live = await json<{ metadata: { annotations?: Record<string, string> }; spec: { template: { spec: { containers: Array<{ image: string }> } } } }>(['get', 'deployment', '-n', name, 'web']);
+      expect(live.spec.template.spec.containers[0]!.image).toBe(want.image);
+      if (want.type === 'Kustomize') expect(live.metadata.annotations?.stage).toBe('staging');
+      // And the Argo CD simulator renders the same Deployment from the same repository with the same binaries
+      const simulated = await renderSource(bare, revision, sources[name]!, { name, namespace: name });
+      expect(simulated.type).toBe(want.type);
+      const [d] = deploymentsIn(simulated.files, name);
+      expect(d).toMatchObject({ name: 'web', namespace: name });
+      expect((d!.object as unknown as { spec: { template: { spec: { containers: Array<{ image: string }> } } } }).spec.template.spec.containers[0]!.image).toBe(want.image);
+    }
+  }, 240_000);
 
   it('a flaky release crash-loops for a moment and then its pods become Ready', async () => {
     const namespace = `flaky-${process.pid}`;

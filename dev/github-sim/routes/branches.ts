@@ -1,4 +1,5 @@
-// A branch and what protects it: the branch (with its protection summary, which
+// A repository (its default branch is what Argo CD's HEAD resolves to), a
+// branch and what protects it: the branch (with its protection summary, which
 // read access sees), classic branch protection (its required status checks), and
 // the rules that apply to a branch from repository rulesets (the
 // required_status_checks rule). Both sources are what setRequiredChecks sets, and
@@ -21,6 +22,12 @@ function requiredStatusChecks(ctx: RequestContext, repo: SimRepo, branch: string
 }
 
 export const branchRoutes: Route[] = [
+  {
+    method: 'GET', template: '/repos/{owner}/{repo}', auth: 'token',
+    async handle(ctx) {
+      return { status: 200, body: ctx.views.fullRepository(repoOf(ctx)) };
+    },
+  },
   {
     method: 'GET', template: '/repos/{owner}/{repo}/branches/{branch}', auth: 'token',
     async handle(ctx) {
