@@ -48,6 +48,7 @@ const K = {
   mergeable: `${P}mergeable`,
   tags: `${P}tags`,
   defaultBranch: `${P}default-branch`,
+  filesAt: (sha: string) => `${P}files-at/${sha}`,
   restoredTo: (path: string) => `${P}restored-to/${encodeURIComponent(path)}`,
 };
 
@@ -230,6 +231,20 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     await this.call('findPullRequest');
     const prs = await this.pullRequests();
     return prs.find((pr) => pr.branch === branch && pr.state === 'open') ?? prs.find((pr) => pr.branch === branch);
+  }
+
+  /** The files of commit `sha` (path → content), for source-set reads; a commit not scripted holds none. */
+  async setFilesAt(sha: string, files: Record<string, string>): Promise<void> { await this.put(K.filesAt(sha), files); }
+
+  async readFileAt(_repo: RepoRef, sha: string, path: string): Promise<string | undefined> {
+    await this.call('readFileAt');
+    return ((await this.read<Record<string, string>>(K.filesAt(sha))) ?? {})[path];
+  }
+
+  async listFilesAt(_repo: RepoRef, sha: string, prefix: string): Promise<string[]> {
+    await this.call('listFilesAt');
+    const files = Object.keys((await this.read<Record<string, string>>(K.filesAt(sha))) ?? {});
+    return files.filter((f) => prefix === '' || f === prefix || f.startsWith(`${prefix}/`)).sort();
   }
 
   // The fake keeps no files: a path differs from every target but the one it was last restored to

@@ -135,6 +135,16 @@ export class Views {
     };
   }
 
+  /** GitHub sends every blob base64-encoded, wrapped at 60 characters, each line ending in a newline. */
+  blob(repo: SimRepo, sha: string, content: Buffer): Json {
+    const encoded = content.toString('base64');
+    const lines = encoded.match(/.{1,60}/g) ?? [];
+    return {
+      sha, node_id: nodeId('Blob', sha), size: content.length, url: `${this.api}/repos/${repo.owner}/${repo.name}/git/blobs/${sha}`,
+      content: lines.map((l) => `${l}\n`).join(''), encoding: 'base64',
+    };
+  }
+
   label(repo: SimRepo, label: SimLabel): Json {
     return {
       id: label.id, node_id: nodeId('Label', label.id), url: `${this.api}/repos/${repo.owner}/${repo.name}/labels/${encodeURIComponent(label.name)}`,

@@ -251,6 +251,14 @@ export class GitRepo {
     }, (v) => v !== undefined);
   }
 
+  /** A blob's bytes, or undefined when `sha` names no blob (nothing, or a tree or commit). */
+  blob(sha: string): Promise<Buffer | undefined> {
+    return this.cached(`blob ${sha}`, [sha], async () => {
+      const object = await this.reader.contents(sha);
+      return object?.type === 'blob' ? object.content! : undefined;
+    }, (v) => v !== undefined);
+  }
+
   /** The entries of a tree (of a commit or tree), like `git ls-tree -l [-r -t]`. */
   lsTree(treeish: string, recursive: boolean): Promise<TreeEntry[]> {
     return this.cached(`ls-tree ${recursive} ${treeish}`, [treeish], async () => {

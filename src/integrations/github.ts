@@ -16,6 +16,11 @@
 //
 // CI polling uses conditional requests: the last ETag and body per URL are kept,
 // and a 304 (which GitHub does not count against the rate limit) returns the body.
+//
+// Files at a commit (readFileAt, listFilesAt: what modules/source-set.ts reads of an
+// app's kustomizations and charts) come from the same per-commit tree cache, and a
+// file's content from the blob API, kept by blob SHA: computing an app's source set
+// again at a commit already read costs no request at all.
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import type { CheckRun, CiState } from '../fsm/record.ts';
@@ -162,6 +167,8 @@ const COMMIT_TREE_CACHE_SIZE = 64;
 const REQUIRED_CHECKS_TTL_MS = 15_000;
 // File lists of open PRs (a PR head each): small, and as many as PRs are open at once.
 const PULL_FILES_CACHE_SIZE = 2000;
+// File contents by blob SHA (kustomizations, Chart.yaml files: small, and shared by every commit that keeps them).
+const BLOB_CACHE_SIZE = 2000;
 /** Repositories and (repository, name) pairs whose branch facts are kept. */
 const BRANCH_CACHE_SIZE = 5000;
 
@@ -179,6 +186,7 @@ export class GitHubClient implements GitHubPort {
   private readonly etags = new Map<string, { etag: string; data: unknown }>();
   private readonly pullFiles = new Map<string, string[]>();
   private readonly commitTrees = new Map<string, { sha: string; files: TreeItem[] }>();
+  private readonly blobs = new Map<string, string>();
   private readonly requiredChecksCache = new Map<string, { at: number; contexts: string[] }>();
   /** Default branches per repository, and branch-or-not per (repository, name), each until its expiry. */
   private readonly branches = new Map<string, { value: string | boolean; until: number }>();
@@ -403,6 +411,34 @@ export class GitHubClient implements GitHubPort {
     if (sub.data.truncated) throw new IntegrationError(callName, 'INVALID_ARGUMENT', `the tree of ${prefix || 'the repository'} is too large for GitHub to list`);
     const base = prefix === '' ? '' : `${prefix}/`;
     return { rootTree: whole.data.sha, files: sub.data.tree.map((e) => ({ path: `${base}${e.path!}`, mode: e.mode!, type: e.type!, sha: e.sha! })) };
+  }
+
+  readFileAt(repo: RepoRef, sha: string, path: string): Promise<string | undefined> {
+    return this.run('readFileAt', async (o, req) => {
+      const file = normalisePath(path);
+      const { files } = await this.filesAt(o, repo, sha, file, req, 'readFileAt');
+      // Only a blob at exactly that path is a file: under it means a directory, a submodule has no content here.
+      const entry = files.find((e) => e.path === file && e.type === 'blob');
+      if (!entry) return undefined;
+      // A blob SHA names its content: kept for good, whichever commit or repository asks again.
+      const known = this.blobs.get(entry.sha);
+      if (known !== undefined) return known;
+      const { data } = await o.rest.git.getBlob({ ...repo, file_sha: entry.sha, ...req });
+      need(data, 'content', 'string', `the blob of ${file} at ${sha.slice(0, 7)}`);
+      need(data, 'encoding', 'string', `the blob of ${file} at ${sha.slice(0, 7)}`);
+      // GitHub answers base64 (line-wrapped) for every blob; 'utf-8' is what it would say for text it sent as is.
+      if (data.encoding !== 'base64' && data.encoding !== 'utf-8') throw new IntegrationError('readFileAt', 'INVALID_ARGUMENT', `the blob of ${file} at ${sha.slice(0, 7)} came in encoding ${data.encoding}`);
+      const content = data.encoding === 'base64' ? Buffer.from(data.content, 'base64').toString('utf8') : data.content;
+      rememberBounded(this.blobs, entry.sha, content, BLOB_CACHE_SIZE);
+      return content;
+    });
+  }
+
+  listFilesAt(repo: RepoRef, sha: string, prefix: string): Promise<string[]> {
+    return this.run('listFilesAt', async (o, req) => {
+      const { files } = await this.filesAt(o, repo, sha, normalisePath(prefix), req, 'listFilesAt');
+      return files.filter((e) => e.type !== 'tree').map((e) => e.path).sort();
+    });
   }
 
   /** The branch's head and the tree entries that restore `prefix` there to its tree at `targetSha`. */

@@ -68,7 +68,18 @@ export interface RollbackPreview {
   headSha: string;
 }
 
-export interface GitHubPort {
+/**
+ * Files of a repository at one commit (modules/source-set.ts reads an app's kustomization, Chart.yaml and
+ * directory listings through it). A commit never changes, so implementations may keep every answer by SHA.
+ */
+export interface RepositorySnapshotReader {
+  /** The content of the file `path` (repository-relative) at commit `sha`; undefined when no file is there (a directory, or nothing). */
+  readFileAt(repo: RepoRef, sha: string, path: string): Promise<string | undefined>;
+  /** The files (blobs, submodules) at or under `prefix` at commit `sha`, repository-relative, sorted; '' lists the whole repository. */
+  listFilesAt(repo: RepoRef, sha: string, prefix: string): Promise<string[]>;
+}
+
+export interface GitHubPort extends RepositorySnapshotReader {
   /** The login the operator acts as (to tell its own merges from a human's). */
   identity(): Promise<string>;
   /** The repository's default branch (`GET /repos/{owner}/{repo}` `default_branch`): what Argo CD's `HEAD` resolves to. */

@@ -100,6 +100,18 @@ export const gitRoutes: Route[] = [
     },
   },
   {
+    method: 'GET', template: '/repos/{owner}/{repo}/git/blobs/{file_sha}', auth: 'token',
+    async handle(ctx) {
+      const repo = repoOf(ctx);
+      const sha = ctx.params.file_sha!;
+      // GitHub checks the form before looking: a name that is not a full SHA is a 422, not a 404.
+      if (!/^([0-9a-f]{40}|[0-9a-f]{64})$/.test(sha)) throw unprocessable('The sha parameter must be exactly 40 characters and contain only [0-9a-f].');
+      const content = await repo.git.blob(sha);
+      if (!content) throw notFound();
+      return { status: 200, body: ctx.views.blob(repo, sha, content) };
+    },
+  },
+  {
     method: 'POST', template: '/repos/{owner}/{repo}/git/trees', auth: 'token',
     async handle(ctx) {
       const repo = repoOf(ctx);
