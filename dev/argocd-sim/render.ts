@@ -1,7 +1,7 @@
 // What Argo CD's repo server generates for an app's source, with the same tools:
-// the source type is detected as Argo CD does (explicit `helm`/`kustomize` in the
-// source, else a Chart.yaml, else a kustomization file at the path, else a plain
-// directory), and a Kustomize or Helm source is rendered by running the very
+// the source type is detected as Argo CD does, by the operator's own rule
+// (src/modules/source-set.ts: what the source declares, else the names at the
+// path), so the simulator and the operator never disagree on an app's type; and a Kustomize or Helm source is rendered by running the very
 // `kustomize build` / `helm template` binaries provision.sh puts on the real repo
 // server's PATH, over the repository's tree at the revision (so `../../base` and
 // value files outside the chart resolve as they do there). A directory is read
@@ -11,12 +11,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
+import { discoveredSourceType, explicitSourceType, type SourceType } from '../../src/modules/source-set.ts';
 import { binaries } from '../stack/binaries.ts';
 import { readManifests, type ManifestFile } from './git.ts';
 
 const run = promisify(execFile);
 
-export type SourceType = 'Directory' | 'Kustomize' | 'Helm';
+export type { SourceType };
 
 export interface RenderedSource {
   repoURL?: string;
@@ -26,8 +27,6 @@ export interface RenderedSource {
   kustomize?: Record<string, unknown>;
   directory?: Record<string, unknown>;
 }
-
-const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'];
 
 function cleanPath(path: string | undefined): string {
   const trimmed = (path ?? '').replace(/^\.?\/+/, '').replace(/\/+$/, '');
@@ -46,13 +45,10 @@ async function entriesAt(gitDir: string, revision: string, path: string): Promis
 
 /** Argo CD's GetAppSourceType: what the source declares, else what the path holds. */
 export async function sourceTypeOf(gitDir: string, revision: string, source: RenderedSource): Promise<SourceType> {
-  if (source.helm) return 'Helm';
-  if (source.kustomize) return 'Kustomize';
-  if (source.directory) return 'Directory';
-  const names = await entriesAt(gitDir, revision, cleanPath(source.path));
-  if (names.includes('Chart.yaml')) return 'Helm';
-  if (names.some((n) => KUSTOMIZATION_FILES.includes(n))) return 'Kustomize';
-  return 'Directory';
+  const explicit = explicitSourceType(source);
+  // Two declared types: Argo CD's repo server fails the generation too ("multiple application sources defined").
+  if (typeof explicit === 'object') throw new Error(`source ${cleanPath(source.path) || '.'}: ${explicit.refused}`);
+  return explicit ?? discoveredSourceType(await entriesAt(gitDir, revision, cleanPath(source.path)));
 }
 
 /**
