@@ -22,7 +22,11 @@ import { givenRollbackScenario, type OperatorHandle, type Scenario, type Scenari
 
 const stack = inject('stack');
 const stoppers: Stopper[] = [];
-afterEach(async () => { for (const stop of stoppers.splice(0).reverse()) await stop(); });
+afterEach(async () => {
+  for (const stop of stoppers.splice(0).reverse()) await stop();
+  // A test that failed with Elasticsearch stopped must not leave the next one without it.
+  if (!es) await elasticsearchUp();
+});
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -107,9 +111,10 @@ describe('the audit trail in Elasticsearch', () => {
     s.ci(pr.headSha, 'success');
     const done = await s.inState('RollbackComplete', 120_000);
 
-    // Then the attempt's records wait in the spool, counted by the gauge
-    const waiting = await pendingOf(operator);
+    // Then the attempt's records wait in the spool, counted by the gauge (read after the spool: a transition's
+    // record lands a moment after etcd shows it, and the gauge only grows while Elasticsearch is down)
     const attempt = (await readAuditDir(dir)).filter((r) => r.correlationId === done.correlationId);
+    const waiting = await pendingOf(operator);
     console.log(`with Elasticsearch down after RollbackComplete: ai_operator_audit_fallback_pending ${waiting}; ${attempt.length} records of the attempt in the spool`);
     expect(waiting).toBeGreaterThanOrEqual(attempt.length);
     expect(attempt.length).toBeGreaterThan(0);

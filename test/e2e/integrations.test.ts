@@ -19,7 +19,7 @@ import { renderUptimeQuery } from '../../src/modules/candidate-resolver.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import type { ApplicationView } from '../../src/ports/argocd.ts';
-import { HISTORY_APP } from './fixtures/history.ts';
+import { HISTORY_APP, HISTORY_NAMESPACE } from './fixtures/history.ts';
 import { freshNamespace, kubeConfig, kubectlOk } from './support/kube.ts';
 import { eventually } from './support/operator.ts';
 
@@ -522,9 +522,9 @@ describe('PrometheusHistory on a real Prometheus', () => {
     const at = inject('historyEnd');
     const history = new PrometheusHistory({ url: stack.prometheus });
     // 23 of the last 24 hours were Healthy.
-    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: 'argocd' }, 24 * 3600), at)).toBeCloseTo(23 / 24, 3);
+    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: HISTORY_NAMESPACE }, 24 * 3600), at)).toBeCloseTo(23 / 24, 3);
     // Of the last 2 hours, the first was Degraded.
-    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: 'argocd' }, 2 * 3600), at)).toBeCloseTo(1 / 2, 3);
+    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: HISTORY_NAMESPACE }, 2 * 3600), at)).toBeCloseTo(1 / 2, 3);
     // No history at all: no answer, not zero.
     expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: 'never-deployed', namespace: 'argocd' }, 24 * 3600), at)).toBeUndefined();
   });

@@ -2,7 +2,7 @@
 // only after the operator rode out failures — with the real operator process.
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../dev/stack/process.ts';
-import { HISTORY_APP } from './fixtures/history.ts';
+import { HISTORY_APP, HISTORY_NAMESPACE } from './fixtures/history.ts';
 import { kubectlOk } from './support/kube.ts';
 import { eventually } from './support/operator.ts';
 import { givenRollbackScenario, REPO, type ScenarioOptions, type Stopper } from './support/rollback-scenario.ts';
@@ -78,7 +78,7 @@ describe('a rollback PR whose CI fails', () => {
 describe('candidate selection', () => {
   it('aborts with NoStableCandidate when Prometheus says no older revision was 99 % healthy', async () => {
     // Prometheus holds 24 h of history for this app name with a Degraded hour in it (test/e2e/fixtures/history.ts).
-    const s = await given('no-candidate', { environment: 'staging', app: HISTORY_APP });
+    const s = await given('no-candidate', { environment: 'staging', app: HISTORY_APP, namespace: HISTORY_NAMESPACE });
     await s.release('v2', true);
 
     const aborted = await s.inState('Abort');

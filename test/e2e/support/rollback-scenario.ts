@@ -18,7 +18,7 @@ import type { State } from '../../../src/fsm/table.ts';
 import type { AttemptRecord } from '../../../src/fsm/record.ts';
 import { AttemptStore } from '../../../src/store/attempt-store.ts';
 import { EtcdKV } from '../../../src/store/etcd.ts';
-import { freshNamespace, kubeConfig } from './kube.ts';
+import { freshNamespace, kubeConfig, kubectlOk } from './kube.ts';
 import { eventually } from './operator.ts';
 
 const MAIN = fileURLToPath(new URL('../../../src/main.ts', import.meta.url));
@@ -52,6 +52,8 @@ export interface ScenarioOptions {
   workload?: string;
   /** Operator variables on top of the scenario's (short intervals, this namespace, this prefix). */
   env?: Record<string, string>;
+  /** A namespace of this name instead of a fresh one (created here; for history kept under a known namespace). */
+  namespace?: string;
   /** Start the operator now (default) or leave it to the test. */
   startOperator?: boolean;
   /** How the operator runs with the scenario's environment: `node src/main.ts` here by default; image.test.ts runs the image under podman. */
@@ -92,7 +94,8 @@ export interface Scenario {
 export type Stopper = () => Promise<void> | void;
 
 export async function givenRollbackScenario(stack: StackEndpoints, name: string, options: ScenarioOptions, stoppers: Stopper[]): Promise<Scenario> {
-  const namespace = await freshNamespace(stack, name);
+  const namespace = options.namespace ?? await freshNamespace(stack, name);
+  if (options.namespace) await kubectlOk(stack, ['create', 'namespace', options.namespace]);
   const target = `${namespace}-workload`;
   const app = options.app ?? 'cart';
   const dir = mkdtempSync(join(tmpdir(), `ai-operator-${name}-`));
