@@ -290,10 +290,12 @@ export function loadConfig(env: Env = process.env): Config {
 /**
  * A revision's share of Healthy samples over its deployed window, from Argo CD's own metric (SPEC §6.3). Per
  * app instance: `namespace` is the Application's, so a same-named app in another namespace (apps in any
- * namespace, or another Argo CD's) never counts towards this one's uptime.
+ * namespace, or another Argo CD's) never counts towards this one's uptime. A window with samples but none
+ * Healthy is 0, not "no data" (`or vector(0)`: the Healthy count alone is empty then): read as no data, a
+ * revision Degraded throughout would send the search to CI-only selection, which could choose it.
  */
 export const DEFAULT_UPTIME_QUERY =
-  'sum(count_over_time(argocd_app_info{name="$app",namespace="$namespace",health_status="Healthy"}[$window])) / sum(count_over_time(argocd_app_info{name="$app",namespace="$namespace"}[$window]))';
+  '(sum(count_over_time(argocd_app_info{name="$app",namespace="$namespace",health_status="Healthy"}[$window])) or vector(0)) / sum(count_over_time(argocd_app_info{name="$app",namespace="$namespace"}[$window]))';
 
 /**
  * The settings of an app where its RollbackPolicy is silent, or when none selects it:

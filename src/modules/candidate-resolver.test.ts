@@ -31,7 +31,7 @@ async function world(goodSeconds: number, options: { commits?: number } = {}) {
 describe('renderUptimeQuery', () => {
   it('measures one app instance: name and namespace, both escaped (issue 18 §6)', () => {
     expect(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: 'web', namespace: 'team-a' }, 3600)).toBe(
-      'sum(count_over_time(argocd_app_info{name="web",namespace="team-a",health_status="Healthy"}[3600s])) / sum(count_over_time(argocd_app_info{name="web",namespace="team-a"}[3600s]))');
+      '(sum(count_over_time(argocd_app_info{name="web",namespace="team-a",health_status="Healthy"}[3600s])) or vector(0)) / sum(count_over_time(argocd_app_info{name="web",namespace="team-a"}[3600s]))');
     expect(renderUptimeQuery('q{namespace="$namespace"}', { name: 'x', namespace: 'a"b\\c' }, 1)).toBe('q{namespace="a\\"b\\\\c"}');
   });
 

@@ -525,6 +525,9 @@ describe('PrometheusHistory on a real Prometheus', () => {
     expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: HISTORY_NAMESPACE }, 24 * 3600), at)).toBeCloseTo(23 / 24, 3);
     // Of the last 2 hours, the first was Degraded.
     expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: HISTORY_NAMESPACE }, 2 * 3600), at)).toBeCloseTo(1 / 2, 3);
+    // The Degraded hour alone: 0, not "no data" (the Healthy count is empty then; read as no data, a revision
+    // Degraded throughout would fall through to CI-only selection).
+    expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: HISTORY_APP, namespace: HISTORY_NAMESPACE }, 1800), at - 3700)).toBe(0);
     // No history at all: no answer, not zero.
     expect(await history.uptime(renderUptimeQuery(DEFAULT_UPTIME_QUERY, { name: 'never-deployed', namespace: 'argocd' }, 24 * 3600), at)).toBeUndefined();
   });
