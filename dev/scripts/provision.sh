@@ -121,18 +121,24 @@ provision_kubectl_only() {
   echo "$dir/kubectl"
 }
 
+# `go install` of a module that has no replace lines into $dir/bin, built in a
+# throw-away Go build cache and moved into place only once it is whole.
+#   go_install_into COMPONENT DIR PACKAGE@vVERSION [EXTRA_LDFLAGS]
+go_install_into() {
+  local component=$1 dir=$2 package=$3 ldflags="-s -w ${4:-}"
+  need_go "$component"
+  say "building $component ${package##*@v} (first run only; a few minutes)"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  local gocache
+  gocache=$(mktemp -d)
+  GOCACHE=$gocache GOBIN="$dir.tmp/bin" CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" "$package" >&2 \
+    || { rm -rf "$dir.tmp" "$gocache"; fail "$component" "go install $package failed (is the Go module proxy reachable?)"; }
+  rm -rf "$gocache" "$dir" && mv "$dir.tmp" "$dir"
+}
+
 provision_nats() {
   local dir="$cache/nats-server-$NATS_VERSION"
-  if [[ ! -x $dir/bin/nats-server ]]; then
-    need_go nats-server
-    say "building nats-server $NATS_VERSION (first run only)"
-    rm -rf "$dir" && mkdir -p "$dir"
-    local gocache
-    gocache=$(mktemp -d)
-    GOCACHE=$gocache GOBIN="$dir/bin" CGO_ENABLED=0 go install -trimpath "github.com/nats-io/nats-server/v2@v$NATS_VERSION" >&2 \
-      || { rm -rf "$dir" "$gocache"; fail nats-server "go install github.com/nats-io/nats-server/v2@v$NATS_VERSION failed (is the Go module proxy reachable?)"; }
-  fi
-  rm -rf "${gocache:-}"
+  [[ -x $dir/bin/nats-server ]] || go_install_into nats-server "$dir" "github.com/nats-io/nats-server/v2@v$NATS_VERSION"
   echo "nats-server=$dir/bin/nats-server"
 }
 
@@ -241,16 +247,7 @@ provision_argocd() {
 # Its module has no replace lines, so plain go install works.
 provision_kwok() {
   local dir="$cache/kwok-$KWOK_VERSION"
-  if [[ ! -x $dir/bin/kwok ]]; then
-    need_go kwok
-    say "building kwok $KWOK_VERSION (first run only; several minutes)"
-    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-    local gocache
-    gocache=$(mktemp -d)
-    GOCACHE=$gocache GOBIN="$dir.tmp/bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION" >&2 \
-      || { rm -rf "$dir.tmp" "$gocache"; fail kwok "go install sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION failed (is the Go module proxy reachable?)"; }
-    rm -rf "$gocache" "$dir" && mv "$dir.tmp" "$dir"
-  fi
+  [[ -x $dir/bin/kwok ]] || go_install_into kwok "$dir" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
   echo "kwok=$dir/bin/kwok"
 }
 
@@ -261,17 +258,8 @@ provision_kwok() {
 # v3 CLI.
 provision_helm() {
   local dir="$cache/helm-$HELM_VERSION"
-  if [[ ! -x $dir/bin/helm ]]; then
-    need_go helm
-    say "building helm $HELM_VERSION (first run only; several minutes)"
-    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-    local gocache v=helm.sh/helm/v3/internal/version
-    gocache=$(mktemp -d)
-    GOCACHE=$gocache GOBIN="$dir.tmp/bin" CGO_ENABLED=0 go install -trimpath \
-      -ldflags "-s -w -X $v.version=v$HELM_VERSION -X $v.gitTreeState=clean" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" >&2 \
-      || { rm -rf "$dir.tmp" "$gocache"; fail helm "go install helm.sh/helm/v3/cmd/helm@v$HELM_VERSION failed (is the Go module proxy reachable?)"; }
-    rm -rf "$gocache" "$dir" && mv "$dir.tmp" "$dir"
-  fi
+  local v=helm.sh/helm/v3/internal/version
+  [[ -x $dir/bin/helm ]] || go_install_into helm "$dir" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" "-X $v.version=v$HELM_VERSION -X $v.gitTreeState=clean"
   echo "helm=$dir/bin/helm"
 }
 
@@ -281,17 +269,7 @@ provision_helm() {
 # fails every Kustomize app. Its module has no replace lines, so plain go install works.
 provision_kustomize() {
   local dir="$cache/kustomize-$KUSTOMIZE_VERSION"
-  if [[ ! -x $dir/bin/kustomize ]]; then
-    need_go kustomize
-    say "building kustomize $KUSTOMIZE_VERSION (first run only; a few minutes)"
-    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-    local gocache
-    gocache=$(mktemp -d)
-    GOCACHE=$gocache GOBIN="$dir.tmp/bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
-      "sigs.k8s.io/kustomize/kustomize/v5@v$KUSTOMIZE_VERSION" >&2 \
-      || { rm -rf "$dir.tmp" "$gocache"; fail kustomize "go install sigs.k8s.io/kustomize/kustomize/v5@v$KUSTOMIZE_VERSION failed (is the Go module proxy reachable?)"; }
-    rm -rf "$gocache" "$dir" && mv "$dir.tmp" "$dir"
-  fi
+  [[ -x $dir/bin/kustomize ]] || go_install_into kustomize "$dir" "sigs.k8s.io/kustomize/kustomize/v5@v$KUSTOMIZE_VERSION"
   echo "kustomize=$dir/bin/kustomize"
 }
 
