@@ -587,8 +587,12 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
       notes.push({ kind: 'approval-refused', reason: 'ApprovalNotEnforced', message: `approvals are not recorded: ${blocked}` });
     }
   }
+  // A record written before the rollback commit was kept gets the one observe checked (pullRequestChanged
+  // aborted already if there was none): without it nothing could be approved or merged.
+  const built = record.rollbackCommit ?? pr?.rollbackCommit;
+  if (!record.rollbackCommit && built) patch.rollbackCommit = built;
   // An approval stands only while its annotation does, unchanged, and only for the commit it was given for.
-  const rollbackCommit = record.rollbackCommit?.sha;
+  const rollbackCommit = built?.sha;
   let approval = record.approval;
   if (approval && facts.environment === 'production') {
     const annotated = facts.human.approval?.username;
@@ -630,7 +634,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
   const current: AttemptRecord = { ...record, ...patch };
   const changed = Object.keys(patch).filter((k) => k !== 'observed').length > 0;
   // Merged only by the SHA the operator built: if the head moved meanwhile, GitHub refuses the merge (409).
-  const mergeSha = record.rollbackCommit?.sha;
+  const mergeSha = rollbackCommit;
   const write = changed ? update(record, patch) : patch.observed ? { ...record, observed: patch.observed } : undefined;
   const withEvents = (decision: Decision): Decision => ({ ...decision, events: [...events, ...decision.events], notes: [...notes, ...decision.notes] });
   if (!invariants || !pr) return { ...nothing(), ...(write ? { record: write } : {}), events, notes, intents };

@@ -37,6 +37,13 @@ describe('the merge is bound to the rollback commit', () => {
     expect(decide(facts(record('AwaitingMergeApproval', 'staging'))).intents).toEqual([{ kind: 'mergePullRequest', number: 42, headSha: built.sha, method: 'squash' }]);
   });
 
+  it('binds a record written before the rollback commit was kept to the one observe checked, and merges by it', () => {
+    const legacy = record('AwaitingMergeApproval', 'staging', { rollbackCommit: undefined });
+    const decision = decide(facts(legacy));
+    expect(decision.record?.rollbackCommit).toEqual(built);
+    expect(decision.intents).toEqual([{ kind: 'mergePullRequest', number: 42, headSha: built.sha, method: 'squash' }]);
+  });
+
   it('aborts PullRequestChanged when the head moved, naming it and who made it; the PR is commented', () => {
     for (const state of ['PRCreated', 'AwaitingMergeApproval'] as const) {
       const decision = decide(facts(record(state, 'staging'), { pullRequest: { ref: pr, headSha: '9f8e7d6c5b', base: 'main', headAuthor: 'mallory <m@example.com>' } }));
