@@ -348,7 +348,11 @@ export class ApplicationReconciler {
         Object.assign(facts.pullRequest, checked);
         const expected = checked.rollbackCommit;
         if (!expected || expected.sha !== pr.headSha) {
-          facts.pullRequest.headAuthor = await github.describeCommit(repo, pr.headSha).then((c) => c.author, () => undefined);
+          // Only to name who moved it: the abort stands without it, so an unreadable commit is logged, not retried.
+          facts.pullRequest.headAuthor = await github.describeCommit(repo, pr.headSha).then((c) => c.author, (error: Error) => {
+            this.deps.log.warn('Could not read who made a moved PR head', { correlationId: record.correlationId, sha: pr.headSha, error: error.message });
+            return undefined;
+          });
           return;
         }
         const base = attemptBranch(record, app?.source);
