@@ -12,18 +12,18 @@ describe('FakeWorld.previewRollback', () => {
     const { app, commits, good, bad } = scenarioApp('web', 'staging');
     await world.addApp(app);
     await world.setCommits('apps/web', commits);
-    const query = { path: 'apps/web', branch: 'main', targetSha: good };
-    expect(await world.previewRollback(repo, query)).toEqual({ changed: 1, headSha: bad });
+    const query = { paths: ['apps/web'], branch: 'main', targetSha: good };
+    expect(await world.previewRollback(repo, query)).toMatchObject({ changed: 1, headSha: bad });
 
     // A human reverts web to good: nothing left to roll back to good, still something to roll back to another
     await world.restorePath('apps/web', good);
-    expect(await world.previewRollback(repo, query)).toEqual({ changed: 0, headSha: fakeSha(`revert:apps/web:${good}`) });
+    expect(await world.previewRollback(repo, query)).toMatchObject({ changed: 0, headSha: fakeSha(`revert:apps/web:${good}`) });
     expect((await world.previewRollback(repo, { ...query, targetSha: commits[3]!.sha })).changed).toBe(1);
 
     // A rollback to the oldest revision merged: the path now holds that tree, measured on the merge commit
-    const pr = await world.createPullRequest(repo, { branch: 'b', base: 'main', path: 'apps/web', targetSha: commits[3]!.sha, title: 't', body: 'b', labels: [] });
+    const pr = await world.createPullRequest(repo, { branch: 'b', base: 'main', paths: ['apps/web'], targetSha: commits[3]!.sha, title: 't', body: 'b', labels: [] });
     await world.mergePullRequest(repo, pr.number, { sha: pr.headSha });
-    expect(await world.previewRollback(repo, { ...query, targetSha: commits[3]!.sha })).toEqual({ changed: 0, headSha: fakeSha(`merge:${pr.number}`) });
+    expect(await world.previewRollback(repo, { ...query, targetSha: commits[3]!.sha })).toMatchObject({ changed: 0, headSha: fakeSha(`merge:${pr.number}`) });
     expect((await world.previewRollback(repo, query)).changed).toBe(1);
     expect(await world.callCount('previewRollback')).toBe(5);
   });
@@ -31,7 +31,7 @@ describe('FakeWorld.previewRollback', () => {
   it('fails as scripted', async () => {
     const world = new FakeWorld(new MemoryKV());
     await world.failNext('previewRollback', 'UNAVAILABLE');
-    await expect(world.previewRollback(repo, { path: 'apps/web', branch: 'main', targetSha: 'x' })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    await expect(world.previewRollback(repo, { paths: ['apps/web'], branch: 'main', targetSha: 'x' })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
   });
 });
 
@@ -54,11 +54,11 @@ describe('FakeWorld.mergePullRequest', () => {
     const world = new FakeWorld(memory);
     const { app } = scenarioApp('web', 'staging');
     await world.addApp({ ...app, health: 'Degraded' });
-    const pr = await world.createPullRequest(repo, { branch: 'b', base: 'main', path: 'apps/web', targetSha: 'good', title: 't', body: 'b', labels: [] });
+    const pr = await world.createPullRequest(repo, { branch: 'b', base: 'main', paths: ['apps/web'], targetSha: 'good', title: 't', body: 'b', labels: [] });
 
     await new FakeWorld(dyingAfterMerge(memory)).mergePullRequest(repo, pr.number, { sha: pr.headSha }).catch(() => undefined);
     expect((await world.pullRequests())[0]).toMatchObject({ merged: true });
     expect(await world.app(app.ref)).toMatchObject({ syncRevision: fakeSha(`merge:${pr.number}`), health: 'Healthy' });
-    expect((await world.previewRollback(repo, { path: 'apps/web', branch: 'main', targetSha: 'good' })).changed).toBe(0);
+    expect((await world.previewRollback(repo, { paths: ['apps/web'], branch: 'main', targetSha: 'good' })).changed).toBe(0);
   });
 });

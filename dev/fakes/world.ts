@@ -32,6 +32,15 @@ export interface FakePullRequest extends PullRequestInfo {
 }
 
 const P = '/fake-world/';
+/** The one file of a fake app's directory. */
+const MANIFEST = 'manifest.yaml';
+
+/** The fake app path a rollback restores: its manifest's directory (or the path itself, for a spec naming the directory). */
+export function appPathOf(paths: readonly string[]): string {
+  const first = paths[0] ?? '.';
+  return first.endsWith(`/${MANIFEST}`) ? first.slice(0, -MANIFEST.length - 1) : first;
+}
+
 const K = {
   app: (ref: AppRef) => `${P}apps/${ref.namespace}/${ref.name}`,
   commits: (path: string) => `${P}commits/${encodeURIComponent(path)}`,
@@ -216,12 +225,6 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
   /** `name` is a tag of every repository, not a branch. */
   async addTag(name: string): Promise<void> { await this.update<string[]>(K.tags, (tags) => [...tags ?? [], name]); }
 
-  async readRepositoryContent(_repo: RepoRef, path: string, _branch: string, limit: number): Promise<CommitInfo[]> {
-    await this.call('readRepositoryContent');
-    await this.pauseAfter('readRepositoryContent');
-    return ((await this.read<CommitInfo[]>(K.commits(path))) ?? []).slice(0, limit);
-  }
-
   async getCommitStatus(_repo: RepoRef, sha: string): Promise<CiStatus> {
     await this.call('getCommitStatus');
     return (await this.read<CiStatus>(K.ci(sha))) ?? { state: 'none', runs: [] };
@@ -233,32 +236,71 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     return prs.find((pr) => pr.branch === branch && pr.state === 'open') ?? prs.find((pr) => pr.branch === branch);
   }
 
-  /** The files of commit `sha` (path → content), for source-set reads; a commit not scripted holds none. */
+  /**
+   * The files of commit `sha` (path → content), for source-set reads. A commit not scripted holds one file per
+   * path with scripted commits, `<path>/manifest.yaml`: every fake app is a directory of one manifest.
+   */
   async setFilesAt(sha: string, files: Record<string, string>): Promise<void> { await this.put(K.filesAt(sha), files); }
+
+  private async scriptedPaths(): Promise<string[]> {
+    return (await this.kv.getPrefix(`${P}commits/`)).map((kv) => decodeURIComponent(kv.key.slice(`${P}commits/`.length)));
+  }
 
   async readFileAt(_repo: RepoRef, sha: string, path: string): Promise<string | undefined> {
     await this.call('readFileAt');
-    return ((await this.read<Record<string, string>>(K.filesAt(sha))) ?? {})[path];
+    const scripted = await this.read<Record<string, string>>(K.filesAt(sha));
+    if (scripted) return scripted[path];
+    return path.endsWith(`/${MANIFEST}`) && (await this.scriptedPaths()).includes(appPathOf([path])) ? `# ${path} at ${sha}\n` : undefined;
   }
 
   async listFilesAt(_repo: RepoRef, sha: string, prefix: string): Promise<string[]> {
     await this.call('listFilesAt');
-    const files = Object.keys((await this.read<Record<string, string>>(K.filesAt(sha))) ?? {});
+    const scripted = await this.read<Record<string, string>>(K.filesAt(sha));
+    const files = scripted ? Object.keys(scripted) : (await this.scriptedPaths()).map((p) => `${p}/${MANIFEST}`);
     return files.filter((f) => prefix === '' || f === prefix || f.startsWith(`${prefix}/`)).sort();
+  }
+
+  /** What a fake app path held at `sha`: the commit of its list (or the target a merged rollback restored it to). */
+  async contentDigest(_repo: RepoRef, sha: string, paths: string[]): Promise<string> {
+    await this.call('contentDigest');
+    const scripted = await this.read<Record<string, string>>(K.filesAt(sha));
+    const ids = await Promise.all(paths.map(async (path) => {
+      if (scripted) return Object.entries(scripted).filter(([f]) => f === path || f.startsWith(`${path}/`)).map(([f, c]) => `${f}=${c}`).join(',');
+      const app = appPathOf([path]);
+      const restored = await this.read<{ sha: string; headSha: string }>(K.restoredTo(app));
+      if (restored?.headSha === sha) return restored.sha;
+      return ((await this.read<CommitInfo[]>(K.commits(app))) ?? []).some((c) => c.sha === sha) ? sha : `unknown:${sha}`;
+    }));
+    return ids.join(';');
+  }
+
+  async readRepositoryContent(_repo: RepoRef, path: string, ref: string, limit: number): Promise<CommitInfo[]> {
+    await this.call('readRepositoryContent');
+    await this.pauseAfter('readRepositoryContent');
+    const commits = (await this.read<CommitInfo[]>(K.commits(path))) ?? [];
+    // What is reachable from `ref`: from it when it is one of the path's commits; when it is another path's
+    // commit, the path's commits no newer than it (the fake's history is linear); else the whole list (a branch).
+    const at = commits.findIndex((c) => c.sha === ref);
+    if (at >= 0) return commits.slice(at, at + limit);
+    const lists = await Promise.all((await this.scriptedPaths()).map((p) => this.read<CommitInfo[]>(K.commits(p))));
+    const date = lists.flatMap((l) => l ?? []).find((c) => c.sha === ref)?.date;
+    return (date ? commits.filter((c) => Date.parse(c.date) <= Date.parse(date)) : commits).slice(0, limit);
   }
 
   // The fake keeps no files: a path differs from every target but the one it was last restored to
   // (by a merged rollback or a human's revert), and then by one file.
-  async previewRollback(_repo: RepoRef, query: { path: string; branch: string; targetSha: string }): Promise<RollbackPreview> {
+  async previewRollback(_repo: RepoRef, query: { paths: string[]; branch: string; targetSha: string }): Promise<RollbackPreview> {
     await this.call('previewRollback');
-    const restored = await this.read<{ sha: string; headSha: string }>(K.restoredTo(query.path));
-    const headSha = restored?.headSha ?? (await this.read<CommitInfo[]>(K.commits(query.path)))?.[0]?.sha ?? fakeSha(`head:${query.branch}`);
-    return { changed: restored?.sha === query.targetSha ? 0 : 1, headSha };
+    const path = appPathOf(query.paths);
+    const restored = await this.read<{ sha: string; headSha: string }>(K.restoredTo(path));
+    const headSha = restored?.headSha ?? (await this.read<CommitInfo[]>(K.commits(path)))?.[0]?.sha ?? fakeSha(`head:${query.branch}`);
+    const changed = restored?.sha === query.targetSha ? 0 : 1;
+    return { changed, headSha, files: changed ? [{ path: `${path}/${MANIFEST}`, change: 'restored' }] : [] };
   }
 
   /** The rollback commit the fake builds for a spec: its SHA is fixed by the branch and the target. */
-  static rollbackCommitOf(spec: RollbackPullRequestSpec) {
-    return { sha: fakeSha(`${spec.branch}:${spec.targetSha}`), tree: fakeSha(`tree:${spec.path}:${spec.targetSha}`), parent: fakeSha(`head:${spec.base}`) };
+  static rollbackCommitOf(spec: Pick<RollbackPullRequestSpec, 'branch' | 'base' | 'paths' | 'targetSha'>) {
+    return { sha: fakeSha(`${spec.branch}:${spec.targetSha}`), tree: fakeSha(`tree:${spec.paths.join(',')}:${spec.targetSha}`), parent: fakeSha(`head:${spec.base}`) };
   }
 
   async createPullRequest(_repo: RepoRef, spec: RollbackPullRequestSpec): Promise<OpenedPullRequest> {
@@ -275,11 +317,11 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     return { ...pr, rollbackCommit };
   }
 
-  async checkRollbackCommit(_repo: RepoRef, number: number, spec: { path: string; targetSha: string }): Promise<RollbackCommitCheck> {
+  async checkRollbackCommit(_repo: RepoRef, number: number, spec: { paths: string[]; targetSha: string }): Promise<RollbackCommitCheck> {
     await this.call('checkRollbackCommit');
     const pr = await this.read<FakePullRequest>(K.pr(number));
     if (!pr) throw new IntegrationError('checkRollbackCommit', 'NOT_FOUND', `pull request #${number} not found`);
-    const expected = FakeWorld.rollbackCommitOf({ ...pr.spec, path: spec.path, targetSha: spec.targetSha });
+    const expected = FakeWorld.rollbackCommitOf({ ...pr.spec, paths: spec.paths, targetSha: spec.targetSha });
     if (pr.author !== OPERATOR_LOGIN) return { ok: false, why: `it was opened by ${pr.author}` };
     return pr.headSha === expected.sha ? { ok: true, commit: expected } : { ok: false, why: `its head ${pr.headSha.slice(0, 7)} is not the rollback commit` };
   }
@@ -303,9 +345,9 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     return { pr, ci: (await this.read<CiStatus>(K.ci(ciSha ?? pr.headSha))) ?? { state: 'none', runs: [] } };
   }
 
-  async listOpenPullRequests(_repo: RepoRef, filter: { base: string; path: string }): Promise<PullRequestInfo[]> {
+  async listOpenPullRequests(_repo: RepoRef, filter: { base: string; paths: string[] }): Promise<PullRequestInfo[]> {
     await this.call('listOpenPullRequests');
-    return (await this.pullRequests()).filter((pr) => pr.state === 'open' && pr.base === filter.base && pr.spec.path === filter.path);
+    return (await this.pullRequests()).filter((pr) => pr.state === 'open' && pr.base === filter.base && appPathOf(pr.spec.paths) === appPathOf(filter.paths));
   }
 
   async mergePullRequest(_repo: RepoRef, number: number, options: { sha: string }): Promise<{ sha: string }> {
@@ -340,8 +382,9 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
       const current = JSON.parse(stored.value) as FakePullRequest;
       if (current.merged) return { pr: current, again: true };
       const pr = merge(current);
-      const app = (await this.kv.getPrefix(`${P}apps/`)).find((kv) => (JSON.parse(kv.value) as FakeApp).source?.path === pr.spec.path);
-      const puts = [{ key: K.pr(number), value: JSON.stringify(pr) }, { key: K.restoredTo(pr.spec.path), value: JSON.stringify({ sha: pr.spec.targetSha, headSha: pr.mergeCommitSha! }) }];
+      const path = appPathOf(pr.spec.paths);
+      const app = (await this.kv.getPrefix(`${P}apps/`)).find((kv) => (JSON.parse(kv.value) as FakeApp).source?.path === path);
+      const puts = [{ key: K.pr(number), value: JSON.stringify(pr) }, { key: K.restoredTo(path), value: JSON.stringify({ sha: pr.spec.targetSha, headSha: pr.mergeCommitSha! }) }];
       if (app) {
         const was = JSON.parse(app.value) as FakeApp;
         puts.push({ key: app.key, value: JSON.stringify({

@@ -34,7 +34,9 @@ type Action =
   | { kind: 'push' }
   | { kind: 'retarget' }
   /** The approver removes the approve annotation. */
-  | { kind: 'unapprove' };
+  | { kind: 'unapprove' }
+  /** The files the rollback changes also deploy a production app (a shared base), or they stop doing so. */
+  | { kind: 'sharedWithProduction'; shared: boolean };
 
 const action: fc.Arbitrary<Action> = fc.oneof(
   // Mostly about one check interval, so degradations persist; sometimes long, so timeouts fire.
@@ -50,6 +52,7 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 4, arbitrary: fc.constant({ kind: 'reset' as const }) },
   { weight: 4, arbitrary: fc.constant({ kind: 'abort' as const }) },
   { weight: 4, arbitrary: fc.constant({ kind: 'crash' as const }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('sharedWithProduction' as const), shared: fc.boolean() }) },
   { weight: 8, arbitrary: fc.record({ kind: fc.constant('candidate' as const), outcome: fc.constantFrom('found' as const, 'found' as const, 'none' as const, 'timeout' as const, 'error' as const) }) },
   { weight: 8, arbitrary: fc.record({ kind: fc.constant('invariants' as const), results: fc.array(fc.constantFrom<CheckResult>('PASS', 'PASS', 'PASS', 'FAIL', 'UNKNOWN'), { minLength: 8, maxLength: 8 }) }) },
   { weight: 4, arbitrary: fc.constant({ kind: 'failure' as const }) },
@@ -70,6 +73,8 @@ interface World {
   /** Argo CD reports no synced revision for a while. */
   revisionHidden: boolean;
   gitAlreadyRestored: boolean;
+  /** The rollback's files also deploy a production app (read with the preflight). */
+  sharedWithProduction: boolean;
   appGone: boolean;
   ci: 'success' | 'failure' | 'pending';
   approval?: string;
@@ -85,7 +90,7 @@ interface World {
   pr?: { number: number; state: 'open' | 'closed' | 'merged'; mergedByOperator: boolean; headSha: string; built: string; base: string };
   prCount: number;
   /** Merges carried out by the operator, with what it saw when it decided. */
-  merges: Array<{ environment: string; approval?: AttemptRecord['approval']; invariants: InvariantResult[] }>;
+  merges: Array<{ environment: string; affected: NonNullable<AttemptRecord['affected']>; approval?: AttemptRecord['approval']; invariants: InvariantResult[] }>;
 }
 
 interface Stored {
@@ -138,7 +143,8 @@ function observeNeeds(world: World, f: Facts, needs: NonNullable<Decision['needs
     return;
   }
   const results = INVARIANT_IDS.map((id, i): InvariantResult => ({ id, result: i >= 5 ? 'UNKNOWN' : world.invariants[i]!, detail: 'd', checkedAt: f.now.toISOString() }));
-  f.preflight = { invariants: results, changedFiles: world.gitAlreadyRestored ? 0 : 2, base: 'main' };
+  const affected = world.sharedWithProduction ? [{ namespace: 'argocd', name: 'app-production', environment: 'production' as const, paths: ['apps/base'] }] : [];
+  f.preflight = { invariants: results, changedFiles: world.gitAlreadyRestored ? 0 : 2, base: 'main', affected };
 }
 
 function setHealth(world: World, status: HealthStatus): void {
@@ -172,12 +178,13 @@ function apply(world: World, a: Action): void {
     case 'push': if (world.pr?.state === 'open') world.pr.headSha = `${world.pr.headSha}+`; break;
     case 'retarget': if (world.pr?.state === 'open') world.pr.base = 'release'; break;
     case 'unapprove': world.approval = undefined; break;
+    case 'sharedWithProduction': world.sharedWithProduction = a.shared; break;
   }
 }
 
 /** Runs one action sequence; `check` sees every decision with the facts it was made from. */
 function run(actions: Action[], environment: 'staging' | 'production', check: (f: Facts, d: Decision, stored: Stored, world: World) => void): Stored {
-  const world: World = { now: Date.parse('2026-11-22T00:00:00Z'), health: 'Healthy', revision: 'bad', revisionHidden: false, enforcedSince: '2026-11-21T00:00:00.000Z', gitAlreadyRestored: false, appGone: false, ci: 'pending', abort: false, reset: false, candidate: 'found', invariants: Array(8).fill('PASS'), failure: false, prCount: 0, merges: [] };
+  const world: World = { now: Date.parse('2026-11-22T00:00:00Z'), health: 'Healthy', revision: 'bad', revisionHidden: false, enforcedSince: '2026-11-21T00:00:00.000Z', gitAlreadyRestored: false, sharedWithProduction: false, appGone: false, ci: 'pending', abort: false, reset: false, candidate: 'found', invariants: Array(8).fill('PASS'), failure: false, prCount: 0, merges: [] };
   const stored: Stored = { checks: [], history: [], attemptsStarted: 0 };
   for (const a of actions) {
     apply(world, a);
@@ -215,7 +222,7 @@ function run(actions: Action[], environment: 'staging' | 'production', check: (f
           opened = true;
         }
         if (intent.kind === 'mergePullRequest' && world.pr?.state === 'open') {
-          world.merges.push({ environment, ...(f.record?.approval ?? d.record?.approval ? { approval: (d.record ?? f.record)!.approval! } : {}), invariants: f.invariants ?? [] });
+          world.merges.push({ environment, affected: (d.record ?? f.record)?.affected ?? [], ...(f.record?.approval ?? d.record?.approval ? { approval: (d.record ?? f.record)!.approval! } : {}), invariants: f.invariants ?? [] });
           world.pr.state = 'merged';
           world.pr.mergedByOperator = true;
           // Argo CD syncs the rollback; later actions may still flip health.
@@ -268,6 +275,27 @@ describe('state machine properties (SPEC §14)', { timeout: 60_000 }, () => {
       });
       for (const m of merges) expect(m.approval).toBeDefined();
     }), { numRuns: RUNS, seed: 20261123 });
+  });
+
+  it('2c. never auto-merges a staging rollback that also changes what a production app deploys (issue 18 §4)', () => {
+    const seen = { sharedMerges: 0, stagingMerges: 0 };
+    fc.assert(fc.property(sequences, (actions) => {
+      run(actions, 'staging', (f, d, _s, world) => {
+        for (const m of world.merges) {
+          if (m.affected.some((a) => a.environment !== 'staging')) {
+            seen.sharedMerges++;
+            expect(m.approval).toBeDefined();
+            expect(SETTINGS.approvers.users).toContain(m.approval!.approvedBy);
+          } else seen.stagingMerges++;
+        }
+        world.merges.splice(0);
+        if (d.transition?.to === 'RollbackMerged' && d.transition.reason === 'AutoMerged') {
+          expect((f.record?.affected ?? []).every((a) => a.environment === 'staging')).toBe(true);
+        }
+      });
+    }), { numRuns: RUNS, seed: 20261207 });
+    // Not vacuous: plain staging rollbacks still merge on their own.
+    expect(seen.stagingMerges).toBeGreaterThan(5);
   });
 
   it('2b. merges only the rollback commit it built, by SHA, into the app\'s branch, and in production only with a standing approval given for it', () => {

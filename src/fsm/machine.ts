@@ -16,8 +16,9 @@ import type { ErrorCode } from '../ports/errors.ts';
 import { events as ev, type PendingEvent } from './events.ts';
 import { formatDuration } from './format.ts';
 import { checkDue, checksOfCurrentRun, nextChecks } from './persistence.ts';
+import type { ChangedFile } from '../ports/github.ts';
 import {
-  attemptBranch, shortSha, type AppRef, type AttemptRecord, type Candidate, type CandidateOutcome, type CiState, type Environment, type HealthCheck, type HealthStatus,
+  affectsBeyondStaging, attemptBranch, restoredPaths, shortSha, type AffectedApp, type AppRef, type AttemptRecord, type Candidate, type CandidateOutcome, type CiState, type Environment, type HealthCheck, type HealthStatus,
   type InvariantResult, type PullRequestRef, type RollbackCommit, type Settings, type SourceRef,
 } from './record.ts';
 import { Reason, cooldownEnds, inProgress, isAllowed, type State } from './table.ts';
@@ -99,8 +100,12 @@ export interface Facts {
 export interface Preflight {
   /** I1–I5 as they stand; I6–I8 are UNKNOWN until the PR exists. */
   invariants: InvariantResult[];
-  /** Files the rollback commit would add, change or delete under the app's path. */
+  /** Files the rollback commit would add, change or delete in the app's source set. */
   changedFiles: number;
+  /** Those files (the PR body lists them per path of the set). */
+  files?: ChangedFile[];
+  /** The other Applications whose source sets those files are in (the blast radius). */
+  affected?: AffectedApp[];
   /** The branch the PR would target, and its head the comparison was made on. */
   base: string;
   deployments?: DeploymentReplicas[];
@@ -430,7 +435,7 @@ function candidateDecision(facts: Facts, record: AttemptRecord, outcome: Candida
       return move(facts, record, 'CandidateResolved', Reason.StableCandidateFound,
         `rollback target ${outcome.candidate.shortRevision}: ${outcome.candidate.evidence}`,
         [ev.candidateResolved(base(facts), outcome.currentRevision, outcome.candidate)],
-        { candidate: outcome.candidate, currentRevision: outcome.currentRevision });
+        { candidate: outcome.candidate, currentRevision: outcome.currentRevision, ...(outcome.rolledBackFrom ? { rolledBackFrom: outcome.rolledBackFrom } : {}) });
     case 'none':
       return move(facts, record, 'Abort', Reason.NoStableCandidate, outcome.detail);
     case 'timeout':
@@ -452,9 +457,12 @@ function decideCandidateResolved(facts: Facts, record: AttemptRecord): Decision 
       return move(facts, record, 'Abort', Reason.PullRequestChanged,
         `pull request #${pr.number} of ${pr.branch} is not this attempt's rollback (${facts.pullRequest.notRollback ?? 'its head could not be checked'}): not adopted, left for a human`);
     }
+    // The blast radius is kept with the PR: read before it opened, or, for a PR found after a restart, now.
+    const affected = record.affected ?? facts.preflight?.affected;
+    if (!affected) return { ...nothing(), needs: 'preflight' };
     return move(facts, record, 'PRCreated', adopted ? Reason.PullRequestAdopted : Reason.PullRequestOpened,
       `${adopted ? 'adopted' : 'opened'} pull request #${pr.number} on the rollback commit ${shortSha(commit.sha)}`, [ev.pullRequestCreated(base(facts), pr, adopted)],
-      { pullRequest: pr, rollbackCommit: commit });
+      { pullRequest: pr, rollbackCommit: commit, affected });
   }
   const target = record.candidate?.shortRevision ?? 'the rollback target';
   if (record.settings.dryRun) {
@@ -466,10 +474,10 @@ function decideCandidateResolved(facts: Facts, record: AttemptRecord): Decision 
   }
   const preflight = facts.preflight;
   if (!preflight) return { ...nothing(), needs: 'preflight' };
-  const path = record.source?.path || 'the app\'s path';
+  const paths = restoredPaths(record).join(', ') || 'the app\'s source';
   if (preflight.changedFiles === 0) {
     return move(facts, record, 'Abort', Reason.NothingToRollBack,
-      `${path} on ${preflight.base} already matches ${target}: the degradation is not in Git, so no pull request was opened`, [],
+      `${paths} on ${preflight.base} already ${restoredPaths(record).length > 1 ? 'match' : 'matches'} ${target}: the degradation is not in Git, so no pull request was opened`, [],
       { invariants: preflight.invariants });
   }
   // An invariant no PR can change already fails: waiting for CI could only reach the same verdict.
@@ -566,8 +574,17 @@ function decidePrCreated(facts: Facts, record: AttemptRecord): Decision {
   return { ...nothing(), record: observedWrite(bound, observed, `waiting for CI on #${pr.number}`) };
 }
 
+/**
+ * The environment an attempt's merge is decided as: its own, except that a staging rollback which also
+ * changes what an app beyond staging deploys (a shared base, a chart) waits for an approver as production does.
+ */
+export function mergeEnvironment(environment: Environment, record: Pick<AttemptRecord, 'affected'>): Environment {
+  return environment === 'staging' && affectsBeyondStaging(record) ? 'production' : environment;
+}
+
 function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
   const pr = facts.pullRequest;
+  const environment = mergeEnvironment(facts.environment, record);
   if (pr?.ref.state === 'merged') return merged(facts, record, pr);
   const settled = openPullRequestChecks(facts, record);
   if (settled) return settled;
@@ -579,7 +596,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
   const intents: Intent[] = [];
   const enforcement = facts.approvalEnforcement ?? { enforced: false, problem: 'not checked yet' };
   // Fail closed: while the API server does not check who approves, say so once on the status and the PR.
-  const blocked = facts.environment === 'production' && !record.approval && !enforcement.enforced && !enforcement.unknown ? enforcement.problem ?? 'admission policy not confirmed' : undefined;
+  const blocked = environment === 'production' && !record.approval && !enforcement.enforced && !enforcement.unknown ? enforcement.problem ?? 'admission policy not confirmed' : undefined;
   if (blocked !== record.approvalBlocked) {
     patch.approvalBlocked = blocked;
     if (blocked && pr) {
@@ -594,7 +611,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
   // An approval stands only while its annotation does, unchanged, and only for the commit it was given for.
   const rollbackCommit = built?.sha;
   let approval = record.approval;
-  if (approval && facts.environment === 'production') {
+  if (approval && environment === 'production') {
     const annotated = facts.human.approval?.username;
     const why = annotated === undefined ? 'its annotation was removed'
       : annotated !== approval.approvedBy ? `its annotation now names ${annotated || '(empty)'}`
@@ -607,7 +624,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
       approval = undefined;
     }
   }
-  if (facts.environment === 'production' && !approval && facts.human.approval && pr && rollbackCommit) {
+  if (environment === 'production' && !approval && facts.human.approval && pr && rollbackCommit) {
     const verdict = authorizeApproval(facts.human.approval, record.settings.approvers, enforcement);
     const username = facts.human.approval.username;
     if (verdict.authorized) {
@@ -641,7 +658,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
   notes.push({ kind: 'invariants', message: JSON.stringify(summary(invariants)) });
 
   const counted = current.approval && current.approval.commitSha === mergeSha ? current.approval : undefined;
-  const verdict = mergeVerdict({ environment: facts.environment, invariants, ...(counted ? { approval: counted } : {}),
+  const verdict = mergeVerdict({ environment, invariants, ...(counted ? { approval: counted } : {}),
     observedSeconds: observed!.seconds, settings: record.settings });
   if (verdict.verdict === 'abort') return withEvents(abort(facts, changed ? update(record, patch) : current, Reason[verdict.reason], verdict.detail));
   if (verdict.verdict === 'merge' && mergeSha) {
@@ -649,7 +666,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
       intents: [{ kind: 'mergePullRequest', number: pr.ref.number, headSha: mergeSha, method: record.settings.mergeMethod }] };
   }
   // Production waits for a human: ask once, and only now that nothing this reconcile saw contradicts it.
-  if (facts.environment === 'production' && !current.approval && !record.approvalRequestedAt && !blocked) {
+  if (environment === 'production' && !current.approval && !record.approvalRequestedAt && !blocked) {
     return { ...nothing(), record: update(record, { ...patch, approvalRequestedAt: facts.now.toISOString() }), events, notes,
       intents: [...intents, { kind: 'requestApproval', number: pr.ref.number }] };
   }
@@ -658,7 +675,7 @@ function decideAwaiting(facts: Facts, record: AttemptRecord): Decision {
 
 function merged(facts: Facts, record: AttemptRecord, pr: PullRequestFacts): Decision {
   const byOperator = pr.mergedByOperator === true;
-  const auto = byOperator && facts.environment === 'staging';
+  const auto = byOperator && mergeEnvironment(facts.environment, record) === 'staging';
   const reason = !byOperator ? Reason.MergedByHuman : auto ? Reason.AutoMerged : Reason.ApprovedAndMerged;
   const at = facts.now.toISOString();
   const sha = pr.mergeCommitSha;
@@ -667,7 +684,8 @@ function merged(facts: Facts, record: AttemptRecord, pr: PullRequestFacts): Deci
   const decision = move(facts, record, 'RollbackMerged', reason, `pull request #${pr.ref.number} merged${byOperator ? '' : ' by a human on GitHub'}`, events, {
     pullRequest: pr.ref, merge: { at, ...(sha ? { commitSha: sha } : {}), auto },
   });
-  return { ...decision, app: { ...(record.currentRevision ? { rolledBackFrom: record.currentRevision } : {}), lastRollbackAt: at } };
+  const from = record.rolledBackFrom ?? record.currentRevision;
+  return { ...decision, app: { ...(from ? { rolledBackFrom: from } : {}), lastRollbackAt: at } };
 }
 
 function decideMerged(facts: Facts, record: AttemptRecord): Decision {

@@ -72,10 +72,28 @@ export interface Candidate {
   evidence: string;
   ciState: CiState | 'unknown';
   /**
-   * The commits of the app's path a rollback to it undoes, newest first, as the
+   * The commits of the app's source set a rollback to it undoes, newest first, as the
    * search read them: the PR body lists them without reading the history again.
    */
   undone?: UndoneCommit[];
+  /**
+   * The source set the rollback restores to its trees at `revision`: the app's at the deployed revision and
+   * at the candidate's, together (repository-relative; a directory means all under it). Absent on records
+   * written before it was kept: the source's path then stands in (restoredPaths).
+   */
+  paths?: string[];
+  /** The deployment (`status.history[].id`) whose source the rollback restores. */
+  deploymentId?: number;
+}
+
+/** Another Application the rollback changes what it deploys (issue 18 §4): named in the PR and the status. */
+export interface AffectedApp {
+  namespace: string;
+  name: string;
+  /** Its governing policy's (or labels') environment; `ungoverned` when no policy or opt-in governs it. */
+  environment: Environment | 'ungoverned';
+  /** The paths of its source set the rollback changes. */
+  paths: string[];
 }
 
 /** A commit a rollback undoes; `message` is its first line, bounded, to keep the record small. */
@@ -140,7 +158,18 @@ export interface AttemptRecord {
   createdAt: string;
   degradation: { firstSeenAt: string; checks: number };
   currentRevision?: string;
+  /**
+   * The last commit that changed the app's source set at or before the deployed revision: what the
+   * rollback rolls back from (never chosen again). Absent on records written before it was kept: the
+   * deployed revision then stands in.
+   */
+  rolledBackFrom?: string;
   candidate?: Candidate;
+  /**
+   * The other Applications whose source sets the rollback commit changes, read before the PR opened (absent
+   * on records written before it was kept). Any not staging makes the merge wait for an approver.
+   */
+  affected?: AffectedApp[];
   pullRequest?: PullRequestRef;
   /** The commit the operator built for its PR; absent on records written before it was kept, until checked. */
   rollbackCommit?: RollbackCommit;
@@ -241,6 +270,21 @@ export function attemptBranch(record: Pick<AttemptRecord, 'branch' | 'source'>, 
   return record.branch ?? baseBranch(record.source ?? fallback);
 }
 
+/** The paths an attempt's rollback restores: its candidate's source set, or, on an older record, the source's path. */
+export function restoredPaths(record: Pick<AttemptRecord, 'candidate' | 'source'>, fallback?: { path?: string }): string[] {
+  return record.candidate?.paths ?? [(record.source ?? fallback)?.path ?? '.'];
+}
+
+/**
+ * Why a staging attempt may not merge on its own: its rollback changes what an app that is not staging deploys.
+ * Undefined when it may (production needs its approver anyway).
+ */
+export function affectsBeyondStaging(record: Pick<AttemptRecord, 'affected'>): string | undefined {
+  const beyond = (record.affected ?? []).filter((a) => a.environment !== 'staging');
+  if (beyond.length === 0) return undefined;
+  return `also changes ${beyond.map((a) => `${a.name} (${a.environment}): ${a.paths.join(', ')}`).join('; ')}`;
+}
+
 /** The repository of an app's source on GitHub. */
 export interface RepoRef {
   owner: string;
@@ -276,7 +320,7 @@ export interface CheckRun {
 
 /** What the candidate search answered (SPEC §6.3). */
 export type CandidateOutcome =
-  | { kind: 'found'; candidate: Candidate; currentRevision: string }
+  | { kind: 'found'; candidate: Candidate; currentRevision: string; rolledBackFrom?: string }
   | { kind: 'none'; detail: string }
   | { kind: 'timeout'; detail: string }
   | { kind: 'error'; code: ErrorCode; message: string };

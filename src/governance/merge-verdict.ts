@@ -11,6 +11,8 @@ export type { CheckRun, DeploymentReplicas } from '../fsm/record.ts';
 
 export interface InvariantFacts {
   environment: Environment;
+  /** What else the rollback changes beyond staging (record.ts affectsBeyondStaging): a staging rollback that says so waits for an approver. */
+  alsoChanges?: string;
   /** A fresh read of Argo CD health. */
   health?: HealthStatus;
   deployments?: DeploymentReplicas[];
@@ -43,8 +45,10 @@ export function rolloutFigures(d: DeploymentReplicas): string {
 const unknown = (what: string): Verdict => ['UNKNOWN', `${what} could not be read`];
 
 const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
-  I1_environment: (f) =>
-    f.environment === 'staging' ? ['PASS', 'environment is staging'] : ['FAIL', `environment is ${f.environment}: a human approves`],
+  I1_environment: (f) => {
+    if (f.environment !== 'staging') return ['FAIL', `environment is ${f.environment}: a human approves`];
+    return f.alsoChanges ? ['FAIL', `environment is staging, but the rollback ${f.alsoChanges}: a human approves`] : ['PASS', 'environment is staging'];
+  },
 
   I2_health_degraded: (f) => {
     if (f.health === undefined || f.health === 'Unknown') return unknown('Argo CD health');

@@ -33,6 +33,7 @@ describe('applicationView', () => {
         { kind: 'Service', namespace: 'payments', name: 'api' },
       ],
       source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/payment', targetRevision: 'main' },
+      rendered: { source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/payment', targetRevision: 'main' } },
     });
   });
 
@@ -45,8 +46,31 @@ describe('applicationView', () => {
     expect(view.history).toEqual([{ id: 4, revision: 'c3', deployedAt: '2026-01-03T00:00:00Z' }]);
     // Argo CD's defaults: the repository root, HEAD.
     expect(view.source).toEqual({ repoURL: 'https://github.com/acme/gitops.git', path: 'apps/a', targetRevision: 'HEAD' });
-    // Shown as it is, but refused: a rollback would have to choose which repository to change.
-    expect(view.unsupported).toBe('spec.sources lists 2 source(s): multi-source Applications are not handled yet (a rollback would have to choose which repository to change)');
+    // One Git repository (issue 18 §1): supported; the chart's version is kept to compare deployments with.
+    expect(view.unsupported).toBeUndefined();
+    expect(view.rendered).toEqual({
+      sources: [{ repoURL: 'https://github.com/acme/gitops.git', path: 'apps/a' }, { repoURL: 'https://charts.example.com', chart: 'redis' }],
+      charts: ['https://charts.example.com redis@'],
+    });
+  });
+
+  it('reads a multi-source app by its first Git source with a path, and each deployment\'s chart versions', () => {
+    const view = applicationView(application(
+      { sync: { revisions: ['9.1.0', 'c3', 'c3'] }, history: [{ id: 4, revisions: ['9.1.0', 'c3', 'c3'], deployedAt: '2026-01-03T00:00:00Z',
+        sources: [{ repoURL: 'https://charts.example.com', chart: 'redis', targetRevision: '9.1.0' }, { repoURL: 'https://github.com/acme/gitops.git', path: 'charts/shop' }, { repoURL: 'https://github.com/acme/gitops.git', ref: 'values' }] }] },
+      { sources: [
+        { repoURL: 'https://charts.example.com', chart: 'redis', targetRevision: '9.2.0' },
+        { repoURL: 'https://github.com/acme/gitops.git', path: 'charts/shop', targetRevision: 'main', helm: { valueFiles: ['$values/envs/staging/values.yaml'], releaseName: 7 } },
+        { repoURL: 'https://github.com/acme/gitops.git', targetRevision: 'main', ref: 'values' },
+      ] },
+    ));
+    expect(view.unsupported).toBeUndefined();
+    expect(view.source).toEqual({ repoURL: 'https://github.com/acme/gitops.git', path: 'charts/shop', targetRevision: 'main' });
+    expect(view.syncRevision).toBe('c3');
+    expect(view.history).toEqual([{ id: 4, revision: 'c3', deployedAt: '2026-01-03T00:00:00Z', charts: ['https://charts.example.com redis@9.1.0'] }]);
+    expect(view.rendered?.charts).toEqual(['https://charts.example.com redis@9.2.0']);
+    // Only what the source set reads is kept, of the right types.
+    expect(view.rendered?.sources?.[1]).toEqual({ repoURL: 'https://github.com/acme/gitops.git', path: 'charts/shop', targetRevision: 'main', helm: { valueFiles: ['$values/envs/staging/values.yaml'] } });
   });
 
   it('marks a source-hydrator Application unsupported, and a single-source one not', () => {

@@ -7,7 +7,8 @@ import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kuber
 import { nextDegradedSince } from '../fsm/persistence.ts';
 import type { AppRef, HealthStatus } from '../fsm/record.ts';
 import type { Logger } from '../observability/log.ts';
-import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
+import { MANIFEST_GENERATE_PATHS, unsupportedSources } from '../modules/source-set.ts';
+import type { AppSource, ApplicationView, ArgoCdPort, RenderedSources } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import { call, classifyHttpError, type CallMetrics, HttpStatusError } from './call.ts';
 import { customObjectSource } from './kube/custom-objects.ts';
@@ -23,6 +24,11 @@ interface SourceObject {
   path?: string;
   chart?: string;
   targetRevision?: string;
+  ref?: string;
+  helm?: unknown;
+  kustomize?: unknown;
+  directory?: unknown;
+  plugin?: unknown;
 }
 
 /** The subset of Argo CD's Application this adapter reads (Kargo-style: our own minimal type). */
@@ -31,7 +37,7 @@ export interface ApplicationObject extends KubernetesObject {
   status?: {
     health?: { status?: string };
     sync?: { status?: string; revision?: string; revisions?: string[] };
-    history?: Array<{ id?: number; revision?: string; revisions?: string[]; deployedAt?: string }>;
+    history?: Array<{ id?: number; revision?: string; revisions?: string[]; deployedAt?: string; source?: SourceObject; sources?: SourceObject[] }>;
     resources?: Array<{ group?: string; kind?: string; namespace?: string; name?: string; health?: { status?: string } }>;
   };
 }
@@ -48,18 +54,22 @@ const text = (value: unknown): string | undefined => (typeof value === 'string' 
 const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
 
 /**
- * Shapes whose deployed revision is not one commit of one path a rollback can
+ * Shapes whose deployed revision is not one commit of one repository a rollback can
  * restore: a source hydrator deploys a hydrated branch (not the dry source a PR
- * would change), a multi-source app syncs several repositories at once, a Helm
- * repository source has no Git path, and without a repository URL there is no
- * repository at all.
+ * would change), a multi-source app over several repositories would need one
+ * commit in each, a Helm repository source has no Git path, and without a
+ * repository URL there is no repository at all.
  */
 function unsupportedShape(spec: ApplicationObject['spec']): string | undefined {
   if (spec?.sourceHydrator !== undefined) {
     return 'spec.sourceHydrator is set: source-hydrator Applications are not handled yet (Argo CD deploys the hydrated branch, not the dry source a rollback would change)';
   }
-  if (!spec?.source && spec?.sources !== undefined) {
-    return `spec.sources lists ${Array.isArray(spec.sources) ? spec.sources.length : 'no list of'} source(s): multi-source Applications are not handled yet (a rollback would have to choose which repository to change)`;
+  const multi = Array.isArray(spec?.sources) && spec.sources.length > 0;
+  if (!multi && spec?.sources !== undefined && !Array.isArray(spec.sources)) return 'spec.sources is not a list';
+  if (multi) {
+    const sources = appSources(spec!.sources!);
+    if (sources.length !== spec!.sources!.length) return 'spec.sources has an entry without a repoURL: there is no repository to roll back in';
+    return unsupportedSources({ sources });
   }
   if (!isObject(spec?.source)) return 'spec.source is missing: there is no repository to roll back in';
   if (text(spec.source.chart) !== undefined) {
@@ -67,6 +77,43 @@ function unsupportedShape(spec: ApplicationObject['spec']): string | undefined {
   }
   if (text(spec.source.repoURL) === undefined) return 'spec.source.repoURL is missing: there is no repository to roll back in';
   return undefined;
+}
+
+/** One source as the source set reads it: only fields of the right type are kept (the rest is not read). */
+function appSource(value: unknown): AppSource | undefined {
+  if (!isObject(value) || text(value.repoURL) === undefined) return undefined;
+  const strings = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : undefined);
+  const helm = isObject(value.helm) ? {
+    ...(strings(value.helm.valueFiles) ? { valueFiles: strings(value.helm.valueFiles)! } : {}),
+    ...(Array.isArray(value.helm.fileParameters) ? { fileParameters: value.helm.fileParameters.filter(isObject).map((p) => ({ ...(text(p.name) ? { name: p.name as string } : {}), ...(text(p.path) ? { path: p.path as string } : {}) })) } : {}),
+  } : undefined;
+  const kustomize = isObject(value.kustomize) ? { ...(strings(value.kustomize.components) ? { components: strings(value.kustomize.components)! } : {}) } : undefined;
+  const directory = isObject(value.directory) ? {
+    ...(typeof value.directory.recurse === 'boolean' ? { recurse: value.directory.recurse } : {}),
+    ...(typeof value.directory.include === 'string' ? { include: value.directory.include } : {}),
+    ...(typeof value.directory.exclude === 'string' ? { exclude: value.directory.exclude } : {}),
+    ...(typeof value.directory.disableExtensionFilter === 'boolean' ? { disableExtensionFilter: value.directory.disableExtensionFilter } : {}),
+  } : undefined;
+  return {
+    repoURL: value.repoURL as string,
+    ...(typeof value.path === 'string' ? { path: value.path } : {}),
+    ...(text(value.targetRevision) ? { targetRevision: value.targetRevision as string } : {}),
+    ...(text(value.chart) ? { chart: value.chart as string } : {}),
+    ...(text(value.ref) ? { ref: value.ref as string } : {}),
+    ...(helm ? { helm } : {}),
+    ...(kustomize ? { kustomize } : {}),
+    ...(directory ? { directory } : {}),
+    ...(value.plugin !== undefined ? { plugin: value.plugin } : {}),
+  };
+}
+
+function appSources(list: unknown[]): AppSource[] {
+  return list.flatMap((s) => appSource(s) ?? []);
+}
+
+/** The Helm-repository charts of a list of sources, as `repoURL chart@version`, sorted. */
+function chartsOf(sources: unknown[]): string[] {
+  return appSources(sources).filter((s) => s.chart).map((s) => `${s.repoURL} ${s.chart}@${s.targetRevision ?? ''}`).sort();
 }
 
 /** A date Argo CD writes (RFC 3339); Date.parse alone would take "2026" or "Feb 27". */
@@ -77,11 +124,22 @@ const isDate = (value: unknown): value is string => typeof value === 'string' &&
 export function applicationView(object: ApplicationObject): ApplicationView {
   // Nothing here may throw on a field of the wrong type: the watch would keep the previous view.
   const status = isObject(object.status) ? object.status : {};
-  // A multi-source Application keeps its sources in `sources`; the first one is the app's own.
-  const first = object.spec?.source ?? list(object.spec?.sources)[0];
-  const source = isObject(first) ? first as SourceObject : undefined;
+  // A multi-source Application keeps its sources in `sources`: the app's own is its first Git source with a
+  // path (its repository and branch are the rollback's; unsupportedShape refused the others).
+  const specSources = Array.isArray(object.spec?.sources) && object.spec.sources.length > 0 ? appSources(object.spec.sources) : undefined;
+  const single = specSources ? undefined : appSource(object.spec?.source);
+  const ownIndex = specSources ? specSources.findIndex((s) => !s.chart && s.path !== undefined) : 0;
+  const own: SourceObject | undefined = specSources ? specSources[ownIndex] : isObject(object.spec?.source) ? object.spec.source : undefined;
+  const source = own;
+  const annotation = object.metadata?.annotations?.[MANIFEST_GENERATE_PATHS];
+  const rendered: RenderedSources | undefined = single || specSources ? {
+    ...(single ? { source: single } : {}),
+    ...(specSources ? { sources: specSources, charts: chartsOf(specSources) } : {}),
+    ...(typeof annotation === 'string' && annotation !== '' ? { manifestGeneratePaths: annotation } : {}),
+  } : undefined;
   const health = healthOf(status.health?.status);
-  const syncRevision = text(status.sync?.revision) ?? text(list(status.sync?.revisions)[0]);
+  const at = Math.max(0, ownIndex);
+  const syncRevision = text(status.sync?.revision) ?? text(list(status.sync?.revisions)[at]);
   const unsupported = unsupportedShape(object.spec);
   return {
     ref: { namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' },
@@ -93,8 +151,9 @@ export function applicationView(object: ApplicationObject): ApplicationView {
     // An entry without a revision or a readable date cannot give a window: left out (shapeProblems says so).
     history: list(status.history).flatMap((h) => {
       if (!isObject(h)) return [];
-      const revision = text(h.revision) ?? text(list(h.revisions)[0]);
-      return revision && isDate(h.deployedAt) ? [{ id: Number.isSafeInteger(h.id) ? h.id as number : 0, revision, deployedAt: h.deployedAt }] : [];
+      const revision = text(h.revision) ?? text(list(h.revisions)[at]);
+      const charts = specSources && Array.isArray(h.sources) ? chartsOf(h.sources) : undefined;
+      return revision && isDate(h.deployedAt) ? [{ id: Number.isSafeInteger(h.id) ? h.id as number : 0, revision, deployedAt: h.deployedAt, ...(charts && charts.length > 0 ? { charts } : {}) }] : [];
     }),
     resources: list(status.resources).flatMap((r) => (isObject(r) && text(r.kind) && text(r.name) ? [{
       kind: r.kind as string,
@@ -108,6 +167,7 @@ export function applicationView(object: ApplicationObject): ApplicationView {
       // Argo CD reads an empty path as the repository root and an empty revision as HEAD.
       source: { repoURL: source.repoURL!, path: text(source.path) ?? '.', targetRevision: text(source.targetRevision) ?? 'HEAD' },
     } : {}),
+    ...(rendered ? { rendered } : {}),
   };
 }
 

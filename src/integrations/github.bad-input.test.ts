@@ -45,7 +45,7 @@ const CHECKS = 'GET /repos/{owner}/{repo}/commits/{ref}/check-runs';
 const STATUS = 'GET /repos/{owner}/{repo}/commits/{ref}/status';
 const TREES = 'GET /repos/{owner}/{repo}/git/trees/{tree_sha}';
 const HTML = '<!DOCTYPE html><html><head><title>Unicorn!</title></head><body>No server is currently available</body></html>';
-const spec = (branch: string, v1: string) => ({ branch, base: 'main', path: PATH, targetSha: v1, title: `Rollback cart to ${v1.slice(0, 7)} (${branch})`, body: 'why', labels: ['ai-operator'] });
+const spec = (branch: string, v1: string) => ({ branch, base: 'main', paths: [PATH], targetSha: v1, title: `Rollback cart to ${v1.slice(0, 7)} (${branch})`, body: 'why', labels: ['ai-operator'] });
 let branches = 0;
 
 const CASES: Case[] = [
@@ -88,7 +88,7 @@ const CASES: Case[] = [
       // A head no earlier case read: a commit's tree is read once and then kept.
       await w.sim.control.push({ ...REPO, files: { 'apps/other/config.yaml': `at: ${Date.now()}\n` }, message: 'Another app changes' });
       w.sim.control.corrupt({ route: TREES, times: 4, set: { tree: 'apps/cart' } });
-      return w.gh.previewRollback(REPO, { path: PATH, branch: 'main', targetSha: w.v1 });
+      return w.gh.previewRollback(REPO, { paths: [PATH], branch: 'main', targetSha: w.v1 });
     },
     expect: { code: 'UNAVAILABLE', message: /the tree of [0-9a-f]{40}: tree is "apps\/cart", not an array/ } },
   { name: 'GET /user without a login', corrupt: [{ route: 'GET /user', times: 4, drop: 'login' }],

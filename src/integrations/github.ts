@@ -21,6 +21,7 @@
 // app's kustomizations and charts) come from the same per-commit tree cache, and a
 // file's content from the blob API, kept by blob SHA: computing an app's source set
 // again at a commit already read costs no request at all.
+import { createHash } from 'node:crypto';
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import type { CheckRun, CiState } from '../fsm/record.ts';
@@ -61,7 +62,7 @@ export interface GitHubClientOptions {
 
 type Req = { request: { signal: AbortSignal } };
 
-interface TreeItem {
+export interface TreeItem {
   path: string;
   mode: string;
   type: string;
@@ -143,6 +144,45 @@ export function normalisePath(path: string): string {
 
 /** Whether `file` lies under the tree prefix: `apps/web-canary/x` is not under `apps/web`. */
 export const under = (prefix: string, file: string) => prefix === '' || file === prefix || file.startsWith(`${prefix}/`);
+
+/** The first index of `sorted` (by path, code-unit order) whose path is not below `key`. */
+function lowerBound(sorted: TreeItem[], key: string): number {
+  let [lo, hi] = [0, sorted.length];
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]!.path < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * The entries of a path-sorted tree at or under `prefix`, found by binary search: an app's blast radius
+ * asks this of every Application of the repository, so a scan of the whole tree each time would cost
+ * apps × files. `apps/web-canary` sorts between `apps/web` and `apps/web/…`, so the two are looked up apart.
+ */
+export function entriesUnder(sorted: TreeItem[], prefix: string): TreeItem[] {
+  if (prefix === '') return sorted;
+  const out: TreeItem[] = [];
+  const exact = sorted[lowerBound(sorted, prefix)];
+  if (exact?.path === prefix) out.push(exact);
+  const dir = `${prefix}/`;
+  for (let i = lowerBound(sorted, dir); i < sorted.length && sorted[i]!.path.startsWith(dir); i++) out.push(sorted[i]!);
+  return out;
+}
+
+/** The collapsed set of tree prefixes a rollback restores ('' is the whole repository). */
+export function normalisePaths(paths: readonly string[]): string[] {
+  const all = [...new Set(paths.map(normalisePath))].sort();
+  return all.filter((p) => !all.some((q) => q !== p && under(q, p)));
+}
+
+/** How a commit message and a PR name the restored paths: one, or the first few and a count. */
+export function describePaths(prefixes: readonly string[]): string {
+  if (prefixes.length === 0) return 'nothing';
+  const named = prefixes.slice(0, 5).map((p) => p || 'the repository').join(', ');
+  return prefixes.length > 5 ? `${named} and ${prefixes.length - 5} more path(s)` : named;
+}
 
 function statusOf(error: unknown): number | undefined {
   const status = (error as { status?: unknown }).status;
@@ -389,13 +429,14 @@ export class GitHubClient implements GitHubPort {
     // A commit's tree never changes: read once per commit, however many apps roll back to or from it.
     const key = `${repo.owner}/${repo.repo}@${commitSha}`;
     const known = this.commitTrees.get(key);
-    if (known) return { rootTree: known.sha, files: known.files.filter((e) => under(prefix, e.path)) };
+    if (known) return { rootTree: known.sha, files: entriesUnder(known.files, prefix) };
     const whole = await o.rest.git.getTree({ ...repo, tree_sha: commitSha, recursive: 'true', ...req });
     checkTree(whole.data, `the tree of ${commitSha}`);
     if (!whole.data.truncated) {
-      const files = whole.data.tree.map((e) => ({ path: e.path!, mode: e.mode!, type: e.type!, sha: e.sha! }));
+      const files = whole.data.tree.map((e) => ({ path: e.path!, mode: e.mode!, type: e.type!, sha: e.sha! }))
+        .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
       rememberBounded(this.commitTrees, key, { sha: whole.data.sha, files }, COMMIT_TREE_CACHE_SIZE);
-      return { rootTree: whole.data.sha, files: files.filter((e) => under(prefix, e.path)) };
+      return { rootTree: whole.data.sha, files: entriesUnder(files, prefix) };
     }
     let treeSha = whole.data.sha;
     for (const segment of prefix === '' ? [] : prefix.split('/')) {
@@ -441,20 +482,36 @@ export class GitHubClient implements GitHubPort {
     });
   }
 
-  /** The branch's head and the tree entries that restore `prefix` there to its tree at `targetSha`. */
-  private async restoration(o: Octokit, repo: RepoRef, branch: string, targetSha: string, prefix: string, req: Req, callName: string) {
+  /** The files under several (collapsed) prefixes at one commit, together. */
+  private async filesUnder(o: Octokit, repo: RepoRef, commitSha: string, prefixes: string[], req: Req, callName: string): Promise<{ rootTree: string; files: TreeItem[] }> {
+    const parts = await Promise.all(prefixes.map((p) => this.filesAt(o, repo, commitSha, p, req, callName)));
+    if (parts.length === 0) return { rootTree: (await this.filesAt(o, repo, commitSha, '', req, callName)).rootTree, files: [] };
+    return { rootTree: parts[0]!.rootTree, files: parts.flatMap((p) => p.files) };
+  }
+
+  /** The branch's head and the tree entries that restore `prefixes` there to their trees at `targetSha`. */
+  private async restoration(o: Octokit, repo: RepoRef, branch: string, targetSha: string, prefixes: string[], req: Req, callName: string) {
     const head = await o.rest.git.getRef({ ...repo, ref: `heads/${branch}`, ...req });
     need(head.data, 'object.sha', 'string', `the ref heads/${branch}`);
     const headSha = head.data.object.sha;
-    const [now, then] = await Promise.all([this.filesAt(o, repo, headSha, prefix, req, callName), this.filesAt(o, repo, targetSha, prefix, req, callName)]);
+    const [now, then] = await Promise.all([this.filesUnder(o, repo, headSha, prefixes, req, callName), this.filesUnder(o, repo, targetSha, prefixes, req, callName)]);
     return { headSha, rootTree: now.rootTree, entries: restoreEntries(now.files, then.files) };
   }
 
-  previewRollback(repo: RepoRef, query: { path: string; branch: string; targetSha: string }): Promise<RollbackPreview> {
+  previewRollback(repo: RepoRef, query: { paths: string[]; branch: string; targetSha: string }): Promise<RollbackPreview> {
     return this.run('previewRollback', async (o, req) => {
       // The head is read afresh (a ref moves), the trees come from the cache when known (a commit's never does).
-      const { headSha, entries } = await this.restoration(o, repo, query.branch, query.targetSha, normalisePath(query.path), req, 'previewRollback');
-      return { changed: entries.length, headSha };
+      const { headSha, entries } = await this.restoration(o, repo, query.branch, query.targetSha, normalisePaths(query.paths), req, 'previewRollback');
+      return { changed: entries.length, headSha, files: entries.map((e) => ({ path: e.path, change: e.sha === null ? 'deleted' as const : 'restored' as const })) };
+    });
+  }
+
+  contentDigest(repo: RepoRef, sha: string, paths: string[]): Promise<string> {
+    return this.run('contentDigest', async (o, req) => {
+      const { files } = await this.filesUnder(o, repo, sha, normalisePaths(paths), req, 'contentDigest');
+      const hash = createHash('sha256');
+      for (const e of [...files].filter((f) => f.type !== 'tree').sort((a, b) => (a.path < b.path ? -1 : 1))) hash.update(`${e.mode} ${e.sha} ${e.path}\n`);
+      return hash.digest('hex');
     });
   }
 
@@ -487,9 +544,9 @@ export class GitHubClient implements GitHubPort {
     return { name: login, email: `${login}@users.noreply.github.com` };
   }
 
-  /** The tree of `parent` with `prefix` restored to its tree at `targetSha`: what a rollback commit on `parent` holds. */
-  private async rollbackTree(o: Octokit, repo: RepoRef, parent: string, targetSha: string, prefix: string, req: Req, callName: string): Promise<string> {
-    const [now, then] = await Promise.all([this.filesAt(o, repo, parent, prefix, req, callName), this.filesAt(o, repo, targetSha, prefix, req, callName)]);
+  /** The tree of `parent` with `prefixes` restored to their trees at `targetSha`: what a rollback commit on `parent` holds. */
+  private async rollbackTree(o: Octokit, repo: RepoRef, parent: string, targetSha: string, prefixes: string[], req: Req, callName: string): Promise<string> {
+    const [now, then] = await Promise.all([this.filesUnder(o, repo, parent, prefixes, req, callName), this.filesUnder(o, repo, targetSha, prefixes, req, callName)]);
     const entries = restoreEntries(now.files, then.files);
     if (entries.length === 0) return now.rootTree;
     // Git objects are content-addressed: the same entries on the same base give the same tree, however often asked.
@@ -498,7 +555,7 @@ export class GitHubClient implements GitHubPort {
     return tree.data.sha;
   }
 
-  private async checkRollback(o: Octokit, repo: RepoRef, number: number, spec: { path: string; targetSha: string }, req: Req): Promise<RollbackCommitCheck> {
+  private async checkRollback(o: Octokit, repo: RepoRef, number: number, spec: { paths: string[]; targetSha: string }, req: Req): Promise<RollbackCommitCheck> {
     const identity = await this.identity();
     const { data: pull } = await o.rest.pulls.get({ ...repo, pull_number: number, ...req });
     checkPull(pull, `pull request #${number}`);
@@ -511,14 +568,15 @@ export class GitHubClient implements GitHubPort {
     if (head.author?.name !== identity) return { ok: false, why: `its head ${pull.head.sha.slice(0, 7)} was authored by ${head.author?.name ?? 'nobody'}, not ${identity}` };
     if (head.parents.length !== 1) return { ok: false, why: `its head ${pull.head.sha.slice(0, 7)} has ${head.parents.length} parents` };
     const parent = head.parents[0]!.sha;
-    const expected = await this.rollbackTree(o, repo, parent, spec.targetSha, normalisePath(spec.path), req, 'checkRollbackCommit');
+    const prefixes = normalisePaths(spec.paths);
+    const expected = await this.rollbackTree(o, repo, parent, spec.targetSha, prefixes, req, 'checkRollbackCommit');
     if (expected !== head.tree.sha) {
-      return { ok: false, why: `its head ${pull.head.sha.slice(0, 7)} changes more or other than restoring ${normalisePath(spec.path) || 'the repository'} to ${spec.targetSha.slice(0, 7)}` };
+      return { ok: false, why: `its head ${pull.head.sha.slice(0, 7)} changes more or other than restoring ${describePaths(prefixes)} to ${spec.targetSha.slice(0, 7)}` };
     }
     return { ok: true, commit: { sha: pull.head.sha, tree: head.tree.sha, parent } };
   }
 
-  checkRollbackCommit(repo: RepoRef, number: number, spec: { path: string; targetSha: string }): Promise<RollbackCommitCheck> {
+  checkRollbackCommit(repo: RepoRef, number: number, spec: { paths: string[]; targetSha: string }): Promise<RollbackCommitCheck> {
     return this.run('checkRollbackCommit', (o, req) => this.checkRollback(o, repo, number, spec, req));
   }
 
@@ -571,15 +629,15 @@ export class GitHubClient implements GitHubPort {
       // head is the rollback commit — rebuilding would move its head and restart its CI.
       const open = await this.adopt(o, repo, spec, req);
       if (open) return open;
-      const prefix = normalisePath(spec.path);
-      const { headSha: baseSha, rootTree, entries } = await this.restoration(o, repo, spec.base, spec.targetSha, prefix, req, 'createPullRequest');
+      const prefixes = normalisePaths(spec.paths);
+      const { headSha: baseSha, rootTree, entries } = await this.restoration(o, repo, spec.base, spec.targetSha, prefixes, req, 'createPullRequest');
       const tree = await o.rest.git.createTree({ ...repo, base_tree: rootTree, tree: entries, ...req });
       need(tree.data, 'sha', 'string', 'the created tree');
       // Authored by the operator's own login, so a commit on the branch that is not its own is told apart.
       const author = await this.author();
       const commit = await o.rest.git.createCommit({
         ...repo, tree: tree.data.sha, parents: [baseSha], author, committer: author,
-        message: `${spec.title}\n\nRestores ${prefix || 'the repository'} to its tree at ${spec.targetSha}.`, ...req,
+        message: `${spec.title}\n\nRestores ${prefixes.length === 1 ? prefixes[0] || 'the repository' : `${prefixes.length} paths (${describePaths(prefixes)})`} to ${prefixes.length === 1 ? 'its tree' : 'their trees'} at ${spec.targetSha}.`, ...req,
       });
       need(commit.data, 'sha', 'string', 'the created commit');
       const rollbackCommit: RollbackCommit = { sha: commit.data.sha, tree: tree.data.sha, parent: baseSha };
@@ -634,12 +692,12 @@ export class GitHubClient implements GitHubPort {
     });
   }
 
-  listOpenPullRequests(repo: RepoRef, filter: { base: string; path: string }): Promise<PullRequestInfo[]> {
+  listOpenPullRequests(repo: RepoRef, filter: { base: string; paths: string[] }): Promise<PullRequestInfo[]> {
     return this.run('listOpenPullRequests', async (o, req) => {
-      const prefix = normalisePath(filter.path);
+      const prefixes = normalisePaths(filter.paths);
       const open = await o.paginate(o.rest.pulls.list, { ...repo, state: 'open', base: filter.base, per_page: 100, ...req });
       checkEach(open, `open pull requests on ${filter.base}`, checkPull);
-      const touching = await Promise.all(open.map(async (p) => prefix === '' || (await this.filesOf(o, repo, p, req)).some((f) => under(prefix, f))));
+      const touching = await Promise.all(open.map(async (p) => prefixes.includes('') || (await this.filesOf(o, repo, p, req)).some((f) => prefixes.some((prefix) => under(prefix, f)))));
       return open.filter((_, i) => touching[i]).map((p) => pullRequestInfo(p));
     });
   }

@@ -37,6 +37,7 @@ export function statusOf(record: AttemptRecord, generation?: number): Record<str
     message: truncate(record.message, 32_000),
     degradation: record.degradation,
     ...(record.currentRevision ? { currentRevision: record.currentRevision } : {}),
+    ...(record.rolledBackFrom ? { rolledBackFrom: record.rolledBackFrom } : {}),
     ...(record.candidate ? {
       candidate: {
         revision: record.candidate.revision,
@@ -44,7 +45,13 @@ export function statusOf(record: AttemptRecord, generation?: number): Record<str
         ...(record.candidate.uptime !== null ? { uptime: record.candidate.uptime } : {}),
         evidence: truncate(record.candidate.evidence, 4096),
         ciState: record.candidate.ciState,
+        ...(record.candidate.deploymentId !== undefined ? { deploymentId: record.candidate.deploymentId } : {}),
+        // The schema's bounds: a set longer than 256 paths is summed up in the PR body, which lists them all.
+        ...(record.candidate.paths ? { paths: record.candidate.paths.slice(0, 256).map((p) => truncate(p, 1024)) } : {}),
       },
+    } : {}),
+    ...(record.affected ? {
+      affectedApplications: record.affected.slice(0, 256).map((a) => ({ namespace: a.namespace, name: a.name, environment: a.environment, paths: a.paths.slice(0, 64).map((p) => truncate(p, 1024)) })),
     } : {}),
     ...(record.pullRequest ? { pullRequest: { ...record.pullRequest, ref: `#${record.pullRequest.number}`, ...(record.rollbackCommit ? { rollbackCommit: record.rollbackCommit.sha } : {}) } } : {}),
     invariants: record.invariants.map((i) => ({ ...i, detail: truncate(i.detail, 2048) })),

@@ -43,7 +43,7 @@ describe('renderUptimeQuery', () => {
 describe('resolveCandidate', () => {
   it('states the deployed window for humans: a 72 s window is "72 s", not "0.0 h"', async () => {
     const { w, app, good, bad } = await world(72);
-    const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
     expect(outcome).toMatchObject({ kind: 'found', candidate: { revision: good } });
     expect(outcome.kind === 'found' && outcome.candidate.evidence).toBe('100.00% Healthy over 72 s deployed (minimum 99.00%)');
   });
@@ -54,23 +54,24 @@ describe('resolveCandidate', () => {
       { sha: bad, message: 'Break web\n\nLong explanation', author: 'carol', date: ago(100), url: 'https://github.example/c/bad' },
       { sha: good, message: 'Good web', author: 'dave', date: ago(3700), url: 'https://github.example/c/good' },
     ]);
-    const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
     expect(outcome.kind === 'found' && outcome.candidate.undone).toEqual([
       { sha: bad, message: 'Break web', author: 'carol', date: ago(100), url: 'https://github.example/c/bad' },
     ]);
-    expect(await w.callCount('readRepositoryContent')).toBe(1);
+    // The set's history at what runs (reused for what is undone) and at the target.
+    expect(await w.callCount('readRepositoryContent')).toBe(2);
   });
 
   it('states a long window in hours', async () => {
     const { w, app, bad } = await world(3.5 * 3600);
-    const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
     expect(outcome.kind === 'found' && outcome.candidate.evidence).toContain('over 3.5 h deployed');
   });
 
   it('says plainly that no deployed revision is known, and asks GitHub nothing', async () => {
     for (const commits of [1, 2]) {
       const { w, app } = await world(3600, { commits });
-      const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: '', excluded: [], now, clock: () => now });
+      const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: '', excluded: [], now, clock: () => now });
       expect(outcome).toEqual({ kind: 'none', detail: 'Argo CD reports no deployed revision (status.sync.revision is empty): nothing to roll back from' });
       expect(await w.callCount('readRepositoryContent')).toBe(0);
     }
@@ -78,15 +79,15 @@ describe('resolveCandidate', () => {
 
   it('refuses a deployed revision that is not a commit SHA (a tag), and asks GitHub nothing', async () => {
     const { w, app } = await world(3600);
-    const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: 'v1.2.3', excluded: [], now, clock: () => now });
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: 'v1.2.3', excluded: [], now, clock: () => now });
     expect(outcome).toEqual({ kind: 'none', detail: 'Argo CD reports the deployed revision as "v1.2.3", not a commit SHA: nothing to roll back from' });
     expect(await w.callCount('readRepositoryContent')).toBe(0);
   });
 
-  it('names the deployed revision when no older commit exists', async () => {
+  it('names the deployed revision when no earlier deployment exists', async () => {
     const { w, app, bad } = await world(3600, { commits: 1 });
-    const outcome = await resolveCandidate(w, w, { app, repo, branch: 'main', settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
-    expect(outcome).toEqual({ kind: 'none', detail: `no commit of apps/web older than ${bad.slice(0, 7)} to roll back to` });
+    const outcome = await resolveCandidate(w, w, { app: { ...app, history: app.history.slice(1) }, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    expect(outcome).toEqual({ kind: 'none', detail: `status.history holds no deployment before the one running ${bad.slice(0, 7)}: nothing to roll back to` });
   });
 });
 
@@ -121,10 +122,10 @@ describe('resolveCandidate: the search budget', () => {
     const { w, app, bad } = await slowWorld();
     const slow = slowPrometheus(w, 60);
     const outcome = await resolveCandidate(w, slow.metrics, {
-      app, repo, branch: 'main', settings: { ...SETTINGS, searchTimeoutSeconds: 100 }, currentRevision: bad, excluded: [], now, clock: slow.clock,
+      app, repo, settings: { ...SETTINGS, searchTimeoutSeconds: 100 }, currentRevision: bad, excluded: [], now, clock: slow.clock,
     });
     // 0 s and 60 s are within 100 s; at 120 s the third commit is not asked about.
-    expect(outcome).toEqual({ kind: 'timeout', detail: 'candidate search exceeded 100 s after 2 commit(s)' });
+    expect(outcome).toEqual({ kind: 'timeout', detail: 'candidate search exceeded 100 s after 2 deployment(s)' });
     expect(slow.queries).toHaveLength(2);
   });
 
@@ -132,9 +133,93 @@ describe('resolveCandidate: the search budget', () => {
     const { w, app, bad } = await slowWorld();
     const slow = slowPrometheus(w, 60);
     const outcome = await resolveCandidate(w, slow.metrics, {
-      app, repo, branch: 'main', settings: { ...SETTINGS, searchTimeoutSeconds: 180 }, currentRevision: bad, excluded: [], now, clock: slow.clock,
+      app, repo, settings: { ...SETTINGS, searchTimeoutSeconds: 180 }, currentRevision: bad, excluded: [], now, clock: slow.clock,
     });
-    expect(outcome).toMatchObject({ kind: 'none', detail: expect.stringMatching(/^no revision reached 99.00% uptime: .*: 50.00%, .*: 50.00%, .*: 50.00%$/) });
+    expect(outcome).toMatchObject({ kind: 'none', detail: expect.stringMatching(/^no deployment reached 99.00% uptime: #2 .*: 50.00%, #1 .*: 50.00%, #0 .*: 50.00%$/) });
     expect(slow.queries).toHaveLength(3);
+  });
+});
+
+describe('resolveCandidate: candidates are deployments of the source set (issue 18 §2)', () => {
+  const URL = 'https://github.com/acme/gitops.git';
+  const commit = (sha: string, seconds: number, message = sha): CommitInfo => ({ sha, message, author: 'carol', date: ago(seconds), url: `https://github.example/c/${sha}` });
+  const [good, bad, other, innocent] = ['good', 'bad', 'other', 'innocent'].map((n) => fakeSha(`mono:${n}`)) as [string, string, string, string];
+  const base = (image: string) => `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shop}\nspec: {template: {spec: {containers: [{name: shop, image: ${image}}]}}}\n`;
+
+  /** Kustomize: overlays/staging over a shared base; each commit's files scripted, so digests are of real content. */
+  async function kustomizeWorld(history: Array<{ sha: string; files: Record<string, string>; seconds: number }>) {
+    const w = new FakeWorld(new MemoryKV());
+    for (const h of history) await w.setFilesAt(h.sha, h.files);
+    const current = history[history.length - 1]!.sha;
+    const app: FakeApp = {
+      ref: { namespace: 'argocd', name: 'shop-staging' }, labels: { environment: 'staging' }, health: 'Degraded', syncRevision: current,
+      history: history.map((h, id) => ({ id, revision: h.sha, deployedAt: ago(h.seconds) })),
+      resources: [], source: { repoURL: URL, path: 'apps/shop/overlays/staging', targetRevision: 'main' },
+      deployments: [], uptime: {}, healthAfterMerge: 'Healthy',
+    };
+    return { w, app };
+  }
+
+  const files = (image: string, annotation = '') => ({
+    'apps/shop/base/kustomization.yaml': 'resources: [deployment.yaml]\n',
+    'apps/shop/base/deployment.yaml': base(image),
+    'apps/shop/overlays/staging/kustomization.yaml': `resources: [../../base]\n${annotation ? `commonAnnotations: {note: ${annotation}}\n` : ''}`,
+    'apps/b/config.yaml': 'b: 1\n',
+  });
+
+  it('a bad base under an innocent overlay commit: restores the base and the overlay to the last good deployment, lists both commits undone', async () => {
+    const { w, app } = await kustomizeWorld([
+      { sha: good, files: files('v1'), seconds: 7200 },
+      { sha: innocent, files: files('v1', 'hi'), seconds: 3600 },
+      { sha: bad, files: files('v2-broken', 'hi'), seconds: 100 },
+    ]);
+    await w.setCommits('apps/shop/overlays/staging', [commit(innocent, 3600), commit(good, 7200)]);
+    await w.setCommits('apps/shop/base', [commit(bad, 100), commit(good, 7200)]);
+    const uptime = { [good]: 1, [innocent]: 1 };
+    const metrics = { uptime: async (query: string, at: number) => w.uptime(query, at) };
+    await w.addApp({ ...app, uptime });
+    const outcome = await resolveCandidate(w, metrics, { app, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    // The newest deployment that differs and was stable: the innocent overlay's own, which keeps its annotation.
+    expect(outcome).toMatchObject({ kind: 'found', rolledBackFrom: bad, candidate: { revision: innocent, deploymentId: 1, paths: ['apps/shop/base', 'apps/shop/overlays/staging'] } });
+    expect(outcome.kind === 'found' && outcome.candidate.undone?.map((c) => c.sha)).toEqual([bad]);
+  });
+
+  it('in a monorepo: another app\'s later commit is what Argo CD synced; the bad commit is what is rolled back from, its deployment skipped as the same source', async () => {
+    const { w, app } = await kustomizeWorld([
+      { sha: good, files: files('v1'), seconds: 7200 },
+      { sha: bad, files: files('v2-broken'), seconds: 600 },
+      { sha: other, files: { ...files('v2-broken'), 'apps/b/config.yaml': 'b: 2\n' }, seconds: 100 },
+    ]);
+    await w.setCommits('apps/shop/base', [commit(bad, 600), commit(good, 7200)]);
+    await w.setCommits('apps/shop/overlays/staging', [commit(good, 7200)]);
+    await w.addApp({ ...app, uptime: { [good]: 1, [bad]: 1 } });
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: other, excluded: [], now, clock: () => now });
+    expect(outcome).toMatchObject({ kind: 'found', rolledBackFrom: bad, candidate: { revision: good, deploymentId: 0 } });
+    expect(outcome.kind === 'found' && outcome.candidate.undone?.map((c) => c.sha)).toEqual([bad]);
+  });
+
+  it('never chooses a deployment whose source is one rolled back from before, whatever commit it was deployed at', async () => {
+    const { w, app } = await kustomizeWorld([
+      { sha: good, files: files('v1'), seconds: 7200 },
+      { sha: bad, files: files('v2-broken'), seconds: 3600 },
+      { sha: other, files: files('v3-also-broken'), seconds: 100 },
+    ]);
+    await w.setCommits('apps/shop/base', [commit(other, 100), commit(bad, 3600), commit(good, 7200)]);
+    await w.addApp({ ...app, uptime: { [good]: 1, [bad]: 1 } });
+    const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: other, excluded: [bad], now, clock: () => now });
+    expect(outcome).toMatchObject({ kind: 'found', candidate: { revision: good } });
+  });
+
+  it('skips a deployment whose Helm-repository chart version differs from the spec\'s: the change is not in Git', async () => {
+    const { w, app } = await kustomizeWorld([
+      { sha: good, files: files('v1'), seconds: 7200 },
+      { sha: bad, files: files('v2-broken'), seconds: 100 },
+    ]);
+    await w.setCommits('apps/shop/base', [commit(bad, 100), commit(good, 7200)]);
+    await w.addApp({ ...app, uptime: { [good]: 1 } });
+    const charted = { ...app, rendered: { source: { repoURL: URL, path: 'apps/shop/overlays/staging' }, charts: ['https://charts.example.com redis@9.2.0'] },
+      history: app.history.map((h) => ({ ...h, charts: [`https://charts.example.com redis@${h.revision === good ? '9.1.0' : '9.2.0'}`] })) };
+    const outcome = await resolveCandidate(w, w, { app: charted, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    expect(outcome).toMatchObject({ kind: 'none', detail: expect.stringContaining('deployed https://charts.example.com redis@9.1.0, not https://charts.example.com redis@9.2.0 as now') });
   });
 });

@@ -1,22 +1,27 @@
-// RollbackCandidateResolver (SPEC §6.3): the newest commit of the app's path,
-// older than the deployed revision and never rolled back from, whose deployed
-// window was stable in production metrics — or, when Prometheus cannot tell,
-// whose CI was green.
+// RollbackCandidateResolver (SPEC §6.3, issue 18 §2): what runs is the app's
+// source set at the deployed revision; a candidate is an earlier deployment in
+// status.history whose source set differs from it, never a version rolled back
+// from, whose deployed window was stable in production metrics — or, when
+// Prometheus cannot tell, whose CI was green. "Rolled back from" is the last
+// commit that changed the set at or before the deployed revision (in a monorepo
+// Argo CD's sync.revision is the branch head, often another app's commit), and
+// the commits the rollback undoes are the commits that touched the set between
+// the candidate and what runs.
 import { formatDuration } from '../fsm/format.ts';
 import { shortSha, type Candidate, type CandidateOutcome, type Settings, type UndoneCommit } from '../fsm/record.ts';
-import type { ApplicationView } from '../ports/argocd.ts';
+import type { ApplicationView, DeploymentHistoryEntry } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { CommitInfo, GitHubPort, RepoRef } from '../ports/github.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
+import { collapsePaths, sourceSet, type SourceSet, type SourceSetApp } from './source-set.ts';
 
 export interface CandidateInput {
   app: ApplicationView;
   repo: RepoRef;
-  /** The branch whose history is read: the attempt's (resolved from targetRevision when it started). */
-  branch: string;
   settings: Settings;
   /** The deployed revision; '' when Argo CD reports none. */
   currentRevision: string;
+  /** Commits rolled back from before: a deployment whose source set is what one of them held is never chosen. */
   excluded: string[];
   /** When the decision is made: the end of the deployed revision's window. */
   now: Date;
@@ -49,57 +54,150 @@ export function durationSeconds(duration: string): number {
   return total;
 }
 
-/** The commits a rollback may target, newest first. */
-export function candidateCommits(commits: CommitInfo[], currentRevision: string, excluded: string[]): CommitInfo[] {
-  const at = commits.findIndex((c) => c.sha === currentRevision);
-  // When the deployed revision did not touch the path, the newest path commit is what runs.
-  const older = at >= 0 ? commits.slice(at + 1) : commits.slice(1);
-  return older.filter((c) => !excluded.includes(c.sha));
+/** What the source set reads of an Application: its spec's sources and the annotation (the port's view of them). */
+export function sourceSetApp(app: ApplicationView): SourceSetApp {
+  const rendered = app.rendered;
+  return {
+    name: app.ref.name, namespace: app.ref.namespace,
+    ...(rendered?.manifestGeneratePaths ? { annotations: { 'argocd.argoproj.io/manifest-generate-paths': rendered.manifestGeneratePaths } } : {}),
+    ...(rendered?.sources ? { sources: rendered.sources } : {}),
+    // A view without the spec's fields (a fake, an older cache) still names its path: a directory source.
+    ...(rendered?.source ? { source: rendered.source } : !rendered?.sources && app.source ? { source: { repoURL: app.source.repoURL, path: app.source.path, targetRevision: app.source.targetRevision } } : {}),
+  };
 }
 
-/** A revision's deployed window: from its deployment to the next one, capped to the last `window` of it. */
-export function deployedWindow(app: ApplicationView, revision: string, windowSeconds: number, now: Date): { end: number; seconds: number } | undefined {
-  const history = [...app.history].sort((a, b) => a.id - b.id);
-  const index = history.map((h) => h.revision).lastIndexOf(revision);
-  if (index < 0) return undefined;
-  const start = Date.parse(history[index]!.deployedAt) / 1000;
-  const next = history[index + 1];
+/**
+ * The paths whose commits make the set's history: a directory source's own directory stands for the files
+ * Argo CD reads in it (one commit listing, not one per file), every other path of the set as it is.
+ */
+export function historyPaths(set: SourceSet, app: ApplicationView): string[] {
+  const own = set.kind === 'Directory' && app.source ? app.source.path.replace(/^\.?\/+/, '').replace(/\/+$/, '').replace(/^\.$/, '') : undefined;
+  const inside = (p: string) => own !== undefined && (own === '' || p === own || p.startsWith(`${own}/`));
+  return collapsePaths([...(own !== undefined && set.paths.some(inside) ? [own] : []), ...set.paths.filter((p) => !inside(p))]);
+}
+
+/** Commits touching any of `paths`, reachable from `ref`, newest first (by date; ties keep the listing's order). */
+export async function commitsOfSet(github: GitHubPort, repo: RepoRef, paths: string[], ref: string, limit: number): Promise<CommitInfo[]> {
+  const lists = await Promise.all(paths.map((p) => github.readRepositoryContent(repo, p, ref, limit)));
+  const seen = new Map<string, CommitInfo>();
+  for (const list of lists) for (const c of list) if (!seen.has(c.sha)) seen.set(c.sha, c);
+  if (lists.length === 1) return lists[0]!.slice(0, limit);
+  return [...seen.values()].sort((a, b) => Date.parse(b.date) - Date.parse(a.date)).slice(0, limit);
+}
+
+/** The deployments before the one running `current`, newest first: the candidates, in the order they are weighed. */
+export function earlierDeployments(history: DeploymentHistoryEntry[], current: string): DeploymentHistoryEntry[] {
+  const byId = [...history].sort((a, b) => b.id - a.id);
+  const running = byId.findIndex((h) => h.revision === current);
+  // Argo CD records a deployment once its sync ends: a revision not recorded yet runs after every entry.
+  return (running >= 0 ? byId.slice(running + 1) : byId).filter((h) => h.revision !== current);
+}
+
+/** A deployment's window: from it to the next deployment (or now), capped to the last `window` of it. */
+export function deploymentWindow(history: DeploymentHistoryEntry[], deployment: DeploymentHistoryEntry, windowSeconds: number, now: Date): { end: number; seconds: number } | undefined {
+  const next = [...history].sort((a, b) => a.id - b.id).find((h) => h.id > deployment.id);
+  const start = Date.parse(deployment.deployedAt) / 1000;
   const end = next ? Date.parse(next.deployedAt) / 1000 : now.getTime() / 1000;
   const seconds = Math.min(windowSeconds, end - start);
   return seconds > 0 ? { end, seconds } : undefined;
+}
+
+const sameCharts = (a: string[] | undefined, b: string[] | undefined) => (a ?? []).join('\n') === (b ?? []).join('\n');
+const named = (d: DeploymentHistoryEntry) => `#${d.id} ${shortSha(d.revision)}`;
+
+/** A deployment that may be rolled back to: what it restores, and why it was weighed. */
+interface Weighed {
+  deployment: DeploymentHistoryEntry;
+  /** The set the rollback restores: what runs and what the deployment ran, together. */
+  paths: string[];
 }
 
 export async function resolveCandidate(github: GitHubPort, metrics: MetricsHistoryPort, input: CandidateInput): Promise<CandidateOutcome> {
   const { app, repo, settings, now, clock } = input;
   const deadline = clock().getTime() + settings.searchTimeoutSeconds * 1000;
   const overBudget = () => clock().getTime() > deadline;
-  const path = app.source?.path || '.';
-  const branch = input.branch;
+  const current = input.currentRevision.trim();
   // "Older than what runs" needs to know what runs: guessing the newest commit could roll back a
   // revision that was never deployed, and every message after would name an empty revision.
-  if (input.currentRevision.trim() === '') {
+  if (current === '') {
     return { kind: 'none', detail: 'Argo CD reports no deployed revision (status.sync.revision is empty): nothing to roll back from' };
   }
-  // A tag or branch name is not a point in the path's history: guessing which commit runs could undo the wrong ones.
-  if (!/^[0-9a-f]{7,64}$/i.test(input.currentRevision.trim())) {
+  // A tag or branch name is not a point in the set's history: guessing which commit runs could undo the wrong ones.
+  if (!/^[0-9a-f]{7,64}$/i.test(current)) {
     return { kind: 'none', detail: `Argo CD reports the deployed revision as ${JSON.stringify(input.currentRevision.slice(0, 100))}, not a commit SHA: nothing to roll back from` };
   }
   try {
-    const commits = await github.readRepositoryContent(repo, path, branch, settings.maxCommits);
-    const candidates = candidateCommits(commits, input.currentRevision, input.excluded);
-    const withUndone = (outcome: CandidateOutcome): CandidateOutcome => outcome.kind !== 'found' ? outcome
-      : { ...outcome, candidate: { ...outcome.candidate, undone: undoneBy(commits, outcome.candidate.revision) } };
-    if (candidates.length === 0) return { kind: 'none', detail: `no commit of ${path} older than ${shortSha(input.currentRevision)} to roll back to` };
+    const setApp = sourceSetApp(app);
+    const running = await sourceSet(github, setApp, current);
+    if (running.refused) return { kind: 'none', detail: `the app's source set cannot be computed: ${running.refused}` };
+    if (running.paths.length === 0) return { kind: 'none', detail: `the app's source renders nothing at ${shortSha(current)}: no source set to roll back` };
+    // One listing per (paths, ref): the set's history at what runs is read once, and reused for what is undone.
+    const listings = new Map<string, Promise<CommitInfo[]>>();
+    const history = (paths: string[], ref: string) => {
+      const key = `${ref} ${paths.join('\0')}`;
+      let known = listings.get(key);
+      if (!known) listings.set(key, known = commitsOfSet(github, repo, paths, ref, settings.maxCommits));
+      return known;
+    };
+    const setHistory = await history(historyPaths(running, app), current);
+    const rolledBackFrom = setHistory[0]?.sha;
+    const found = async (weighed: Weighed, candidate: Omit<Candidate, 'paths' | 'undone' | 'deploymentId'>): Promise<CandidateOutcome> => {
+      const paths = historyPaths({ ...running, paths: weighed.paths }, app);
+      const [now_, then] = await Promise.all([history(paths, current), history(paths, weighed.deployment.revision)]);
+      const before = new Set(then.map((c) => c.sha));
+      const undone: UndoneCommit[] = now_.filter((c) => !before.has(c.sha)).map((c) => ({ ...c, message: (c.message.split('\n')[0] ?? '').slice(0, 200) }));
+      return {
+        kind: 'found', currentRevision: input.currentRevision, ...(rolledBackFrom ? { rolledBackFrom } : {}),
+        candidate: { ...candidate, paths: weighed.paths, undone, deploymentId: weighed.deployment.id },
+      };
+    };
 
+    const deployments = earlierDeployments(app.history, current);
+    if (deployments.length === 0) {
+      return { kind: 'none', detail: `status.history holds no deployment before the one running ${shortSha(current)}: nothing to roll back to` };
+    }
     const windowSeconds = durationSeconds(settings.window);
     const measured: string[] = [];
+    const differing: Weighed[] = [];
+    const digests = new Map<string, Promise<string>>();
+    const digest = (sha: string, paths: string[]) => {
+      const key = `${sha} ${paths.join('\0')}`;
+      let known = digests.get(key);
+      if (!known) digests.set(key, known = github.contentDigest(repo, sha, paths));
+      return known;
+    };
     let prometheusAnswered = false;
     let prometheusDown: string | undefined;
-    for (const commit of candidates) {
-      if (overBudget()) return { kind: 'timeout', detail: `candidate search exceeded ${formatDuration(settings.searchTimeoutSeconds)} after ${measured.length} commit(s)` };
-      const window = deployedWindow(app, commit.sha, windowSeconds, now);
+    for (const deployment of deployments) {
+      if (overBudget()) return { kind: 'timeout', detail: `candidate search exceeded ${formatDuration(settings.searchTimeoutSeconds)} after ${measured.length} deployment(s)` };
+      // A chart from a Helm repository is versioned in the Application's spec: no Git commit can restore another version.
+      if (!sameCharts(deployment.charts, app.rendered?.charts)) {
+        measured.push(`${named(deployment)}: deployed ${(deployment.charts ?? ['no chart']).join(', ')}, not ${(app.rendered?.charts ?? ['no chart']).join(', ')} as now (a chart version lives in the Application's spec, not in Git)`);
+        continue;
+      }
+      const then = await sourceSet(github, setApp, deployment.revision);
+      if (then.refused) {
+        measured.push(`${named(deployment)}: its source set cannot be computed (${then.refused})`);
+        continue;
+      }
+      const paths = collapsePaths([...running.paths, ...then.paths]);
+      const thenDigest = await digest(deployment.revision, paths);
+      if (thenDigest === await digest(current, paths)) {
+        measured.push(`${named(deployment)}: same source as what runs`);
+        continue;
+      }
+      let rolledBack: string | undefined;
+      for (const sha of input.excluded) if (await digest(sha, paths) === thenDigest) rolledBack = sha;
+      if (rolledBack) {
+        measured.push(`${named(deployment)}: the source rolled back from at ${shortSha(rolledBack)} before`);
+        continue;
+      }
+      const weighed = { deployment, paths };
+      differing.push(weighed);
+      if (prometheusDown) continue;
+      const window = deploymentWindow(app.history, deployment, windowSeconds, now);
       if (!window) {
-        measured.push(`${shortSha(commit.sha)}: never deployed`);
+        measured.push(`${named(deployment)}: no deployed window`);
         continue;
       }
       let uptime: number | undefined;
@@ -108,54 +206,44 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
       } catch (error) {
         if (!(error instanceof IntegrationError)) throw error;
         prometheusDown = error.message;
-        break;
+        continue;
       }
       if (uptime === undefined) {
-        measured.push(`${shortSha(commit.sha)}: no data`);
+        measured.push(`${named(deployment)}: no data`);
         continue;
       }
       prometheusAnswered = true;
-      measured.push(`${shortSha(commit.sha)}: ${(uptime * 100).toFixed(2)}%`);
+      measured.push(`${named(deployment)}: ${(uptime * 100).toFixed(2)}%`);
       if (uptime >= settings.minUptime) {
-        const ci = await github.getCommitStatus(repo, commit.sha);
-        const candidate: Candidate = {
-          revision: commit.sha, shortRevision: shortSha(commit.sha), uptime, mode: 'metrics',
+        const ci = await github.getCommitStatus(repo, deployment.revision);
+        return found(weighed, {
+          revision: deployment.revision, shortRevision: shortSha(deployment.revision), uptime, mode: 'metrics',
           evidence: `${(uptime * 100).toFixed(2)}% Healthy over ${formatDuration(window.seconds)} deployed (minimum ${(settings.minUptime * 100).toFixed(2)}%)`,
           ciState: ci.state === 'none' ? 'unknown' : ci.state,
-        };
-        return withUndone({ kind: 'found', candidate, currentRevision: input.currentRevision });
+        });
       }
     }
-    if (prometheusAnswered && !prometheusDown) {
-      return { kind: 'none', detail: `no revision reached ${(settings.minUptime * 100).toFixed(2)}% uptime: ${measured.join(', ')}` };
+    if (differing.length === 0) {
+      return { kind: 'none', detail: `no earlier deployment differs from what runs in a way a rollback may restore: ${measured.join(', ')}` };
     }
-    return withUndone(await ciOnly(github, repo, candidates, input, prometheusDown ?? 'Prometheus has no data for these revisions', overBudget));
+    if (prometheusAnswered && !prometheusDown) {
+      return { kind: 'none', detail: `no deployment reached ${(settings.minUptime * 100).toFixed(2)}% uptime: ${measured.join(', ')}` };
+    }
+    const why = prometheusDown ?? 'Prometheus has no data for these deployments';
+    for (const weighed of differing) {
+      if (overBudget()) return { kind: 'timeout', detail: `candidate search (CI-only) exceeded ${formatDuration(settings.searchTimeoutSeconds)}` };
+      const sha = weighed.deployment.revision;
+      const ci = await github.getCommitStatus(repo, sha);
+      if (ci.state === 'success') {
+        return found(weighed, {
+          revision: sha, shortRevision: shortSha(sha), uptime: null, mode: 'ci-only', ciState: 'success',
+          evidence: `CI-only selection (${why}): combined status and check runs of ${shortSha(sha)} are success`,
+        });
+      }
+    }
+    return { kind: 'none', detail: `CI-only selection (${why}): no earlier deployment has green CI` };
   } catch (error) {
     if (error instanceof IntegrationError) return { kind: 'error', code: error.code, message: error.message };
     throw error;
   }
-}
-
-async function ciOnly(github: GitHubPort, repo: RepoRef, candidates: CommitInfo[], input: CandidateInput, why: string, overBudget: () => boolean): Promise<CandidateOutcome> {
-  for (const commit of candidates) {
-    if (overBudget()) return { kind: 'timeout', detail: `candidate search (CI-only) exceeded ${formatDuration(input.settings.searchTimeoutSeconds)}` };
-    const ci = await github.getCommitStatus(repo, commit.sha);
-    if (ci.state === 'success') {
-      return {
-        kind: 'found',
-        currentRevision: input.currentRevision,
-        candidate: {
-          revision: commit.sha, shortRevision: shortSha(commit.sha), uptime: null, mode: 'ci-only', ciState: 'success',
-          evidence: `CI-only selection (${why}): combined status and check runs of ${shortSha(commit.sha)} are success`,
-        },
-      };
-    }
-  }
-  return { kind: 'none', detail: `CI-only selection (${why}): no older commit has green CI` };
-}
-
-/** The commits newer than the target on the path, newest first: what the rollback undoes. */
-function undoneBy(commits: CommitInfo[], target: string): UndoneCommit[] {
-  const at = commits.findIndex((c) => c.sha === target);
-  return commits.slice(0, Math.max(0, at)).map((c) => ({ ...c, message: (c.message.split('\n')[0] ?? '').slice(0, 200) }));
 }

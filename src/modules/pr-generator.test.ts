@@ -13,7 +13,7 @@ const record: AttemptRecord = {
   invariants: [], transitions: [],
 };
 const ctx: PullRequestContext = {
-  record, checks: [{ at, status: 'Degraded' }], undone: [], invariants: [],
+  record, checks: [{ at, status: 'Degraded' }], undone: [], invariants: [], files: [], affected: [],
   app: { ref: record.app, labels: {}, history: [], resources: [], source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/web', targetRevision: 'main' } },
 };
 

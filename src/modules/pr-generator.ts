@@ -1,14 +1,14 @@
 // PRGenerator (SPEC §6.4): the rollback pull request — one commit restoring the
-// app's path to the candidate's tree, on a branch named after the attempt, with
-// a body that explains why, what is undone, why this target, the invariants and
-// what happens next. Before creating, it adopts an open PR of the same branch,
+// app's source set to the candidate's trees, on a branch named after the attempt,
+// with a body that explains why, what is undone (per path of the set), which
+// other apps it changes, why this target, the invariants and what happens next. Before creating, it adopts an open PR of the same branch,
 // so retries and restarts can never open two.
 import { ANNOTATIONS } from '../api/group.ts';
 import { formatDuration } from '../fsm/format.ts';
-import { attemptBranch, branchName, attemptName, shortSha, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
+import { affectsBeyondStaging, attemptBranch, branchName, attemptName, restoredPaths, shortSha, type AffectedApp, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
 import { rolloutFigures, type DeploymentReplicas } from '../governance/merge-verdict.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
-import type { CommitInfo, GitHubPort, OpenedPullRequest, RepoRef } from '../ports/github.ts';
+import type { ChangedFile, CommitInfo, GitHubPort, OpenedPullRequest, RepoRef } from '../ports/github.ts';
 
 export interface PullRequestContext {
   record: AttemptRecord;
@@ -17,6 +17,25 @@ export interface PullRequestContext {
   deployments?: DeploymentReplicas[];
   undone: CommitInfo[];
   invariants: InvariantResult[];
+  /** The files the rollback commit changes (the preview's). */
+  files: ChangedFile[];
+  /** The other Applications those files deploy. */
+  affected: AffectedApp[];
+}
+
+/** How many changed files the body names per path before it counts the rest. */
+const FILES_PER_PATH = 20;
+
+const under = (prefix: string, file: string) => prefix === '' || prefix === '.' || file === prefix || file.startsWith(`${prefix}/`);
+
+/** The set's paths, each with the files the commit changes under it: what a reviewer checks first. */
+function changesByPath(paths: string[], files: ChangedFile[]): string[] {
+  return paths.map((path) => {
+    const mine = files.filter((f) => under(path, f.path));
+    const named = mine.slice(0, FILES_PER_PATH).map((f) => `\`${f.path}\` ${f.change === 'deleted' ? '(deleted: absent then)' : '(restored)'}`);
+    const more = mine.length > FILES_PER_PATH ? [`${mine.length - FILES_PER_PATH} more`] : [];
+    return `- \`${path || '.'}\`: ${mine.length === 0 ? 'unchanged' : [...named, ...more].join(', ')}`;
+  });
 }
 
 export function pullRequestTitle(record: AttemptRecord): string {
@@ -49,13 +68,25 @@ export function pullRequestBody(ctx: PullRequestContext): string {
     ``,
     `## What this undoes`,
     ``,
-    `This restores \`${app.source?.path || '.'}\` to its tree at \`${candidate.shortRevision}\`; nothing outside that path changes.`,
+    `This restores the app's source set — what Argo CD renders it from — to its trees at \`${candidate.shortRevision}\`` +
+      `${candidate.deploymentId !== undefined ? ` (deployment #${candidate.deploymentId})` : ''}; nothing outside these paths changes:`,
+    ``,
+    ...changesByPath(restoredPaths(record, app.source), ctx.files),
+    ``,
+    ...(record.rolledBackFrom ? [`Rolled back from \`${shortSha(record.rolledBackFrom)}\`, the last commit that changed the set at the deployed revision${record.currentRevision && record.currentRevision !== record.rolledBackFrom ? ` \`${shortSha(record.currentRevision)}\`` : ''}.`, ``] : []),
+    `Commits undone:`,
     ``,
     ...(ctx.undone.length > 0
       ? ctx.undone.map((c) => `- [\`${shortSha(c.sha)}\`](${c.url}) ${cell(c.message.split('\n')[0] || '(no message)')} — ${c.author || 'unknown'}`)
       : [record.currentRevision
         ? `- (the commits between \`${candidate.shortRevision}\` and \`${shortSha(record.currentRevision)}\` could not be listed)`
         : `- (the commits undone since \`${candidate.shortRevision}\` could not be listed)`]),
+    ``,
+    `## Other applications this changes`,
+    ``,
+    ...(ctx.affected.length === 0
+      ? ['None: no other Application deploys a file this commit changes.']
+      : ctx.affected.map((a) => `- **${a.name}** (${a.namespace}, ${a.environment}): ${a.paths.map((p) => `\`${p}\``).join(', ')}`)),
     ``,
     `## Why this target`,
     ``,
@@ -71,7 +102,9 @@ export function pullRequestBody(ctx: PullRequestContext): string {
     ``,
     `## What happens next`,
     ``,
-    record.environment === 'staging'
+    record.environment === 'staging' && affectsBeyondStaging(record.affected ? record : { affected: ctx.affected })
+      ? `This is a **staging** rollback that ${affectsBeyondStaging({ affected: ctx.affected })}: ai-operator will not merge it on its own. Once CI is green, an approver runs:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\`\n\nWithout approval within ${formatDuration(record.settings.approvalTimeoutSeconds)} the attempt aborts and this PR stays open.`
+      : record.environment === 'staging'
       ? `ai-operator merges this pull request itself once CI is green and all eight invariants pass on fresh reads, then waits for Argo CD to report Healthy for ${formatDuration(record.settings.healthRestorationSeconds)}.`
       : `This is **production**: ai-operator will not merge without an authorized approval. Once CI is green, an approver runs:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\`\n\nWithout approval within ${formatDuration(record.settings.approvalTimeoutSeconds)} the attempt aborts and this PR stays open.`,
     ``,
@@ -89,7 +122,7 @@ export function openPullRequest(github: GitHubPort, repo: RepoRef, ctx: PullRequ
   return github.createPullRequest(repo, {
     branch: branchName(ctx.record.app, ctx.record.correlationId),
     base: attemptBranch(ctx.record, ctx.app.source),
-    path: ctx.app.source?.path ?? '.',
+    paths: restoredPaths(ctx.record, ctx.app.source),
     targetSha: ctx.record.candidate!.revision,
     title: pullRequestTitle(ctx.record),
     body: pullRequestBody(ctx),
@@ -117,5 +150,5 @@ export const comments = {
   approvalBlocked: (correlationId: string, problem: string) =>
     `This production rollback cannot be approved right now: the API server does not enforce who may approve (${problem}). ai-operator records no approval until the ValidatingAdmissionPolicy for approvals and its binding are installed in Deny mode. ${signed(correlationId)}`,
   approvalRequested: (record: AttemptRecord) =>
-    `CI is green and the invariants allow a merge. This production rollback waits for an authorized approver:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\``,
+    `CI is green and the invariants allow a merge. This ${record.environment === 'production' ? 'production rollback' : `rollback ${affectsBeyondStaging(record) ?? ''} and`} waits for an authorized approver:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\``,
 };

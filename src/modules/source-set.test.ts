@@ -254,10 +254,10 @@ describe('Helm', () => {
     expect((await setOf(charts, app({ path: 'charts/shop', helm: { fileParameters: [{ name: 'cfg', path: '../../envs/staging/values.yaml' }] } }))).paths).toContain('envs/staging/values.yaml');
   });
 
-  it('refuses a $ref value file (multi-source) and one that leaves the root, naming them', async () => {
+  it('refuses a $ref value file no source declares, and one that leaves the root, naming them', async () => {
     const ref = await setOf(charts, app({ path: 'charts/shop', helm: { valueFiles: ['$values/envs/staging/values.yaml'] } }));
     expect(ref).toMatchObject({ kind: 'Helm', paths: [] });
-    expect(ref.refused).toContain('helm.valueFiles entry $values/envs/staging/values.yaml refers to $values');
+    expect(ref.refused).toContain('helm.valueFiles entry $values/envs/staging/values.yaml refers to $values, which no source of the Application declares as its ref');
     expect((await setOf(charts, app({ path: 'charts/shop', helm: { valueFiles: ['../../../x.yaml'] } }))).refused).toContain('helm.valueFiles entry ../../../x.yaml leaves the repository root');
     expect((await setOf({ 'c/Chart.yaml': 'dependencies: [{ name: x, repository: "file://../../x" }]\n' }, app({ path: 'c' }))).refused).toContain('c/Chart.yaml: dependency x (file://../../x) leaves the repository root');
   });
@@ -288,9 +288,11 @@ describe('the manifest-generate-paths annotation', () => {
 });
 
 describe('what is out of scope is refused, naming the source', () => {
-  it('multi-source', async () => {
-    const set = await setOf(shop, { name: 'shop', sources: [{ repoURL: URL, path: 'charts/shop' }, { repoURL: URL, ref: 'values' }] });
-    expect(set).toMatchObject({ paths: [], refused: expect.stringContaining('spec.sources lists 2 source(s) (https://github.com/acme/gitops.git path charts/shop; https://github.com/acme/gitops.git)') });
+  it('multi-source over two repositories, or one at two revisions', async () => {
+    const two = await setOf(shop, { name: 'shop', sources: [{ repoURL: URL, path: 'charts/shop' }, { repoURL: 'https://github.com/acme/values.git', ref: 'values' }] });
+    expect(two).toMatchObject({ paths: [], refused: 'shop: spec.sources reads two repositories (https://github.com/acme/gitops.git and https://github.com/acme/values.git): one rollback commit cannot restore both' });
+    const revisions = await setOf(shop, { name: 'shop', sources: [{ repoURL: URL, path: 'a', targetRevision: 'main' }, { repoURL: `${URL}`, path: 'b', targetRevision: 'release' }] });
+    expect(revisions.refused).toContain('deploys one repository at main and release');
   });
 
   it('a Helm repository chart, a plugin, two declared types, an absolute path, no source', async () => {
@@ -303,8 +305,38 @@ describe('what is out of scope is refused, naming the source', () => {
 
   it('reads nothing for what it refuses before the type is known', async () => {
     const { reader, asked } = repoOf(shop);
-    await sourceSet(reader, { name: 'shop', sources: [{ repoURL: URL, path: 'a' }] }, SHA);
+    await sourceSet(reader, { name: 'shop', sources: [{ repoURL: URL, path: 'a' }, { repoURL: 'https://github.com/acme/other.git', path: 'b' }] }, SHA);
     expect(asked).toEqual([]);
+  });
+});
+
+describe('a multi-source Application in one repository (issue 18 §1)', () => {
+  const files = {
+    'charts/shop/Chart.yaml': 'apiVersion: v2\nname: shop\n',
+    'charts/shop/templates/deployment.yaml': '',
+    'envs/staging/values.yaml': 'image: v1\n',
+  };
+
+  it('is the union of its Git sources with a path, $ref value files resolved from the ref source\'s root', async () => {
+    const set = await setOf(files, { name: 'shop', sources: [
+      { repoURL: URL, path: 'charts/shop', helm: { valueFiles: ['$values/envs/staging/values.yaml'] } },
+      { repoURL: 'git@github.com:acme/gitops', ref: 'values' },
+      { repoURL: 'https://charts.example.com', chart: 'redis', targetRevision: '9.1.0' },
+    ] });
+    expect(set.refused).toBeUndefined();
+    expect(set).toMatchObject({ kind: 'Helm' });
+    expect(set.paths).toContain('charts/shop');
+    expect(set.paths).toContain('envs/staging/values.yaml');
+    expect(set.paths.every((p) => !p.startsWith('redis'))).toBe(true);
+  });
+
+  it('refuses a $ref to a source of another repository', async () => {
+    const set = await setOf(files, { name: 'shop', sources: [
+      { repoURL: URL, path: 'charts/shop', helm: { valueFiles: ['$values/envs/staging/values.yaml'] } },
+      { repoURL: URL, ref: 'values', targetRevision: 'HEAD' },
+      { repoURL: 'https://github.com/acme/values.git', ref: 'other' },
+    ] });
+    expect(set.refused).toContain('spec.sources reads two repositories');
   });
 });
 

@@ -28,22 +28,12 @@
 //   when it is an item, under an item, or matches an item as a filepath.Match glob).
 import { parse } from 'yaml';
 import { repoFromUrl, type RepoRef } from '../fsm/record.ts';
+import type { AppSource } from '../ports/argocd.ts';
 import type { RepositorySnapshotReader } from '../ports/github.ts';
 
 export type SourceType = 'Directory' | 'Kustomize' | 'Helm';
 
-/** What the source set reads of one `spec.source` (Argo CD's ApplicationSource). */
-export interface AppSource {
-  repoURL: string;
-  path?: string;
-  targetRevision?: string;
-  chart?: string;
-  ref?: string;
-  helm?: { valueFiles?: string[]; fileParameters?: Array<{ name?: string; path?: string }> } & Record<string, unknown>;
-  kustomize?: { components?: string[] } & Record<string, unknown>;
-  directory?: { recurse?: boolean; include?: string; exclude?: string; disableExtensionFilter?: boolean } & Record<string, unknown>;
-  plugin?: unknown;
-}
+export type { AppSource } from '../ports/argocd.ts';
 
 export interface SourceSetApp {
   /** The Application's name (value files may say `$ARGOCD_APP_NAME`; messages name it). */
@@ -55,7 +45,7 @@ export interface SourceSetApp {
 }
 
 export interface SourceSet {
-  /** The detected type; 'Directory' when refused before the type could be told. */
+  /** The detected type (a multi-source app's: of its first source with a path); 'Directory' when refused before the type could be told. */
   kind: SourceType;
   /**
    * Repository-relative, normalised, sorted, deduplicated; a directory means everything under it, and a path
@@ -303,7 +293,7 @@ async function helmChartSet(snap: Snapshot, dir: string, out: Set<string>, visit
 }
 
 /** What a Helm source reads: the chart, its file:// dependencies, its value files and file parameters. */
-async function helmSet(snap: Snapshot, app: SourceSetApp, source: AppSource, path: string, out: Set<string>): Promise<void> {
+async function helmSet(snap: Snapshot, app: SourceSetApp, source: AppSource, path: string, out: Set<string>, refs: ReadonlyMap<string, AppSource>): Promise<void> {
   await helmChartSet(snap, path, out, new Set());
   const files = [
     ...strings(source.helm?.valueFiles).map((f) => ({ field: 'helm.valueFiles', entry: f })),
@@ -313,11 +303,19 @@ async function helmSet(snap: Snapshot, app: SourceSetApp, source: AppSource, pat
     // Argo CD substitutes its build environment in value file paths; only the app's own name and namespace are known here.
     const entry = raw.replace(/\$\{?ARGOCD_APP_NAME\}?/g, app.name).replace(/\$\{?ARGOCD_APP_NAMESPACE\}?/g, app.namespace ?? '$ARGOCD_APP_NAMESPACE');
     if (/^[a-z][a-z0-9+.-]*:/i.test(entry) && !entry.startsWith('/')) continue; // a URL: remote, it is in the Application's spec
+    let base = path;
+    let relative = entry;
     if (entry.startsWith('$')) {
-      throw new Refusal(`${field} entry ${raw} refers to ${entry.split('/')[0]}: another source of a multi-source Application (or a variable not known here), not computed for one source`);
+      // `$name/…`: a file of the source whose `ref` is name, from that repository's root (Argo CD's ResolveValueFilePathOrUrl).
+      const name = entry.slice(1).split('/')[0]!;
+      const ref = refs.get(name);
+      if (!ref) throw new Refusal(`${field} entry ${raw} refers to $${name}, which no source of the Application declares as its ref (or a variable not known here)`);
+      if (!sameRepository(ref.repoURL, source.repoURL)) throw new Refusal(`${field} entry ${raw} reads $${name} from ${ref.repoURL}, another repository than ${source.repoURL}: one rollback commit cannot restore both`);
+      base = '';
+      relative = entry.slice(name.length + 2);
     }
-    const resolved = resolvePath(path, entry, 'root');
-    if (resolved === undefined || resolved === '') throw new Refusal(`${field} entry ${raw} leaves the repository root (from ${path || 'the repository root'})`);
+    const resolved = resolvePath(base, relative, 'root');
+    if (resolved === undefined || resolved === '') throw new Refusal(`${field} entry ${raw} leaves the repository root (from ${base || 'the repository root'})`);
     if (isGlob(resolved)) for (const match of await snap.glob(resolved, 'doublestar')) out.add(match);
     else out.add(resolved);
   }
@@ -366,17 +364,69 @@ async function annotatedPaths(snap: Snapshot, app: SourceSetApp, path: string, o
 /** Names a source in a refusal: its repository and path. */
 const describe = (source: AppSource) => `${source.repoURL}${source.path !== undefined ? ` path ${source.path}` : ''}${source.chart !== undefined ? ` chart ${source.chart}` : ''}`;
 
-/** The source set of the app's one Git source at `revision` (a commit SHA). Refused, never guessed, for what it cannot compute. */
+/** Whether two repository URLs name one repository (https, ssh and scp-like spellings, `.git` or not). */
+export function sameRepository(a: string, b: string): boolean {
+  const [x, y] = [repoFromUrl(a), repoFromUrl(b)];
+  return x !== undefined && y !== undefined && x.owner.toLowerCase() === y.owner.toLowerCase() && x.repo.toLowerCase() === y.repo.toLowerCase();
+}
+
+/**
+ * The sources of a multi-source Application that are in Git and rendered from a path (a `ref`-only source
+ * renders nothing: it is reached through `$ref/…` value files). A chart from a Helm repository is not in Git:
+ * its version is in the Application's spec, compared between deployments by the candidate search.
+ */
+export function gitSources(app: Pick<SourceSetApp, 'source' | 'sources'>): AppSource[] {
+  const all = app.sources !== undefined && app.sources.length > 0 ? app.sources : app.source ? [app.source] : [];
+  return all.filter((s) => s.chart === undefined || s.chart === '');
+}
+
+/**
+ * Why the operator cannot roll back this app's sources, or undefined when it can: one Git repository for
+ * every Git source (one rollback commit restores them all), and at least one source with a path in it.
+ */
+export function unsupportedSources(app: Pick<SourceSetApp, 'source' | 'sources'>): string | undefined {
+  const multi = app.sources !== undefined && app.sources.length > 0;
+  const git = gitSources(app);
+  if (git.length === 0) return multi ? 'spec.sources has no Git source: every source is a chart from a Helm repository, which no commit can roll back' : undefined;
+  const first = git[0]!;
+  const other = git.find((s) => !sameRepository(s.repoURL, first.repoURL));
+  if (other) return `spec.sources reads two repositories (${first.repoURL} and ${other.repoURL}): one rollback commit cannot restore both`;
+  const revisions = new Set(git.map((s) => s.targetRevision || 'HEAD'));
+  if (revisions.size > 1) return `spec.sources deploys one repository at ${[...revisions].join(' and ')}: a rollback would have to choose which one to change`;
+  if (multi && !git.some((s) => s.path !== undefined)) return 'spec.sources has no Git source with a path: nothing in Git is rendered';
+  return undefined;
+}
+
+/**
+ * The source set of the app at `revision` (a commit SHA): of its one Git source, or the union over the Git
+ * sources of a multi-source Application in one repository (`$ref/…` value files resolved to the ref source's
+ * files). Refused, never guessed, for what it cannot compute.
+ */
 export async function sourceSet(reader: RepositorySnapshotReader, app: SourceSetApp, revision: string): Promise<SourceSet> {
   const refuse = (refused: string, kind: SourceType = 'Directory'): SourceSet => ({ kind, paths: [], refused });
+  const multi = app.sources !== undefined && app.sources.length > 0;
+  if (!multi && !app.source) return refuse(`${app.name}: spec.source is missing`);
   // Argo CD: any entry in spec.sources makes the app multi-source, spec.source then ignored.
-  if (app.sources !== undefined && app.sources.length > 0) {
-    return refuse(`${app.name}: spec.sources lists ${app.sources.length} source(s) (${app.sources.map(describe).join('; ')}): multi-source Applications are not computed here`);
+  const unsupported = unsupportedSources(app);
+  if (unsupported) return refuse(`${app.name}: ${unsupported}`);
+  if (!multi && app.source?.chart !== undefined && app.source.chart !== '') return refuse(`${app.name}: source ${describe(app.source)}: a chart from a Helm repository has no path in Git`);
+  const refs = new Map((multi ? app.sources! : []).filter((s) => s.ref).map((s) => [s.ref!, s] as const));
+  const rendered = gitSources(app).filter((s) => !multi || s.path !== undefined);
+  const out = new Set<string>();
+  let kind: SourceType | undefined;
+  for (const source of rendered) {
+    const one = await sourceSetOf(reader, app, source, revision, refs);
+    if (one.refused) return one;
+    kind ??= one.kind;
+    for (const p of one.paths) out.add(p);
   }
-  const source = app.source;
-  if (!source) return refuse(`${app.name}: spec.source is missing`);
+  return { kind: kind ?? 'Directory', paths: collapsePaths(out) };
+}
+
+/** The set of one Git source (with the annotation, whose paths are relative to each source's path). */
+async function sourceSetOf(reader: RepositorySnapshotReader, app: SourceSetApp, source: AppSource, revision: string, refs: ReadonlyMap<string, AppSource>): Promise<SourceSet> {
+  const refuse = (refused: string, kind: SourceType = 'Directory'): SourceSet => ({ kind, paths: [], refused });
   const named = `${app.name}: source ${describe(source)}`;
-  if (source.chart !== undefined && source.chart !== '') return refuse(`${named}: a chart from a Helm repository has no path in Git`);
   const repo = repoFromUrl(source.repoURL);
   if (!repo) return refuse(`${named}: the repository URL names no owner/repository`);
   const path = (source.path ?? '').startsWith('/') ? undefined : resolvePath('', source.path ?? '');
@@ -400,7 +450,7 @@ export async function sourceSet(reader: RepositorySnapshotReader, app: SourceSet
         if (resolved === undefined) throw new Refusal(`kustomize.components entry ${component} leaves the repository root`);
         await kustomizeSet(snap, resolved, out, new Set());
       }
-    } else if (kind === 'Helm') await helmSet(snap, app, source, path, out);
+    } else if (kind === 'Helm') await helmSet(snap, app, source, path, out, refs);
     else await directorySet(snap, source, path, out);
     await annotatedPaths(snap, app, path, out);
     return { kind, paths: collapsePaths(out) };

@@ -5,8 +5,38 @@ import type { AppRef, HealthStatus } from '../fsm/record.ts';
 
 export interface DeploymentHistoryEntry {
   id: number;
+  /** The commit of the app's Git source (a multi-source app's: of its first Git source) this deployment synced. */
   revision: string;
   deployedAt: string;
+  /**
+   * The Helm-repository charts this deployment synced (`repoURL chart@version`, sorted), for a multi-source
+   * app with such a source: their versions live in the Application's spec, not in Git. Absent when none, or
+   * when Argo CD did not record the deployment's sources.
+   */
+  charts?: string[];
+}
+
+/** One `spec.source` (or entry of `spec.sources`): what the source set (modules/source-set.ts) reads of it. */
+export interface AppSource {
+  repoURL: string;
+  path?: string;
+  targetRevision?: string;
+  chart?: string;
+  ref?: string;
+  helm?: { valueFiles?: string[]; fileParameters?: Array<{ name?: string; path?: string }> } & Record<string, unknown>;
+  kustomize?: { components?: string[] } & Record<string, unknown>;
+  directory?: { recurse?: boolean; include?: string; exclude?: string; disableExtensionFilter?: boolean } & Record<string, unknown>;
+  plugin?: unknown;
+}
+
+/** What Argo CD renders the app from, as written in its spec: the source set is computed from it. */
+export interface RenderedSources {
+  source?: AppSource;
+  sources?: AppSource[];
+  /** The `argocd.argoproj.io/manifest-generate-paths` annotation, when set. */
+  manifestGeneratePaths?: string;
+  /** The Helm-repository charts the spec names now (`repoURL chart@version`, sorted): compared with a deployment's. */
+  charts?: string[];
 }
 
 export interface ResourceRef {
@@ -43,7 +73,10 @@ export interface ApplicationView {
   resources: ResourceRef[];
   /** `spec.destination.namespace`: where Argo CD puts the app's namespaced resources that name none. */
   destinationNamespace?: string;
+  /** The app's Git source (a multi-source app's first Git source with a path): its repository and branch are the rollback's. */
   source?: { repoURL: string; path: string; targetRevision: string };
+  /** Everything the source set reads of the spec. */
+  rendered?: RenderedSources;
 }
 
 export interface ArgoCdPort {

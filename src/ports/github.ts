@@ -52,18 +52,26 @@ export interface CiStatus {
 export interface RollbackPullRequestSpec {
   branch: string;
   base: string;
-  /** The app's path in the repository, restored to its tree at `targetSha`. */
-  path: string;
+  /** The app's source set (repository-relative paths, a directory meaning all under it), restored to its trees at `targetSha`. */
+  paths: string[];
   targetSha: string;
   title: string;
   body: string;
   labels: string[];
 }
 
-/** What the rollback commit of `path` on `branch` to its tree at `targetSha` would hold. */
+/** A file the rollback commit would change: set back to the target's content (added or changed), or deleted. */
+export interface ChangedFile {
+  path: string;
+  change: 'restored' | 'deleted';
+}
+
+/** What the rollback commit of `paths` on `branch` to their trees at `targetSha` would hold. */
 export interface RollbackPreview {
-  /** Files under `path` the commit would add, change or delete; 0 means the branch already matches the target there. */
+  /** Files under `paths` the commit would add, change or delete; 0 means the branch already matches the target there. */
   changed: number;
+  /** Those files, sorted: the blast radius is read from them. */
+  files: ChangedFile[];
   /** The branch head this was measured on. */
   headSha: string;
 }
@@ -86,26 +94,32 @@ export interface GitHubPort extends RepositorySnapshotReader {
   defaultBranch(repo: RepoRef): Promise<string>;
   /** Whether `name` is a branch of the repository (`GET …/branches/{branch}`): false for a tag, a commit SHA or nothing at all. */
   isBranch(repo: RepoRef, name: string): Promise<boolean>;
-  /** Commits touching `path` on `branch`, newest first. */
-  readRepositoryContent(repo: RepoRef, path: string, branch: string, limit: number): Promise<CommitInfo[]>;
+  /**
+   * What identifies the content of `paths` (files at or under each) at commit `sha`: equal digests, equal
+   * files. Two deployments whose source sets digest alike deployed the same thing, whatever other commits
+   * of the branch lay between them.
+   */
+  contentDigest(repo: RepoRef, sha: string, paths: string[]): Promise<string>;
+  /** Commits touching `path` reachable from `ref` (a branch, or a commit SHA), newest first. */
+  readRepositoryContent(repo: RepoRef, path: string, ref: string, limit: number): Promise<CommitInfo[]>;
   getCommitStatus(repo: RepoRef, sha: string): Promise<CiStatus>;
   findPullRequest(repo: RepoRef, branch: string): Promise<PullRequestInfo | undefined>;
   /**
    * What createPullRequest would commit for the same path, branch (its base) and
    * target — asked before opening one, so an empty rollback is never opened.
    */
-  previewRollback(repo: RepoRef, query: { path: string; branch: string; targetSha: string }): Promise<RollbackPreview>;
+  previewRollback(repo: RepoRef, query: { paths: string[]; branch: string; targetSha: string }): Promise<RollbackPreview>;
   /**
    * Opens the rollback PR: builds the rollback commit on the base's head, points the branch at it, opens the PR.
    * An open PR of the branch is adopted only when checkRollbackCommit accepts its head; otherwise CONFLICT.
    */
   createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<OpenedPullRequest>;
   /**
-   * Whether PR `number`'s head is the rollback commit of `spec` (path and target): opened by the operator's
+   * Whether PR `number`'s head is the rollback commit of `spec` (paths and target): opened by the operator's
    * identity, one commit on top of the base (its parent on the base branch), authored by the operator, and
-   * whose tree is the parent's with `path` restored to the target's tree — recomputed, not trusted.
+   * whose tree is the parent's with `paths` restored to the target's trees — recomputed, not trusted.
    */
-  checkRollbackCommit(repo: RepoRef, number: number, spec: { path: string; targetSha: string }): Promise<RollbackCommitCheck>;
+  checkRollbackCommit(repo: RepoRef, number: number, spec: { paths: string[]; targetSha: string }): Promise<RollbackCommitCheck>;
   /** Who made a commit (a moved PR head is named with it). */
   describeCommit(repo: RepoRef, sha: string): Promise<CommitIdentity>;
   /** The PR, and CI on `ciSha` (the operator's rollback commit; the PR's head when not given). */
@@ -115,7 +129,8 @@ export interface GitHubPort extends RepositorySnapshotReader {
    * `required_status_checks` rules of the rulesets that apply to it, together.
    */
   requiredChecks(repo: RepoRef, branch: string): Promise<string[]>;
-  listOpenPullRequests(repo: RepoRef, filter: { base: string; path: string }): Promise<PullRequestInfo[]>;
+  /** Open PRs into `base` that change a file at or under any of `paths`. */
+  listOpenPullRequests(repo: RepoRef, filter: { base: string; paths: string[] }): Promise<PullRequestInfo[]>;
   mergePullRequest(repo: RepoRef, number: number, options: { sha: string; method: 'squash' | 'merge' | 'rebase' }): Promise<{ sha: string }>;
   /** Adds a comment unless one carrying `marker` is already there. */
   commentPullRequest(repo: RepoRef, number: number, marker: string, body: string): Promise<void>;

@@ -85,12 +85,13 @@ describe('ApplicationReconciler', () => {
     expect(record?.candidate).toMatchObject({ revision: s.good, mode: 'metrics', uptime: 0.997 });
     const [pr] = await h.world.pullRequests();
     expect(pr).toMatchObject({ title: `Rollback payment-service (staging) to ${s.good.slice(0, 7)}`, branch: `ai-operator/rollback/${attemptName(s.app.ref, record!.correlationId)}`, labels: ['ai-operator', 'rollback', 'staging'] });
-    expect(pr!.spec).toMatchObject({ path: 'apps/payment-service', targetSha: s.good, base: 'main' });
+    expect(pr!.spec).toMatchObject({ paths: ['apps/payment-service/manifest.yaml'], targetSha: s.good, base: 'main' });
     expect(pr!.spec.body).toContain(record!.correlationId);
     expect(pr!.spec.body).toContain('## Invariants');
-    // The commits undone are listed from what the candidate search read: the history is read once per attempt.
+    // The commits undone are listed from what the candidate search read: the set's history is read once at
+    // what runs and once at the target, per attempt.
     expect(pr!.spec.body).toMatch(new RegExp(`- \\[\`${s.commits[0]!.sha.slice(0, 7)}\`\\]`));
-    expect(await h.world.callCount('readRepositoryContent')).toBe(1);
+    expect(await h.world.callCount('readRepositoryContent')).toBe(2);
 
     await h.world.setCiOfOpenPullRequests('success');
     await h.reconcileEvery(10, 1, key);

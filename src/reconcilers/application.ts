@@ -8,15 +8,16 @@ import { ANNOTATIONS, API_VERSION, KINDS } from '../api/group.ts';
 import { recordEntry, type AuditOutboxEntry } from '../audit/outbox.ts';
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
-import { decide, failSafe, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent } from '../fsm/machine.ts';
-import { appKey, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, type RollbackCommit, type Settings } from '../fsm/record.ts';
+import { decide, failSafe, mergeEnvironment, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent, type Preflight } from '../fsm/machine.ts';
+import { affectsBeyondStaging, appKey, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
 import { Reason, inProgress, type State } from '../fsm/table.ts';
 import { ciVerdict, evaluateInvariants, summary, violations, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
 import type { MonitoredApp } from '../policy/settings.ts';
+import { blastRadius } from '../modules/blast-radius.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
 import { resolveTargetBranch } from '../modules/target-branch.ts';
-import { approveCommand, openPullRequest } from '../modules/pr-generator.ts';
+import { approveCommand, comments, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
@@ -93,6 +94,8 @@ export interface ResetRequested {
 interface RoundMemo {
   /** The PR an intent of this reconcile opened, with the rollback commit it built. */
   opened?: OpenedPullRequest;
+  /** What that PR was opened on (its blast radius is kept with it). */
+  preflight?: Preflight;
   failure?: Facts['failure'];
 }
 
@@ -273,7 +276,7 @@ export class ApplicationReconciler {
       } } : {}),
     };
     // Judged for the attempt's own namespace: a binding scoped elsewhere checks nothing here.
-    if (record.environment === 'production' && record.state === 'AwaitingMergeApproval') {
+    if (mergeEnvironment(record.environment, record) === 'production' && record.state === 'AwaitingMergeApproval') {
       facts.approvalEnforcement = this.deps.approvalEnforcement ? await this.deps.approvalEnforcement.forNamespace(record.app.namespace) : { enforced: false, problem: 'no approval enforcement check configured' };
     }
     if (!app && inProgress(record.state)) facts.applicationGone = true;
@@ -283,7 +286,10 @@ export class ApplicationReconciler {
     try {
       if (!repo) throw new IntegrationError('readRepositoryContent', 'INVALID_ARGUMENT', `Application ${ref.namespace}/${ref.name} has no GitHub repoURL in spec.source`);
       await this.observeForState(observed, record, repo);
-      if (facts.pullRequest && record.state === 'CandidateResolved') facts.pullRequestJustOpened = memo.opened?.number === facts.pullRequest.ref.number;
+      if (facts.pullRequest && record.state === 'CandidateResolved') {
+        facts.pullRequestJustOpened = memo.opened?.number === facts.pullRequest.ref.number;
+        if (facts.pullRequestJustOpened && memo.preflight) facts.preflight = memo.preflight;
+      }
     } catch (error) {
       if (!(error instanceof IntegrationError)) throw error;
       facts.failure = { code: error.code, message: error.message, call: error.call };
@@ -372,8 +378,7 @@ export class ApplicationReconciler {
   /** Whether a PR's head is the rollback commit this attempt builds (recomputed): what facts.pullRequest says of it. */
   private async checkHead(record: AttemptRecord, app: ApplicationView | undefined, repo: RepoRef, pr: PullRequestInfo): Promise<{ rollbackCommit?: RollbackCommit; notRollback?: string }> {
     if (!record.candidate) return { notRollback: 'the attempt has no rollback target to check it against' };
-    const path = (record.source ?? app?.source)?.path ?? '.';
-    const check = await this.deps.github.checkRollbackCommit(repo, pr.number, { path, targetSha: record.candidate.revision });
+    const check = await this.deps.github.checkRollbackCommit(repo, pr.number, { paths: restoredPaths(record, app?.source), targetSha: record.candidate.revision });
     return check.ok ? { rollbackCommit: check.commit } : { notRollback: check.why };
   }
 
@@ -386,21 +391,27 @@ export class ApplicationReconciler {
       if (needs === 'candidate') {
         const started = Date.now();
         facts.candidate = await resolveCandidate(this.deps.github, this.deps.history, {
-          app, repo, branch: attemptBranch(record, app.source), settings: record.settings, currentRevision: facts.health?.revision ?? record.currentRevision ?? '', excluded: observed.state.rolledBackFrom, now: facts.now, clock: this.clock,
+          app, repo, settings: record.settings, currentRevision: facts.health?.revision ?? record.currentRevision ?? '', excluded: observed.state.rolledBackFrom, now: facts.now, clock: this.clock,
         });
         this.deps.metrics.observeCandidateResolution(app.ref.name, (Date.now() - started) / 1000);
         return;
       }
       // What the PR would be opened on, read side by side: the diff and the invariants as they stand (their
       // facts include the Deployments' rollout, listed when readable). The commits undone came with the candidate.
-      const path = app.source?.path ?? '.';
       const base = attemptBranch(record, app.source);
       const [preview, invariantFacts] = await Promise.all([
-        this.deps.github.previewRollback(repo, { path, branch: base, targetSha: record.candidate!.revision }),
+        this.deps.github.previewRollback(repo, { paths: restoredPaths(record, app.source), branch: base, targetSha: record.candidate!.revision }),
         this.invariantFacts(facts, record, app, repo),
       ]);
+      // Which other apps the same files deploy: read on the head the diff was measured on.
+      const affected = await blastRadius(this.deps.github, {
+        app, repo, branch: base, headSha: preview.headSha, files: preview.files, others: await this.deps.argocd.listApplications(),
+        environmentOf: (other) => this.deps.monitoring(other)?.environment ?? 'ungoverned',
+      });
+      const beyond = affectsBeyondStaging({ affected });
       facts.preflight = {
-        invariants: evaluateInvariants(invariantFacts, facts.now), changedFiles: preview.changed, base,
+        invariants: evaluateInvariants({ ...invariantFacts, ...(beyond ? { alsoChanges: beyond } : {}) }, facts.now), changedFiles: preview.changed, base,
+        files: preview.files, affected,
         ...(invariantFacts.deployments ? { deployments: invariantFacts.deployments } : {}),
       };
     } catch (error) {
@@ -422,12 +433,14 @@ export class ApplicationReconciler {
       // I2 is "Degraded now": read past the watch cache, one request per evaluation.
       settle('Argo CD health', this.deps.argocd.readApplicationHealth(record.app)),
       settle('Deployment status', this.deps.cluster.getDeploymentStatus(app)),
-      pr ? settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, path: app.source?.path ?? '.' })) : undefined,
+      pr ? settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, paths: restoredPaths(record, app.source) })) : undefined,
     ]);
     const candidate = record.candidate;
+    const beyond = affectsBeyondStaging(record);
     return {
       ...(pr ? {} : { beforePullRequest: true }),
       environment: record.environment,
+      ...(beyond ? { alsoChanges: beyond } : {}),
       ...(health ? { health: health.status } : {}),
       ...(deployments ? { deployments } : {}),
       checks: facts.checks,
@@ -667,9 +680,11 @@ export class ApplicationReconciler {
             const { preflight } = intent;
             const pr = await openPullRequest(github, repo, {
               record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants,
+              files: preflight.files ?? [], affected: preflight.affected ?? [],
               ...(preflight.deployments ? { deployments: preflight.deployments } : {}),
             });
             memo.opened = pr;
+            memo.preflight = preflight;
             await audit.record({ module: 'PRGenerator', correlationId: record.correlationId, actionType: 'PR_CREATED',
               message: `Opened rollback pull request #${pr.number}`, metadata: { ...meta, prNumber: pr.number, url: pr.url, branch: pr.branch },
               eventId: `${record.correlationId}-pr-${pr.number}` });
@@ -696,8 +711,7 @@ export class ApplicationReconciler {
               message: 'Removed an approve annotation the API server did not check', reasoning: intent.reason, metadata: meta });
             break;
           case 'requestApproval':
-            await github.commentPullRequest(repo, intent.number, `approval-${record.correlationId}`,
-              `CI is green and the invariants allow a merge. This production rollback waits for an authorized approver:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\``);
+            await github.commentPullRequest(repo, intent.number, `approval-${record.correlationId}`, comments.approvalRequested(record));
             this.emitEvents(record, { type: 'Normal', reason: 'ApprovalRequested', action: 'RequestApproval',
               note: `pull request #${intent.number} waits for an authorized approver: ${approveCommand(record)}` }, observed.app?.uid);
             break;

@@ -44,7 +44,7 @@ async function errorsCounted(metrics: Metrics, callName: string, code: ErrorCode
 
 function spec(name: string, targetSha: string, path = 'apps/payment'): RollbackPullRequestSpec {
   return {
-    branch: `ai-operator/rollback/${name}`, base: 'main', path, targetSha,
+    branch: `ai-operator/rollback/${name}`, base: 'main', paths: [path], targetSha,
     title: `Rollback payment (staging) to ${targetSha.slice(0, 7)}`, body: `## Why\n\nTest rollback ${name}.`,
     labels: ['ai-operator', 'rollback', 'staging'],
   };
@@ -239,26 +239,26 @@ describe('the rollback pull request', () => {
     const res = await fetch(`${sim.url}/repos/acme/gitops/pulls`, { method: 'POST', headers: { authorization: `token ${aliceToken}` }, body: JSON.stringify({ title: 'other v4', head: 'alice/other', base: 'main' }) });
     expect(res.status).toBe(201);
     const alices = (await res.json() as { number: number }).number;
-    const open = await client().listOpenPullRequests(repo, { base: 'main', path: 'apps/payment' });
+    const open = await client().listOpenPullRequests(repo, { base: 'main', paths: ['apps/payment'] });
     const rollbacks = sim.control.pulls(repo).filter((p) => p.head.startsWith('ai-operator/') && p.state === 'open').map((p) => p.number);
     expect(open.map((p) => p.number).sort()).toEqual(rollbacks.sort());
     expect(open.map((p) => p.number)).not.toContain(alices);
-    expect((await client().listOpenPullRequests(repo, { base: 'main', path: 'apps/other' })).map((p) => p.number)).toEqual([alices]);
+    expect((await client().listOpenPullRequests(repo, { base: 'main', paths: ['apps/other'] })).map((p) => p.number)).toEqual([alices]);
   });
 
   it('reads a PR\'s file list once per head commit, however often the PRs are listed', async () => {
     const gh = client();
     const files = 'GET /repos/{owner}/{repo}/pulls/{pull_number}/files';
-    await gh.listOpenPullRequests(repo, { base: 'main', path: 'apps/payment' });
+    await gh.listOpenPullRequests(repo, { base: 'main', paths: ['apps/payment'] });
     const openCount = sim.control.pulls(repo).filter((p) => p.state === 'open').length;
     sim.control.resetCounters();
-    await gh.listOpenPullRequests(repo, { base: 'main', path: 'apps/payment' });
-    await gh.listOpenPullRequests(repo, { base: 'main', path: 'apps/other' });
+    await gh.listOpenPullRequests(repo, { base: 'main', paths: ['apps/payment'] });
+    await gh.listOpenPullRequests(repo, { base: 'main', paths: ['apps/other'] });
     expect(sim.control.counters()[files]).toBeUndefined();
 
     // A new commit on alice's branch is a new head: its list is read again, the others' are not.
     await sim.control.push({ ...repo, branch: 'alice/other', files: { 'apps/payment/oops.yaml': 'x: 1\n' }, message: 'touch payment too', author: 'alice' });
-    const touching = await gh.listOpenPullRequests(repo, { base: 'main', path: 'apps/payment' });
+    const touching = await gh.listOpenPullRequests(repo, { base: 'main', paths: ['apps/payment'] });
     expect(sim.control.counters()[files]).toBe(1);
     expect(touching.some((p) => p.branch === 'alice/other')).toBe(true);
     expect(openCount).toBeGreaterThan(1);
@@ -508,12 +508,12 @@ describe('is there anything to roll back?', () => {
 
   it('counts the files the rollback commit would add, change or delete under the path, and only there', async () => {
     // Given web is degraded at the bad release, when the operator asks what rolling back to good would change
-    const preview = await client().previewRollback(gitops, { path: 'apps/web', branch: 'main', targetSha: h.good! });
+    const preview = await client().previewRollback(gitops, { paths: ['apps/web'], branch: 'main', targetSha: h.good! });
     // Then two files: the Deployment restored and the ConfigMap deleted — not web-canary's or api's, though the same commit changed them
-    expect(preview).toEqual({ changed: 2, headSha: h.bad });
+    expect(preview).toEqual({ changed: 2, headSha: h.bad, files: [{ path: 'apps/web/configmap.yaml', change: 'deleted' }, { path: 'apps/web/deployment.yaml', change: 'restored' }] });
     expect(gitIn('diff', '--name-only', h.good!, 'main', '--', 'apps/web').split('\n')).toHaveLength(2);
-    expect(await client().previewRollback(gitops, { path: 'apps/api/', branch: 'main', targetSha: h.good! })).toEqual({ changed: 1, headSha: h.bad });
-    expect((await client().previewRollback(gitops, { path: 'apps/none', branch: 'main', targetSha: h.good! })).changed).toBe(0);
+    expect(await client().previewRollback(gitops, { paths: ['apps/api/'], branch: 'main', targetSha: h.good! })).toMatchObject({ changed: 1, headSha: h.bad });
+    expect((await client().previewRollback(gitops, { paths: ['apps/none'], branch: 'main', targetSha: h.good! })).changed).toBe(0);
   });
 
   it('is 0 when a human already restored the path on the branch', async () => {
@@ -521,14 +521,14 @@ describe('is there anything to roll back?', () => {
     h.revert = (await sim.control.push({ ...gitops, author: 'alice', message: 'Revert web', files: { 'apps/web/deployment.yaml': deployment('web:1'), 'apps/web/configmap.yaml': null } })).sha;
     expect(gitIn('rev-parse', 'main:apps/web')).toBe(gitIn('rev-parse', `${h.good}:apps/web`));
     // Then there is nothing to roll back for web, measured on the revert
-    expect(await client().previewRollback(gitops, { path: 'apps/web', branch: 'main', targetSha: h.good! })).toEqual({ changed: 0, headSha: h.revert });
+    expect(await client().previewRollback(gitops, { paths: ['apps/web'], branch: 'main', targetSha: h.good! })).toMatchObject({ changed: 0, headSha: h.revert });
     // while web-canary, next to it, still has its one file to restore
-    expect((await client().previewRollback(gitops, { path: 'apps/web-canary', branch: 'main', targetSha: h.good! })).changed).toBe(1);
+    expect((await client().previewRollback(gitops, { paths: ['apps/web-canary'], branch: 'main', targetSha: h.good! })).changed).toBe(1);
   });
 
   it('costs the PR that follows no tree read: one ref read more than the PR alone', async () => {
     const spec = (app: string, name: string): RollbackPullRequestSpec => ({
-      branch: `ai-operator/rollback/${name}`, base: 'main', path: `apps/${app}`, targetSha: h.good!,
+      branch: `ai-operator/rollback/${name}`, base: 'main', paths: [`apps/${app}`], targetSha: h.good!,
       title: `Rollback ${app} (staging)`, body: '## Why\n\nTest.', labels: ['ai-operator', 'rollback', 'staging'],
     });
     // The PR alone, on a client that has read no tree yet
@@ -540,7 +540,7 @@ describe('is there anything to roll back?', () => {
     // The preview, then the PR, on one client
     const gh = client();
     sim.control.resetCounters();
-    const preview = await gh.previewRollback(gitops, { path: 'apps/api', branch: 'main', targetSha: h.good! });
+    const preview = await gh.previewRollback(gitops, { paths: ['apps/api'], branch: 'main', targetSha: h.good! });
     expect(preview.changed).toBe(1);
     expect(sim.control.counters()).toEqual({ [ref]: 1, [trees]: 2 });
     const pr = await gh.createPullRequest(gitops, spec('api', 'api-ffff0002'));

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { fakeSha, FakeWorld, type FakeApp } from '../../dev/fakes/world.ts';
+import { appPathOf, fakeSha, FakeWorld, type FakeApp } from '../../dev/fakes/world.ts';
 import { readAuditDir } from '../../src/audit/jsonl-sink.ts';
 import { verifyChain, type AuditRecord } from '../../src/audit/record.ts';
 import { readCheckpoint } from '../../src/audit/shipper.ts';
@@ -207,7 +207,7 @@ describe('a kill storm', () => {
             const seen = firstSeen.get(pr.headSha) ?? Date.now();
             firstSeen.set(pr.headSha, seen);
             if (Date.now() - seen < 1000) continue;
-            const red = apps.find((a) => pr.spec.path === `apps/${a.name}`)?.ciRed === true && pr.number === Math.min(...(await world.pullRequests()).filter((p) => p.spec.path === pr.spec.path).map((p) => p.number));
+            const red = apps.find((a) => appPathOf(pr.spec.paths) === `apps/${a.name}`)?.ciRed === true && pr.number === Math.min(...(await world.pullRequests()).filter((p) => appPathOf(p.spec.paths) === appPathOf(pr.spec.paths)).map((p) => p.number));
             await world.setCi(pr.headSha, { state: red ? 'failure' : 'success', runs: [{ name: 'ci/build', state: red ? 'failure' : 'success' }] });
             ciSet.add(pr.headSha);
           }

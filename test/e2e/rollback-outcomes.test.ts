@@ -85,7 +85,7 @@ describe('candidate selection', () => {
     expect(aborted.reason).toBe('NoStableCandidate');
     expect(aborted.transitions.map((t) => t.to)).toEqual(['DegradationDetected', 'Abort']);
     const uptime = Number(new RegExp(`${s.good.slice(0, 7)}: ([0-9.]+)%`).exec(aborted.message)?.[1]);
-    expect(aborted.message).toMatch(/^no revision reached 99\.00% uptime/);
+    expect(aborted.message).toMatch(/^no deployment reached 99\.00% uptime/);
     expect(uptime).toBeGreaterThan(90);
     expect(uptime).toBeLessThan(99);
     expect(s.github.control.pulls(REPO)).toEqual([]);

@@ -1,0 +1,64 @@
+// The blast radius of a rollback (issue 18 §4): the other Applications that deploy
+// from a file the rollback commit changes, in the same repository and branch. A
+// shared Kustomize base or a chart two environments render is one file for many
+// apps: restoring it for a staging app changes production too, so such a
+// rollback is named as such and waits for an approver (fsm/record.ts
+// affectsBeyondStaging). Every Application the operator can list is weighed, not
+// only the ones it watches for degradation: an app no policy governs is changed
+// just the same.
+import type { AffectedApp, Environment, RepoRef } from '../fsm/record.ts';
+import type { ApplicationView } from '../ports/argocd.ts';
+import type { ChangedFile, GitHubPort } from '../ports/github.ts';
+import { sourceSetApp } from './candidate-resolver.ts';
+import { gitSources, sameRepository, sourceSet } from './source-set.ts';
+import { targetRevisionOf } from './target-branch.ts';
+
+export interface BlastRadiusInput {
+  /** The app being rolled back: not its own blast radius. */
+  app: ApplicationView;
+  repo: RepoRef;
+  /** The branch the rollback merges into, and its head the files were compared on. */
+  branch: string;
+  headSha: string;
+  files: ChangedFile[];
+  /** Every Application the operator can list. */
+  others: ApplicationView[];
+  /** The environment that governs an app, or `ungoverned` when none does. */
+  environmentOf: (app: ApplicationView) => Environment | 'ungoverned';
+}
+
+const under = (prefix: string, file: string) => prefix === '' || file === prefix || file.startsWith(`${prefix}/`);
+
+/**
+ * Whether `app` deploys `branch` of `repo`: one of its Git sources reads that repository at that branch (HEAD
+ * the default branch). A tag or a commit is a fixed point: a merge into the branch does not move it.
+ */
+async function deploysBranch(github: Pick<GitHubPort, 'defaultBranch'>, app: ApplicationView, repo: RepoRef, branch: string): Promise<boolean> {
+  const url = `https://github.com/${repo.owner}/${repo.repo}`;
+  const sources = app.rendered ? gitSources(app.rendered) : app.source ? [app.source] : [];
+  for (const source of sources) {
+    if (!sameRepository(source.repoURL, url)) continue;
+    const target = targetRevisionOf(source);
+    if (target === branch) return true;
+    if (target === 'HEAD' && (await github.defaultBranch(repo)) === branch) return true;
+  }
+  return false;
+}
+
+export async function blastRadius(github: GitHubPort, input: BlastRadiusInput): Promise<AffectedApp[]> {
+  if (input.files.length === 0) return [];
+  const affected: AffectedApp[] = [];
+  const self = `${input.app.ref.namespace}/${input.app.ref.name}`;
+  for (const other of input.others) {
+    if (`${other.ref.namespace}/${other.ref.name}` === self) continue;
+    if (!(await deploysBranch(github, other, input.repo, input.branch))) continue;
+    const set = await sourceSet(github, sourceSetApp(other), input.headSha);
+    // What an app reads cannot be told (a plugin, Jsonnet…): it may read the files changed, so it counts.
+    const paths = set.refused
+      ? [`(its source set cannot be computed: ${set.refused})`]
+      : set.paths.filter((p) => input.files.some((f) => under(p, f.path)));
+    if (paths.length === 0) continue;
+    affected.push({ namespace: other.ref.namespace, name: other.ref.name, environment: input.environmentOf(other), paths });
+  }
+  return affected.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+}
