@@ -29,4 +29,22 @@ describe('the PR body', () => {
   it('leaves the line out when the Deployments could not be read', () => {
     expect(pullRequestBody(ctx)).not.toContain('Rollout of the current revision');
   });
+
+  it('lists the source set\'s paths with the files restored or deleted under each, the commit rolled back from, and the other apps it changes', () => {
+    const shared = {
+      ...ctx,
+      record: { ...record, rolledBackFrom: 'c'.repeat(40), candidate: { ...record.candidate!, paths: ['apps/shop/base', 'apps/shop/overlays/staging'], deploymentId: 7 } },
+      files: [{ path: 'apps/shop/base/deployment.yaml', change: 'restored' as const }, { path: 'apps/shop/base/new.yaml', change: 'deleted' as const }],
+      affected: [{ namespace: 'argocd', name: 'shop-production', environment: 'production' as const, paths: ['apps/shop/base'] }],
+    };
+    const body = pullRequestBody(shared);
+    expect(body).toContain('to its trees at `aaaaaaa` (deployment #7); nothing outside these paths changes:');
+    expect(body).toContain('- `apps/shop/base`: `apps/shop/base/deployment.yaml` (restored), `apps/shop/base/new.yaml` (deleted: absent then)');
+    expect(body).toContain('- `apps/shop/overlays/staging`: unchanged');
+    expect(body).toContain('Rolled back from `ccccccc`, the last commit that changed the set at the deployed revision `bbbbbbb`.');
+    expect(body).toContain('- **shop-production** (argocd, production): `apps/shop/base`');
+    // Staging, but not merged on its own: an approver is asked for.
+    expect(body).toContain('This is a **staging** rollback that also changes shop-production (production): apps/shop/base: ai-operator will not merge it on its own.');
+    expect(pullRequestBody(ctx)).toContain('None: no other Application deploys a file this commit changes.');
+  });
 });
