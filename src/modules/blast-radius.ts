@@ -33,8 +33,7 @@ const under = (prefix: string, file: string) => prefix === '' || file === prefix
  * Whether `app` deploys `branch` of `repo`: one of its Git sources reads that repository at that branch (HEAD
  * the default branch). A tag or a commit is a fixed point: a merge into the branch does not move it.
  */
-async function deploysBranch(github: Pick<GitHubPort, 'defaultBranch'>, app: ApplicationView, repo: RepoRef, branch: string): Promise<boolean> {
-  const url = `https://github.com/${repo.owner}/${repo.repo}`;
+async function deploysBranch(github: Pick<GitHubPort, 'defaultBranch'>, app: ApplicationView, url: string, repo: RepoRef, branch: string): Promise<boolean> {
   const sources = app.rendered ? gitSources(app.rendered) : app.source ? [app.source] : [];
   for (const source of sources) {
     if (!sameRepository(source.repoURL, url)) continue;
@@ -49,9 +48,11 @@ export async function blastRadius(github: GitHubPort, input: BlastRadiusInput): 
   if (input.files.length === 0) return [];
   const affected: AffectedApp[] = [];
   const self = `${input.app.ref.namespace}/${input.app.ref.name}`;
+  const url = input.app.source?.repoURL;
+  if (url === undefined) return [];
   for (const other of input.others) {
     if (`${other.ref.namespace}/${other.ref.name}` === self) continue;
-    if (!(await deploysBranch(github, other, input.repo, input.branch))) continue;
+    if (!(await deploysBranch(github, other, url, input.repo, input.branch))) continue;
     const set = await sourceSet(github, sourceSetApp(other), input.headSha);
     // What an app reads cannot be told (a plugin, Jsonnet…): it may read the files changed, so it counts.
     const paths = set.refused

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RepoRef, RepositorySnapshotReader } from '../ports/github.ts';
-import { collapsePaths, discoveredSourceType, explicitSourceType, globRegExp, resolvePath, sourceSet, type AppSource, type SourceSetApp } from './source-set.ts';
+import { collapsePaths, repositoryKey, sameRepository, discoveredSourceType, explicitSourceType, globRegExp, resolvePath, sourceSet, type AppSource, type SourceSetApp } from './source-set.ts';
 
 const URL = 'https://github.com/acme/gitops.git';
 const SHA = 'a'.repeat(40);
@@ -345,4 +345,14 @@ it('reads the repository through the reader only, once per listing within one co
   await sourceSet(reader, app({ path: 'apps/shop/overlays/staging' }), SHA);
   expect(new Set(asked.filter((a) => a.startsWith('list '))).size).toBe(asked.filter((a) => a.startsWith('list ')).length);
   expect(asked).toContain('read apps/shop/base/kustomization.yaml');
+});
+
+describe('one repository, however its URL is spelled', () => {
+  it('is host and path without scheme, user or .git; another host or path prefix is another repository', () => {
+    expect(repositoryKey('https://github.com/Acme/GitOps.git')).toBe('github.com/acme/gitops');
+    expect(sameRepository('https://github.com/acme/gitops.git', 'git@github.com:acme/gitops')).toBe(true);
+    expect(sameRepository('ssh://git@github.com/acme/gitops/', 'https://github.com/acme/gitops')).toBe(true);
+    expect(sameRepository('https://github.com/acme/gitops', 'https://ghe.example.com/acme/gitops')).toBe(false);
+    expect(sameRepository('git://127.0.0.1:9418/test-a/acme/gitops.git', 'git://127.0.0.1:9418/test-b/acme/gitops.git')).toBe(false);
+  });
 });

@@ -364,10 +364,22 @@ async function annotatedPaths(snap: Snapshot, app: SourceSetApp, path: string, o
 /** Names a source in a refusal: its repository and path. */
 const describe = (source: AppSource) => `${source.repoURL}${source.path !== undefined ? ` path ${source.path}` : ''}${source.chart !== undefined ? ` chart ${source.chart}` : ''}`;
 
+/**
+ * A repository URL as one key: host (and port) and path, without scheme, user, `.git` or a trailing slash, and
+ * case-folded — `https://github.com/acme/gitops.git`, `git@github.com:acme/gitops` and
+ * `ssh://git@github.com/acme/gitops` are one repository; the same owner/name on another host is another.
+ */
+export function repositoryKey(url: string): string {
+  const trimmed = url.trim().replace(/\.git\/?$/i, '').replace(/\/+$/, '');
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/]*@)?([^/]+)(\/.*)?$/i.exec(trimmed);
+  if (scheme) return `${scheme[1]}${scheme[2] ?? ''}`.toLowerCase();
+  const scp = /^(?:[^@/]+@)?([^:/]+):(.*)$/.exec(trimmed);
+  return (scp ? `${scp[1]}/${scp[2]!.replace(/^\/+/, '')}` : trimmed).toLowerCase();
+}
+
 /** Whether two repository URLs name one repository (https, ssh and scp-like spellings, `.git` or not). */
 export function sameRepository(a: string, b: string): boolean {
-  const [x, y] = [repoFromUrl(a), repoFromUrl(b)];
-  return x !== undefined && y !== undefined && x.owner.toLowerCase() === y.owner.toLowerCase() && x.repo.toLowerCase() === y.repo.toLowerCase();
+  return repositoryKey(a) === repositoryKey(b);
 }
 
 /**
