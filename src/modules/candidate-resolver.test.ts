@@ -84,10 +84,17 @@ describe('resolveCandidate', () => {
     expect(await w.callCount('readRepositoryContent')).toBe(0);
   });
 
-  it('names the deployed revision when no earlier deployment exists', async () => {
+  it('without an earlier deployment (a new or recreated Application), chooses among the commits of its source set by CI alone', async () => {
+    const { w, app, good, bad } = await world(3600);
+    const outcome = await resolveCandidate(w, w, { app: { ...app, history: app.history.slice(1) }, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
+    expect(outcome).toMatchObject({ kind: 'found', rolledBackFrom: bad, candidate: { revision: good, mode: 'ci-only', evidence: expect.stringContaining(`status.history holds no deployment before the one running ${bad.slice(0, 7)} (a new or recreated Application)`) } });
+    expect(outcome.kind === 'found' && outcome.candidate.deploymentId).toBeUndefined();
+  });
+
+  it('names the deployed revision when neither an earlier deployment nor an earlier commit exists', async () => {
     const { w, app, bad } = await world(3600, { commits: 1 });
     const outcome = await resolveCandidate(w, w, { app: { ...app, history: app.history.slice(1) }, repo, settings: SETTINGS, currentRevision: bad, excluded: [], now, clock: () => now });
-    expect(outcome).toEqual({ kind: 'none', detail: `status.history holds no deployment before the one running ${bad.slice(0, 7)}: nothing to roll back to` });
+    expect(outcome).toEqual({ kind: 'none', detail: `status.history holds no deployment before the one running ${bad.slice(0, 7)} (a new or recreated Application), and no earlier commit changed its source set: nothing to roll back to` });
   });
 });
 

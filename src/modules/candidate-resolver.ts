@@ -103,7 +103,8 @@ export function deploymentWindow(history: DeploymentHistoryEntry[], deployment: 
 }
 
 const sameCharts = (a: string[] | undefined, b: string[] | undefined) => (a ?? []).join('\n') === (b ?? []).join('\n');
-const named = (d: DeploymentHistoryEntry) => `#${d.id} ${shortSha(d.revision)}`;
+/** A deployment as messages name it; a commit standing in for one (no history) by its SHA alone. */
+const named = (d: DeploymentHistoryEntry) => (d.id >= 0 ? `#${d.id} ${shortSha(d.revision)}` : shortSha(d.revision));
 
 /** A deployment that may be rolled back to: what it restores, and why it was weighed. */
 interface Weighed {
@@ -148,14 +149,17 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
       const undone: UndoneCommit[] = now_.filter((c) => !before.has(c.sha)).map((c) => ({ ...c, message: (c.message.split('\n')[0] ?? '').slice(0, 200) }));
       return {
         kind: 'found', currentRevision: input.currentRevision, ...(rolledBackFrom ? { rolledBackFrom } : {}),
-        candidate: { ...candidate, paths: weighed.paths, undone, deploymentId: weighed.deployment.id },
+        candidate: { ...candidate, paths: weighed.paths, undone, ...(weighed.deployment.id >= 0 ? { deploymentId: weighed.deployment.id } : {}) },
       };
     };
 
-    const deployments = earlierDeployments(app.history, current);
-    if (deployments.length === 0) {
-      return { kind: 'none', detail: `status.history holds no deployment before the one running ${shortSha(current)}: nothing to roll back to` };
-    }
+    // A new Application (or one deleted and created again, or renamed) has no earlier deployment of its own:
+    // the commits that changed its set stand in, without windows to measure — CI alone can choose among them.
+    const earlier = earlierDeployments(app.history, current);
+    const noHistory = earlier.length === 0
+      ? `status.history holds no deployment before the one running ${shortSha(current)} (a new or recreated Application)` : undefined;
+    const deployments: DeploymentHistoryEntry[] = noHistory ? setHistory.slice(1).map((c, i) => ({ id: -1 - i, revision: c.sha, deployedAt: c.date })) : earlier;
+    if (deployments.length === 0) return { kind: 'none', detail: `${noHistory}, and no earlier commit changed its source set: nothing to roll back to` };
     const windowSeconds = durationSeconds(settings.window);
     const measured: string[] = [];
     const differing: Weighed[] = [];
@@ -194,7 +198,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
       }
       const weighed = { deployment, paths };
       differing.push(weighed);
-      if (prometheusDown) continue;
+      if (prometheusDown || noHistory) continue;
       const window = deploymentWindow(app.history, deployment, windowSeconds, now);
       if (!window) {
         measured.push(`${named(deployment)}: no deployed window`);
@@ -229,7 +233,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
     if (prometheusAnswered && !prometheusDown) {
       return { kind: 'none', detail: `no deployment reached ${(settings.minUptime * 100).toFixed(2)}% uptime: ${measured.join(', ')}` };
     }
-    const why = prometheusDown ?? 'Prometheus has no data for these deployments';
+    const why = noHistory ? `${noHistory}: the commits that changed its source set are candidates` : prometheusDown ?? 'Prometheus has no data for these deployments';
     for (const weighed of differing) {
       if (overBudget()) return { kind: 'timeout', detail: `candidate search (CI-only) exceeded ${formatDuration(settings.searchTimeoutSeconds)}` };
       const sha = weighed.deployment.revision;
@@ -241,7 +245,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
         });
       }
     }
-    return { kind: 'none', detail: `CI-only selection (${why}): no earlier deployment has green CI` };
+    return { kind: 'none', detail: `CI-only selection (${why}): no earlier ${noHistory ? 'commit' : 'deployment'} has green CI` };
   } catch (error) {
     if (error instanceof IntegrationError) return { kind: 'error', code: error.code, message: error.message };
     throw error;
