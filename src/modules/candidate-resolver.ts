@@ -163,6 +163,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
     const windowSeconds = durationSeconds(settings.window);
     const measured: string[] = [];
     const differing: Weighed[] = [];
+    let runningRelease = true;
     const digests = new Map<string, Promise<string>>();
     const digest = (sha: string, paths: string[]) => {
       const key = `${sha} ${paths.join('\0')}`;
@@ -186,10 +187,14 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
       }
       const paths = collapsePaths([...running.paths, ...then.paths]);
       const thenDigest = await digest(deployment.revision, paths);
-      if (thenDigest === await digest(current, paths)) {
+      // The deployments right before what runs that hold the same source are the same release (in a monorepo,
+      // other apps' commits moved sync.revision on): not a target. An older one that held it again (a revert
+      // in between) is: chosen, its rollback changes nothing, and the attempt says the degradation is not in Git.
+      if (runningRelease && thenDigest === await digest(current, paths)) {
         measured.push(`${named(deployment)}: same source as what runs`);
         continue;
       }
+      runningRelease = false;
       let rolledBack: string | undefined;
       for (const sha of input.excluded) if (await digest(sha, paths) === thenDigest) rolledBack = sha;
       if (rolledBack) {

@@ -55,10 +55,10 @@ describe('policyStatus', () => {
     const shape = { name: 'hydrated', reason: 'UnsupportedShape' as const };
     const onlyShape = policyStatus(policy(), { matched: 2, refused: [shape] }, T0)!;
     expect(onlyShape.conditions?.[1]).toMatchObject({ status: 'True', reason: 'UnsupportedShape',
-      message: '1 governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): hydrated' });
+      message: '1 governed Application(s) refused, their shape not handled yet (sources in several repositories, or a source hydrator): hydrated' });
     const both = policyStatus(policy(), { matched: 3, refused: [shape, outside('billing')], allowedOwner: 'acme' }, T0)!;
     expect(both.conditions?.[1]).toMatchObject({ reason: 'RepositoryOutsideOrgAndUnsupportedShape',
-      message: '1 governed Application(s) refused, their repository outside GITHUB_ORG acme: billing; 1 governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): hydrated' });
+      message: '1 governed Application(s) refused, their repository outside GITHUB_ORG acme: billing; 1 governed Application(s) refused, their shape not handled yet (sources in several repositories, or a source hydrator): hydrated' });
   });
 
   it('names apps whose targetRevision is no branch, found by reading GitHub, with the others (issue 18 §5)', () => {

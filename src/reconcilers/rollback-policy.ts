@@ -66,7 +66,7 @@ export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date
   const list = (apps: string[]) => `${apps.slice(0, 20).join(', ')}${apps.length > 20 ? ', …' : ''}`;
   const why: Record<RefusalReason, string> = {
     RepositoryOutsideOrg: `their repository outside GITHUB_ORG ${tally.allowedOwner}`,
-    UnsupportedShape: 'their shape not handled yet (multi-source or source hydrator)',
+    UnsupportedShape: 'their shape not handled yet (sources in several repositories, or a source hydrator)',
     TargetNotBranch: 'their spec.source.targetRevision a tag or a commit, not a branch',
     RepositoryNotFound: 'their repository not found on GitHub',
   };

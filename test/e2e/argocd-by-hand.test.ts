@@ -95,7 +95,7 @@ describe('a degradation Git did not cause (issue 8 §5)', () => {
     // Then the attempt ends in NothingToRollBack and no PR is opened
     const aborted = await eventually('attempt in Abort', async () => (await s.store.allAttempts()).find((r) => r.app.name === 'restored' && r.state === 'Abort'), 60_000);
     expect(aborted.reason).toBe('NothingToRollBack');
-    expect(aborted.message).toBe(`${path} on main already matches ${v1.slice(0, 7)}: the degradation is not in Git, so no pull request was opened`);
+    expect(aborted.message).toBe(`${path}/deployment.yaml on main already matches ${v1.slice(0, 7)}: the degradation is not in Git, so no pull request was opened`);
     expect(s.github.control.counters()[PULLS]).toBeUndefined();
     expect(s.github.control.pulls(REPO)).toEqual([]);
     // And the Application carries an Event saying so
@@ -161,7 +161,7 @@ describe('Applications the operator must not act on (issue 8 §1, §6)', () => {
     expect(s.github.control.counters()[PULLS]).toBeUndefined();
   }, 120_000);
 
-  it('refuses multi-source and source-hydrator Applications with an Event and a policy condition, and starts no attempt (issue 13 §4)', async () => {
+  it('refuses multi-source Applications over two repositories, and source-hydrator ones, with an Event and a policy condition, and starts no attempt (issue 13 §4)', async () => {
     const { s, hand, kv } = await given('shapes');
     const source = { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/multi', targetRevision: 'main' };
     const degraded = { sync: { status: 'Synced', revisions: ['a'.repeat(40), 'b'.repeat(40)] }, health: { status: 'Degraded' },
@@ -182,7 +182,7 @@ describe('Applications the operator must not act on (issue 8 §1, §6)', () => {
       return events.length === 2 ? events : undefined;
     }, 30_000);
     const note = (name: string) => refusals.find((e) => e.regarding.name === name)?.note;
-    expect(note('multi')).toBe('spec.sources lists 2 source(s): multi-source Applications are not handled yet (a rollback would have to choose which repository to change)');
+    expect(note('multi')).toBe('spec.sources reads two repositories (https://github.com/acme/gitops.git and https://github.com/acme/values.git): one rollback commit cannot restore both');
     expect(note('hydrated')).toMatch(/^spec\.sourceHydrator is set: source-hydrator Applications are not handled yet/);
     expect(refusals.every((e) => e.type === 'Warning')).toBe(true);
     // And the policy's ApplicationsRefused condition lists both
@@ -191,7 +191,7 @@ describe('Applications the operator must not act on (issue 8 §1, §6)', () => {
       const c = policy.status?.conditions?.find((x) => x.type === 'ApplicationsRefused');
       return c?.status === 'True' ? c : undefined;
     });
-    expect(condition).toMatchObject({ reason: 'UnsupportedShape', message: '2 governed Application(s) refused, their shape not handled yet (multi-source or source hydrator): hydrated, multi' });
+    expect(condition).toMatchObject({ reason: 'UnsupportedShape', message: '2 governed Application(s) refused, their shape not handled yet (sources in several repositories, or a source hydrator): hydrated, multi' });
     // And no attempt, no counting, no PR: nothing was misread
     await sleep(3000);
     for (const name of ['multi', 'hydrated']) {

@@ -135,6 +135,8 @@ describe('ArgoCdWatcher on the real API server', () => {
         resources: [{ group: 'apps', kind: 'Deployment', namespace: 'payments', name: 'api', health: 'Degraded' }],
         destinationNamespace: 'payments',
         source,
+        // What the source set reads of the spec (issue 18 §1).
+        rendered: { source },
       } satisfies ApplicationView);
       expect((await watcher.getApplication({ namespace, name: 'orders' }))?.source?.path).toBe('apps/orders');
       expect(await watcher.getApplicationSyncStatus({ namespace, name: 'orders' })).toEqual({ status: 'Synced', revision: 'c'.repeat(40) });
