@@ -21,7 +21,7 @@ import { argocdCmData } from '../../dev/scripts/argocd-cm.ts';
 import { grantPatch, installApprovalPolicy } from './support/approvals.ts';
 import { runHealthLua } from './support/argocd-health.ts';
 import {
-  apply, argocd, deploymentYaml, givenGitOpsRepo, gitops, json, mergedAndRecovered as mergedAndRecoveredApp, OWNER, PROGRESS_DEADLINE_SECONDS, REPO,
+  apply, argocd, deploymentYaml, givenGitOpsRepo, gitops, json, mergedAndRecovered as mergedAndRecoveredApp, OWNER, PROGRESS_DEADLINE_SECONDS,
   secondsSince, sleep, stack, until, untilUptime, type AppStatus, type GitOpsRepo, type Json,
 } from './support/argocd-real.ts';
 import { kubectl } from './support/kube.ts';
@@ -227,7 +227,7 @@ describe('the operator on real Argo CD 3.6 (issue 13 §3, §4)', () => {
       await s.refresh();
       await degradedAt(s, broken);
       const pr = await s.firstPull();
-      s.github.control.setStatus({ owner: OWNER, repo: REPO, sha: pr.headSha, state: 'success', context: 'ci/build' });
+      s.ci(pr.headSha);
       const waiting = await s.inState('AwaitingMergeApproval');
       const attemptName = `${s.app}-${waiting.correlationId.replace(/-/g, '').slice(0, 8)}`;
 
@@ -239,7 +239,7 @@ describe('the operator on real Argo CD 3.6 (issue 13 §3, §4)', () => {
       } });
       const view = `${s.app}-attempt`;
       await s.createApplication(view, {
-        source: { repoURL: s.repoURL.replace(/gitops\.git$/, 'attempts.git'), path: '.', targetRevision: 'main' },
+        source: { repoURL: s.repoUrl('attempts'), path: '.', targetRevision: 'main' },
         destination: { server: 'https://kubernetes.default.svc', namespace: s.namespace },
       });
       const viewed = (want: string) => until(`${view} ${want}`, () => s.status(view), (x) => x.health?.status === want, 60_000);
@@ -258,7 +258,7 @@ describe('the operator on real Argo CD 3.6 (issue 13 §3, §4)', () => {
       expect(mallory.code).not.toBe(0);
       expect(mallory.stderr).toContain('mallory is not an approver of this RollbackAttempt (spec.approvers)');
       await sleep(2000);
-      expect(s.github.control.pulls({ owner: OWNER, repo: REPO })[0]!.merged).toBe(false);
+      expect(s.pulls()[0]!.merged).toBe(false);
 
       const { record } = await mergedAndRecovered(s, good, { approve: async () => { expect((await approveAs('alice@example.com')).code).toBe(0); } });
       expect(record).toMatchObject({ approval: { approvedBy: 'alice@example.com' }, candidate: { revision: good, mode: 'metrics' } });
@@ -280,7 +280,7 @@ describe('the operator on real Argo CD 3.6 (issue 13 §3, §4)', () => {
     try {
       // Three more Applications (not synced: Argo CD compares them only): two paths of this repository as two
       // sources (issue 18: handled), a path of this repository plus one of another repository, and a source hydrator
-      await s.github.control.push({ owner: OWNER, repo: REPO, message: 'more apps', files: {
+      await s.github.control.push({ owner: OWNER, repo: s.repo, message: 'more apps', files: {
         'apps/multi-a/cm.yaml': JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'multi-a' }, data: { a: '1' } }),
         'apps/multi-b/cm.yaml': JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'multi-b' }, data: { b: '1' } }),
       } });
@@ -329,7 +329,7 @@ describe('the operator on real Argo CD 3.6 (issue 13 §3, §4)', () => {
       await sleep(6000);
       expect(await s.attempts()).toEqual([]);
       expect(await s.kv.get(KEYS.health(`${s.namespace}_${s.app}`))).toBeUndefined();
-      expect(s.github.control.pulls({ owner: OWNER, repo: REPO })).toEqual([]);
+      expect(s.pulls()).toEqual([]);
       console.log(`argocd-real transient: scenario took ${secondsSince(started)}`);
     } catch (error) {
       throw new Error(`${(error as Error).message}\n${await s.logs()}`, { cause: error });

@@ -20,7 +20,7 @@ import { BROKEN_RELEASE, TEST_RELEASE_LABEL } from '../../dev/stack/kwok.ts';
 import { appKey, type AttemptRecord } from '../../src/fsm/record.ts';
 import { grantPatch, installApprovalPolicy } from './support/approvals.ts';
 import {
-  argocd, deployedRevision, deploymentYaml, givenGitOpsRepo, gitops, json, mergedAndRecovered, OWNER, PROGRESS_DEADLINE_SECONDS, REPO, secondsSince,
+  argocd, deployedRevision, deploymentYaml, givenGitOpsRepo, gitops, json, mergedAndRecovered, OWNER, PROGRESS_DEADLINE_SECONDS, secondsSince,
   sleep, until, untilDegradedAt, untilHealthyAt, untilUptime, type AppStatus, type GitOpsRepo, type Json, type PullFile, type SimPull,
 } from './support/argocd-real.ts';
 import { kubectl } from './support/kube.ts';
@@ -186,7 +186,7 @@ async function givenStagingAndProduction(repo: GitOpsRepo, sources: { staging: J
 
 /** CI green on the PR's head: the staging attempt comes to wait for an approver, and five seconds later the PR is still open. */
 async function untilWaitingForApproval(repo: GitOpsRepo, pr: SimPull): Promise<AttemptRecord> {
-  repo.github.control.setStatus({ owner: OWNER, repo: REPO, sha: pr.headSha, state: 'success', context: 'ci/build' });
+  repo.ci(pr.headSha);
   const settled = await until('shop-staging waiting for approval (or merged without one)', async () => (await repo.attempts('shop-staging'))[0],
     (r) => r !== undefined && r.state !== 'PRCreated' && r.state !== 'CandidateResolved' && r.state !== 'DegradationDetected', 60_000, 250);
   await sleep(5000);
@@ -435,7 +435,7 @@ describe('rolling back what Argo CD deployed, in the shapes users run (issue 18,
   it.concurrent('`targetRevision: HEAD` on a repository whose default branch is master (a stale main beside it) → the PR targets master, RollbackComplete', async ({ expect }) => {
     await scenario('head-master', { 'apps/web/deployment.yaml': deploymentYaml('web', undefined, 'v1') }, async (repo) => {
       // Given a stale main: branched from the first commit, one commit of its own, never deployed
-      await repo.github.control.createBranch({ owner: OWNER, repo: REPO, branch: 'main', from: 'master' });
+      await repo.github.control.createBranch({ owner: OWNER, repo: repo.repo, branch: 'main', from: 'master' });
       const stale = await repo.push({ 'README.md': 'old docs\n' }, 'docs (stale branch)', { branch: 'main' });
       await repo.createApplication('web', {
         source: { repoURL: repo.repoURL, targetRevision: 'HEAD', path: 'apps/web' }, destination: destination(`${repo.target}-web`), syncPolicy: automated,
@@ -457,7 +457,7 @@ describe('rolling back what Argo CD deployed, in the shapes users run (issue 18,
       expect.soft((await attemptStatus(repo, record)).rolledBackFrom).toBe(bad);
       expect(await repo.fileAt('master', 'apps/web/deployment.yaml')).toBe(deploymentYaml('web', undefined, 'v1'));
       // main is left as it was
-      expect((await repo.github.control.resolve({ owner: OWNER, repo: REPO, rev: 'main' })).sha).toBe(stale);
+      expect((await repo.github.control.resolve({ owner: OWNER, repo: repo.repo, rev: 'main' })).sha).toBe(stale);
     }, { defaultBranch: 'master' });
   }, SCENARIO_TIMEOUT);
 });

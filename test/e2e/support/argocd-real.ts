@@ -31,7 +31,6 @@ export const argocd = stack.argocd!;
 /** The stack as seen from the GitOps cluster: kubectl and the approval helpers go to its API server. */
 export const gitops: StackEndpoints = { ...stack, kubeUrl: argocd.kubeUrl, kubeconfig: argocd.kubeconfig, kubectl: argocd.kubectl };
 export const OWNER = 'acme';
-export const REPO = 'gitops';
 /** Short, as users set it: a rollout that makes no progress for 12 s is Degraded. */
 export const PROGRESS_DEADLINE_SECONDS = 12;
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -112,6 +111,11 @@ export interface GitOpsRepoOptions {
 
 export interface GitOpsRepo {
   id: string;
+  /**
+   * The main repository's name: unique per scenario (gitops-<name>-<id>), so no other test's Application is
+   * ever of the same owner/repository (what the operator's blast radius compares).
+   */
+  repo: string;
   /** Where the Applications, RollbackPolicies and RollbackAttempts are. */
   namespace: string;
   /** A prefix for the namespaces workloads run in. */
@@ -127,6 +131,8 @@ export interface GitOpsRepo {
   store: AttemptStore;
   kv: EtcdKV;
   persistResourceHealth: boolean;
+  /** A commit status on a commit of the main repository (ci/build, green unless said). */
+  ci(sha: string, state?: 'success' | 'failure' | 'pending'): void;
   /** A commit on the default branch (or `branch`), CI green on it unless `ci: false`. */
   push(files: Record<string, string | null>, message: string, options?: { branch?: string; ci?: boolean }): Promise<string>;
   /** A file's content at a ref, from the bare repository (null when absent). */
@@ -143,6 +149,7 @@ export interface GitOpsRepo {
   inState(state: State, options?: { app?: string; timeoutMs?: number }): Promise<AttemptRecord>;
   /** The RollbackAttempt object of an attempt, as the operator wrote it. */
   attemptObject(record: AttemptRecord): Promise<Json>;
+  /** The pull requests of the main repository (or `repo`). */
   pulls(repo?: string): SimPull[];
   firstPull(timeoutMs?: number): Promise<SimPull>;
   /** GET /repos/{owner}/{repo}/pulls/{n}/files, through the REST API as a client reads it. */
@@ -187,16 +194,18 @@ export async function givenGitOpsRepo(options: GitOpsRepoOptions): Promise<GitOp
       if (violations.length > 0) throw new Error(`the GitHub simulator answered outside GitHub's OpenAPI description:\n${violations.join('\n')}`);
     });
     const { token } = github.control.addUser({ login: 'ai-operator-bot' });
+    const repoName = `gitops-${options.name}-${id}`;
+    const ci = (sha: string, state: 'success' | 'failure' | 'pending' = 'success') => { github.control.setStatus({ owner: OWNER, repo: repoName, sha, state, context: 'ci/build' }); };
     const created = await github.control.createRepo({
-      owner: OWNER, repo: REPO, files: options.files, message: options.message ?? 'init', ...(options.defaultBranch ? { defaultBranch: options.defaultBranch } : {}),
+      owner: OWNER, repo: repoName, files: options.files, message: options.message ?? 'init', ...(options.defaultBranch ? { defaultBranch: options.defaultBranch } : {}),
     });
     const firstCommit = created.sha!;
-    github.control.setStatus({ owner: OWNER, repo: REPO, sha: firstCommit, state: 'success', context: 'ci/build' });
+    ci(firstCommit);
     const repoUrl = (repo: string) => `${argocd.gitUrl}/argocd-real-${id}/${OWNER}/${repo}.git`;
 
     const push = async (files: Record<string, string | null>, message: string, pushOptions: { branch?: string; ci?: boolean } = {}) => {
-      const { sha } = await github.control.push({ owner: OWNER, repo: REPO, files, message, ...(pushOptions.branch ? { branch: pushOptions.branch } : {}) });
-      if (pushOptions.ci !== false) github.control.setStatus({ owner: OWNER, repo: REPO, sha, state: 'success', context: 'ci/build' });
+      const { sha } = await github.control.push({ owner: OWNER, repo: repoName, files, message, ...(pushOptions.branch ? { branch: pushOptions.branch } : {}) });
+      if (pushOptions.ci !== false) ci(sha);
       return sha;
     };
     const fileAt = async (ref: string, path: string) => {
@@ -248,15 +257,15 @@ export async function givenGitOpsRepo(options: GitOpsRepoOptions): Promise<GitOp
       return { log, metrics: async () => (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text() };
     };
     const attempts = async (app?: string) => (await store.allAttempts()).filter((r) => r.app.namespace === namespace && (app === undefined || r.app.name === app));
-    const pulls = (repo = REPO) => github.control.pulls({ owner: OWNER, repo });
+    const pulls = (repo = repoName) => github.control.pulls({ owner: OWNER, repo });
     return {
-      id, namespace, target, github, token, repoURL: repoUrl(REPO), repoUrl, firstCommit, store, kv, persistResourceHealth: persist,
+      id, repo: repoName, ci, namespace, target, github, token, repoURL: repoUrl(repoName), repoUrl, firstCommit, store, kv, persistResourceHealth: persist,
       push, fileAt, status, createApplication, createPolicy, policyCondition, startOperator, attempts, pulls,
       refresh: async (name) => { await kubectlOk(gitops, ['annotate', '--overwrite', 'application', '-n', namespace, name, 'argocd.argoproj.io/refresh=hard']); },
       inState: (state, { app, timeoutMs = 120_000 } = {}) => eventually(`${app ?? 'an attempt'} in ${state}`, async () => (await attempts(app)).find((r) => r.state === state), timeoutMs, 250),
       attemptObject: (record) => json<Json>(['get', 'rollbackattempt', '-n', namespace, attemptName(record.app, record.correlationId)]),
       firstPull: (timeoutMs = 120_000) => eventually('rollback PR', async () => pulls()[0], timeoutMs, 250),
-      pullFiles: async (number, repo = REPO) => {
+      pullFiles: async (number, repo = repoName) => {
         const response = await fetch(`${github.url}/repos/${OWNER}/${repo}/pulls/${number}/files?per_page=100`, { headers: { authorization: `token ${token}`, accept: 'application/vnd.github+json' } });
         if (!response.ok) throw new Error(`GET pulls/${number}/files: ${response.status} ${await response.text()}`);
         return (await response.json()) as PullFile[];
@@ -313,7 +322,7 @@ export async function untilUptime(repo: Pick<GitOpsRepo, 'namespace' | 'status'>
  */
 export async function mergedAndRecovered(repo: GitOpsRepo, app: string, options: { approve?: () => Promise<void> } = {}): Promise<{ record: AttemptRecord; merged: AppStatus; pull: SimPull }> {
   const pr = await repo.firstPull();
-  repo.github.control.setStatus({ owner: OWNER, repo: REPO, sha: pr.headSha, state: 'success', context: 'ci/build' });
+  repo.ci(pr.headSha);
   if (options.approve) await options.approve();
   await repo.inState('RollbackMerged', { app, timeoutMs: 120_000 });
   const mergeSha = await eventually('the merge commit', async () => repo.pulls().find((p) => p.number === pr.number)?.mergeCommitSha ?? undefined, 10_000);
