@@ -402,8 +402,10 @@ describe('rolling back what Argo CD deployed, in the shapes users run (issue 18,
       await Promise.all(['a', 'b'].map((app) => untilHealthyAt(repo, app, repo.firstCommit)));
       await untilUptime(repo, 'a', 0.8);
 
-      // Given a bad commit in apps/a, deployed, and then b's commit on the same branch, compared by Argo CD for a too
-      const bad = await repo.push({ 'apps/a/deployment.yaml': deploymentYaml('a', undefined, 'v2', { label: BROKEN_RELEASE }) }, 'a: v2');
+      // Given a bad commit in apps/a (which also adds a file: restoring the good tree removes it), deployed, and
+      // then b's commit on the same branch, compared by Argo CD for a too
+      const debug = stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a-debug' }, data: { level: 'trace' } });
+      const bad = await repo.push({ 'apps/a/deployment.yaml': deploymentYaml('a', undefined, 'v2', { label: BROKEN_RELEASE }), 'apps/a/debug.yaml': debug }, 'a: v2, with debug settings');
       await repo.refresh('a');
       await until('a deployed the bad commit', () => repo.status('a'), (s) => deployedRevision(s) === bad, 60_000, 250);
       const other = await repo.push({ 'apps/b/deployment.yaml': deploymentYaml('b', undefined, 'v2') }, 'b: v2');
@@ -418,7 +420,7 @@ describe('rolling back what Argo CD deployed, in the shapes users run (issue 18,
 
       // Then the PR restores apps/a alone to the good tree, and the bad commit is the one rolled back from
       const pr = await prOrRefusal(repo, 'a', 'staging');
-      expect.soft(await changedFiles(repo, 'monorepo', pr.number)).toEqual(['apps/a/deployment.yaml']);
+      expect.soft(await changedFiles(repo, 'monorepo', pr.number)).toEqual(['apps/a/debug.yaml', 'apps/a/deployment.yaml']);
       const { record } = await mergedAndRecovered(repo, 'a');
       expect(record.candidate?.revision).toBe(repo.firstCommit);
       const remembered = (await repo.store.loadApp(appKey(record.app, argocd.namespace))).rolledBackFrom;
@@ -427,6 +429,7 @@ describe('rolling back what Argo CD deployed, in the shapes users run (issue 18,
       expect.soft(status.rolledBackFrom).toBe(bad);
       expect.soft(remembered).toEqual([bad]);
       expect(await repo.fileAt('main', 'apps/a/deployment.yaml')).toBe(deploymentYaml('a', undefined, 'v1'));
+      expect(await repo.fileAt('main', 'apps/a/debug.yaml')).toBeNull();
       expect(await repo.fileAt('main', 'apps/b/deployment.yaml')).toBe(deploymentYaml('b', undefined, 'v2'));
       expect(await repo.attempts('b')).toEqual([]);
     });
