@@ -148,8 +148,12 @@ async function changedFiles(repo: GitOpsRepo, label: string, number: number): Pr
   return files.map((f) => f.filename).sort();
 }
 
+/** The RollbackAttempt's status, what it says of the source set logged. */
 async function attemptStatus(repo: GitOpsRepo, record: AttemptRecord): Promise<AttemptStatus> {
-  return ((await repo.attemptObject(record)).status ?? {}) as AttemptStatus;
+  const status = ((await repo.attemptObject(record)).status ?? {}) as AttemptStatus;
+  const { phase, candidate, rolledBackFrom, affectedApplications } = status;
+  console.log(`argocd-source-shapes ${repo.namespace}/${record.app.name}: RollbackAttempt status ${JSON.stringify({ phase, candidate, rolledBackFrom, affectedApplications })}`);
+  return status;
 }
 
 /** Approvals written as the approver, admitted by the shipped ValidatingAdmissionPolicy (as argocd-real's production scenario). */
