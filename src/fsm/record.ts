@@ -285,6 +285,18 @@ export function affectsBeyondStaging(record: Pick<AttemptRecord, 'affected'>): s
   return `also changes ${beyond.map((a) => `${a.name} (${a.environment}): ${a.paths.join(', ')}`).join('; ')}`;
 }
 
+/**
+ * What a staging attempt held back for its blast radius adds when its policy names no approvers: the
+ * RollbackAttempt's approvers are fixed when it is created (the admission policy reads them there), so
+ * nobody may approve it — a human merges the PR on GitHub, or the staging policy names approvers.
+ */
+export function noApproversNote(record: Pick<AttemptRecord, 'environment' | 'settings'>): string | undefined {
+  const { users, groups } = record.settings.approvers;
+  return record.environment === 'staging' && users.length === 0 && groups.length === 0
+    ? 'the staging policy names no merge.approvers, so nobody may approve it here: a human merges the pull request on GitHub (ai-operator follows that merge), or the policy names approvers'
+    : undefined;
+}
+
 /** The repository of an app's source on GitHub. */
 export interface RepoRef {
   owner: string;

@@ -46,5 +46,9 @@ describe('the PR body', () => {
     // Staging, but not merged on its own: an approver is asked for.
     expect(body).toContain('This is a **staging** rollback that also changes shop-production (production): apps/shop/base: ai-operator will not merge it on its own.');
     expect(pullRequestBody(ctx)).toContain('None: no other Application deploys a file this commit changes.');
+    // A staging policy without approvers: nobody may approve here, and the body says what a human does instead.
+    const nobody = pullRequestBody({ ...shared, record: { ...shared.record, settings: { ...shared.record.settings, approvers: { users: [], groups: [] } } } });
+    expect(nobody).toContain('Note: the staging policy names no merge.approvers, so nobody may approve it here: a human merges the pull request on GitHub');
+    expect(nobody).not.toContain('kubectl annotate');
   });
 });

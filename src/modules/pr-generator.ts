@@ -5,7 +5,7 @@
 // so retries and restarts can never open two.
 import { ANNOTATIONS } from '../api/group.ts';
 import { formatDuration } from '../fsm/format.ts';
-import { affectsBeyondStaging, attemptBranch, branchName, attemptName, restoredPaths, shortSha, type AffectedApp, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
+import { affectsBeyondStaging, attemptBranch, noApproversNote, branchName, attemptName, restoredPaths, shortSha, type AffectedApp, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
 import { rolloutFigures, type DeploymentReplicas } from '../governance/merge-verdict.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { ChangedFile, CommitInfo, GitHubPort, OpenedPullRequest, RepoRef } from '../ports/github.ts';
@@ -102,8 +102,11 @@ export function pullRequestBody(ctx: PullRequestContext): string {
     ``,
     `## What happens next`,
     ``,
-    record.environment === 'staging' && affectsBeyondStaging(record.affected ? record : { affected: ctx.affected })
-      ? `This is a **staging** rollback that ${affectsBeyondStaging({ affected: ctx.affected })}: ai-operator will not merge it on its own. Once CI is green, an approver runs:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\`\n\nWithout approval within ${formatDuration(record.settings.approvalTimeoutSeconds)} the attempt aborts and this PR stays open.`
+    record.environment === 'staging' && affectsBeyondStaging({ affected: ctx.affected })
+      ? `This is a **staging** rollback that ${affectsBeyondStaging({ affected: ctx.affected })}: ai-operator will not merge it on its own. ` +
+        (noApproversNote(record)
+          ? `Note: ${noApproversNote(record)}.`
+          : `Once CI is green, an approver runs:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\`\n\nWithout approval within ${formatDuration(record.settings.approvalTimeoutSeconds)} the attempt aborts and this PR stays open.`)
       : record.environment === 'staging'
       ? `ai-operator merges this pull request itself once CI is green and all eight invariants pass on fresh reads, then waits for Argo CD to report Healthy for ${formatDuration(record.settings.healthRestorationSeconds)}.`
       : `This is **production**: ai-operator will not merge without an authorized approval. Once CI is green, an approver runs:\n\n\`\`\`sh\n${approveCommand(record)}\n\`\`\`\n\nWithout approval within ${formatDuration(record.settings.approvalTimeoutSeconds)} the attempt aborts and this PR stays open.`,

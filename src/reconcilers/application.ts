@@ -9,7 +9,7 @@ import { recordEntry, type AuditOutboxEntry } from '../audit/outbox.ts';
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, mergeEnvironment, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent, type Preflight } from '../fsm/machine.ts';
-import { affectsBeyondStaging, appKey, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
+import { affectsBeyondStaging, appKey, noApproversNote, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
 import { Reason, inProgress, type State } from '../fsm/table.ts';
 import { ciVerdict, evaluateInvariants, summary, violations, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
@@ -89,6 +89,13 @@ const MAX_ROUNDS = 4;
 export interface ResetRequested {
   username: string;
   via: string;
+}
+
+/** Why a staging attempt waits for an approver (its blast radius), and, when nobody may approve it, what then. */
+function heldBack(record: Pick<AttemptRecord, 'affected' | 'environment' | 'settings'>): string | undefined {
+  const beyond = affectsBeyondStaging(record);
+  const nobody = beyond ? noApproversNote(record) : undefined;
+  return beyond && nobody ? `${beyond} (${nobody})` : beyond;
 }
 
 interface RoundMemo {
@@ -408,7 +415,7 @@ export class ApplicationReconciler {
         app, repo, branch: base, headSha: preview.headSha, files: preview.files, others: await this.deps.argocd.listApplications(),
         environmentOf: (other) => this.deps.monitoring(other)?.environment ?? 'ungoverned',
       });
-      const beyond = affectsBeyondStaging({ affected });
+      const beyond = heldBack({ ...record, affected });
       facts.preflight = {
         invariants: evaluateInvariants({ ...invariantFacts, ...(beyond ? { alsoChanges: beyond } : {}) }, facts.now), changedFiles: preview.changed, base,
         files: preview.files, affected,
@@ -436,7 +443,7 @@ export class ApplicationReconciler {
       pr ? settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, paths: restoredPaths(record, app.source) })) : undefined,
     ]);
     const candidate = record.candidate;
-    const beyond = affectsBeyondStaging(record);
+    const beyond = heldBack(record);
     return {
       ...(pr ? {} : { beforePullRequest: true }),
       environment: record.environment,
