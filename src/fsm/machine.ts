@@ -9,7 +9,7 @@
 // step idempotent across crashes: a restarted operator re-observes and adopts.
 import { authorizeApproval, type Enforcement } from '../governance/approval.ts';
 import {
-  ciTimedOut, mergeVerdict, persistence, PRE_PULL_REQUEST_INVARIANTS, recoveryTimedOut, restorationHeld, summary, violations, type DeploymentReplicas,
+  approvalTimedOut, ciTimedOut, mergeVerdict, persistence, PRE_PULL_REQUEST_INVARIANTS, recoveryTimedOut, restorationHeld, summary, violations, type DeploymentReplicas,
 } from '../governance/merge-verdict.ts';
 import { comments } from '../modules/pr-generator.ts';
 import type { ErrorCode } from '../ports/errors.ts';
@@ -106,6 +106,11 @@ export interface Preflight {
   files?: ChangedFile[];
   /** The other Applications whose source sets those files are in (the blast radius). */
   affected?: AffectedApp[];
+  /**
+   * Open rollback PRs of other attempts that change files of this set (a shared base two degraded apps
+   * render): this attempt waits for them instead of opening a second PR restoring the same files.
+   */
+  competing?: Array<{ number: number; title: string }>;
   /** The branch the PR would target, and its head the comparison was made on. */
   base: string;
   deployments?: DeploymentReplicas[];
@@ -485,6 +490,17 @@ function decideCandidateResolved(facts: Facts, record: AttemptRecord): Decision 
   if (failing.length > 0) {
     return move(facts, record, 'Abort', Reason.InvariantViolated,
       `no pull request opened: ${failing.map((v) => `${v.id}: ${v.detail}`).join('; ')}`, [], { invariants: preflight.invariants });
+  }
+  // Another attempt's rollback already restores these files: its merge may well heal this app too (Healthy
+  // then ends this attempt above); closed without a merge, this attempt opens its own. Bounded like an approval.
+  const other = preflight.competing?.[0];
+  if (other) {
+    const observed = observedTime(record, facts.now);
+    const waiting = `waiting for rollback pull request #${other.number} (${other.title}), which already changes files of this app's source set: no second pull request restoring them is opened`;
+    if (approvalTimedOut(observed.seconds, record.settings)) {
+      return move(facts, record, 'Abort', Reason.InvariantViolated, `rollback pull request #${other.number} (${other.title}) still open after ${formatDuration(record.settings.approvalTimeoutSeconds)}: no pull request opened`, [], { invariants: preflight.invariants });
+    }
+    return { ...nothing(), record: record.message === waiting ? { ...record, observed } : update(record, { observed, message: waiting }) };
   }
   return { ...nothing(), intents: [{ kind: 'openPullRequest', preflight }] };
 }

@@ -213,6 +213,9 @@ export function appKey(app: AppRef, argocdNamespace: string): string {
  * component) allows; the object name's own limit is 253.
  */
 export const MAX_ATTEMPT_NAME = 255 - 'ai-operator/rollback/'.length;
+
+/** Where the operator's rollback branches live. */
+export const ROLLBACK_BRANCH_PREFIX = 'ai-operator/rollback/';
 /** A label value's limit (Kubernetes validation: 63 characters). */
 export const MAX_LABEL_VALUE = 63;
 
@@ -253,7 +256,7 @@ export function attemptName(app: AppRef, correlationId: string): string {
 }
 
 export function branchName(app: AppRef, correlationId: string): string {
-  return `ai-operator/rollback/${attemptName(app, correlationId)}`;
+  return `${ROLLBACK_BRANCH_PREFIX}${attemptName(app, correlationId)}`;
 }
 
 /**

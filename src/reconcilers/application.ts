@@ -9,7 +9,7 @@ import { recordEntry, type AuditOutboxEntry } from '../audit/outbox.ts';
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, mergeEnvironment, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent, type Preflight } from '../fsm/machine.ts';
-import { affectsBeyondStaging, appKey, noApproversNote, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
+import { affectsBeyondStaging, appKey, noApproversNote, ROLLBACK_BRANCH_PREFIX, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
 import { Reason, inProgress, type State } from '../fsm/table.ts';
 import { ciVerdict, evaluateInvariants, summary, violations, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
@@ -346,8 +346,7 @@ export class ApplicationReconciler {
         const built = record.rollbackCommit;
         // CI is read on the commit the operator built, never on whatever the head is now.
         const { pr, ci } = await github.getPullRequestStatus(repo, record.pullRequest.number, built?.sha);
-        // Cached once known; a failed lookup is not cached, so it is asked again next time.
-        const identity = await (this.identity ??= github.identity().catch((error: unknown) => { this.identity = undefined; throw error; }));
+        const identity = await this.operatorLogin();
         facts.pullRequest = {
           ref: refOf(pr),
           headSha: pr.headSha,
@@ -382,6 +381,11 @@ export class ApplicationReconciler {
     }
   }
 
+  /** The operator's GitHub login: cached once known; a failed lookup is not cached, so it is asked again next time. */
+  private operatorLogin(): Promise<string> {
+    return this.identity ??= this.deps.github.identity().catch((error: unknown) => { this.identity = undefined; throw error; });
+  }
+
   /** Whether a PR's head is the rollback commit this attempt builds (recomputed): what facts.pullRequest says of it. */
   private async checkHead(record: AttemptRecord, app: ApplicationView | undefined, repo: RepoRef, pr: PullRequestInfo): Promise<{ rollbackCommit?: RollbackCommit; notRollback?: string }> {
     if (!record.candidate) return { notRollback: 'the attempt has no rollback target to check it against' };
@@ -410,6 +414,12 @@ export class ApplicationReconciler {
         this.deps.github.previewRollback(repo, { paths: restoredPaths(record, app.source), branch: base, targetSha: record.candidate!.revision }),
         this.invariantFacts(facts, record, app, repo),
       ]);
+      // Another attempt's open rollback PR restoring files of this set: waited for, never doubled.
+      const own = branchName(record.app, record.correlationId);
+      const identity = await this.operatorLogin();
+      const competing = (await this.deps.github.listOpenPullRequests(repo, { base, paths: restoredPaths(record, app.source) }))
+        .filter((p) => p.branch !== own && p.branch.startsWith(ROLLBACK_BRANCH_PREFIX) && p.author === identity)
+        .map((p) => ({ number: p.number, title: p.title }));
       // Which other apps the same files deploy: read on the head the diff was measured on.
       const affected = await blastRadius(this.deps.github, {
         app, repo, branch: base, headSha: preview.headSha, files: preview.files, others: await this.deps.argocd.listApplications(),
@@ -418,7 +428,7 @@ export class ApplicationReconciler {
       const beyond = heldBack({ ...record, affected });
       facts.preflight = {
         invariants: evaluateInvariants({ ...invariantFacts, ...(beyond ? { alsoChanges: beyond } : {}) }, facts.now), changedFiles: preview.changed, base,
-        files: preview.files, affected,
+        files: preview.files, affected, ...(competing.length > 0 ? { competing } : {}),
         ...(invariantFacts.deployments ? { deployments: invariantFacts.deployments } : {}),
       };
     } catch (error) {
