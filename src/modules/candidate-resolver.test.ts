@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeWorld, fakeSha, type FakeApp } from '../../dev/fakes/world.ts';
 import { SETTINGS } from '../fsm/testing.ts';
 import type { CommitInfo } from '../ports/github.ts';
+import { IntegrationError } from '../ports/errors.ts';
 import { MemoryKV } from '../store/memory.ts';
 import { renderUptimeQuery, resolveCandidate } from './candidate-resolver.ts';
 import { DEFAULT_UPTIME_QUERY } from '../config.ts';
@@ -214,6 +215,25 @@ describe('resolveCandidate: candidates are deployments of the source set (issue 
     await w.setCommits('apps/shop/base', [commit(other, 100), commit(bad, 3600), commit(good, 7200)]);
     await w.addApp({ ...app, uptime: { [good]: 1, [bad]: 1 } });
     const outcome = await resolveCandidate(w, w, { app, repo, settings: SETTINGS, currentRevision: other, excluded: [bad], now, clock: () => now });
+    expect(outcome).toMatchObject({ kind: 'found', candidate: { revision: good } });
+  });
+
+  it('passes over a rolled-back-from commit, or a deployment, that a force push took out of the repository', async () => {
+    const { w, app } = await kustomizeWorld([
+      { sha: good, files: files('v1'), seconds: 7200 },
+      { sha: bad, files: files('v2-broken'), seconds: 100 },
+    ]);
+    await w.setCommits('apps/shop/base', [commit(bad, 100), commit(good, 7200)]);
+    await w.addApp({ ...app, uptime: { [good]: 1 } });
+    await w.setCi(good, { state: 'success', runs: [{ name: 'ci', state: 'success' }] });
+    const gone = fakeSha('rewritten');
+    const absent = () => Promise.reject(new IntegrationError('contentDigest', 'NOT_FOUND', 'HTTP 404'));
+    const github = Object.assign(Object.create(w) as FakeWorld, {
+      contentDigest: (r: typeof repo, sha: string, paths: string[]) => (sha === gone ? absent() : w.contentDigest(r, sha, paths)),
+      listFilesAt: (r: typeof repo, sha: string, prefix: string) => (sha === gone ? absent() : w.listFilesAt(r, sha, prefix)),
+    });
+    const withGone = { ...app, history: [...app.history, { id: 0.5, revision: gone, deployedAt: ago(3600) }] };
+    const outcome = await resolveCandidate(github, w, { app: withGone, repo, settings: SETTINGS, currentRevision: bad, excluded: [gone], now, clock: () => now });
     expect(outcome).toMatchObject({ kind: 'found', candidate: { revision: good } });
   });
 

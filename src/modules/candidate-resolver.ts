@@ -106,6 +106,16 @@ const sameCharts = (a: string[] | undefined, b: string[] | undefined) => (a ?? [
 /** A deployment as messages name it; a commit standing in for one (no history) by its SHA alone. */
 const named = (d: DeploymentHistoryEntry) => (d.id >= 0 ? `#${d.id} ${shortSha(d.revision)}` : shortSha(d.revision));
 
+/** A read of a commit GitHub no longer has (NOT_FOUND): undefined; any other failure stands. */
+async function absentAsUndefined<T>(read: Promise<T>): Promise<T | undefined> {
+  try {
+    return await read;
+  } catch (error) {
+    if (error instanceof IntegrationError && error.code === 'NOT_FOUND') return undefined;
+    throw error;
+  }
+}
+
 /** A deployment that may be rolled back to: what it restores, and why it was weighed. */
 interface Weighed {
   deployment: DeploymentHistoryEntry;
@@ -180,7 +190,12 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
         measured.push(`${named(deployment)}: deployed ${(deployment.charts ?? ['no chart']).join(', ')}, not ${(app.rendered?.charts ?? ['no chart']).join(', ')} as now (a chart version lives in the Application's spec, not in Git)`);
         continue;
       }
-      const then = await sourceSet(github, setApp, deployment.revision);
+      // A commit rewritten out of the repository (a force push) can be weighed no more: passed over, not fatal.
+      const then = await absentAsUndefined(sourceSet(github, setApp, deployment.revision));
+      if (!then) {
+        measured.push(`${named(deployment)}: its commit is no longer in the repository`);
+        continue;
+      }
       if (then.refused) {
         measured.push(`${named(deployment)}: its source set cannot be computed (${then.refused})`);
         continue;
@@ -196,7 +211,7 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
       }
       runningRelease = false;
       let rolledBack: string | undefined;
-      for (const sha of input.excluded) if (await digest(sha, paths) === thenDigest) rolledBack = sha;
+      for (const sha of input.excluded) if (await absentAsUndefined(digest(sha, paths)) === thenDigest) rolledBack = sha;
       if (rolledBack) {
         measured.push(`${named(deployment)}: the source rolled back from at ${shortSha(rolledBack)} before`);
         continue;
