@@ -479,6 +479,24 @@ function decideCandidateResolved(facts: Facts, record: AttemptRecord): Decision 
   }
   const preflight = facts.preflight;
   if (!preflight) return { ...nothing(), needs: 'preflight' };
+  // Another attempt's rollback already restores these files: its merge may well heal this app too (Healthy
+  // then ends this attempt above); closed without a merge, this attempt opens its own. Bounded like an approval.
+  const other = preflight.competing?.[0];
+  const awaited = other ?? (record.waitingFor && preflight.changedFiles === 0 ? record.waitingFor : undefined);
+  if (awaited) {
+    const observed = observedTime(record, facts.now);
+    // Merged (the branch already holds what this attempt would restore), but not deployed yet: Argo CD's sync
+    // is what heals the app. Nothing to roll back would be said too early here.
+    const waiting = other
+      ? `waiting for rollback pull request #${other.number} (${other.title}), which already changes files of this app's source set: no second pull request restoring them is opened`
+      : `rollback pull request #${awaited.number} (${awaited.title}) was merged and restores this app's source set too: waiting for Argo CD to deploy it`;
+    if (approvalTimedOut(observed.seconds, record.settings)) {
+      return move(facts, record, 'Abort', Reason.InvariantViolated, other
+        ? `rollback pull request #${other.number} (${other.title}) still open after ${formatDuration(record.settings.approvalTimeoutSeconds)}: no pull request opened`
+        : `rollback pull request #${awaited.number} (${awaited.title}) was merged, but health did not come back within ${formatDuration(record.settings.approvalTimeoutSeconds)}`, [], { invariants: preflight.invariants });
+    }
+    return { ...nothing(), record: record.message === waiting ? { ...record, observed } : update(record, { observed, message: waiting, waitingFor: awaited }) };
+  }
   const paths = restoredPaths(record).join(', ') || 'the app\'s source';
   if (preflight.changedFiles === 0) {
     return move(facts, record, 'Abort', Reason.NothingToRollBack,
@@ -490,17 +508,6 @@ function decideCandidateResolved(facts: Facts, record: AttemptRecord): Decision 
   if (failing.length > 0) {
     return move(facts, record, 'Abort', Reason.InvariantViolated,
       `no pull request opened: ${failing.map((v) => `${v.id}: ${v.detail}`).join('; ')}`, [], { invariants: preflight.invariants });
-  }
-  // Another attempt's rollback already restores these files: its merge may well heal this app too (Healthy
-  // then ends this attempt above); closed without a merge, this attempt opens its own. Bounded like an approval.
-  const other = preflight.competing?.[0];
-  if (other) {
-    const observed = observedTime(record, facts.now);
-    const waiting = `waiting for rollback pull request #${other.number} (${other.title}), which already changes files of this app's source set: no second pull request restoring them is opened`;
-    if (approvalTimedOut(observed.seconds, record.settings)) {
-      return move(facts, record, 'Abort', Reason.InvariantViolated, `rollback pull request #${other.number} (${other.title}) still open after ${formatDuration(record.settings.approvalTimeoutSeconds)}: no pull request opened`, [], { invariants: preflight.invariants });
-    }
-    return { ...nothing(), record: record.message === waiting ? { ...record, observed } : update(record, { observed, message: waiting }) };
   }
   return { ...nothing(), intents: [{ kind: 'openPullRequest', preflight }] };
 }

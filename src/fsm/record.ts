@@ -170,6 +170,8 @@ export interface AttemptRecord {
    * on records written before it was kept). Any not staging makes the merge wait for an approver.
    */
   affected?: AffectedApp[];
+  /** Another attempt's rollback PR that restores files of this app's set: this attempt waits for it, opening none. */
+  waitingFor?: { number: number; title: string };
   pullRequest?: PullRequestRef;
   /** The commit the operator built for its PR; absent on records written before it was kept, until checked. */
   rollbackCommit?: RollbackCommit;

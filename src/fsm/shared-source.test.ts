@@ -86,6 +86,21 @@ describe('a rollback of a shared source', () => {
     expect(decide(facts(waiting.record!, { now: later(30), preflight: preflight() })).intents).toMatchObject([{ kind: 'openPullRequest' }]);
   });
 
+  it('once the PR it waited for merged, waits for Argo CD to deploy it: never NothingToRollBack while the branch already holds the restore', () => {
+    const other = { number: 42, title: 'Rollback shop-staging (staging) to good' };
+    const waiting = decide(facts(record('CandidateResolved', { app: { namespace: 'argocd', name: 'shop-production' }, environment: 'production' }), { preflight: preflight({ competing: [other] }) })).record!;
+    expect(waiting.waitingFor).toEqual(other);
+    // Merged: no longer open, and the branch already matches the target — but the app still runs the bad source.
+    const merged = decide(facts(waiting, { now: later(10), preflight: preflight({ changedFiles: 0, files: [] }) }));
+    expect(merged.transition).toBeUndefined();
+    expect(merged.intents).toEqual([]);
+    expect(merged.record?.message).toBe('rollback pull request #42 (Rollback shop-staging (staging) to good) was merged and restores this app\'s source set too: waiting for Argo CD to deploy it');
+    // Argo CD deploys it: Healthy ends the attempt.
+    expect(decide(facts(merged.record!, { now: later(20), health: { status: 'Healthy', revision: 'merged' } })).transition).toMatchObject({ to: 'Idle', reason: 'HealthRestoredBeforeMerge' });
+    // An attempt that never waited for anyone still says the degradation is not in Git.
+    expect(decide(facts(record('CandidateResolved'), { preflight: preflight({ changedFiles: 0, files: [] }) })).transition).toMatchObject({ to: 'Abort', reason: 'NothingToRollBack' });
+  });
+
   it('gives up on a competing PR still open after the approval timeout, without opening one', () => {
     let r = record('CandidateResolved', { environment: 'production' });
     const other = { number: 42, title: 'Rollback shop-staging (staging) to good' };

@@ -492,4 +492,27 @@ describe('ApplicationReconciler', () => {
       expect(await h.kv.get(KEYS.active('order-service'))).toBeUndefined();
     });
   });
+
+  describe('two apps rendering one shared source (issue 18 §4)', () => {
+    it('reconciled side by side, they open one rollback PR, not two: the other attempt waits for it', async () => {
+      const s = scenarioApp('shop', 'staging', h.now);
+      await h.world.setCommits('apps/shop', s.commits);
+      await h.world.setCi(s.good, { state: 'success', runs: [{ name: 'ci/build', state: 'success' }] });
+      for (const name of ['shop-a', 'shop-b']) {
+        await h.world.addApp({ ...s.app, ref: { namespace: 'argocd', name }, resources: [{ kind: 'Deployment', name, namespace: name }], deployments: [{ ...s.app.deployments[0]!, name }] });
+        await h.world.setHealth({ namespace: 'argocd', name }, 'Degraded');
+      }
+      for (let i = 0; i < 4; i++) {
+        h.now += 10_000;
+        await Promise.all([h.reconciler.reconcile('argocd/shop-a'), h.reconciler.reconcile('argocd/shop-b')]);
+      }
+      const prs = await h.world.pullRequests();
+      expect(prs).toHaveLength(1);
+      const [a, b] = [await h.record('shop-a'), await h.record('shop-b')];
+      const [owner, other] = a?.pullRequest ? [a, b] : [b, a];
+      expect(owner).toMatchObject({ state: 'PRCreated', affected: [{ name: other!.app.name, environment: 'staging' }] });
+      expect(other).toMatchObject({ state: 'CandidateResolved', waitingFor: { number: prs[0]!.number } });
+      expect(other!.message).toContain(`waiting for rollback pull request #${prs[0]!.number}`);
+    });
+  });
 });

@@ -122,6 +122,8 @@ export class ApplicationReconciler {
   private readonly clock: () => Date;
   private readonly newId: () => string;
   private identity?: Promise<string>;
+  /** The tail of each key's queue of serialized works (serialized()): a key is removed once its queue is empty. */
+  private readonly serials = new Map<string, Promise<void>>();
   /** What was said about a Degraded app that may not be rolled back, so it is said once per degradation. */
   private readonly waitingSaid = new Map<string, string>();
   /** Transition Events of the reconcile in progress, per app key, emitted once its RollbackAttempt is projected. */
@@ -381,6 +383,37 @@ export class ApplicationReconciler {
     }
   }
 
+  /**
+   * Other attempts' open rollback PRs (the operator's, on its rollback branches) into `base` that change files
+   * of this attempt's source set: a second PR restoring the same files is never opened beside one.
+   */
+  private async competingPullRequests(record: AttemptRecord, app: ApplicationView | undefined, repo: RepoRef, base: string): Promise<Array<{ number: number; title: string }>> {
+    const own = branchName(record.app, record.correlationId);
+    const identity = await this.operatorLogin();
+    return (await this.deps.github.listOpenPullRequests(repo, { base, paths: restoredPaths(record, app?.source) }))
+      .filter((p) => p.branch !== own && p.branch.startsWith(ROLLBACK_BRANCH_PREFIX) && p.author === identity)
+      .map((p) => ({ number: p.number, title: p.title }));
+  }
+
+  /**
+   * Runs `work` alone among the works of the same key: two apps rendering one shared base, reconciled side by
+   * side, would otherwise both find no PR restoring it and both open one.
+   */
+  private async serialized<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const before = this.serials.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => { release = resolve; });
+    const tail = before.then(() => mine);
+    this.serials.set(key, tail);
+    await before;
+    try {
+      return await work();
+    } finally {
+      release();
+      if (this.serials.get(key) === tail) this.serials.delete(key);
+    }
+  }
+
   /** The operator's GitHub login: cached once known; a failed lookup is not cached, so it is asked again next time. */
   private operatorLogin(): Promise<string> {
     return this.identity ??= this.deps.github.identity().catch((error: unknown) => { this.identity = undefined; throw error; });
@@ -415,11 +448,7 @@ export class ApplicationReconciler {
         this.invariantFacts(facts, record, app, repo),
       ]);
       // Another attempt's open rollback PR restoring files of this set: waited for, never doubled.
-      const own = branchName(record.app, record.correlationId);
-      const identity = await this.operatorLogin();
-      const competing = (await this.deps.github.listOpenPullRequests(repo, { base, paths: restoredPaths(record, app.source) }))
-        .filter((p) => p.branch !== own && p.branch.startsWith(ROLLBACK_BRANCH_PREFIX) && p.author === identity)
-        .map((p) => ({ number: p.number, title: p.title }));
+      const competing = await this.competingPullRequests(record, app, repo, base);
       // Which other apps the same files deploy: read on the head the diff was measured on.
       const affected = await blastRadius(this.deps.github, {
         app, repo, branch: base, headSha: preview.headSha, files: preview.files, others: await this.deps.argocd.listApplications(),
@@ -695,11 +724,18 @@ export class ApplicationReconciler {
         switch (intent.kind) {
           case 'openPullRequest': {
             const { preflight } = intent;
-            const pr = await openPullRequest(github, repo, {
-              record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants,
-              files: preflight.files ?? [], affected: preflight.affected ?? [],
-              ...(preflight.deployments ? { deployments: preflight.deployments } : {}),
+            // Checked again where the PR is opened, one attempt of a repository's branch at a time: the preflight's
+            // answer may be a moment old, and another app's reconcile may have opened one meanwhile.
+            const pr = await this.serialized(`${repo.owner}/${repo.repo}@${preflight.base}`, async () => {
+              if ((await this.competingPullRequests(record, observed.app, repo, preflight.base)).length > 0) return undefined;
+              return openPullRequest(github, repo, {
+                record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants,
+                files: preflight.files ?? [], affected: preflight.affected ?? [],
+                ...(preflight.deployments ? { deployments: preflight.deployments } : {}),
+              });
             });
+            // Another attempt's PR restores these files now: the next round reads it and waits for it.
+            if (!pr) break;
             memo.opened = pr;
             memo.preflight = preflight;
             await audit.record({ module: 'PRGenerator', correlationId: record.correlationId, actionType: 'PR_CREATED',
