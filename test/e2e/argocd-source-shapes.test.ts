@@ -12,8 +12,9 @@
 // Two apps that render the same shared files (the Kustomize base, the chart's templates) are
 // governed by one RollbackPolicy each: staging's, and production's with `suspend: true` — production
 // goes Degraded too, but only the staging attempt runs, so there is one rollback PR and its blast
-// radius (production named, approval required) is what is under test. Without the suspension both
-// attempts would open a PR restoring the same base.
+// radius (production named, approval required) is what is under test. Kustomize (c) runs both
+// policies: both attempts run, one opens the PR restoring the base and the other waits for it (never
+// a second PR restoring the same files), and ends Idle when that PR's merge heals its app too.
 import { stringify } from 'yaml';
 import { describe, expect, it, vi } from 'vitest';
 import { BROKEN_RELEASE, TEST_RELEASE_LABEL } from '../../dev/stack/kwok.ts';
@@ -25,7 +26,7 @@ import {
 } from './support/argocd-real.ts';
 import { kubectl } from './support/kube.ts';
 
-// Seven scenarios side by side (vitest's default is five at a time): each is mostly waiting on Argo CD.
+// Eight scenarios side by side (vitest's default is five at a time): each is mostly waiting on Argo CD.
 vi.setConfig({ maxConcurrency: 8 });
 
 const SCENARIO_TIMEOUT = 480_000;
@@ -126,19 +127,75 @@ const CHART = {
 
 /** The rollback PR; fails at once when the operator refused the app's shape or aborted instead. */
 async function prOrRefusal(repo: GitOpsRepo, app: string, policy: string, timeoutMs = 150_000): Promise<SimPull> {
+  return firstPrOf(repo, { [app]: policy }, timeoutMs);
+}
+
+/** The first rollback PR of any of the apps (each named with its policy); fails at once when one was refused or its attempt aborted. */
+async function firstPrOf(repo: GitOpsRepo, policyOf: Record<string, string>, timeoutMs = 150_000): Promise<SimPull> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const refused = await repo.policyCondition(policy, 'ApplicationsRefused');
-    if (refused?.status === 'True' && new RegExp(`\\b${app}\\b`).test(refused.message)) {
-      throw new Error(`${app} was refused by policy ${policy}: ${refused.reason} ${JSON.stringify(refused.message)}`);
+    for (const [app, policy] of Object.entries(policyOf)) {
+      const refused = await repo.policyCondition(policy, 'ApplicationsRefused');
+      if (refused?.status === 'True' && new RegExp(`\\b${app}\\b`).test(refused.message)) {
+        throw new Error(`${app} was refused by policy ${policy}: ${refused.reason} ${JSON.stringify(refused.message)}`);
+      }
+      const aborted = (await repo.attempts(app)).find((r) => r.state === 'Abort');
+      if (aborted) throw new Error(`${app}'s attempt aborted before any PR: ${aborted.reason} ${JSON.stringify(aborted.message)}`);
     }
-    const aborted = (await repo.attempts(app)).find((r) => r.state === 'Abort');
-    if (aborted) throw new Error(`${app}'s attempt aborted before any PR: ${aborted.reason} ${JSON.stringify(aborted.message)}`);
     const pull = repo.pulls()[0];
     if (pull) return pull;
     await sleep(500);
   }
-  throw new Error(`no rollback PR for ${app} within ${timeoutMs / 1000} s`);
+  throw new Error(`no rollback PR for ${Object.keys(policyOf).join(' or ')} within ${timeoutMs / 1000} s`);
+}
+
+/**
+ * Watches the run: every PR of the repository (polled every 250 ms, from the simulator itself) and every change
+ * of an attempt's state, reason or message, each on a timeline with the seconds since the watch began. `guard`
+ * races a step with the first sight of a second PR, so that a scenario expecting one fails at once, saying so.
+ */
+function watchRollbacks(repo: GitOpsRepo): { seen: number[]; maxOpen(): number; timeline: string[]; guard<T>(step: Promise<T>): Promise<T>; stop(): Promise<void> } {
+  const started = Date.now();
+  const seen: number[] = [];
+  const timeline: string[] = [];
+  const last = new Map<string, string>();
+  let maxOpen = 0;
+  let stopped = false;
+  let second!: (error: Error) => void;
+  const secondSeen = new Promise<never>((_, reject) => { second = reject; });
+  secondSeen.catch(() => {});
+  const at = () => `+${secondsSince(started)}`;
+  const poll = async () => {
+    while (!stopped) {
+      const pulls = repo.pulls();
+      for (const p of pulls.filter((p) => !seen.includes(p.number))) {
+        seen.push(p.number);
+        timeline.push(`${at()} PR #${p.number} opened by ${p.user} from ${p.head}: ${p.title}`);
+      }
+      maxOpen = Math.max(maxOpen, pulls.filter((p) => p.state === 'open').length);
+      if (seen.length > 1) {
+        second(new Error(`a second rollback PR was opened: ${pulls.map((p) => `#${p.number} (${p.state}${p.merged ? ', merged' : ''}) from ${p.head}: ${p.title}`).join('; ')}\n${timeline.join('\n')}`));
+      }
+      try {
+        for (const r of await repo.attempts()) {
+          const line = `${r.state} ${r.reason}${r.pullRequest ? ` #${r.pullRequest.number}` : ''}: ${r.message}`;
+          if (last.get(r.correlationId) !== line) {
+            last.set(r.correlationId, line);
+            timeline.push(`${at()} ${r.app.name} (${r.correlationId.slice(0, 8)}) ${line}`);
+          }
+        }
+      } catch {
+        // etcd unreadable for a moment: the next poll reads it
+      }
+      await sleep(250);
+    }
+  };
+  const running = poll();
+  return {
+    seen, timeline, maxOpen: () => maxOpen,
+    guard: (step) => { step.catch(() => {}); return Promise.race([step, secondSeen]); },
+    stop: async () => { stopped = true; await running; },
+  };
 }
 
 /** The PR's changed files by name, logged: what each case changed is part of its story. */
@@ -172,9 +229,9 @@ async function givenApprovals(repo: GitOpsRepo): Promise<{ env: Record<string, s
 
 /**
  * The two apps of one shared source (a Kustomize base, a chart), staging and production, from
- * `paths`; each Synced and Healthy at the first commit; a policy each (production's suspended).
+ * `paths`; each Synced and Healthy at the first commit; a policy each (production's suspended unless said).
  */
-async function givenStagingAndProduction(repo: GitOpsRepo, sources: { staging: Json; production: Json }): Promise<void> {
+async function givenStagingAndProduction(repo: GitOpsRepo, sources: { staging: Json; production: Json }, options: { suspendProduction?: boolean } = {}): Promise<void> {
   for (const environment of ['staging', 'production'] as const) {
     await repo.createApplication(`shop-${environment}`, {
       source: { repoURL: repo.repoURL, targetRevision: 'main', ...sources[environment] },
@@ -182,20 +239,20 @@ async function givenStagingAndProduction(repo: GitOpsRepo, sources: { staging: J
     }, { 'ai-operator.enabled': 'true', environment });
   }
   await repo.createPolicy('staging', { applications: ['shop-staging'], environment: 'staging', ...detection, ...candidate, ...approvers });
-  await repo.createPolicy('production', { applications: ['shop-production'], environment: 'production', suspend: true, ...detection, ...candidate, ...approvers });
+  await repo.createPolicy('production', { applications: ['shop-production'], environment: 'production', ...(options.suspendProduction ?? true ? { suspend: true } : {}), ...detection, ...candidate, ...approvers });
   const t = Date.now();
   await Promise.all(['shop-staging', 'shop-production'].map((app) => untilHealthyAt(repo, app, repo.firstCommit)));
   console.log(`argocd-source-shapes ${repo.namespace}: shop-staging and shop-production Synced+Healthy in ${secondsSince(t)}`);
 }
 
-/** CI green on the PR's head: the staging attempt comes to wait for an approver, and five seconds later the PR is still open. */
-async function untilWaitingForApproval(repo: GitOpsRepo, pr: SimPull): Promise<AttemptRecord> {
+/** CI green on the PR's head: the attempt (staging's unless said) comes to wait for an approver, and five seconds later the PR is still open. */
+async function untilWaitingForApproval(repo: GitOpsRepo, pr: SimPull, app = 'shop-staging'): Promise<AttemptRecord> {
   repo.ci(pr.headSha);
-  const settled = await until('shop-staging waiting for approval (or merged without one)', async () => (await repo.attempts('shop-staging'))[0],
+  const settled = await until(`${app} waiting for approval (or merged without one)`, async () => (await repo.attempts(app))[0],
     (r) => r !== undefined && r.state !== 'PRCreated' && r.state !== 'CandidateResolved' && r.state !== 'DegradationDetected', 60_000, 250);
   await sleep(5000);
   expect(repo.pulls()[0], `the PR after 5 s of green CI (the attempt went ${settled!.state} ${settled!.reason})`).toMatchObject({ number: pr.number, merged: false, state: 'open' });
-  const [record] = await repo.attempts('shop-staging');
+  const [record] = await repo.attempts(app);
   expect(record?.state).toBe('AwaitingMergeApproval');
   return record!;
 }
@@ -295,6 +352,78 @@ describe('rolling back what Argo CD deployed, in the shapes users run (issue 18,
       expect(await live(`${repo.target}-staging`, 'staging-shop')).toMatchObject({ image: `${IMAGE}:v1`, release: undefined, annotations: { 'shop.example/owner': 'team-shop' } });
       await untilHealthyAt(repo, 'shop-production', pull.mergeCommitSha!);
       expect(await repo.attempts('shop-production')).toEqual([]);
+    });
+  }, SCENARIO_TIMEOUT);
+
+  it.concurrent('Kustomize (c): a bad change in the shared base, both policies active → one rollback PR (whichever attempt opens it), the other attempt waits for it; approved and merged, both apps Healthy', async ({ expect }) => {
+    await scenario('kustomize-shared', KUSTOMIZE_V1, async (repo) => {
+      const apps = ['shop-staging', 'shop-production'];
+      // Given shop-staging and shop-production over one base, Healthy at v1, each governed by an active policy (alice approves in both)
+      await givenStagingAndProduction(repo, { staging: { path: 'apps/shop/overlays/staging' }, production: { path: 'apps/shop/overlays/production' } }, { suspendProduction: false });
+      const approvals = await givenApprovals(repo);
+      await Promise.all(apps.map((app) => untilUptime(repo, app, 0.8)));
+      const watch = watchRollbacks(repo);
+      try {
+        await repo.startOperator(approvals.env);
+
+        // When v2 bumps the base's image to a release whose pods crash-loop: both overlays render it, both apps go Degraded
+        const bad = await repo.push({ 'apps/shop/base/deployment.yaml': baseDeployment('v2', BROKEN_RELEASE) }, 'base: shop v2');
+        const pushed = Date.now();
+        for (const app of apps) await repo.refresh(app);
+        await watch.guard(Promise.all(apps.map((app) => untilDegradedAt(repo, app, bad))));
+
+        // Then one attempt (either) opens a PR restoring the base
+        const pr = await watch.guard(firstPrOf(repo, { 'shop-staging': 'staging', 'shop-production': 'production' }));
+        const records = await watch.guard(until(`the attempt that owns #${pr.number}`, () => repo.attempts(), (rs) => rs.some((r) => r.pullRequest?.number === pr.number), 30_000));
+        const owner = records.find((r) => r.pullRequest?.number === pr.number)!.app.name;
+        const other = apps.find((app) => app !== owner)!;
+        console.log(`argocd-source-shapes kustomize (c): push → PR #${pr.number} by ${owner}'s attempt in ${secondsSince(pushed)}: ${pr.title}`);
+        expect.soft(await changedFiles(repo, 'kustomize (c)', pr.number)).toEqual(['apps/shop/base/deployment.yaml']);
+
+        // And the other attempt waits for it, opening none
+        const waitingMessage = `waiting for rollback pull request #${pr.number} (${pr.title}), which already changes files of this app's source set: no second pull request restoring them is opened`;
+        const waiting = (await watch.guard(until(`${other}'s attempt waiting for #${pr.number}`, async () => (await repo.attempts(other))[0],
+          (r) => r !== undefined && (r.message === waitingMessage || !['DegradationDetected', 'CandidateResolved'].includes(r.state)), 90_000, 250)))!;
+        expect(waiting, `${other}'s attempt`).toMatchObject({ state: 'CandidateResolved', message: waitingMessage });
+        const waitingObject = await watch.guard(until(`${other}'s RollbackAttempt saying it waits`, () => repo.attemptObject(waiting), (o) => o.status?.message === waitingMessage, 30_000));
+        console.log(`argocd-source-shapes kustomize (c): ${other}'s RollbackAttempt ${waitingObject.metadata.name}: ${JSON.stringify({ phase: waitingObject.status.phase, reason: waitingObject.status.reason, message: waitingObject.status.message })}`);
+        expect(waitingObject.status).toMatchObject({ phase: 'CandidateResolved', message: waitingMessage });
+
+        // And, CI green on the PR, it waits for an approver: production's own rule, or staging's rollback changing production
+        const awaiting = await watch.guard(untilWaitingForApproval(repo, pr, owner));
+        const before = await attemptStatus(repo, awaiting);
+        const i1 = before.invariants?.find((i) => i.id === 'I1_environment');
+        console.log(`argocd-source-shapes kustomize (c): ${owner} waiting for approval, I1 ${JSON.stringify(i1)}, affected ${JSON.stringify(before.affectedApplications)}`);
+        if (owner === 'shop-staging') expect.soft(i1).toMatchObject({ result: 'FAIL', detail: expect.stringContaining('also changes shop-production (production): apps/shop/base') });
+        expect((await repo.attempts(other))[0]).toMatchObject({ correlationId: waiting.correlationId, state: 'CandidateResolved', message: waitingMessage });
+
+        // When alice approves it (on the attempt that owns it), it merges, and Argo CD deploys the restored base to both apps
+        const { record, pull } = await watch.guard(mergedAndRecovered(repo, owner, { approve: () => approvals.approve(awaiting) }));
+        expect(record).toMatchObject({ state: 'RollbackComplete', approval: { approvedBy: ALICE }, candidate: { revision: repo.firstCommit } });
+        expect(record.transitions.find((t) => t.to === 'RollbackMerged')?.reason).toBe('ApprovedAndMerged');
+        await watch.guard(untilHealthyAt(repo, other, pull.mergeCommitSha!));
+
+        // Then the waiting attempt ends Idle: the other's merge restored its health
+        const ended = (await watch.guard(until(`${other}'s attempt done waiting`, async () => (await repo.attempts(other)).find((r) => r.correlationId === waiting.correlationId),
+          (r) => r !== undefined && r.state !== 'CandidateResolved', 60_000, 250)))!;
+        const endedObject = await until(`${other}'s RollbackAttempt at ${ended.state}`, () => repo.attemptObject(ended), (o) => o.status?.phase === ended.state, 30_000);
+        console.log(`argocd-source-shapes kustomize (c): ${other}'s RollbackAttempt at the end: ${JSON.stringify({ phase: endedObject.status.phase, reason: endedObject.status.reason, message: endedObject.status.message })}`);
+        // (soft: what else the run shows is checked too, and the test fails all the same)
+        expect.soft(ended, `${other}'s attempt after #${pr.number} merged`).toMatchObject({ state: 'Idle', reason: 'HealthRestoredBeforeMerge' });
+        expect.soft(endedObject.status, `${other}'s RollbackAttempt after #${pr.number} merged`).toMatchObject({ phase: 'Idle', reason: 'HealthRestoredBeforeMerge' });
+        expect((await repo.attempts(other)).map((r) => r.correlationId)).toEqual([waiting.correlationId]);
+        expect(await repo.fileAt('main', 'apps/shop/base/deployment.yaml')).toBe(baseDeployment('v1'));
+        expect(await live(`${repo.target}-staging`, 'staging-shop')).toMatchObject({ image: `${IMAGE}:v1`, release: undefined });
+        expect(await live(`${repo.target}-production`, 'production-shop')).toMatchObject({ image: `${IMAGE}:v1`, release: undefined });
+        // Over the whole run, one rollback PR in the repository, never two open at once
+        expect(repo.pulls().map((p) => p.number)).toEqual([pr.number]);
+        expect(watch.seen).toEqual([pr.number]);
+        expect(watch.maxOpen()).toBe(1);
+        console.log(`argocd-source-shapes kustomize (c): push → both apps Healthy, ${owner} RollbackComplete, ${other} Idle in ${secondsSince(pushed)}`);
+      } finally {
+        await watch.stop();
+        console.log(`argocd-source-shapes kustomize (c): timeline\n${watch.timeline.join('\n')}`);
+      }
     });
   }, SCENARIO_TIMEOUT);
 
