@@ -10,7 +10,7 @@ import type { AffectedApp, Environment, RepoRef } from '../fsm/record.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { ChangedFile, GitHubPort } from '../ports/github.ts';
 import { sourceSetApp } from './candidate-resolver.ts';
-import { gitSources, sameRepository, sourceSet } from './source-set.ts';
+import { gitSources, sameRepository, sourceSet, wholeTreeReader } from './source-set.ts';
 import { targetRevisionOf } from './target-branch.ts';
 
 export interface BlastRadiusInput {
@@ -47,13 +47,15 @@ async function deploysBranch(github: Pick<GitHubPort, 'defaultBranch'>, app: App
 export async function blastRadius(github: GitHubPort, input: BlastRadiusInput): Promise<AffectedApp[]> {
   if (input.files.length === 0) return [];
   const affected: AffectedApp[] = [];
+  // Every app's set at the one head: its tree listed once, not once per app.
+  const reader = wholeTreeReader(github);
   const self = `${input.app.ref.namespace}/${input.app.ref.name}`;
   const url = input.app.source?.repoURL;
   if (url === undefined) return [];
   for (const other of input.others) {
     if (`${other.ref.namespace}/${other.ref.name}` === self) continue;
     if (!(await deploysBranch(github, other, url, input.repo, input.branch))) continue;
-    const set = await sourceSet(github, sourceSetApp(other), input.headSha);
+    const set = await sourceSet(reader, sourceSetApp(other), input.headSha);
     // What an app reads cannot be told (a plugin, Jsonnet…): it may read the files changed, so it counts.
     const paths = set.refused
       ? [`(its source set cannot be computed: ${set.refused})`]

@@ -154,8 +154,11 @@ export async function resolveCandidate(github: GitHubPort, metrics: MetricsHisto
     const rolledBackFrom = setHistory[0]?.sha;
     const found = async (weighed: Weighed, candidate: Omit<Candidate, 'paths' | 'undone' | 'deploymentId'>): Promise<CandidateOutcome> => {
       const paths = historyPaths({ ...running, paths: weighed.paths }, app);
-      const [now_, then] = await Promise.all([history(paths, current), history(paths, weighed.deployment.revision)]);
-      const before = new Set(then.map((c) => c.sha));
+      const now_ = await history(paths, current);
+      // The target is one of the set's own commits (an app's release, the usual case): what is newer undoes.
+      // Otherwise (a monorepo's branch head) what the target reaches is read, and the rest undoes.
+      const at = now_.findIndex((c) => c.sha === weighed.deployment.revision);
+      const before = at >= 0 ? new Set(now_.slice(at).map((c) => c.sha)) : new Set((await history(paths, weighed.deployment.revision)).map((c) => c.sha));
       const undone: UndoneCommit[] = now_.filter((c) => !before.has(c.sha)).map((c) => ({ ...c, message: (c.message.split('\n')[0] ?? '').slice(0, 200) }));
       return {
         kind: 'found', currentRevision: input.currentRevision, ...(rolledBackFrom ? { rolledBackFrom } : {}),

@@ -148,6 +148,43 @@ const isGlob = (s: string) => /[*?[{]/.test(s);
 /** A refusal: thrown inside the walk, returned as `refused`. */
 class Refusal extends Error {}
 
+/**
+ * A reader that lists each commit's whole tree once and answers every prefix from it in memory (binary
+ * search over the sorted listing): for computing many apps' sets at one commit — a blast radius weighs every
+ * Application of the repository — one listing instead of one per app. Files are still read through `reader`.
+ */
+export function wholeTreeReader(reader: RepositorySnapshotReader): RepositorySnapshotReader {
+  const trees = new Map<string, Promise<string[]>>();
+  const lowerBound = (sorted: string[], key: string) => {
+    let [lo, hi] = [0, sorted.length];
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid]! < key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  return {
+    readFileAt: (repo, sha, path) => reader.readFileAt(repo, sha, path),
+    async listFilesAt(repo, sha, prefix) {
+      const key = `${repo.owner}/${repo.repo}@${sha}`;
+      let tree = trees.get(key);
+      if (!tree) {
+        trees.set(key, tree = reader.listFilesAt(repo, sha, '').then((files) => [...files].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))));
+        tree.catch(() => trees.delete(key));
+      }
+      const files = await tree;
+      if (prefix === '') return files;
+      const out: string[] = [];
+      const exact = files[lowerBound(files, prefix)];
+      if (exact === prefix) out.push(exact);
+      const dir = `${prefix}/`;
+      for (let i = lowerBound(files, dir); i < files.length && files[i]!.startsWith(dir); i++) out.push(files[i]!);
+      return out.sort();
+    },
+  };
+}
+
 /** One computation: the reader at one commit of one repository, answers kept for the walk. */
 class Snapshot {
   private readonly listings = new Map<string, Promise<string[]>>();

@@ -103,6 +103,8 @@ interface RoundMemo {
   opened?: OpenedPullRequest;
   /** What that PR was opened on (its blast radius is kept with it). */
   preflight?: Preflight;
+  /** Other attempts' open rollback PRs found where this one was about to open its own: it waits for them. */
+  competing?: Array<{ number: number; title: string }>;
   failure?: Facts['failure'];
 }
 
@@ -447,8 +449,9 @@ export class ApplicationReconciler {
         this.deps.github.previewRollback(repo, { paths: restoredPaths(record, app.source), branch: base, targetSha: record.candidate!.revision }),
         this.invariantFacts(facts, record, app, repo),
       ]);
-      // Another attempt's open rollback PR restoring files of this set: waited for, never doubled.
-      const competing = await this.competingPullRequests(record, app, repo, base);
+      // Another attempt's open rollback PR restoring files of this set: waited for, never doubled. Read here for an
+      // attempt that waits already (or was just refused one: the memo); for the others, where the PR is opened.
+      const competing = observed.memo?.competing ?? (record.waitingFor ? await this.competingPullRequests(record, app, repo, base) : []);
       // Which other apps the same files deploy: read on the head the diff was measured on.
       const affected = await blastRadius(this.deps.github, {
         app, repo, branch: base, headSha: preview.headSha, files: preview.files, others: await this.deps.argocd.listApplications(),
@@ -727,7 +730,11 @@ export class ApplicationReconciler {
             // Checked again where the PR is opened, one attempt of a repository's branch at a time: the preflight's
             // answer may be a moment old, and another app's reconcile may have opened one meanwhile.
             const pr = await this.serialized(`${repo.owner}/${repo.repo}@${preflight.base}`, async () => {
-              if ((await this.competingPullRequests(record, observed.app, repo, preflight.base)).length > 0) return undefined;
+              const competing = await this.competingPullRequests(record, observed.app, repo, preflight.base);
+              if (competing.length > 0) {
+                memo.competing = competing;
+                return undefined;
+              }
               return openPullRequest(github, repo, {
                 record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants,
                 files: preflight.files ?? [], affected: preflight.affected ?? [],
