@@ -12,6 +12,9 @@ export interface KubectlResult { stdout: string; stderr: string; code: number }
 
 export async function kubectl(target: KubectlTarget, args: string[], input?: string, kubeconfig = target.kubeconfig): Promise<KubectlResult> {
   const child = run(target.kubectl, [`--kubeconfig=${kubeconfig}`, ...args], { cwd: repoRoot, maxBuffer: 16 << 20, timeout: 60_000 });
+  // A kubectl that reads no input may exit before its stdin is written to: EPIPE then says nothing the exit
+  // status does not (left unhandled, it fails the whole test run).
+  child.child.stdin?.on('error', () => {});
   child.child.stdin?.end(input ?? '');
   try {
     const { stdout, stderr } = await child;
