@@ -275,6 +275,12 @@ export function attemptBranch(record: Pick<AttemptRecord, 'branch' | 'source'>, 
   return record.branch ?? baseBranch(record.source ?? fallback);
 }
 
+/** Whether `path` lies at or under the repository path `prefix` ('' or '.' is the root): `apps/web-canary/x` is not under `apps/web`. */
+export function isUnder(prefix: string, path: string): boolean {
+  const root = prefix === '' || prefix === '.';
+  return root || path === prefix || path.startsWith(`${prefix}/`);
+}
+
 /** The paths an attempt's rollback restores: its candidate's source set, or, on an older record, the source's path. */
 export function restoredPaths(record: Pick<AttemptRecord, 'candidate' | 'source'>, fallback?: { path?: string }): string[] {
   return record.candidate?.paths ?? [(record.source ?? fallback)?.path ?? '.'];

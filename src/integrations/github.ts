@@ -24,7 +24,7 @@
 import { createHash } from 'node:crypto';
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
-import type { CheckRun, CiState } from '../fsm/record.ts';
+import { isUnder, type CheckRun, type CiState } from '../fsm/record.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type {
@@ -142,8 +142,8 @@ export function normalisePath(path: string): string {
   return p === '.' ? '' : p;
 }
 
-/** Whether `file` lies under the tree prefix: `apps/web-canary/x` is not under `apps/web`. */
-export const under = (prefix: string, file: string) => prefix === '' || file === prefix || file.startsWith(`${prefix}/`);
+/** Whether `file` lies under the tree prefix (fsm/record.ts isUnder). */
+export const under = isUnder;
 
 /** The first index of `sorted` (by path, code-unit order) whose path is not below `key`. */
 function lowerBound(sorted: TreeItem[], key: string): number {

@@ -6,7 +6,7 @@
 // affectsBeyondStaging). Every Application the operator can list is weighed, not
 // only the ones it watches for degradation: an app no policy governs is changed
 // just the same.
-import type { AffectedApp, Environment, RepoRef } from '../fsm/record.ts';
+import { isUnder, type AffectedApp, type Environment, type RepoRef } from '../fsm/record.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { ChangedFile, GitHubPort } from '../ports/github.ts';
 import { sourceSetApp } from './candidate-resolver.ts';
@@ -27,7 +27,7 @@ export interface BlastRadiusInput {
   environmentOf: (app: ApplicationView) => Environment | 'ungoverned';
 }
 
-const under = (prefix: string, file: string) => prefix === '' || file === prefix || file.startsWith(`${prefix}/`);
+const under = isUnder;
 
 /**
  * Whether `app` deploys `branch` of `repo`: one of its Git sources reads that repository at that branch (HEAD

@@ -5,7 +5,7 @@
 // so retries and restarts can never open two.
 import { ANNOTATIONS } from '../api/group.ts';
 import { formatDuration } from '../fsm/format.ts';
-import { affectsBeyondStaging, attemptBranch, noApproversNote, branchName, attemptName, restoredPaths, shortSha, type AffectedApp, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
+import { affectsBeyondStaging, attemptBranch, isUnder, noApproversNote, branchName, attemptName, restoredPaths, shortSha, type AffectedApp, type AttemptRecord, type HealthCheck, type InvariantResult } from '../fsm/record.ts';
 import { rolloutFigures, type DeploymentReplicas } from '../governance/merge-verdict.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { ChangedFile, CommitInfo, GitHubPort, OpenedPullRequest, RepoRef } from '../ports/github.ts';
@@ -26,7 +26,7 @@ export interface PullRequestContext {
 /** How many changed files the body names per path before it counts the rest. */
 const FILES_PER_PATH = 20;
 
-const under = (prefix: string, file: string) => prefix === '' || prefix === '.' || file === prefix || file.startsWith(`${prefix}/`);
+const under = isUnder;
 
 /** The set's paths, each with the files the commit changes under it: what a reviewer checks first. */
 function changesByPath(paths: string[], files: ChangedFile[]): string[] {

@@ -27,7 +27,7 @@
 //   source's path and cleaned) and `AppFilesHaveChanged` (a changed file counts
 //   when it is an item, under an item, or matches an item as a filepath.Match glob).
 import { parse } from 'yaml';
-import { repoFromUrl, type RepoRef } from '../fsm/record.ts';
+import { isUnder, repoFromUrl, type RepoRef } from '../fsm/record.ts';
 import type { AppSource } from '../ports/argocd.ts';
 import type { RepositorySnapshotReader } from '../ports/github.ts';
 
@@ -98,7 +98,7 @@ export function resolvePath(base: string, path: string, absolute: 'root' | 'outs
   return parts.join('/');
 }
 
-const under = (prefix: string, file: string) => prefix === '' || file === prefix || file.startsWith(`${prefix}/`);
+const under = isUnder;
 
 /** Sorted, deduplicated, and without the paths another one of the set already covers. */
 export function collapsePaths(paths: Iterable<string>): string[] {

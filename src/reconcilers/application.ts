@@ -9,7 +9,7 @@ import { recordEntry, type AuditOutboxEntry } from '../audit/outbox.ts';
 import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, mergeEnvironment, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent, type Preflight } from '../fsm/machine.ts';
-import { affectsBeyondStaging, appKey, noApproversNote, ROLLBACK_BRANCH_PREFIX, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
+import { affectsBeyondStaging, appKey, isUnder, noApproversNote, ROLLBACK_BRANCH_PREFIX, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
 import { Reason, inProgress, type State } from '../fsm/table.ts';
 import { ciVerdict, evaluateInvariants, summary, violations, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
@@ -124,8 +124,8 @@ export class ApplicationReconciler {
   private readonly clock: () => Date;
   private readonly newId: () => string;
   private identity?: Promise<string>;
-  /** The tail of each key's queue of serialized works (serialized()): a key is removed once its queue is empty. */
-  private readonly serials = new Map<string, Promise<void>>();
+  /** PR openings under way per repository and branch, with the paths each restores (exclusive()). */
+  private readonly opening = new Map<string, Array<{ paths: string[]; done: Promise<void> }>>();
   /** What was said about a Degraded app that may not be rolled back, so it is said once per degradation. */
   private readonly waitingSaid = new Map<string, string>();
   /** Transition Events of the reconcile in progress, per app key, emitted once its RollbackAttempt is projected. */
@@ -398,21 +398,28 @@ export class ApplicationReconciler {
   }
 
   /**
-   * Runs `work` alone among the works of the same key: two apps rendering one shared base, reconciled side by
-   * side, would otherwise both find no PR restoring it and both open one.
+   * Runs `work` once no other work of the same key whose paths overlap these is running: two apps rendering
+   * one shared base, reconciled side by side, would otherwise both find no PR restoring it and both open one.
+   * Apps whose sets are disjoint (most of a burst) open their PRs side by side.
    */
-  private async serialized<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const before = this.serials.get(key) ?? Promise.resolve();
+  private async exclusive<T>(key: string, paths: string[], work: () => Promise<T>): Promise<T> {
+    const overlaps = (a: string[], b: string[]) => a.some((p) => b.some((q) => isUnder(p, q) || isUnder(q, p)));
+    for (;;) {
+      const busy = (this.opening.get(key) ?? []).filter((e) => overlaps(e.paths, paths));
+      if (busy.length === 0) break;
+      await Promise.all(busy.map((e) => e.done));
+    }
+    // No await between the last look and this: nobody else can register an overlapping work in between.
     let release!: () => void;
-    const mine = new Promise<void>((resolve) => { release = resolve; });
-    const tail = before.then(() => mine);
-    this.serials.set(key, tail);
-    await before;
+    const entry = { paths, done: new Promise<void>((resolve) => { release = resolve; }) };
+    this.opening.set(key, [...(this.opening.get(key) ?? []), entry]);
     try {
       return await work();
     } finally {
+      const rest = (this.opening.get(key) ?? []).filter((e) => e !== entry);
+      if (rest.length > 0) this.opening.set(key, rest);
+      else this.opening.delete(key);
       release();
-      if (this.serials.get(key) === tail) this.serials.delete(key);
     }
   }
 
@@ -727,9 +734,9 @@ export class ApplicationReconciler {
         switch (intent.kind) {
           case 'openPullRequest': {
             const { preflight } = intent;
-            // Checked again where the PR is opened, one attempt of a repository's branch at a time: the preflight's
-            // answer may be a moment old, and another app's reconcile may have opened one meanwhile.
-            const pr = await this.serialized(`${repo.owner}/${repo.repo}@${preflight.base}`, async () => {
+            // Checked where the PR is opened, alone among the attempts restoring overlapping paths of the same branch:
+            // another app's reconcile may be opening one restoring the same files right now.
+            const pr = await this.exclusive(`${repo.owner}/${repo.repo}@${preflight.base}`, restoredPaths(record, observed.app?.source), async () => {
               const competing = await this.competingPullRequests(record, observed.app, repo, preflight.base);
               if (competing.length > 0) {
                 memo.competing = competing;
