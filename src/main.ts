@@ -129,7 +129,12 @@ const server = await startHttp({
     // The watch cache outlives the API server; the fresh reads a merge needs (I2, I3) do not.
     { name: 'Kubernetes API', run: async () => { await apiServer.getCode(); return undefined; } },
   ]),
-  reset: resetHandler({ auth: new KubeCallerAuth(kc, { metrics }), reset: (id, request) => operator!.reset(id, request), log: log.child('Server') }),
+  reset: resetHandler({
+    auth: new KubeCallerAuth(kc, { metrics }), reset: (id, request) => operator!.reset(id, request), log: log.child('Server'),
+    // Where RollbackAttempts can be (an Application's namespace), from the watch cache: no etcd read.
+    watched: async () => (config.watchNamespaces.length > 0 ? config.watchNamespaces
+      : [config.argocdNamespace, ...(await argocd.listApplications()).map((app) => app.ref.namespace)]),
+  }),
 });
 log.info('Started operator', { identity, httpPort: config.httpPort, dryRun: config.dryRun, leaderElection: config.leaderElection });
 

@@ -1,7 +1,8 @@
 // Operator.reset (POST /reset) over the in-memory KV and the fake world: the
-// leader finds the attempt by correlationId, asks whether the caller may update
-// it, and the reconciler takes the annotation's path (PR closed, Abort -> Idle).
-import { afterEach, describe, expect, it } from 'vitest';
+// leader finds the attempt by its correlationId index key, asks whether the
+// caller may update it, and the reconciler takes the annotation's path (PR
+// closed, Abort -> Idle).
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FakeWorld, scenarioApp } from '../dev/fakes/world.ts';
 import type { AuditLog } from './audit/audit-log.ts';
 import type { AuditInput, AuditRecord } from './audit/record.ts';
@@ -74,7 +75,9 @@ class World {
 let w: World;
 afterEach(async () => { for (const o of w.operators) await o.stop(); });
 
-const allow = (asked: AttemptObjectRef[] = [], yes = true) => ({ caller: SRE, mayReset: async (a: AttemptObjectRef) => { asked.push(a); return yes; } });
+const allow = (asked: AttemptObjectRef[] = [], yes = true, namespaces: 'all' | string[] = 'all') => ({
+  caller: SRE, namespaces, mayReset: async (a: AttemptObjectRef) => { asked.push(a); return yes; },
+});
 
 describe('Operator.reset', () => {
   it('resets an aborted attempt as the annotation does: its PR closed, Abort -> Idle, the RESET audit record naming the caller', async () => {
@@ -96,7 +99,7 @@ describe('Operator.reset', () => {
       metadata: expect.objectContaining({ from: 'Abort', to: 'Idle', resetBy: SRE.username, resetVia: `POST /reset/${aborted.correlationId}` }),
     })]);
 
-    // Once Idle (an ended attempt, found by the scan), a second reset is a conflict, not a second transition.
+    // Once Idle (an ended attempt, found by its index key), a second reset is a conflict, not a second transition.
     expect(await operator.reset(aborted.correlationId, allow())).toEqual({ result: 'not-aborted', attempt, state: 'Idle' });
   });
 
@@ -129,6 +132,73 @@ describe('Operator.reset', () => {
     const asked: AttemptObjectRef[] = [];
     expect(await operator.reset(crypto.randomUUID(), allow(asked))).toEqual({ result: 'not-leader', leader: 'replica-b' });
     expect(asked).toEqual([]);
+  });
+
+  it('finds the id by its index key, one get and no scan; an unknown id costs one get too', async () => {
+    w = new World();
+    const aborted = await w.attempt('cart', w.reconciler(), true);
+    const operator = await w.operator();
+    // The index key lives as the record does: no lease while the attempt holds its app.
+    expect(JSON.parse((await w.kv.get(KEYS.attemptIndex(aborted.correlationId)))!.value)).toEqual({ appKey: 'cart', namespace: 'argocd' });
+    expect((await w.kv.get(KEYS.attemptIndex(aborted.correlationId)))!.lease).toBeUndefined();
+    const scans = vi.spyOn(w.kv, 'getPrefix');
+    const get = vi.spyOn(w.kv, 'get');
+    const ids = () => get.mock.calls.filter(([key]) => key.startsWith(KEYS.attemptIndexPrefix));
+    expect(await operator.reset(aborted.correlationId, allow())).toMatchObject({ result: 'reset' });
+    expect([ids().length, scans.mock.calls.filter(([prefix]) => prefix === KEYS.rollbackPrefix)]).toEqual([1, []]);
+    // Ended: the index key is on the record's lease.
+    const record = await w.kv.getPrefix(KEYS.attempt('cart', aborted.correlationId));
+    expect((await w.kv.get(KEYS.attemptIndex(aborted.correlationId)))!.lease).toBe(record[0]!.lease);
+    expect(record[0]!.lease).toBeDefined();
+    scans.mockClear();
+    get.mockClear();
+    // The store was indexed from the start, but this process does not know it: the first miss checks once, the next do not.
+    expect(await operator.reset(crypto.randomUUID(), allow())).toEqual({ result: 'not-found' });
+    expect(await operator.reset(crypto.randomUUID(), allow())).toEqual({ result: 'not-found' });
+    expect(scans.mock.calls.filter(([prefix]) => prefix === KEYS.rollbackPrefix)).toHaveLength(1);
+    // The first miss twice (before and after the check), the second once.
+    expect(ids()).toHaveLength(2 + 1);
+  });
+
+  it('finds an attempt written before the index (no index key) by indexing once, on the record\'s lease', async () => {
+    w = new World();
+    const aborted = await w.attempt('cart', w.reconciler(), true);
+    const ended = await w.attempt('shop', w.reconciler(), true);
+    // Reset the second through the annotation: an ended attempt with a lease.
+    await w.world.setRequests(attemptName(ended.app, ended.correlationId), { reset: true });
+    w.now += 10_000;
+    await w.reconciler().reconcile('argocd/shop');
+    // As a version before the index wrote them.
+    await w.kv.txn({ compares: [], puts: [], deletes: [KEYS.attemptIndex(aborted.correlationId), KEYS.attemptIndex(ended.correlationId)] });
+    const operator = await w.operator();
+    const scans = vi.spyOn(w.kv, 'getPrefix');
+    const attempt = { namespace: 'argocd', name: attemptName(ended.app, ended.correlationId) };
+    expect(await operator.reset(ended.correlationId, allow())).toEqual({ result: 'not-aborted', attempt, state: 'Idle' });
+    const leased = (await w.kv.getPrefix(KEYS.attempt('shop', ended.correlationId)))[0]!;
+    expect(await w.kv.get(KEYS.attemptIndex(ended.correlationId))).toMatchObject({ value: JSON.stringify({ appKey: 'shop', namespace: 'argocd' }), lease: leased.lease });
+    expect((await w.kv.get(KEYS.attemptIndex(aborted.correlationId)))?.lease).toBeUndefined();
+    expect(await operator.reset(aborted.correlationId, allow())).toMatchObject({ result: 'reset' });
+    expect(await operator.reset(crypto.randomUUID(), allow())).toEqual({ result: 'not-found' });
+    // One scan for all of it.
+    expect(scans.mock.calls.filter(([prefix]) => prefix === KEYS.rollbackPrefix)).toHaveLength(1);
+  });
+
+  it('answers an attempt outside the namespaces the caller may update as one that does not exist, asking nothing of it', async () => {
+    w = new World();
+    const aborted = await w.attempt('cart', w.reconciler(), true);
+    const operator = await w.operator();
+    const asked: AttemptObjectRef[] = [];
+    expect(await operator.reset(aborted.correlationId, allow(asked, true, ['shop']))).toEqual({ result: 'not-found' });
+    expect(await operator.reset(crypto.randomUUID(), allow(asked, true, ['shop']))).toEqual({ result: 'not-found' });
+    expect(asked).toEqual([]);
+    // Nowhere at all: the id is not even looked up (the reconciler's own reads may run meanwhile).
+    const get = vi.spyOn(w.kv, 'get');
+    const scans = vi.spyOn(w.kv, 'getPrefix');
+    expect(await operator.reset(aborted.correlationId, allow(asked, true, []))).toEqual({ result: 'not-found' });
+    expect(get.mock.calls.filter(([key]) => key.startsWith(KEYS.attemptIndexPrefix))).toEqual([]);
+    expect(scans.mock.calls.filter(([prefix]) => prefix === KEYS.rollbackPrefix)).toEqual([]);
+    expect(await operator.reset(aborted.correlationId, allow(asked, true, ['argocd']))).toMatchObject({ result: 'reset' });
+    expect((await w.store.getAttempt('cart', aborted.correlationId))!.record.state).toBe('Idle');
   });
 
   it('answers accepted when the reset is still under way at the end of the wait', async () => {

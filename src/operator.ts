@@ -120,25 +120,40 @@ export class Operator {
 
   /**
    * POST /reset/{correlationId}: the attempt goes Abort -> Idle through the
-   * reconciler, as the reset annotation takes it. Only the leader acts; the
-   * caller's right to update the RollbackAttempt is asked once the attempt is
-   * found and before its state is told. Waits up to `waitMs` for the record to
-   * leave Abort (one reconcile: close the PR, then the transition); past that
-   * the reset is still under way and the answer says so.
+   * reconciler, as the reset annotation takes it. The caller was authorized for
+   * the namespaces in `request.namespaces` before this is called (server/reset.ts);
+   * an attempt outside them is answered as one that does not exist. Only the
+   * leader acts. The id is looked up by its index key; on a miss, once per
+   * leadership term, the attempts written before the index existed are indexed
+   * (the one scan) and the id looked up again. The caller's right to update the
+   * RollbackAttempt itself is asked before its state is told. Waits up to
+   * `waitMs` for the record to leave Abort (one reconcile: close the PR, then the
+   * transition); past that the reset is still under way and the answer says so.
    */
   async reset(correlationId: string, request: ResetRequest, waitMs = 15_000): Promise<ResetOutcome> {
+    // Nobody unauthorized gets here; if someone did, nothing is read for them.
+    if (request.namespaces !== 'all' && request.namespaces.length === 0) return { result: 'not-found' };
     if (!this.isLeader()) return { result: 'not-leader', leader: (await this.options.kv.get(KEYS.leader))?.value };
-    const found = await this.store.findAttempt(correlationId);
-    if (!found) return { result: 'not-found' };
-    const { record } = found.stored;
+    let location = await this.store.locateAttempt(correlationId);
+    if (!location && !this.store.indexComplete) {
+      const report = await this.store.indexUnindexed();
+      if (report.indexed.length > 0) this.log.info('Indexed attempts written before the correlationId index', { count: report.indexed.length });
+      if (report.unreadable.length > 0) this.log.warn('Could not index attempts whose record cannot be read', { keys: report.unreadable.join(',') });
+      location = await this.store.locateAttempt(correlationId);
+    }
+    if (!location || (request.namespaces !== 'all' && !request.namespaces.includes(location.namespace))) return { result: 'not-found' };
+    const stored = await this.store.getAttempt(location.appKey, correlationId);
+    if (!stored) return { result: 'not-found' };
+    const { record } = stored;
     const attempt = { namespace: record.app.namespace, name: attemptName(record.app, correlationId) };
     if (!(await request.mayReset(attempt))) return { result: 'forbidden', attempt };
-    if (record.state !== 'Abort' || !found.active) return { result: 'not-aborted', attempt, state: record.state };
+    const active = (await this.store.activeId(location.appKey)) === correlationId;
+    if (record.state !== 'Abort' || !active) return { result: 'not-aborted', attempt, state: record.state };
     this.reconciler.requestReset(correlationId, { username: request.caller.username, via: `POST /reset/${correlationId}` });
-    this.enqueueStoreKey(found.appKey);
+    this.enqueueStoreKey(location.appKey);
     for (const deadline = Date.now() + waitMs; Date.now() < deadline;) {
       await new Promise((r) => setTimeout(r, 200));
-      const now = await this.store.getAttempt(found.appKey, correlationId);
+      const now = await this.store.getAttempt(location.appKey, correlationId);
       if (now && now.record.state !== 'Abort') return { result: 'reset', attempt };
     }
     return { result: 'accepted', attempt };

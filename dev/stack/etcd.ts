@@ -8,7 +8,12 @@ export interface EtcdInstance {
   process: ManagedProcess;
 }
 
-export async function startEtcd(workDir: string, name = 'etcd'): Promise<EtcdInstance> {
+export interface EtcdStartOptions {
+  /** `debug` logs every unary request it serves ("request stats", with its keys): what a test counts reads by. */
+  logLevel?: 'debug' | 'info' | 'warn';
+}
+
+export async function startEtcd(workDir: string, name = 'etcd', options: EtcdStartOptions = {}): Promise<EtcdInstance> {
   const { etcd } = await binaries('etcd');
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const endpoint = `http://127.0.0.1:${clientPort}`;
@@ -21,7 +26,7 @@ export async function startEtcd(workDir: string, name = 'etcd'): Promise<EtcdIns
     `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
     `--initial-cluster=${name}=http://127.0.0.1:${peerPort}`,
     '--unsafe-no-fsync=true',
-    '--log-level=warn',
+    `--log-level=${options.logLevel ?? 'warn'}`,
   ], join(workDir, `${name}.log`));
   await waitHealthy(proc, () => httpOk(`${endpoint}/health`), 30_000);
   return { endpoint, process: proc };

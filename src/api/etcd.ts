@@ -4,6 +4,12 @@
 export const KEYS = {
   root: '/ai-operator/',
   rollbackPrefix: '/ai-operator/rollback/',
+  /**
+   * correlationId → where its attempt is (`{appKey, namespace}`), written in the
+   * transaction of every write of the attempt, with the attempt's lease: it lives
+   * exactly as long as the record. POST /reset finds an id here, not by a scan.
+   */
+  attemptIndexPrefix: '/ai-operator/attempt-index/',
   appsPrefix: '/ai-operator/apps/',
   outboxPrefix: '/ai-operator/outbox/',
   /** Outbox entries that can never be published, under the same suffix as their outbox key. */
@@ -17,6 +23,7 @@ export const KEYS = {
   approvalEnforcement: '/ai-operator/approval-enforcement',
   state: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/state`,
   attempt: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/attempt`,
+  attemptIndex: (cid: string) => `/ai-operator/attempt-index/${cid}`,
   active: (app: string) => `/ai-operator/apps/${app}/active`,
   health: (app: string) => `/ai-operator/apps/${app}/health`,
   lastRollback: (app: string) => `/ai-operator/apps/${app}/last-rollback`,

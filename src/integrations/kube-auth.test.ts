@@ -41,6 +41,12 @@ describe('updateAttemptReview', () => {
     });
     expect(updateAttemptReview({ username: 'bob', groups: [] }, { namespace: 'shop', name: 'x' }).spec).not.toHaveProperty('uid');
   });
+
+  it('asks namespace-wide without a name, cluster-wide without a namespace (no empty fields)', () => {
+    const attributes = (ref: { namespace?: string; name?: string }) => updateAttemptReview({ username: 'bob', groups: [] }, ref).spec.resourceAttributes;
+    expect(attributes({ namespace: 'shop' })).toEqual({ group: 'ai-operator.io', resource: 'rollbackattempts', verb: 'update', namespace: 'shop' });
+    expect(attributes({})).toEqual({ group: 'ai-operator.io', resource: 'rollbackattempts', verb: 'update' });
+  });
 });
 
 describe('reviewAllows', () => {

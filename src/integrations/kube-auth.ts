@@ -5,7 +5,7 @@
 // subjectaccessreviews.
 import { AuthenticationV1Api, AuthorizationV1Api, type KubeConfig, type V1SubjectAccessReview, type V1TokenReview } from '@kubernetes/client-node';
 import { GROUP, PLURALS } from '../api/group.ts';
-import type { AttemptObjectRef, Caller, CallerAuthPort } from '../ports/kubernetes.ts';
+import type { AttemptsRef, Caller, CallerAuthPort } from '../ports/kubernetes.ts';
 import { call, classifyHttpError, type CallMetrics } from './call.ts';
 
 export interface KubeCallerAuthOptions {
@@ -36,8 +36,12 @@ export function callerFromTokenReview(review: V1TokenReview): Caller | undefined
   };
 }
 
-/** The question "may this caller update that RollbackAttempt?", as the API server takes it. */
-export function updateAttemptReview(caller: Caller, attempt: AttemptObjectRef): V1SubjectAccessReview {
+/**
+ * The question "may this caller update that RollbackAttempt?", as the API server
+ * takes it; without a name, any RollbackAttempt of the namespace; without a
+ * namespace, in every namespace.
+ */
+export function updateAttemptReview(caller: Caller, attempts: AttemptsRef): V1SubjectAccessReview {
   return {
     apiVersion: 'authorization.k8s.io/v1',
     kind: 'SubjectAccessReview',
@@ -46,7 +50,11 @@ export function updateAttemptReview(caller: Caller, attempt: AttemptObjectRef): 
       groups: caller.groups,
       ...(caller.uid ? { uid: caller.uid } : {}),
       ...(caller.extra ? { extra: caller.extra } : {}),
-      resourceAttributes: { group: GROUP, resource: PLURALS.attempt, verb: 'update', namespace: attempt.namespace, name: attempt.name },
+      resourceAttributes: {
+        group: GROUP, resource: PLURALS.attempt, verb: 'update',
+        ...(attempts.namespace !== undefined ? { namespace: attempts.namespace } : {}),
+        ...(attempts.name !== undefined ? { name: attempts.name } : {}),
+      },
     },
   };
 }
@@ -73,8 +81,8 @@ export class KubeCallerAuth implements CallerAuthPort {
     return callerFromTokenReview(review);
   }
 
-  async mayUpdate(caller: Caller, attempt: AttemptObjectRef): Promise<boolean> {
-    const review = await this.call('createSubjectAccessReview', () => this.authz.createSubjectAccessReview({ body: updateAttemptReview(caller, attempt) }));
+  async mayUpdate(caller: Caller, attempts: AttemptsRef): Promise<boolean> {
+    const review = await this.call('createSubjectAccessReview', () => this.authz.createSubjectAccessReview({ body: updateAttemptReview(caller, attempts) }));
     return reviewAllows(review);
   }
 

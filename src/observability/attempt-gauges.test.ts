@@ -154,7 +154,7 @@ describe('Operator: the attempt gauges from etcd', () => {
     await expect.poll(gauges, { timeout: 3000 }).toEqual({ production: '0', state: { cart: 'Abort' } });
 
     // Reset: the attempt has ended, its app has no state series any more.
-    expect(await operator.reset(before.correlationId, { caller: { username: 'sre', groups: [] }, mayReset: async () => true })).toMatchObject({ result: 'reset' });
+    expect(await operator.reset(before.correlationId, { caller: { username: 'sre', groups: [] }, namespaces: 'all', mayReset: async () => true })).toMatchObject({ result: 'reset' });
     await expect.poll(gauges, { timeout: 3000 }).toEqual({ production: '0', state: {} });
   });
 });

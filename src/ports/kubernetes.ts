@@ -131,6 +131,14 @@ export interface AttemptObjectRef {
   name: string;
 }
 
+/** RollbackAttempts a SubjectAccessReview asks about: one object, every object of a namespace, or of every namespace. */
+export interface AttemptsRef {
+  /** Absent: every namespace (a cluster-wide question). */
+  namespace?: string;
+  /** Absent: every RollbackAttempt of the namespace. */
+  name?: string;
+}
+
 /**
  * Who is calling the operator's HTTP endpoints, and what they may do, asked of
  * the API server (TokenReview, SubjectAccessReview) so the cluster's own RBAC
@@ -139,6 +147,6 @@ export interface AttemptObjectRef {
 export interface CallerAuthPort {
   /** The token's user, or undefined when the API server does not authenticate it (or only as anonymous). */
   authenticate(token: string): Promise<Caller | undefined>;
-  /** Whether the caller may `update` that RollbackAttempt. */
-  mayUpdate(caller: Caller, attempt: AttemptObjectRef): Promise<boolean>;
+  /** Whether the caller may `update` that RollbackAttempt, every one of a namespace (no name), or of every namespace (neither). */
+  mayUpdate(caller: Caller, attempts: AttemptsRef): Promise<boolean>;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
-import type { AttemptObjectRef, Caller, CallerAuthPort } from '../ports/kubernetes.ts';
+import type { AttemptObjectRef, AttemptsRef, Caller, CallerAuthPort } from '../ports/kubernetes.ts';
 import { StoreUnavailable } from '../store/kv.ts';
 import { bearerToken, resetHandler, type ResetOutcome, type ResetRequest } from './reset.ts';
 
@@ -12,9 +12,11 @@ const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.secret-part.signature';
 
 class Harness {
   lines: string[] = [];
-  asked: Array<{ caller: Caller; attempt: AttemptObjectRef }> = [];
+  asked: Array<{ caller: Caller; attempts: AttemptsRef }> = [];
   resets: Array<{ correlationId: string; request: ResetRequest }> = [];
-  allowed = true;
+  /** What RBAC allows: every question yes by default. */
+  may: (attempts: AttemptsRef) => boolean = () => true;
+  watched = ['shop', 'pay'];
   users = new Map<string, Caller>([[TOKEN, SRE]]);
   authError?: Error;
   outcome: (request: ResetRequest) => Promise<ResetOutcome> = async (request) =>
@@ -22,11 +24,11 @@ class Harness {
 
   auth: CallerAuthPort = {
     authenticate: async (token) => { if (this.authError) throw this.authError; return this.users.get(token); },
-    mayUpdate: async (caller, attempt) => { this.asked.push({ caller, attempt }); return this.allowed; },
+    mayUpdate: async (caller, attempts) => { this.asked.push({ caller, attempts }); return this.may(attempts); },
   };
 
   handle = resetHandler({
-    auth: this.auth, log: createLogger('DEBUG', {}, (line) => this.lines.push(line)),
+    auth: this.auth, log: createLogger('DEBUG', {}, (line) => this.lines.push(line)), watched: async () => this.watched,
     reset: (correlationId, request) => { this.resets.push({ correlationId, request }); return this.outcome(request); },
   });
 
@@ -69,19 +71,45 @@ describe('POST /reset/{correlationId}', () => {
     expect(answer).toMatchObject({ status: 401, body: { result: 'unauthenticated', message: expect.stringMatching(/did not authenticate/) } });
     expect(answer.body).not.toHaveProperty('user');
     expect(h.resets).toEqual([]);
-    h.allowed = false;
+    h.may = () => false;
     await h.post(`Bearer ${TOKEN}`);
     expect(h.lines.join('\n')).not.toContain('not-a-token');
     expect(h.lines.join('\n')).not.toContain('secret-part');
   });
 
-  it('403 when the caller may not update the attempt: asked as that caller, of that attempt', async () => {
+  it('403 before anything of the id is looked at when the caller may update RollbackAttempts nowhere the operator watches: one answer for every id', async () => {
     const h = new Harness();
-    h.allowed = false;
+    h.may = () => false;
+    const answers = [];
+    for (const id of [CID, crypto.randomUUID(), 'not-a-uuid']) answers.push(await h.post(`Bearer ${TOKEN}`, id));
+    const message = `${SRE.username} may not update rollbackattempts.ai-operator.io in any namespace this operator watches`;
+    expect(answers.map((a) => [a.status, Object.keys(a.body).sort(), a.body.result, a.body.message])).toEqual(
+      Array(3).fill([403, ['correlationId', 'message', 'result', 'user'], 'forbidden', message]));
+    expect(h.resets).toEqual([]);
+    // Cluster-wide first, then each watched namespace, namespace-wide (no name: nothing of an attempt).
+    expect(h.asked.slice(0, 3)).toEqual([{ caller: SRE, attempts: {} }, { caller: SRE, attempts: { namespace: 'pay' } }, { caller: SRE, attempts: { namespace: 'shop' } }]);
+  });
+
+  it('hands the operator the namespaces the caller may update in; cluster-wide rights are every namespace, asked once', async () => {
+    const h = new Harness();
+    h.may = (a) => a.namespace === 'shop';
+    h.outcome = async () => ({ result: 'not-found' });
+    expect(await h.post(`Bearer ${TOKEN}`)).toMatchObject({ status: 404, body: { result: 'not-found', message: `no rollback attempt has the correlationId ${CID} in a namespace where ${SRE.username} may update rollbackattempts.ai-operator.io (shop)` } });
+    expect(h.resets[0]!.request.namespaces).toEqual(['shop']);
+    h.may = () => true;
+    h.asked = [];
+    await h.post(`Bearer ${TOKEN}`);
+    expect(h.resets[1]!.request.namespaces).toBe('all');
+    expect(h.asked).toEqual([{ caller: SRE, attempts: {} }]);
+  });
+
+  it('403 when the caller may not update the attempt itself: asked as that caller, of that attempt', async () => {
+    const h = new Harness();
+    h.may = (a) => a.name === undefined;
     const answer = await h.post(`Bearer ${TOKEN}`);
     expect(answer).toMatchObject({ status: 403, body: { correlationId: CID, result: 'forbidden', user: SRE.username, attempt: ATTEMPT } });
     expect(answer.body.message).toBe(`${SRE.username} may not update rollbackattempts.ai-operator.io cart-0b9f2c4e in namespace shop`);
-    expect(h.asked).toEqual([{ caller: SRE, attempt: ATTEMPT }]);
+    expect(h.asked).toEqual([{ caller: SRE, attempts: {} }, { caller: SRE, attempts: ATTEMPT }]);
     expect(h.logged().at(-1)).toMatchObject({ level: 'WARN', status: 403, result: 'forbidden', user: SRE.username, attempt: 'shop/cart-0b9f2c4e' });
   });
 

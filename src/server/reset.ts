@@ -1,8 +1,12 @@
 // POST /reset/{correlationId} (SPEC §11, the seed's runbook §7.1): Abort → Idle
 // for a caller the API server vouches for. The order of the checks is the
-// contract: who are you (401; never anonymous), is this the leader (503, naming
-// it), is there such an attempt (404), may you update it (403), is it aborted
-// (409). The reset itself is the annotation's path through the reconciler.
+// contract: who are you (401; never anonymous); may you update RollbackAttempts
+// anywhere this operator keeps them (403) — asked before anything that depends
+// on the id is read, so a caller who may not gets one answer whatever the id,
+// and costs the leader no read; is this the leader (503, naming it); is there
+// such an attempt in a namespace where you may (404); may you update that one
+// (403); is it aborted (409). The reset itself is the annotation's path through
+// the reconciler.
 import { GROUP, PLURALS } from '../api/group.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
@@ -23,6 +27,12 @@ export type ResetOutcome =
 
 export interface ResetRequest {
   caller: Caller;
+  /**
+   * Where the caller may update RollbackAttempts, asked before the request
+   * reached the operator: every namespace, or these (never empty). An attempt
+   * elsewhere is answered as one that does not exist.
+   */
+  namespaces: 'all' | readonly string[];
   /** Asked once the attempt is found, before its state is looked at. */
   mayReset: (attempt: AttemptObjectRef) => Promise<boolean>;
 }
@@ -63,11 +73,36 @@ export function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
+/**
+ * Where the caller may update RollbackAttempts, asked of the API server before
+ * any lookup: every namespace (one cluster-wide SubjectAccessReview), else
+ * those of `watched` where a namespace-wide review allows it; empty when
+ * nowhere. Needs no etcd read and nothing of the id.
+ */
+export async function resetScope(auth: CallerAuthPort, caller: Caller, watched: () => Promise<readonly string[]>): Promise<'all' | string[]> {
+  if (await auth.mayUpdate(caller, {})) return 'all';
+  const namespaces = [...new Set(await watched())].sort();
+  const allowed = await Promise.all(namespaces.map(async (namespace) => ((await auth.mayUpdate(caller, { namespace })) ? namespace : undefined)));
+  return allowed.filter((namespace): namespace is string => namespace !== undefined);
+}
+
 const STATUS: Record<ResetBody['result'], number> = {
   reset: 200, accepted: 202, unauthenticated: 401, forbidden: 403, 'not-found': 404, 'not-aborted': 409, 'not-leader': 503, unavailable: 503, error: 500,
 };
 
-export function resetHandler(deps: { auth: CallerAuthPort; reset: ResetService; log: Logger }): ResetHandler {
+export interface ResetHandlerDeps {
+  auth: CallerAuthPort;
+  reset: ResetService;
+  log: Logger;
+  /**
+   * The namespaces whose RollbackAttempts this installation keeps, for a caller
+   * without the right cluster-wide: WATCH_NAMESPACES, or (watching every
+   * namespace) those of the Applications it watches and Argo CD's.
+   */
+  watched: () => Promise<readonly string[]>;
+}
+
+export function resetHandler(deps: ResetHandlerDeps): ResetHandler {
   const log = deps.log;
   return async ({ path, authorization }) => {
     const correlationId = path.startsWith(RESET_PATH_PREFIX) ? path.slice(RESET_PATH_PREFIX.length) : path;
@@ -91,15 +126,22 @@ export function resetHandler(deps: { auth: CallerAuthPort; reset: ResetService; 
       const caller = await deps.auth.authenticate(token);
       if (!caller) return answer('unauthenticated', 'the API server did not authenticate this token (anonymous callers are never served)');
       user = caller.username;
+      // Nothing of the id is looked at before this: the same answer for every id.
+      const namespaces = await resetScope(deps.auth, caller, deps.watched);
+      if (namespaces !== 'all' && namespaces.length === 0) {
+        return answer('forbidden', `${caller.username} may not update ${PLURALS.attempt}.${GROUP} in any namespace this operator watches`);
+      }
       if (!UUID.test(correlationId)) return answer('not-found', `no rollback attempt has the correlationId ${JSON.stringify(correlationId)}: correlationIds are UUIDs`);
-      const outcome = await deps.reset(correlationId, { caller, mayReset: (attempt) => deps.auth.mayUpdate(caller, attempt) });
+      const outcome = await deps.reset(correlationId, { caller, namespaces, mayReset: (attempt) => deps.auth.mayUpdate(caller, attempt) });
       switch (outcome.result) {
         case 'reset':
           return answer('reset', `reset by ${caller.username}: Abort -> Idle`, { attempt: outcome.attempt, state: 'Idle' });
         case 'accepted':
           return answer('accepted', `reset by ${caller.username} recorded and under way (closing the attempt's pull request first); kubectl get rollbackattempt ${outcome.attempt.name} -n ${outcome.attempt.namespace} shows Idle when done`, { attempt: outcome.attempt });
         case 'not-found':
-          return answer('not-found', `no rollback attempt has the correlationId ${correlationId}`);
+          return answer('not-found', namespaces === 'all'
+            ? `no rollback attempt has the correlationId ${correlationId}`
+            : `no rollback attempt has the correlationId ${correlationId} in a namespace where ${caller.username} may update ${PLURALS.attempt}.${GROUP} (${namespaces.join(', ')})`);
         case 'forbidden':
           return answer('forbidden', `${caller.username} may not update ${PLURALS.attempt}.${GROUP} ${outcome.attempt.name} in namespace ${outcome.attempt.namespace}`, { attempt: outcome.attempt });
         case 'not-aborted':

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { AttemptRecord } from '../fsm/record.ts';
 import { exampleEvent } from '../events/examples.ts';
 import { terminalCause } from '../ports/errors.ts';
 import { AttemptStore, CorruptRecord, KEYS } from './attempt-store.ts';
@@ -50,5 +51,57 @@ describe('AttemptStore', () => {
     const pending = await store.pendingOutbox(10);
     expect(pending.map((e) => e.event?.id)).toEqual(['earlier', 'later']);
     expect(pending[0]!.key).toMatch(new RegExp(`^${KEYS.outboxPrefix}000000000001000-`));
+  });
+});
+
+describe('the correlationId index', () => {
+  const record = (state: AttemptRecord['state'], correlationId = cid) => ({
+    correlationId, state, since: '2026-01-01T00:00:00Z', reason: 'DegradationDetected', version: 1, app: { namespace: 'shop', name: 'cart' },
+  }) as unknown as AttemptRecord;
+
+  it('is written in the transaction of every write of the attempt, on the record\'s lease once it has ended', async () => {
+    const kv = new MemoryKV();
+    const store = new AttemptStore(kv);
+    const first = await store.commit({ appKey: 'shop_cart', record: record('DegradationDetected'), expectedModRevision: null, events: [] });
+    expect(first.ok).toBe(true);
+    const index = (await kv.get(KEYS.attemptIndex(cid)))!;
+    expect([JSON.parse(index.value), index.modRevision, index.lease]).toEqual([{ appKey: 'shop_cart', namespace: 'shop' }, first.ok && first.modRevision, undefined]);
+    expect(await store.locateAttempt(cid)).toEqual({ appKey: 'shop_cart', namespace: 'shop' });
+
+    const ended = await store.commit({ appKey: 'shop_cart', record: record('Idle'), expectedModRevision: first.ok ? first.modRevision : '', events: [] });
+    expect(ended.ok).toBe(true);
+    const attempt = (await kv.get(KEYS.attempt('shop_cart', cid)))!;
+    expect(attempt.lease).toBeDefined();
+    expect((await kv.get(KEYS.attemptIndex(cid)))!.lease).toBe(attempt.lease);
+    // The lease ends: the record and its index go together.
+    kv.dropLease(attempt.lease!);
+    expect([await kv.get(KEYS.attempt('shop_cart', cid)), await store.locateAttempt(cid)]).toEqual([undefined, undefined]);
+  });
+
+  it('indexes the attempts written before it, once per leadership term, on their own lease, leaving unreadable ones for a person', async () => {
+    const kv = new MemoryKV();
+    let fence = { key: KEYS.leader, createRevision: '7' };
+    const store = new AttemptStore(kv, () => fence);
+    const lease = await kv.grantLease(3600);
+    const old = '11111111-2222-4333-8444-555555555555';
+    const broken = '66666666-7777-4888-8999-000000000000';
+    // As a version before the index wrote them: an active attempt, an ended one (leased), and a corrupt one.
+    await kv.txn({ compares: [], deletes: [], puts: [
+      { key: KEYS.state('shop_cart', cid), value: '{}' }, { key: KEYS.attempt('shop_cart', cid), value: JSON.stringify(record('Abort')) },
+      { key: KEYS.state('argo-app', old), value: '{}', lease: lease.id }, { key: KEYS.attempt('argo-app', old), value: JSON.stringify({ ...record('Idle', old), app: { namespace: 'argocd', name: 'argo-app' } }), lease: lease.id },
+      { key: KEYS.attempt('bad', broken), value: 'not json' },
+      { key: KEYS.attempt('bad', cid.replace('5b', '5c')), value: '{"state":"Idle"}' },
+    ] });
+    expect([await store.locateAttempt(cid), store.indexComplete]).toEqual([undefined, false]);
+
+    expect(await store.indexUnindexed()).toEqual({ indexed: [KEYS.attemptIndex(old), KEYS.attemptIndex(cid)], unreadable: [KEYS.attempt('bad', cid.replace('5b', '5c')), KEYS.attempt('bad', broken)] });
+    expect(store.indexComplete).toBe(true);
+    expect(await store.locateAttempt(cid)).toEqual({ appKey: 'shop_cart', namespace: 'shop' });
+    expect(await kv.get(KEYS.attemptIndex(old))).toMatchObject({ value: JSON.stringify({ appKey: 'argo-app', namespace: 'argocd' }), lease: lease.id });
+    expect((await kv.get(KEYS.attemptIndex(cid)))!.lease).toBeUndefined();
+    // A second run changes nothing; a new term is not known to be complete until it runs.
+    expect((await store.indexUnindexed()).indexed).toEqual([]);
+    fence = { key: KEYS.leader, createRevision: '9' };
+    expect(store.indexComplete).toBe(false);
   });
 });

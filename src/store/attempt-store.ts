@@ -5,8 +5,10 @@
 //     new attempt, that the app has no active attempt (so there can never be two);
 //   - compares that the writer still holds the leader key (fencing);
 //   - writes the transition's events into the outbox, and its audit records into
-//     the audit outbox, in the same transaction.
-// Ended attempts are attached to a 7-day lease.
+//     the audit outbox, in the same transaction;
+//   - writes the attempt's index key (correlationId → app), so an id is found
+//     without a scan.
+// Ended attempts (and their index keys) are attached to a 7-day lease.
 import { createHash } from 'node:crypto';
 import { KEYS } from '../api/etcd.ts';
 import { readAuditOutboxEntry, type AuditOutboxEntry, type AuditOutboxStore, type StoredAuditOutboxEntry } from '../audit/outbox.ts';
@@ -81,6 +83,21 @@ export interface DegradationWrite {
   audit?: { id: string; entry: AuditOutboxEntry };
 }
 
+/** Where an attempt is: the value of its index key (KEYS.attemptIndex). */
+export interface AttemptLocation {
+  appKey: string;
+  /** The namespace of its RollbackAttempt (its Application's). */
+  namespace: string;
+}
+
+/** What AttemptStore.indexUnindexed() did. */
+export interface IndexReport {
+  /** The index keys it wrote. */
+  indexed: string[];
+  /** Attempt keys whose value is not JSON (or names no app namespace), left without an index key. */
+  unreadable: string[];
+}
+
 export type CommitResult =
   | { ok: true; modRevision: string; auditKey?: string }
   | { ok: false; reason: 'conflict' | 'fenced' };
@@ -93,6 +110,8 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   private fence: () => Fence | undefined;
   private outboxCounter = 0;
   private readonly now: () => number;
+  private indexedTerm?: string;
+  private indexing?: Promise<IndexReport>;
 
   /** `fence` returns the current leadership proof, or undefined when leader election is off; `now` (ms) orders the outbox. */
   constructor(kv: KV, fence: () => Fence | undefined = () => undefined, now: () => number = () => Date.now()) {
@@ -138,17 +157,70 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   }
 
   /**
-   * The attempt with this correlationId, wherever it is, and whether it is its
-   * app's active attempt (an aborted one is, until reset). Active attempts are
-   * found in the apps' index; an ended one (kept 7 days) by a scan, which only a
-   * human's request for an id that is not active costs.
+   * Where the attempt with this correlationId is: one read of its index key,
+   * never a scan. An attempt written before the index existed has no index key
+   * until indexUnindexed() adds it.
    */
-  async findAttempt(correlationId: string): Promise<{ appKey: string; stored: StoredAttempt; active: boolean } | undefined> {
-    const hit = (await this.appsWithState()).active.find((a) => a.correlationId === correlationId);
-    const suffix = `/${correlationId}/attempt`;
-    const appKey = hit?.appKey ?? (await this.kv.getPrefix(KEYS.rollbackPrefix)).find((kv) => kv.key.endsWith(suffix))?.key.slice(KEYS.rollbackPrefix.length, -suffix.length);
-    const stored = appKey === undefined ? undefined : await this.getAttempt(appKey, correlationId);
-    return stored && appKey !== undefined ? { appKey, stored, active: hit !== undefined } : undefined;
+  async locateAttempt(correlationId: string): Promise<AttemptLocation | undefined> {
+    const kv = await this.kv.get(KEYS.attemptIndex(correlationId));
+    return kv ? parseStored<AttemptLocation>(kv) : undefined;
+  }
+
+  /**
+   * Whether indexUnindexed() has completed in this leadership term (the fence's
+   * create revision): from then on every attempt has its index key, since a
+   * leader's writes all write it and a deposed writer is fenced out.
+   */
+  get indexComplete(): boolean {
+    return this.indexedTerm !== undefined && this.indexedTerm === this.term();
+  }
+
+  /**
+   * Writes the index key of every attempt that has none (written by a version
+   * before the index), on the attempt's own lease, so it ends with the record.
+   * Reads every attempt record: callers run it once per leadership term, on a
+   * miss, for a caller already authorized. Returns the keys it indexed and the
+   * records it could not read (left without an index key: a person repairs them).
+   */
+  indexUnindexed(): Promise<IndexReport> {
+    this.indexing ??= this.runIndexing().finally(() => { this.indexing = undefined; });
+    return this.indexing;
+  }
+
+  private async runIndexing(): Promise<IndexReport> {
+    const term = this.term();
+    const [records, index] = await Promise.all([this.kv.getPrefix(KEYS.rollbackPrefix), this.kv.getPrefix(KEYS.attemptIndexPrefix)]);
+    const indexed = new Set(index.map((kv) => kv.key.slice(KEYS.attemptIndexPrefix.length)));
+    const report: IndexReport = { indexed: [], unreadable: [] };
+    for (const kv of records) {
+      const match = /^(.+)\/([^/]+)\/attempt$/.exec(kv.key.slice(KEYS.rollbackPrefix.length));
+      if (!match || indexed.has(match[2]!)) continue;
+      const [, appKey, cid] = match as unknown as [string, string, string];
+      let namespace: unknown;
+      try {
+        namespace = parseStored<Partial<AttemptRecord>>(kv).app?.namespace;
+      } catch (error) {
+        if (!(error instanceof CorruptRecord)) throw error;
+      }
+      if (typeof namespace !== 'string') {
+        report.unreadable.push(kv.key);
+        continue;
+      }
+      const location: AttemptLocation = { appKey, namespace };
+      // Only if the record is still the one read (a lease that expired since took it, and the lease, away).
+      const result = await this.kv.txn({
+        compares: [{ key: kv.key, target: 'mod', equals: kv.modRevision }, { key: KEYS.attemptIndex(cid), target: 'absent' }],
+        puts: [{ key: KEYS.attemptIndex(cid), value: JSON.stringify(location), ...(kv.lease ? { lease: kv.lease } : {}) }],
+        deletes: [],
+      });
+      if (result.succeeded) report.indexed.push(KEYS.attemptIndex(cid));
+    }
+    this.indexedTerm = term;
+    return report;
+  }
+
+  private term(): string {
+    return this.fence()?.createRevision ?? 'unfenced';
   }
 
   /** The attempt's state key alone (the seed's runbook key): a small read, for the gauges. */
@@ -202,6 +274,8 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
     const puts: Put[] = [
       { key: KEYS.state(appKey, cid), value: JSON.stringify(state), ...leased },
       { key: KEYS.attempt(appKey, cid), value: JSON.stringify(record), ...leased },
+      // The index lives exactly as long as the record: written with it, on its lease.
+      { key: KEYS.attemptIndex(cid), value: JSON.stringify({ appKey, namespace: record.app.namespace } satisfies AttemptLocation), ...leased },
       ...write.events.map((event) => ({ key: this.outboxKey(event), value: JSON.stringify(event) })),
     ];
     const auditKey = this.auditPut(write.audit, puts);

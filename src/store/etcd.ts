@@ -96,6 +96,11 @@ export class EtcdKV implements KV {
   }
 }
 
-function toKeyValue(kv: { key: Buffer; value: Buffer; mod_revision: string; create_revision: string }): KeyValue {
-  return { key: kv.key.toString(), value: kv.value.toString(), modRevision: String(kv.mod_revision), createRevision: String(kv.create_revision) };
+function toKeyValue(kv: { key: Buffer; value: Buffer; mod_revision: string; create_revision: string; lease: string }): KeyValue {
+  // etcd says "no lease" with lease 0.
+  const lease = String(kv.lease);
+  return {
+    key: kv.key.toString(), value: kv.value.toString(), modRevision: String(kv.mod_revision), createRevision: String(kv.create_revision),
+    ...(lease !== '0' && lease !== '' ? { lease } : {}),
+  };
 }

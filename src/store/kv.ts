@@ -8,6 +8,8 @@ export interface KeyValue {
   value: string;
   modRevision: string;
   createRevision: string;
+  /** The lease the key is attached to; absent when it has none. */
+  lease?: string;
 }
 
 export type Compare =

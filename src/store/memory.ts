@@ -4,7 +4,7 @@ import type { KV, KeyValue, Lease, Txn, TxnResult } from './kv.ts';
 
 export class MemoryKV implements KV {
   private revision = 0;
-  private readonly data = new Map<string, KeyValue & { lease?: string }>();
+  private readonly data = new Map<string, KeyValue>();
   private readonly leases = new Map<string, { expiresAt: number; ttl: number }>();
   private readonly watchers = new Set<{ prefix: string; onChange: (key: string, deleted: boolean) => void }>();
   private nextLease = 1;
@@ -96,6 +96,6 @@ export class MemoryKV implements KV {
   }
 }
 
-function strip(kv: KeyValue & { lease?: string }): KeyValue {
-  return { key: kv.key, value: kv.value, modRevision: kv.modRevision, createRevision: kv.createRevision };
+function strip(kv: KeyValue): KeyValue {
+  return { key: kv.key, value: kv.value, modRevision: kv.modRevision, createRevision: kv.createRevision, ...(kv.lease ? { lease: kv.lease } : {}) };
 }
