@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ApplicationView, AppSource } from '../ports/argocd.ts';
 import type { GitHubPort, RepoRef } from '../ports/github.ts';
-import { blastRadius } from './blast-radius.ts';
+import { blastRadius, SourceSetCache } from './blast-radius.ts';
 
 const URL = 'https://github.com/acme/gitops.git';
 const HEAD = 'h'.repeat(40);
@@ -73,5 +73,17 @@ describe('blastRadius', () => {
     const [affected] = await radius(['apps/shop/base/deployment.yaml'], [plugin]);
     expect(affected).toMatchObject({ name: 'shop-plugin', environment: 'staging' });
     expect(affected!.paths[0]).toContain('config management plugin');
+  });
+
+  it('lists the head\'s tree once for every app, and with a cache computes each app\'s set once per head for a burst of rollbacks', async () => {
+    const listed: string[] = [];
+    const counting = { ...github, listFilesAt: async (r: RepoRef, sha: string, prefix: string) => { listed.push(`${sha}:${prefix}`); return github.listFilesAt(r, sha, prefix); } } as unknown as GitHubPort;
+    const cache = new SourceSetCache();
+    const ask = () => blastRadius(counting, { app: staging, repo, branch: 'main', headSha: HEAD, files: [{ path: 'apps/shop/base/deployment.yaml', change: 'restored' }], others: [staging, production], environmentOf, cache });
+    const first = await ask();
+    expect(listed).toEqual([`${HEAD}:`]);
+    expect(await ask()).toEqual(first);
+    expect(await ask()).toEqual(first);
+    expect(listed).toHaveLength(1);
   });
 });

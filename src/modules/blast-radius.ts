@@ -10,7 +10,7 @@ import { isUnder, type AffectedApp, type Environment, type RepoRef } from '../fs
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { ChangedFile, GitHubPort } from '../ports/github.ts';
 import { sourceSetApp } from './candidate-resolver.ts';
-import { gitSources, sameRepository, sourceSet, wholeTreeReader } from './source-set.ts';
+import { gitSources, sameRepository, sourceSet, wholeTreeReader, type SourceSet, type SourceSetApp } from './source-set.ts';
 import { targetRevisionOf } from './target-branch.ts';
 
 export interface BlastRadiusInput {
@@ -25,6 +25,40 @@ export interface BlastRadiusInput {
   others: ApplicationView[];
   /** The environment that governs an app, or `ungoverned` when none does. */
   environmentOf: (app: ApplicationView) => Environment | 'ungoverned';
+  /** Sets already computed at this head (a burst of rollbacks weighs the same apps at the same head). */
+  cache?: SourceSetCache;
+}
+
+/**
+ * Source sets computed at one commit, by what the set reads of an app's spec: a commit never changes, so a
+ * set is computed once per (commit, spec) however many rollbacks weigh it. Keeps the latest head of each
+ * repository only: the next merge moves the head, and the sets are computed again there.
+ */
+export class SourceSetCache {
+  private readonly heads = new Map<string, { sha: string; sets: Map<string, Promise<SourceSet>> }>();
+  private readonly maxRepositories: number;
+
+  constructor(maxRepositories = 64) {
+    this.maxRepositories = maxRepositories;
+  }
+
+  setAt(repo: RepoRef, sha: string, app: SourceSetApp, compute: () => Promise<SourceSet>): Promise<SourceSet> {
+    const repoKey = `${repo.owner}/${repo.repo}`.toLowerCase();
+    let head = this.heads.get(repoKey);
+    if (head?.sha !== sha) {
+      this.heads.delete(repoKey);
+      if (this.heads.size >= this.maxRepositories) this.heads.delete(this.heads.keys().next().value!);
+      this.heads.set(repoKey, head = { sha, sets: new Map() });
+    }
+    const key = JSON.stringify(app);
+    let set = head.sets.get(key);
+    if (!set) {
+      head.sets.set(key, set = compute());
+      // A failed read (GitHub down) is not a set: asked again next time.
+      set.catch(() => head!.sets.delete(key));
+    }
+    return set;
+  }
 }
 
 const under = isUnder;
@@ -55,7 +89,8 @@ export async function blastRadius(github: GitHubPort, input: BlastRadiusInput): 
   for (const other of input.others) {
     if (`${other.ref.namespace}/${other.ref.name}` === self) continue;
     if (!(await deploysBranch(github, other, url, input.repo, input.branch))) continue;
-    const set = await sourceSet(reader, sourceSetApp(other), input.headSha);
+    const spec = sourceSetApp(other);
+    const set = await (input.cache ? input.cache.setAt(input.repo, input.headSha, spec, () => sourceSet(reader, spec, input.headSha)) : sourceSet(reader, spec, input.headSha));
     // What an app reads cannot be told (a plugin, Jsonnet…): it may read the files changed, so it counts.
     const paths = set.refused
       ? [`(its source set cannot be computed: ${set.refused})`]

@@ -14,7 +14,7 @@ import { Reason, inProgress, type State } from '../fsm/table.ts';
 import { ciVerdict, evaluateInvariants, summary, violations, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
 import type { MonitoredApp } from '../policy/settings.ts';
-import { blastRadius } from '../modules/blast-radius.ts';
+import { blastRadius, SourceSetCache } from '../modules/blast-radius.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
 import { resolveTargetBranch } from '../modules/target-branch.ts';
 import { approveCommand, comments, openPullRequest } from '../modules/pr-generator.ts';
@@ -124,6 +124,8 @@ export class ApplicationReconciler {
   private readonly clock: () => Date;
   private readonly newId: () => string;
   private identity?: Promise<string>;
+  /** Other apps' source sets at their repository's head, for the blast radius of a burst of rollbacks. */
+  private readonly sourceSets = new SourceSetCache();
   /** PR openings under way per repository and branch, with the paths each restores (exclusive()). */
   private readonly opening = new Map<string, Array<{ paths: string[]; done: Promise<void> }>>();
   /** What was said about a Degraded app that may not be rolled back, so it is said once per degradation. */
@@ -462,7 +464,7 @@ export class ApplicationReconciler {
       // Which other apps the same files deploy: read on the head the diff was measured on.
       const affected = await blastRadius(this.deps.github, {
         app, repo, branch: base, headSha: preview.headSha, files: preview.files, others: await this.deps.argocd.listApplications(),
-        environmentOf: (other) => this.deps.monitoring(other)?.environment ?? 'ungoverned',
+        environmentOf: (other) => this.deps.monitoring(other)?.environment ?? 'ungoverned', cache: this.sourceSets,
       });
       const beyond = heldBack({ ...record, affected });
       facts.preflight = {
