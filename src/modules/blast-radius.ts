@@ -10,7 +10,7 @@ import { isUnder, type AffectedApp, type Environment, type RepoRef } from '../fs
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { ChangedFile, GitHubPort } from '../ports/github.ts';
 import { sourceSetApp } from './candidate-resolver.ts';
-import { gitSources, sameRepository, sourceSet, wholeTreeReader, type SourceSet, type SourceSetApp } from './source-set.ts';
+import { gitSources, repositoryKey, sourceSet, wholeTreeReader, type SourceSet } from './source-set.ts';
 import { targetRevisionOf } from './target-branch.ts';
 
 export interface BlastRadiusInput {
@@ -35,27 +35,27 @@ export interface BlastRadiusInput {
  * repository only: the next merge moves the head, and the sets are computed again there.
  */
 export class SourceSetCache {
-  private readonly heads = new Map<string, { sha: string; sets: Map<string, Promise<SourceSet>> }>();
+  // By the view object: the watch replaces an Application's view when it changes, so a view is one spec.
+  private readonly heads = new Map<string, { sha: string; sets: WeakMap<object, Promise<SourceSet>> }>();
   private readonly maxRepositories: number;
 
   constructor(maxRepositories = 64) {
     this.maxRepositories = maxRepositories;
   }
 
-  setAt(repo: RepoRef, sha: string, app: SourceSetApp, compute: () => Promise<SourceSet>): Promise<SourceSet> {
+  setAt(repo: RepoRef, sha: string, app: object, compute: () => Promise<SourceSet>): Promise<SourceSet> {
     const repoKey = `${repo.owner}/${repo.repo}`.toLowerCase();
     let head = this.heads.get(repoKey);
     if (head?.sha !== sha) {
       this.heads.delete(repoKey);
       if (this.heads.size >= this.maxRepositories) this.heads.delete(this.heads.keys().next().value!);
-      this.heads.set(repoKey, head = { sha, sets: new Map() });
+      this.heads.set(repoKey, head = { sha, sets: new WeakMap() });
     }
-    const key = JSON.stringify(app);
-    let set = head.sets.get(key);
+    let set = head.sets.get(app);
     if (!set) {
-      head.sets.set(key, set = compute());
+      head.sets.set(app, set = compute());
       // A failed read (GitHub down) is not a set: asked again next time.
-      set.catch(() => head!.sets.delete(key));
+      set.catch(() => head!.sets.delete(app));
     }
     return set;
   }
@@ -67,10 +67,10 @@ const under = isUnder;
  * Whether `app` deploys `branch` of `repo`: one of its Git sources reads that repository at that branch (HEAD
  * the default branch). A tag or a commit is a fixed point: a merge into the branch does not move it.
  */
-async function deploysBranch(github: Pick<GitHubPort, 'defaultBranch'>, app: ApplicationView, url: string, repo: RepoRef, branch: string): Promise<boolean> {
+async function deploysBranch(github: Pick<GitHubPort, 'defaultBranch'>, app: ApplicationView, key: string, repo: RepoRef, branch: string): Promise<boolean> {
   const sources = app.rendered ? gitSources(app.rendered) : app.source ? [app.source] : [];
   for (const source of sources) {
-    if (!sameRepository(source.repoURL, url)) continue;
+    if (repositoryKey(source.repoURL) !== key) continue;
     const target = targetRevisionOf(source);
     if (target === branch) return true;
     if (target === 'HEAD' && (await github.defaultBranch(repo)) === branch) return true;
@@ -86,11 +86,12 @@ export async function blastRadius(github: GitHubPort, input: BlastRadiusInput): 
   const self = `${input.app.ref.namespace}/${input.app.ref.name}`;
   const url = input.app.source?.repoURL;
   if (url === undefined) return [];
+  const key = repositoryKey(url);
   for (const other of input.others) {
     if (`${other.ref.namespace}/${other.ref.name}` === self) continue;
-    if (!(await deploysBranch(github, other, url, input.repo, input.branch))) continue;
-    const spec = sourceSetApp(other);
-    const set = await (input.cache ? input.cache.setAt(input.repo, input.headSha, spec, () => sourceSet(reader, spec, input.headSha)) : sourceSet(reader, spec, input.headSha));
+    if (!(await deploysBranch(github, other, key, input.repo, input.branch))) continue;
+    const compute = () => sourceSet(reader, sourceSetApp(other), input.headSha);
+    const set = await (input.cache ? input.cache.setAt(input.repo, input.headSha, other, compute) : compute());
     // What an app reads cannot be told (a plugin, Jsonnet…): it may read the files changed, so it counts.
     const paths = set.refused
       ? [`(its source set cannot be computed: ${set.refused})`]
