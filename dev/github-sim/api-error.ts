@@ -27,6 +27,9 @@ export class ApiError extends Error {
   }
 }
 
+/** GitHub's answer to a write to an archived repository (403). */
+export const ARCHIVED_MESSAGE = 'Repository was archived so is read-only.';
+
 export const notFound = (): ApiError => new ApiError(404, 'Not Found');
 
 /** GitHub's 422 for a request it understood but will not do. */

@@ -105,6 +105,11 @@ export class SimControl {
     else pull.mergeableOverride = { mergeable: arg.mergeable ?? null, state: arg.state ?? (arg.mergeable === null ? 'unknown' : arg.mergeable ? 'clean' : 'dirty') };
   }
 
+  /** Archives the repository (or unarchives it): reads go on, every write answers 403 "Repository was archived so is read-only.". */
+  archiveRepo(arg: RepoArg & { archived?: boolean }): void {
+    this.world.repo(arg.owner, arg.repo).archived = arg.archived ?? true;
+  }
+
   pulls(arg: RepoArg): SimPull[] {
     return this.world.pullsOf(this.world.repo(arg.owner, arg.repo)).map((p) => ({ ...p }));
   }
@@ -161,7 +166,7 @@ export class SimControl {
     const methods: Record<string, (a: never) => unknown> = {
       addUser: this.addUser, registerApp: this.registerApp, createRepo: this.createRepo, push: this.push, createBranch: this.createBranch,
       resolve: this.resolve, setRequiredChecks: this.setRequiredChecks, setStatus: this.setStatus, setCheckRun: this.setCheckRun,
-      setMergeable: this.setMergeable, pulls: this.pulls, comments: this.comments, fail: this.fail, corrupt: this.corrupt,
+      setMergeable: this.setMergeable, archiveRepo: this.archiveRepo, pulls: this.pulls, comments: this.comments, fail: this.fail, corrupt: this.corrupt,
       clearFaults: this.clearFaults, counters: this.counters, resetCounters: this.resetCounters, rateLimit: this.rateLimit,
       setRateLimitUsed: this.setRateLimitUsed, setTreeEntryLimit: this.setTreeEntryLimit, violations: this.violations, clearViolations: this.clearViolations,
     };

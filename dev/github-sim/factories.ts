@@ -72,7 +72,7 @@ export class Views {
       svn_url: this.html(full), homepage: null, language: null, forks_count: 0, forks: 0, stargazers_count: 0, watchers_count: 0, watchers: 0,
       size: 0, default_branch: repo.defaultBranch, open_issues_count: openIssues, open_issues: openIssues,
       is_template: false, topics: [], has_issues: true, has_projects: false, has_wiki: false, has_pages: false, has_downloads: true,
-      has_discussions: false, archived: false, disabled: false, visibility: 'private', license: null,
+      has_discussions: false, archived: repo.archived === true, disabled: false, visibility: 'private', license: null,
       pushed_at: repo.createdAt, created_at: repo.createdAt, updated_at: repo.createdAt,
       allow_forking: false, web_commit_signoff_required: false,
     };

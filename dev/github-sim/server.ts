@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiError, DOCS_URL } from './api-error.ts';
+import { ApiError, ARCHIVED_MESSAGE, DOCS_URL } from './api-error.ts';
 import { actorOf, authenticate } from './auth.ts';
 import { Views } from './factories.ts';
 import type { OpenApiValidator } from './openapi.ts';
@@ -160,6 +160,9 @@ export class SimServer {
     if (this.quota(login).remaining === 0) {
       throw new ApiError(403, `API rate limit exceeded for ${login}.`, { headers: { 'x-ratelimit-remaining': '0' } });
     }
+    // An archived repository is read-only: GitHub refuses every write to it with this 403 (comments and closes included).
+    const archived = route.method !== 'GET' && params.owner && params.repo ? this.world.findRepo(params.owner, params.repo)?.archived : false;
+    if (archived) throw new ApiError(403, ARCHIVED_MESSAGE);
     let body: unknown;
     if (raw.length > 0) {
       try {

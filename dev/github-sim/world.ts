@@ -62,6 +62,8 @@ export interface SimRepo {
   rulesetChecks: Map<string, string[]>;
   labels: Map<string, SimLabel>;
   nextNumber: number;
+  /** Archived: read-only, every write through the API answers 403 (SimControl.archiveRepo). */
+  archived?: boolean;
 }
 
 export interface SimPull {
@@ -231,6 +233,11 @@ export class World {
     const repo = this.repos.get(`${owner}/${name}`.toLowerCase());
     if (!repo) throw notFound();
     return repo;
+  }
+
+  /** The repository, or undefined when there is none (no 404 thrown). */
+  findRepo(owner: string, name: string): SimRepo | undefined {
+    return this.repos.get(`${owner}/${name}`.toLowerCase());
   }
 
   async createRepo(owner: string, name: string, defaultBranch = 'main'): Promise<SimRepo> {
