@@ -14,6 +14,7 @@ import {
 import { comments } from '../modules/pr-generator.ts';
 import type { ErrorCode } from '../ports/errors.ts';
 import { events as ev, type PendingEvent } from './events.ts';
+import { commentPossible, leftUndone, onIntentFailure, TRANSIENT, type IntentFailure } from './intent-failure.ts';
 import { formatDuration } from './format.ts';
 import { checkDue, checksOfCurrentRun, nextChecks } from './persistence.ts';
 import type { ChangedFile } from '../ports/github.ts';
@@ -94,6 +95,8 @@ export interface Facts {
   invariants?: InvariantResult[];
   /** An integration call of this attempt failed after its retries. */
   failure?: { code: ErrorCode; message: string; call: string };
+  /** An intent of this reconcile failed after its retries: what it means is intent-failure.ts's to say. */
+  intentFailure?: IntentFailure;
 }
 
 /** The facts a rollback PR is opened on: read once, shown in its body. */
@@ -128,8 +131,11 @@ export type Intent =
 export type { PendingEvent } from './events.ts';
 
 export interface Note {
-  /** `waiting`: Degraded but no attempt may start (suspended, cooldown, refused) — said once per degradation. */
-  kind: 'approval-refused' | 'approval-recorded' | 'approval-withdrawn' | 'invariants' | 'waiting';
+  /**
+   * `waiting`: Degraded but no attempt may start (suspended, cooldown, refused) — said once per degradation.
+   * `left-undone`: the attempt moved on without an effect refused for good (intent-failure.ts) — a Warning Event.
+   */
+  kind: 'approval-refused' | 'approval-recorded' | 'approval-withdrawn' | 'invariants' | 'waiting' | 'left-undone';
   message: string;
   /** CamelCase, for the Kubernetes Event of a `waiting` or `approval-refused` note. */
   reason?: string;
@@ -217,7 +223,7 @@ function observedTime(record: AttemptRecord, now: Date): { seconds: number; at: 
 
 /** After call()'s retries, an outage: what was asked may or may not have happened, so nothing is concluded. */
 function isTransient(code: ErrorCode): boolean {
-  return code === 'UNAVAILABLE' || code === 'TIMEOUT' || code === 'RATE_LIMITED';
+  return TRANSIENT.includes(code);
 }
 
 /**
@@ -255,6 +261,31 @@ function withIntents(decision: Decision, intents: Intent[]): Decision {
   return { ...decision, intents: [...decision.intents, ...intents] };
 }
 
+/**
+ * The close of PR `number` this decision waits for, as this reconcile left it (intent-failure.ts): not
+ * tried or not failed (undefined), failed on an outage (`hold`: tried again next interval, not next round),
+ * or refused for good (`refused`: the waiting transition is taken without it).
+ */
+function closeOutcome(facts: Facts, record: AttemptRecord, number: number): { hold: Decision } | { refused: IntentFailure } | undefined {
+  const failed = facts.intentFailure;
+  if (failed?.kind !== 'closePullRequest' || failed.number !== number) return undefined;
+  if (onIntentFailure(failed) === 'hold') return { hold: waitForIntegration(record, { code: failed.code, message: failed.message, call: failed.kind }) };
+  return { refused: failed };
+}
+
+/** The close intent, or what the transition says instead when the close was refused for good. */
+function closeFirst(facts: Facts, record: AttemptRecord, number: number, comment: string, then: (undone?: string) => Decision): Decision {
+  const outcome = closeOutcome(facts, record, number);
+  if (!outcome) return { ...nothing(), intents: [{ kind: 'closePullRequest', number, comment }] };
+  if ('hold' in outcome) return outcome.hold;
+  const undone = leftUndone(outcome.refused, 'close', 'close it by hand');
+  const decision = then(undone);
+  const said: Intent[] = commentPossible(outcome.refused)
+    ? [{ kind: 'commentPullRequest', number, marker: `close-refused-${record.correlationId}`, comment: comments.closeRefused(record.correlationId, undone) }]
+    : [];
+  return { ...withIntents(decision, said), notes: [...decision.notes, { kind: 'left-undone', reason: 'PullRequestNotClosed', message: undone }] };
+}
+
 function abort(facts: Facts, record: AttemptRecord, reason: Reason, message: string): Decision {
   return withIntents(move(facts, record, 'Abort', reason, message), abortComment(record, reason, message));
 }
@@ -275,7 +306,8 @@ export function decide(facts: Facts): Decision {
     // attempt can never leave two rollback PRs open for one app.
     const pr = facts.pullRequest?.ref ?? record.pullRequest;
     if (pr?.state === 'open' && facts.pullRequest?.ref.state !== 'closed' && facts.pullRequest?.ref.state !== 'merged') {
-      return { ...nothing(), intents: [{ kind: 'closePullRequest', number: pr.number, comment: comments.reset(record.correlationId, record.reason) }] };
+      return closeFirst(facts, record, pr.number, comments.reset(record.correlationId, record.reason),
+        (undone) => move(facts, record, 'Idle', Reason.Reset, `reset by a human; ${undone}`, [], { pullRequest: { ...pr, state: 'open' } }));
     }
     return move(facts, record, 'Idle', Reason.Reset, 'reset by a human', [], pr ? { pullRequest: { ...pr, state: facts.pullRequest?.ref.state ?? 'closed' } } : {});
   }
@@ -331,7 +363,8 @@ function changedUnderAttempt(facts: Facts, record: AttemptRecord): { reason: Rea
 function applicationEnded(facts: Facts, record: AttemptRecord, reason: Reason, message: string): Decision {
   const pr = facts.pullRequest?.ref ?? record.pullRequest;
   if (pr?.state === 'open') {
-    return { ...nothing(), intents: [{ kind: 'closePullRequest', number: pr.number, comment: comments.applicationEnded(record.correlationId, reason, message) }] };
+    return closeFirst(facts, record, pr.number, comments.applicationEnded(record.correlationId, reason, message),
+      (undone) => ({ ...move(facts, record, 'Abort', reason, `${message}; ${undone}`, [], { pullRequest: pr }), release: true }));
   }
   return { ...move(facts, record, 'Abort', reason, message, [], pr ? { pullRequest: pr } : {}), release: true };
 }
@@ -519,7 +552,8 @@ function restoredBeforeMerge(facts: Facts, record: AttemptRecord): Decision | un
   if (record.pullRequest && !facts.pullRequest) return undefined;
   const pr = facts.pullRequest?.ref ?? record.pullRequest;
   if (pr && pr.state === 'open') {
-    return { ...nothing(), intents: [{ kind: 'closePullRequest', number: pr.number, comment: comments.healthRestored(facts.app.name, record.correlationId) }] };
+    return closeFirst(facts, record, pr.number, comments.healthRestored(facts.app.name, record.correlationId),
+      (undone) => move(facts, record, 'Idle', Reason.HealthRestoredBeforeMerge, `health restored before the merge; ${undone}`, [], { pullRequest: pr }));
   }
   if (pr && pr.state === 'merged') return undefined;
   return move(facts, record, 'Idle', Reason.HealthRestoredBeforeMerge, 'health restored before the merge: pull request closed',

@@ -148,6 +148,9 @@ export const comments = {
   /** A reset after an abort: closed first, so a new attempt never leaves two rollback PRs open for one app. */
   reset: (correlationId: string, abortReason: string) =>
     `Attempt \`${correlationId}\` was reset by a human after it aborted (${abortReason}): closing its rollback pull request.`,
+  /** The close was refused for good (issue 19 §1): the PR stays open, a human closes it. Tried once. */
+  closeRefused: (correlationId: string, undone: string) =>
+    `ai-operator ${undone.replace(/ — close it by hand$/, '')}: this rollback is over, and this pull request should not be merged — close it by hand. ${signed(correlationId)}`,
   healthRestored: (appName: string, correlationId: string) =>
     `Health of ${appName} is back to Healthy before this rollback was merged: closing it. ${signed(correlationId)}`,
   approvalBlocked: (correlationId: string, problem: string) =>

@@ -106,6 +106,8 @@ interface RoundMemo {
   /** Other attempts' open rollback PRs found where this one was about to open its own: it waits for them. */
   competing?: Array<{ number: number; title: string }>;
   failure?: Facts['failure'];
+  /** The intent that failed, for intent-failure.ts's rule. */
+  intentFailure?: Facts['intentFailure'];
 }
 
 interface Observed {
@@ -134,6 +136,11 @@ export class ApplicationReconciler {
   private readonly heldEvents = new Map<string, Array<{ record: AttemptRecord; event: Omit<KubeEvent, 'regarding'>; appUid: string | undefined }>>();
   /** Apps (`namespace/name`) whose targetRevision was last resolved to no branch, with what it was. */
   private readonly targetRefusals = new Map<string, { targetRevision: string; reason: RefusalReason; message: string }>();
+  /**
+   * The last intent failure audited per attempt: the same failure again (an outage that lasts) is not audited
+   * again — one record per distinct failure, not per try. Forgotten at the attempt's next transition.
+   */
+  private readonly failureSaid = new Map<string, string>();
   /** Resets asked through POST /reset, by correlationId: read as the annotation is, until written or expired. */
   private readonly resetRequests = new Map<string, ResetRequested & { until: number }>();
 
@@ -273,6 +280,7 @@ export class ApplicationReconciler {
       nextCorrelationId: this.newId(),
       human: {},
       ...(memo.failure ? { failure: memo.failure } : {}),
+      ...(memo.intentFailure ? { intentFailure: memo.intentFailure } : {}),
     };
     const observed: Observed = { facts, memo, ...(app ? { app } : {}), state, ...(stored ? { stored } : {}) };
     if (!record) return observed;
@@ -635,6 +643,8 @@ export class ApplicationReconciler {
     const { metrics, log } = this.deps;
     const app = record.app.name;
     const env = record.environment;
+    // A failure seen again in the new state is news again.
+    this.failureSaid.delete(record.correlationId);
     metrics.setFsmState(app, t.to);
     if (t.from === 'Idle' && t.to === 'DegradationDetected') metrics.degradationDetected(app, env);
     if (t.to === 'PRCreated') metrics.rollbackProposed(app, env, true);
@@ -688,6 +698,12 @@ export class ApplicationReconciler {
       }
       const record = decision.record ?? facts.record;
       if (!record) continue;
+      if (note.kind === 'left-undone') {
+        // Audited once already, as the failure of its intent (execute): the Event says it where a person looks.
+        this.deps.log.warn('Moved on without a refused side effect', { correlationId: record.correlationId, app: record.app.name, detail: note.message });
+        this.emitEvents(record, { type: 'Warning', reason: note.reason ?? 'SideEffectRefused', action: 'ClosePullRequest', note: note.message }, observed.app?.uid);
+        continue;
+      }
       if (note.kind === 'approval-refused' || note.kind === 'approval-withdrawn') {
         const withdrawn = note.kind === 'approval-withdrawn';
         this.deps.log.warn(withdrawn ? 'Withdrew approval' : 'Refused approval', { correlationId: record.correlationId, app: record.app.name, detail: note.message });
@@ -788,12 +804,25 @@ export class ApplicationReconciler {
       } catch (error) {
         if (!(error instanceof IntegrationError)) throw error;
         memo.failure = { code: error.code, message: error.message, call: error.call };
-        await audit.record({ level: 'ERROR', module: 'Reconciler', correlationId: record.correlationId, actionType: 'MCP_CALL',
-          message: `${intent.kind} failed: ${error.message}`, metadata: { ...meta, errorCode: error.code, call: error.call } });
+        const number = 'number' in intent ? intent.number : undefined;
+        memo.intentFailure = { kind: intent.kind, ...(number !== undefined ? { number } : {}), code: error.code, message: error.message };
+        if (this.firstSaid(record.correlationId, `${intent.kind}#${number ?? ''} ${error.message}`)) {
+          await audit.record({ level: 'ERROR', module: 'Reconciler', correlationId: record.correlationId, actionType: 'MCP_CALL',
+            message: `${intent.kind} failed: ${error.message}`, metadata: { ...meta, errorCode: error.code, call: error.call, ...(number !== undefined ? { prNumber: number } : {}) } });
+        }
         break;
       }
     }
     return memo;
+  }
+
+  /** Whether this failure of the attempt is new (not the one audited last); remembers it. Bounded. */
+  private firstSaid(correlationId: string, failure: string): boolean {
+    if (this.failureSaid.get(correlationId) === failure) return false;
+    this.failureSaid.delete(correlationId);
+    this.failureSaid.set(correlationId, failure);
+    if (this.failureSaid.size > 1000) this.failureSaid.delete(this.failureSaid.keys().next().value!);
+    return true;
   }
 
   // ---- status and fail-safe -------------------------------------------------
