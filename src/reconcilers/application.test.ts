@@ -216,6 +216,34 @@ describe('ApplicationReconciler', () => {
     expect(await h.metrics.registry.getSingleMetricAsString('ai_operator_rollbacks_proposed_total')).toContain('success="false"} 1');
   });
 
+  it('a close that fails: tried once per interval on an outage and audited once; refused for good, Idle with the PR left open, an Event, not tried again', async () => {
+    const s = await given('cart', 'staging');
+    await h.world.setHealth(s.app.ref, 'Degraded');
+    await h.reconcileEvery(10, 3, 'argocd/cart');
+    const open = await h.record('cart');
+    expect(open).toMatchObject({ state: 'PRCreated' });
+    const refusals = () => h.audit.filter((a) => a.level === 'ERROR' && /^closePullRequest failed/.test(a.message));
+
+    // GitHub down for the close (after the call's retries), then the app Healthy: five intervals
+    await h.world.failNext('closePullRequest', 'UNAVAILABLE', -1);
+    await h.world.setHealth(s.app.ref, 'Healthy');
+    await h.reconcileEvery(10, 5, 'argocd/cart');
+    expect(await h.record('cart')).toMatchObject({ state: 'PRCreated', retrying: true, message: expect.stringContaining('closePullRequest failed (UNAVAILABLE)') });
+    expect(await h.world.callCount('closePullRequest')).toBe(5);
+    expect(refusals()).toHaveLength(1);
+
+    // Then refused for good: Idle at once, the refusal said in the status, an Event and one more audit record (a new failure)
+    await h.world.failNext('closePullRequest', 'PERMISSION_DENIED', -1);
+    await h.reconcileEvery(10, 3, 'argocd/cart');
+    const idle = await h.record('cart');
+    expect(idle).toMatchObject({ state: 'Idle', reason: 'HealthRestoredBeforeMerge', pullRequest: { number: open!.pullRequest!.number, state: 'open' },
+      message: expect.stringMatching(/^health restored before the merge; could not close #\d+ \(PERMISSION_DENIED: injected PERMISSION_DENIED\) — close it by hand$/) });
+    expect(await h.world.callCount('closePullRequest')).toBe(6);
+    expect(refusals()).toHaveLength(2);
+    expect(refusals()[1]!.metadata).toMatchObject({ errorCode: 'PERMISSION_DENIED', prNumber: open!.pullRequest!.number });
+    expect(h.events.filter((e) => e.reason === 'PullRequestNotClosed').map((e) => [e.type, e.regarding.kind])).toEqual([['Warning', 'RollbackAttempt'], ['Warning', 'Application']]);
+  });
+
   describe('errors no retry can fix (TerminalError)', () => {
     it('stops on a corrupt attempt record: a TerminalError, a Warning Event, the Stalled condition, an audit record', async () => {
       const s = await given('cart', 'staging');
