@@ -39,3 +39,31 @@ describe('GitHub simulator outage windows', () => {
     expect((await user()).status).toBe(200);
   });
 });
+
+describe('GitHub simulator: an archived repository', () => {
+  it('serves reads and answers every write 403 "Repository was archived so is read-only.", as GitHub does', async () => {
+    const sim = await startGitHubSim({ validate: true });
+    try {
+      const { token } = sim.control.addUser({ login: 'bot' });
+      await sim.control.createRepo({ owner: 'acme', repo: 'gitops', files: { 'a.txt': 'a\n' } });
+      await sim.control.createBranch({ owner: 'acme', repo: 'gitops', branch: 'topic', from: 'main' });
+      await sim.control.push({ owner: 'acme', repo: 'gitops', branch: 'topic', files: { 'a.txt': 'b\n' }, message: 'b' });
+      const api = (method: string, path: string, body?: unknown) => fetch(`${sim.url}/repos/acme/gitops${path}`, {
+        method, headers: { authorization: `token ${token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      const opened = await (await api('POST', '/pulls', { title: 't', head: 'topic', base: 'main' })).json() as { number: number };
+      sim.control.archiveRepo({ owner: 'acme', repo: 'gitops' });
+      expect(((await (await api('GET', '')).json()) as { archived: boolean }).archived).toBe(true);
+      expect((await api('GET', `/pulls/${opened.number}`)).status).toBe(200);
+      for (const [method, path, body] of [['PATCH', `/pulls/${opened.number}`, { state: 'closed' }], ['POST', `/issues/${opened.number}/comments`, { body: 'x' }]] as const) {
+        const answer = await api(method, path, body);
+        expect(answer.status, `${method} ${path}`).toBe(403);
+        expect(((await answer.json()) as { message: string }).message).toBe('Repository was archived so is read-only.');
+      }
+      expect(sim.control.pulls({ owner: 'acme', repo: 'gitops' })[0]?.state).toBe('open');
+      expect(sim.violations()).toEqual([]);
+    } finally {
+      await sim.stop();
+    }
+  });
+});
