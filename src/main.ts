@@ -110,6 +110,7 @@ const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.c
 operator = new Operator({
   kv, bus, argocd, github, cluster, history, attempts,
   monitoring: (app) => policies.monitoring(app),
+  resyncs: (app) => policies.selects(app),
   afterResync: (apps) => policies.writeStatuses(apps),
   audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
   // One durable consumer per installation, which its etcd prefix sets apart (as it does the leader key), on the

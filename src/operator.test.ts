@@ -247,4 +247,19 @@ describe('Operator prepare (issue 19 §3)', () => {
     expect(prepared.length).toBeGreaterThan(0);
     expect(new Set(prepared)).toEqual(new Set(['web']));
   });
+
+  it('the resync queues what `resyncs` says, not only what this installation monitors: an app whose claim is still to be taken', async () => {
+    // Given a Degraded app nobody has claimed yet: this installation does not monitor it (yet)
+    w = new World();
+    const s = scenarioApp('web', 'staging', w.now);
+    await w.world.addApp({ ...s.app, health: 'Degraded' });
+    const prepared: string[] = [];
+    const operator = await w.operator(false, {
+      monitoring: () => undefined, resyncs: (app: ApplicationView) => app.ref.name === 'web', prepare: async (app: ApplicationView) => { prepared.push(app.ref.name); },
+    });
+    // When the resync runs, it is reconciled, and so prepared (its claim taken)
+    await operator.resync();
+    await settle();
+    expect(prepared).toContain('web');
+  });
 });

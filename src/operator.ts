@@ -36,6 +36,11 @@ export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd
    * and no attempt of this installation's holds it): the claim an app without a policy needs is taken here.
    */
   prepare?: (app: ApplicationView) => Promise<void>;
+  /**
+   * Which Applications the resync queues: `monitoring` by default. With claims, also the apps another installation
+   * or nobody has claimed yet: an app whose claim is still to be taken must be reconciled to take it.
+   */
+  resyncs?: (app: ApplicationView) => boolean;
   resyncIntervalMs?: number;
   relayIntervalMs?: number;
   leaderTtlSeconds?: number;
@@ -268,7 +273,8 @@ export class Operator {
     if (!this.isLeader()) return;
     const [apps, active] = await Promise.all([this.options.argocd.listApplications(), this.refreshActive()]);
     // The sweep waits behind events; apps with an active attempt go at normal priority.
-    for (const app of apps) if (this.options.monitoring(app)) this.enqueue(app.ref, 'low');
+    const resyncs = this.options.resyncs ?? ((app: ApplicationView) => this.options.monitoring(app) !== undefined);
+    for (const app of apps) if (resyncs(app)) this.enqueue(app.ref, 'low');
     for (const key of active) this.enqueueStoreKey(key);
     await this.refreshGauges().catch((error: Error) => this.log.warn('Could not read the attempt gauges from etcd', { error: error.message }));
     await this.options.afterResync?.(apps);

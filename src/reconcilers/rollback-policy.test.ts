@@ -282,8 +282,9 @@ describe('RollbackPolicies with two installations on one namespace (issue 19 §3
     const port = new FakePolicies([]);
     const a = setup(port, 'team-a', claims);
     const b = setup(port, 'team-b', claims);
-    // Before a claim is read, neither acts
+    // Before a claim is read, neither acts; both resync it, so that the claim gets taken
     expect(a.policies.monitoring(labelled('cart'))).toBeUndefined();
+    expect([a.policies.selects(labelled('cart')), b.policies.selects(labelled('cart')), a.policies.selects(app('unlabelled'))]).toEqual([true, true, false]);
     await a.policies.prepare(labelled('cart'));
     await b.policies.prepare(labelled('cart'));
     await b.policies.prepare(labelled('cart'));

@@ -197,6 +197,14 @@ export class RollbackPolicies {
     return this.ownershipOf(app, monitored, policies).kind === 'ours' ? monitored : undefined;
   }
 
+  /**
+   * Whether a label, a list or a policy selects the app, whoever acts on it: what the resync queues, so that an
+   * app whose claim is still to be taken (or read again) gets the reconcile that takes it.
+   */
+  selects(app: ApplicationView): boolean {
+    return monitoringFor(app, this.policies(), this.defaults) !== undefined;
+  }
+
   private ownershipOf(app: ApplicationView, monitored: MonitoredApp, policies: RollbackPolicy[]): Ownership {
     const ref = monitored.policyRef;
     if (ref) {
