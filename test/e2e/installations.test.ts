@@ -3,7 +3,8 @@
 // the one stack, watching the same namespace. Each has its own events (its wake
 // consumer is delivered none of the other's), exactly one acts on an app (one
 // PR, never two; the other says once that it ignores the policy and never writes
-// its status), and a replica configured for another GITHUB_ORG never carries on
+// its status; an app without policy is acted on by the holder of its claim
+// Lease alone), and a replica configured for another GITHUB_ORG never carries on
 // an attempt it could not have started.
 import { jetstreamManager, type ConsumerInfo, type JetStreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -75,18 +76,22 @@ async function deliveredTo(jsm: JetStreamManager, durable: string): Promise<{ st
 
 describe('two installations watching one namespace', () => {
   it('each has its own events; exactly one acts on an app (one PR), the other says once that it ignores the policy and never writes its status', async () => {
-    // Given the staging apps cart and shop in one namespace, both healthy
+    // Given the staging apps cart, shop and hat in one namespace, all healthy (hat opted in by its label, with no policy)
     const s = await given('installations', { environment: 'staging', startOperator: false });
-    const shopGood = await s.github.control.push({ ...REPO, files: { 'apps/shop/deployment.yaml': deployment('shop', s.target, 'v1') }, message: 'Release shop v1' });
-    s.github.control.setStatus({ ...REPO, sha: shopGood.sha, state: 'success', context: 'ci/build' });
-    await api().createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: s.namespace, plural: 'applications', body: {
-      apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'shop', namespace: s.namespace, labels: { environment: 'staging' } },
-      spec: { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: 'apps/shop', targetRevision: 'main' }, destination: { namespace: s.target } },
-    } });
-    const dayAgo = new Date(Date.now() - 24 * 3600_000).toISOString();
-    await api().patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: s.namespace, plural: 'applications', name: 'shop', body: {
-      status: { sync: { status: 'Synced', revision: shopGood.sha }, health: { status: 'Healthy' }, history: [{ id: 0, revision: shopGood.sha, deployedAt: dayAgo, deployStartedAt: dayAgo }] },
-    } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    const addApp = async (name: string, labels: Record<string, string>) => {
+      const good = await s.github.control.push({ ...REPO, files: { [`apps/${name}/deployment.yaml`]: deployment(name, s.target, 'v1') }, message: `Release ${name} v1` });
+      s.github.control.setStatus({ ...REPO, sha: good.sha, state: 'success', context: 'ci/build' });
+      await api().createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: s.namespace, plural: 'applications', body: {
+        apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name, namespace: s.namespace, labels: { environment: 'staging', ...labels } },
+        spec: { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: `apps/${name}`, targetRevision: 'main' }, destination: { namespace: s.target } },
+      } });
+      const dayAgo = new Date(Date.now() - 24 * 3600_000).toISOString();
+      await api().patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: s.namespace, plural: 'applications', name, body: {
+        status: { sync: { status: 'Synced', revision: good.sha }, health: { status: 'Healthy' }, history: [{ id: 0, revision: good.sha, deployedAt: dayAgo, deployStartedAt: dayAgo }] },
+      } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    };
+    await addApp('shop', {});
+    await addApp('hat', { 'ai-operator.enabled': 'true' });
     await s.argocd.syncNow();
 
     // And two installations of the operator, with their own etcd prefix, both watching the namespace
@@ -111,19 +116,26 @@ describe('two installations watching one namespace', () => {
     // And a policy for shop naming the other installation
     await createPolicy(s.namespace, 'shop-policy', { applications: ['shop'], installation: names[other.prefix] });
 
-    // When both apps degrade
-    await s.release('v2', true, { 'apps/shop/deployment.yaml': deployment('shop', s.target, 'v2', true) });
+    // When the three apps degrade
+    await s.release('v2', true, {
+      'apps/shop/deployment.yaml': deployment('shop', s.target, 'v2', true), 'apps/hat/deployment.yaml': deployment('hat', s.target, 'v2', true),
+    });
 
     // Then each app gets its rollback PR, and (a few intervals later) no second one
     const pullsFor = (app: string) => s.github.control.pulls(REPO).filter((p) => p.head.includes(`/rollback/${app}-`));
-    await eventually('a rollback PR for cart and for shop', async () => pullsFor('cart').length > 0 && pullsFor('shop').length > 0, 90_000, 250);
+    await eventually('a rollback PR for cart, shop and hat', async () => pullsFor('cart').length > 0 && pullsFor('shop').length > 0 && pullsFor('hat').length > 0, 90_000, 250);
     await sleep(8000);
-    expect.soft(pullsFor('cart').map((p) => p.head), 'rollback PRs for cart').toHaveLength(1);
-    expect.soft(pullsFor('shop').map((p) => p.head), 'rollback PRs for shop').toHaveLength(1);
-    // Opened by the installation each policy names: cart's attempt in the claimer's etcd alone, shop's in the other's
+    for (const app of ['cart', 'shop', 'hat']) expect.soft(pullsFor(app).map((p) => p.head), `rollback PRs for ${app}`).toHaveLength(1);
+    // Opened by the installation each policy names, and by the holder of hat's claim Lease: cart's attempt in the
+    // claimer's etcd alone, shop's in the other's, hat's in the holder's
+    const lease = await kubectlOk(stack, ['get', 'lease', 'ai-operator-claim-hat', '-n', s.namespace, '-o', 'json']).then((out) => JSON.parse(out) as Json, () => undefined);
+    const holder = lease?.spec?.holderIdentity as string | undefined;
+    expect.soft(lease?.metadata?.labels?.['ai-operator.io/installation'], 'hat\'s claim Lease').toBe(holder);
+    expect.soft([names[a.prefix], names[b.prefix]], 'hat\'s claim holder').toContain(holder);
     const apps = async (inst: typeof a) => (await inst.store.allAttempts()).map((r) => r.app.name).sort();
-    expect.soft(await apps(owner), `apps with attempts in ${owner.prefix}`).toEqual(['cart']);
-    expect.soft(await apps(other), `apps with attempts in ${other.prefix}`).toEqual(['shop']);
+    const hatOf = (inst: typeof a) => (holder === names[inst.prefix] ? ['hat'] : []);
+    expect.soft(await apps(owner), `apps with attempts in ${owner.prefix}`).toEqual(['cart', ...hatOf(owner)].sort());
+    expect.soft(await apps(other), `apps with attempts in ${other.prefix}`).toEqual(['shop', ...hatOf(other)].sort());
 
     // And each wake consumer was delivered its own installation's events and none of the other's
     const correlations = async (inst: typeof a) => new Set((await inst.store.allAttempts()).map((r) => r.correlationId));
@@ -155,10 +167,14 @@ describe('two installations watching one namespace', () => {
     expect.soft(ignored(owner, 'cart-policy'), `${owner.prefix} ignoring its own policy`).toHaveLength(0);
     const events = JSON.parse(await kubectlOk(stack, ['get', 'events.v1.events.k8s.io', '-n', s.namespace, '-o', 'json'])) as { items: Json[] };
     const ignoredEvents = events.items.filter((e) => e.reason === 'ActedOnByAnotherInstallation').map((e) => `${e.regarding.name} x${e.series?.count ?? 1}: ${e.note}`);
+    const notHolder = holder === names[a.prefix] ? names[b.prefix] : names[a.prefix];
     expect.soft(ignoredEvents.sort(), 'ActedOnByAnotherInstallation Events').toEqual([
       `cart-policy x1: Ignored RollbackPolicy ${s.namespace}/cart-policy: installation ${names[owner.prefix]} acts on it (status.installation); installation ${names[other.prefix]} neither acts on its Applications nor writes its status`,
+      `hat x1: Ignored Application ${s.namespace}/hat: installation ${holder} acts on it (Lease); installation ${notHolder} does not act on it`,
       `shop-policy x1: Ignored RollbackPolicy ${s.namespace}/shop-policy: installation ${names[other.prefix]} acts on it (spec.installation); installation ${names[owner.prefix]} neither acts on its Applications nor writes its status`,
     ]);
+    const ignoredHat = Object.values(operators).map((o) => lines(o, new RegExp(`"Ignored Application ${s.namespace}/hat:`)).length);
+    expect.soft(ignoredHat.sort(), 'log lines ignoring hat, per installation').toEqual([0, 1]);
 
     // And each policy's status was written by the installation acting on it alone
     const statusWriters = async (policy: string) => ((await getPolicy(s.namespace, policy)).metadata.managedFields as Json[])
