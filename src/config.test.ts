@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { ConfigErrors, DEFAULT_UPTIME_QUERY, loadConfig, policyDefaults } from './config.ts';
+import { ConfigErrors, DEFAULT_UPTIME_QUERY, installationNameFrom, loadConfig, policyDefaults } from './config.ts';
 
 const minimal = { GITHUB_ORG: 'acme', GITHUB_TOKEN: 'ghp_secret123' };
 
@@ -72,6 +72,29 @@ describe('loadConfig', () => {
     });
   });
 
+  it('names the installation from its etcd prefix, and gives it its own stream and subjects (issue 19 §3)', () => {
+    const named = (env: Record<string, string>) => {
+      const c = loadConfig({ ...minimal, ...env });
+      return { name: c.installationName, stream: c.natsStream, subjects: c.natsSubjectPrefix };
+    };
+    // No prefix: the installation `default`, with SPEC §9's stream and subjects
+    expect(named({})).toEqual({ name: 'default', stream: 'AI_OPERATOR', subjects: 'ai-operator' });
+    expect(named({ ETCD_PREFIX: '/team-a' })).toEqual({ name: 'team-a', stream: 'AI_OPERATOR_TEAM_A', subjects: 'ai-operator-team-a' });
+    expect(named({ ETCD_PREFIX: '/e2e/Run_1.x' })).toEqual({ name: 'e2e-run-1-x', stream: 'AI_OPERATOR_E2E_RUN_1_X', subjects: 'ai-operator-e2e-run-1-x' });
+    // A name set explicitly wins over the prefix, and the NATS names follow it unless they are set too
+    expect(named({ ETCD_PREFIX: '/team-a', INSTALLATION_NAME: 'payments' })).toEqual({ name: 'payments', stream: 'AI_OPERATOR_PAYMENTS', subjects: 'ai-operator-payments' });
+    expect(named({ ETCD_PREFIX: '/team-a', NATS_STREAM: 'AI_OPERATOR', NATS_SUBJECT_PREFIX: 'team-a' })).toEqual({ name: 'team-a', stream: 'AI_OPERATOR', subjects: 'team-a' });
+    expect(named({ INSTALLATION_NAME: 'default', ETCD_PREFIX: '/old' })).toEqual({ name: 'default', stream: 'AI_OPERATOR', subjects: 'ai-operator' });
+  });
+
+  it('derives a DNS label from any etcd prefix, at most 63 characters, or none when nothing of it is left', () => {
+    expect(installationNameFrom('')).toBe('default');
+    expect(installationNameFrom('/Team-A')).toBe('team-a');
+    expect(installationNameFrom('/a/b/c')).toBe('a-b-c');
+    expect(installationNameFrom(`/${'x'.repeat(62)}/y`)).toBe('x'.repeat(62));
+    expect(installationNameFrom('/_/.')).toBeUndefined();
+  });
+
   it('accepts GitHub App credentials instead of a token', () => {
     const config = loadConfig({
       GITHUB_ORG: 'acme', GITHUB_APP_ID: '1234', GITHUB_APP_INSTALLATION_ID: '99',
@@ -99,6 +122,12 @@ describe('loadConfig', () => {
     ['ETCD_ENDPOINTS', { ETCD_ENDPOINTS: ',' }, /comma-separated list/],
     ['ETCD_ENDPOINTS', { ETCD_ENDPOINTS: 'etcd:2379,ftp://x' }, /http or https URL, got "ftp:\/\/x"/],
     ['ETCD_PREFIX', { ETCD_PREFIX: 'team-a/' }, /etcd key prefix such as \/team-a.*, got "team-a\/"/],
+    ['INSTALLATION_NAME', { INSTALLATION_NAME: 'Team_A' }, /a DNS label such as team-a .*, got "Team_A"/],
+    ['INSTALLATION_NAME', { INSTALLATION_NAME: 'a'.repeat(64) }, /a DNS label/],
+    ['INSTALLATION_NAME', { ETCD_PREFIX: '/_' }, /a DNS label such as team-a \(ETCD_PREFIX "\/_" makes no name\) \(required, not set\)/],
+    ['NATS_STREAM', { NATS_STREAM: 'AI.OPERATOR' }, /a JetStream stream name .*, got "AI.OPERATOR"/],
+    ['NATS_SUBJECT_PREFIX', { NATS_SUBJECT_PREFIX: 'acme.ai-operator' }, /one NATS subject token .*no dots.*, got "acme.ai-operator"/],
+    ['NATS_SUBJECT_PREFIX', { NATS_SUBJECT_PREFIX: 'ai-operator.>' }, /one NATS subject token/],
     ['PROMETHEUS_URL', { PROMETHEUS_URL: 'prometheus:9090' }, /http or https URL/],
     ['ELASTICSEARCH_URL', { ELASTICSEARCH_URL: 'not a url' }, /http or https URL/],
     ['GITHUB_ORG', { GITHUB_ORG: '' }, /required, not set/],

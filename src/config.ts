@@ -3,6 +3,7 @@
 // once, here; a missing or malformed one stops start-up with one line that names
 // it and says what was expected. Secret values never appear in those lines.
 // The settings defaults every policy falls back on are built here too.
+import { DEFAULT_INSTALLATION, streamNameFor, subjectPrefixFor } from './events/types.ts';
 import type { GitHubAuth } from './integrations/github.ts';
 import { LOG_LEVELS, type LogLevel } from './observability/log.ts';
 import type { Defaults } from './policy/settings.ts';
@@ -21,6 +22,15 @@ export interface Config {
   etcdEndpoints: string[];
   /** Every key lives under it ('' = the root), e.g. for two installations sharing one etcd. */
   etcdPrefix: string;
+  /**
+   * The installation's name (INSTALLATION_NAME; by default from the etcd prefix, `default` for none):
+   * what a RollbackPolicy's spec.installation names, what its status claims, and what sets its NATS names apart.
+   */
+  installationName: string;
+  /** The JetStream stream of its events (NATS_STREAM; by default the installation's own, AI_OPERATOR for `default`). */
+  natsStream: string;
+  /** Its events' subjects are `{natsSubjectPrefix}.{type}` (NATS_SUBJECT_PREFIX; `ai-operator` for `default`, else `ai-operator-{name}`). */
+  natsSubjectPrefix: string;
   prometheusUrl: string;
   elasticsearchUrl: string;
   elasticsearchApiKey?: string;
@@ -82,6 +92,19 @@ const ETCD_PREFIX = /^(\/[A-Za-z0-9._-]+)*$/;
 // The name of a cluster-scoped object such as a ValidatingAdmissionPolicy (a DNS subdomain).
 const OBJECT_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const GITHUB_OWNER = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
+// A JetStream stream name, and one NATS subject token (no `.`, `*`, `>`): one token, so no prefix nests under another.
+const NATS_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * The installation's name when INSTALLATION_NAME is not set: `default` for the
+ * empty etcd prefix, else the prefix as a DNS label (`/team-a` → `team-a`,
+ * `/e2e/Run_1` → `e2e-run-1`); undefined when nothing of it is left. Pure.
+ */
+export function installationNameFrom(etcdPrefix: string): string | undefined {
+  if (etcdPrefix === '') return DEFAULT_INSTALLATION;
+  const name = etcdPrefix.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 63).replace(/^-+|-+$/g, '');
+  return name === '' ? undefined : name;
+}
 
 // A reader per kind of value. Each returns the parsed value or throws ConfigError.
 // `shown` is what may be echoed back: never the value of a secret.
@@ -252,6 +275,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (timeoutsReadable && recoveryTimeoutSec <= healthRestorationSec) {
     r.errors.push(new ConfigError('RECOVERY_TIMEOUT', `more seconds than HEALTH_RESTORATION_DURATION (${healthRestorationSec})`, String(recoveryTimeoutSec)));
   }
+  const etcdPrefix = r.matching('ETCD_PREFIX', '', ETCD_PREFIX, 'an etcd key prefix such as /team-a (a leading slash, no trailing one)')!;
+  const derivedName = installationNameFrom(etcdPrefix);
+  const installationName = derivedName === undefined
+    ? r.required('INSTALLATION_NAME', DNS_LABEL, `a DNS label such as team-a (ETCD_PREFIX ${show(etcdPrefix)} makes no name)`)
+    : r.matching('INSTALLATION_NAME', derivedName, DNS_LABEL, 'a DNS label such as team-a (lower case letters, digits and hyphens, up to 63)')!;
   const config: Config = {
     pollIntervalSec: r.integer('POLL_INTERVAL_SEC', 10, 1, 3600, 'seconds'),
     degradationPersistenceChecks: r.integer('DEGRADATION_PERSISTENCE_CHECKS', 3, 1, 100),
@@ -264,7 +292,10 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: r.oneOf('LOG_LEVEL', 'INFO', LOG_LEVELS),
     natsServers: r.urlList('NATS_URL', 'nats://nats:4222', ['nats', 'tls'], 'nats'),
     etcdEndpoints: r.urlList('ETCD_ENDPOINTS', 'etcd:2379', ['http', 'https'], 'http'),
-    etcdPrefix: r.matching('ETCD_PREFIX', '', ETCD_PREFIX, 'an etcd key prefix such as /team-a (a leading slash, no trailing one)')!,
+    etcdPrefix,
+    installationName,
+    natsStream: r.matching('NATS_STREAM', streamNameFor(installationName), NATS_NAME, 'a JetStream stream name (letters, digits, _ and -, up to 64)')!,
+    natsSubjectPrefix: r.matching('NATS_SUBJECT_PREFIX', subjectPrefixFor(installationName), NATS_NAME, 'one NATS subject token (letters, digits, _ and -, up to 64; no dots)')!,
     prometheusUrl: r.url('PROMETHEUS_URL', 'http://prometheus:9090', ['http', 'https'])!,
     elasticsearchUrl: r.url('ELASTICSEARCH_URL', 'http://elasticsearch:9200', ['http', 'https'])!,
     elasticsearchApiKey: r.secret('ELASTICSEARCH_API_KEY'),

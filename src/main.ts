@@ -7,6 +7,8 @@ import { openAuditTrail } from './audit/trail.ts';
 import { KEYS } from './api/etcd.ts';
 import { ConfigErrors, loadConfig, policyDefaults, type Config } from './config.ts';
 import { JetStreamBus, wakeConsumerName } from './events/jetstream.ts';
+import { STREAM_NAME, SUBJECT_PREFIX } from './events/types.ts';
+import { AppClaims } from './integrations/app-claims.ts';
 import { ApprovalEnforcementCheck } from './integrations/approval-enforcement.ts';
 import { EnforcementMemory } from './store/enforcement-memory.ts';
 import { ArgoCdWatcher } from './integrations/argocd.ts';
@@ -55,7 +57,7 @@ async function untilReady<T>(what: string, log: Logger, step: () => Promise<T>):
 
 const config = configOrExit();
 const identity = process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
-const log = createLogger(config.logLevel, { replica: identity });
+const log = createLogger(config.logLevel, { replica: identity, installation: config.installationName });
 const metrics = new Metrics({ processMetrics: true });
 const kc = new KeepAliveKubeConfig();
 kc.loadFromDefault();
@@ -68,7 +70,10 @@ const audit = await openAuditTrail({
   log: log.child('AuditShipper'), metrics, onSealed: auditLogTee({ replica: identity }),
 });
 const bus = await untilReady('NATS JetStream', log, async () => {
-  const connected = await JetStreamBus.connect({ servers: config.natsServers, registry: metrics.registry, log: log.child('EventBus') });
+  // The installation's own stream and subjects: another installation's wake consumer never sees its events.
+  const connected = await JetStreamBus.connect({
+    servers: config.natsServers, registry: metrics.registry, log: log.child('EventBus'), stream: config.natsStream, subjectPrefix: config.natsSubjectPrefix,
+  });
   await connected.ensureStream();
   return connected;
 });
@@ -95,17 +100,24 @@ const approvalEnforcement = ApprovalEnforcementCheck.fromKubeConfig(kc, {
 
 let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app), { metrics });
-const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), {
+// Which installation acts on an app: its policy's (spec.installation, or the first to claim it), or, with no
+// policy, the holder of its claim Lease. Status writes name the installation as their field manager.
+const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics, fieldManager: `ai-operator-${config.installationName}` }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), {
   allowedOwner: config.githubOrg, githubHosts: githubHosts(config.githubApiUrl), namespaces: config.watchNamespaces,
   knownRefusal: (app) => operator?.targetRefusal(app),
+  installation: config.installationName, claims: new AppClaims(kc, { metrics }), events: kubeEvents,
 });
 operator = new Operator({
   kv, bus, argocd, github, cluster, history, attempts,
   monitoring: (app) => policies.monitoring(app),
+  resyncs: (app) => policies.selects(app),
   afterResync: (apps) => policies.writeStatuses(apps),
   audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
-  // One durable consumer per installation, which its etcd prefix sets apart (as it does the leader key).
+  // One durable consumer per installation, which its etcd prefix sets apart (as it does the leader key), on the
+  // installation's own subjects; the one an older version kept in the shared stream goes once idle.
   eventConsumer: wakeConsumerName(config.etcdPrefix),
+  ...(config.natsStream !== STREAM_NAME ? { retiredConsumer: { stream: STREAM_NAME, filterSubject: `${SUBJECT_PREFIX}.>` } } : {}),
+  prepare: (app) => policies.prepare(app),
   allowedOwner: config.githubOrg, githubHosts: githubHosts(config.githubApiUrl), events: kubeEvents, approvalEnforcement,
   resyncIntervalMs: Math.max(config.pollIntervalSec * 3, 30) * 1000,
   // Reconciles wait on GitHub and etcd, not CPU: many keys may be in flight at once.
@@ -136,7 +148,10 @@ const server = await startHttp({
       : [config.argocdNamespace, ...(await argocd.listApplications()).map((app) => app.ref.namespace)]),
   }),
 });
-log.info('Started operator', { identity, httpPort: config.httpPort, dryRun: config.dryRun, leaderElection: config.leaderElection });
+log.info('Started operator', {
+  identity, installation: config.installationName, etcdPrefix: config.etcdPrefix, stream: config.natsStream, subjects: `${config.natsSubjectPrefix}.>`,
+  httpPort: config.httpPort, dryRun: config.dryRun, leaderElection: config.leaderElection,
+});
 
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

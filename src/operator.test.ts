@@ -9,10 +9,11 @@ import type { AuditInput, AuditRecord } from './audit/record.ts';
 import { attemptName, type AttemptRecord } from './fsm/record.ts';
 import { createLogger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
-import { Operator } from './operator.ts';
+import { Operator, type OperatorOptions } from './operator.ts';
 import { loadConfig, policyDefaults } from './config.ts';
 import { settingsFrom } from './policy/settings.ts';
-import type { AttemptObjectRef } from './ports/kubernetes.ts';
+import type { AttemptObjectRef, KubeEvent } from './ports/kubernetes.ts';
+import type { ApplicationView } from './ports/argocd.ts';
 import { ApplicationReconciler, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
 import { AttemptStore, KEYS } from './store/attempt-store.ts';
 import { MemoryKV } from './store/memory.ts';
@@ -59,12 +60,12 @@ class World {
     return (await this.store.getAttempt(name, record.correlationId))!.record;
   }
 
-  async operator(leaderElection = false): Promise<Operator> {
+  async operator(leaderElection = false, options: Partial<OperatorOptions> = {}): Promise<Operator> {
     const auditLog: AuditLog = { record: async (input) => { this.audit.push(input); return {} as AuditRecord; }, flush: async () => {}, close: async () => {} };
     const { audit: _audit, ...deps } = this.deps();
     const operator = new Operator({
       ...deps, kv: this.kv, audit: auditLog, bus: { publish: async () => ({ duplicate: false }), close: async () => {} },
-      identity: 'replica-a', leaderElection, resyncIntervalMs: 60_000,
+      identity: 'replica-a', leaderElection, resyncIntervalMs: 60_000, ...options,
     });
     this.operators.push(operator);
     await operator.start();
@@ -248,5 +249,87 @@ describe('ApplicationReconciler.requestReset', () => {
     const reset = w.audit.find((a) => a.actionType === 'RESET');
     expect(reset).toMatchObject({ reasoning: 'reset by a human', metadata: { resetVia: 'annotation' } });
     expect(reset!.metadata).not.toHaveProperty('resetBy');
+  });
+});
+
+describe('a replica whose GITHUB_ORG does not hold the repository of an attempt in flight (issue 19 §3)', () => {
+  const settle = () => new Promise((r) => setTimeout(r, 300));
+  const recorder = (emitted: KubeEvent[]) => ({ emit: (event: KubeEvent) => { emitted.push(event); }, flush: async () => {} });
+
+  it('leaves it as it is: no GitHub call, no write, said once in a Warning Event; a replica of the right org carries it on', async () => {
+    // Given a production attempt of acme/gitops waiting for its approval, started by a replica for acme
+    w = new World();
+    const open = await w.attempt('cart', w.reconciler(), false);
+    expect(open.state).toBe('PRCreated');
+    const reads = () => w.world.callCount('getPullRequestStatus');
+    const before = await reads();
+
+    // When a replica configured for another org leads and is asked to reconcile it, again and again
+    const emitted: KubeEvent[] = [];
+    const other = await w.operator(false, { allowedOwner: 'other-org', events: recorder(emitted) });
+    for (let i = 0; i < 3; i++) {
+      other.enqueue(open.app);
+      await other.resync();
+      await settle();
+    }
+
+    // Then it read nothing of the PR, wrote nothing, and said so once
+    expect(await reads()).toBe(before);
+    expect((await w.store.getAttempt('cart', open.correlationId))!.record).toEqual(open);
+    const left = emitted.filter((e) => e.reason === 'AttemptOutsideGitHubOrg');
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatchObject({
+      type: 'Warning', action: 'LeaveAlone', regarding: { kind: 'RollbackAttempt', namespace: 'argocd', name: attemptName(open.app, open.correlationId) },
+      related: { kind: 'Application', name: 'cart' },
+      note: expect.stringMatching(/^Left RollbackAttempt argocd\/cart-\w+ \(PRCreated\) as it is: spec\.source\.repoURL https:\/\/github\.com\/acme\/gitops\.git is outside GITHUB_ORG other-org/),
+    });
+
+    // When a replica for acme leads instead
+    await other.stop();
+    const acme = await w.operator(false, { allowedOwner: 'acme', events: recorder(emitted) });
+    acme.enqueue(open.app);
+    await settle();
+    // Then it carries the attempt on: it reads its PR again
+    expect(await reads()).toBeGreaterThan(before);
+    expect(emitted.filter((e) => e.reason === 'AttemptOutsideGitHubOrg')).toHaveLength(1);
+  });
+});
+
+describe('Operator prepare (issue 19 §3)', () => {
+  const settle = () => new Promise((r) => setTimeout(r, 300));
+  it('runs before an app that may get an attempt is reconciled: Degraded with no attempt of its own; not for a healthy app or one with an attempt', async () => {
+    w = new World();
+    const prepared: string[] = [];
+    const s = scenarioApp('web', 'staging', w.now);
+    await w.world.addApp(s.app);
+    const open = await w.attempt('cart', w.reconciler(), false);
+    const operator = await w.operator(false, { allowedOwner: 'acme', prepare: async (app: ApplicationView) => { prepared.push(app.ref.name); } });
+
+    operator.enqueue({ namespace: 'argocd', name: 'web' });
+    operator.enqueue(open.app);
+    await settle();
+    expect(prepared).toEqual([]);
+
+    // Degraded: prepared before each reconcile while its degradation is counted (the health key's write wakes it again)
+    await w.world.setHealth(s.app.ref, 'Degraded');
+    operator.enqueue({ namespace: 'argocd', name: 'web' });
+    await settle();
+    expect(prepared.length).toBeGreaterThan(0);
+    expect(new Set(prepared)).toEqual(new Set(['web']));
+  });
+
+  it('the resync queues what `resyncs` says, not only what this installation monitors: an app whose claim is still to be taken', async () => {
+    // Given a Degraded app nobody has claimed yet: this installation does not monitor it (yet)
+    w = new World();
+    const s = scenarioApp('web', 'staging', w.now);
+    await w.world.addApp({ ...s.app, health: 'Degraded' });
+    const prepared: string[] = [];
+    const operator = await w.operator(false, {
+      monitoring: () => undefined, resyncs: (app: ApplicationView) => app.ref.name === 'web', prepare: async (app: ApplicationView) => { prepared.push(app.ref.name); },
+    });
+    // When the resync runs, it is reconciled, and so prepared (its claim taken)
+    await operator.resync();
+    await settle();
+    expect(prepared).toContain('web');
   });
 });

@@ -9,10 +9,12 @@ import { OutboxRelay } from './events/outbox-relay.ts';
 import { AttemptGauges } from './observability/attempt-gauges.ts';
 import type { Logger } from './observability/log.ts';
 import { storedGauges } from './observability/metrics.ts';
-import { ApplicationReconciler, WriteConflict, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
+import { ApplicationReconciler, parseKey, WriteConflict, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
 import { KeyQueue, type ReconcileResult } from './reconcilers/queue.ts';
 import type { ApplicationView } from './ports/argocd.ts';
-import { attemptName } from './fsm/record.ts';
+import { API_VERSION, KINDS } from './api/group.ts';
+import { appKey, attemptName, type AttemptRecord } from './fsm/record.ts';
+import { repositoryRefusal } from './governance/repository.ts';
 import type { ResetOutcome, ResetRequest } from './server/reset.ts';
 import { AttemptStore, KEYS } from './store/attempt-store.ts';
 import type { KV } from './store/kv.ts';
@@ -27,6 +29,18 @@ export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd
   leaderElection: boolean;
   /** The installation's durable JetStream consumer (wakeConsumerName of its etcd prefix); `ai-operator-wake` when not given. */
   eventConsumer?: string;
+  /** Where an older version kept that consumer (the shared AI_OPERATOR stream): deleted there once idle. */
+  retiredConsumer?: { stream: string; filterSubject: string };
+  /**
+   * Called before an app that may get an attempt is reconciled (Degraded, or its degradation being counted,
+   * and no attempt of this installation's holds it): the claim an app without a policy needs is taken here.
+   */
+  prepare?: (app: ApplicationView) => Promise<void>;
+  /**
+   * Which Applications the resync queues: `monitoring` by default. With claims, also the apps another installation
+   * or nobody has claimed yet: an app whose claim is still to be taken must be reconciled to take it.
+   */
+  resyncs?: (app: ApplicationView) => boolean;
   resyncIntervalMs?: number;
   relayIntervalMs?: number;
   leaderTtlSeconds?: number;
@@ -56,6 +70,11 @@ export class Operator {
   private readonly pending = new Set<string>();
   private activeSynced = false;
   private activeChanges = 0;
+  /**
+   * Per app with an active attempt: that attempt, and why this replica may not carry it on (its repository is
+   * outside this replica's GITHUB_ORG), read once per attempt; dropped when the app's active key changes.
+   */
+  private readonly attemptOrigins = new Map<string, { correlationId: string; refusal?: string }>();
   /** The attempt gauges, read from etcd by the leader at each resync and soon after each write. */
   private readonly gauges: AttemptGauges;
   private gaugesTimer?: NodeJS.Timeout;
@@ -99,6 +118,7 @@ export class Operator {
   private async reconcileAsLeader(key: string): Promise<ReconcileResult> {
     if (!this.isLeader()) return {};
     try {
+      if (await this.leftAlone(key)) return {};
       return await this.reconciler.reconcile(key);
     } catch (error) {
       if (error instanceof WriteConflict && error.reason === 'fenced') {
@@ -107,6 +127,57 @@ export class Operator {
       }
       throw error;
     }
+  }
+
+  /**
+   * What comes before the reconciler: true when this replica leaves the key alone. An attempt this replica could
+   * not have started — its repository outside this replica's GITHUB_ORG (a replica of the same installation
+   * configured for another org) — is not carried on with this replica's token: it is left as it is, in etcd
+   * and on GitHub, for a replica whose GITHUB_ORG it is in, and that is said once. Aborting it instead would
+   * need this token to close its PR, and would end for good an attempt the right replica can finish. Otherwise,
+   * an app that may get an attempt is prepared (its claim, when no policy governs it).
+   */
+  private async leftAlone(key: string): Promise<boolean> {
+    const ref = parseKey(key);
+    const storeKey = appKey(ref, this.options.argocdNamespace);
+    const active = this.activeSynced ? this.active.has(storeKey) : undefined;
+    if (active !== false) {
+      const origin = this.options.allowedOwner ? await this.attemptOrigin(storeKey, ref) : undefined;
+      if (origin?.refusal) return true;
+      // An attempt of this installation's holds the app: nothing to claim.
+      if (origin || active === true) return false;
+    }
+    if (this.options.prepare) {
+      const app = await this.options.argocd.getApplication(ref);
+      if (app && (app.health === 'Degraded' || this.pending.has(storeKey))) await this.options.prepare(app);
+    }
+    return false;
+  }
+
+  /** The app's active attempt and whether this replica may carry it on; undefined when none is active. */
+  private async attemptOrigin(storeKey: string, ref: { namespace: string; name: string }): Promise<{ correlationId: string; refusal?: string } | undefined> {
+    const known = this.attemptOrigins.get(storeKey);
+    if (known) return known;
+    const { active } = await this.store.loadApp(storeKey);
+    if (!active) return undefined;
+    const { record } = active;
+    const source = record.source ?? (await this.options.argocd.getApplication(ref))?.source;
+    const refusal = repositoryRefusal(source, this.options.allowedOwner, this.options.githubHosts);
+    const origin = { correlationId: record.correlationId, ...(refusal ? { refusal } : {}) };
+    this.attemptOrigins.set(storeKey, origin);
+    if (refusal) this.sayLeftAlone(record, refusal);
+    return origin;
+  }
+
+  private sayLeftAlone(record: AttemptRecord, refusal: string): void {
+    const name = attemptName(record.app, record.correlationId);
+    const message = `Left RollbackAttempt ${record.app.namespace}/${name} (${record.state}) as it is: ${refusal}. This replica never started it and does not carry it on with its own token; a replica whose GITHUB_ORG holds the repository does (check GITHUB_ORG on every replica of this installation)`;
+    this.log.warn(message, { correlationId: record.correlationId, app: `${record.app.namespace}/${record.app.name}`, state: record.state });
+    this.options.events?.emit({
+      regarding: { apiVersion: API_VERSION, kind: KINDS.attempt, namespace: record.app.namespace, name },
+      related: { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...record.app },
+      type: 'Warning', reason: 'AttemptOutsideGitHubOrg', action: 'LeaveAlone', note: message,
+    });
   }
 
   /** Why the app's targetRevision names no branch, when the reconciler found that out (see ApplicationReconciler.targetRefusal). */
@@ -177,6 +248,7 @@ export class Operator {
         else index.add(app);
       }
       if (leaf === 'active') {
+        this.attemptOrigins.delete(app);
         this.gauges.forget(app);
         this.refreshGaugesSoon();
       }
@@ -184,6 +256,7 @@ export class Operator {
     }, (error) => {
       // Until the next full read the index may be stale: fall back to reading etcd.
       this.activeSynced = false;
+      this.attemptOrigins.clear();
       this.log.warn('etcd watch failed; the resync still covers every app', { error: error.message });
     });
     await this.refreshActive();
@@ -215,7 +288,8 @@ export class Operator {
     if (!this.isLeader()) return;
     const [apps, active] = await Promise.all([this.options.argocd.listApplications(), this.refreshActive()]);
     // The sweep waits behind events; apps with an active attempt go at normal priority.
-    for (const app of apps) if (this.options.monitoring(app)) this.enqueue(app.ref, 'low');
+    const resyncs = this.options.resyncs ?? ((app: ApplicationView) => this.options.monitoring(app) !== undefined);
+    for (const app of apps) if (resyncs(app)) this.enqueue(app.ref, 'low');
     for (const key of active) this.enqueueStoreKey(key);
     await this.refreshGauges().catch((error: Error) => this.log.warn('Could not read the attempt gauges from etcd', { error: error.message }));
     await this.options.afterResync?.(apps);
@@ -293,6 +367,7 @@ export class Operator {
       durable: this.options.eventConsumer ?? wakeConsumerName(''),
       // An older version's consumers, one per pod, are deleted once idle.
       supersedes: PER_POD_CONSUMER_PREFIX,
+      ...(this.options.retiredConsumer ? { retires: this.options.retiredConsumer } : {}),
       handler: (event) => {
         const [namespace, name] = event.subject.split('/');
         if (namespace && name) this.enqueue({ namespace, name });

@@ -27,7 +27,12 @@ export const LABELS = {
   environment: `${GROUP}/environment`,
   /** On an Application: `true` opts it in with the environment defaults when no RollbackPolicy selects it. */
   optIn: 'ai-operator.enabled',
+  /** On a claim Lease: the installation that holds it (`kubectl delete leases -l ai-operator.io/installation=team-a` frees them). */
+  installation: `${GROUP}/installation`,
 } as const;
+
+/** On a claim Lease: the Application it claims (a Lease's name may have had to shorten it). */
+export const CLAIM_ANNOTATION = `${GROUP}/application`;
 
 /** `reportingController` of the Kubernetes Events the operator writes. */
 export const REPORTING_CONTROLLER = `${GROUP}/operator`;

@@ -4,8 +4,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { IntegrationError } from '../ports/errors.ts';
 import { exampleEvent } from './examples.ts';
 import { JetStreamError } from '@nats-io/jetstream';
-import { deliver, EVENTS_REJECTED_METRIC, InvalidEventError, PER_POD_CONSUMER_PREFIX, restartReasonOf, streamConfig, supersededConsumers, wakeConsumerName, type DeliveryContext, type Rejected } from './jetstream.ts';
-import type { CloudEvent } from './types.ts';
+import { deliver, EVENTS_REJECTED_METRIC, InvalidEventError, PER_POD_CONSUMER_PREFIX, restartReasonOf, sharedSubjects, streamConfig, supersededConsumers, wakeConsumerName, type DeliveryContext, type Rejected } from './jetstream.ts';
+import { streamNameFor, subjectFor, subjectPrefixFor, type CloudEvent } from './types.ts';
 
 const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
@@ -31,6 +31,23 @@ describe('streamConfig', () => {
       duplicate_window: nanos(2 * 60 * 1000),
     });
     expect(streamConfig('TEST', 'test-x').subjects).toEqual(['test-x.>']);
+  });
+});
+
+describe('an installation\'s stream and subjects (issue 19 §3)', () => {
+  it('are SPEC §9\'s for the installation `default`, its own for any other, and never nest under another\'s filter', () => {
+    expect([streamNameFor('default'), subjectPrefixFor('default')]).toEqual(['AI_OPERATOR', 'ai-operator']);
+    expect([streamNameFor('team-a'), subjectPrefixFor('team-a')]).toEqual(['AI_OPERATOR_TEAM_A', 'ai-operator-team-a']);
+    // One token: the default installation's wake consumer (ai-operator.>) does not match team-a's subjects
+    const matches = (filter: string, subject: string) => subject.startsWith(filter.slice(0, -1));
+    expect(matches(`${subjectPrefixFor('default')}.>`, subjectFor('pr.created', subjectPrefixFor('team-a')))).toBe(false);
+    expect(matches(`${subjectPrefixFor('team-a')}.>`, subjectFor('pr.created', subjectPrefixFor('team-ab')))).toBe(false);
+  });
+
+  it('a shared stream keeps the subjects the other installations added, ours last, once', () => {
+    expect(sharedSubjects(['ai-operator.>'], ['ai-operator-team-a.>'])).toEqual(['ai-operator.>', 'ai-operator-team-a.>']);
+    expect(sharedSubjects(['ai-operator.>', 'ai-operator-team-a.>'], ['ai-operator-team-a.>'])).toEqual(['ai-operator.>', 'ai-operator-team-a.>']);
+    expect(sharedSubjects([], ['ai-operator.>'])).toEqual(['ai-operator.>']);
   });
 });
 

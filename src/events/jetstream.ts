@@ -15,10 +15,10 @@ import type { Logger } from '../observability/log.ts';
 import { eventBusCounters } from '../observability/metrics.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import { superviseConsumer, type Backoff, type ConsumerRestartReason, type ConsumerSession } from './consumer-supervisor.ts';
-import { SUBJECT_PREFIX, subjectFor, typeOfEvent, type CloudEvent } from './types.ts';
+import { STREAM_NAME, SUBJECT_PREFIX, subjectFor, typeOfEvent, type CloudEvent } from './types.ts';
 import { parseEvent, validateEvent, type RejectReason } from './validate.ts';
 
-export const STREAM_NAME = 'AI_OPERATOR';
+export { STREAM_NAME };
 export const STREAM_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 export const STREAM_DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 export { EVENTS_REJECTED_METRIC };
@@ -74,6 +74,11 @@ export interface ConsumeOptions {
   supersedes?: string;
   /** Between two opens of a consumer whose loop died; 1 s doubling to 30 s unless a test shortens it. */
   restartBackoff?: Backoff;
+  /**
+   * Where an older version kept this durable consumer (the shared AI_OPERATOR stream, filtering on
+   * `ai-operator.>`): deleted there when idle, once, when this one is first opened.
+   */
+  retires?: { stream: string; filterSubject: string };
 }
 
 export interface EventConsumer {
@@ -89,6 +94,11 @@ export function streamConfig(name: string = STREAM_NAME, subjectPrefix: string =
     max_age: nanos(STREAM_MAX_AGE_MS),
     duplicate_window: nanos(STREAM_DUPLICATE_WINDOW_MS),
   };
+}
+
+/** A stream's subjects with ours added (kept in their order, ours last): what the others publish on stays captured. Pure. */
+export function sharedSubjects(existing: readonly string[], ours: readonly string[]): string[] {
+  return [...existing, ...ours.filter((subject) => !existing.includes(subject))];
 }
 
 /**
@@ -111,8 +121,14 @@ export function wakeConsumerName(etcdPrefix: string): string {
 export function supersededConsumers(consumers: readonly Pick<ConsumerInfo, 'name' | 'num_waiting' | 'config'>[], prefix: string, keep: string, filterSubject: string): string[] {
   return consumers
     .filter((c) => c.name !== keep && c.name.startsWith(prefix) && c.num_waiting === 0)
-    .filter((c) => c.config.filter_subject === filterSubject || (c.config.filter_subjects?.length === 1 && c.config.filter_subjects[0] === filterSubject))
+    .filter((c) => filtersOn(c, filterSubject))
     .map((c) => c.name);
+}
+
+/** Whether a consumer reads exactly the subjects under `filterSubject`. Pure. */
+function filtersOn(consumer: Pick<ConsumerInfo, 'config'>, filterSubject: string): boolean {
+  const { config } = consumer;
+  return config.filter_subject === filterSubject || (config.filter_subjects?.length === 1 && config.filter_subjects[0] === filterSubject);
 }
 
 /** What killed a consumer's loop, from the error the client stopped it with. */
@@ -179,11 +195,16 @@ export class JetStreamBus implements EventBus {
     }
   }
 
-  /** Creates the stream, or brings an existing one to the SPEC settings. */
+  /**
+   * Creates the stream, or brings an existing one to the SPEC settings. A stream
+   * shared by several installations (NATS_STREAM set alike, each with its own
+   * NATS_SUBJECT_PREFIX) keeps the subjects the others added: ours is added to them.
+   */
   async ensureStream(): Promise<void> {
-    const config = streamConfig(this.stream, this.subjectPrefix);
+    let config = streamConfig(this.stream, this.subjectPrefix);
     try {
-      await this.jsm.streams.info(this.stream);
+      const info = await this.jsm.streams.info(this.stream);
+      config = { ...config, subjects: sharedSubjects(info.config.subjects ?? [], config.subjects!) };
     } catch (err) {
       if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw toIntegrationError('ensureStream', err);
       try {
@@ -243,11 +264,16 @@ export class JetStreamBus implements EventBus {
       log: this.log,
     };
     let supersededChecked = options.supersedes === undefined;
+    let retiredChecked = options.retires === undefined || options.retires.stream === this.stream;
     const open = async (): Promise<ConsumerSession> => {
       await this.ensureConsumer(options.durable, filterSubject);
       if (!supersededChecked) {
         await this.deleteSuperseded(options.supersedes!, options.durable, filterSubject);
         supersededChecked = true;
+      }
+      if (!retiredChecked) {
+        await this.deleteRetired(options.durable, options.retires!);
+        retiredChecked = true;
       }
       let messages;
       try {
@@ -313,6 +339,23 @@ export class JetStreamBus implements EventBus {
       }
     } catch (err) {
       this.log.warn('Could not delete the consumers of an older version', { replacedBy: durable, error: errorMessage(err) });
+    }
+  }
+
+  /**
+   * Deletes this installation's durable consumer from the stream an older version used (it filtered there on
+   * every installation's subjects), if it is idle: a replica of that version still running keeps reading it.
+   * A failure or its absence is logged at most: it only takes space.
+   */
+  private async deleteRetired(durable: string, retired: { stream: string; filterSubject: string }): Promise<void> {
+    try {
+      const info = await this.jsm.consumers.info(retired.stream, durable);
+      if (info.num_waiting > 0 || !filtersOn(info, retired.filterSubject)) return;
+      await this.jsm.consumers.delete(retired.stream, durable);
+      this.log.info('Deleted the consumer an older version read in the shared stream', { consumer: durable, stream: retired.stream, replacedBy: `${this.stream}/${durable}` });
+    } catch (err) {
+      if (err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.ConsumerNotFound || err.code === JetStreamApiCodes.StreamNotFound)) return;
+      this.log.warn('Could not delete the consumer of an older version', { consumer: durable, stream: retired.stream, error: errorMessage(err) });
     }
   }
 

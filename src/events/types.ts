@@ -24,8 +24,33 @@ export type EventType = (typeof EVENT_TYPES)[number];
 /** CloudEvents `type` is this prefix plus the event type. */
 export const CLOUDEVENT_TYPE_PREFIX = 'io.ai-operator.';
 export const EVENT_SOURCE = '/ai-operator';
-/** NATS subjects are this prefix, a dot and the event type. */
+/** NATS subjects are this prefix, a dot and the event type (the default installation's; see subjectPrefixFor). */
 export const SUBJECT_PREFIX = 'ai-operator';
+/** The JetStream stream of the default installation (SPEC §9); see streamNameFor. */
+export const STREAM_NAME = 'AI_OPERATOR';
+/** The name of the installation whose etcd prefix is empty, and whose events keep SPEC §9's stream and subjects. */
+export const DEFAULT_INSTALLATION = 'default';
+
+/**
+ * The subject prefix of an installation's events: `ai-operator` for the default
+ * installation (SPEC §9), `ai-operator-{name}` for any other. One NATS token, so
+ * no installation's subjects fall under another's `{prefix}.>` (`ai-operator.>`
+ * does not match `ai-operator-team-a.pr.created`): a wake consumer filtering on
+ * its own prefix never sees another installation's events, and two streams never
+ * claim overlapping subjects. Pure.
+ */
+export function subjectPrefixFor(installation: string): string {
+  return installation === DEFAULT_INSTALLATION ? SUBJECT_PREFIX : `${SUBJECT_PREFIX}-${installation}`;
+}
+
+/**
+ * The stream of an installation's events: `AI_OPERATOR` for the default
+ * installation, `AI_OPERATOR_{NAME}` for any other (an installation name is a DNS
+ * label, so `-` → `_` and upper case keep two names apart). Pure.
+ */
+export function streamNameFor(installation: string): string {
+  return installation === DEFAULT_INSTALLATION ? STREAM_NAME : `${STREAM_NAME}_${installation.toUpperCase().replace(/-/g, '_')}`;
+}
 
 export interface AppRef {
   namespace: string;

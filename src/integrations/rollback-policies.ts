@@ -18,6 +18,8 @@ interface RollbackPolicyObject extends KubernetesObject {
 
 export interface RollbackPolicyObjectsOptions extends CustomObjectsOptions {
   log: Logger;
+  /** The field manager of its status writes (`ai-operator-{installation}`): managedFields then say which installation wrote it. */
+  fieldManager?: string;
 }
 
 export class RollbackPolicyObjects implements RollbackPolicyPort {
@@ -50,6 +52,8 @@ export class RollbackPolicyObjects implements RollbackPolicyPort {
     return this.watch.list().map((o) => ({
       namespace: o.metadata!.namespace!, name: o.metadata!.name!, spec: o.spec ?? {},
       ...(o.metadata?.generation !== undefined ? { generation: o.metadata.generation } : {}),
+      ...(o.metadata?.resourceVersion ? { resourceVersion: o.metadata.resourceVersion } : {}),
+      ...(o.metadata?.uid ? { uid: o.metadata.uid } : {}),
       ...(o.status ? { status: o.status } : {}),
     }));
   }
@@ -59,9 +63,11 @@ export class RollbackPolicyObjects implements RollbackPolicyPort {
     return this.watch.on((event) => event.type !== 'relisted' && listener());
   }
 
-  async writeStatus(policy: { namespace: string; name: string }, status: RollbackPolicyStatus): Promise<void> {
+  async writeStatus(policy: { namespace: string; name: string; resourceVersion?: string }, status: RollbackPolicyStatus): Promise<void> {
+    // A resourceVersion in a merge patch is a precondition: a write made on a stale read gets 409.
+    const body = policy.resourceVersion ? { metadata: { resourceVersion: policy.resourceVersion }, status } : { status };
     await call('patchRollbackPolicyStatus', () => this.api.patchNamespacedCustomObjectStatus(
-      { group: GROUP, version: VERSION, namespace: policy.namespace, plural: PLURAL, name: policy.name, body: { status } },
+      { group: GROUP, version: VERSION, namespace: policy.namespace, plural: PLURAL, name: policy.name, body, ...(this.options.fieldManager ? { fieldManager: this.options.fieldManager } : {}) },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     ), { classify: classifyHttpError, metrics: this.options.metrics, timeoutMs: this.options.timeoutMs, backoffMs: this.options.backoffMs });
   }

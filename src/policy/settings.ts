@@ -54,12 +54,16 @@ export interface RollbackPolicySpec {
   cooldownSeconds?: number;
   dryRun?: boolean;
   suspend?: boolean;
+  /** The installation that acts on the Applications this policy governs (policy/installation.ts); absent: the first to claim it. */
+  installation?: string;
 }
 
 export interface RollbackPolicy {
   name: string;
   namespace: string;
   spec: RollbackPolicySpec;
+  /** status.installation: the installation that claimed the policy, when spec.installation names none. */
+  claimedBy?: string;
 }
 
 export function matchesSelector(labels: Record<string, string>, selector: LabelSelector): boolean {

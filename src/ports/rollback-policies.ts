@@ -12,6 +12,11 @@ export interface PolicyCondition {
 }
 
 export interface RollbackPolicyStatus {
+  /**
+   * The installation that acts on the policy's Applications and alone writes this status: the one
+   * spec.installation names, else the first to claim it (policy/installation.ts).
+   */
+  installation?: string;
   observedGeneration?: number;
   matchedApplications?: number;
   conditions?: PolicyCondition[];
@@ -23,6 +28,9 @@ export interface PolicyObject {
   name: string;
   /** metadata.generation: bumped by the API server on every spec change. */
   generation?: number;
+  /** metadata.resourceVersion: a status write carries it, so one made on a stale read is refused (a claim race lost). */
+  resourceVersion?: string;
+  uid?: string;
   spec: RollbackPolicySpec;
   status?: RollbackPolicyStatus;
 }
@@ -34,5 +42,9 @@ export interface RollbackPolicyPort {
   list(): PolicyObject[];
   /** Calls `listener` when a policy is created, changed or deleted. Returns an unsubscribe. */
   onChange(listener: () => void): () => void;
-  writeStatus(policy: { namespace: string; name: string }, status: RollbackPolicyStatus): Promise<void>;
+  /**
+   * Merge-patches the status. With `resourceVersion` the API server refuses it (CONFLICT) when the policy
+   * changed since that read: how one of two installations claiming a policy at once loses.
+   */
+  writeStatus(policy: { namespace: string; name: string; resourceVersion?: string }, status: RollbackPolicyStatus): Promise<void>;
 }

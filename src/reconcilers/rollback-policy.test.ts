@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { createLogger } from '../observability/log.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { PolicyObject, RollbackPolicyPort, RollbackPolicyStatus } from '../ports/rollback-policies.ts';
+import type { AppClaimPort } from '../ports/app-claims.ts';
+import { IntegrationError } from '../ports/errors.ts';
+import type { KubeEvent } from '../ports/kubernetes.ts';
 import type { Defaults } from '../policy/settings.ts';
 import { policyStatus, RollbackPolicies } from './rollback-policy.ts';
 
@@ -93,6 +96,8 @@ describe('policyStatus', () => {
 /** The port in memory: policies as the watch would hold them, status writes recorded and applied. */
 class FakePolicies implements RollbackPolicyPort {
   readonly writes: Array<{ name: string; status: RollbackPolicyStatus }> = [];
+  /** Writes refused for a stale resourceVersion, as the API server refuses them (409). */
+  readonly refused: string[] = [];
   private listener?: () => void;
   readonly objects: PolicyObject[];
   constructor(objects: PolicyObject[]) {
@@ -100,13 +105,18 @@ class FakePolicies implements RollbackPolicyPort {
   }
   async start() {}
   async stop() {}
-  list() { return this.objects; }
+  list() { return this.objects.map((o) => ({ ...o })); }
   onChange(listener: () => void) { this.listener = listener; return () => (this.listener = undefined); }
   change() { this.listener?.(); }
-  async writeStatus(ref: { namespace: string; name: string }, status: RollbackPolicyStatus) {
-    this.writes.push({ name: ref.name, status });
+  async writeStatus(ref: { namespace: string; name: string; resourceVersion?: string }, status: RollbackPolicyStatus) {
     const object = this.objects.find((o) => o.namespace === ref.namespace && o.name === ref.name)!;
-    object.status = status;
+    if (ref.resourceVersion !== undefined && ref.resourceVersion !== object.resourceVersion) {
+      this.refused.push(ref.name);
+      throw new IntegrationError('patchRollbackPolicyStatus', 'CONFLICT', 'HTTP 409: the object has been modified');
+    }
+    this.writes.push({ name: ref.name, status });
+    object.status = { ...object.status, ...status };
+    if (object.resourceVersion !== undefined) object.resourceVersion = String(Number(object.resourceVersion) + 1);
   }
 }
 
@@ -172,5 +182,129 @@ describe('RollbackPolicies', () => {
     await policies.writeStatuses([app('payments')]);
     expect(port.writes.map((w) => w.name)).toEqual(['second']);
     expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toEqual([expect.objectContaining({ message: 'Could not write RollbackPolicy status', policy: 'argocd/payments' })]);
+  });
+});
+
+describe('RollbackPolicies with two installations on one namespace (issue 19 §3)', () => {
+  const named = (name: string, spec: PolicyObject['spec'], status?: RollbackPolicyStatus): PolicyObject =>
+    ({ namespace: 'argocd', name, generation: 1, resourceVersion: '10', uid: `uid-${name}`, spec, ...(status ? { status } : {}) });
+  const labelled = (name: string): ApplicationView => ({ ...app(name), labels: { 'ai-operator.enabled': 'true' } });
+  const setup = (port: FakePolicies, installation: string, claims?: AppClaimPort) => {
+    const events: KubeEvent[] = [];
+    const lines: Array<Record<string, unknown>> = [];
+    const policies = new RollbackPolicies(port, defaults, createLogger('INFO', {}, (l) => lines.push(JSON.parse(l) as Record<string, unknown>)), () => {}, {
+      installation, clock: () => T0, events: { emit: (e) => { events.push(e); }, flush: async () => {} }, ...(claims ? { claims } : {}),
+    });
+    return { policies, events, lines };
+  };
+
+  it('claims a policy nobody claimed, with the resourceVersion it read; the installation that loses the race writes nothing', async () => {
+    const port = new FakePolicies([named('cart', { applications: ['cart'] })]);
+    const a = setup(port, 'team-a');
+    const b = setup(port, 'team-b');
+    // Both read the unclaimed policy; team-a writes first
+    const bView = port.list();
+    await a.policies.writeStatuses([app('cart')]);
+    expect(port.writes).toEqual([{ name: 'cart', status: expect.objectContaining({ installation: 'team-a', matchedApplications: 1 }) }]);
+    // team-b's claim carries the version it read: refused
+    const stale = Object.assign(Object.create(port) as FakePolicies, { list: () => bView });
+    await setup(stale, 'team-b').policies.writeStatuses([app('cart')]);
+    expect(port.refused).toEqual(['cart']);
+    expect(port.writes).toHaveLength(1);
+    // Read again: theirs. Said once, never written
+    await b.policies.writeStatuses([app('cart')]);
+    await b.policies.writeStatuses([app('cart')]);
+    expect(port.writes).toHaveLength(1);
+    expect(b.events).toEqual([{
+      regarding: { apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackPolicy', namespace: 'argocd', name: 'cart', uid: 'uid-cart' },
+      type: 'Normal', reason: 'ActedOnByAnotherInstallation', action: 'Ignore',
+      note: 'Ignored RollbackPolicy argocd/cart: installation team-a acts on it (status.installation); installation team-b neither acts on its Applications nor writes its status',
+    }]);
+    expect(b.lines.filter((l) => String(l.message).startsWith('Ignored'))).toHaveLength(1);
+    // And who monitors cart: team-a alone
+    expect(a.policies.monitoring(app('cart'))?.policyRef).toEqual({ name: 'cart', namespace: 'argocd' });
+    expect(b.policies.monitoring(app('cart'))).toBeUndefined();
+  });
+
+  it('acts on the policy spec.installation names, whoever claimed it, and says it again only when who acts changes', async () => {
+    const port = new FakePolicies([named('cart', { applications: ['cart'], installation: 'team-b' }, { installation: 'team-a' })]);
+    const a = setup(port, 'team-a');
+    const b = setup(port, 'team-b');
+    expect(a.policies.monitoring(app('cart'))).toBeUndefined();
+    expect(b.policies.monitoring(app('cart'))).toBeDefined();
+    await a.policies.writeStatuses([app('cart')]);
+    expect(port.writes).toEqual([]);
+    expect(a.events.map((e) => e.note)).toEqual([expect.stringContaining('installation team-b acts on it (spec.installation)')]);
+    // team-b writes the status, naming itself
+    await b.policies.writeStatuses([app('cart')]);
+    expect(port.writes).toEqual([{ name: 'cart', status: expect.objectContaining({ installation: 'team-b' }) }]);
+    // Moved back to team-a by a human: team-a acts and writes; team-b says so
+    port.objects[0]!.spec = { applications: ['cart'] , installation: 'team-a' };
+    await a.policies.writeStatuses([app('cart')]);
+    await b.policies.writeStatuses([app('cart')]);
+    expect(port.writes.map((w) => w.status.installation)).toEqual(['team-b', 'team-a']);
+    expect(b.events.map((e) => e.note)).toEqual([expect.stringContaining('installation team-a acts on it (spec.installation)')]);
+  });
+
+  it('claims a policy of a namespace WATCH_NAMESPACES names at once; watching every namespace, only once it selects an app', async () => {
+    const port = new FakePolicies([named('empty', { applications: ['nothing-yet'] })]);
+    // Watching every namespace: another team's policy that selects none of our apps is left unclaimed
+    await setup(port, 'team-a').policies.writeStatuses([app('cart')]);
+    expect(port.writes).toEqual([]);
+    // Naming its namespace: ours, its status written (0 Applications)
+    const watching = new RollbackPolicies(port, defaults, createLogger('ERROR'), () => {}, { installation: 'team-b', namespaces: ['argocd'], clock: () => T0 });
+    await watching.writeStatuses([app('cart')]);
+    expect(port.writes).toEqual([{ name: 'empty', status: expect.objectContaining({ installation: 'team-b', matchedApplications: 0 }) }]);
+  });
+
+  it('acts on no app of a policy nobody claimed yet', () => {
+    const port = new FakePolicies([named('cart', { applications: ['cart'] })]);
+    expect(setup(port, 'team-a').policies.monitoring(app('cart'))).toBeUndefined();
+  });
+
+  it('says a conflict whoever owns the two policies: nobody acts on the app', () => {
+    const port = new FakePolicies([
+      named('mine', { applications: ['cart'], installation: 'team-a' }),
+      named('theirs', { applications: ['cart'], installation: 'team-b' }),
+    ]);
+    expect(setup(port, 'team-a').policies.monitoring(app('cart'))?.conflict?.policies).toEqual(['mine', 'theirs']);
+    expect(setup(port, 'team-b').policies.monitoring(app('cart'))?.conflict?.policies).toEqual(['mine', 'theirs']);
+  });
+
+  it('claims an app no policy governs through its Lease before acting, and ignores one another installation holds', async () => {
+    const holders = new Map<string, string>();
+    const calls: string[] = [];
+    const claims: AppClaimPort = { claim: async (target, installation) => {
+      calls.push(`${target.ref.name}:${installation}`);
+      if (!holders.has(target.ref.name)) holders.set(target.ref.name, installation);
+      return holders.get(target.ref.name)!;
+    } };
+    const port = new FakePolicies([]);
+    const a = setup(port, 'team-a', claims);
+    const b = setup(port, 'team-b', claims);
+    // Before a claim is read, neither acts; both resync it, so that the claim gets taken
+    expect(a.policies.monitoring(labelled('cart'))).toBeUndefined();
+    expect([a.policies.selects(labelled('cart')), b.policies.selects(labelled('cart')), a.policies.selects(app('unlabelled'))]).toEqual([true, true, false]);
+    await a.policies.prepare(labelled('cart'));
+    await b.policies.prepare(labelled('cart'));
+    await b.policies.prepare(labelled('cart'));
+    expect(calls).toEqual(['cart:team-a', 'cart:team-b', 'cart:team-b']);
+    expect(a.policies.monitoring(labelled('cart'))).toMatchObject({ environment: 'production', suspended: false });
+    expect(b.policies.monitoring(labelled('cart'))).toBeUndefined();
+    expect(b.events).toEqual([expect.objectContaining({
+      regarding: expect.objectContaining({ kind: 'Application', name: 'cart' }), reason: 'ActedOnByAnotherInstallation',
+      note: 'Ignored Application argocd/cart: installation team-a acts on it (Lease); installation team-b does not act on it',
+    })]);
+    // An app a policy governs, or that is not monitored at all, takes no claim
+    await a.policies.prepare(app('unlabelled'));
+    expect(calls).toHaveLength(3);
+    // Gone from the cluster: forgotten
+    await b.policies.writeStatuses([]);
+    expect(b.policies.monitoring(labelled('cart'))).toBeUndefined();
+  });
+
+  it('without claims (alone), acts on every app no policy governs, as before', () => {
+    const port = new FakePolicies([]);
+    expect(setup(port, 'team-a').policies.monitoring(labelled('cart'))).toBeDefined();
   });
 });

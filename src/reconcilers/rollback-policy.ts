@@ -9,7 +9,13 @@ import type { Logger } from '../observability/log.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import type { PolicyCondition, PolicyObject, RollbackPolicyPort, RollbackPolicyStatus } from '../ports/rollback-policies.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
+import { API_VERSION, KINDS } from '../api/group.ts';
+import { DEFAULT_INSTALLATION } from '../events/types.ts';
+import { claimOwnership, ignoredMessage, policyOwnership, type Ownership } from '../policy/installation.ts';
 import { monitoringFor, selectingPolicies, type Defaults, type RollbackPolicy } from '../policy/settings.ts';
+import type { AppClaimPort } from '../ports/app-claims.ts';
+import { IntegrationError } from '../ports/errors.ts';
+import type { EventObjectRef, EventRecorderPort } from '../ports/kubernetes.ts';
 import type { MonitoredApp } from './application.ts';
 
 /**
@@ -60,7 +66,7 @@ const apiTime = (at: Date) => at.toISOString().replace(/\.\d{3}Z$/, 'Z');
  * The status a policy should have, or undefined when it has it already. A
  * condition's lastTransitionTime moves only when its status does. Pure.
  */
-export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date): RollbackPolicyStatus | undefined {
+export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date, installation?: string): RollbackPolicyStatus | undefined {
   const generation = policy.generation ?? 0;
   const names = (reason: RefusalReason) => tally.refused.filter((r) => r.reason === reason).map((r) => r.name).sort();
   const list = (apps: string[]) => `${apps.slice(0, 20).join(', ')}${apps.length > 20 ? ', …' : ''}`;
@@ -83,13 +89,14 @@ export function policyStatus(policy: PolicyObject, tally: PolicyTally, now: Date
   const current = policy.status;
   const previous = (type: string) => current?.conditions?.find((c) => c.type === type);
   if (current?.matchedApplications === tally.matched && current.observedGeneration === generation && previous('ApplicationsRefused')?.message === refusal
-    && previous('PolicyConflict')?.message === conflict) return undefined;
+    && previous('PolicyConflict')?.message === conflict && (installation === undefined || current.installation === installation)) return undefined;
   const condition = (next: Omit<PolicyCondition, 'lastTransitionTime' | 'observedGeneration'>): PolicyCondition => {
     const before = previous(next.type);
     const since = before?.status === next.status && before.lastTransitionTime ? before.lastTransitionTime : apiTime(now);
     return { ...next, lastTransitionTime: since, observedGeneration: generation };
   };
   return {
+    ...(installation !== undefined ? { installation } : {}),
     observedGeneration: generation,
     matchedApplications: tally.matched,
     conditions: [condition({
@@ -114,6 +121,15 @@ export interface RollbackPoliciesOptions {
   knownRefusal?: KnownRefusal;
   /** WATCH_NAMESPACES; policies elsewhere belong to another installation, which alone may judge and write their status. */
   namespaces?: string[];
+  /**
+   * INSTALLATION_NAME: this installation acts on the apps of the policies it owns (spec.installation, or its
+   * claim in status.installation) and writes only their status (policy/installation.ts). `default` when absent.
+   */
+  installation?: string;
+  /** Claims on the apps no policy governs; without it this installation acts on them all (it is the only one). */
+  claims?: AppClaimPort;
+  /** Where this installation says, once, that it ignores a policy or an app another installation acts on. */
+  events?: EventRecorderPort;
   clock?: () => Date;
 }
 
@@ -125,7 +141,14 @@ export class RollbackPolicies {
   private readonly githubHosts: readonly string[] | undefined;
   private readonly knownRefusal: KnownRefusal | undefined;
   private readonly namespaces: ReadonlySet<string> | undefined;
+  private readonly installation: string;
+  private readonly claims: AppClaimPort | undefined;
+  private readonly events: EventRecorderPort | undefined;
   private readonly clock: () => Date;
+  /** Holders of the claims of apps no policy governs, by `namespace/name`, as last read (prepare). */
+  private readonly holders = new Map<string, string>();
+  /** What was said about a policy or an app another installation acts on, by object: said again only when it changes. */
+  private readonly ignoredSaid = new Map<string, string>();
 
   constructor(objects: RollbackPolicyPort, defaults: Defaults, log: Logger, onChange: () => void, options: RollbackPoliciesOptions = {}) {
     this.objects = objects;
@@ -134,6 +157,9 @@ export class RollbackPolicies {
     this.githubHosts = options.githubHosts;
     this.knownRefusal = options.knownRefusal;
     this.namespaces = options.namespaces?.length ? new Set(options.namespaces) : undefined;
+    this.installation = options.installation ?? DEFAULT_INSTALLATION;
+    this.claims = options.claims;
+    this.events = options.events;
     this.clock = options.clock ?? (() => new Date());
     this.log = log;
     objects.onChange(onChange);
@@ -147,29 +173,122 @@ export class RollbackPolicies {
     return this.objects.stop();
   }
 
+  /**
+   * Every policy of the watched namespaces, whoever owns it: an app two policies select is a conflict even when
+   * two installations own them (each alone would act on it).
+   */
   policies(): RollbackPolicy[] {
-    return this.owned().map((o) => ({ name: o.name, namespace: o.namespace, spec: o.spec }));
+    return this.watched().map(asPolicy);
   }
 
   /** The RollbackPolicy objects of the watched namespaces. */
-  private owned(): PolicyObject[] {
+  private watched(): PolicyObject[] {
     return this.objects.list().filter((o) => !this.namespaces || this.namespaces.has(o.namespace));
   }
 
+  /**
+   * How this installation monitors the app: undefined when another installation acts on it (its policy's, or
+   * its claim's), or while nobody has claimed it yet. A conflict is said by every installation: nobody acts.
+   */
   monitoring(app: ApplicationView): MonitoredApp | undefined {
-    return monitoringFor(app, this.policies(), this.defaults);
+    const policies = this.policies();
+    const monitored = monitoringFor(app, policies, this.defaults);
+    if (!monitored || monitored.conflict) return monitored;
+    return this.ownershipOf(app, monitored, policies).kind === 'ours' ? monitored : undefined;
   }
 
-  /** Writes matchedApplications and the conditions on every policy whose status is out of date. */
+  /**
+   * Whether a label, a list or a policy selects the app, whoever acts on it: what the resync queues, so that an
+   * app whose claim is still to be taken (or read again) gets the reconcile that takes it.
+   */
+  selects(app: ApplicationView): boolean {
+    return monitoringFor(app, this.policies(), this.defaults) !== undefined;
+  }
+
+  private ownershipOf(app: ApplicationView, monitored: MonitoredApp, policies: RollbackPolicy[]): Ownership {
+    const ref = monitored.policyRef;
+    if (ref) {
+      const policy = policies.find((p) => p.namespace === ref.namespace && p.name === ref.name);
+      return policy ? policyOwnership(policy, this.installation) : { kind: 'unclaimed' };
+    }
+    // Alone, with nothing to claim against: every app no policy governs is ours, as before installations had names.
+    if (!this.claims) return { kind: 'ours' };
+    return claimOwnership(this.holders.get(`${app.ref.namespace}/${app.ref.name}`), this.installation);
+  }
+
+  /**
+   * Before an app that may get an attempt is reconciled (Degraded, or its degradation being counted, with no
+   * attempt of ours yet): an app no policy governs is claimed, or its claim read, so monitoring() knows who acts.
+   * An app of a policy needs nothing here: its policy's claim is taken with the status (writeStatuses).
+   */
+  async prepare(app: ApplicationView): Promise<void> {
+    if (!this.claims) return;
+    const monitored = monitoringFor(app, this.policies(), this.defaults);
+    if (!monitored || monitored.conflict || monitored.policyRef) return;
+    const key = `${app.ref.namespace}/${app.ref.name}`;
+    const holder = await this.claims.claim({ ref: app.ref, ...(app.uid ? { uid: app.uid } : {}) }, this.installation);
+    this.holders.set(key, holder);
+    const ownership = claimOwnership(holder, this.installation);
+    if (ownership.kind === 'theirs') {
+      this.sayIgnored(ownership, { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...app.ref, ...(app.uid ? { uid: app.uid } : {}) });
+    } else {
+      this.ignoredSaid.delete(`Application/${key}`);
+    }
+  }
+
+  /**
+   * Claims the policies nobody claimed yet, and writes matchedApplications and the conditions on every policy this
+   * installation owns whose status is out of date. A policy another installation owns is never written: it is
+   * said, once, to be ignored.
+   */
   async writeStatuses(apps: ApplicationView[]): Promise<void> {
     const counted = tallies(apps, this.policies(), this.allowedOwner, this.githubHosts, this.knownRefusal);
     const now = this.clock();
-    for (const policy of this.owned()) {
+    for (const policy of this.watched()) {
       const key = `${policy.namespace}/${policy.name}`;
-      const status = policyStatus(policy, { ...(counted.get(key) ?? { matched: 0, refused: [] }), ...(this.allowedOwner ? { allowedOwner: this.allowedOwner } : {}) }, now);
+      const ownership = policyOwnership(asPolicy(policy), this.installation);
+      if (ownership.kind === 'theirs') {
+        this.sayIgnored(ownership, { apiVersion: API_VERSION, kind: KINDS.policy, namespace: policy.namespace, name: policy.name, ...(policy.uid ? { uid: policy.uid } : {}) });
+        continue;
+      }
+      this.ignoredSaid.delete(`RollbackPolicy/${key}`);
+      const tally = counted.get(key) ?? { matched: 0, refused: [] };
+      // Claimed in a namespace WATCH_NAMESPACES names; watching every namespace, only once it selects an
+      // Application: a policy in some other team's namespace that selects nothing yet is not ours to take.
+      if (ownership.kind === 'unclaimed' && !this.namespaces && tally.matched === 0 && (tally.conflicts ?? []).length === 0) continue;
+      const status = policyStatus(policy, { ...tally, ...(this.allowedOwner ? { allowedOwner: this.allowedOwner } : {}) }, now, this.installation);
       if (!status) continue;
-      await this.objects.writeStatus(policy, status)
-        .catch((error: Error) => this.log.warn('Could not write RollbackPolicy status', { policy: key, error: error.message }));
+      // Carries the resourceVersion read: a claim that lost the race to another installation's gets 409,
+      // and so does a write made before this watch saw spec.installation move the policy elsewhere.
+      await this.objects.writeStatus(policy, status).then(() => {
+        if (ownership.kind === 'unclaimed') this.log.info('Claimed RollbackPolicy', { policy: key, installation: this.installation });
+      }, (error: Error) => {
+        // Changed since this watch read it: claimed by another installation first, moved by spec.installation, or
+        // only our own last write not seen yet. The watch's change brings a resync that decides again.
+        if (error instanceof IntegrationError && error.code === 'CONFLICT') {
+          this.log.info(ownership.kind === 'unclaimed' ? 'Did not claim RollbackPolicy: it changed since it was read' : 'Did not write RollbackPolicy status: it changed since it was read', { policy: key, installation: this.installation });
+          return;
+        }
+        this.log.warn('Could not write RollbackPolicy status', { policy: key, error: error.message });
+      });
     }
+    // What is remembered of apps and policies gone is forgotten with them.
+    const live = new Set([...apps.map((a) => `Application/${a.ref.namespace}/${a.ref.name}`), ...this.watched().map((p) => `RollbackPolicy/${p.namespace}/${p.name}`)]);
+    for (const id of this.ignoredSaid.keys()) if (!live.has(id)) this.ignoredSaid.delete(id);
+    for (const key of this.holders.keys()) if (!live.has(`Application/${key}`)) this.holders.delete(key);
   }
+
+  /** Says once (a log line and a Normal Event on the object) that another installation acts on it; again only if that changes. */
+  private sayIgnored(owner: Extract<Ownership, { kind: 'theirs' }>, regarding: EventObjectRef): void {
+    const id = `${regarding.kind}/${regarding.namespace}/${regarding.name}`;
+    const message = ignoredMessage({ kind: regarding.kind as 'RollbackPolicy' | 'Application', namespace: regarding.namespace, name: regarding.name }, owner, this.installation);
+    if (this.ignoredSaid.get(id) === message) return;
+    this.ignoredSaid.set(id, message);
+    this.log.info(message, { object: id, installation: this.installation, actingInstallation: owner.installation, via: owner.via });
+    this.events?.emit({ regarding, type: 'Normal', reason: 'ActedOnByAnotherInstallation', action: 'Ignore', note: message });
+  }
+}
+
+function asPolicy(o: PolicyObject): RollbackPolicy {
+  return { name: o.name, namespace: o.namespace, spec: o.spec, ...(o.status?.installation ? { claimedBy: o.status.installation } : {}) };
 }

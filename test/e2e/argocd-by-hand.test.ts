@@ -59,7 +59,7 @@ describe('a flapping Application (issue 8 §2, §3)', () => {
     // And every event was published — degradation.detected without a revision too — and none was dead-lettered
     await eventually('outbox drained', async () => (await kv.getPrefix(KEYS.outboxPrefix)).length === 0, 15_000);
     expect(await kv.getPrefix(KEYS.outboxDeadPrefix)).toEqual([]);
-    const events = await streamEventsAbout(stack, `${hand.namespace}/flappy`);
+    const events = await streamEventsAbout(stack, `${hand.namespace}/flappy`, s.stream);
     const detected = events.filter((e) => e.type === 'io.ai-operator.degradation.detected');
     const cleared = events.filter((e) => e.type === 'io.ai-operator.degradation.cleared');
     expect(detected.length).toBeGreaterThan(0);

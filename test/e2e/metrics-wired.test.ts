@@ -7,7 +7,7 @@
 import { DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { PER_POD_CONSUMER_PREFIX, STREAM_NAME, wakeConsumerName } from '../../src/events/jetstream.ts';
+import { PER_POD_CONSUMER_PREFIX, wakeConsumerName } from '../../src/events/jetstream.ts';
 import { KEYS } from '../../src/store/attempt-store.ts';
 import { EtcdKV } from '../../src/store/etcd.ts';
 import { eventually } from './support/operator.ts';
@@ -102,17 +102,18 @@ describe('metrics that are wired', () => {
     const c = 'controller="application"';
     await eventually('terminal errors at 0', async () => (await scrape(operator)).get(`controller_runtime_terminal_reconcile_errors_total{${c}}`) === 0, 30_000, 200);
 
-    // And its JetStream consumer: the installation's (named from its etcd prefix, rollback-scenario's `/e2e/{namespace}`), from new messages
+    // And its JetStream consumer: the installation's (named from its etcd prefix, rollback-scenario's `/e2e/{namespace}`),
+    // in the installation's own stream, from new messages
     const prefix = `/e2e/${s.namespace}`;
     const durable = wakeConsumerName(prefix);
     const nc = await connect({ servers: stack.nats });
     stoppers.push(() => nc.close());
     const jsm = await jetstreamManager(nc);
-    stoppers.push(async () => { await jsm.consumers.delete(STREAM_NAME, durable).catch(() => undefined); });
-    const info = await eventually('the installation\'s consumer', () => jsm.consumers.info(STREAM_NAME, durable).catch(() => undefined), 30_000, 200);
+    stoppers.push(async () => { await jsm.consumers.delete(s.stream, durable).catch(() => undefined); });
+    const info = await eventually('the installation\'s consumer', () => jsm.consumers.info(s.stream, durable).catch(() => undefined), 30_000, 200);
     expect(info.config.deliver_policy).toBe(DeliverPolicy.New);
     // Not one per pod any more (POD_NAME is metrics-terminal-1)
-    await expect(jsm.consumers.info(STREAM_NAME, `${PER_POD_CONSUMER_PREFIX}metrics-terminal-1`)).rejects.toThrow(/consumer not found/);
+    await expect(jsm.consumers.info(s.stream, `${PER_POD_CONSUMER_PREFIX}metrics-terminal-1`)).rejects.toThrow(/consumer not found/);
 
     // When the app's stored attempt is overwritten with something that is not JSON
     const kv = new EtcdKV([stack.etcd], { prefix });
@@ -143,11 +144,11 @@ describe('metrics that are wired', () => {
     // When the installation's consumer is deleted on the server
     const before = samples.get('ai_operator_event_consumer_restarts_total{reason="ConsumerDeleted"}');
     expect(before).toBe(0);
-    await jsm.consumers.delete(STREAM_NAME, durable);
+    await jsm.consumers.delete(s.stream, durable);
     // Then the operator opens it again and counts why
     await eventually('consumer restarted', async () => (await scrape(operator)).get('ai_operator_event_consumer_restarts_total{reason="ConsumerDeleted"}') === 1, 30_000, 200)
       .catch((error: Error) => { throw new Error(`${error.message}\n${s.logs()}`); });
-    await eventually('the consumer back', () => jsm.consumers.info(STREAM_NAME, durable).catch(() => undefined), 30_000, 200);
+    await eventually('the consumer back', () => jsm.consumers.info(s.stream, durable).catch(() => undefined), 30_000, 200);
     expect(s.logs()).toContain('Event consumer stopped; opening it again');
   }, 240_000);
 });

@@ -31,7 +31,7 @@ describe('NATS down mid-attempt', () => {
     await s.release('v2', true);
     const pr = await s.firstPull();
     const created = await s.inState('PRCreated');
-    await eventually('the first events published', async () => (await attemptEvents(nats.url, created.correlationId)).some((e) => e.type === 'io.ai-operator.pr.created'), 30_000, 250);
+    await eventually('the first events published', async () => (await attemptEvents(nats.url, created.correlationId, s.stream)).some((e) => e.type === 'io.ai-operator.pr.created'), 30_000, 250);
     const watch = new ReadinessWatch(operator.httpPort);
     stoppers.push(() => watch.stop());
 
@@ -46,7 +46,7 @@ describe('NATS down mid-attempt', () => {
     const { downMs, backAt } = await window.end();
 
     // And once NATS is back, every transition's event is in JetStream once
-    await eventually('outbox drained', async () => (await attemptEvents(nats.url, done.correlationId)).some((e) => e.type === 'io.ai-operator.rollback.completed'), 60_000, 500)
+    await eventually('outbox drained', async () => (await attemptEvents(nats.url, done.correlationId, s.stream)).some((e) => e.type === 'io.ai-operator.rollback.completed'), 60_000, 500)
       .catch((error: Error) => { throw new Error(`${error.message}\n${s.logs()}`); });
     const drainedAfterMs = Date.now() - backAt;
     await eventually('ready again', async () => (await readyz(operator.httpPort)).status === 200, 30_000, 250);

@@ -52,10 +52,10 @@ describe('a degraded staging app is rolled back in Git', () => {
     // JetStream holds one fsm.transition per transition of this attempt, each id once
     const nc = await connect({ servers: stack.nats });
     const jsm = await jetstreamManager(nc);
-    const info = await jsm.streams.info('AI_OPERATOR');
+    const info = await jsm.streams.info(s.stream);
     const events: CloudEvent[] = [];
     for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
-      const message = await jsm.streams.getMessage('AI_OPERATOR', { seq }).catch(() => undefined);
+      const message = await jsm.streams.getMessage(s.stream, { seq }).catch(() => undefined);
       const event = message?.json<CloudEvent>();
       if (event?.correlationid === record.correlationId) events.push(event);
     }

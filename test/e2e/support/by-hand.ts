@@ -47,15 +47,15 @@ export async function givenHandDrivenNamespace(stack: StackEndpoints, prefix: st
   };
 }
 
-/** Every event on the operator's stream about one Application (`namespace/name`), in stream order. */
-export async function streamEventsAbout(stack: StackEndpoints, subject: string): Promise<CloudEvent[]> {
+/** Every event on the operator's stream (its installation's, Scenario.stream) about one Application (`namespace/name`), in stream order. */
+export async function streamEventsAbout(stack: StackEndpoints, subject: string, stream: string): Promise<CloudEvent[]> {
   const nc = await connect({ servers: stack.nats });
   try {
     const jsm = await jetstreamManager(nc);
-    const info = await jsm.streams.info('AI_OPERATOR');
+    const info = await jsm.streams.info(stream);
     const events: CloudEvent[] = [];
     for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-      const message = await jsm.streams.getMessage('AI_OPERATOR', { seq }).catch(() => undefined);
+      const message = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
       const event = message?.json<CloudEvent>();
       if (event?.subject === subject) events.push(event);
     }

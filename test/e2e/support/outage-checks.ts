@@ -67,8 +67,8 @@ export function stillRunning(operator: OperatorHandle, pid: number): string | un
   return undefined;
 }
 
-/** Every event of this attempt in a JetStream stream, in stream order. */
-export async function attemptEvents(natsUrl: string, correlationId: string, stream = 'AI_OPERATOR'): Promise<CloudEvent[]> {
+/** Every event of this attempt in a JetStream stream (the operator's: Scenario.stream), in stream order. */
+export async function attemptEvents(natsUrl: string, correlationId: string, stream: string): Promise<CloudEvent[]> {
   const nc = await connect({ servers: natsUrl });
   try {
     const jsm = await jetstreamManager(nc);
@@ -106,7 +106,7 @@ export async function nothingLost(s: Scenario, record: AttemptRecord, natsUrl: s
   const mergeCalls = s.github.control.counters()['PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge'] ?? 0;
   if (record.merge && mergeCalls < 1) problems.push('merged, but no merge call reached GitHub');
 
-  const events = await attemptEvents(natsUrl, record.correlationId);
+  const events = await attemptEvents(natsUrl, record.correlationId, s.stream);
   const ids = events.map((e) => e.id);
   if (new Set(ids).size !== ids.length) problems.push(`duplicate event ids: ${ids.filter((id, i) => ids.indexOf(id) !== i).join(', ')}`);
   // Each transition's event once: by version (unique), in the record's order.

@@ -15,6 +15,8 @@ import type { SimPull } from '../../../dev/github-sim/world.ts';
 import type { StackEndpoints } from '../../../dev/stack/index.ts';
 import { freePort } from '../../../dev/stack/process.ts';
 import type { State } from '../../../src/fsm/table.ts';
+import { installationNameFrom } from '../../../src/config.ts';
+import { streamNameFor } from '../../../src/events/types.ts';
 import type { AttemptRecord } from '../../../src/fsm/record.ts';
 import { AttemptStore } from '../../../src/store/attempt-store.ts';
 import { EtcdKV } from '../../../src/store/etcd.ts';
@@ -79,6 +81,8 @@ export interface Scenario {
   good: string;
   dir: string;
   store: AttemptStore;
+  /** The JetStream stream of the operator's events: its installation's own, named from the scenario's etcd prefix. */
+  stream: string;
   startOperator(env?: Record<string, string>): Promise<OperatorHandle>;
   /** CI (ci/build) reports this state on a commit, e.g. a rollback PR's head. */
   ci(sha: string, state: 'success' | 'failure'): void;
@@ -164,6 +168,7 @@ export async function givenRollbackScenario(stack: StackEndpoints, name: string,
   const attempts = async () => (await store.allAttempts()).filter((r) => r.app.namespace === namespace);
   return {
     namespace, target, app, github, argocd, good, dir, store, startOperator, attempts, release,
+    stream: streamNameFor(installationNameFrom(prefix)!),
     ci: (sha, state) => { github.control.setStatus({ ...REPO, sha, state, context: 'ci/build' }); },
     inState: (state, timeoutMs = 60_000) => eventually(state, async () => (await attempts()).find((r) => r.state === state), timeoutMs, 250),
     firstPull: (timeoutMs = 60_000) => eventually('rollback PR', async () => github.control.pulls(REPO)[0], timeoutMs, 100),
