@@ -125,7 +125,7 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     this.watch.on((event) => {
       if (event.type === 'relisted') return;
       const object = event.object;
-      if (event.type === 'deleted') return void this.approvalsSeen.delete(`${object.metadata?.namespace}/${object.metadata?.name}`);
+      if (event.type === 'deleted') return void this.forget(`${object.metadata?.namespace}/${object.metadata?.name}`);
       this.noteApproval(object, event.listed === true);
       const app = object.spec?.application;
       if (app && hasRequests(object)) onRequest(app);
@@ -136,11 +136,23 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     return this.watch.start();
   }
 
+  /** Everything kept about an object that is gone. */
+  private forget(key: string): void {
+    this.approvalsSeen.delete(key);
+    this.written.delete(key);
+    this.created.delete(key);
+  }
+
+  /** How many entries each per-object memory holds (a test shows they return to where they were). */
+  memorySizes(): Record<string, number> {
+    return { written: this.written.size, approvalsSeen: this.approvalsSeen.size, created: this.created.size };
+  }
+
   stop(): Promise<void> {
     return this.watch.stop();
   }
 
-  async project(record: AttemptRecord): Promise<void> {
+  async project(record: AttemptRecord, options: { final?: boolean } = {}): Promise<void> {
     const name = attemptName(record.app, record.correlationId);
     const namespace = record.app.namespace;
     const key = `${namespace}/${name}`;
@@ -156,8 +168,9 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
       { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status } },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     ));
-    // Remember only what may still change: an ended attempt is written once more at most.
-    if (record.state === 'Idle' || record.state === 'RollbackComplete') this.written.delete(key);
+    // Remember only what may still change: an ended or released attempt (an Abort that freed its app) is
+    // never projected again, so the map is bounded by the apps that hold an attempt.
+    if (options.final || record.state === 'Idle' || record.state === 'RollbackComplete') this.written.delete(key);
     else this.written.set(key, serialised);
   }
 

@@ -27,8 +27,11 @@ export interface HumanRequests {
 }
 
 export interface AttemptObjectsPort {
-  /** Creates the RollbackAttempt if missing and writes its status from the record. */
-  project(record: AttemptRecord): Promise<void>;
+  /**
+   * Creates the RollbackAttempt if missing and writes its status from the record. `final`: the attempt no
+   * longer holds its app (ended, or released), so this is its last projection and nothing of it is kept.
+   */
+  project(record: AttemptRecord, options?: { final?: boolean }): Promise<void>;
   requests(record: AttemptRecord): Promise<HumanRequests>;
   /** Removes the approve annotation (one the API server's check does not stand behind). */
   removeApproval(record: AttemptRecord): Promise<void>;
