@@ -105,6 +105,16 @@ export class SimControl {
     else pull.mergeableOverride = { mergeable: arg.mergeable ?? null, state: arg.state ?? (arg.mergeable === null ? 'unknown' : arg.mergeable ? 'clean' : 'dirty') };
   }
 
+  /** The repository's branches and the commit each points at. */
+  async branches(arg: RepoArg): Promise<Array<{ name: string; sha: string }>> {
+    return this.world.repo(arg.owner, arg.repo).git.branches();
+  }
+
+  /** The repository setting "Automatically delete head branches" (`delete_branch_on_merge`). */
+  setDeleteBranchOnMerge(arg: RepoArg & { enabled: boolean }): void {
+    this.world.repo(arg.owner, arg.repo).deleteBranchOnMerge = arg.enabled;
+  }
+
   pulls(arg: RepoArg): SimPull[] {
     return this.world.pullsOf(this.world.repo(arg.owner, arg.repo)).map((p) => ({ ...p }));
   }
@@ -161,7 +171,7 @@ export class SimControl {
     const methods: Record<string, (a: never) => unknown> = {
       addUser: this.addUser, registerApp: this.registerApp, createRepo: this.createRepo, push: this.push, createBranch: this.createBranch,
       resolve: this.resolve, setRequiredChecks: this.setRequiredChecks, setStatus: this.setStatus, setCheckRun: this.setCheckRun,
-      setMergeable: this.setMergeable, pulls: this.pulls, comments: this.comments, fail: this.fail, corrupt: this.corrupt,
+      setMergeable: this.setMergeable, branches: this.branches, setDeleteBranchOnMerge: this.setDeleteBranchOnMerge, pulls: this.pulls, comments: this.comments, fail: this.fail, corrupt: this.corrupt,
       clearFaults: this.clearFaults, counters: this.counters, resetCounters: this.resetCounters, rateLimit: this.rateLimit,
       setRateLimitUsed: this.setRateLimitUsed, setTreeEntryLimit: this.setTreeEntryLimit, violations: this.violations, clearViolations: this.clearViolations,
     };

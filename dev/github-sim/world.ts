@@ -62,6 +62,8 @@ export interface SimRepo {
   rulesetChecks: Map<string, string[]>;
   labels: Map<string, SimLabel>;
   nextNumber: number;
+  /** "Automatically delete head branches": a merge deletes the PR's head branch (`delete_branch_on_merge`). */
+  deleteBranchOnMerge?: boolean;
 }
 
 export interface SimPull {
@@ -400,6 +402,7 @@ export class World {
       }
       await repo.git.updateRef(`refs/heads/${pull.base}`, sha, base);
       Object.assign(pull, { state: 'closed', merged: true, mergedAt: now, mergedBy: options.by, mergeCommitSha: sha, closedAt: now, updatedAt: now });
+      if (repo.deleteBranchOnMerge && await repo.git.refExists(`refs/heads/${pull.head}`)) await repo.git.deleteRef(`refs/heads/${pull.head}`, pull.headSha);
       return sha;
     });
   }
