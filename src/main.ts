@@ -16,7 +16,7 @@ import { KubeCallerAuth } from './integrations/kube-auth.ts';
 import { KeepAliveKubeConfig } from './integrations/kube-config.ts';
 import { ClusterReader } from './integrations/kubernetes.ts';
 import { PrometheusHistory } from './integrations/prometheus.ts';
-import { RollbackAttemptObjects } from './integrations/rollback-attempts.ts';
+import { RollbackAttemptObjects, storeLabel } from './integrations/rollback-attempts.ts';
 import { RollbackPolicyObjects } from './integrations/rollback-policies.ts';
 import { createLogger, type Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -94,13 +94,13 @@ const approvalEnforcement = ApprovalEnforcementCheck.fromKubeConfig(kc, {
 });
 
 let operator: Operator | undefined;
-const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app), { metrics });
+const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app), { metrics, store: storeLabel(config.etcdPrefix) });
 const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), {
   allowedOwner: config.githubOrg, githubHosts: githubHosts(config.githubApiUrl), namespaces: config.watchNamespaces,
   knownRefusal: (app) => operator?.targetRefusal(app),
 });
 operator = new Operator({
-  kv, bus, argocd, github, cluster, history, attempts,
+  kv, bus, argocd, github, cluster, history, attempts, cleanupObjects: attempts, retentionSeconds: config.attemptRetentionSec,
   monitoring: (app) => policies.monitoring(app),
   afterResync: (apps) => policies.writeStatuses(apps),
   audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,

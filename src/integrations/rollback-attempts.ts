@@ -4,12 +4,13 @@
 // which the watch (kube/watch.ts) follows so an annotation wakes the app's
 // reconcile at once. Every request goes through call().
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
-import { ANNOTATIONS, API_VERSION, GROUP, KINDS, LABELS, PLURALS, VERSION } from '../api/group.ts';
+import { createHash } from 'node:crypto';
+import { ANNOTATIONS, API_VERSION, GROUP, KINDS, LABELS, OPERATOR_ANNOTATIONS, PLURALS, VERSION } from '../api/group.ts';
 import { attemptName, labelValue, type AppRef, type AttemptRecord } from '../fsm/record.ts';
 import { inProgress } from '../fsm/table.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
-import type { AttemptObjectsPort, HumanRequests } from '../ports/kubernetes.ts';
+import type { AttemptObjectCleanupPort, AttemptObjectsPort, EndedAttemptObject, HumanRequests } from '../ports/kubernetes.ts';
 import { call, classifyHttpError } from './call.ts';
 import { customObjectSource, type CustomObjectsOptions } from './kube/custom-objects.ts';
 import { Watch } from './kube/watch.ts';
@@ -89,9 +90,16 @@ function conditionsOf(record: AttemptRecord, active: boolean): Array<Record<stri
 
 export interface RollbackAttemptObjectsOptions extends CustomObjectsOptions {
   clock?: () => Date;
+  /** The installation's store label value (storeLabel(ETCD_PREFIX)), set on every object it creates. */
+  store?: string;
 }
 
-export class RollbackAttemptObjects implements AttemptObjectsPort {
+/** The value of LABELS.store for an etcd prefix: a digest, since a prefix holds slashes a label value may not. */
+export function storeLabel(etcdPrefix: string): string {
+  return createHash('sha256').update(`etcd:${etcdPrefix}`).digest('hex').slice(0, 16);
+}
+
+export class RollbackAttemptObjects implements AttemptObjectsPort, AttemptObjectCleanupPort {
   private readonly api: CustomObjectsApi;
   private readonly watch: Watch<RollbackAttemptObject>;
   private readonly log: Logger;
@@ -232,6 +240,45 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     this.log.warn('Removed an approve annotation the API server did not check', { correlationId: record.correlationId, name, namespace: record.app.namespace });
   }
 
+  endedObjects(): EndedAttemptObject[] {
+    const ended: EndedAttemptObject[] = [];
+    for (const object of this.watch.list()) {
+      const { namespace, name, uid, labels, annotations } = object.metadata ?? {};
+      const active = ((object.status?.conditions ?? []) as Array<{ type?: string; status?: string; lastTransitionTime?: string }>).find((c) => c.type === 'Active');
+      const correlationId = object.spec?.correlationId;
+      if (!namespace || !name || !uid || !correlationId || active?.status !== 'False' || !active.lastTransitionTime) continue;
+      const store = labels?.[LABELS.store];
+      const branch = annotations?.[OPERATOR_ANNOTATIONS.branch];
+      ended.push({
+        namespace, name, uid, correlationId, endedAt: new Date(active.lastTransitionTime).toISOString(),
+        ours: store === undefined ? undefined : store === this.options.store, ...(branch !== undefined ? { branch } : {}),
+      });
+    }
+    return ended;
+  }
+
+  async noteBranch(object: Pick<EndedAttemptObject, 'namespace' | 'name' | 'uid'>, outcome: string, options: { label: boolean }): Promise<void> {
+    const { namespace, name, uid } = object;
+    await this.call('noteRollbackAttemptBranch', () => this.api.patchNamespacedCustomObject(
+      { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: {
+        metadata: { uid, annotations: { [OPERATOR_ANNOTATIONS.branch]: truncate(outcome, 1024) }, ...(options.label && this.options.store ? { labels: { [LABELS.store]: this.options.store } } : {}) },
+      } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    ));
+  }
+
+  async deleteObject(object: Pick<EndedAttemptObject, 'namespace' | 'name' | 'uid'>): Promise<void> {
+    const { namespace, name, uid } = object;
+    try {
+      // The uid precondition: an object re-created under the same name since is not this one.
+      await this.call('deleteRollbackAttempt', () => this.api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { preconditions: { uid } } }));
+      this.log.info('Deleted RollbackAttempt', { name, namespace, reason: 'RetentionExpired' });
+    } catch (error) {
+      if (!(error instanceof IntegrationError && error.code === 'NOT_FOUND')) throw error;
+    }
+    this.forget(`${namespace}/${name}`);
+  }
+
   private async read(namespace: string, name: string): Promise<RollbackAttemptObject | undefined> {
     try {
       return await this.call('getRollbackAttempt', () => this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name })) as RollbackAttemptObject;
@@ -246,7 +293,10 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
       apiVersion: API_VERSION,
       kind: KINDS.attempt,
       // A label value holds 63 characters; an Application's name may have 253 (spec.application keeps it whole).
-      metadata: { name, namespace, labels: { [LABELS.application]: labelValue(record.app.name), [LABELS.environment]: record.environment } },
+      metadata: {
+        name, namespace,
+        labels: { [LABELS.application]: labelValue(record.app.name), [LABELS.environment]: record.environment, ...(this.options.store ? { [LABELS.store]: this.options.store } : {}) },
+      },
       spec: {
         application: record.app,
         environment: record.environment,

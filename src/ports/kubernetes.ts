@@ -44,6 +44,30 @@ export interface AttemptObjectsPort {
   markStalled(target: { app: AppRef; correlationId: string }, reason: string, message: string): Promise<void>;
 }
 
+/** A RollbackAttempt object whose attempt has ended, as the watch cache shows it (the cleanup's input). */
+export interface EndedAttemptObject {
+  namespace: string;
+  name: string;
+  uid: string;
+  correlationId: string;
+  /** When its attempt ended (the `Active` condition's lastTransitionTime, when False). */
+  endedAt: string;
+  /** Whether this installation created it (its store label is this installation's); unlabelled objects are undefined. */
+  ours: boolean | undefined;
+  /** What the operator wrote about its rollback branch (OPERATOR_ANNOTATIONS.branch), if anything. */
+  branch?: string;
+}
+
+/** What the cleanup of ended attempts (src/reconcilers/attempt-cleanup.ts) does to RollbackAttempt objects. */
+export interface AttemptObjectCleanupPort {
+  /** Objects whose `Active` condition is False, from the watch cache (no request). */
+  endedObjects(): EndedAttemptObject[];
+  /** Writes what became of the branch, and (`label`) labels the object as this installation's: its record is in this store. */
+  noteBranch(object: Pick<EndedAttemptObject, 'namespace' | 'name' | 'uid'>, outcome: string, options: { label: boolean }): Promise<void>;
+  /** Deletes the object (precondition: its uid), once its record expired; gone already is done. */
+  deleteObject(object: Pick<EndedAttemptObject, 'namespace' | 'name' | 'uid'>): Promise<void>;
+}
+
 /** The object a Kubernetes Event is about (events.k8s.io/v1 `regarding` / `related`). */
 export interface EventObjectRef {
   apiVersion: string;
