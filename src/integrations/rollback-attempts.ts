@@ -249,9 +249,15 @@ export class RollbackAttemptObjects implements AttemptObjectsPort, AttemptObject
       if (!namespace || !name || !uid || !correlationId || active?.status !== 'False' || !active.lastTransitionTime) continue;
       const store = labels?.[LABELS.store];
       const branch = annotations?.[OPERATOR_ANNOTATIONS.branch];
+      const pr = object.status?.pullRequest as EndedAttemptObject['pullRequest'] | undefined;
+      const transitions = (object.status?.transitions ?? []) as Array<{ reason?: string }>;
       ended.push({
         namespace, name, uid, correlationId, endedAt: new Date(active.lastTransitionTime).toISOString(),
         ours: store === undefined ? undefined : store === this.options.store, ...(branch !== undefined ? { branch } : {}),
+        ...(pr && typeof pr.number === 'number' && typeof pr.url === 'string' && typeof pr.branch === 'string' ? {
+          pullRequest: { number: pr.number, url: pr.url, branch: pr.branch, state: pr.state, ...(typeof pr.rollbackCommit === 'string' ? { rollbackCommit: pr.rollbackCommit } : {}) },
+        } : {}),
+        closedByPerson: transitions.some((t) => t.reason === 'PullRequestClosed'),
       });
     }
     return ended;

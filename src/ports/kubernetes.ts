@@ -56,6 +56,13 @@ export interface EndedAttemptObject {
   ours: boolean | undefined;
   /** What the operator wrote about its rollback branch (OPERATOR_ANNOTATIONS.branch), if anything. */
   branch?: string;
+  /**
+   * The attempt's PR as its status last showed it (status is written by the operator alone), with the rollback
+   * commit: what the branch cleanup goes by when the etcd record has already expired.
+   */
+  pullRequest?: { number: number; url: string; branch: string; state: 'open' | 'closed' | 'merged'; rollbackCommit?: string };
+  /** Whether the status's transitions say a person closed the PR (PullRequestClosed). */
+  closedByPerson: boolean;
 }
 
 /** What the cleanup of ended attempts (src/reconcilers/attempt-cleanup.ts) does to RollbackAttempt objects. */

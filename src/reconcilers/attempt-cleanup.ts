@@ -11,7 +11,7 @@
 // etcd is read only for objects not yet annotated and objects past the
 // retention: a quiet sweep costs no request.
 import { branchName, repoFromUrl, type AttemptRecord, type RepoRef } from '../fsm/record.ts';
-import { Reason, holdsApp } from '../fsm/table.ts';
+import { Reason, inProgress } from '../fsm/table.ts';
 import type { Logger } from '../observability/log.ts';
 import type { BranchDeletion, GitHubPort } from '../ports/github.ts';
 import type { AttemptObjectCleanupPort, EndedAttemptObject } from '../ports/kubernetes.ts';
@@ -22,24 +22,54 @@ export type BranchPlan =
   | { action: 'delete'; repo: RepoRef; branch: string; sha: string; merged: boolean }
   | { action: 'keep'; why: string };
 
-/**
- * What becomes of an attempt's rollback branch. Pure. `holding`: the attempt still holds its app (in progress,
- * or aborted and waiting for a human), so its PR may still be closed or reopened: wait.
- */
-export function branchPlan(record: AttemptRecord, holding: boolean): BranchPlan {
-  if (holding || holdsApp(record.state) && record.state !== 'Abort') return { action: 'wait' };
-  const pr = record.pullRequest;
-  if (!pr) return { action: 'keep', why: 'no pull request was opened' };
+/** What the branch cleanup goes by: read from the etcd record, or from the object's status once the record expired. */
+export interface BranchFacts {
+  /** The attempt still holds its app (in progress, or aborted and waiting for a human): its PR may still change. */
+  holding: boolean;
+  pullRequest?: { number: number; branch: string; state: 'open' | 'closed' | 'merged' };
+  repo?: RepoRef;
+  /** The rollback commit the operator built: the only head it deletes. */
+  rollbackCommit?: string;
+  /** A person closed the PR (PullRequestClosed). */
+  closedByPerson: boolean;
+}
+
+export function factsOfRecord(record: AttemptRecord, holding: boolean): BranchFacts {
   const repo = record.source ? repoFromUrl(record.source.repoURL) : undefined;
-  if (!repo) return { action: 'keep', why: 'the attempt names no GitHub repository' };
+  return {
+    holding: holding || inProgress(record.state),
+    ...(record.pullRequest ? { pullRequest: { ...record.pullRequest, branch: record.pullRequest.branch || branchName(record.app, record.correlationId) } } : {}),
+    ...(repo ? { repo } : {}),
+    ...(record.rollbackCommit ? { rollbackCommit: record.rollbackCommit.sha } : {}),
+    closedByPerson: record.transitions.some((t) => t.reason === Reason.PullRequestClosed),
+  };
+}
+
+export function factsOfObject(object: EndedAttemptObject): BranchFacts {
+  const pr = object.pullRequest;
+  // The PR's URL names its repository: https://github.com/{owner}/{repo}/pull/{number}.
+  const repo = pr ? repoFromUrl(pr.url.replace(/\/pull\/\d+\/?$/, '')) : undefined;
+  return {
+    holding: false,
+    ...(pr ? { pullRequest: { number: pr.number, branch: pr.branch, state: pr.state } } : {}),
+    ...(repo ? { repo } : {}),
+    ...(pr?.rollbackCommit ? { rollbackCommit: pr.rollbackCommit } : {}),
+    closedByPerson: object.closedByPerson,
+  };
+}
+
+/** What becomes of an attempt's rollback branch. Pure. */
+export function branchPlan(facts: BranchFacts): BranchPlan {
+  if (facts.holding) return { action: 'wait' };
+  const pr = facts.pullRequest;
+  if (!pr) return { action: 'keep', why: 'no pull request was opened' };
+  if (!facts.repo) return { action: 'keep', why: 'the attempt names no GitHub repository' };
   // A record written before the rollback commit was kept: nothing to compare the head with, so never deleted.
-  if (!record.rollbackCommit) return { action: 'keep', why: 'no rollback commit is recorded to compare its head with' };
+  if (!facts.rollbackCommit) return { action: 'keep', why: 'no rollback commit is recorded to compare its head with' };
   if (pr.state === 'open') return { action: 'keep', why: `pull request #${pr.number} is still open` };
   // Closed by a person: their decision, and their branch to delete (or reopen the PR from).
-  if (pr.state === 'closed' && record.transitions.some((t) => t.reason === Reason.PullRequestClosed)) {
-    return { action: 'keep', why: `pull request #${pr.number} was closed by a person` };
-  }
-  return { action: 'delete', repo, branch: pr.branch || branchName(record.app, record.correlationId), sha: record.rollbackCommit.sha, merged: pr.state === 'merged' };
+  if (pr.state === 'closed' && facts.closedByPerson) return { action: 'keep', why: `pull request #${pr.number} was closed by a person` };
+  return { action: 'delete', repo: facts.repo, branch: pr.branch, sha: facts.rollbackCommit, merged: pr.state === 'merged' };
 }
 
 /** The annotation value of a deletion's outcome. */
@@ -99,28 +129,36 @@ export class AttemptCleanup {
   }
 
   private async cleanUp(object: EndedAttemptObject, expired: boolean, report: CleanupReport): Promise<void> {
-    const { store, objects, github, log } = this.deps;
+    const { store, objects } = this.deps;
     const location = await store.locateAttempt(object.correlationId);
     const stored = location ? await store.getAttempt(location.appKey, object.correlationId) : undefined;
     if (!stored) {
-      // The record expired with its lease (or never was this store's): the object shows nothing any more.
-      if (object.ours === true && expired) {
-        await objects.deleteObject(object);
-        report.objectsDeleted++;
-      } else if (object.ours === undefined && object.branch === undefined) {
+      if (object.ours === undefined) {
         // Made before objects were labelled, its record gone: nothing proves it this installation's. Said
         // once on the object (so it is not read again), left for a person to delete.
-        await objects.noteBranch(object, 'unknown: no record of this attempt in this installation\'s store', { label: false });
+        if (object.branch === undefined) await objects.noteBranch(object, 'unknown: no record of this attempt in this installation\'s store', { label: false });
+        return;
+      }
+      // The record expired (a leader away longer than the retention, or a short retention): the branch is
+      // cleaned up from what the status last showed, then the object goes with the record.
+      if (object.branch === undefined) await this.cleanBranch(object, factsOfObject(object), report);
+      if (expired) {
+        await objects.deleteObject(object);
+        report.objectsDeleted++;
       }
       return;
     }
     if (object.branch !== undefined) return;
-    const record = stored.record;
-    const holding = (await store.activeId(location!.appKey)) === record.correlationId;
-    const plan = branchPlan(record, holding);
+    const holding = (await store.activeId(location!.appKey)) === object.correlationId;
+    await this.cleanBranch(object, factsOfRecord(stored.record, holding), report);
+  }
+
+  private async cleanBranch(object: EndedAttemptObject, facts: BranchFacts, report: CleanupReport): Promise<void> {
+    const { objects, github, log } = this.deps;
+    const plan = branchPlan(facts);
     if (plan.action === 'wait') return;
     const outcome = plan.action === 'keep' ? { outcome: 'kept' as const, why: plan.why } : await github.deleteBranch(plan.repo, plan.branch, plan.sha, { merged: plan.merged });
-    const fields = { correlationId: record.correlationId, app: `${record.app.namespace}/${record.app.name}`, ...(plan.action === 'delete' ? { branch: plan.branch } : {}) };
+    const fields = { correlationId: object.correlationId, name: object.name, namespace: object.namespace, ...(plan.action === 'delete' ? { branch: plan.branch } : {}) };
     if (outcome.outcome === 'deleted') {
       report.branchesDeleted++;
       log.info('Deleted rollback branch', { ...fields, sha: outcome.sha });
