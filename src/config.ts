@@ -17,6 +17,11 @@ export interface Config {
   mergeApprovalTimeoutSec: number;
   recoveryTimeoutSec: number;
   cooldownSec: number;
+  /**
+   * How long an ended attempt is kept (ATTEMPT_RETENTION): its etcd record and index key expire with a lease
+   * of this length, and its RollbackAttempt object is deleted once the record is gone.
+   */
+  attemptRetentionSec: number;
   logLevel: LogLevel;
   natsServers: string[];
   etcdEndpoints: string[];
@@ -289,6 +294,7 @@ export function loadConfig(env: Env = process.env): Config {
     mergeApprovalTimeoutSec: r.integer('MERGE_APPROVAL_TIMEOUT', 3600, 1, 604_800, 'seconds'),
     recoveryTimeoutSec,
     cooldownSec: r.integer('ROLLBACK_COOLDOWN', 1800, 0, 604_800, 'seconds'),
+    attemptRetentionSec: r.integer('ATTEMPT_RETENTION', 604_800, 10, 31_536_000, 'seconds'),
     logLevel: r.oneOf('LOG_LEVEL', 'INFO', LOG_LEVELS),
     natsServers: r.urlList('NATS_URL', 'nats://nats:4222', ['nats', 'tls'], 'nats'),
     etcdEndpoints: r.urlList('ETCD_ENDPOINTS', 'etcd:2379', ['http', 'https'], 'http'),

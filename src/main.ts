@@ -18,7 +18,7 @@ import { KubeCallerAuth } from './integrations/kube-auth.ts';
 import { KeepAliveKubeConfig } from './integrations/kube-config.ts';
 import { ClusterReader } from './integrations/kubernetes.ts';
 import { PrometheusHistory } from './integrations/prometheus.ts';
-import { RollbackAttemptObjects } from './integrations/rollback-attempts.ts';
+import { RollbackAttemptObjects, storeLabel } from './integrations/rollback-attempts.ts';
 import { RollbackPolicyObjects } from './integrations/rollback-policies.ts';
 import { createLogger, type Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -99,7 +99,7 @@ const approvalEnforcement = ApprovalEnforcementCheck.fromKubeConfig(kc, {
 });
 
 let operator: Operator | undefined;
-const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app), { metrics });
+const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app), { metrics, store: storeLabel(config.etcdPrefix) });
 // Which installation acts on an app: its policy's (spec.installation, or the first to claim it), or, with no
 // policy, the holder of its claim Lease. Status writes name the installation as their field manager.
 const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics, fieldManager: `ai-operator-${config.installationName}` }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), {
@@ -108,7 +108,7 @@ const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.c
   installation: config.installationName, claims: new AppClaims(kc, { metrics }), events: kubeEvents,
 });
 operator = new Operator({
-  kv, bus, argocd, github, cluster, history, attempts,
+  kv, bus, argocd, github, cluster, history, attempts, cleanupObjects: attempts, retentionSeconds: config.attemptRetentionSec,
   monitoring: (app) => policies.monitoring(app),
   resyncs: (app) => policies.selects(app),
   afterResync: (apps) => policies.writeStatuses(apps),

@@ -10,8 +10,10 @@ import { AttemptGauges } from './observability/attempt-gauges.ts';
 import type { Logger } from './observability/log.ts';
 import { storedGauges } from './observability/metrics.ts';
 import { ApplicationReconciler, parseKey, WriteConflict, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
+import { AttemptCleanup } from './reconcilers/attempt-cleanup.ts';
 import { KeyQueue, type ReconcileResult } from './reconcilers/queue.ts';
 import type { ApplicationView } from './ports/argocd.ts';
+import type { AttemptObjectCleanupPort } from './ports/kubernetes.ts';
 import { API_VERSION, KINDS } from './api/group.ts';
 import { appKey, attemptName, type AttemptRecord } from './fsm/record.ts';
 import { repositoryRefusal } from './governance/repository.ts';
@@ -47,6 +49,10 @@ export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd
   concurrency?: number;
   /** Called by the leader after each resync with every watched Application (policy statuses). */
   afterResync?: (apps: ApplicationView[]) => Promise<void>;
+  /** How long an ended attempt is kept (ATTEMPT_RETENTION, seconds): its record's lease; 7 days when not given. */
+  retentionSeconds?: number;
+  /** The RollbackAttempt objects the leader cleans up after each resync (branches, expired objects); none when not given. */
+  cleanupObjects?: AttemptObjectCleanupPort;
 }
 
 export class Operator {
@@ -59,6 +65,8 @@ export class Operator {
   /** This replica's audit records that etcd holds for its chain (every replica drains its own; the leader adopts). */
   readonly auditOutbox: AuditOutbox;
   private readonly reconciler: ApplicationReconciler;
+  /** Rollback branches and expired RollbackAttempt objects of ended attempts, swept after each resync. */
+  readonly cleanup?: AttemptCleanup;
   private resyncTimer?: NodeJS.Timeout;
   private stopWatch?: () => Promise<void>;
   /** The wake-up consumer, while leader: the installation has one durable consumer, and a standby must not take its messages. */
@@ -91,7 +99,12 @@ export class Operator {
         onDeposed: (why) => this.onDeposed(why),
       });
     }
-    this.store = new AttemptStore(options.kv, this.leader ? () => this.leader!.fence() : undefined);
+    this.store = new AttemptStore(options.kv, this.leader ? () => this.leader!.fence() : undefined, undefined, options.retentionSeconds);
+    if (options.cleanupObjects) {
+      this.cleanup = new AttemptCleanup({
+        store: this.store, github: options.github, objects: options.cleanupObjects, log: options.log.child('AttemptCleanup'), retentionSeconds: this.store.retentionSeconds,
+      });
+    }
     this.relay = new OutboxRelay({ store: this.store, bus: options.bus, log: options.log.child('OutboxRelay'), metrics: options.metrics, audit: options.audit });
     const auditChain = options.audit.chainId ?? options.identity;
     this.auditOutbox = new AuditOutbox({ store: this.store, audit: options.audit, chainId: auditChain, log: options.log.child('AuditOutbox') });
@@ -293,6 +306,8 @@ export class Operator {
     for (const key of active) this.enqueueStoreKey(key);
     await this.refreshGauges().catch((error: Error) => this.log.warn('Could not read the attempt gauges from etcd', { error: error.message }));
     await this.options.afterResync?.(apps);
+    // Not awaited: a slow GitHub must not hold the resync that wakes the apps.
+    if (this.cleanup) void this.cleanup.sweep().catch((error: Error) => this.log.warn('Cleanup of ended attempts failed', { error: error.message }));
   }
 
   /** The attempt gauges from etcd, 2 s after a write: a burst of writes costs one read of the active attempts, not one per write (Prometheus scrapes far less often). */

@@ -9,7 +9,7 @@ import type { DeploymentReplicas } from '../../src/fsm/record.ts';
 import type { ApplicationView, ArgoCdPort } from '../../src/ports/argocd.ts';
 import { IntegrationError, type ErrorCode } from '../../src/ports/errors.ts';
 import type {
-  CiStatus, CommitIdentity, CommitInfo, GitHubPort, OpenedPullRequest, PullRequestInfo, RepoRef, RollbackCommitCheck, RollbackPreview, RollbackPullRequestSpec,
+  BranchDeletion, CiStatus, CommitIdentity, CommitInfo, GitHubPort, OpenedPullRequest, PullRequestInfo, RepoRef, RollbackCommitCheck, RollbackPreview, RollbackPullRequestSpec,
 } from '../../src/ports/github.ts';
 import type { ApprovalEnforcement, ApprovalEnforcementPort, AttemptObjectsPort, ClusterPort, HumanRequests, PodSummary } from '../../src/ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../../src/ports/prometheus.ts';
@@ -59,6 +59,7 @@ const K = {
   defaultBranch: `${P}default-branch`,
   filesAt: (sha: string) => `${P}files-at/${sha}`,
   restoredTo: (path: string) => `${P}restored-to/${encodeURIComponent(path)}`,
+  deletedBranch: (branch: string) => `${P}deleted-branches/${encodeURIComponent(branch)}`,
 };
 
 export function fakeSha(seed: string): string {
@@ -407,6 +408,24 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     await this.call('commentPullRequest');
     const tagged = `<!-- ai-operator:${marker} -->\n${body}`;
     await this.update<FakePullRequest>(K.pr(number), (pr) => pr!.comments.some((c) => c.startsWith(`<!-- ai-operator:${marker} -->`)) ? pr! : { ...pr!, comments: [...pr!.comments, tagged] });
+  }
+
+  /** A rollback branch is the head of its PRs: deleted once, and only while the PR's head is still `expectedSha`. */
+  async deleteBranch(_repo: RepoRef, branch: string, expectedSha: string): Promise<BranchDeletion> {
+    await this.call('deleteBranch');
+    if (await this.read(K.deletedBranch(branch))) return { outcome: 'gone' };
+    const prs = (await this.pullRequests()).filter((pr) => pr.branch === branch);
+    if (prs.length === 0) return { outcome: 'gone' };
+    if (prs.some((pr) => pr.state === 'open')) return { outcome: 'kept', why: 'an open pull request uses it' };
+    const head = prs[prs.length - 1]!.headSha;
+    if (head !== expectedSha) return { outcome: 'kept', why: `its head is ${head.slice(0, 7)}, not the rollback commit` };
+    await this.put(K.deletedBranch(branch), { sha: head });
+    return { outcome: 'deleted', sha: head };
+  }
+
+  /** The rollback branches deleteBranch deleted. */
+  async deletedBranches(): Promise<string[]> {
+    return (await this.kv.getPrefix(`${P}deleted-branches/`)).map((kv) => decodeURIComponent(kv.key.slice(`${P}deleted-branches/`.length)));
   }
 
   async closePullRequest(_repo: RepoRef, number: number, comment: string): Promise<void> {

@@ -110,6 +110,16 @@ export class SimControl {
     this.world.repo(arg.owner, arg.repo).archived = arg.archived ?? true;
   }
 
+  /** The repository's branches and the commit each points at. */
+  async branches(arg: RepoArg): Promise<Array<{ name: string; sha: string }>> {
+    return this.world.repo(arg.owner, arg.repo).git.branches();
+  }
+
+  /** The repository setting "Automatically delete head branches" (`delete_branch_on_merge`). */
+  setDeleteBranchOnMerge(arg: RepoArg & { enabled: boolean }): void {
+    this.world.repo(arg.owner, arg.repo).deleteBranchOnMerge = arg.enabled;
+  }
+
   pulls(arg: RepoArg): SimPull[] {
     return this.world.pullsOf(this.world.repo(arg.owner, arg.repo)).map((p) => ({ ...p }));
   }
@@ -166,7 +176,8 @@ export class SimControl {
     const methods: Record<string, (a: never) => unknown> = {
       addUser: this.addUser, registerApp: this.registerApp, createRepo: this.createRepo, push: this.push, createBranch: this.createBranch,
       resolve: this.resolve, setRequiredChecks: this.setRequiredChecks, setStatus: this.setStatus, setCheckRun: this.setCheckRun,
-      setMergeable: this.setMergeable, archiveRepo: this.archiveRepo, pulls: this.pulls, comments: this.comments, fail: this.fail, corrupt: this.corrupt,
+      setMergeable: this.setMergeable, archiveRepo: this.archiveRepo, branches: this.branches, setDeleteBranchOnMerge: this.setDeleteBranchOnMerge,
+      pulls: this.pulls, comments: this.comments, fail: this.fail, corrupt: this.corrupt,
       clearFaults: this.clearFaults, counters: this.counters, resetCounters: this.resetCounters, rateLimit: this.rateLimit,
       setRateLimitUsed: this.setRateLimitUsed, setTreeEntryLimit: this.setTreeEntryLimit, violations: this.violations, clearViolations: this.clearViolations,
     };

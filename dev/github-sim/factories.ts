@@ -74,7 +74,7 @@ export class Views {
       is_template: false, topics: [], has_issues: true, has_projects: false, has_wiki: false, has_pages: false, has_downloads: true,
       has_discussions: false, archived: repo.archived === true, disabled: false, visibility: 'private', license: null,
       pushed_at: repo.createdAt, created_at: repo.createdAt, updated_at: repo.createdAt,
-      allow_forking: false, web_commit_signoff_required: false,
+      allow_forking: false, web_commit_signoff_required: false, delete_branch_on_merge: repo.deleteBranchOnMerge === true,
     };
   }
 

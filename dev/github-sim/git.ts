@@ -207,6 +207,20 @@ export class GitRepo {
     return this.cached(`type ${sha}`, [sha], async () => (await this.reader.info(sha))?.type, (v) => v !== undefined);
   }
 
+  /** Deletes `ref` only if it still points at `expected` (git's own compare-and-swap). */
+  async deleteRef(ref: string, expected: string): Promise<void> {
+    await this.run(['update-ref', '-d', ref, expected]);
+  }
+
+  /** The branches (refs/heads/*), with the commit each points at. */
+  async branches(): Promise<Array<{ name: string; sha: string }>> {
+    const out = (await this.run(['for-each-ref', '--format=%(refname:lstrip=2) %(objectname)', 'refs/heads/'])).stdout;
+    return out.split('\n').filter(Boolean).map((line) => {
+      const at = line.lastIndexOf(' ');
+      return { name: line.slice(0, at), sha: line.slice(at + 1) };
+    });
+  }
+
   async refExists(ref: string): Promise<boolean> {
     return (await this.reader.info(ref)) !== undefined;
   }

@@ -64,6 +64,8 @@ export interface SimRepo {
   nextNumber: number;
   /** Archived: read-only, every write through the API answers 403 (SimControl.archiveRepo). */
   archived?: boolean;
+  /** "Automatically delete head branches": a merge deletes the PR's head branch (`delete_branch_on_merge`). */
+  deleteBranchOnMerge?: boolean;
 }
 
 export interface SimPull {
@@ -407,6 +409,7 @@ export class World {
       }
       await repo.git.updateRef(`refs/heads/${pull.base}`, sha, base);
       Object.assign(pull, { state: 'closed', merged: true, mergedAt: now, mergedBy: options.by, mergeCommitSha: sha, closedAt: now, updatedAt: now });
+      if (repo.deleteBranchOnMerge && await repo.git.refExists(`refs/heads/${pull.head}`)) await repo.git.deleteRef(`refs/heads/${pull.head}`, pull.headSha);
       return sha;
     });
   }

@@ -21,11 +21,16 @@ export const KEYS = {
   leader: '/ai-operator/leader',
   /** Since when the API server has enforced who may approve, with the objects' uid and generation then. */
   approvalEnforcement: '/ai-operator/approval-enforcement',
+  /** state, attempt: owner the attempt; no lease while it holds its app, the retention's (ATTEMPT_RETENTION) from its end. */
   state: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/state`,
   attempt: (app: string, cid: string) => `/ai-operator/rollback/${app}/${cid}/attempt`,
   attemptIndex: (cid: string) => `/ai-operator/attempt-index/${cid}`,
+  /** Owner: the app's attempt in progress (or aborted, until reset); deleted in the transaction that ends or releases it. */
   active: (app: string) => `/ai-operator/apps/${app}/active`,
+  /** Owner: the degradation being counted, then the attempt; deleted when the count clears or the attempt ends. */
   health: (app: string) => `/ai-operator/apps/${app}/health`,
+  /** Owner: the app (its cooldown); on a lease of the longer of the retention and the cooldown. */
   lastRollback: (app: string) => `/ai-operator/apps/${app}/last-rollback`,
+  /** Owner: the app (revisions never chosen again); on a lease of the longer of the retention and the cooldown. */
   rolledBackFrom: (app: string, sha: string) => `/ai-operator/apps/${app}/rolled-back-from/${sha}`,
 } as const;

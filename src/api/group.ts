@@ -18,6 +18,12 @@ export const ANNOTATIONS = {
   abort: `${GROUP}/abort`,
 } as const;
 
+/** What the operator writes on a RollbackAttempt for people to read. */
+export const OPERATOR_ANNOTATIONS = {
+  /** What became of the attempt's rollback branch once it ended: `deleted`, `gone`, or `kept: <why>`. */
+  branch: `${GROUP}/branch`,
+} as const;
+
 export const LABELS = {
   /**
    * On a RollbackAttempt: the Application it rolls back (fsm/record.ts labelValue: a name over
@@ -25,6 +31,11 @@ export const LABELS = {
    */
   application: `${GROUP}/application`,
   environment: `${GROUP}/environment`,
+  /**
+   * On a RollbackAttempt: the installation's etcd store (a digest of ETCD_PREFIX) that holds its record. Only
+   * the installation whose store it names deletes it after its record expired.
+   */
+  store: `${GROUP}/store`,
   /** On an Application: `true` opts it in with the environment defaults when no RollbackPolicy selects it. */
   optIn: 'ai-operator.enabled',
   /** On a claim Lease: the installation that holds it (`kubectl delete leases -l ai-operator.io/installation=team-a` frees them). */

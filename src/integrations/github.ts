@@ -28,7 +28,7 @@ import { isUnder, type CheckRun, type CiState } from '../fsm/record.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type {
-  CiStatus, CommitIdentity, CommitInfo, GitHubPort, OpenedPullRequest, PullRequestInfo, RepoRef, RollbackCommit, RollbackCommitCheck, RollbackPreview, RollbackPullRequestSpec,
+  BranchDeletion, CiStatus, CommitIdentity, CommitInfo, GitHubPort, OpenedPullRequest, PullRequestInfo, RepoRef, RollbackCommit, RollbackCommitCheck, RollbackPreview, RollbackPullRequestSpec,
 } from '../ports/github.ts';
 import { call, classifyHttpError, type CallMetrics, type Classified } from './call.ts';
 import { checkCommit, checkEach, checkJsonBody, checkPull, checkTree, need } from './github-answers.ts';
@@ -726,6 +726,36 @@ export class GitHubClient implements GitHubPort {
 
   commentPullRequest(repo: RepoRef, number: number, name: string, body: string): Promise<void> {
     return this.run('commentPullRequest', (o, req) => this.commentOnce(o, repo, number, name, body, req));
+  }
+
+  deleteBranch(repo: RepoRef, branch: string, expectedSha: string, options: { merged: boolean }): Promise<BranchDeletion> {
+    return this.run('deleteBranch', async (o, req): Promise<BranchDeletion> => {
+      if (options.merged) {
+        const { data } = await o.rest.repos.get({ ...repo, ...req });
+        // GitHub deleted it on the merge (or will, for a merge in flight): nothing for the operator to do.
+        if (data.delete_branch_on_merge === true) return { outcome: 'kept', why: 'the repository deletes head branches on merge' };
+      }
+      let head: string;
+      try {
+        const { data } = await o.rest.git.getRef({ ...repo, ref: `heads/${branch}`, ...req });
+        need(data.object, 'sha', 'string', `ref heads/${branch}`);
+        head = data.object.sha;
+      } catch (error) {
+        if (statusOf(error) === 404) return { outcome: 'gone' };
+        throw error;
+      }
+      if (head !== expectedSha) return { outcome: 'kept', why: `its head is ${head.slice(0, 7)}, not the rollback commit ${expectedSha.slice(0, 7)}: someone else moved it` };
+      const open = await o.rest.pulls.list({ ...repo, head: `${repo.owner}:${branch}`, state: 'open', per_page: 1, ...req });
+      if (open.data.length > 0) return { outcome: 'kept', why: `open pull request #${open.data[0]!.number} uses it` };
+      try {
+        await o.rest.git.deleteRef({ ...repo, ref: `heads/${branch}`, ...req });
+      } catch (error) {
+        // Deleted between the read and the DELETE (GitHub's own deletion on merge, a person, an earlier try).
+        if (statusOf(error) === 422 || statusOf(error) === 404) return { outcome: 'gone' };
+        throw error;
+      }
+      return { outcome: 'deleted', sha: head };
+    });
   }
 
   closePullRequest(repo: RepoRef, number: number, comment: string): Promise<void> {

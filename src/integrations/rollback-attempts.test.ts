@@ -90,6 +90,20 @@ describe('RollbackAttemptObjects against an API server', () => {
     expect(status.conditions.map((c) => c.type)).not.toContain('Stalled');
   });
 
+  it('keeps nothing of 1,000 attempts released in Abort (their apps deleted): the memory is bounded by the apps holding one', async () => {
+    const { objects } = await api((r) => (r.method === 'POST' ? { status: 201, body: { ...(r.body as object), metadata: { uid: 'u', generation: 1 } } } : { status: 200, body: {} }));
+    const before = objects.memorySizes();
+    for (let i = 0; i < 1000; i++) {
+      const released: AttemptRecord = { ...record, correlationId: `0a1b2c3d-0000-4000-8000-${String(i).padStart(12, '0')}`, app: { namespace: 'argocd', name: `app-${i}` }, state: 'Abort', reason: 'ApplicationDeleted' };
+      await objects.project(released, { final: true });
+    }
+    // `created` keeps uids until the watch shows the objects (it never runs here); bounded at 1,000 on its own.
+    expect(objects.memorySizes()).toEqual({ ...before, created: 1000 });
+    // An aborted attempt that holds its app is remembered (its status is not written again every resync).
+    await objects.project({ ...record, state: 'Abort', reason: 'CIFailure' });
+    expect(objects.memorySizes().written).toBe((before.written ?? 0) + 1);
+  }, 60_000);
+
   it('takes an object that already exists (409 on create) as created', async () => {
     const { objects, seen } = await api((r) => (r.method === 'POST' ? { status: 409 } : { status: 200, body: {} }));
     await objects.project(record);

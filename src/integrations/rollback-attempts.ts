@@ -4,12 +4,13 @@
 // which the watch (kube/watch.ts) follows so an annotation wakes the app's
 // reconcile at once. Every request goes through call().
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
-import { ANNOTATIONS, API_VERSION, GROUP, KINDS, LABELS, PLURALS, VERSION } from '../api/group.ts';
+import { createHash } from 'node:crypto';
+import { ANNOTATIONS, API_VERSION, GROUP, KINDS, LABELS, OPERATOR_ANNOTATIONS, PLURALS, VERSION } from '../api/group.ts';
 import { attemptName, labelValue, type AppRef, type AttemptRecord } from '../fsm/record.ts';
 import { inProgress } from '../fsm/table.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
-import type { AttemptObjectsPort, HumanRequests } from '../ports/kubernetes.ts';
+import type { AttemptObjectCleanupPort, AttemptObjectsPort, EndedAttemptObject, HumanRequests } from '../ports/kubernetes.ts';
 import { call, classifyHttpError } from './call.ts';
 import { customObjectSource, type CustomObjectsOptions } from './kube/custom-objects.ts';
 import { Watch } from './kube/watch.ts';
@@ -89,9 +90,16 @@ function conditionsOf(record: AttemptRecord, active: boolean): Array<Record<stri
 
 export interface RollbackAttemptObjectsOptions extends CustomObjectsOptions {
   clock?: () => Date;
+  /** The installation's store label value (storeLabel(ETCD_PREFIX)), set on every object it creates. */
+  store?: string;
 }
 
-export class RollbackAttemptObjects implements AttemptObjectsPort {
+/** The value of LABELS.store for an etcd prefix: a digest, since a prefix holds slashes a label value may not. */
+export function storeLabel(etcdPrefix: string): string {
+  return createHash('sha256').update(`etcd:${etcdPrefix}`).digest('hex').slice(0, 16);
+}
+
+export class RollbackAttemptObjects implements AttemptObjectsPort, AttemptObjectCleanupPort {
   private readonly api: CustomObjectsApi;
   private readonly watch: Watch<RollbackAttemptObject>;
   private readonly log: Logger;
@@ -125,7 +133,7 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     this.watch.on((event) => {
       if (event.type === 'relisted') return;
       const object = event.object;
-      if (event.type === 'deleted') return void this.approvalsSeen.delete(`${object.metadata?.namespace}/${object.metadata?.name}`);
+      if (event.type === 'deleted') return void this.forget(`${object.metadata?.namespace}/${object.metadata?.name}`);
       this.noteApproval(object, event.listed === true);
       const app = object.spec?.application;
       if (app && hasRequests(object)) onRequest(app);
@@ -136,11 +144,23 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     return this.watch.start();
   }
 
+  /** Everything kept about an object that is gone. */
+  private forget(key: string): void {
+    this.approvalsSeen.delete(key);
+    this.written.delete(key);
+    this.created.delete(key);
+  }
+
+  /** How many entries each per-object memory holds (a test shows they return to where they were). */
+  memorySizes(): Record<string, number> {
+    return { written: this.written.size, approvalsSeen: this.approvalsSeen.size, created: this.created.size };
+  }
+
   stop(): Promise<void> {
     return this.watch.stop();
   }
 
-  async project(record: AttemptRecord): Promise<void> {
+  async project(record: AttemptRecord, options: { final?: boolean } = {}): Promise<void> {
     const name = attemptName(record.app, record.correlationId);
     const namespace = record.app.namespace;
     const key = `${namespace}/${name}`;
@@ -156,8 +176,9 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
       { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status } },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     ));
-    // Remember only what may still change: an ended attempt is written once more at most.
-    if (record.state === 'Idle' || record.state === 'RollbackComplete') this.written.delete(key);
+    // Remember only what may still change: an ended or released attempt (an Abort that freed its app) is
+    // never projected again, so the map is bounded by the apps that hold an attempt.
+    if (options.final || record.state === 'Idle' || record.state === 'RollbackComplete') this.written.delete(key);
     else this.written.set(key, serialised);
   }
 
@@ -219,6 +240,51 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
     this.log.warn('Removed an approve annotation the API server did not check', { correlationId: record.correlationId, name, namespace: record.app.namespace });
   }
 
+  endedObjects(): EndedAttemptObject[] {
+    const ended: EndedAttemptObject[] = [];
+    for (const object of this.watch.list()) {
+      const { namespace, name, uid, labels, annotations } = object.metadata ?? {};
+      const active = ((object.status?.conditions ?? []) as Array<{ type?: string; status?: string; lastTransitionTime?: string }>).find((c) => c.type === 'Active');
+      const correlationId = object.spec?.correlationId;
+      if (!namespace || !name || !uid || !correlationId || active?.status !== 'False' || !active.lastTransitionTime) continue;
+      const store = labels?.[LABELS.store];
+      const branch = annotations?.[OPERATOR_ANNOTATIONS.branch];
+      const pr = object.status?.pullRequest as EndedAttemptObject['pullRequest'] | undefined;
+      const transitions = (object.status?.transitions ?? []) as Array<{ reason?: string }>;
+      ended.push({
+        namespace, name, uid, correlationId, endedAt: new Date(active.lastTransitionTime).toISOString(),
+        ours: store === undefined ? undefined : store === this.options.store, ...(branch !== undefined ? { branch } : {}),
+        ...(pr && typeof pr.number === 'number' && typeof pr.url === 'string' && typeof pr.branch === 'string' ? {
+          pullRequest: { number: pr.number, url: pr.url, branch: pr.branch, state: pr.state, ...(typeof pr.rollbackCommit === 'string' ? { rollbackCommit: pr.rollbackCommit } : {}) },
+        } : {}),
+        closedByPerson: transitions.some((t) => t.reason === 'PullRequestClosed'),
+      });
+    }
+    return ended;
+  }
+
+  async noteBranch(object: Pick<EndedAttemptObject, 'namespace' | 'name' | 'uid'>, outcome: string, options: { label: boolean }): Promise<void> {
+    const { namespace, name, uid } = object;
+    await this.call('noteRollbackAttemptBranch', () => this.api.patchNamespacedCustomObject(
+      { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: {
+        metadata: { uid, annotations: { [OPERATOR_ANNOTATIONS.branch]: truncate(outcome, 1024) }, ...(options.label && this.options.store ? { labels: { [LABELS.store]: this.options.store } } : {}) },
+      } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    ));
+  }
+
+  async deleteObject(object: Pick<EndedAttemptObject, 'namespace' | 'name' | 'uid'>): Promise<void> {
+    const { namespace, name, uid } = object;
+    try {
+      // The uid precondition: an object re-created under the same name since is not this one.
+      await this.call('deleteRollbackAttempt', () => this.api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { preconditions: { uid } } }));
+      this.log.info('Deleted RollbackAttempt', { name, namespace, reason: 'RetentionExpired' });
+    } catch (error) {
+      if (!(error instanceof IntegrationError && error.code === 'NOT_FOUND')) throw error;
+    }
+    this.forget(`${namespace}/${name}`);
+  }
+
   private async read(namespace: string, name: string): Promise<RollbackAttemptObject | undefined> {
     try {
       return await this.call('getRollbackAttempt', () => this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name })) as RollbackAttemptObject;
@@ -233,7 +299,10 @@ export class RollbackAttemptObjects implements AttemptObjectsPort {
       apiVersion: API_VERSION,
       kind: KINDS.attempt,
       // A label value holds 63 characters; an Application's name may have 253 (spec.application keeps it whole).
-      metadata: { name, namespace, labels: { [LABELS.application]: labelValue(record.app.name), [LABELS.environment]: record.environment } },
+      metadata: {
+        name, namespace,
+        labels: { [LABELS.application]: labelValue(record.app.name), [LABELS.environment]: record.environment, ...(this.options.store ? { [LABELS.store]: this.options.store } : {}) },
+      },
       spec: {
         application: record.app,
         environment: record.environment,

@@ -87,6 +87,15 @@ export interface RepositorySnapshotReader {
   listFilesAt(repo: RepoRef, sha: string, prefix: string): Promise<string[]>;
 }
 
+/**
+ * What deleteBranch did: deleted it; found it already gone (GitHub deleted it on the merge, or a person did);
+ * or kept it, and why (its head is not the operator's commit, an open PR uses it, the repository deletes it).
+ */
+export type BranchDeletion =
+  | { outcome: 'deleted'; sha: string }
+  | { outcome: 'gone' }
+  | { outcome: 'kept'; why: string };
+
 export interface GitHubPort extends RepositorySnapshotReader {
   /** The login the operator acts as (to tell its own merges from a human's). */
   identity(): Promise<string>;
@@ -135,4 +144,11 @@ export interface GitHubPort extends RepositorySnapshotReader {
   /** Adds a comment unless one carrying `marker` is already there. */
   commentPullRequest(repo: RepoRef, number: number, marker: string, body: string): Promise<void>;
   closePullRequest(repo: RepoRef, number: number, comment: string): Promise<void>;
+  /**
+   * Deletes the operator's rollback branch `branch` once its PR is merged or closed, only while its head is
+   * `expectedSha` (the rollback commit) and no open PR uses it; `merged`: left to GitHub when the repository
+   * deletes head branches on merge. GitHub's DELETE has no expected SHA: the head is read, compared and
+   * deleted in one try of the call (a retry reads it again), so a push can only slip in during that one DELETE.
+   */
+  deleteBranch(repo: RepoRef, branch: string, expectedSha: string, options: { merged: boolean }): Promise<BranchDeletion>;
 }

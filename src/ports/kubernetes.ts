@@ -27,8 +27,11 @@ export interface HumanRequests {
 }
 
 export interface AttemptObjectsPort {
-  /** Creates the RollbackAttempt if missing and writes its status from the record. */
-  project(record: AttemptRecord): Promise<void>;
+  /**
+   * Creates the RollbackAttempt if missing and writes its status from the record. `final`: the attempt no
+   * longer holds its app (ended, or released), so this is its last projection and nothing of it is kept.
+   */
+  project(record: AttemptRecord, options?: { final?: boolean }): Promise<void>;
   requests(record: AttemptRecord): Promise<HumanRequests>;
   /** Removes the approve annotation (one the API server's check does not stand behind). */
   removeApproval(record: AttemptRecord): Promise<void>;
@@ -39,6 +42,37 @@ export interface AttemptObjectsPort {
    * TerminalError) until a human repairs it. The next projection clears it.
    */
   markStalled(target: { app: AppRef; correlationId: string }, reason: string, message: string): Promise<void>;
+}
+
+/** A RollbackAttempt object whose attempt has ended, as the watch cache shows it (the cleanup's input). */
+export interface EndedAttemptObject {
+  namespace: string;
+  name: string;
+  uid: string;
+  correlationId: string;
+  /** When its attempt ended (the `Active` condition's lastTransitionTime, when False). */
+  endedAt: string;
+  /** Whether this installation created it (its store label is this installation's); unlabelled objects are undefined. */
+  ours: boolean | undefined;
+  /** What the operator wrote about its rollback branch (OPERATOR_ANNOTATIONS.branch), if anything. */
+  branch?: string;
+  /**
+   * The attempt's PR as its status last showed it (status is written by the operator alone), with the rollback
+   * commit: what the branch cleanup goes by when the etcd record has already expired.
+   */
+  pullRequest?: { number: number; url: string; branch: string; state: 'open' | 'closed' | 'merged'; rollbackCommit?: string };
+  /** Whether the status's transitions say a person closed the PR (PullRequestClosed). */
+  closedByPerson: boolean;
+}
+
+/** What the cleanup of ended attempts (src/reconcilers/attempt-cleanup.ts) does to RollbackAttempt objects. */
+export interface AttemptObjectCleanupPort {
+  /** Objects whose `Active` condition is False, from the watch cache (no request). */
+  endedObjects(): EndedAttemptObject[];
+  /** Writes what became of the branch, and (`label`) labels the object as this installation's: its record is in this store. */
+  noteBranch(object: Pick<EndedAttemptObject, 'namespace' | 'name' | 'uid'>, outcome: string, options: { label: boolean }): Promise<void>;
+  /** Deletes the object (precondition: its uid), once its record expired; gone already is done. */
+  deleteObject(object: Pick<EndedAttemptObject, 'namespace' | 'name' | 'uid'>): Promise<void>;
 }
 
 /** The object a Kubernetes Event is about (events.k8s.io/v1 `regarding` / `related`). */

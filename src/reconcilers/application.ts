@@ -10,7 +10,7 @@ import type { AuditInput } from '../audit/record.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, mergeEnvironment, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent, type Preflight } from '../fsm/machine.ts';
 import { affectsBeyondStaging, appKey, isUnder, noApproversNote, ROLLBACK_BRANCH_PREFIX, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
-import { Reason, inProgress, type State } from '../fsm/table.ts';
+import { Reason, holdsApp, inProgress, type State } from '../fsm/table.ts';
 import { ciVerdict, evaluateInvariants, summary, violations, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
 import type { MonitoredApp } from '../policy/settings.ts';
@@ -158,7 +158,27 @@ export class ApplicationReconciler {
    * replica lost leadership meanwhile), so an old request never fires late.
    */
   requestReset(correlationId: string, by: ResetRequested, ttlMs = 10 * 60_000): void {
-    this.resetRequests.set(correlationId, { ...by, until: this.clock().getTime() + ttlMs });
+    const now = this.clock().getTime();
+    // Lapsed requests are dropped here too: one for an attempt that was never reconciled again would stay otherwise.
+    for (const [id, asked] of this.resetRequests) if (asked.until <= now) this.resetRequests.delete(id);
+    this.resetRequests.set(correlationId, { ...by, until: now + ttlMs });
+  }
+
+  /**
+   * What this process remembers of an app with nothing stored and nothing to decide: dropped, so its memory
+   * is bounded by the apps that are live (a deleted Application leaves no entry behind).
+   */
+  private forgetApp(ref: AppRef, storeKey: string, deleted: boolean): void {
+    this.waitingSaid.delete(storeKey);
+    if (deleted) this.targetRefusals.delete(`${ref.namespace}/${ref.name}`);
+  }
+
+  /** How many entries the per-app memories hold (tests show they return to where they were once apps are gone). */
+  memorySizes(): Record<string, number> {
+    return {
+      opening: this.opening.size, waitingSaid: this.waitingSaid.size, heldEvents: this.heldEvents.size,
+      targetRefusals: this.targetRefusals.size, resetRequests: this.resetRequests.size,
+    };
   }
 
   /** The live reset request for this record; a lapsed one, or one for an attempt no longer aborted, is dropped. */
@@ -172,12 +192,14 @@ export class ApplicationReconciler {
     const ref = parseKey(key);
     const storeKey = appKey(ref, this.deps.argocdNamespace);
     let latest: AttemptRecord | undefined;
+    /** Whether a write of this reconcile released the app: its attempt is then never projected again. */
+    let released = false;
     let counting: Settings | undefined;
     if (this.deps.hasStoredState?.(storeKey) === false) {
       const app = await this.deps.argocd.getApplication(ref);
       // Nothing stored and not Degraded: nothing to decide. The watch wakes the app when it changes.
       if (!app || app.health !== 'Degraded') {
-        this.waitingSaid.delete(storeKey);
+        this.forgetApp(ref, storeKey, app === undefined);
         return {};
       }
     }
@@ -197,6 +219,7 @@ export class ApplicationReconciler {
         }
         const written = await this.commit(storeKey, observed, decision);
         latest = written ?? latest;
+        if (written && decision.release) released = true;
         // Still counting a degradation (written now, or stored and left as it is): check again an interval later.
         const stillCounting = decision.degradation === undefined ? observed.facts.pendingCorrelationId !== undefined && !decision.record : decision.degradation !== null;
         counting = stillCounting ? observed.facts.settings : undefined;
@@ -224,7 +247,7 @@ export class ApplicationReconciler {
       latest = await this.failSafe(storeKey, active, error as Error) ?? active;
       return requeue(this.nextCheckMs(latest));
     } finally {
-      if (latest) await this.project(latest);
+      if (latest) await this.project(latest, released);
       this.emitHeldEvents(storeKey);
     }
   }
@@ -241,6 +264,7 @@ export class ApplicationReconciler {
     const monitored = app ? this.deps.monitoring(app) : undefined;
     if (!record && !monitored) {
       if (state.pending) await this.dropPending(storeKey, state.pending.modRevision);
+      this.forgetApp(ref, storeKey, app === undefined);
       return undefined;
     }
 
@@ -547,7 +571,7 @@ export class ApplicationReconciler {
       // A new attempt takes over the health key its degradation was counted in.
       expectedModRevision: observed.stored?.modRevision ?? null,
       events,
-      ...(decision.app ? { app: decision.app } : {}),
+      ...(decision.app ? { app: { ...decision.app, cooldownSeconds: record.settings.cooldownSeconds } } : {}),
       ...(decision.release ? { release: true } : {}),
       ...(audit ? { audit } : {}),
     });
@@ -845,9 +869,9 @@ export class ApplicationReconciler {
 
   // `record` is what this reconcile read from etcd or wrote to it: no second read.
   // If a write lost its race, the next reconcile projects the winner's record.
-  private async project(record: AttemptRecord): Promise<void> {
+  private async project(record: AttemptRecord, released: boolean): Promise<void> {
     try {
-      await this.deps.attempts.project(record);
+      await this.deps.attempts.project(record, { final: released || !holdsApp(record.state) });
     } catch (error) {
       // The projection is rebuilt from etcd on every reconcile and resync; log and go on.
       this.deps.log.warn('Could not write RollbackAttempt status', { correlationId: record.correlationId, error: (error as Error).message });

@@ -8,7 +8,10 @@
 //     the audit outbox, in the same transaction;
 //   - writes the attempt's index key (correlationId → app), so an id is found
 //     without a scan.
-// Ended attempts (and their index keys) are attached to a 7-day lease.
+// Ended attempts (and their index keys) are attached to a lease of the retention
+// (ATTEMPT_RETENTION, 7 days by default); the app's `last-rollback` and
+// `rolled-back-from/*` keys to one of the retention or the cooldown, whichever is
+// longer (src/api/etcd.ts says who owns each key and when it ends).
 import { createHash } from 'node:crypto';
 import { KEYS } from '../api/etcd.ts';
 import { readAuditOutboxEntry, type AuditOutboxEntry, type AuditOutboxStore, type StoredAuditOutboxEntry } from '../audit/outbox.ts';
@@ -18,6 +21,7 @@ import { TerminalError } from '../ports/errors.ts';
 import { holdsApp } from '../fsm/table.ts';
 import type { Compare, KV, Put } from './kv.ts';
 
+/** The default retention of an ended attempt (ATTEMPT_RETENTION). */
 export const RETENTION_SECONDS = 7 * 24 * 3600;
 
 export { KEYS };
@@ -66,7 +70,8 @@ export interface AttemptWrite {
   /** The state key's mod_revision read before deciding; null for a new attempt. */
   expectedModRevision: string | null;
   events: CloudEvent[];
-  app?: { rolledBackFrom?: string; lastRollbackAt?: string };
+  /** The app's rollback memory; its keys expire after the retention or the cooldown, whichever is longer. */
+  app?: { rolledBackFrom?: string; lastRollbackAt?: string; cooldownSeconds?: number };
   /** Release the app's active key (and lease the attempt) although its state is not an ended one. */
   release?: boolean;
   /** The transition's audit records, kept until their chain holds them (`id` names them within the chain). */
@@ -112,12 +117,18 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   private readonly now: () => number;
   private indexedTerm?: string;
   private indexing?: Promise<IndexReport>;
+  /** How long an ended attempt's keys live (ATTEMPT_RETENTION). */
+  readonly retentionSeconds: number;
 
-  /** `fence` returns the current leadership proof, or undefined when leader election is off; `now` (ms) orders the outbox. */
-  constructor(kv: KV, fence: () => Fence | undefined = () => undefined, now: () => number = () => Date.now()) {
+  /**
+   * `fence` returns the current leadership proof, or undefined when leader election is off; `now` (ms) orders
+   * the outbox; `retentionSeconds` is the lease of an ended attempt's keys.
+   */
+  constructor(kv: KV, fence: () => Fence | undefined = () => undefined, now: () => number = () => Date.now(), retentionSeconds = RETENTION_SECONDS) {
     this.kv = kv;
     this.fence = fence;
     this.now = now;
+    this.retentionSeconds = retentionSeconds;
   }
 
   async loadApp(appKey: string): Promise<AppState> {
@@ -268,7 +279,7 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
     if (fence) compares.push({ key: fence.key, target: 'create', equals: fence.createRevision });
 
     const ended = !holdsApp(record.state) || write.release === true;
-    const lease = ended ? await this.kv.grantLease(RETENTION_SECONDS) : undefined;
+    const lease = ended ? await this.kv.grantLease(this.retentionSeconds) : undefined;
     const leased = lease ? { lease: lease.id } : {};
     const state: StateKey = { state: record.state, since: record.since, reason: record.reason, version: record.version };
     const puts: Put[] = [
@@ -286,8 +297,12 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
       if (write.expectedModRevision === null) puts.push({ key: KEYS.active(appKey), value: cid });
       if (write.checks) puts.push({ key: KEYS.health(appKey), value: JSON.stringify({ correlationId: cid, checks: write.checks }) });
     }
-    if (write.app?.lastRollbackAt) puts.push({ key: KEYS.lastRollback(appKey), value: write.app.lastRollbackAt });
-    if (write.app?.rolledBackFrom) puts.push({ key: KEYS.rolledBackFrom(appKey, write.app.rolledBackFrom), value: cid });
+    // The app's rollback memory outlives the attempt by as long as it is needed: the cooldown (last-rollback),
+    // and the retention (what was rolled back from is never chosen again while the attempt that learnt it is kept).
+    const remembers = write.app?.lastRollbackAt || write.app?.rolledBackFrom;
+    const memoryLease = remembers ? await this.kv.grantLease(Math.max(this.retentionSeconds, write.app?.cooldownSeconds ?? 0)) : undefined;
+    if (write.app?.lastRollbackAt) puts.push({ key: KEYS.lastRollback(appKey), value: write.app.lastRollbackAt, lease: memoryLease!.id });
+    if (write.app?.rolledBackFrom) puts.push({ key: KEYS.rolledBackFrom(appKey, write.app.rolledBackFrom), value: cid, lease: memoryLease!.id });
 
     const result = await this.kv.txn({ compares, puts, deletes });
     if (result.succeeded) {
@@ -295,6 +310,7 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
       return { ok: true, modRevision: result.revision, ...(auditKey ? { auditKey } : {}) };
     }
     if (lease) await lease.revoke();
+    if (memoryLease) await memoryLease.revoke();
     return this.refusal(fence);
   }
 

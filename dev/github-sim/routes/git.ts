@@ -88,6 +88,20 @@ export const gitRoutes: Route[] = [
     },
   },
   {
+    // GitHub deletes unconditionally (no expected SHA); a missing ref is a 422 "Reference does not exist".
+    method: 'DELETE', template: '/repos/{owner}/{repo}/git/refs/{ref}', auth: 'token',
+    async handle(ctx) {
+      const repo = repoOf(ctx);
+      const ref = `refs/${ctx.params.ref}`;
+      return ctx.world.locked(repo, async () => {
+        const current = (await repo.git.refExists(ref)) ? await repo.git.resolveCommit(ref) : undefined;
+        if (!current) throw unprocessable('Reference does not exist');
+        await repo.git.deleteRef(ref, current);
+        return { status: 204 };
+      });
+    },
+  },
+  {
     method: 'GET', template: '/repos/{owner}/{repo}/git/trees/{tree_sha}', auth: 'token',
     async handle(ctx) {
       const repo = repoOf(ctx);
