@@ -68,8 +68,14 @@ export interface Facts {
   source?: SourceRef;
   /** The environment the governing policy (or the labels) give the app now; the attempt keeps the one it started in. */
   liveEnvironment?: Environment;
-  /** The Application is gone: absent from the watch and a fresh read said NotFound. */
+  /**
+   * The Application is gone: absent from the watch and a fresh read said NotFound — or, `recreated`, one of
+   * the same name with another uid stands in its place (deleted and created again while nobody watched).
+   */
   applicationGone?: boolean;
+  recreated?: boolean;
+  /** The Application's metadata.uid: a new attempt keeps it, to tell the Application from one created again under its name. */
+  appUid?: string;
   /** Why this app is refused (its repository is outside GITHUB_ORG, its targetRevision is a tag, …): no attempt starts. */
   refused?: string;
   /** The branch the app deploys, resolved from its targetRevision before any attempt: a new attempt keeps it. */
@@ -301,6 +307,7 @@ export function decide(facts: Facts): Decision {
   if (!record) return decideIdle(facts);
 
   if (record.state === 'Abort') {
+    if (facts.applicationGone) return releaseAborted(facts, record);
     if (!facts.human.reset) return nothing();
     // A reset starts over: the aborted attempt's PR is closed first, so a new
     // attempt can never leave two rollback PRs open for one app.
@@ -329,6 +336,24 @@ export function decide(facts: Facts): Decision {
     case 'RollbackMerged': return decideMerged(facts, record);
     default: return nothing();
   }
+}
+
+/**
+ * An aborted attempt holds its app until a reset; once its Application is deleted nobody would reset it, and an
+ * Application created again under the name would be blocked silently. It is released (its PR closed first), and
+ * the new Application is told.
+ */
+function releaseAborted(facts: Facts, record: AttemptRecord): Decision {
+  const message = `Application ${facts.app.namespace}/${facts.app.name} was deleted while this attempt was aborted (${record.reason}): the app is released`;
+  const done = (undone?: string): Decision => ({
+    ...nothing(), record: update(record, { message: undone ? `${message}; ${undone}` : message }), release: true,
+    ...(facts.recreated ? { notes: [{ kind: 'waiting' as const, reason: 'PreviousAttemptReleased', message: `an aborted rollback attempt (${record.correlationId}) of the Application deleted under this name was released: ${record.message}` }] } : {}),
+  });
+  const pr = facts.pullRequest?.ref ?? record.pullRequest;
+  if (pr?.state === 'open' && facts.pullRequest?.ref.state !== 'closed' && facts.pullRequest?.ref.state !== 'merged') {
+    return closeFirst(facts, record, pr.number, comments.applicationEnded(record.correlationId, Reason.ApplicationDeleted, message), done);
+  }
+  return done();
 }
 
 /** Nothing of the attempt can go on without its Application: abort, close its PR, free the app's name. */
@@ -412,6 +437,7 @@ function decideIdle(facts: Facts): Decision {
   const idle: AttemptRecord = {
     correlationId,
     app: facts.app,
+    ...(facts.appUid ? { appUid: facts.appUid } : {}),
     environment: facts.environment,
     ...(facts.source ? { source: facts.source } : {}),
     ...(facts.branch ? { branch: facts.branch } : {}),

@@ -137,6 +137,8 @@ export interface SourceRef {
 export interface AttemptRecord {
   correlationId: string;
   app: AppRef;
+  /** The Application's metadata.uid when the attempt started (absent on older records): one created again has another. */
+  appUid?: string;
   environment: Environment;
   /** Absent on records written before it was kept; the Application's then stands in. */
   source?: SourceRef;

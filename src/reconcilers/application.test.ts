@@ -507,6 +507,38 @@ describe('ApplicationReconciler', () => {
       expect(await h.kv.get(KEYS.active('cart'))).toBeUndefined();
     });
 
+    it('releases an attempt already in Abort when its Application is deleted, closing its PR (issue 19 §2)', async () => {
+      const s = await given('cart', 'staging');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 3, 'argocd/cart');
+      const started = await h.record('cart');
+      await h.world.setRequests(attemptName(s.app.ref, started!.correlationId), { abort: 'looking by hand' });
+      await h.reconcileEvery(10, 1, 'argocd/cart');
+      expect(await h.record('cart')).toMatchObject({ state: 'Abort', reason: 'AbortRequested' });
+      expect(await h.kv.get(KEYS.active('cart'))).toBeDefined();
+      await h.world.removeApp(s.app.ref);
+      await h.reconcileEvery(10, 2, 'argocd/cart');
+      expect(await h.kv.get(KEYS.active('cart'))).toBeUndefined();
+      expect((await h.record('cart'))!.message).toContain('was deleted while this attempt was aborted (AbortRequested): the app is released');
+      expect((await h.world.pullRequests())[0]).toMatchObject({ state: 'closed', merged: false });
+    });
+
+    it('releases an aborted attempt whose Application was deleted and created again under its name unseen (another uid), and tells the new one', async () => {
+      const s = await given('cart', 'staging');
+      await h.world.addApp({ ...s.app, uid: 'uid-1' });
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 3, 'argocd/cart');
+      const started = await h.record('cart');
+      expect(started?.appUid).toBe('uid-1');
+      await h.world.setRequests(attemptName(s.app.ref, started!.correlationId), { abort: 'looking by hand' });
+      await h.reconcileEvery(10, 1, 'argocd/cart');
+      // Deleted and created again while the operator did not look: the same name, another uid, Healthy.
+      await h.world.addApp({ ...s.app, uid: 'uid-2' });
+      await h.reconcileEvery(10, 2, 'argocd/cart');
+      expect(await h.kv.get(KEYS.active('cart'))).toBeUndefined();
+      expect(h.events.map((e) => e.reason)).toContain('PreviousAttemptReleased');
+    });
+
     it('aborts a production attempt waiting for approval, whose timeout could never be checked', async () => {
       const s = await given('order-service', 'production');
       await h.world.setHealth(s.app.ref, 'Degraded');

@@ -260,7 +260,9 @@ export class ApplicationReconciler {
     const stored = state.active;
     const record = stored?.record;
     // Not in the watch cache: only an attempt needs to know whether the Application is really gone.
-    const app = cached ?? (record && inProgress(record.state) ? await this.deps.argocd.readApplication(ref) : undefined);
+    // Held (in progress, or aborted until a reset): only an attempt needs to know whether its Application is gone.
+    const holds = record !== undefined && (inProgress(record.state) || record.state === 'Abort');
+    const app = cached ?? (holds ? await this.deps.argocd.readApplication(ref) : undefined);
     const monitored = app ? this.deps.monitoring(app) : undefined;
     if (!record && !monitored) {
       if (state.pending) await this.dropPending(storeKey, state.pending.modRevision);
@@ -296,6 +298,7 @@ export class ApplicationReconciler {
       ...(state.pending ? { pendingCorrelationId: state.pending.correlationId } : {}),
       ...(health ? { health } : {}),
       ...(app?.source ? { source: app.source } : {}),
+      ...(app?.uid ? { appUid: app.uid } : {}),
       ...(branch ? { branch } : {}),
       ...(monitored ? { liveEnvironment: monitored.environment } : {}),
       ...(refused ? { refused } : {}),
@@ -324,7 +327,10 @@ export class ApplicationReconciler {
     if (mergeEnvironment(record.environment, record) === 'production' && record.state === 'AwaitingMergeApproval') {
       facts.approvalEnforcement = this.deps.approvalEnforcement ? await this.deps.approvalEnforcement.forNamespace(record.app.namespace) : { enforced: false, problem: 'no approval enforcement check configured' };
     }
-    if (!app && inProgress(record.state)) facts.applicationGone = true;
+    // Gone, or deleted and created again under the name while nobody watched (another uid).
+    const recreated = app !== undefined && app.uid !== undefined && record.appUid !== undefined && app.uid !== record.appUid;
+    if (holds && (!app || recreated)) facts.applicationGone = true;
+    if (holds && recreated) facts.recreated = true;
     const source = record.source ?? app?.source;
     const repo = source ? repoFromUrl(source.repoURL) : undefined;
     if (repo) observed.repo = repo;
