@@ -293,7 +293,9 @@ export class ApplicationReconciler {
       environment: record?.environment ?? monitored!.environment,
       settings,
       ...(policyRef ? { policyRef } : {}),
-      ...(record ? { record } : {}),
+      // An attempt in progress goes on with an Application created again under its name: the next write keeps the
+      // new uid, so once it ends in Abort it is not taken for one whose Application went away.
+      ...(record ? { record: record.appUid && app?.uid && app.uid !== record.appUid && inProgress(record.state) ? { ...record, appUid: app.uid } : record } : {}),
       checks: stored?.checks ?? state.pending?.checks ?? [],
       ...(state.pending ? { pendingCorrelationId: state.pending.correlationId } : {}),
       ...(health ? { health } : {}),
@@ -327,10 +329,12 @@ export class ApplicationReconciler {
     if (mergeEnvironment(record.environment, record) === 'production' && record.state === 'AwaitingMergeApproval') {
       facts.approvalEnforcement = this.deps.approvalEnforcement ? await this.deps.approvalEnforcement.forNamespace(record.app.namespace) : { enforced: false, problem: 'no approval enforcement check configured' };
     }
-    // Gone, or deleted and created again under the name while nobody watched (another uid).
-    const recreated = app !== undefined && app.uid !== undefined && record.appUid !== undefined && app.uid !== record.appUid;
+    // Gone; or, for an aborted attempt (which nobody resets once its Application is gone), deleted and created
+    // again under the name while nobody watched (another uid). An attempt in progress goes on with the new one,
+    // which deploys the same source (the lifecycle contract).
+    const recreated = record.state === 'Abort' && app !== undefined && app.uid !== undefined && record.appUid !== undefined && app.uid !== record.appUid;
     if (holds && (!app || recreated)) facts.applicationGone = true;
-    if (holds && recreated) facts.recreated = true;
+    if (recreated) facts.recreated = true;
     const source = record.source ?? app?.source;
     const repo = source ? repoFromUrl(source.repoURL) : undefined;
     if (repo) observed.repo = repo;
