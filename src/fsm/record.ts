@@ -283,6 +283,30 @@ export function isUnder(prefix: string, path: string): boolean {
   return root || path === prefix || path.startsWith(`${prefix}/`);
 }
 
+/**
+ * The items of a list sorted by path (code-unit order) at or under `prefix`, by binary search: the blast
+ * radius asks this of every Application of a repository. `apps/web-canary` sorts between `apps/web` and
+ * `apps/web/…`, so the exact path and the directory's range are looked up apart.
+ */
+export function itemsUnder<T>(sorted: readonly T[], prefix: string, pathOf: (item: T) => string): T[] {
+  if (prefix === '' || prefix === '.') return [...sorted];
+  const lowerBound = (key: string) => {
+    let [lo, hi] = [0, sorted.length];
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (pathOf(sorted[mid]!) < key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  const out: T[] = [];
+  const exact = sorted[lowerBound(prefix)];
+  if (exact !== undefined && pathOf(exact) === prefix) out.push(exact);
+  const dir = `${prefix}/`;
+  for (let i = lowerBound(dir); i < sorted.length && pathOf(sorted[i]!).startsWith(dir); i++) out.push(sorted[i]!);
+  return out;
+}
+
 /** The paths an attempt's rollback restores: its candidate's source set, or, on an older record, the source's path. */
 export function restoredPaths(record: Pick<AttemptRecord, 'candidate' | 'source'>, fallback?: { path?: string }): string[] {
   return record.candidate?.paths ?? [(record.source ?? fallback)?.path ?? '.'];

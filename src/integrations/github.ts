@@ -24,7 +24,8 @@
 import { createHash } from 'node:crypto';
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
-import { isUnder, type CheckRun, type CiState } from '../fsm/record.ts';
+import { isUnder, itemsUnder, type CheckRun, type CiState } from '../fsm/record.ts';
+import { collapsePaths } from '../modules/source-set.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type {
@@ -145,36 +146,14 @@ export function normalisePath(path: string): string {
 /** Whether `file` lies under the tree prefix (fsm/record.ts isUnder). */
 export const under = isUnder;
 
-/** The first index of `sorted` (by path, code-unit order) whose path is not below `key`. */
-function lowerBound(sorted: TreeItem[], key: string): number {
-  let [lo, hi] = [0, sorted.length];
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid]!.path < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/**
- * The entries of a path-sorted tree at or under `prefix`, found by binary search: an app's blast radius
- * asks this of every Application of the repository, so a scan of the whole tree each time would cost
- * apps × files. `apps/web-canary` sorts between `apps/web` and `apps/web/…`, so the two are looked up apart.
- */
+/** The entries of a path-sorted tree at or under `prefix` (fsm/record.ts itemsUnder). */
 export function entriesUnder(sorted: TreeItem[], prefix: string): TreeItem[] {
-  if (prefix === '') return sorted;
-  const out: TreeItem[] = [];
-  const exact = sorted[lowerBound(sorted, prefix)];
-  if (exact?.path === prefix) out.push(exact);
-  const dir = `${prefix}/`;
-  for (let i = lowerBound(sorted, dir); i < sorted.length && sorted[i]!.path.startsWith(dir); i++) out.push(sorted[i]!);
-  return out;
+  return itemsUnder(sorted, prefix, (e) => e.path);
 }
 
 /** The collapsed set of tree prefixes a rollback restores ('' is the whole repository). */
 export function normalisePaths(paths: readonly string[]): string[] {
-  const all = [...new Set(paths.map(normalisePath))].sort();
-  return all.filter((p) => !all.some((q) => q !== p && under(q, p)));
+  return collapsePaths(paths.map(normalisePath));
 }
 
 /** How a commit message and a PR name the restored paths: one, or the first few and a count. */

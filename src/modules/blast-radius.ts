@@ -61,7 +61,6 @@ export class SourceSetCache {
   }
 }
 
-const under = isUnder;
 
 /**
  * Whether `app` deploys `branch` of `repo`: one of its Git sources reads that repository at that branch (HEAD
@@ -95,7 +94,7 @@ export async function blastRadius(github: GitHubPort, input: BlastRadiusInput): 
     // What an app reads cannot be told (a plugin, Jsonnet…): it may read the files changed, so it counts.
     const paths = set.refused
       ? [`(its source set cannot be computed: ${set.refused})`]
-      : set.paths.filter((p) => input.files.some((f) => under(p, f.path)));
+      : set.paths.filter((p) => input.files.some((f) => isUnder(p, f.path)));
     if (paths.length === 0) continue;
     affected.push({ namespace: other.ref.namespace, name: other.ref.name, environment: input.environmentOf(other), paths });
   }

@@ -26,12 +26,11 @@ export interface PullRequestContext {
 /** How many changed files the body names per path before it counts the rest. */
 const FILES_PER_PATH = 20;
 
-const under = isUnder;
 
 /** The set's paths, each with the files the commit changes under it: what a reviewer checks first. */
 function changesByPath(paths: string[], files: ChangedFile[]): string[] {
   return paths.map((path) => {
-    const mine = files.filter((f) => under(path, f.path));
+    const mine = files.filter((f) => isUnder(path, f.path));
     const named = mine.slice(0, FILES_PER_PATH).map((f) => `\`${f.path}\` ${f.change === 'deleted' ? '(deleted: absent then)' : '(restored)'}`);
     const more = mine.length > FILES_PER_PATH ? [`${mine.length - FILES_PER_PATH} more`] : [];
     return `- \`${path || '.'}\`: ${mine.length === 0 ? 'unchanged' : [...named, ...more].join(', ')}`;

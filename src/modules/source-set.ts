@@ -27,7 +27,7 @@
 //   source's path and cleaned) and `AppFilesHaveChanged` (a changed file counts
 //   when it is an item, under an item, or matches an item as a filepath.Match glob).
 import { parse } from 'yaml';
-import { isUnder, repoFromUrl, type RepoRef } from '../fsm/record.ts';
+import { isUnder, itemsUnder, repoFromUrl, type RepoRef } from '../fsm/record.ts';
 import type { AppSource } from '../ports/argocd.ts';
 import type { RepositorySnapshotReader } from '../ports/github.ts';
 
@@ -98,12 +98,11 @@ export function resolvePath(base: string, path: string, absolute: 'root' | 'outs
   return parts.join('/');
 }
 
-const under = isUnder;
 
 /** Sorted, deduplicated, and without the paths another one of the set already covers. */
 export function collapsePaths(paths: Iterable<string>): string[] {
   const sorted = [...new Set(paths)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return sorted.filter((p) => !sorted.some((q) => q !== p && under(q, p)));
+  return sorted.filter((p) => !sorted.some((q) => q !== p && isUnder(q, p)));
 }
 
 /**
@@ -155,15 +154,6 @@ class Refusal extends Error {}
  */
 export function wholeTreeReader(reader: RepositorySnapshotReader): RepositorySnapshotReader {
   const trees = new Map<string, Promise<string[]>>();
-  const lowerBound = (sorted: string[], key: string) => {
-    let [lo, hi] = [0, sorted.length];
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (sorted[mid]! < key) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
   return {
     readFileAt: (repo, sha, path) => reader.readFileAt(repo, sha, path),
     async listFilesAt(repo, sha, prefix) {
@@ -173,14 +163,7 @@ export function wholeTreeReader(reader: RepositorySnapshotReader): RepositorySna
         trees.set(key, tree = reader.listFilesAt(repo, sha, '').then((files) => [...files].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))));
         tree.catch(() => trees.delete(key));
       }
-      const files = await tree;
-      if (prefix === '') return files;
-      const out: string[] = [];
-      const exact = files[lowerBound(files, prefix)];
-      if (exact === prefix) out.push(exact);
-      const dir = `${prefix}/`;
-      for (let i = lowerBound(files, dir); i < files.length && files[i]!.startsWith(dir); i++) out.push(files[i]!);
-      return out.sort();
+      return itemsUnder(await tree, prefix, (f) => f);
     },
   };
 }
@@ -211,7 +194,7 @@ class Snapshot {
   async kind(path: string): Promise<'file' | 'directory' | 'missing'> {
     const files = await this.list(path);
     if (files.includes(path)) return 'file';
-    return files.some((f) => under(path, f)) ? 'directory' : 'missing';
+    return files.some((f) => isUnder(path, f)) ? 'directory' : 'missing';
   }
 
   /** The files a glob (repository-relative) matches: listed from its longest literal directory. */
