@@ -9,7 +9,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { EVENTS_REJECTED_METRIC } from '../api/metrics.ts';
 import { EVENT_TYPES } from '../events/types.ts';
 import type { Environment } from '../fsm/record.ts';
-import { STATES, inProgress, type State } from '../fsm/table.ts';
+import { Reason, STATES, inProgress, type State } from '../fsm/table.ts';
 import type { ErrorCode } from '../ports/errors.ts';
 import { CONSUMER_RESTART_REASONS } from '../events/consumer-supervisor.ts';
 import type { Lane, QueueMetrics, ReconcileOutcome } from '../ports/queue-metrics.ts';
@@ -22,6 +22,7 @@ export const METRIC = {
   invariantViolations: 'ai_operator_invariant_violations_total',
   mcpCallErrors: 'ai_operator_mcp_call_errors_total',
   fsmState: 'ai_operator_fsm_state',
+  appsHeld: 'ai_operator_apps_held',
   activeRollbacks: 'ai_operator_active_rollbacks',
   meanTimeToRecovery: 'ai_operator_mean_time_to_recovery_seconds',
   candidateResolutionDuration: 'ai_operator_candidate_resolution_duration_seconds',
@@ -59,6 +60,7 @@ export const METRIC_LABELS = {
   [METRIC.invariantViolations]: ['invariant_id'],
   [METRIC.mcpCallErrors]: ['call_name', 'error_code'],
   [METRIC.fsmState]: ['app_name', 'state'],
+  [METRIC.appsHeld]: ['app_name'],
   [METRIC.activeRollbacks]: ['environment'],
   [METRIC.meanTimeToRecovery]: ['app_name', 'environment'],
   [METRIC.candidateResolutionDuration]: ['app_name'],
@@ -108,6 +110,8 @@ export interface StoredAttemptState {
   app: string;
   environment: Environment;
   state: State;
+  /** The reason of the state (the state key's): an Abort for AttemptLimitReached holds a flapping app. */
+  reason?: string;
 }
 
 /** The values of the gauges that come from the etcd record. */
@@ -116,6 +120,8 @@ export interface StoredGauges {
   activeRollbacks: Record<Environment, number>;
   /** The state of each app's stored attempt; an app not listed has no series. */
   fsmState: Map<string, State>;
+  /** Apps held for a human after maxAttemptsPerHour attempts within the hour (ai_operator_apps_held). */
+  held: Set<string>;
 }
 
 /**
@@ -127,11 +133,13 @@ export interface StoredGauges {
 export function storedGauges(attempts: readonly StoredAttemptState[]): StoredGauges {
   const activeRollbacks = Object.fromEntries(ENVIRONMENTS.map((e) => [e, 0])) as Record<Environment, number>;
   const fsmState = new Map<string, State>();
+  const held = new Set<string>();
   for (const a of attempts) {
     if (inProgress(a.state)) activeRollbacks[a.environment] += 1;
     fsmState.set(a.app, a.state);
+    if (a.state === 'Abort' && a.reason === Reason.AttemptLimitReached) held.add(a.app);
   }
-  return { activeRollbacks, fsmState };
+  return { activeRollbacks, fsmState, held };
 }
 
 /** The event bus's counters (src/events/jetstream.ts). */
@@ -187,6 +195,7 @@ export class Metrics {
   readonly #violations: Counter<Labels<typeof METRIC.invariantViolations>>;
   readonly #callErrors: Counter<Labels<typeof METRIC.mcpCallErrors>>;
   readonly #fsmState: Gauge<Labels<typeof METRIC.fsmState>>;
+  readonly #appsHeld: Gauge<Labels<typeof METRIC.appsHeld>>;
   readonly #activeRollbacks: Gauge<Labels<typeof METRIC.activeRollbacks>>;
   readonly #recovery: Histogram<Labels<typeof METRIC.meanTimeToRecovery>>;
   readonly #candidateResolution: Histogram<Labels<typeof METRIC.candidateResolutionDuration>>;
@@ -255,6 +264,12 @@ export class Metrics {
       name: METRIC.fsmState,
       help: '1 for the state of the application\'s stored attempt (read from etcd at each resync and after each write; aborted ones until reset), 0 for the others; no series once the attempt has ended.',
       labelNames: METRIC_LABELS[METRIC.fsmState],
+      registers,
+    });
+    this.#appsHeld = new Gauge({
+      name: METRIC.appsHeld,
+      help: '1 for each application held after maxAttemptsPerHour attempts within the hour (its attempt in Abort, AttemptLimitReached) until a human resets it; no series otherwise. Exported by the leader only.',
+      labelNames: METRIC_LABELS[METRIC.appsHeld],
       registers,
     });
     this.#activeRollbacks = new Gauge({
@@ -456,6 +471,7 @@ export class Metrics {
   /** Drops an application's state series. */
   #forgetApp(app: string): void {
     for (const s of STATES) this.#fsmState.remove({ app_name: app, state: s });
+    this.#appsHeld.remove({ app_name: app });
     this.#fsmApps.delete(app);
   }
 
@@ -468,6 +484,10 @@ export class Metrics {
     for (const [environment, count] of Object.entries(gauges.activeRollbacks)) this.#activeRollbacks.set({ environment }, count);
     for (const app of [...this.#fsmApps]) if (!gauges.fsmState.has(app)) this.#forgetApp(app);
     for (const [app, state] of gauges.fsmState) this.setFsmState(app, state);
+    for (const app of gauges.fsmState.keys()) {
+      if (gauges.held.has(app)) this.#appsHeld.set({ app_name: app }, 1);
+      else this.#appsHeld.remove({ app_name: app });
+    }
   }
 
   /** A replica that is not the leader exports no attempt gauges: summed over replicas, they count each attempt once. */

@@ -52,6 +52,7 @@ export interface RollbackPolicySpec {
   healthRestorationSeconds?: number;
   recoveryTimeoutSeconds?: number;
   cooldownSeconds?: number;
+  maxAttemptsPerHour?: number;
   dryRun?: boolean;
   suspend?: boolean;
   /** The installation that acts on the Applications this policy governs (policy/installation.ts); absent: the first to claim it. */
@@ -95,6 +96,7 @@ export function settingsFrom(defaults: Defaults, spec: RollbackPolicySpec = {}):
     healthRestorationSeconds: spec.healthRestorationSeconds ?? defaults.healthRestorationSeconds,
     recoveryTimeoutSeconds: spec.recoveryTimeoutSeconds ?? defaults.recoveryTimeoutSeconds,
     cooldownSeconds: spec.cooldownSeconds ?? defaults.cooldownSeconds,
+    maxAttemptsPerHour: spec.maxAttemptsPerHour ?? defaults.maxAttemptsPerHour,
     dryRun: (spec.dryRun ?? false) || defaults.dryRun,
     // Absent means "not said" (judged by the branch's required checks); [] says "no CI is fine".
     ...(spec.merge?.requiredChecks !== undefined ? { requiredChecks: [...spec.merge.requiredChecks] } : {}),

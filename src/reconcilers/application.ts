@@ -306,6 +306,7 @@ export class ApplicationReconciler {
       ...(refused ? { refused } : {}),
       suspended: monitored?.suspended ?? false,
       ...(state.lastRollbackAt ? { lastRollbackAt: state.lastRollbackAt } : {}),
+      ...(state.attemptStarts.length > 0 ? { attemptStarts: state.attemptStarts } : {}),
       nextCorrelationId: this.newId(),
       human: {},
       ...(memo.failure ? { failure: memo.failure } : {}),
@@ -896,7 +897,7 @@ export class ApplicationReconciler {
       now: this.clock(), app: record.app, environment: record.environment, settings: record.settings, record: stored.record,
       checks: stored.checks, suspended: false, nextCorrelationId: this.newId(), human: {},
     };
-    return this.commit(storeKey, { facts, stored, state: { active: stored, rolledBackFrom: [] } }, failSafe(facts, `unexpected error: ${error.message}`));
+    return this.commit(storeKey, { facts, stored, state: { active: stored, rolledBackFrom: [], attemptStarts: [] } }, failSafe(facts, `unexpected error: ${error.message}`));
   }
 
   /** An active attempt is checked every interval; anything else waits for the watch or the resync. */
