@@ -12,6 +12,7 @@ import type { Environment } from '../fsm/record.ts';
 import { Reason, STATES, inProgress, type State } from '../fsm/table.ts';
 import type { ErrorCode } from '../ports/errors.ts';
 import { CONSUMER_RESTART_REASONS } from '../events/consumer-supervisor.ts';
+import type { MetricObservation } from '../ports/observations.ts';
 import type { Lane, QueueMetrics, ReconcileOutcome } from '../ports/queue-metrics.ts';
 
 export const METRIC = {
@@ -440,6 +441,19 @@ export class Metrics {
       terminal: () => this.#terminalReconcileErrors.inc({ controller }),
       retried: () => this.#workqueueRetries.inc(q),
     };
+  }
+
+  /** Applies what a decision moves (decide/record-keeping.ts derives it). */
+  observe(o: MetricObservation): void {
+    switch (o.metric) {
+      case 'fsmState': return this.setFsmState(o.app, o.state);
+      case 'degradationDetected': return this.degradationDetected(o.app, o.environment);
+      case 'rollbackProposed': return this.rollbackProposed(o.app, o.environment, o.success);
+      case 'rollbackMerged': return this.rollbackMerged(o.app, o.environment, o.auto);
+      case 'rollbackAborted': return this.rollbackAborted(o.app, o.environment, o.reason);
+      case 'invariantViolated': return this.invariantViolated(o.invariant);
+      case 'recovery': return this.observeRecovery(o.app, o.environment, o.seconds);
+    }
   }
 
   degradationDetected(app: string, environment: string): void {
