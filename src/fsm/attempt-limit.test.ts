@@ -50,8 +50,10 @@ describe('maxAttemptsPerHour', () => {
 
   it('has no bound at 0, nor for settings written before the bound existed', () => {
     const many = Array.from({ length: 50 }, (_, i) => ago(60 + i));
-    expect(decide(confirming(many, 0)).transition?.to).toBe('DegradationDetected');
-    expect(decide(confirming(many)).transition?.to).toBe('DegradationDetected');
+    for (const unbounded of [decide(confirming(many, 0)), decide(confirming(many))]) {
+      expect(unbounded.transition?.to).toBe('DegradationDetected');
+      expect(unbounded.app).toBeUndefined();
+    }
   });
 
   it('is forgotten by a reset: the human has looked, the operator may act again', () => {

@@ -470,7 +470,8 @@ function decideIdle(facts: Facts): Decision {
   }
   const decision = move(facts, idle, 'DegradationDetected', Reason.DegradationConfirmed,
     `degradation confirmed after ${settings.persistenceChecks} consecutive Degraded checks (${detail})`, confirmedEvents);
-  return { ...decision, checks, app: { attemptStarts: [...started, at] } };
+  // No bound, nothing to count: the app keeps no key for it.
+  return { ...decision, checks, ...(limit > 0 ? { app: { attemptStarts: [...started, at] } } : {}) };
 }
 
 /** The attempt starts of the last hour, oldest first: what maxAttemptsPerHour counts. */

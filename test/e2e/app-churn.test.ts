@@ -105,9 +105,10 @@ describe('1,000 Applications created and deleted', () => {
     const churn = await freshNamespace(stack, 'churn-apps');
     const namespaces = [s.namespace, churn];
     // Each set of apps under its policy (no claim Lease per app): the 1,000 count a degradation slowly, the 10 confirm
-    // it in 3 s. No cooldown: an app's rollback keys then live as long as the retention (the longer of the two).
+    // it in 3 s. No cooldown: an app's rollback keys then live as long as the retention (the longer of the two); no bound
+    // on attempts an hour, whose count of starts would otherwise live an hour after the last.
     await kubectlOk(stack, ['apply', '-f', '-'], policy(churn, 'counted', { detection: { intervalSeconds: 30, persistenceChecks: 100 } }));
-    await kubectlOk(stack, ['apply', '-f', '-'], policy(s.namespace, 'rolled-back', { selector: { matchLabels: { group: 'rollback' } }, detection: { intervalSeconds: 1, persistenceChecks: 3 }, cooldownSeconds: 0 }));
+    await kubectlOk(stack, ['apply', '-f', '-'], policy(s.namespace, 'rolled-back', { selector: { matchLabels: { group: 'rollback' } }, detection: { intervalSeconds: 1, persistenceChecks: 3 }, cooldownSeconds: 0, maxAttemptsPerHour: 0 }));
     const names = Array.from({ length: ROLLBACKS }, (_, i) => `r-${i}`);
     const manifests = (image: string, broken: boolean) => Object.fromEntries(names.map((app) => [`apps/${app}/deployment.yaml`, deployment(app, s.target, image, broken)]));
     const { sha: good } = await s.github.control.push({ ...REPO, files: manifests('v1', false), message: 'Release v1 of the r- apps' });

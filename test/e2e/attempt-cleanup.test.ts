@@ -46,7 +46,8 @@ const branchNote = async (s: Scenario, name: string) => (await attemptObjects(s)
 describe('the rollback branch of an ended attempt', () => {
   it('is deleted once the operator merged its PR; after the retention the record, the object and the app\'s keys are gone', async () => {
     // Given an operator that keeps ended attempts 20 s, with no cooldown (so nothing outlives the retention)
-    const s = await given('cleanup-merged', { environment: 'staging', env: { ATTEMPT_RETENTION: '20', ROLLBACK_COOLDOWN: '0' } });
+    // No cooldown and no bound on attempts an hour: the app's keys for them would outlive a 20 s retention by design.
+    const s = await given('cleanup-merged', { environment: 'staging', env: { ATTEMPT_RETENTION: '20', ROLLBACK_COOLDOWN: '0', MAX_ATTEMPTS_PER_HOUR: '0' } });
     expect(await attemptKeys(s)).toEqual([]);
     // When a broken release is rolled back and the operator merges the PR
     await s.release('v2', true);
