@@ -2,7 +2,7 @@
 # Obtains each real component of the local stack and caches it outside the clone,
 # so only the first run on a machine pays for the builds and downloads.
 #
-#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|helm|kustomize|image-tools|all
+#   dev/scripts/provision.sh node|etcd|kube|nats|prometheus|jaeger|elasticsearch|prometheus-operator-crds|lua|deeplinks|helm|kustomize|image-tools|all
 #   dev/scripts/provision.sh argocd|kube-controllers|kwok|redis|argocd-stack
 #
 # argocd-stack is the real GitOps loop (Argo CD, kube-controller-manager,
@@ -30,6 +30,8 @@ ARGOCD_GO=go1.27.3
 KWOK_VERSION=0.8.0
 HELM_VERSION=3.21.4
 KUSTOMIZE_VERSION=5.7.1
+# Jaeger's v1/v2 tag pair: v1.75.0 is the module version of the v2 program.
+JAEGER_VERSION=1.75.0
 
 say() { echo "provision: $*" >&2; }
 fail() { echo "provision: cannot obtain $1: $2" >&2; exit 1; }
@@ -273,6 +275,20 @@ provision_kustomize() {
   echo "kustomize=$dir/bin/kustomize"
 }
 
+# Jaeger v2 (the OpenTelemetry Collector-based binary), the trace backend of the
+# stack: OTLP in, its query API (/api/traces/{traceId}) out, in-memory storage.
+# dev/tools/jaeger pins it with a `tool` line (and jaeger's own replace line,
+# which a requiring module does not inherit). Built without the `ui` tag: the
+# query API is what the tests read; the UI is a placeholder page.
+provision_jaeger() {
+  local sum dir v=github.com/jaegertracing/jaeger/internal/version
+  sum=$(cat "$root"/dev/tools/jaeger/{go.mod,go.sum} | sha256sum | cut -c1-12)
+  dir="$cache/jaeger-$JAEGER_VERSION-$sum"
+  [[ -x $dir/jaeger ]] || go_build jaeger "$root/dev/tools/jaeger" "$dir" "-s -w -X $v.latestVersion=v$JAEGER_VERSION" \
+    github.com/jaegertracing/jaeger/cmd/jaeger
+  echo "jaeger=$dir/jaeger"
+}
+
 # What builds and runs the operator's image without a Docker engine (make image,
 # test/e2e/image.test.ts): Debian's buildah and podman with runc (crun fails on
 # a cgroup hybrid host), and debootstrap for the local base image
@@ -359,9 +375,10 @@ run() {
     helm) locked helm provision_helm ;;
     kustomize) locked kustomize provision_kustomize ;;
     image-tools) locked apt provision_image_tools ;;
+    jaeger) locked jaeger provision_jaeger ;;
     argocd-stack) for c in kube-controllers kwok redis helm kustomize argocd; do run "$c"; done ;;
-    all) for c in node etcd kube nats prometheus elasticsearch lua deeplinks helm kustomize image-tools argocd-stack; do run "$c"; done ;;
-    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|helm|kustomize|image-tools|all|argocd|kube-controllers|kwok|redis|argocd-stack" >&2; exit 2 ;;
+    all) for c in node etcd kube nats prometheus jaeger elasticsearch lua deeplinks helm kustomize image-tools argocd-stack; do run "$c"; done ;;
+    *) echo "usage: $0 node|etcd|kube|nats|prometheus|elasticsearch|prometheus-operator-crds|lua|deeplinks|helm|kustomize|image-tools|jaeger|all|argocd|kube-controllers|kwok|redis|argocd-stack" >&2; exit 2 ;;
   esac
 }
 

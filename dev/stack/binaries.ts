@@ -8,7 +8,7 @@ const provisionScript = fileURLToPath(new URL('../scripts/provision.sh', import.
 const run = promisify(execFile);
 
 export type Component = 'etcd' | 'kube' | 'nats' | 'prometheus' | 'elasticsearch' | 'lua' | 'deeplinks'
-  | 'argocd' | 'kube-controllers' | 'kwok' | 'redis' | 'helm' | 'kustomize' | 'image-tools';
+  | 'argocd' | 'kube-controllers' | 'kwok' | 'redis' | 'helm' | 'kustomize' | 'image-tools' | 'jaeger';
 
 const cached = new Map<Component, Promise<Record<string, string>>>();
 

@@ -1,5 +1,5 @@
 // The local real stack: etcd (operator state and the apiserver's storage),
-// kube-apiserver, NATS JetStream, Prometheus and Elasticsearch, all on loopback
+// kube-apiserver, NATS JetStream, Prometheus, Elasticsearch and Jaeger, all on loopback
 // with temp data dirs. Components start in parallel; if one fails, every one
 // already started is stopped before the error is thrown. With `argocd`, also
 // the real GitOps loop (gitops-cluster.ts): real Argo CD on a cluster of its own.
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { startElasticsearch, type ElasticsearchInstance } from './elasticsearch.ts';
 import { startEtcd, type EtcdInstance } from './etcd.ts';
 import { startGitOpsCluster, type GitOpsCluster, type GitOpsOptions } from './gitops-cluster.ts';
+import { startJaeger, type JaegerInstance } from './jaeger.ts';
 import { startKube, useExistingCluster, type KubeInstance } from './kube.ts';
 import { startNats, type NatsInstance } from './nats.ts';
 import { startPrometheus, writeFileTargets, type FileTargets, type PrometheusInstance, type Sample } from './prometheus.ts';
@@ -34,6 +35,8 @@ export interface Stack {
   nats: NatsInstance;
   prometheus: PrometheusInstance;
   elasticsearch: ElasticsearchInstance;
+  /** The trace backend (OTLP/HTTP in, in-memory, query API out). */
+  jaeger: JaegerInstance;
   argocd?: GitOpsCluster;
   stop(): Promise<void>;
 }
@@ -48,7 +51,16 @@ export interface StackEndpoints {
   nats: string;
   prometheus: string;
   elasticsearch: string;
+  jaeger: JaegerEndpoints;
   argocd?: ArgoCdEndpoints;
+}
+
+/** Jaeger's two sides: where an operator sends spans, where a test reads traces back. */
+export interface JaegerEndpoints {
+  /** OTEL_EXPORTER_OTLP_ENDPOINT (OTLP over HTTP, protobuf or JSON). */
+  otlp: string;
+  /** The query API: `${query}/api/traces/{traceId}`. */
+  query: string;
 }
 
 /** The GitOps cluster's side of the endpoints. */
@@ -87,6 +99,7 @@ export function endpointsOf(stack: Stack): StackEndpoints {
     nats: stack.nats.url,
     prometheus: stack.prometheus.url,
     elasticsearch: stack.elasticsearch.url,
+    jaeger: { otlp: stack.jaeger.otlpHttp, query: stack.jaeger.query },
     ...(stack.argocd ? { argocd: argoCdEndpointsOf(stack.argocd) } : {}),
   };
 }
@@ -130,19 +143,20 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const argocdTargets: FileTargets | undefined = options.argocd ? { job: 'argocd', file: join(workDir, 'prometheus-argocd-targets.json'), interval: '2s' } : undefined;
     const prometheus = startPrometheus(workDir, options.prometheusHistory, options.scrapeTargets, undefined, argocdTargets).then(track);
     const elasticsearch = startElasticsearch(workDir).then(track);
+    const jaeger = startJaeger(workDir).then(track);
     const argocd = options.argocd
       ? startGitOpsCluster(workDir, options.argocd === true ? {} : options.argocd, (p) => started.push(p))
       : Promise.resolve(undefined);
     // Wait for every start to settle, so a failure never leaves a process still
     // starting in the background after cleanup ran.
-    const results = await Promise.allSettled([etcd, kube, nats, prometheus, elasticsearch, argocd]);
+    const results = await Promise.allSettled([etcd, kube, nats, prometheus, elasticsearch, jaeger, argocd]);
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failures.length > 0) throw new Error(failures.map((f) => (f.reason as Error).message).join('\n'));
     const gitops = await argocd;
     if (gitops && argocdTargets) await writeFileTargets(argocdTargets.file, [new URL(gitops.controller.metricsUrl).host]);
     return {
       workDir, etcd: await etcd, kube: await kube, nats: await nats, prometheus: await prometheus, elasticsearch: await elasticsearch,
-      ...(gitops ? { argocd: gitops } : {}), stop,
+      jaeger: await jaeger, ...(gitops ? { argocd: gitops } : {}), stop,
     };
   } catch (error) {
     await stop();

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { GitHubSim } from '../../../dev/github-sim/index.ts';
 import { startElasticsearch } from '../../../dev/stack/elasticsearch.ts';
 import { startEtcd } from '../../../dev/stack/etcd.ts';
+import { startJaeger } from '../../../dev/stack/jaeger.ts';
 import type { StackEndpoints } from '../../../dev/stack/index.ts';
 import { startKube } from '../../../dev/stack/kube.ts';
 import { startNats } from '../../../dev/stack/nats.ts';
@@ -17,7 +18,7 @@ import type { ManagedProcess } from '../../../dev/stack/process.ts';
 import { startPrometheus, type Sample } from '../../../dev/stack/prometheus.ts';
 import { installCrds } from './kube.ts';
 
-export type ComponentName = 'etcd' | 'kube-apiserver' | 'NATS' | 'Prometheus' | 'Elasticsearch';
+export type ComponentName = 'etcd' | 'kube-apiserver' | 'NATS' | 'Prometheus' | 'Elasticsearch' | 'Jaeger';
 export type OutageMode = 'stop' | 'pause';
 
 /** One real server this test file started, and what may be done to it. */
@@ -160,6 +161,11 @@ export class PrivateComponents {
   async elasticsearch(): Promise<{ url: string; component: Component }> {
     const es = await startElasticsearch(this.subdir('elasticsearch'));
     return { url: es.url, component: this.track('Elasticsearch', es.process) };
+  }
+
+  async jaeger(): Promise<{ otlp: string; query: string; component: Component }> {
+    const jaeger = await startJaeger(this.subdir('jaeger'));
+    return { otlp: jaeger.otlpHttp, query: jaeger.query, component: this.track('Jaeger', jaeger.process) };
   }
 
   /** An API server on an etcd of its own, with the CRDs installed; the stack endpoints to reach it. */
