@@ -18,11 +18,11 @@ const WIRING = '^src/(reconcilers/|operator\\.ts$)';
 const ENTRY = '^src/(main|cli)\\.ts$';
 const CONFIG = '^src/config\\.ts$';
 
-// What talks to the world: Kubernetes, GitHub, NATS, etcd, Elasticsearch, Prometheus
+// What talks to the world: Kubernetes, GitHub, NATS, etcd, Elasticsearch, Prometheus, OTLP
 // metrics, and Node's network, process and file APIs.
 // (Matched against what an import resolves to: a file under node_modules, or a core module.)
 const CLIENT_LIBRARIES = [
-  'node_modules/(@kubernetes/client-node|@octokit/|nats/|@nats-io/|etcd3/|@elastic/|prom-client/)',
+  'node_modules/(@kubernetes/client-node|@octokit/|nats/|@nats-io/|etcd3/|@elastic/|prom-client/|@opentelemetry/)',
   '^(node:)?(http|https|http2|net|tls|dgram|dns|child_process|cluster|worker_threads|fs|fs/promises)$',
 ];
 

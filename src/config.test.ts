@@ -173,6 +173,63 @@ describe('loadConfig', () => {
   });
 });
 
+describe('tracing (OTEL_*)', () => {
+  it('is off without an OTLP endpoint, or with OTEL_SDK_DISABLED', () => {
+    expect(loadConfig(minimal).tracing).toBeUndefined();
+    expect(loadConfig({ ...minimal, OTEL_SERVICE_NAME: 'x', OTEL_TRACES_SAMPLER: 'always_on' }).tracing).toBeUndefined();
+    expect(loadConfig({ ...minimal, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }).tracing).toBeUndefined();
+  });
+
+  it('takes OpenTelemetry\'s defaults once an endpoint is set: /v1/traces on it, http/protobuf, parentbased_always_on, ai-operator', () => {
+    expect(loadConfig({ ...minimal, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).tracing).toEqual({
+      endpoint: 'http://collector:4318/v1/traces', protocol: 'http/protobuf', headers: {}, timeoutMs: 10_000,
+      sampler: 'parentbased_always_on', samplerRatio: 1, serviceName: 'ai-operator', resourceAttributes: {},
+      maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMs: 5000, exportTimeoutMs: 30_000,
+    });
+  });
+
+  it('reads every variable it is given; the signal-specific ones win', () => {
+    const tracing = loadConfig({
+      ...minimal,
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://otlp.example.com/api/traces',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
+      OTEL_EXPORTER_OTLP_HEADERS: 'x-api-key=s3cr3t,x-tenant=a', OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x-tenant=b%20c',
+      OTEL_EXPORTER_OTLP_TIMEOUT: '5000', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25',
+      OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=prod,service.name=ignored,k8s.cluster.name=eu%2C1', OTEL_SERVICE_NAME: 'rollbacks',
+      OTEL_BSP_MAX_QUEUE_SIZE: '100', OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '50', OTEL_BSP_SCHEDULE_DELAY: '200', OTEL_BSP_EXPORT_TIMEOUT: '1000',
+    }).tracing;
+    expect(tracing).toEqual({
+      endpoint: 'https://otlp.example.com/api/traces', protocol: 'http/json', headers: { 'x-api-key': 's3cr3t', 'x-tenant': 'b c' }, timeoutMs: 5000,
+      sampler: 'parentbased_traceidratio', samplerRatio: 0.25, serviceName: 'rollbacks',
+      resourceAttributes: { 'deployment.environment.name': 'prod', 'service.name': 'ignored', 'k8s.cluster.name': 'eu,1' },
+      maxQueueSize: 100, maxExportBatchSize: 50, scheduledDelayMs: 200, exportTimeoutMs: 1000,
+    });
+    // service.name from the resource attributes when OTEL_SERVICE_NAME is not set
+    expect(loadConfig({ ...minimal, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_RESOURCE_ATTRIBUTES: 'service.name=from-resource' }).tracing?.serviceName).toBe('from-resource');
+  });
+
+  it.each([
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, /^invalid configuration: OTEL_EXPORTER_OTLP_ENDPOINT: expected a http or https URL, got "collector:4318"$/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, /^invalid configuration: OTEL_EXPORTER_OTLP_PROTOCOL: expected http\/protobuf or http\/json \(grpc is not built in: use the collector's OTLP\/HTTP port, 4318\), got "grpc"$/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER: 'jaeger_remote' }, /^invalid configuration: OTEL_TRACES_SAMPLER: expected one of always_on, .*, got "jaeger_remote"$/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER_ARG: '1.5' }, /^invalid configuration: OTEL_TRACES_SAMPLER_ARG: expected a number from 0 to 1, got "1.5"$/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_RESOURCE_ATTRIBUTES: 'team' }, /^invalid configuration: OTEL_RESOURCE_ATTRIBUTES: expected a comma-separated list of key=value \(values percent-encoded\), got "team" in the list$/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_BSP_MAX_QUEUE_SIZE: '0' }, /^invalid configuration: OTEL_BSP_MAX_QUEUE_SIZE: expected an integer from 1 to 1000000, got "0"$/],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'maybe' }, /^invalid configuration: OTEL_SDK_DISABLED: expected true or false, got "maybe"$/],
+  ])('stops on a malformed value with one line: %j', (env, line) => {
+    const lines = errorsOf(env);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(line);
+  });
+
+  it('never echoes a header value (a collector\'s API key)', () => {
+    const lines = errorsOf({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20s3cr3t,broken%ZZ=x%ZZs3cr3t' });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^invalid configuration: OTEL_EXPORTER_OTLP_HEADERS: expected a comma-separated list of key=value/);
+    expect(lines[0]).not.toContain('s3cr3t');
+  });
+});
+
 // Bad input (issue 12 §4): values an operator's ConfigMap or Secret really holds by mistake.
 // Each stops start-up with one line naming the variable — never echoing a credential, never
 // split over lines, never a screenful — or, where the value means what it says, is taken.

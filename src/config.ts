@@ -6,6 +6,7 @@
 import { DEFAULT_INSTALLATION, streamNameFor, subjectPrefixFor } from './events/types.ts';
 import type { GitHubAuth } from './integrations/github.ts';
 import { LOG_LEVELS, type LogLevel } from './observability/log.ts';
+import { OTLP_PROTOCOLS, SAMPLERS, type OtlpProtocol, type SamplerName, type TracingConfig } from './observability/tracing.ts';
 import type { Defaults } from './policy/settings.ts';
 
 export interface Config {
@@ -57,6 +58,8 @@ export interface Config {
   /** The ValidatingAdmissionPolicy that enforces who may approve, and its binding (config/admission/). */
   approvalPolicyName: string;
   approvalPolicyBindingName: string;
+  /** OpenTelemetry tracing from the standard OTEL_* variables; undefined (off) when no OTLP endpoint is set. */
+  tracing?: TracingConfig;
 }
 
 export class ConfigError extends Error {
@@ -225,6 +228,84 @@ class Reader {
     return value;
   }
 
+  /**
+   * `k1=v1,k2=v2` with percent-encoded values (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS). A
+   * header's value may be a secret: only its key is ever echoed.
+   */
+  keyValues(name: string, secret: boolean): Record<string, string> {
+    return this.attempt(() => {
+      const value = this.raw(name);
+      const out: Record<string, string> = {};
+      for (const item of (value ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+        const at = item.indexOf('=');
+        const key = at > 0 ? item.slice(0, at).trim() : '';
+        let decoded: string | undefined;
+        try {
+          decoded = at > 0 ? decodeURIComponent(item.slice(at + 1).trim()) : undefined;
+        } catch {
+          decoded = undefined;
+        }
+        if (key === '' || decoded === undefined) {
+          throw new ConfigError(name, 'a comma-separated list of key=value (values percent-encoded)', secret ? `${show(key || '(no key)')} in the list (value hidden)` : `${show(item)} in the list`);
+        }
+        out[key] = decoded;
+      }
+      return out;
+    }, {});
+  }
+
+  /** A number in [min, max] (OTEL_TRACES_SAMPLER_ARG). */
+  fraction(name: string, fallback: number, min: number, max: number): number {
+    return this.attempt(() => {
+      const value = this.raw(name);
+      if (value === undefined) return fallback;
+      const n = /^[0-9]*\.?[0-9]+$/.test(value) ? Number(value) : Number.NaN;
+      if (!Number.isFinite(n) || n < min || n > max) throw new ConfigError(name, `a number from ${min} to ${max}`, show(value));
+      return n;
+    }, fallback);
+  }
+
+  /**
+   * OpenTelemetry's own variables, as its SDKs read them
+   * (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/): tracing is on when
+   * an OTLP endpoint is set (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, used as is, or OTEL_EXPORTER_OTLP_ENDPOINT,
+   * to which /v1/traces is added) and OTEL_SDK_DISABLED is not true. OTLP over HTTP only: grpc is refused.
+   */
+  tracing(): TracingConfig | undefined {
+    if (this.boolean('OTEL_SDK_DISABLED', false)) return undefined;
+    const signal = this.url('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', undefined, ['http', 'https']);
+    const base = this.url('OTEL_EXPORTER_OTLP_ENDPOINT', undefined, ['http', 'https']);
+    const protocolName = this.raw('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') !== undefined ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+    const protocol = this.attempt<OtlpProtocol>(() => {
+      const value = this.raw(protocolName) ?? 'http/protobuf';
+      const match = OTLP_PROTOCOLS.find((p) => p === value);
+      if (!match) throw new ConfigError(protocolName, `${OTLP_PROTOCOLS.join(' or ')} (grpc is not built in: use the collector's OTLP/HTTP port, 4318)`, show(value));
+      return match;
+    }, 'http/protobuf');
+    const sampler = this.attempt<SamplerName>(() => {
+      const value = this.raw('OTEL_TRACES_SAMPLER') ?? 'parentbased_always_on';
+      const match = SAMPLERS.find((p) => p === value);
+      if (!match) throw new ConfigError('OTEL_TRACES_SAMPLER', `one of ${SAMPLERS.join(', ')}`, show(value));
+      return match;
+    }, 'parentbased_always_on');
+    const samplerRatio = this.fraction('OTEL_TRACES_SAMPLER_ARG', 1, 0, 1);
+    const resourceAttributes = this.keyValues('OTEL_RESOURCE_ATTRIBUTES', false);
+    const serviceName = this.matching('OTEL_SERVICE_NAME', resourceAttributes['service.name'] ?? 'ai-operator', /^\S(.*\S)?$/, 'a service name')!;
+    const headers = this.keyValues('OTEL_EXPORTER_OTLP_TRACES_HEADERS', true);
+    const sharedHeaders = this.keyValues('OTEL_EXPORTER_OTLP_HEADERS', true);
+    const timeoutMs = this.integer(this.raw('OTEL_EXPORTER_OTLP_TRACES_TIMEOUT') !== undefined ? 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT' : 'OTEL_EXPORTER_OTLP_TIMEOUT', 10_000, 1, 600_000, 'milliseconds');
+    const maxQueueSize = this.integer('OTEL_BSP_MAX_QUEUE_SIZE', 2048, 1, 1_000_000);
+    const maxExportBatchSize = this.integer('OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 512, 1, 1_000_000);
+    const scheduledDelayMs = this.integer('OTEL_BSP_SCHEDULE_DELAY', 5000, 0, 3_600_000, 'milliseconds');
+    const exportTimeoutMs = this.integer('OTEL_BSP_EXPORT_TIMEOUT', 30_000, 1, 3_600_000, 'milliseconds');
+    const endpoint = signal ?? (base === undefined ? undefined : `${base}/v1/traces`);
+    if (endpoint === undefined) return undefined;
+    return {
+      endpoint, protocol, headers: { ...sharedHeaders, ...headers }, timeoutMs, sampler, samplerRatio, serviceName, resourceAttributes,
+      maxQueueSize, maxExportBatchSize, scheduledDelayMs, exportTimeoutMs,
+    };
+  }
+
   githubAuth(): GitHubAuth {
     return this.attempt<GitHubAuth>(() => {
       const token = this.secret('GITHUB_TOKEN');
@@ -323,6 +404,8 @@ export function loadConfig(env: Env = process.env): Config {
     approvalPolicyName: r.matching('APPROVAL_POLICY_NAME', 'ai-operator-approvals', OBJECT_NAME, 'a ValidatingAdmissionPolicy name (lowercase DNS subdomain)')!,
     approvalPolicyBindingName: r.matching('APPROVAL_POLICY_BINDING_NAME', 'ai-operator-approvals', OBJECT_NAME, 'a ValidatingAdmissionPolicyBinding name (lowercase DNS subdomain)')!,
   };
+  const tracing = r.tracing();
+  if (tracing) config.tracing = tracing;
   if (r.errors.length > 0) throw new ConfigErrors(r.errors);
   return config;
 }

@@ -22,6 +22,7 @@ import { RollbackAttemptObjects, storeLabel } from './integrations/rollback-atte
 import { RollbackPolicyObjects } from './integrations/rollback-policies.ts';
 import { createLogger, type Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
+import { startTracing } from './observability/tracing.ts';
 import { Operator } from './operator.ts';
 import { githubHosts } from './governance/repository.ts';
 import { RollbackPolicies } from './reconcilers/rollback-policy.ts';
@@ -59,6 +60,10 @@ const config = configOrExit();
 const identity = process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
 const log = createLogger(config.logLevel, { replica: identity, installation: config.installationName });
 const metrics = new Metrics({ processMetrics: true });
+// OTLP export of one trace per attempt, when an endpoint is configured (OTEL_*); spans it loses are counted.
+const tracing = config.tracing
+  ? await startTracing({ ...config.tracing, resourceAttributes: { 'service.instance.id': identity, ...config.tracing.resourceAttributes } }, { dropped: (reason, count) => metrics.spansDropped(reason, count) })
+  : undefined;
 const kc = new KeepAliveKubeConfig();
 kc.loadFromDefault();
 
@@ -151,6 +156,7 @@ const server = await startHttp({
 log.info('Started operator', {
   identity, installation: config.installationName, etcdPrefix: config.etcdPrefix, stream: config.natsStream, subjects: `${config.natsSubjectPrefix}.>`,
   httpPort: config.httpPort, dryRun: config.dryRun, leaderElection: config.leaderElection,
+  tracing: config.tracing ? `${config.tracing.protocol} ${config.tracing.endpoint} (${config.tracing.sampler})` : 'off',
 });
 
 let stopping = false;
@@ -162,6 +168,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     void (async () => {
       await operator!.stop();
       await Promise.allSettled([kubeEvents.flush(2000), approvalEnforcement.stop(), argocd.stop(), attempts.stop(), policies.stop(), bus.close(), audit.close(), kv.close()]);
+      await tracing?.shutdown().catch(() => undefined);
       server.close(() => process.exit(0));
     })();
   });

@@ -1,6 +1,7 @@
 // The audit log: seals records into one linear hash chain and writes them, in
 // chain order, through a sink. record() resolves once its record is durable.
 import type { Metrics } from '../observability/metrics.ts';
+import { traceFields } from '../observability/tracing.ts';
 import { GENESIS_HASH, sealRecord, type AuditInput, type AuditRecord } from './record.ts';
 
 export interface AuditLog {
@@ -139,7 +140,9 @@ export class ChainedAuditLog implements AuditLog {
     // Timestamps never go backwards along the chain, so a clock step cannot put a
     // record in an earlier day's file or index than the record before it.
     const at = new Date(Math.max(this.#now().getTime(), this.#lastTime));
-    const record = sealRecord(input, this.#head, at);
+    // Recorded within a reconcile of an attempt: the record names its trace and span.
+    const trace = input.trace_id === undefined ? traceFields() : undefined;
+    const record = sealRecord(trace ? { ...input, ...trace } : input, this.#head, at);
     this.#head = record.hash;
     this.#lastTime = at.getTime();
     const entry: Entry = { record, written: false, waiters: [] };

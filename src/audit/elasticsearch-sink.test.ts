@@ -53,11 +53,12 @@ describe('AUDIT_TEMPLATE', () => {
     const { mappings } = AUDIT_TEMPLATE.template;
     expect(mappings.dynamic).toBe(false);
     const record = doc('2026-02-27T10:00:00Z', 0);
-    const fields = Object.keys({ ...record, reasoning: 'x', invariantsChecked: {} });
+    // The optional fields included: reasoning, invariantsChecked, and the trace of a record made while tracing is on.
+    const fields = Object.keys({ ...record, reasoning: 'x', invariantsChecked: {}, trace_id: 't', span_id: 's' });
     expect(Object.keys(mappings.properties).sort()).toEqual(fields.sort());
     expect(mappings.properties.timestamp.type).toBe('date');
     expect(mappings.properties.metadata.type).toBe('flattened');
-    for (const key of ['level', 'module', 'correlationId', 'actionType', 'eventId', 'prevHash', 'hash', 'chainId'] as const) {
+    for (const key of ['level', 'module', 'correlationId', 'actionType', 'eventId', 'trace_id', 'span_id', 'prevHash', 'hash', 'chainId'] as const) {
       expect(mappings.properties[key].type).toBe('keyword');
     }
     expect(AUDIT_TEMPLATE.index_patterns).toEqual(['ai-operator-audit-*']);

@@ -68,6 +68,8 @@ export const AUDIT_TEMPLATE = {
         invariantsChecked: { type: 'flattened' },
         metadata: { type: 'flattened' },
         eventId: { type: 'keyword' },
+        trace_id: { type: 'keyword' },
+        span_id: { type: 'keyword' },
         prevHash: { type: 'keyword' },
         hash: { type: 'keyword' },
         chainId: { type: 'keyword' },

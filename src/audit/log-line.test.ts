@@ -24,6 +24,14 @@ describe('auditLogLine', () => {
     });
   });
 
+  it('names the record\'s trace and span (a record made in a traced reconcile), covered by its hash', () => {
+    const input = { module: 'Reconciler', correlationId: '5b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d', actionType: 'FSM_TRANSITION', message: 'PRCreated -> AwaitingMergeApproval', eventId: 'e-2' } as const;
+    const traced = sealRecord({ ...input, trace_id: '5b1c2d3e4f504a6b8c7d9e0f1a2b3c4d', span_id: '00f067aa0ba902b7' }, GENESIS_HASH, at);
+    expect(JSON.parse(auditLogLine(traced))).toMatchObject({ trace_id: '5b1c2d3e4f504a6b8c7d9e0f1a2b3c4d', span_id: '00f067aa0ba902b7', eventId: 'e-2' });
+    expect(traced.hash).not.toBe(sealRecord(input, GENESIS_HASH, at).hash);
+    expect(JSON.parse(auditLogLine(sealRecord(input, GENESIS_HASH, at)))).not.toHaveProperty('trace_id');
+  });
+
   it('never lets a base field pass for a record field', () => {
     const record = sealRecord({ module: 'Operator', actionType: 'LEADER_ELECTED', message: 'Became leader' }, GENESIS_HASH, at);
     const line = JSON.parse(auditLogLine(record, { level: 'DEBUG', module: 'Other', audit: false, replica: 'op-1' }));

@@ -23,6 +23,8 @@ export function auditLogLine(record: AuditRecord, base: Record<string, unknown> 
     invariantsChecked: record.invariantsChecked,
     metadata: record.metadata,
     eventId: record.eventId,
+    trace_id: record.trace_id,
+    span_id: record.span_id,
     hash: record.hash,
     audit: true,
   });

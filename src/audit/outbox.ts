@@ -44,7 +44,7 @@ function recordProblem(input: unknown, at: string): string | undefined {
   if (!isString(r.message)) return `${at}.message: not a string`;
   if (!isString(r.eventId)) return `${at}.eventId: not a string (an outbox record must be idempotent)`;
   if (r.level !== undefined && !LEVELS.includes(r.level as never)) return `${at}.level: not one of ${LEVELS.join(', ')}`;
-  for (const field of ['correlationId', 'reasoning'] as const) {
+  for (const field of ['correlationId', 'reasoning', 'trace_id', 'span_id'] as const) {
     if (r[field] !== undefined && !isString(r[field])) return `${at}.${field}: not a string`;
   }
   if (r.metadata !== undefined && (r.metadata === null || typeof r.metadata !== 'object' || Array.isArray(r.metadata))) return `${at}.metadata: not an object`;

@@ -108,6 +108,7 @@ export function sealRecord(input: AuditInput, prevHash: string, at: Date, eventI
     ...(input.invariantsChecked !== undefined && { invariantsChecked: { ...input.invariantsChecked } }),
     metadata: asObject(redact(input.metadata ?? {})),
     eventId,
+    ...(input.trace_id !== undefined && input.span_id !== undefined && { trace_id: input.trace_id, span_id: input.span_id }),
     prevHash,
   };
   return { ...record, hash: hashRecord(record) };

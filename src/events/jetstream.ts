@@ -8,11 +8,12 @@
 // consumer-supervisor.ts whenever its loop dies.
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, JetStreamError, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import type { ConsumerInfo, JetStreamClient, JetStreamManager, JsMsg, StreamConfig } from '@nats-io/jetstream';
-import { connect, nanos, NoRespondersError, TimeoutError, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers, nanos, NoRespondersError, TimeoutError, type NatsConnection } from '@nats-io/transport-node';
 import type { Counter, Registry } from 'prom-client';
 import { EVENTS_REJECTED_METRIC } from '../api/metrics.ts';
 import type { Logger } from '../observability/log.ts';
 import { eventBusCounters } from '../observability/metrics.ts';
+import { traceFrom } from '../observability/tracing.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import { superviseConsumer, type Backoff, type ConsumerRestartReason, type ConsumerSession } from './consumer-supervisor.ts';
 import { STREAM_NAME, SUBJECT_PREFIX, subjectFor, typeOfEvent, type CloudEvent } from './types.ts';
@@ -30,6 +31,13 @@ export type EventLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 export interface EventBus {
   publish(event: CloudEvent): Promise<{ duplicate: boolean }>;
   close(): Promise<void>;
+}
+
+/** The W3C trace context header of a message (as HTTP carries it). */
+function traceHeaders(traceparent: string) {
+  const h = headers();
+  h.set('traceparent', traceparent);
+  return h;
 }
 
 /** The event failed its schema; it was not sent. Retrying cannot help. */
@@ -234,16 +242,25 @@ export class JetStreamBus implements EventBus {
     if (maxPayload !== undefined && bytes > maxPayload - 1024) {
       throw new InvalidEventError('publish', `event ${event.id} (${event.type}) is ${bytes} bytes, over the NATS server's max_payload of ${maxPayload} less 1 KiB for headers`);
     }
-    try {
-      const ack = await this.js.publish(subjectFor(typeOfEvent(event), this.subjectPrefix), payload, {
-        msgID: event.id,
-        // A subject captured by some other stream would silently bypass ours.
-        expect: { streamName: this.stream },
-      });
-      return { duplicate: ack.duplicate };
-    } catch (err) {
-      throw toIntegrationError('publish', err);
-    }
+    const subject = subjectFor(typeOfEvent(event), this.subjectPrefix);
+    // A span under the reconcile that wrote the event (its traceparent); the message carries this span's.
+    return traceFrom(event.traceparent, 'publishEvent', async (traceparent) => {
+      try {
+        const ack = await this.js.publish(subject, payload, {
+          msgID: event.id,
+          // A subject captured by some other stream would silently bypass ours.
+          expect: { streamName: this.stream },
+          ...(traceparent ? { headers: traceHeaders(traceparent) } : {}),
+        });
+        return { duplicate: ack.duplicate };
+      } catch (err) {
+        throw toIntegrationError('publish', err);
+      }
+    }, {
+      kind: 'producer',
+      attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject, 'messaging.message.id': event.id, 'ai_operator.correlation_id': event.correlationid },
+      codeOf: (error) => (error instanceof IntegrationError ? error.code : undefined),
+    });
   }
 
   /**

@@ -10,6 +10,7 @@
 // dead letter instead, audited, counted and logged, and the drain goes on.
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { untraced } from '../observability/tracing.ts';
 import { InvalidEventError, type EventBus, type EventLog } from './jetstream.ts';
 import { eventTypeOf, type OutboxEntry, type OutboxStore } from './types.ts';
 
@@ -55,7 +56,8 @@ export class OutboxRelay {
    */
   drain(): Promise<number> {
     if (this.running === undefined) {
-      this.running = this.drainAll().finally(() => {
+      // A drain a reconcile woke belongs to no attempt: each publish is traced under its own event's traceparent.
+      this.running = untraced(() => this.drainAll()).finally(() => {
         this.running = undefined;
       });
       return this.running;

@@ -102,6 +102,11 @@ export type CloudEvent<T extends EventType = EventType> = T extends EventType
       subject: string;
       /** Extension attribute: the attempt this event belongs to (UUID). */
       correlationid: string;
+      /**
+       * Extension attribute (CloudEvents distributed tracing): the W3C traceparent of the reconcile that wrote
+       * the event, whose trace is the attempt's; absent while tracing is off.
+       */
+      traceparent?: string;
       datacontenttype: 'application/json';
       data: EventData[T];
     }

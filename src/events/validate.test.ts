@@ -25,6 +25,12 @@ describe('event schemas', () => {
     }
   });
 
+  it.each(EVENT_TYPES)('accepts the distributed tracing extension (traceparent) on a %s event, and refuses a malformed one', (type) => {
+    const event = { ...exampleEvent(type), traceparent: '00-5b1c2d3e4f504a6b8c7d9e0f1a2b3c4d-00f067aa0ba902b7-01' };
+    expect(validateEvent(event).ok).toBe(true);
+    expect(rejectionOf({ ...event, traceparent: '00-5B1C2D3E4F504A6B8C7D9E0F1A2B3C4D-00f067aa0ba902b7-01' })).toContain('traceparent');
+  });
+
   it.each(EVENT_TYPES)('accepts a valid %s event', (type) => {
     const event = exampleEvent(type);
     expect(validateEvent(event)).toEqual({ ok: true, event });

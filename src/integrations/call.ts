@@ -2,7 +2,9 @@
 // three retries with 1 s / 2 s / 4 s backoff and jitter on transient errors only
 // (network, 5xx, 429 — honouring retry-after), then a typed IntegrationError.
 // Non-idempotent calls pass `lookBeforeRetry`, so a retry first checks whether
-// the first attempt took effect. Duration and errors are measured per call.
+// the first attempt took effect. Duration and errors are measured per call, and
+// traced: one span per call (retries included) under the reconcile's span.
+import { traceCall, type CallSpan } from '../observability/tracing.ts';
 import { IntegrationError, isTransient, type ErrorCode } from '../ports/errors.ts';
 
 export interface CallMetrics {
@@ -49,7 +51,13 @@ function withTimeout<T>(run: (signal: AbortSignal) => Promise<T>, ms: number): P
   return Promise.race([run(controller.signal), timeout]).finally(() => clearTimeout(timer));
 }
 
-export async function call<T>(name: string, run: (signal: AbortSignal) => Promise<T>, options: CallOptions<T>): Promise<T> {
+const errorCodeOf = (error: unknown) => (error instanceof IntegrationError ? error.code : undefined);
+
+export function call<T>(name: string, run: (signal: AbortSignal) => Promise<T>, options: CallOptions<T>): Promise<T> {
+  return traceCall(name, (span) => tries(name, run, options, span), { codeOf: errorCodeOf });
+}
+
+async function tries<T>(name: string, run: (signal: AbortSignal) => Promise<T>, options: CallOptions<T>, span: CallSpan): Promise<T> {
   const backoff = options.backoffMs ?? DEFAULT_BACKOFF_MS;
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const random = options.random ?? Math.random;
@@ -74,6 +82,7 @@ export async function call<T>(name: string, run: (signal: AbortSignal) => Promis
       }
       // Full jitter on top of the schedule; a server's retry-after wins when longer.
       const delay = Math.max(backoff[attempt]! * (0.5 + random() / 2), classified.retryAfterMs ?? 0);
+      span.event('retry', { error_code: classified.code, try: attempt + 1, delay_ms: Math.round(delay) });
       await sleep(delay);
     }
   }

@@ -1,5 +1,8 @@
 // Structured logs: one JSON object per line on stdout, Kubernetes style messages
-// ("Created pull request") with key/value fields, correlationId when there is one.
+// ("Created pull request") with key/value fields, correlationId when there is one,
+// and trace_id/span_id when written within the traced reconcile of an attempt.
+import { traceFields } from './tracing.ts';
+
 export const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -18,7 +21,7 @@ export interface Logger {
 export function createLogger(level: LogLevel, base: Fields = {}, write: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Logger {
   const emit = (at: LogLevel, message: string, fields: Fields = {}) => {
     if (order[at] < order[level]) return;
-    write(JSON.stringify({ timestamp: new Date().toISOString(), level: at, ...base, message, ...fields }));
+    write(JSON.stringify({ timestamp: new Date().toISOString(), level: at, ...base, message, ...traceFields(), ...fields }));
   };
   return {
     debug: (m, f) => emit('DEBUG', m, f),

@@ -14,6 +14,7 @@ import type { ErrorCode } from '../ports/errors.ts';
 import { CONSUMER_RESTART_REASONS } from '../events/consumer-supervisor.ts';
 import type { MetricObservation } from '../ports/observations.ts';
 import type { Lane, QueueMetrics, ReconcileOutcome } from '../ports/queue-metrics.ts';
+import { DROP_REASONS, type DropReason } from './tracing.ts';
 
 export const METRIC = {
   degradationsDetected: 'ai_operator_degradations_detected_total',
@@ -38,6 +39,7 @@ export const METRIC = {
   approvalUnenforcedNamespaces: 'ai_operator_approval_unenforced_namespaces',
   eventsRejected: EVENTS_REJECTED_METRIC,
   eventConsumerRestarts: 'ai_operator_event_consumer_restarts_total',
+  traceSpansDropped: 'ai_operator_trace_spans_dropped_total',
   // controller-runtime (pkg/internal/controller/metrics) and its work queue (pkg/internal/metrics/workqueue.go).
   reconcileTotal: 'controller_runtime_reconcile_total',
   reconcileErrors: 'controller_runtime_reconcile_errors_total',
@@ -76,6 +78,7 @@ export const METRIC_LABELS = {
   [METRIC.approvalUnenforcedNamespaces]: [],
   [METRIC.eventsRejected]: ['reason'],
   [METRIC.eventConsumerRestarts]: ['reason'],
+  [METRIC.traceSpansDropped]: ['reason'],
   [METRIC.reconcileTotal]: ['controller', 'result'],
   [METRIC.reconcileErrors]: ['controller'],
   [METRIC.terminalReconcileErrors]: ['controller'],
@@ -209,6 +212,7 @@ export class Metrics {
   readonly #outboxPending: Gauge;
   readonly #approvalEnforced: Gauge;
   readonly #approvalUnenforcedNamespaces: Gauge;
+  readonly #traceSpansDropped: Counter<Labels<typeof METRIC.traceSpansDropped>>;
   readonly #reconcileTotal: Counter<Labels<typeof METRIC.reconcileTotal>>;
   readonly #reconcileErrors: Counter<Labels<typeof METRIC.reconcileErrors>>;
   readonly #terminalReconcileErrors: Counter<Labels<typeof METRIC.terminalReconcileErrors>>;
@@ -403,6 +407,13 @@ export class Metrics {
       labelNames: METRIC_LABELS[METRIC.workqueueRetries],
       registers,
     });
+    this.#traceSpansDropped = new Counter({
+      name: METRIC.traceSpansDropped,
+      help: 'Spans that never reached the trace backend: queue_full (the bounded export queue was full), export_failed (their export failed or timed out). Always 0 with tracing off.',
+      labelNames: METRIC_LABELS[METRIC.traceSpansDropped],
+      registers,
+    });
+    for (const reason of DROP_REASONS) this.#traceSpansDropped.inc({ reason }, 0);
     eventBusCounters(registry);
     if (options.processMetrics) collectDefaultMetrics({ register: registry });
   }
@@ -556,6 +567,11 @@ export class Metrics {
   /** Occurrences of a Kubernetes Event (emit calls), by what became of them. */
   kubeEvent(reason: string, result: KubeEventResult, count = 1): void {
     this.#kubeEvents.inc({ reason, result }, count);
+  }
+
+  /** Spans the tracer lost (observability/tracing.ts): a trace backend outage shows here, never in a reconcile. */
+  spansDropped(reason: DropReason, count = 1): void {
+    this.#traceSpansDropped.inc({ reason }, count);
   }
 
   /** The exposition text for GET /metrics, with its content type. */

@@ -65,6 +65,9 @@ export interface AuditInput {
   metadata?: Record<string, unknown>;
   /** Supply a deterministic id when the same action may be recorded again (a retried reconcile). */
   eventId?: string;
+  /** The trace and span of the reconcile that decided it (filled in by the audit log while tracing is on). */
+  trace_id?: string;
+  span_id?: string;
 }
 
 /** One JSON line of the file, one document of the Elasticsearch index; keys in the order of SPEC §10. */
@@ -79,6 +82,9 @@ export interface AuditRecord {
   invariantsChecked?: Record<string, CheckResult>;
   metadata: AuditMetadata;
   eventId: string;
+  /** The attempt's trace (its correlationId's 128 bits) and the reconcile span, while tracing is on. */
+  trace_id?: string;
+  span_id?: string;
   prevHash: string;
   hash: string;
 }

@@ -20,6 +20,7 @@ import { resolveTargetBranch } from '../modules/target-branch.ts';
 import { comments, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { inReconcile } from '../observability/tracing.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
 import { IntegrationError, TerminalError, terminalCause } from '../ports/errors.ts';
 import type { AuditInput, AuditPort } from '../ports/audit.ts';
@@ -188,7 +189,12 @@ export class ApplicationReconciler {
     return record.state === 'Abort' && asked && asked.until > now.getTime() ? asked : undefined;
   }
 
-  async reconcile(key: string): Promise<ReconcileResult> {
+  /** One reconcile, a span of its attempt's trace once the store has read which attempt that is (observability/tracing.ts). */
+  reconcile(key: string): Promise<ReconcileResult> {
+    return inReconcile(() => this.reconcileKey(key));
+  }
+
+  private async reconcileKey(key: string): Promise<ReconcileResult> {
     const ref = parseKey(key);
     const storeKey = appKey(ref, this.deps.argocdNamespace);
     let latest: AttemptRecord | undefined;

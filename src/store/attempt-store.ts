@@ -17,9 +17,10 @@ import { KEYS } from '../api/etcd.ts';
 import { readAuditOutboxEntry, type AuditOutboxEntry, type AuditOutboxStore, type StoredAuditOutboxEntry } from '../audit/outbox.ts';
 import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../events/types.ts';
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
+import { attemptEnded, bindAttempt, currentTraceparent, noteWrite, traceCall, traceFields, tracingEnabled, type AttemptFacts } from '../observability/tracing.ts';
 import { TerminalError } from '../ports/errors.ts';
-import { holdsApp } from '../fsm/table.ts';
-import type { Compare, KeyValue, KV, Put } from './kv.ts';
+import { holdsApp, inProgress } from '../fsm/table.ts';
+import type { Compare, KeyValue, KV, Put, Txn, TxnResult } from './kv.ts';
 
 /** The default retention of an ended attempt (ATTEMPT_RETENTION). */
 export const RETENTION_SECONDS = 7 * 24 * 3600;
@@ -153,6 +154,10 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
       const history = parseStored<{ correlationId: string; checks: HealthCheck[] }>(health);
       state.pending = { ...history, modRevision: health.modRevision };
     }
+    // The reconcile reading this is about that attempt (or that degradation being counted): its span starts.
+    if (!tracingEnabled()) return state;
+    if (state.active) bindAttempt(state.active.record.correlationId, attemptFacts(state.active.record));
+    else if (state.pending) bindAttempt(state.pending.correlationId, { state: 'Idle', app: appKey, ...(state.pending.checks[0] ? { firstSeenAt: state.pending.checks[0].at } : {}) });
     return state;
   }
 
@@ -279,6 +284,8 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   async commit(write: AttemptWrite): Promise<CommitResult> {
     const { appKey, record } = write;
     const cid = record.correlationId;
+    // Bound already when the reconcile read it; else a new attempt, counted by no reconcile before.
+    if (tracingEnabled()) bindAttempt(cid, attemptFacts(record, 'Idle', false));
     const fence = this.fence();
     const compares: Compare[] = [];
     if (write.expectedModRevision === null) {
@@ -297,7 +304,7 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
       { key: KEYS.attempt(appKey, cid), value: JSON.stringify(record), ...leased },
       // The index lives exactly as long as the record: written with it, on its lease.
       { key: KEYS.attemptIndex(cid), value: JSON.stringify({ appKey, namespace: record.app.namespace } satisfies AttemptLocation), ...leased },
-      ...write.events.map((event) => ({ key: this.outboxKey(event), value: JSON.stringify(event) })),
+      ...this.eventPuts(write.events),
     ];
     const auditKey = this.auditPut(write.audit, puts);
     const deletes: string[] = [];
@@ -319,8 +326,9 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
     if (starts?.length) puts.push({ key: KEYS.attemptStarts(appKey), value: JSON.stringify(starts), lease: startsLease!.id });
     else if (starts) deletes.push(KEYS.attemptStarts(appKey));
 
-    const result = await this.kv.txn({ compares, puts, deletes });
+    const result = await this.tracedTxn('commitAttempt', { compares, puts, deletes });
     if (result.succeeded) {
+      if (tracingEnabled()) this.traceWrite(record);
       // The new state key's mod_revision is the transaction's revision.
       return { ok: true, modRevision: result.revision, ...(auditKey ? { auditKey } : {}) };
     }
@@ -342,6 +350,7 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   /** Writes or clears the health key of an app without an attempt, with its events, fenced like commit(). */
   async commitDegradation(write: DegradationWrite): Promise<CommitResult> {
     const { appKey } = write;
+    if (write.degradation && tracingEnabled()) bindAttempt(write.degradation.correlationId, { state: 'Idle', app: appKey, ...(write.degradation.checks[0] ? { firstSeenAt: write.degradation.checks[0].at } : {}) });
     const fence = this.fence();
     const compares: Compare[] = [
       // An attempt that started meanwhile owns the health key now.
@@ -351,14 +360,17 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
         : { key: KEYS.health(appKey), target: 'mod', equals: write.expectedModRevision },
     ];
     if (fence) compares.push({ key: fence.key, target: 'create', equals: fence.createRevision });
-    const puts: Put[] = write.events.map((event) => ({ key: this.outboxKey(event), value: JSON.stringify(event) }));
+    const puts: Put[] = this.eventPuts(write.events);
     const auditKey = this.auditPut(write.audit, puts);
     const deletes: string[] = [];
     if (write.degradation) puts.push({ key: KEYS.health(appKey), value: JSON.stringify(write.degradation) });
     else deletes.push(KEYS.health(appKey));
-    const result = await this.kv.txn({ compares, puts, deletes });
-    if (result.succeeded) return { ok: true, modRevision: result.revision, ...(auditKey ? { auditKey } : {}) };
-    return this.refusal(fence);
+    const result = await this.tracedTxn('commitDegradation', { compares, puts, deletes });
+    if (!result.succeeded) return this.refusal(fence);
+    // The count ended without an attempt (health left Degraded): its trace's root span.
+    const cleared = tracingEnabled() ? write.events.find((e) => e.type === 'io.ai-operator.degradation.cleared') : undefined;
+    if (cleared) attemptEnded(cleared.correlationid, { state: 'Idle', reason: 'TransientDegradation', app: appKey });
+    return { ok: true, modRevision: result.revision, ...(auditKey ? { auditKey } : {}) };
   }
 
   async pendingOutbox(limit: number): Promise<OutboxEntry[]> {
@@ -392,8 +404,38 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   private auditPut(audit: AttemptWrite['audit'], puts: Put[]): string | undefined {
     if (!audit || audit.entry.records.length === 0) return undefined;
     const key = `${KEYS.auditOutboxPrefix}${audit.entry.chainId}/${this.orderedSuffix(audit.id)}`;
-    puts.push({ key, value: JSON.stringify(audit.entry) });
+    // The records name the reconcile span that wrote them, also when another drain records them later.
+    const trace = traceFields();
+    const entry = trace ? { ...audit.entry, records: audit.entry.records.map((r) => ({ ...trace, ...r })) } : audit.entry;
+    puts.push({ key, value: JSON.stringify(entry) });
     return key;
+  }
+
+  /** The outbox puts of a write's events, each carrying the traceparent of the reconcile that wrote it (CloudEvents distributed tracing). */
+  private eventPuts(events: CloudEvent[]): Put[] {
+    const traceparent = currentTraceparent();
+    return events.map((event) => ({ key: this.outboxKey(event), value: JSON.stringify(traceparent && !event.traceparent ? { ...event, traceparent } : event) }));
+  }
+
+  /** A committed write on the reconcile's span: its transition, its invariants, and the attempt's root span once it is over. */
+  private traceWrite(record: AttemptRecord): void {
+    const last = record.transitions?.at(-1);
+    const moved = noteWrite(record.correlationId, { ...(last ? { last } : {}), invariants: record.invariants ?? [] });
+    // Out of progress by this write: the attempt's root span is emitted (once: the transition is this write's).
+    if (moved && last && inProgress(last.from) && !inProgress(last.to)) {
+      attemptEnded(record.correlationId, {
+        state: record.state, reason: record.reason, app: `${record.app.namespace}/${record.app.name}`, environment: record.environment,
+        ...(record.degradation?.firstSeenAt ? { firstSeenAt: record.degradation.firstSeenAt } : {}),
+      });
+    }
+  }
+
+  /** A write's etcd transaction, as a span of the reconcile in progress (`call_name` commitAttempt or commitDegradation). */
+  private tracedTxn(name: string, txn: Txn): Promise<TxnResult> {
+    return traceCall(name, async () => {
+      const result = await this.kv.txn(txn);
+      return result;
+    }, { attributes: { 'db.system.name': 'etcd', 'db.operation.name': 'txn' } });
   }
 
   async deadLetterOutbox(letter: DeadLetter): Promise<string | undefined> {
@@ -452,6 +494,15 @@ export class CorruptRecord extends TerminalError {
 function startTimes(kv: KeyValue): string[] {
   const value = parseStored<unknown>(kv);
   return Array.isArray(value) ? value.filter((at): at is string => typeof at === 'string' && !Number.isNaN(Date.parse(at))) : [];
+}
+
+/** What the span of a reconcile about this attempt says of it. */
+function attemptFacts(record: AttemptRecord, state: string = record.state, read = true): AttemptFacts {
+  const last = read ? record.transitions?.at(-1) : undefined;
+  return {
+    state, app: `${record.app.namespace}/${record.app.name}`, environment: record.environment,
+    ...(last ? { last } : {}), ...(record.degradation?.firstSeenAt ? { firstSeenAt: record.degradation.firstSeenAt } : {}),
+  };
 }
 
 function parseStored<T>(kv: { key: string; value: string }): T {
