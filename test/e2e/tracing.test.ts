@@ -14,6 +14,7 @@ import type { CloudEvent } from '../../src/events/types.ts';
 import type { AttemptRecord } from '../../src/fsm/record.ts';
 import { attemptSpanIdOf, parseTraceparent, traceIdOf } from '../../src/observability/tracing.ts';
 import { grantPatch, installApprovalPolicy } from './support/approvals.ts';
+import { field, jaegerTrace as readTrace, list, parentOf, tag, traceTree, type JaegerSpan, type JaegerTrace } from './support/jaeger.ts';
 import { PrivateComponents, type Component } from './support/faults.ts';
 import { kubectl, kubectlOk } from './support/kube.ts';
 import { eventually } from './support/operator.ts';
@@ -31,39 +32,11 @@ const otel = (otlp = stack.jaeger.otlp, extra: Record<string, string> = {}) => (
   OTEL_BSP_SCHEDULE_DELAY: '200', ...extra,
 });
 
-// ---- Jaeger's query API (the JSON its UI reads) ---------------------------------------
-
-interface JaegerTag { key: string; type: string; value: unknown }
-interface JaegerSpan {
-  traceID: string;
-  spanID: string;
-  operationName: string;
-  references: Array<{ refType: string; traceID: string; spanID: string }>;
-  startTime: number;
-  duration: number;
-  tags: JaegerTag[];
-  logs: Array<{ timestamp: number; fields: JaegerTag[] }>;
-  processID: string;
-}
-interface JaegerTrace { traceID: string; spans: JaegerSpan[]; processes: Record<string, { serviceName: string; tags: JaegerTag[] }> }
-
-const tag = (span: JaegerSpan, key: string) => span.tags.find((t) => t.key === key)?.value;
-/** An array attribute: Jaeger shows it as its JSON text. */
-const list = (span: JaegerSpan, key: string): unknown[] => JSON.parse(String(tag(span, key) ?? '[]')) as unknown[];
-const parentOf = (span: JaegerSpan) => span.references.find((r) => r.refType === 'CHILD_OF')?.spanID;
-const field = (fields: JaegerTag[], key: string) => fields.find((f) => f.key === key)?.value;
-
-async function jaegerTrace(traceId: string): Promise<JaegerTrace | undefined> {
-  const response = await fetch(`${stack.jaeger.query}/api/traces/${traceId}`);
-  if (!response.ok) return undefined;
-  return ((await response.json()) as { data: JaegerTrace[] }).data[0];
-}
-
 /** The attempt's trace once it holds its root span and every transition (the exporter batches, Jaeger too). */
 function wholeTrace(record: AttemptRecord): Promise<JaegerTrace> {
   const traceId = traceIdOf(record.correlationId)!;
   return eventually(`trace ${traceId} in Jaeger`, async () => {
-    const trace = await jaegerTrace(traceId);
+    const trace = await readTrace(stack.jaeger.query, traceId);
     if (!trace) return undefined;
     const root = trace.spans.some((s) => s.spanID === attemptSpanIdOf(record.correlationId));
     const transitions = trace.spans.flatMap((s) => s.logs.filter((l) => field(l.fields, 'event') === 'transition')).length;
@@ -99,6 +72,7 @@ async function assertTraceOf(s: Scenario, operator: OperatorHandle, record: Atte
   const traceId = traceIdOf(record.correlationId)!;
   expect(traceId).toBe(record.correlationId.replace(/-/g, ''));
   const trace = await wholeTrace(record);
+  console.log(`${stack.jaeger.query}/api/traces/${traceId}\n${traceTree(trace)}`);
   const spans = trace.spans;
   const byId = new Map(spans.map((span) => [span.spanID, span]));
   expect(spans.every((span) => span.traceID === traceId)).toBe(true);
