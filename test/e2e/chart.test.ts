@@ -182,7 +182,7 @@ describe('the chart, rendered', () => {
     expect(byKind('ConfigMap').data).toMatchObject({ GITHUB_ORG: 'my-org', DRY_RUN: 'true', LOG_LEVEL: 'INFO' });
     const container = byKind('Deployment').spec.template.spec.containers[0];
     expect(container.image).toBe('registry.example.com/ai-operator:0.1.1');
-    expect((container.env as Json[]).filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.valueFrom.secretKeyRef.name)).toEqual(Array(6).fill('my-secrets'));
+    expect((container.env as Json[]).filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.valueFrom.secretKeyRef.name)).toEqual(Array(7).fill('my-secrets'));
     expect(container.resources.limits.memory).toBe('2Gi');
     expect(container.readinessProbe.periodSeconds).toBe(7);
     expect(byKind('PersistentVolumeClaim').spec).toMatchObject({ storageClassName: 'fast', resources: { requests: { storage: '5Gi' } } });

@@ -69,7 +69,7 @@ spec:
         - name: HTTP_PORT
           value: "8080"
         # Credentials by reference only (values: secret).
-        {{- range list "GITHUB_TOKEN" "GITHUB_APP_ID" "GITHUB_APP_INSTALLATION_ID" "GITHUB_APP_PRIVATE_KEY" "ARGOCD_TOKEN" "ELASTICSEARCH_API_KEY" }}
+        {{- range list "GITHUB_TOKEN" "GITHUB_APP_ID" "GITHUB_APP_INSTALLATION_ID" "GITHUB_APP_PRIVATE_KEY" "ARGOCD_TOKEN" "ELASTICSEARCH_API_KEY" "OTEL_EXPORTER_OTLP_HEADERS" }}
         - name: {{ . }}
           valueFrom:
             secretKeyRef: {name: {{ $.Values.secret.name }}, key: {{ required (printf "secret.keys.%s: the Secret's key for %s" . .) (get $.Values.secret.keys .) }}, optional: true}
