@@ -148,7 +148,7 @@ describe('the manifests, as rendered', () => {
     const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === container.envFrom[0].configMapRef.name)!;
     const env = Object.fromEntries((container.env as Json[]).map((e) => [e.name, e]));
     // Secrets by reference only, to the one Secret the README says to create.
-    expect((container.env as Json[]).filter((e) => e.value === undefined && !e.valueFrom?.fieldRef).map((e) => e.valueFrom.secretKeyRef.name)).toEqual(Array(6).fill('ai-operator-secrets'));
+    expect((container.env as Json[]).filter((e) => e.value === undefined && !e.valueFrom?.fieldRef).map((e) => e.valueFrom.secretKeyRef.name)).toEqual(Array(7).fill('ai-operator-secrets'));
     expect(env.POD_NAME.valueFrom.fieldRef.fieldPath).toBe('metadata.name');
     // Every variable the pod sets is one the operator reads (src/config.ts, main.ts).
     const known = new Set([...read('src/config.ts').matchAll(/'([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1]!).concat('POD_NAME'));
