@@ -7,6 +7,7 @@ import { Etcd3 } from 'etcd3';
 import { describe, expect, inject, it } from 'vitest';
 import { HISTORY_APP } from './fixtures/history.ts';
 import { apiGet, kubeConfig } from './support/kube.ts';
+import { eventually } from './support/operator.ts';
 
 const stack = inject('stack');
 
@@ -70,5 +71,21 @@ describe('the local stack', () => {
     } finally {
       await es.close();
     }
+  });
+
+  it('Jaeger takes a span over OTLP/HTTP and returns it from its query API', async () => {
+    const traceId = Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16)).join('').replace(/^0/, '1');
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const span = { traceId, spanId: '00f067aa0ba902b7', name: 'stack-test', kind: 1, startTimeUnixNano: String(now), endTimeUnixNano: String(now + 1_000_000n) };
+    const sent = await fetch(`${stack.jaeger.otlp}/v1/traces`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'stack-test' } }] }, scopeSpans: [{ spans: [span] }] }] }),
+    });
+    expect(sent.status).toBe(200);
+    const found = await eventually('span in Jaeger', async () => {
+      const response = await fetch(`${stack.jaeger.query}/api/traces/${traceId}`);
+      return response.ok ? (await response.json() as { data: Array<{ spans: Array<{ operationName: string; spanID: string }> }> }).data[0]?.spans : undefined;
+    }, 10_000, 200);
+    expect(found).toEqual([expect.objectContaining({ operationName: 'stack-test', spanID: '00f067aa0ba902b7' })]);
   });
 });
