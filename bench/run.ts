@@ -18,7 +18,8 @@
 // app's path differs between the deployed revision and the candidate.
 // The GitHub simulator runs as its own process (dev/github-sim/main.ts), so its
 // CPU is measured apart from the operator's and the harness's.
-// Environment: BENCH_APPS, BENCH_MINUTES, BENCH_DEGRADE, BENCH_CPU_PROFILE (a directory).
+// Environment: BENCH_APPS, BENCH_MINUTES, BENCH_DEGRADE, BENCH_CPU_PROFILE (a directory),
+// BENCH_TRACING=1 (the operator exports its traces to the stack's Jaeger; off by default).
 import { join } from 'node:path';
 import { followTimeline } from '../dev/demo/timeline.ts';
 import { endpointsOf, startStack } from '../dev/stack/index.ts';
@@ -29,6 +30,7 @@ import { apiserverMetrics, benchCluster, cpuSeconds, createApps, gitopsRepo, met
 const APPS = Number(process.env.BENCH_APPS ?? 10_000);
 const MINUTES = Number(process.env.BENCH_MINUTES ?? 5);
 const DEGRADE = Math.min(APPS, Number(process.env.BENCH_DEGRADE ?? 100));
+const TRACING = process.env.BENCH_TRACING === '1';
 const out = (text: string) => process.stdout.write(`${text}\n`);
 
 /** Per call_name: tries and seconds, from ai_operator_mcp_call_duration_seconds. */
@@ -49,7 +51,7 @@ const percentile = (values: number[], p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 };
 
-out(`ai-operator benchmark: ${APPS} Applications, ${MINUTES} min Healthy, then ${DEGRADE} degrade at once`);
+out(`ai-operator benchmark: ${APPS} Applications, ${MINUTES} min Healthy, then ${DEGRADE} degrade at once; tracing ${TRACING ? 'on (the stack\'s Jaeger)' : 'off'}`);
 const stack = await startStack();
 const endpoints = endpointsOf(stack);
 const sim = await startSimProcess();
@@ -68,7 +70,10 @@ try {
   const httpPort = await freePort();
   // BENCH_CPU_PROFILE=DIR writes the operator's V8 CPU profile there on exit (open it in Chrome DevTools).
   const profile = process.env.BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [];
-  const operator = await startOperator(endpoints, { github: sim.url, token, auditDir: join(stack.workDir, 'audit'), httpPort, execArgv: profile });
+  const operator = await startOperator(endpoints, {
+    github: sim.url, token, auditDir: join(stack.workDir, 'audit'), httpPort, execArgv: profile,
+    ...(TRACING ? { env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoints.jaeger.otlp } } : {}),
+  });
   out(`operator ready after ${((Date.now() - started) / 1000).toFixed(0)} s; measuring ${MINUTES} min of all-Healthy`);
   await new Promise((r) => setTimeout(r, 15_000)); // let start-up settle
 
@@ -122,6 +127,7 @@ try {
   out(`  GitHub requests per rollback (to PR opened, plus CI polling meanwhile): ${((await githubRequests() - githubBefore) / Math.max(1, opened.size)).toFixed(1)}`);
   out(`  CPU seconds while it ran: operator ${(cpuSeconds(operator.pid!) - cpuBefore.operator).toFixed(1)}, GitHub simulator ${(cpuSeconds(sim.child.pid!) - cpuBefore.sim).toFixed(1)}, harness ${((harnessCpu.user + harnessCpu.system) / 1e6).toFixed(1)} (2 cores shared with etcd, kube-apiserver, NATS)`);
   out(`  peak RSS: ${peakRssMiB(operator.pid!).toFixed(0)} MiB`);
+  if (TRACING) out(`  spans dropped: ${(await operatorMetrics()).split('\n').filter((l) => l.startsWith('ai_operator_trace_spans_dropped_total')).map((l) => l.replace('ai_operator_trace_spans_dropped_total', '')).join(', ')}`);
   out('  external calls meanwhile (tries, mean seconds per try):');
   const callsAfter = callTimes(await operatorMetrics());
   for (const [call, after] of [...callsAfter].sort((a, b) => b[1].sum - a[1].sum)) {
