@@ -61,7 +61,7 @@ test: deps stack typecheck lint-layers
 # provisioning table); `make demo SIM=1` tells the same story on the Argo CD simulator, so it
 # provisions only the base stack (not `stack`, which is everything the tests need).
 demo: deps
-	@$(PROVISION) node etcd kube nats prometheus elasticsearch $(if $(SIM),,argocd-stack) >/dev/null
+	@$(PROVISION) node etcd kube nats prometheus elasticsearch jaeger $(if $(SIM),,argocd-stack) >/dev/null
 	node dev/demo.ts $(if $(SIM),--sim)
 
 bench: deps stack

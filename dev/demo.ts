@@ -21,6 +21,7 @@ import { onSimulator } from './demo/on-simulator.ts';
 import { APPROVER, APPS, REPO, say, show, type DemoContext } from './demo/story.ts';
 import { followTimeline } from './demo/timeline.ts';
 import { endpointsOf, startStack } from './stack/index.ts';
+import { jaegerTrace, traceTree } from './stack/jaeger.ts';
 import { kubectlOk } from './stack/kubectl.ts';
 import { freePort } from './stack/process.ts';
 
@@ -98,6 +99,8 @@ try {
       PROMETHEUS_URL: gitops.prometheusUrl, ELASTICSEARCH_URL: endpoints.elasticsearch, GITHUB_API_URL: github.url,
       GITHUB_ORG: repo.owner, GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(stack.workDir, 'audit'), HTTP_PORT: String(httpPort),
       POLL_INTERVAL_SEC: '2', LOG_LEVEL: 'INFO', POD_NAME: 'ai-operator-0',
+      // One trace per rollback, to the stack's Jaeger (shown at the end).
+      OTEL_EXPORTER_OTLP_ENDPOINT: endpoints.jaeger.otlp, OTEL_BSP_SCHEDULE_DELAY: '500',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -109,6 +112,8 @@ try {
   process.stdout.write(`  operator log: ${operatorLog}\n  metrics: http://127.0.0.1:${httpPort}/metrics\n\n`);
 
   const completed = new Set<string>();
+  /** The correlationId of each app's attempt: its trace id, once the dashes are gone. */
+  const attempts = new Map<string, string>();
   let finish: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => { finish = resolve; });
   const applications = watchApplications(kube.kubeconfig, 'argocd');
@@ -134,6 +139,7 @@ try {
       await kubectlOk(kube, ['annotate', `--as=${APPROVER}`, 'rollbackattempt', name, '-n', 'argocd', `ai-operator.io/approve=${APPROVER}`]);
     }
     if (type === 'rollback.completed' || type === 'rollback.aborted') {
+      attempts.set(data.app.name, event.correlationid);
       completed.add(`${data.app.name}:${type}`);
       if (completed.size === APPS.length) finish();
     }
@@ -155,6 +161,14 @@ try {
   say('Where it ended');
   await gitops.showEnd?.();
   show('kubectl get rollbackattempts -A', await kubectlOk(kube, ['get', 'rollbackattempts', '-A']));
+  say('One trace per rollback (Jaeger\'s query API; the trace id is the correlationId without its dashes)');
+  await new Promise((r) => setTimeout(r, 2000)); // the operator's export batch, then Jaeger's
+  for (const [app, correlationId] of attempts) {
+    const traceId = correlationId.replace(/-/g, '');
+    const trace = await jaegerTrace(endpoints.jaeger.query, traceId);
+    process.stdout.write(`\n  ${app}: ${endpoints.jaeger.query}/api/traces/${traceId}\n`);
+    process.stdout.write(trace ? `${traceTree(trace).split('\n').map((line) => `    ${line}`).join('\n')}\n` : '    (not in Jaeger)\n');
+  }
   const outcomes = [...completed];
   const violations = github.violations();
   process.stdout.write(`\nOutcome: ${outcomes.join(', ')}\nGitHub simulator: ${violations.length} response(s) outside GitHub's OpenAPI description\n`);
