@@ -32,15 +32,16 @@ const otel = (otlp = stack.jaeger.otlp, extra: Record<string, string> = {}) => (
   OTEL_BSP_SCHEDULE_DELAY: '200', ...extra,
 });
 
-/** The attempt's trace once it holds its root span and every transition (the exporter batches, Jaeger too). */
-function wholeTrace(record: AttemptRecord): Promise<JaegerTrace> {
+/** The attempt's trace once it holds its root span, every transition and the publish of every event (the exporter batches, Jaeger too). */
+function wholeTrace(record: AttemptRecord, eventIds: string[]): Promise<JaegerTrace> {
   const traceId = traceIdOf(record.correlationId)!;
   return eventually(`trace ${traceId} in Jaeger`, async () => {
     const trace = await readTrace(stack.jaeger.query, traceId);
     if (!trace) return undefined;
     const root = trace.spans.some((s) => s.spanID === attemptSpanIdOf(record.correlationId));
     const transitions = trace.spans.flatMap((s) => s.logs.filter((l) => field(l.fields, 'event') === 'transition')).length;
-    return root && transitions >= record.transitions.length ? trace : undefined;
+    const published = new Set(trace.spans.filter((s) => s.operationName === 'publishEvent').map((s) => tag(s, 'messaging.message.id')));
+    return root && transitions >= record.transitions.length && eventIds.every((id) => published.has(id)) ? trace : undefined;
   }, 30_000, 250);
 }
 
@@ -71,7 +72,11 @@ async function publishedWithHeaders(s: Scenario, correlationId: string): Promise
 async function assertTraceOf(s: Scenario, operator: OperatorHandle, record: AttemptRecord, merge: 'AutoMerged' | 'ApprovedAndMerged'): Promise<void> {
   const traceId = traceIdOf(record.correlationId)!;
   expect(traceId).toBe(record.correlationId.replace(/-/g, ''));
-  const trace = await wholeTrace(record);
+  const published = await eventually('every event of the attempt in JetStream', async () => {
+    const all = await publishedWithHeaders(s, record.correlationId);
+    return all.some((p) => p.event.type === 'io.ai-operator.rollback.completed') ? all : undefined;
+  }, 10_000, 250);
+  const trace = await wholeTrace(record, published.map((p) => p.event.id));
   console.log(`${stack.jaeger.query}/api/traces/${traceId}\n${traceTree(trace)}`);
   const spans = trace.spans;
   const byId = new Map(spans.map((span) => [span.spanID, span]));
@@ -133,7 +138,6 @@ async function assertTraceOf(s: Scenario, operator: OperatorHandle, record: Atte
 
   // The JetStream publish of each event, a child of the reconcile that wrote the event; the message
   // carries the publish span's traceparent, the CloudEvent the reconcile's
-  const published = await publishedWithHeaders(s, record.correlationId);
   const publishes = children('publishEvent');
   expect(published.length).toBeGreaterThanOrEqual(record.transitions.length);
   for (const { event, header } of published) {
