@@ -9,7 +9,7 @@ import { AttemptStore } from '../store/attempt-store.ts';
 import { MemoryKV } from '../store/memory.ts';
 import { createLogger } from './log.ts';
 import {
-  attemptEnded, attemptSpanIdOf, bindAttempt, BoundedExportProcessor, currentTraceparent, formatTraceparent, inReconcile, noteWrite,
+  annotateReconcile, attemptEnded, attemptSpanIdOf, bindAttempt, BoundedExportProcessor, currentTraceparent, formatTraceparent, inReconcile, noteWrite,
   parseTraceparent, startTracing, traceCall, traceFields, traceFrom, traceIdOf, tracingEnabled, untraced, type DropReason, type TracingConfig, type Tracing,
 } from './tracing.ts';
 
@@ -92,6 +92,8 @@ describe('a traced reconcile', () => {
       // The transition read at bind is not new; the one written now is
       expect(noteWrite(CID, { last: { from: 'DegradationDetected', to: 'CandidateResolved', reason: 'StableCandidateFound', at: '2026-01-01T00:00:00Z' } })).toBe(false);
       expect(noteWrite(CID, { last: { from: 'CandidateResolved', to: 'PRCreated', reason: 'PullRequestOpened', at: '2026-01-01T00:00:05Z' }, invariants: [{ id: 'I1_environment', result: 'PASS' }] })).toBe(true);
+      // What decide/record-keeping.ts says of the decision
+      annotateReconcile({ 'ai_operator.invariants': 'I1_environment=PASS' });
     });
     const all = await spans();
     const [reconcile] = byName(all, 'reconcile CandidateResolved');
@@ -101,9 +103,9 @@ describe('a traced reconcile', () => {
     expect(reconcile!.attributes).toMatchObject({
       'ai_operator.correlation_id': CID, 'ai_operator.app': 'shop/cart', 'ai_operator.state': 'CandidateResolved',
       'ai_operator.transition': 'CandidateResolved -> PRCreated', 'ai_operator.reason': 'PullRequestOpened',
-      'ai_operator.transitions': ['CandidateResolved -> PRCreated'], 'ai_operator.invariant.I1_environment': 'PASS',
+      'ai_operator.transitions': ['CandidateResolved -> PRCreated'], 'ai_operator.invariants': 'I1_environment=PASS',
     });
-    expect(reconcile!.events.map((e) => [e.name, e.attributes?.['ai_operator.to']])).toEqual([['transition', 'PRCreated']]);
+    expect(reconcile!.events.map((e) => [e.name, e.attributes?.['ai_operator.to'], e.attributes?.['ai_operator.invariants']])).toEqual([['transition', 'PRCreated', 'I1_environment=PASS']]);
     const create = byName(all, 'createPullRequest')[0]!;
     const merge = byName(all, 'mergePullRequest')[0]!;
     expect(parentOf(create)).toBe(reconcile!.spanContext().spanId);

@@ -280,17 +280,14 @@ export function bindAttempt(correlationId: string, facts: AttemptFacts): void {
 
 /**
  * What the reconcile wrote for its attempt: a transition not seen before in
- * this reconcile becomes a span event and the span's transition/reason
- * attributes; the invariant results become `ai_operator.invariant.{id}`.
- * Returns whether the transition was new.
+ * this reconcile becomes a span event (with the invariant results it was
+ * decided on) and the span's transition/reason attributes. Returns whether the
+ * transition was new.
  */
 export function noteWrite(correlationId: string, write: { last?: Transition; invariants?: ReadonlyArray<{ id: string; result: string }> }): boolean {
   const scope = liveScope();
   if (!scope?.span || scope.correlationId !== correlationId) return false;
   const span = scope.span;
-  if (write.invariants && write.invariants.length > 0) {
-    span.setAttributes(Object.fromEntries(write.invariants.map((i) => [`ai_operator.invariant.${i.id}`, i.result])));
-  }
   const t = write.last;
   if (!t || scope.seen.has(transitionKey(t))) return false;
   scope.seen.add(transitionKey(t));
@@ -334,6 +331,16 @@ export function attemptEnded(correlationId: string, outcome: { state: string; re
   a.ids.nextTraceId = undefined;
   a.ids.nextSpanId = undefined;
   span.end();
+}
+
+/**
+ * Attributes of the reconcile span in progress: what decide/record-keeping.ts
+ * says of a decision (its transition, reason, invariants). Nothing outside a
+ * bound reconcile, or with tracing off.
+ */
+export function annotateReconcile(attributes: Record<string, string | number | boolean>): void {
+  const span = liveScope()?.span;
+  if (span && Object.keys(attributes).length > 0) span.setAttributes(attributes);
 }
 
 // ---- child spans -------------------------------------------------------------------

@@ -20,7 +20,7 @@ import { resolveTargetBranch } from '../modules/target-branch.ts';
 import { comments, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { inReconcile } from '../observability/tracing.ts';
+import { annotateReconcile, inReconcile } from '../observability/tracing.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
 import { IntegrationError, TerminalError, terminalCause } from '../ports/errors.ts';
 import type { AuditInput, AuditPort } from '../ports/audit.ts';
@@ -630,6 +630,7 @@ export class ApplicationReconciler {
    * object exists has no uid, and kubectl describe lists Events by it.
    */
   private async say(storeKey: string, said: Said, appUid: string | undefined): Promise<void> {
+    annotateReconcile(said.span);
     for (const observation of said.metrics) this.deps.metrics.observe(observation);
     for (const line of said.logs) this.deps.log[line.level](line.message, line.fields);
     if (said.events.length > 0) {
