@@ -6,7 +6,7 @@
 import { DEFAULT_INSTALLATION, streamNameFor, subjectPrefixFor } from './events/types.ts';
 import type { GitHubAuth } from './integrations/github.ts';
 import { LOG_LEVELS, type LogLevel } from './observability/log.ts';
-import type { Defaults } from './policy/settings.ts';
+import { DEFAULT_POD_SIGNALS, type Defaults } from './policy/settings.ts';
 
 export interface Config {
   pollIntervalSec: number;
@@ -355,6 +355,7 @@ export function policyDefaults(config: Config): Defaults {
     recoveryTimeoutSeconds: config.recoveryTimeoutSec,
     cooldownSeconds: config.cooldownSec,
     dryRun: config.dryRun,
+    podSignals: DEFAULT_POD_SIGNALS,
     monitoredApps: config.monitoredApps,
   };
 }
