@@ -32,7 +32,7 @@ export function describeEvent(event: CloudEvent): string {
     case 'merge.approved': return `${who}: merge of #${String(data.number)} approved by ${String(data.approvedBy)}${data.auto ? ' (automatic: all 8 invariants PASS)' : ''}`;
     case 'pr.merged': return `${who}: #${String(data.number)} merged${data.mergeCommitSha ? ` as ${String(data.mergeCommitSha).slice(0, 7)}` : ''}${data.autoMerged ? ' by the operator' : ''}`;
     case 'pr.closed': return `${who}: #${String(data.number)} closed (${String(data.reason)})`;
-    case 'rollback.completed': return `${who}: RollbackComplete — Healthy again on ${String(data.revision).slice(0, 7)}, ${Number(data.recoverySeconds).toFixed(0)} s after the first Degraded check`;
+    case 'rollback.completed': return `${who}: RollbackComplete — Healthy again on ${String(data.revision).slice(0, 7)}, ${Number(data.recoverySeconds).toFixed(0)} s after the first failing check`;
     case 'rollback.aborted': return `${who}: Abort (${String(data.reason)}): ${String(data.message)}`;
     case 'fsm.transition': return `${who}: ${String(data.from)} → ${String(data.to)} (${String(data.reason)})`;
     default: return `${who}: ${type}`;

@@ -35,8 +35,8 @@ describe('failsEarly', () => {
     const early = failsEarly([revision([pod('web-7d9f8c6b5-a', [crashLooping(3)]), pod('web-7d9f8c6b5-b', [crashLooping(4)])])], SETTINGS, NOW);
     expect(early).toEqual({
       signal: 'CrashLoopBackOff',
-      detail: 'the current revision of Deployment/web (revision 7d9f8c6b5) fails early: Deployment/web web-7d9f8c6b5-a/web: CrashLoopBackOff, 3 restarts; '
-        + 'Deployment/web web-7d9f8c6b5-b/web: CrashLoopBackOff, 4 restarts',
+      detail: 'the current revision of Deployment/web (revision 7d9f8c6b5) fails early: web-7d9f8c6b5-a/web: CrashLoopBackOff, 3 restarts; '
+        + 'web-7d9f8c6b5-b/web: CrashLoopBackOff, 4 restarts',
       pods: [
         { workload: 'Deployment/web', pod: 'web-7d9f8c6b5-a', container: 'web', reason: 'CrashLoopBackOff', restarts: 3 },
         { workload: 'Deployment/web', pod: 'web-7d9f8c6b5-b', container: 'web', reason: 'CrashLoopBackOff', restarts: 4 },
@@ -104,7 +104,17 @@ describe('failsEarly', () => {
 
   it('a StatefulSet\'s updateRevision is named as its revision', () => {
     const early = failsEarly([revision([pod('db-0', [crashLooping(3)])], { kind: 'StatefulSet', name: 'db', revision: 'db-5c9f7' })], SETTINGS, NOW);
-    expect(early?.detail).toMatch(/^the current revision of StatefulSet\/db \(revision db-5c9f7\) fails early: StatefulSet\/db db-0\/web/);
+    expect(early?.detail).toMatch(/^the current revision of StatefulSet\/db \(revision db-5c9f7\) fails early: db-0\/web: CrashLoopBackOff/);
+  });
+
+  it('names the workload before each container when two workloads fail', () => {
+    const early = failsEarly([
+      revision([pod('web-1', [crashLooping(3)])]),
+      revision([pod('db-0', [waitingIn('ImagePullBackOff')], { startedSecondsAgo: 70 })], { kind: 'StatefulSet', name: 'db', revision: 'db-5c9f7' }),
+    ], SETTINGS, NOW);
+    expect(early?.detail).toBe('the current revision of Deployment/web (revision 7d9f8c6b5), StatefulSet/db (revision db-5c9f7) fails early: '
+      + 'Deployment/web web-1/web: CrashLoopBackOff, 3 restarts; StatefulSet/db db-0/web: ImagePullBackOff, 0 restarts, waiting 70 s');
+    expect(early?.signal).toBe('CrashLoopBackOff');
   });
 
   it('says nothing when disabled, with no workload, or with no pod of the current revision yet', () => {

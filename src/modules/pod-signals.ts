@@ -81,7 +81,8 @@ export function failsEarly(revisions: readonly RevisionPods[], settings: PodSign
   }
   if (evidence.length === 0) return undefined;
   evidence.sort((a, b) => a.workload.localeCompare(b.workload) || a.pod.localeCompare(b.pod) || a.container.localeCompare(b.container));
-  const named = evidence.slice(0, NAMED_IN_DETAIL).map((e) => `${e.workload} ${describeEvidence(e)}`);
+  // The workload is named before each container only when more than one fails.
+  const named = evidence.slice(0, NAMED_IN_DETAIL).map((e) => `${failing.size > 1 ? `${e.workload} ` : ''}${describeEvidence(e)}`);
   const more = evidence.length > NAMED_IN_DETAIL ? `; ${evidence.length - NAMED_IN_DETAIL} more container(s)` : '';
   return {
     signal: evidence[0]!.reason,

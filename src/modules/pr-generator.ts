@@ -57,7 +57,7 @@ export function pullRequestBody(ctx: PullRequestContext): string {
     signal
       ? `Argo CD reported **${app.ref.name}** (${record.environment}) \`Progressing\` while the pods of its current revision failed early ` +
         `(\`${signal.signal}\`) on ${ctx.checks.length} consecutive checks, every ${formatDuration(record.settings.intervalSeconds)}, from ${record.degradation.firstSeenAt}. ` +
-        `Argo CD calls a Deployment \`Degraded\` only once its rollout exceeds \`progressDeadlineSeconds\` (600 s unless the manifest says otherwise); these pods will not recover by then.`
+        `Argo CD calls a Deployment \`Degraded\` only once its rollout exceeds \`progressDeadlineSeconds\` (600 s unless the manifest says otherwise): waiting for it would leave this release failing for that long.`
       : `Argo CD reported **${app.ref.name}** (${record.environment}) \`Degraded\` on ${ctx.checks.length} consecutive checks, ` +
         `every ${formatDuration(record.settings.intervalSeconds)}, from ${record.degradation.firstSeenAt}.`,
     ``,
