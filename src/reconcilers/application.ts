@@ -201,7 +201,8 @@ export class ApplicationReconciler {
       const app = await this.deps.argocd.getApplication(ref);
       // Nothing stored and not Degraded (nor Progressing with its pods failing early): nothing to decide. The watch
       // wakes the app when it changes; a Progressing one is looked at again an interval later (its pods change unseen).
-      if (!app || (app.health !== 'Degraded' && !(await this.podSignal(app, this.deps.monitoring(app)?.settings, this.clock())))) {
+      const failingEarly = app?.health === 'Progressing' && await this.podSignal(app, this.deps.monitoring(app)?.settings, this.clock());
+      if (!app || (app.health !== 'Degraded' && !failingEarly)) {
         this.forgetApp(ref, storeKey, app === undefined);
         return requeue(this.podCheckMs(app));
       }
