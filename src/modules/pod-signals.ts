@@ -10,6 +10,8 @@ import type { ContainerFacts, FailsEarly, PodEvidence, PodFacts, PodSignalSettin
 export const MAX_EVIDENCE = 10;
 /** How many the one-line detail names. */
 const NAMED_IN_DETAIL = 3;
+/** The detail's length at most (the RollbackAttempt's status.degradation.signal.detail allows 4096). */
+const MAX_DETAIL = 2048;
 
 /**
  * Whether a container waiting for this reason is failing, not just starting. The reference is
@@ -86,7 +88,7 @@ export function failsEarly(revisions: readonly RevisionPods[], settings: PodSign
   const more = evidence.length > NAMED_IN_DETAIL ? `; ${evidence.length - NAMED_IN_DETAIL} more container(s)` : '';
   return {
     signal: evidence[0]!.reason,
-    detail: `the current revision of ${[...failing].join(', ')} fails early: ${named.join('; ')}${more}`,
+    detail: `the current revision of ${[...failing].join(', ')} fails early: ${named.join('; ')}${more}`.slice(0, MAX_DETAIL),
     pods: evidence.slice(0, MAX_EVIDENCE),
   };
 }

@@ -127,6 +127,9 @@ describe('pod signals of the current revision on real Argo CD, default progress 
       expect(run.pr.body).toContain('`Progressing` while the pods of its current revision failed early (`CrashLoopBackOff`)');
       for (const p of evidence) expect(run.pr.body).toContain(`| \`${p.workload}\` | \`${p.pod}\` | \`${p.container}\` | CrashLoopBackOff | ${p.restarts} | — |`);
       console.log(`pod-signals ${s.app}: the PR's evidence: ${evidence.map(describeEvidence).join('; ')}`);
+      // kubectl get rollbackattempt -o yaml shows it too (the CRD's status.degradation.signal).
+      const object = await until('the RollbackAttempt\'s status.degradation.signal', () => s.attemptObject(run.record), (o) => o.status?.degradation?.signal !== undefined, 30_000);
+      expect(object.status.degradation.signal).toMatchObject({ signal: 'CrashLoopBackOff', pods: evidence.map((p) => ({ pod: p.pod, reason: p.reason, restarts: p.restarts })) });
 
       const { record } = await mergedAndRecovered(s, s.app);
       expect(record.candidate?.revision).toBe(s.good);
