@@ -12,7 +12,7 @@ const API = '^src/api/';
 // fsm/ but machine.ts: the record, the table, formatting, the persistence rule, fixtures.
 const DOMAIN = '^src/(fsm/(?!machine\\.ts$)|governance/|policy/|events/types\\.ts$)';
 const PORTS = '^src/ports/';
-const DECISIONS = '^src/(modules/|fsm/machine\\.ts)';
+const DECISIONS = '^src/(modules/|decide/|fsm/machine\\.ts)';
 const EDGES = '^src/(integrations|store|audit|observability|server)/|^src/events/(?!types\\.ts$)';
 const WIRING = '^src/(reconcilers/|operator\\.ts$)';
 const ENTRY = '^src/(main|cli)\\.ts$';

@@ -240,11 +240,11 @@ describe('policyDefaults', () => {
   it('gives a policy-less app the environment\'s values', () => {
     const config = loadConfig({
       ...minimal, POLL_INTERVAL_SEC: '7', DEGRADATION_PERSISTENCE_CHECKS: '5', CANDIDATE_SEARCH_TIMEOUT: '30', CI_WAIT_TIMEOUT: '90',
-      MERGE_APPROVAL_TIMEOUT: '900', HEALTH_RESTORATION_DURATION: '20', RECOVERY_TIMEOUT: '400', ROLLBACK_COOLDOWN: '0', DRY_RUN: 'true', MONITORED_APPS: 'web,api',
+      MERGE_APPROVAL_TIMEOUT: '900', HEALTH_RESTORATION_DURATION: '20', RECOVERY_TIMEOUT: '400', ROLLBACK_COOLDOWN: '0', MAX_ATTEMPTS_PER_HOUR: '5', DRY_RUN: 'true', MONITORED_APPS: 'web,api',
     });
     expect(policyDefaults(config)).toEqual({
       intervalSeconds: 7, persistenceChecks: 5, searchTimeoutSeconds: 30, ciTimeoutSeconds: 90, approvalTimeoutSeconds: 900,
-      healthRestorationSeconds: 20, recoveryTimeoutSeconds: 400, cooldownSeconds: 0, dryRun: true, monitoredApps: ['web', 'api'],
+      healthRestorationSeconds: 20, recoveryTimeoutSeconds: 400, cooldownSeconds: 0, maxAttemptsPerHour: 5, dryRun: true, monitoredApps: ['web', 'api'],
       uptimeQuery: DEFAULT_UPTIME_QUERY, minUptime: 0.99, window: '24h', maxCommits: 50, mergeMethod: 'squash',
       podSignals: { enabled: true, minRestarts: 3, waitingSeconds: 60 },
     });

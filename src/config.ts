@@ -17,6 +17,8 @@ export interface Config {
   mergeApprovalTimeoutSec: number;
   recoveryTimeoutSec: number;
   cooldownSec: number;
+  /** MAX_ATTEMPTS_PER_HOUR: attempts per app per hour before the app is held for a human (0: no bound). */
+  maxAttemptsPerHour: number;
   /**
    * How long an ended attempt is kept (ATTEMPT_RETENTION): its etcd record and index key expire with a lease
    * of this length, and its RollbackAttempt object is deleted once the record is gone.
@@ -294,6 +296,7 @@ export function loadConfig(env: Env = process.env): Config {
     mergeApprovalTimeoutSec: r.integer('MERGE_APPROVAL_TIMEOUT', 3600, 1, 604_800, 'seconds'),
     recoveryTimeoutSec,
     cooldownSec: r.integer('ROLLBACK_COOLDOWN', 1800, 0, 604_800, 'seconds'),
+    maxAttemptsPerHour: r.integer('MAX_ATTEMPTS_PER_HOUR', 3, 0, 1000),
     attemptRetentionSec: r.integer('ATTEMPT_RETENTION', 604_800, 10, 31_536_000, 'seconds'),
     logLevel: r.oneOf('LOG_LEVEL', 'INFO', LOG_LEVELS),
     natsServers: r.urlList('NATS_URL', 'nats://nats:4222', ['nats', 'tls'], 'nats'),
@@ -354,6 +357,7 @@ export function policyDefaults(config: Config): Defaults {
     healthRestorationSeconds: config.healthRestorationSec,
     recoveryTimeoutSeconds: config.recoveryTimeoutSec,
     cooldownSeconds: config.cooldownSec,
+    maxAttemptsPerHour: config.maxAttemptsPerHour,
     dryRun: config.dryRun,
     podSignals: DEFAULT_POD_SIGNALS,
     monitoredApps: config.monitoredApps,

@@ -33,4 +33,6 @@ export const KEYS = {
   lastRollback: (app: string) => `/ai-operator/apps/${app}/last-rollback`,
   /** Owner: the app (revisions never chosen again); on a lease of the longer of the retention and the cooldown. */
   rolledBackFrom: (app: string, sha: string) => `/ai-operator/apps/${app}/rolled-back-from/${sha}`,
+  /** Owner: the app (maxAttemptsPerHour counts it); on a lease of an hour from the last start, deleted by a reset. */
+  attemptStarts: (app: string) => `/ai-operator/apps/${app}/attempt-starts`,
 } as const;

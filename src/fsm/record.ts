@@ -42,6 +42,11 @@ export interface Settings {
   healthRestorationSeconds: number;
   recoveryTimeoutSeconds: number;
   cooldownSeconds: number;
+  /**
+   * How many attempts may start for one app within an hour; the next degradation holds the app in Abort
+   * (AttemptLimitReached) until a human resets it. 0: no bound. Absent on records written before it existed.
+   */
+  maxAttemptsPerHour?: number;
   dryRun: boolean;
   /**
    * `spec.merge.requiredChecks`: contexts that must pass on the rollback commit besides the base branch's

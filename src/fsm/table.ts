@@ -54,6 +54,8 @@ export const Reason = {
   /** A policy made the staging app production mid-attempt: staging's auto-merge no longer applies. */
   EnvironmentChanged: 'EnvironmentChanged',
   Reset: 'Reset',
+  /** maxAttemptsPerHour attempts already started for the app within the hour (it flaps): held until a reset. */
+  AttemptLimitReached: 'AttemptLimitReached',
 } as const;
 
 export type Reason = (typeof Reason)[keyof typeof Reason];
@@ -74,6 +76,8 @@ const anyAbort: Reason[] = [Reason.AbortRequested, Reason.UnexpectedError, Reaso
 export const TRANSITIONS: readonly TransitionRule[] = [
   { from: 'Idle', to: 'DegradationDetected', reasons: [Reason.DegradationConfirmed],
     when: 'persistenceChecks consecutive Degraded checks (counted in the health key, before any attempt), nothing holds the app, not in cooldown, not suspended or refused' },
+  { from: 'Idle', to: 'Abort', reasons: [Reason.AttemptLimitReached],
+    when: 'persistence confirmed, but maxAttemptsPerHour attempts already started for the app within the hour: the app flaps, and is held until a reset' },
   { from: 'DegradationDetected', to: 'Idle', reasons: [Reason.TransientDegradation],
     when: 'health left Degraded before the candidate search began' },
   { from: 'DegradationDetected', to: 'CandidateResolved', reasons: [Reason.StableCandidateFound],

@@ -53,13 +53,13 @@ export class AttemptGauges {
       const meta = this.#meta.get(correlationId);
       if (meta) {
         const state = await this.#store.getState(appKey, correlationId);
-        return state ? { ...meta, state: state.state } : undefined;
+        return state ? { ...meta, state: state.state, reason: state.reason } : undefined;
       }
       const stored = await this.#store.getAttempt(appKey, correlationId);
       if (!stored) return undefined;
       const { record } = stored;
       this.#meta.set(correlationId, { app: record.app.name, environment: record.environment });
-      return { app: record.app.name, environment: record.environment, state: record.state };
+      return { app: record.app.name, environment: record.environment, state: record.state, reason: record.reason };
     }));
     // Keep what is known of the attempts still active only.
     const live = new Set(this.#activeId.values());

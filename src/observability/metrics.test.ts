@@ -30,7 +30,10 @@ function exercise(metrics: Metrics): void {
   metrics.invariantViolated('I6_ci_success');
   metrics.observeCall('createPullRequest', 0.25, 'PERMISSION_DENIED');
   metrics.setFsmState('payment-service', 'PRCreated');
-  metrics.setStoredGauges(storedGauges([{ app: 'payment-service', environment: 'staging', state: 'PRCreated' }]));
+  metrics.setStoredGauges(storedGauges([
+    { app: 'payment-service', environment: 'staging', state: 'PRCreated' },
+    { app: 'search', environment: 'production', state: 'Abort', reason: 'AttemptLimitReached' },
+  ]));
   metrics.observeRecovery('payment-service', 'staging', 420);
   metrics.observeCandidateResolution('payment-service', 3.5);
   metrics.auditRecorded('file', 2);
@@ -227,6 +230,19 @@ describe('Metrics.setStoredGauges', () => {
     samples = parse(await metrics.registry.metrics());
     expect(samples.filter((s) => s.name === METRIC.fsmState)).toHaveLength(0);
     expect(Object.fromEntries(samples.filter((s) => s.name === METRIC.activeRollbacks).map((s) => [s.labels.environment, s.value]))).toEqual({ staging: 0, production: 0 });
+  });
+
+  it('shows an app held for a human (Abort, AttemptLimitReached) until its attempt is reset', async () => {
+    const metrics = new Metrics();
+    const held = (samples: ReturnType<typeof parse>) => samples.filter((s) => s.name === METRIC.appsHeld).map((s) => `${s.labels.app_name}=${s.value}`);
+    metrics.setStoredGauges(storedGauges([
+      { app: 'flappy', environment: 'production', state: 'Abort', reason: 'AttemptLimitReached' },
+      { app: 'orders', environment: 'production', state: 'Abort', reason: 'CIFailure' },
+      { app: 'cart', environment: 'staging', state: 'PRCreated', reason: 'PullRequestOpened' },
+    ]));
+    expect(held(parse(await metrics.registry.metrics()))).toEqual(['flappy=1']);
+    metrics.setStoredGauges(storedGauges([{ app: 'orders', environment: 'production', state: 'Abort', reason: 'CIFailure' }]));
+    expect(held(parse(await metrics.registry.metrics()))).toEqual([]);
   });
 
   it('leaves a standby with no attempt gauges at all', async () => {

@@ -9,9 +9,10 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { EVENTS_REJECTED_METRIC } from '../api/metrics.ts';
 import { EVENT_TYPES } from '../events/types.ts';
 import type { Environment } from '../fsm/record.ts';
-import { STATES, inProgress, type State } from '../fsm/table.ts';
+import { Reason, STATES, inProgress, type State } from '../fsm/table.ts';
 import type { ErrorCode } from '../ports/errors.ts';
 import { CONSUMER_RESTART_REASONS } from '../events/consumer-supervisor.ts';
+import type { MetricObservation } from '../ports/observations.ts';
 import type { Lane, QueueMetrics, ReconcileOutcome } from '../ports/queue-metrics.ts';
 
 export const METRIC = {
@@ -22,6 +23,7 @@ export const METRIC = {
   invariantViolations: 'ai_operator_invariant_violations_total',
   mcpCallErrors: 'ai_operator_mcp_call_errors_total',
   fsmState: 'ai_operator_fsm_state',
+  appsHeld: 'ai_operator_apps_held',
   activeRollbacks: 'ai_operator_active_rollbacks',
   meanTimeToRecovery: 'ai_operator_mean_time_to_recovery_seconds',
   candidateResolutionDuration: 'ai_operator_candidate_resolution_duration_seconds',
@@ -59,6 +61,7 @@ export const METRIC_LABELS = {
   [METRIC.invariantViolations]: ['invariant_id'],
   [METRIC.mcpCallErrors]: ['call_name', 'error_code'],
   [METRIC.fsmState]: ['app_name', 'state'],
+  [METRIC.appsHeld]: ['app_name'],
   [METRIC.activeRollbacks]: ['environment'],
   [METRIC.meanTimeToRecovery]: ['app_name', 'environment'],
   [METRIC.candidateResolutionDuration]: ['app_name'],
@@ -108,6 +111,8 @@ export interface StoredAttemptState {
   app: string;
   environment: Environment;
   state: State;
+  /** The reason of the state (the state key's): an Abort for AttemptLimitReached holds a flapping app. */
+  reason?: string;
 }
 
 /** The values of the gauges that come from the etcd record. */
@@ -116,6 +121,8 @@ export interface StoredGauges {
   activeRollbacks: Record<Environment, number>;
   /** The state of each app's stored attempt; an app not listed has no series. */
   fsmState: Map<string, State>;
+  /** Apps held for a human after maxAttemptsPerHour attempts within the hour (ai_operator_apps_held). */
+  held: Set<string>;
 }
 
 /**
@@ -127,11 +134,13 @@ export interface StoredGauges {
 export function storedGauges(attempts: readonly StoredAttemptState[]): StoredGauges {
   const activeRollbacks = Object.fromEntries(ENVIRONMENTS.map((e) => [e, 0])) as Record<Environment, number>;
   const fsmState = new Map<string, State>();
+  const held = new Set<string>();
   for (const a of attempts) {
     if (inProgress(a.state)) activeRollbacks[a.environment] += 1;
     fsmState.set(a.app, a.state);
+    if (a.state === 'Abort' && a.reason === Reason.AttemptLimitReached) held.add(a.app);
   }
-  return { activeRollbacks, fsmState };
+  return { activeRollbacks, fsmState, held };
 }
 
 /** The event bus's counters (src/events/jetstream.ts). */
@@ -187,6 +196,7 @@ export class Metrics {
   readonly #violations: Counter<Labels<typeof METRIC.invariantViolations>>;
   readonly #callErrors: Counter<Labels<typeof METRIC.mcpCallErrors>>;
   readonly #fsmState: Gauge<Labels<typeof METRIC.fsmState>>;
+  readonly #appsHeld: Gauge<Labels<typeof METRIC.appsHeld>>;
   readonly #activeRollbacks: Gauge<Labels<typeof METRIC.activeRollbacks>>;
   readonly #recovery: Histogram<Labels<typeof METRIC.meanTimeToRecovery>>;
   readonly #candidateResolution: Histogram<Labels<typeof METRIC.candidateResolutionDuration>>;
@@ -255,6 +265,12 @@ export class Metrics {
       name: METRIC.fsmState,
       help: '1 for the state of the application\'s stored attempt (read from etcd at each resync and after each write; aborted ones until reset), 0 for the others; no series once the attempt has ended.',
       labelNames: METRIC_LABELS[METRIC.fsmState],
+      registers,
+    });
+    this.#appsHeld = new Gauge({
+      name: METRIC.appsHeld,
+      help: '1 for each application held after maxAttemptsPerHour attempts within the hour (its attempt in Abort, AttemptLimitReached) until a human resets it; no series otherwise. Exported by the leader only.',
+      labelNames: METRIC_LABELS[METRIC.appsHeld],
       registers,
     });
     this.#activeRollbacks = new Gauge({
@@ -427,6 +443,19 @@ export class Metrics {
     };
   }
 
+  /** Applies what a decision moves (decide/record-keeping.ts derives it). */
+  observe(o: MetricObservation): void {
+    switch (o.metric) {
+      case 'fsmState': return this.setFsmState(o.app, o.state);
+      case 'degradationDetected': return this.degradationDetected(o.app, o.environment);
+      case 'rollbackProposed': return this.rollbackProposed(o.app, o.environment, o.success);
+      case 'rollbackMerged': return this.rollbackMerged(o.app, o.environment, o.auto);
+      case 'rollbackAborted': return this.rollbackAborted(o.app, o.environment, o.reason);
+      case 'invariantViolated': return this.invariantViolated(o.invariant);
+      case 'recovery': return this.observeRecovery(o.app, o.environment, o.seconds);
+    }
+  }
+
   degradationDetected(app: string, environment: string): void {
     this.#degradations.inc({ app_name: app, environment });
   }
@@ -456,6 +485,7 @@ export class Metrics {
   /** Drops an application's state series. */
   #forgetApp(app: string): void {
     for (const s of STATES) this.#fsmState.remove({ app_name: app, state: s });
+    this.#appsHeld.remove({ app_name: app });
     this.#fsmApps.delete(app);
   }
 
@@ -468,6 +498,10 @@ export class Metrics {
     for (const [environment, count] of Object.entries(gauges.activeRollbacks)) this.#activeRollbacks.set({ environment }, count);
     for (const app of [...this.#fsmApps]) if (!gauges.fsmState.has(app)) this.#forgetApp(app);
     for (const [app, state] of gauges.fsmState) this.setFsmState(app, state);
+    for (const app of gauges.fsmState.keys()) {
+      if (gauges.held.has(app)) this.#appsHeld.set({ app_name: app }, 1);
+      else this.#appsHeld.remove({ app_name: app });
+    }
   }
 
   /** A replica that is not the leader exports no attempt gauges: summed over replicas, they count each attempt once. */

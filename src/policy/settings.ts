@@ -59,6 +59,7 @@ export interface RollbackPolicySpec {
   healthRestorationSeconds?: number;
   recoveryTimeoutSeconds?: number;
   cooldownSeconds?: number;
+  maxAttemptsPerHour?: number;
   dryRun?: boolean;
   suspend?: boolean;
   /** The installation that acts on the Applications this policy governs (policy/installation.ts); absent: the first to claim it. */
@@ -102,6 +103,7 @@ export function settingsFrom(defaults: Defaults, spec: RollbackPolicySpec = {}):
     healthRestorationSeconds: spec.healthRestorationSeconds ?? defaults.healthRestorationSeconds,
     recoveryTimeoutSeconds: spec.recoveryTimeoutSeconds ?? defaults.recoveryTimeoutSeconds,
     cooldownSeconds: spec.cooldownSeconds ?? defaults.cooldownSeconds,
+    maxAttemptsPerHour: spec.maxAttemptsPerHour ?? defaults.maxAttemptsPerHour,
     dryRun: (spec.dryRun ?? false) || defaults.dryRun,
     podSignals: { ...(defaults.podSignals ?? DEFAULT_POD_SIGNALS), ...definedOnly(spec.detection?.podSignals) },
     // Absent means "not said" (judged by the branch's required checks); [] says "no CI is fine".

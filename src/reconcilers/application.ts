@@ -4,35 +4,35 @@
 // → carry out the intents idempotently → observe again, a few rounds at most so
 // an effect and the transition it enables land in one reconcile. The
 // RollbackAttempt status is written once, at the end, even on error.
-import { ANNOTATIONS, API_VERSION, KINDS } from '../api/group.ts';
+import { API_VERSION, KINDS } from '../api/group.ts';
 import { recordEntry, type AuditOutboxEntry } from '../audit/outbox.ts';
-import type { AuditInput } from '../audit/record.ts';
+import { sayDecision, sayIntent, sayStalled, type Said, type SaidEvent } from '../decide/record-keeping.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
-import { decide, failSafe, mergeEnvironment, TransitionRefused, type Decision, type Facts, type Intent, type Note, type PendingEvent, type Preflight } from '../fsm/machine.ts';
-import { affectsBeyondStaging, appKey, isUnder, noApproversNote, ROLLBACK_BRANCH_PREFIX, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type Environment, type FailsEarly, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
-import { Reason, holdsApp, inProgress, type State } from '../fsm/table.ts';
-import { ciVerdict, evaluateInvariants, summary, violations, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
+import { decide, failSafe, mergeEnvironment, TransitionRefused, type Decision, type Facts, type Intent, type Preflight } from '../fsm/machine.ts';
+import { affectsBeyondStaging, appKey, isUnder, noApproversNote, ROLLBACK_BRANCH_PREFIX, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type FailsEarly, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
+import { Reason, holdsApp, inProgress } from '../fsm/table.ts';
+import { ciVerdict, evaluateInvariants, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
 import type { MonitoredApp } from '../policy/settings.ts';
 import { blastRadius, SourceSetCache } from '../modules/blast-radius.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
 import { failsEarly } from '../modules/pod-signals.ts';
 import { resolveTargetBranch } from '../modules/target-branch.ts';
-import { approveCommand, comments, openPullRequest } from '../modules/pr-generator.ts';
+import { comments, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ApplicationView, ArgoCdPort } from '../ports/argocd.ts';
 import { IntegrationError, TerminalError, terminalCause } from '../ports/errors.ts';
+import type { AuditInput, AuditPort } from '../ports/audit.ts';
 import type { GitHubPort, OpenedPullRequest, PullRequestInfo, RepoRef } from '../ports/github.ts';
-import type { ApprovalEnforcementPort, AttemptObjectsPort, ClusterPort, EventRecorderPort, KubeEvent } from '../ports/kubernetes.ts';
+import type { ApprovalEnforcementPort, AttemptObjectsPort, ClusterPort, EventRecorderPort } from '../ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
 import { CorruptRecord, type AppState, type AttemptStore, type StoredAttempt } from '../store/attempt-store.ts';
 import { StoreUnavailable } from '../store/kv.ts';
 import type { ReconcileResult } from './queue.ts';
 
-export interface AuditSink {
-  record(input: AuditInput): Promise<unknown>;
-}
+/** The reconciler writes audit records outside a commit through the audit port. */
+export type AuditSink = AuditPort;
 
 export type { MonitoredApp } from '../policy/settings.ts';
 
@@ -134,7 +134,7 @@ export class ApplicationReconciler {
   /** What was said about a Degraded app that may not be rolled back, so it is said once per degradation. */
   private readonly waitingSaid = new Map<string, string>();
   /** Transition Events of the reconcile in progress, per app key, emitted once its RollbackAttempt is projected. */
-  private readonly heldEvents = new Map<string, Array<{ record: AttemptRecord; event: Omit<KubeEvent, 'regarding'>; appUid: string | undefined }>>();
+  private readonly heldEvents = new Map<string, Array<{ event: SaidEvent; appUid: string | undefined }>>();
   /** Apps (`namespace/name`) whose targetRevision was last resolved to no branch, with what it was. */
   private readonly targetRefusals = new Map<string, { targetRevision: string; reason: RefusalReason; message: string }>();
   /**
@@ -222,19 +222,18 @@ export class ApplicationReconciler {
           // A bug, not an outage: the same facts would ask again on every retry.
           if (decision.needs) throw new TerminalError('DecisionIncomplete', `decide still needs ${decision.needs} after it was observed`);
         }
-        const written = await this.commit(storeKey, observed, decision);
+        const written = await this.write(storeKey, observed, decision);
         latest = written ?? latest;
         if (written && decision.release) released = true;
         // Still counting a degradation (written now, or stored and left as it is): check again an interval later.
         const stillCounting = decision.degradation === undefined ? observed.facts.pendingCorrelationId !== undefined && !decision.record : decision.degradation !== null;
         counting = stillCounting ? observed.facts.settings : undefined;
-        await this.recordNotes(storeKey, observed, decision);
         if (decision.intents.length === 0) {
           // A transition may enable the next step at once (CandidateResolved → open the PR).
           if (!decision.transition || !inProgress(decision.transition.to)) break;
           continue;
         }
-        Object.assign(memo, await this.execute(decision.intents, written ?? observed.facts.record!, observed));
+        Object.assign(memo, await this.execute(storeKey, decision.intents, written ?? observed.facts.record!, observed));
       }
       // A degradation being counted needs its next check an interval later, as an active attempt does.
       return requeue(this.nextCheckMs(latest) ?? (counting ? counting.intervalSeconds * 1000 : undefined) ?? this.podCheckMs(seen));
@@ -313,6 +312,7 @@ export class ApplicationReconciler {
       ...(refused ? { refused } : {}),
       suspended: monitored?.suspended ?? false,
       ...(state.lastRollbackAt ? { lastRollbackAt: state.lastRollbackAt } : {}),
+      ...(state.attemptStarts.length > 0 ? { attemptStarts: state.attemptStarts } : {}),
       nextCorrelationId: this.newId(),
       human: {},
       ...(memo.failure ? { failure: memo.failure } : {}),
@@ -565,13 +565,34 @@ export class ApplicationReconciler {
 
   // ---- commit --------------------------------------------------------------
 
-  private async commit(storeKey: string, observed: Observed, decision: Decision): Promise<AttemptRecord | undefined> {
+  /**
+   * Commits a decision (its record or the degradation's count, its CloudEvents and the audit records it
+   * must not lose, in one transaction), then says the rest of what is said about it (decide/record-keeping.ts).
+   */
+  private async write(storeKey: string, observed: Observed, decision: Decision): Promise<AttemptRecord | undefined> {
+    const { facts } = observed;
+    const events = this.cloudEvents(facts, decision);
+    if (facts.health?.status !== 'Degraded' && !facts.health?.failsEarly) this.waitingSaid.delete(storeKey);
+    const correlationId = (decision.record ?? facts.record)?.correlationId;
+    const resetBy = decision.transition?.reason === Reason.Reset && correlationId ? this.resetRequests.get(correlationId) : undefined;
+    const said = sayDecision(facts, decision, events.map((e) => e.id), {
+      ...(resetBy ? { resetBy } : {}), ...(this.waitingSaid.has(storeKey) ? { waitingSaid: this.waitingSaid.get(storeKey)! } : {}),
+    });
+    const written = await this.commit(storeKey, observed, decision, events, said.committedAudit);
+    if (decision.transition && correlationId) {
+      // A failure seen again in the new state is news again.
+      this.failureSaid.delete(correlationId);
+      if (decision.transition.reason === Reason.Reset) this.resetRequests.delete(correlationId);
+    }
+    for (const note of decision.notes) if (note.kind === 'waiting') this.waitingSaid.set(storeKey, note.message);
+    await this.say(storeKey, said, observed.app?.uid);
+    return written;
+  }
+
+  private async commit(storeKey: string, observed: Observed, decision: Decision, events: CloudEvent[], audited: AuditInput[]): Promise<AttemptRecord | undefined> {
     const { facts } = observed;
     if (decision.degradation !== undefined) {
-      const correlationId = decision.degradation?.correlationId ?? facts.pendingCorrelationId!;
-      const events = decision.events.map((e) => this.toCloudEvent(e, facts.app, e.correlationId ?? correlationId, facts.now));
-      const records = this.degradationAudit(facts, decision, events);
-      const audit = this.auditEntry(records, facts.now, events[0]?.id);
+      const audit = this.auditEntry(audited, facts.now, events[0]?.id);
       const result = await this.deps.store.commitDegradation({
         appKey: storeKey, degradation: decision.degradation, expectedModRevision: observed.state.pending?.modRevision ?? null, events, ...(audit ? { audit } : {}),
       });
@@ -582,8 +603,7 @@ export class ApplicationReconciler {
     }
     if (!decision.record) return undefined;
     const record = decision.record;
-    const events = decision.events.map((e) => this.toCloudEvent(e, record.app, e.correlationId ?? record.correlationId, facts.now));
-    const audit = decision.transition ? this.auditEntry(this.transitionAudit(record, decision.transition), facts.now, `${record.correlationId}-v${record.version}`) : undefined;
+    const audit = this.auditEntry(audited, facts.now, `${record.correlationId}-v${record.version}`);
     const result = await this.deps.store.commit({
       appKey: storeKey,
       record,
@@ -597,9 +617,31 @@ export class ApplicationReconciler {
     });
     if (!result.ok) throw new WriteConflict(result.reason);
     if (events.length > 0) this.deps.onEventsWritten?.();
-    if (decision.transition) this.afterTransition(record, decision.transition, facts, observed.app?.uid);
     await this.recordCommitted(result, audit);
     return record;
+  }
+
+  /** The CloudEvents of a decision that writes (its record, or the degradation's count); the ids its audit names. */
+  private cloudEvents(facts: Facts, decision: Decision): CloudEvent[] {
+    const correlationId = decision.degradation !== undefined ? decision.degradation?.correlationId ?? facts.pendingCorrelationId : decision.record?.correlationId;
+    if (correlationId === undefined) return [];
+    return decision.events.map((e) => makeEvent(e.type, { subject: appSubject(facts.app), correlationId: e.correlationId ?? correlationId, data: e.data as never, time: facts.now }));
+  }
+
+  /**
+   * Says what the record-keeping derived, outside the commit: metrics, log lines and audit records now, the
+   * Events once the reconcile has projected the RollbackAttempt (in `finally`): an Event written before the
+   * object exists has no uid, and kubectl describe lists Events by it.
+   */
+  private async say(storeKey: string, said: Said, appUid: string | undefined): Promise<void> {
+    for (const observation of said.metrics) this.deps.metrics.observe(observation);
+    for (const line of said.logs) this.deps.log[line.level](line.message, line.fields);
+    if (said.events.length > 0) {
+      const held = this.heldEvents.get(storeKey) ?? [];
+      held.push(...said.events.map((event) => ({ event, appUid })));
+      this.heldEvents.set(storeKey, held);
+    }
+    for (const input of said.audit) await this.deps.audit.record(input);
   }
 
   /** The audit outbox entry of a write (audit/outbox.ts), or none when it has no records. */
@@ -628,240 +670,93 @@ export class ApplicationReconciler {
     if (!result.ok) throw new WriteConflict(result.reason);
   }
 
-  private toCloudEvent(pending: PendingEvent, app: AppRef, correlationId: string, now: Date): CloudEvent {
-    return makeEvent(pending.type, { subject: appSubject(app), correlationId, data: pending.data as never, time: now });
-  }
-
-  /** The audit records of a degradation's count starting or ending, under their events' ids. */
-  private degradationAudit(facts: Facts, decision: Decision, events: CloudEvent[]): AuditInput[] {
-    return decision.events.flatMap((event, i): AuditInput[] => {
-      if (event.type !== 'degradation.detected' && event.type !== 'degradation.cleared') return [];
-      const detected = event.type === 'degradation.detected';
-      return [{
-        module: 'DegradationDetector',
-        correlationId: event.correlationId ?? decision.degradation?.correlationId ?? facts.pendingCorrelationId!,
-        actionType: detected ? 'DEGRADATION_DETECTED' : 'DEGRADATION_CLEARED',
-        message: detected
-          ? `Degraded seen: check 1 of ${facts.settings.persistenceChecks}`
-          : `Health left Degraded after ${event.data.checks} check(s): the count restarts`,
-        reasoning: detected
-          ? event.data.signal
-            ? `Argo CD reports Progressing on ${facts.health?.revision ?? 'an unknown revision'}, and ${event.data.evidence ?? event.data.signal}`
-            : `Argo CD reports Degraded on ${facts.health?.revision ?? 'an unknown revision'}`
-          : `health now ${facts.health?.status ?? 'not Degraded'}`,
-        metadata: { appName: facts.app.name, environment: facts.environment },
-        eventId: events[i]!.id,
-      }];
-    });
-  }
-
-  /** The audit records of a transition: the merge, when it is one, and the transition itself. */
-  private transitionAudit(record: AttemptRecord, t: { from: State; to: State; reason: Reason }): AuditInput[] {
-    const app = record.app.name;
-    const env = record.environment;
-    const resetBy = t.reason === Reason.Reset ? this.resetRequests.get(record.correlationId) : undefined;
-    const records: AuditInput[] = [];
-    if (t.to === 'RollbackMerged' && record.pullRequest) {
-      const n = record.pullRequest.number;
-      records.push({ module: 'MergeController', correlationId: record.correlationId, actionType: 'PR_MERGED',
-        message: `Merged rollback pull request #${n}${t.reason === Reason.MergedByHuman ? ' (by a human on GitHub)' : ''}`, invariantsChecked: summary(record.invariants),
-        reasoning: t.reason === Reason.AutoMerged ? 'staging: all eight invariants PASS on fresh reads'
-          : t.reason === Reason.ApprovedAndMerged ? `production: approved by ${record.approval?.approvedBy}; I2–I8 PASS` : 'merged on GitHub by a human',
-        metadata: { appName: app, environment: env, prNumber: n, ...(record.merge?.commitSha ? { mergeCommitSha: record.merge.commitSha } : {}) },
-        eventId: `${record.correlationId}-merge-${n}` });
-    }
-    records.push({
-      level: t.to === 'Abort' ? 'WARN' : 'INFO',
-      module: moduleFor(t.to),
-      correlationId: record.correlationId,
-      actionType: actionFor(t.to, t.reason),
-      message: `${t.from} -> ${t.to} (${t.reason})`,
-      reasoning: resetBy ? `${record.message}: ${resetBy.username} through ${resetBy.via}` : record.message,
-      ...(record.invariants.length > 0 ? { invariantsChecked: summary(record.invariants) } : {}),
-      metadata: {
-        appName: app, environment: env, from: t.from, to: t.to, reason: t.reason, version: record.version, ...(record.pullRequest ? { prNumber: record.pullRequest.number } : {}),
-        ...(t.reason === Reason.Reset ? (resetBy ? { resetBy: resetBy.username, resetVia: resetBy.via } : { resetVia: 'annotation' }) : {}),
-      },
-      eventId: `${record.correlationId}-v${record.version}`,
-    });
-    return records;
-  }
-
-  private afterTransition(record: AttemptRecord, t: { from: State; to: State; reason: Reason }, facts: Facts, appUid?: string): void {
-    const { metrics, log } = this.deps;
-    const app = record.app.name;
-    const env = record.environment;
-    // A failure seen again in the new state is news again.
-    this.failureSaid.delete(record.correlationId);
-    metrics.setFsmState(app, t.to);
-    if (t.from === 'Idle' && t.to === 'DegradationDetected') metrics.degradationDetected(app, env);
-    if (t.to === 'PRCreated') metrics.rollbackProposed(app, env, true);
-    // The PR could not be opened: proposed, and failed.
-    if (t.from === 'CandidateResolved' && t.to === 'Abort' && [Reason.PermissionDenied, Reason.Conflict, Reason.IntegrationError].includes(t.reason as never)) {
-      metrics.rollbackProposed(app, env, false);
-    }
-    if (t.to === 'RollbackMerged') metrics.rollbackMerged(app, env, record.merge?.auto ?? false);
-    if (t.to === 'Abort') metrics.rollbackAborted(app, env, t.reason);
-    // Violations that stopped an attempt, so an alert on this counter means what it says.
-    if (t.reason === Reason.InvariantViolated) for (const v of violations(record.invariants)) metrics.invariantViolated(v.id);
-    if (t.to === 'RollbackComplete') metrics.observeRecovery(app, env, (facts.now.getTime() - Date.parse(record.degradation.firstSeenAt)) / 1000);
-    // Who reset it, when it came through POST /reset (the annotation's writer is the API server's to know).
-    const resetBy = t.reason === Reason.Reset ? this.resetRequests.get(record.correlationId) : undefined;
-    if (t.reason === Reason.Reset) this.resetRequests.delete(record.correlationId);
-    log.info('Transitioned attempt', { correlationId: record.correlationId, app, from: t.from, to: t.to, reason: t.reason, detail: record.message, ...(resetBy ? { resetBy: resetBy.username } : {}) });
-    // Held until the reconcile has projected the RollbackAttempt (in `finally`): an Event written before the
-    // object exists has no uid, and kubectl describe lists Events by it. No extra write on the way to the PR.
-    const held = this.heldEvents.get(storeKeyOf(record, this.deps.argocdNamespace)) ?? [];
-    held.push({ record, appUid, event: {
-      type: t.to === 'Abort' ? 'Warning' : 'Normal', reason: t.reason, action: `To${t.to}`,
-      // The PR before the message: the API server keeps 1 KiB of a note, and the message may be long.
-      note: `${t.from} -> ${t.to}${record.pullRequest ? ` (PR #${record.pullRequest.number} ${record.pullRequest.url})` : ''}: ${record.message || t.reason}`,
-    } });
-    this.heldEvents.set(storeKeyOf(record, this.deps.argocdNamespace), held);
-  }
-
-  /** The same Event on the RollbackAttempt and on its Application, so Argo CD's UI shows it too. */
-  /** The transition Events of this reconcile, once its RollbackAttempt is projected (the queue serialises a key). */
+  /** The Events said in this reconcile, once its RollbackAttempt is projected (the queue serialises a key). */
   private emitHeldEvents(storeKey: string): void {
     const held = this.heldEvents.get(storeKey);
     this.heldEvents.delete(storeKey);
-    for (const { record, event, appUid } of held ?? []) this.emitEvents(record, event, appUid);
+    for (const { event, appUid } of held ?? []) this.emitEvent(event, appUid);
   }
 
-  private emitEvents(record: AttemptRecord, event: Omit<KubeEvent, 'regarding'>, uid?: string): void {
+  /** An attempt's Event on the RollbackAttempt and on its Application alike, so Argo CD's UI shows it too. */
+  private emitEvent({ record, app, ...event }: SaidEvent, appUid: string | undefined): void {
+    const application = { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...app, ...(appUid ? { uid: appUid } : {}) };
+    if (!record) {
+      this.deps.events?.emit({ ...event, regarding: application });
+      return;
+    }
     const attemptUid = this.deps.attempts.uidOf?.(record);
     const attempt = { apiVersion: API_VERSION, kind: KINDS.attempt, namespace: record.app.namespace, name: attemptName(record.app, record.correlationId), ...(attemptUid ? { uid: attemptUid } : {}) };
-    const application = { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...record.app, ...(uid ? { uid } : {}) };
     this.deps.events?.emit({ ...event, regarding: attempt, related: application });
     this.deps.events?.emit({ ...event, regarding: application, related: attempt });
-  }
-
-  private async recordNotes(storeKey: string, observed: Observed, decision: Decision): Promise<void> {
-    const { facts } = observed;
-    if (facts.health?.status !== 'Degraded' && !facts.health?.failsEarly) this.waitingSaid.delete(storeKey);
-    for (const note of decision.notes) {
-      if (note.kind === 'waiting') {
-        await this.sayWaiting(storeKey, observed, note);
-        continue;
-      }
-      const record = decision.record ?? facts.record;
-      if (!record) continue;
-      if (note.kind === 'left-undone') {
-        // Audited once already, as the failure of its intent (execute): the Event says it where a person looks.
-        this.deps.log.warn('Moved on without a refused side effect', { correlationId: record.correlationId, app: record.app.name, detail: note.message });
-        this.emitEvents(record, { type: 'Warning', reason: note.reason ?? 'SideEffectRefused', action: 'ClosePullRequest', note: note.message }, observed.app?.uid);
-        continue;
-      }
-      if (note.kind === 'approval-refused' || note.kind === 'approval-withdrawn') {
-        const withdrawn = note.kind === 'approval-withdrawn';
-        this.deps.log.warn(withdrawn ? 'Withdrew approval' : 'Refused approval', { correlationId: record.correlationId, app: record.app.name, detail: note.message });
-        this.emitEvents(record, { type: 'Warning', reason: note.reason ?? 'ApprovalRefused', action: withdrawn ? 'WithdrawApproval' : 'RecordApproval', note: note.message }, observed.app?.uid);
-      }
-      await this.deps.audit.record({
-        level: note.kind === 'approval-refused' || note.kind === 'approval-withdrawn' ? 'WARN' : 'INFO',
-        module: 'MergeController',
-        correlationId: record.correlationId,
-        actionType: note.kind === 'invariants' ? 'INVARIANT_CHECK' : 'APPROVAL',
-        message: note.kind === 'invariants' ? `Evaluated invariants in ${record.state}` : note.message,
-        reasoning: note.kind === 'invariants' ? record.invariants.map((i) => `${i.id}=${i.result}: ${i.detail}`).join('; ') : note.message,
-        ...(note.kind === 'invariants' ? { invariantsChecked: summary(record.invariants) } : {}),
-        metadata: { appName: record.app.name, environment: record.environment, ...(record.pullRequest ? { prNumber: record.pullRequest.number } : {}) },
-      });
-    }
-  }
-
-  /** A Degraded app that may not be rolled back (refused, suspended, in cooldown): said once per degradation. */
-  private async sayWaiting(storeKey: string, observed: Observed, note: Note): Promise<void> {
-    if (this.waitingSaid.get(storeKey) === note.message) return;
-    this.waitingSaid.set(storeKey, note.message);
-    const { app, environment } = observed.facts;
-    this.deps.log.info('Not rolling back a Degraded application', { app: `${app.namespace}/${app.name}`, reason: note.reason, detail: note.message });
-    this.deps.events?.emit({
-      regarding: { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...app, ...(observed.app?.uid ? { uid: observed.app.uid } : {}) },
-      type: note.reason === 'InCooldown' ? 'Normal' : 'Warning', reason: note.reason ?? 'RollbackNotAttempted', action: 'StartRollback', note: note.message,
-    });
-    await this.deps.audit.record({
-      level: 'WARN', module: 'DegradationDetector', actionType: 'DEGRADATION_IGNORED', message: note.message,
-      reasoning: note.reason ?? 'waiting', metadata: { appName: app.name, environment },
-    });
   }
 
   // ---- execute -------------------------------------------------------------
 
   // Intents only write: every fact they need was observed before the decision.
-  private async execute(intents: Intent[], record: AttemptRecord, observed: Observed): Promise<RoundMemo> {
-    const { github, audit } = this.deps;
+  private async execute(storeKey: string, intents: Intent[], record: AttemptRecord, observed: Observed): Promise<RoundMemo> {
     const memo: RoundMemo = {};
-    const meta = { appName: record.app.name, environment: record.environment };
     for (const intent of intents) {
       try {
-        const repo = observed.repo;
-        if (!repo) throw new IntegrationError(intent.kind, 'INVALID_ARGUMENT', `the attempt's source has no GitHub repository URL`);
-        switch (intent.kind) {
-          case 'openPullRequest': {
-            const { preflight } = intent;
-            // Checked where the PR is opened, alone among the attempts restoring overlapping paths of the same branch:
-            // another app's reconcile may be opening one restoring the same files right now.
-            const pr = await this.exclusive(`${repo.owner}/${repo.repo}@${preflight.base}`, restoredPaths(record, observed.app?.source), async () => {
-              const competing = await this.competingPullRequests(record, observed.app, repo, preflight.base);
-              if (competing.length > 0) {
-                memo.competing = competing;
-                return undefined;
-              }
-              return openPullRequest(github, repo, {
-                record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants,
-                files: preflight.files ?? [], affected: preflight.affected ?? [],
-                ...(preflight.deployments ? { deployments: preflight.deployments } : {}),
-              });
-            });
-            // Another attempt's PR restores these files now: the next round reads it and waits for it.
-            if (!pr) break;
-            memo.opened = pr;
-            memo.preflight = preflight;
-            await audit.record({ module: 'PRGenerator', correlationId: record.correlationId, actionType: 'PR_CREATED',
-              message: `Opened rollback pull request #${pr.number}`, metadata: { ...meta, prNumber: pr.number, url: pr.url, branch: pr.branch },
-              eventId: `${record.correlationId}-pr-${pr.number}` });
-            break;
-          }
-          case 'mergePullRequest':
-            // Its PR_MERGED record is written with the transition to RollbackMerged: the merge's answer can be
-            // lost while the merge lands, and the trail must say what happened, not what was heard back.
-            await github.mergePullRequest(repo, intent.number, { sha: intent.headSha, method: intent.method });
-            break;
-          case 'closePullRequest':
-            await github.closePullRequest(repo, intent.number, intent.comment);
-            await audit.record({ module: 'MergeController', correlationId: record.correlationId, actionType: 'PR_CLOSED',
-              message: `Closed rollback pull request #${intent.number}`, reasoning: intent.comment, metadata: { ...meta, prNumber: intent.number } });
-            break;
-          case 'commentPullRequest':
-            await github.commentPullRequest(repo, intent.number, intent.marker, intent.comment);
-            break;
-          case 'removeApproval':
-            await this.deps.attempts.removeApproval(record);
-            this.emitEvents(record, { type: 'Warning', reason: 'ApprovalRemoved', action: 'RemoveApproval',
-              note: `removed the ${ANNOTATIONS.approve} annotation: ${intent.reason}` }, observed.app?.uid);
-            await audit.record({ level: 'WARN', module: 'MergeController', correlationId: record.correlationId, actionType: 'APPROVAL',
-              message: 'Removed an approve annotation the API server did not check', reasoning: intent.reason, metadata: meta });
-            break;
-          case 'requestApproval':
-            await github.commentPullRequest(repo, intent.number, `approval-${record.correlationId}`, comments.approvalRequested(record));
-            this.emitEvents(record, { type: 'Normal', reason: 'ApprovalRequested', action: 'RequestApproval',
-              note: `pull request #${intent.number} waits for an authorized approver: ${approveCommand(record)}` }, observed.app?.uid);
-            break;
-        }
+        const opened = await this.carryOut(intent, record, observed, memo);
+        await this.say(storeKey, sayIntent(intent, record, opened ? { opened } : {}), observed.app?.uid);
       } catch (error) {
         if (!(error instanceof IntegrationError)) throw error;
         memo.failure = { code: error.code, message: error.message, call: error.call };
         const number = 'number' in intent ? intent.number : undefined;
         memo.intentFailure = { kind: intent.kind, ...(number !== undefined ? { number } : {}), code: error.code, message: error.message };
-        if (this.firstSaid(record.correlationId, `${intent.kind}#${number ?? ''} ${error.message}`)) {
-          await audit.record({ level: 'ERROR', module: 'Reconciler', correlationId: record.correlationId, actionType: 'MCP_CALL',
-            message: `${intent.kind} failed: ${error.message}`, metadata: { ...meta, errorCode: error.code, call: error.call, ...(number !== undefined ? { prNumber: number } : {}) } });
-        }
+        const first = this.firstSaid(record.correlationId, `${intent.kind}#${number ?? ''} ${error.message}`);
+        await this.say(storeKey, sayIntent(intent, record, { failure: { code: error.code, message: error.message, call: error.call, first } }), observed.app?.uid);
         break;
       }
     }
     return memo;
+  }
+
+  /** One intent's effect; the PR it opened, if it is one that opens. */
+  private async carryOut(intent: Intent, record: AttemptRecord, observed: Observed, memo: RoundMemo): Promise<OpenedPullRequest | undefined> {
+    const { github } = this.deps;
+    const repo = observed.repo;
+    if (!repo) throw new IntegrationError(intent.kind, 'INVALID_ARGUMENT', `the attempt's source has no GitHub repository URL`);
+    switch (intent.kind) {
+      case 'openPullRequest': {
+        const { preflight } = intent;
+        // Checked where the PR is opened, alone among the attempts restoring overlapping paths of the same branch:
+        // another app's reconcile may be opening one restoring the same files right now.
+        const pr = await this.exclusive(`${repo.owner}/${repo.repo}@${preflight.base}`, restoredPaths(record, observed.app?.source), async () => {
+          const competing = await this.competingPullRequests(record, observed.app, repo, preflight.base);
+          if (competing.length > 0) {
+            memo.competing = competing;
+            return undefined;
+          }
+          return openPullRequest(github, repo, {
+            record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants,
+            files: preflight.files ?? [], affected: preflight.affected ?? [],
+            ...(preflight.deployments ? { deployments: preflight.deployments } : {}),
+          });
+        });
+        // Another attempt's PR restores these files now: the next round reads it and waits for it.
+        if (pr) {
+          memo.opened = pr;
+          memo.preflight = preflight;
+        }
+        return pr;
+      }
+      case 'mergePullRequest':
+        await github.mergePullRequest(repo, intent.number, { sha: intent.headSha, method: intent.method });
+        return undefined;
+      case 'closePullRequest':
+        await github.closePullRequest(repo, intent.number, intent.comment);
+        return undefined;
+      case 'commentPullRequest':
+        await github.commentPullRequest(repo, intent.number, intent.marker, intent.comment);
+        return undefined;
+      case 'removeApproval':
+        await this.deps.attempts.removeApproval(record);
+        return undefined;
+      case 'requestApproval':
+        await github.commentPullRequest(repo, intent.number, `approval-${record.correlationId}`, comments.approvalRequested(record));
+        return undefined;
+    }
   }
 
   /** Whether this failure of the attempt is new (not the one audited last); remembers it. Bounded. */
@@ -881,12 +776,11 @@ export class ApplicationReconciler {
    * trail — and hand the error back to be thrown.
    */
   private async stalled(app: AppRef, correlationId: string | undefined, error: TerminalError): Promise<TerminalError> {
-    const note = `stopped retrying until repaired: ${error.message}`;
-    this.deps.events?.emit({ regarding: { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...app }, type: 'Warning', reason: error.reason, action: 'Reconcile', note });
+    const said = sayStalled(app, correlationId, error.reason, error.message);
+    for (const event of said.events) this.emitEvent(event, undefined);
     await Promise.allSettled([
-      correlationId ? this.deps.attempts.markStalled({ app, correlationId }, error.reason, note) : undefined,
-      this.deps.audit.record({ level: 'ERROR', module: 'Reconciler', actionType: 'MCP_CALL', message: note, reasoning: error.reason,
-        ...(correlationId ? { correlationId } : {}), metadata: { appName: app.name, errorCode: error.reason } }),
+      correlationId ? this.deps.attempts.markStalled({ app, correlationId }, error.reason, said.events[0]!.note) : undefined,
+      ...said.audit.map((input) => this.deps.audit.record(input)),
     ]);
     return error;
   }
@@ -910,7 +804,7 @@ export class ApplicationReconciler {
       now: this.clock(), app: record.app, environment: record.environment, settings: record.settings, record: stored.record,
       checks: stored.checks, suspended: false, nextCorrelationId: this.newId(), human: {},
     };
-    return this.commit(storeKey, { facts, stored, state: { active: stored, rolledBackFrom: [] } }, failSafe(facts, `unexpected error: ${error.message}`));
+    return this.write(storeKey, { facts, stored, state: { active: stored, rolledBackFrom: [], attemptStarts: [] } }, failSafe(facts, `unexpected error: ${error.message}`));
   }
 
   /** An active attempt is checked every interval; anything else waits for the watch or the resync. */
@@ -968,22 +862,3 @@ export function parseKey(key: string): AppRef {
   if (!namespace || !name) throw new TerminalError('InvalidKey', `bad reconcile key ${key}: expected namespace/name`);
   return { namespace, name };
 }
-
-function moduleFor(state: State): AuditInput['module'] {
-  switch (state) {
-    case 'DegradationDetected': return 'DegradationDetector';
-    case 'CandidateResolved': return 'RollbackCandidateResolver';
-    case 'PRCreated': return 'PRGenerator';
-    case 'AwaitingMergeApproval':
-    case 'RollbackMerged': return 'MergeController';
-    case 'RollbackComplete': return 'HealthMonitor';
-    default: return 'Reconciler';
-  }
-}
-
-function actionFor(to: State, reason: Reason): AuditInput['actionType'] {
-  if (to === 'Abort') return 'ABORT';
-  if (reason === Reason.Reset) return 'RESET';
-  return 'FSM_TRANSITION';
-}
-

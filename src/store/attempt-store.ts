@@ -19,7 +19,7 @@ import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../events
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
 import { TerminalError } from '../ports/errors.ts';
 import { holdsApp } from '../fsm/table.ts';
-import type { Compare, KV, Put } from './kv.ts';
+import type { Compare, KeyValue, KV, Put } from './kv.ts';
 
 /** The default retention of an ended attempt (ATTEMPT_RETENTION). */
 export const RETENTION_SECONDS = 7 * 24 * 3600;
@@ -60,6 +60,8 @@ export interface AppState {
   pending?: PendingDegradation;
   lastRollbackAt?: string;
   rolledBackFrom: string[];
+  /** When the app's attempts of the last hour started. */
+  attemptStarts: string[];
 }
 
 export interface AttemptWrite {
@@ -71,7 +73,7 @@ export interface AttemptWrite {
   expectedModRevision: string | null;
   events: CloudEvent[];
   /** The app's rollback memory; its keys expire after the retention or the cooldown, whichever is longer. */
-  app?: { rolledBackFrom?: string; lastRollbackAt?: string; cooldownSeconds?: number };
+  app?: { rolledBackFrom?: string; lastRollbackAt?: string; cooldownSeconds?: number; attemptStarts?: string[] };
   /** Release the app's active key (and lease the attempt) although its state is not an ended one. */
   release?: boolean;
   /** The transition's audit records, kept until their chain holds them (`id` names them within the chain). */
@@ -132,14 +134,16 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   }
 
   async loadApp(appKey: string): Promise<AppState> {
-    const [active, lastRollback, rolledBack, health] = await Promise.all([
+    const [active, lastRollback, rolledBack, health, starts] = await Promise.all([
       this.kv.get(KEYS.active(appKey)),
       this.kv.get(KEYS.lastRollback(appKey)),
       this.kv.getPrefix(KEYS.rolledBackFrom(appKey, '')),
       this.kv.get(KEYS.health(appKey)),
+      this.kv.get(KEYS.attemptStarts(appKey)),
     ]);
     const state: AppState = {
       rolledBackFrom: rolledBack.map((kv) => kv.key.slice(KEYS.rolledBackFrom(appKey, '').length)),
+      attemptStarts: starts ? startTimes(starts) : [],
       ...(lastRollback ? { lastRollbackAt: lastRollback.value } : {}),
     };
     if (active) {
@@ -252,11 +256,17 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
 
   /** Apps with an active attempt, and apps whose degradation is being counted before any attempt. */
   async appsWithState(): Promise<{ active: Array<{ appKey: string; correlationId: string }>; pending: string[] }> {
-    const all = await this.kv.getPrefix(KEYS.appsPrefix);
+    // Keys only: the apps index holds every app's rollback memory and health history, and only the few active
+    // keys' values (a correlationId each) are needed.
+    const keys = await this.kv.getKeys(KEYS.appsPrefix);
     const appOf = (key: string, leaf: string) => key.slice(KEYS.appsPrefix.length, -leaf.length);
+    const active = await Promise.all(keys.filter((key) => key.endsWith('/active')).map(async (key) => {
+      const kv = await this.kv.get(key);
+      return kv ? { appKey: appOf(key, '/active'), correlationId: kv.value } : undefined;
+    }));
     return {
-      active: all.filter((kv) => kv.key.endsWith('/active')).map((kv) => ({ appKey: appOf(kv.key, '/active'), correlationId: kv.value })),
-      pending: all.filter((kv) => kv.key.endsWith('/health')).map((kv) => appOf(kv.key, '/health')),
+      active: active.filter((a) => a !== undefined),
+      pending: keys.filter((key) => key.endsWith('/health')).map((key) => appOf(key, '/health')),
     };
   }
 
@@ -303,6 +313,11 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
     const memoryLease = remembers ? await this.kv.grantLease(Math.max(this.retentionSeconds, write.app?.cooldownSeconds ?? 0)) : undefined;
     if (write.app?.lastRollbackAt) puts.push({ key: KEYS.lastRollback(appKey), value: write.app.lastRollbackAt, lease: memoryLease!.id });
     if (write.app?.rolledBackFrom) puts.push({ key: KEYS.rolledBackFrom(appKey, write.app.rolledBackFrom), value: cid, lease: memoryLease!.id });
+    // The count of the hour's attempts ends an hour after the last one started, or at a reset.
+    const starts = write.app?.attemptStarts;
+    const startsLease = starts?.length ? await this.kv.grantLease(3600) : undefined;
+    if (starts?.length) puts.push({ key: KEYS.attemptStarts(appKey), value: JSON.stringify(starts), lease: startsLease!.id });
+    else if (starts) deletes.push(KEYS.attemptStarts(appKey));
 
     const result = await this.kv.txn({ compares, puts, deletes });
     if (result.succeeded) {
@@ -311,6 +326,7 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
     }
     if (lease) await lease.revoke();
     if (memoryLease) await memoryLease.revoke();
+    if (startsLease) await startsLease.revoke();
     return this.refusal(fence);
   }
 
@@ -430,6 +446,12 @@ export class CorruptRecord extends TerminalError {
     this.name = 'CorruptRecord';
     this.key = key;
   }
+}
+
+/** The hour's attempt starts; a value that is not a list of times counts none, rather than wedge the app's reconcile. */
+function startTimes(kv: KeyValue): string[] {
+  const value = parseStored<unknown>(kv);
+  return Array.isArray(value) ? value.filter((at): at is string => typeof at === 'string' && !Number.isNaN(Date.parse(at))) : [];
 }
 
 function parseStored<T>(kv: { key: string; value: string }): T {

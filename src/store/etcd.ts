@@ -49,6 +49,11 @@ export class EtcdKV implements KV {
     return response.kvs.map((kv) => ({ ...toKeyValue(kv), key: this.unprefixed(kv.key.toString()) }));
   }
 
+  async getKeys(prefix: string): Promise<string[]> {
+    const keys = await guarded(`get ${prefix}* (keys only)`, () => this.client.getAll().prefix(prefix).sort('Key', 'Ascend').keys());
+    return keys.map((key) => this.unprefixed(key));
+  }
+
   async txn(txn: Txn): Promise<TxnResult> {
     // The library's builder needs a first compare; a key's version is never
     // negative, so this one always holds.

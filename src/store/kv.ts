@@ -47,6 +47,8 @@ export interface Lease {
 export interface KV {
   get(key: string): Promise<KeyValue | undefined>;
   getPrefix(prefix: string, limit?: number): Promise<KeyValue[]>;
+  /** The keys under prefix, without their values: what a scan needs that only asks which keys exist. */
+  getKeys(prefix: string): Promise<string[]>;
   txn(txn: Txn): Promise<TxnResult>;
   grantLease(ttlSeconds: number): Promise<Lease>;
   /** Calls onChange for every put or delete under prefix until the returned stop() is called. */

@@ -14,6 +14,7 @@ function outageKV(inner: MemoryKV): KV & { down: boolean } {
     },
     get: (key: string) => kv.guard(() => inner.get(key)),
     getPrefix: (prefix: string, limit?: number) => kv.guard(() => inner.getPrefix(prefix, limit)),
+    getKeys: (prefix: string) => kv.guard(() => inner.getKeys(prefix)),
     txn: (txn: Parameters<KV['txn']>[0]) => kv.guard(() => inner.txn(txn)),
     grantLease: (ttl: number) => kv.guard(async () => {
       const lease = await inner.grantLease(ttl);

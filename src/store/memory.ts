@@ -22,6 +22,10 @@ export class MemoryKV implements KV {
     return limit === undefined ? found : found.slice(0, limit);
   }
 
+  async getKeys(prefix: string): Promise<string[]> {
+    return (await this.getPrefix(prefix)).map((kv) => kv.key);
+  }
+
   async txn(txn: Txn): Promise<TxnResult> {
     this.expire();
     const holds = txn.compares.every((c) => {

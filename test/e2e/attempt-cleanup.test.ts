@@ -4,6 +4,8 @@
 // operator; a branch whose head someone else moved is kept; after
 // ATTEMPT_RETENTION the attempt's etcd keys and its RollbackAttempt object are
 // gone, and so are the app's rollback keys (last-rollback, rolled-back-from/*).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { attemptName } from '../../src/fsm/record.ts';
 import { KEYS } from '../../src/store/attempt-store.ts';
@@ -44,7 +46,8 @@ const branchNote = async (s: Scenario, name: string) => (await attemptObjects(s)
 describe('the rollback branch of an ended attempt', () => {
   it('is deleted once the operator merged its PR; after the retention the record, the object and the app\'s keys are gone', async () => {
     // Given an operator that keeps ended attempts 20 s, with no cooldown (so nothing outlives the retention)
-    const s = await given('cleanup-merged', { environment: 'staging', env: { ATTEMPT_RETENTION: '20', ROLLBACK_COOLDOWN: '0' } });
+    // No cooldown and no bound on attempts an hour: the app's keys for them would outlive a 20 s retention by design.
+    const s = await given('cleanup-merged', { environment: 'staging', env: { ATTEMPT_RETENTION: '20', ROLLBACK_COOLDOWN: '0', MAX_ATTEMPTS_PER_HOUR: '0' } });
     expect(await attemptKeys(s)).toEqual([]);
     // When a broken release is rolled back and the operator merges the PR
     await s.release('v2', true);
@@ -110,5 +113,32 @@ describe('the rollback branch of an ended attempt', () => {
       .catch(async (error: Error) => { throw new Error(`${error.message}\n${s.logs()}`); });
     expect(note).toMatch(/^kept: its head is [0-9a-f]{7}, not the rollback commit/);
     expect(await rollbackBranches(s)).toEqual([{ name: pr.head, sha: theirs }]);
+  }, 240_000);
+
+  it('is left to GitHub when the repository deletes head branches on merge: the operator sends no DELETE, and nothing fails', async () => {
+    // Given a repository with "Automatically delete head branches" on (delete_branch_on_merge)
+    const s = await given('cleanup-on-merge', { environment: 'staging' });
+    s.github.control.setDeleteBranchOnMerge({ ...REPO, enabled: true });
+    // When a broken release is rolled back and the operator merges the PR
+    await s.release('v2', true);
+    const pr = await s.firstPull();
+    expect((await rollbackBranches(s)).map((b) => b.name)).toEqual([pr.head]);
+    s.ci(pr.headSha, 'success');
+    const done = await s.inState('RollbackComplete', 90_000);
+    expect(done.pullRequest?.state).toBe('merged');
+    // GitHub deleted the branch on the merge
+    expect(await rollbackBranches(s)).toEqual([]);
+
+    // Then the cleanup looks at it once, leaves it to GitHub and says so on the object
+    const name = attemptName(done.app, done.correlationId);
+    const note = await eventually('what became of the branch', async () => branchNote(s, name), SWEEP_MS, 500)
+      .catch(async (error: Error) => { throw new Error(`${error.message}\n${s.logs()}`); });
+    expect(note).toBe('kept: the repository deletes head branches on merge');
+    // The operator never asked GitHub to delete a ref, nothing failed on the way, and GitHub saw no request it would refuse
+    expect(s.github.control.counters()['DELETE /repos/{owner}/{repo}/git/refs/{ref}']).toBeUndefined();
+    const log = readFileSync(join(s.dir, 'operator-1.log'), 'utf8');
+    expect(log).toContain('"message":"Kept rollback branch"');
+    expect(log).not.toMatch(/Could not clean up an ended attempt|"level":"ERROR"/);
+    expect(s.github.violations()).toEqual([]);
   }, 240_000);
 });

@@ -93,6 +93,38 @@ export interface Scenario {
   firstPull(timeoutMs?: number): Promise<SimPull>;
   /** Every operator log so far, for a failure message. */
   logs(): string;
+  /** Creates the scenario's Application (again, after a test deleted it) as it was at the start; its uid. */
+  createApplication(): Promise<string>;
+}
+
+export interface DeployedApplication {
+  namespace: string;
+  name: string;
+  environment: 'staging' | 'production';
+  /** The app's path in REPO. */
+  path: string;
+  /** Where its Deployments run. */
+  target: string;
+  /** The revision Argo CD deployed 24 h ago. */
+  good: string;
+  labels?: Record<string, string>;
+}
+
+/**
+ * An Application of REPO that Argo CD deployed from `good` 24 h ago: created, then its status written as Argo CD
+ * left it. An Argo CD simulator watching its namespace syncs it to the branch's head from there. Its uid.
+ */
+export async function createDeployedApplication(stack: StackEndpoints, a: DeployedApplication): Promise<string> {
+  const api = kubeConfig(stack).makeApiClient(CustomObjectsApi);
+  const created = await api.createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: a.namespace, plural: 'applications', body: {
+    apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: a.name, namespace: a.namespace, labels: { 'ai-operator.enabled': 'true', environment: a.environment, ...a.labels } },
+    spec: { project: 'default', source: { repoURL: `https://github.com/${REPO.owner}/${REPO.repo}.git`, path: a.path, targetRevision: 'main' }, destination: { namespace: a.target } },
+  } }) as { metadata: { uid: string } };
+  const dayAgo = new Date(Date.now() - 24 * 3600_000).toISOString();
+  await api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace: a.namespace, plural: 'applications', name: a.name, body: {
+    status: { sync: { status: 'Synced', revision: a.good }, health: { status: 'Healthy' }, history: [{ id: 0, revision: a.good, deployedAt: dayAgo, deployStartedAt: dayAgo }] },
+  } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  return created.metadata.uid;
 }
 
 export type Stopper = () => Promise<void> | void;
@@ -124,15 +156,8 @@ export async function givenRollbackScenario(stack: StackEndpoints, name: string,
 
   // And an Application that Argo CD deployed from it 24 h ago, kept in sync by the simulator
   const kc = kubeConfig(stack);
-  const api = kc.makeApiClient(CustomObjectsApi);
-  await api.createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural: 'applications', body: {
-    apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: app, namespace, labels: { 'ai-operator.enabled': 'true', environment: options.environment } },
-    spec: { project: 'default', source: { repoURL: 'https://github.com/acme/gitops.git', path: APP_PATH, targetRevision: 'main' }, destination: { namespace: target } },
-  } });
-  const dayAgo = new Date(Date.now() - 24 * 3600_000).toISOString();
-  await api.patchNamespacedCustomObjectStatus({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural: 'applications', name: app, body: {
-    status: { sync: { status: 'Synced', revision: good }, health: { status: 'Healthy' }, history: [{ id: 0, revision: good, deployedAt: dayAgo, deployStartedAt: dayAgo }] },
-  } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  const createApplication = () => createDeployedApplication(stack, { namespace, name: app, environment: options.environment, path: APP_PATH, target, good });
+  await createApplication();
   const argocd: ArgoCdSim = await startArgoCdSim({ kubeConfig: kc, repoRoot: github.root, intervalMs: 500, namespaces: [namespace] });
   stoppers.push(() => argocd.stop());
   await argocd.syncNow();
@@ -167,7 +192,7 @@ export async function givenRollbackScenario(stack: StackEndpoints, name: string,
 
   const attempts = async () => (await store.allAttempts()).filter((r) => r.app.namespace === namespace);
   return {
-    namespace, target, app, github, argocd, good, dir, store, startOperator, attempts, release,
+    namespace, target, app, github, argocd, good, dir, store, startOperator, attempts, release, createApplication,
     stream: streamNameFor(installationNameFrom(prefix)!),
     ci: (sha, state) => { github.control.setStatus({ ...REPO, sha, state, context: 'ci/build' }); },
     inState: (state, timeoutMs = 60_000) => eventually(state, async () => (await attempts()).find((r) => r.state === state), timeoutMs, 250),
