@@ -19,7 +19,7 @@ import { watchApplications } from './demo/argocd-watch.ts';
 import { onArgoCd } from './demo/on-argocd.ts';
 import { onSimulator } from './demo/on-simulator.ts';
 import { APPROVER, APPS, REPO, say, show, type DemoContext } from './demo/story.ts';
-import { followTimeline } from './demo/timeline.ts';
+import { followTimeline, stamp } from './demo/timeline.ts';
 import { endpointsOf, startStack } from './stack/index.ts';
 import { jaegerTrace, traceTree } from './stack/jaeger.ts';
 import { kubectlOk } from './stack/kubectl.ts';
@@ -123,6 +123,9 @@ try {
     const type = event.type.replace('io.ai-operator.', '');
     if (type === 'degradation.confirmed') await gitops.showDegraded?.(data.app.name);
     if (type === 'pr.created') {
+      // What Argo CD says of the app at that moment: with the default progress deadline, still Progressing.
+      const health = await kubectlOk(kube, ['get', 'application', data.app.name, '-n', 'argocd', '-o', 'jsonpath={.status.health.status}']).catch(() => 'unreadable');
+      stamp(`Argo CD: ${data.app.name} is ${health || 'Unknown'} as its rollback pull request opens`);
       const pr = github.control.pulls(repo).find((p) => p.number === data.number);
       if (pr) {
         process.stdout.write(`\n---- pull request #${pr.number}: ${pr.title} ----\n${pr.body}\n---- end of #${pr.number} ----\n\n`);

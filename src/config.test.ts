@@ -303,6 +303,7 @@ describe('policyDefaults', () => {
       intervalSeconds: 7, persistenceChecks: 5, searchTimeoutSeconds: 30, ciTimeoutSeconds: 90, approvalTimeoutSeconds: 900,
       healthRestorationSeconds: 20, recoveryTimeoutSeconds: 400, cooldownSeconds: 0, maxAttemptsPerHour: 5, dryRun: true, monitoredApps: ['web', 'api'],
       uptimeQuery: DEFAULT_UPTIME_QUERY, minUptime: 0.99, window: '24h', maxCommits: 50, mergeMethod: 'squash',
+      podSignals: { enabled: true, minRestarts: 3, waitingSeconds: 60 },
     });
   });
 
@@ -317,5 +318,7 @@ describe('policyDefaults', () => {
     expect(defaults.window).toBe(spec.candidate!.properties!.window!.default);
     expect(defaults.maxCommits).toBe(spec.candidate!.properties!.maxCommits!.default);
     expect(defaults.mergeMethod).toBe(spec.merge!.properties!.method!.default);
+    const podSignals = spec.detection!.properties!.podSignals!.properties!;
+    expect(defaults.podSignals).toEqual({ enabled: podSignals.enabled!.default, minRestarts: podSignals.minRestarts!.default, waitingSeconds: podSignals.waitingSeconds!.default });
   });
 });

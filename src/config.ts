@@ -7,7 +7,7 @@ import { DEFAULT_INSTALLATION, streamNameFor, subjectPrefixFor } from './events/
 import type { GitHubAuth } from './integrations/github.ts';
 import { LOG_LEVELS, type LogLevel } from './observability/log.ts';
 import { OTLP_PROTOCOLS, SAMPLERS, type OtlpProtocol, type SamplerName, type TracingConfig } from './observability/tracing.ts';
-import type { Defaults } from './policy/settings.ts';
+import { DEFAULT_POD_SIGNALS, type Defaults } from './policy/settings.ts';
 
 export interface Config {
   pollIntervalSec: number;
@@ -440,6 +440,7 @@ export function policyDefaults(config: Config): Defaults {
     cooldownSeconds: config.cooldownSec,
     maxAttemptsPerHour: config.maxAttemptsPerHour,
     dryRun: config.dryRun,
+    podSignals: DEFAULT_POD_SIGNALS,
     monitoredApps: config.monitoredApps,
   };
 }

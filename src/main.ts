@@ -94,7 +94,8 @@ const argocd = new ArgoCdWatcher({
   ...(config.argocdUrl && config.argocdToken ? { rest: { url: config.argocdUrl, token: config.argocdToken } } : {}),
 });
 const github = new GitHubClient({ baseUrl: config.githubApiUrl, auth: config.githubAuth, org: config.githubOrg, metrics, log: log.child('GitHub') });
-const cluster = new ClusterReader(kc, { metrics, argocdNamespace: config.argocdNamespace });
+// Its pod watches (issue 21) start only for namespaces a Progressing app deploys to, and stop once idle.
+const cluster = new ClusterReader(kc, { metrics, argocdNamespace: config.argocdNamespace, log: log.child('Pods') });
 const history = new PrometheusHistory({ url: config.prometheusUrl, metrics });
 const kubeEvents = kubeEventRecorder(kc, { instance: identity, log: log.child('KubeEvents'), metrics });
 // Whether the API server enforces who may approve; while it does not, no production approval is recorded.
@@ -167,7 +168,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     log.info('Shutting down', { signal });
     void (async () => {
       await operator!.stop();
-      await Promise.allSettled([kubeEvents.flush(2000), approvalEnforcement.stop(), argocd.stop(), attempts.stop(), policies.stop(), bus.close(), audit.close(), kv.close()]);
+      await Promise.allSettled([kubeEvents.flush(2000), approvalEnforcement.stop(), argocd.stop(), attempts.stop(), policies.stop(), cluster.stop(), bus.close(), audit.close(), kv.close()]);
       await tracing?.shutdown().catch(() => undefined);
       server.close(() => process.exit(0));
     })();

@@ -3,8 +3,10 @@
 // git daemon, so what the rollback PR merges is what Argo CD clones) onto a
 // cluster of its own, where kube-controller-manager rolls Deployments out as
 // ReplicaSets and KWOK plays the kubelet: the bad release's pods crash-loop
-// (their pod template carries the broken label, kwok-stages.yaml) and Argo CD
-// itself reports Degraded once the rollout exceeds its progress deadline.
+// (their pod template carries the broken label, kwok-stages.yaml). The
+// manifests keep the default progressDeadlineSeconds (600 s), as most do: Argo
+// CD reports the app Progressing for ten minutes, and the operator reads the
+// new ReplicaSet's pods instead (issue 21).
 // Nothing is backdated: v1..v3 are deployed by Argo CD as the demo starts, and
 // the uptime of each comes from Argo CD's own argocd_app_info, which the
 // stack's Prometheus scrapes every 2 s.
@@ -13,15 +15,14 @@ import { BROKEN_RELEASE, TEST_RELEASE_LABEL } from '../stack/kwok.ts';
 import { kubectlOk, type KubectlTarget } from '../stack/kubectl.ts';
 import { APPS, RELEASES, REPO, say, show, type DemoMode } from './story.ts';
 
-/** Short, as users set it on a service that starts in seconds: Degraded 15 s after a rollout stops progressing. */
-const PROGRESS_DEADLINE_SECONDS = 15;
 /** How long the last good release runs before the bad one is pushed. */
 const V3_RUNS_MS = 30_000;
 
 function deployment(app: string, image: string, broken = false): string {
   return [
     'apiVersion: apps/v1', 'kind: Deployment', 'metadata:', `  name: ${app}`, `  namespace: ${app}`,
-    'spec:', '  replicas: 3', `  progressDeadlineSeconds: ${PROGRESS_DEADLINE_SECONDS}`, '  selector:', '    matchLabels:', `      app: ${app}`,
+    // No progressDeadlineSeconds: the API server's default, 600 s.
+    'spec:', '  replicas: 3', '  selector:', '    matchLabels:', `      app: ${app}`,
     '  template:', '    metadata:', '      labels:', `        app: ${app}`,
     // What a bad image or config would do to the pods, said to KWOK.
     ...(broken ? [`        ${TEST_RELEASE_LABEL}: ${BROKEN_RELEASE}`] : []),
@@ -100,7 +101,8 @@ export const onArgoCd: DemoMode = {
       // v3 then has about 30 s of Healthy behind it, so a slow rollout of a few seconds stays within the 80 %.
       badPushNotBefore: lastDeployed + V3_RUNS_MS,
       broken: (app) => deployment(app, 'v4', true),
-      brokenNote: `Argo CD syncs it; the new ReplicaSet's pods crash-loop, and ${PROGRESS_DEADLINE_SECONDS} s without progress makes the Deployment, and so the app, Degraded`,
+      brokenNote: 'Argo CD syncs it; the new ReplicaSet\'s pods crash-loop. With the default progressDeadlineSeconds (600 s) Argo CD will say Progressing '
+        + 'for ten minutes: the operator reads the pods of the current revision instead',
       async showDegraded(app) {
         show(`kubectl get deployments,replicasets,pods -n ${app}`, await kubectlOk(kube, ['get', 'deployments,replicasets,pods', '-n', app]));
       },

@@ -18,8 +18,13 @@ export function describeEvent(event: CloudEvent): string {
   const who = `${data.app.name} (${data.environment})`;
   const type = event.type.replace('io.ai-operator.', '');
   switch (type) {
-    case 'degradation.detected': return `${who}: Degraded seen (check ${String(data.checks)}) ${data.revision ? `on ${String(data.revision).slice(0, 7)}` : 'with no synced revision'}`;
-    case 'degradation.confirmed': return `${who}: degradation confirmed after ${String(data.checks)} consecutive checks`;
+    case 'degradation.detected': {
+      const on = data.revision ? `on ${String(data.revision).slice(0, 7)}` : 'with no synced revision';
+      // Issue 21: Argo CD still says Progressing, but the pods of the current revision fail early.
+      if (data.signal) return `${who}: Progressing ${on}, but its current revision fails early — ${String(data.signal)} (check ${String(data.checks)}): ${String(data.evidence ?? '').replace(/^the current revision of /, '')}`;
+      return `${who}: Degraded seen (check ${String(data.checks)}) ${on}`;
+    }
+    case 'degradation.confirmed': return `${who}: degradation confirmed after ${String(data.checks)} consecutive checks${data.signal ? ` (the pods' ${String(data.signal)}, long before Argo CD's 600 s progress deadline)` : ''}`;
     case 'degradation.cleared': return `${who}: health came back by itself (${String(data.reason)})`;
     case 'candidate.resolved': return `${who}: rollback target ${String(data.candidateRevision).slice(0, 7)} — ${String(data.evidence)}`;
     case 'pr.created': return `${who}: pull request #${String(data.number)} ${data.adopted ? 'adopted' : 'opened'} on ${String(data.branch)}`;
@@ -27,7 +32,7 @@ export function describeEvent(event: CloudEvent): string {
     case 'merge.approved': return `${who}: merge of #${String(data.number)} approved by ${String(data.approvedBy)}${data.auto ? ' (automatic: all 8 invariants PASS)' : ''}`;
     case 'pr.merged': return `${who}: #${String(data.number)} merged${data.mergeCommitSha ? ` as ${String(data.mergeCommitSha).slice(0, 7)}` : ''}${data.autoMerged ? ' by the operator' : ''}`;
     case 'pr.closed': return `${who}: #${String(data.number)} closed (${String(data.reason)})`;
-    case 'rollback.completed': return `${who}: RollbackComplete — Healthy again on ${String(data.revision).slice(0, 7)}, ${Number(data.recoverySeconds).toFixed(0)} s after the first Degraded check`;
+    case 'rollback.completed': return `${who}: RollbackComplete — Healthy again on ${String(data.revision).slice(0, 7)}, ${Number(data.recoverySeconds).toFixed(0)} s after the first failing check`;
     case 'rollback.aborted': return `${who}: Abort (${String(data.reason)}): ${String(data.message)}`;
     case 'fsm.transition': return `${who}: ${String(data.from)} → ${String(data.to)} (${String(data.reason)})`;
     default: return `${who}: ${type}`;

@@ -5,7 +5,7 @@
 // the app syncs the merge commit and turns Healthy.
 import { createHash } from 'node:crypto';
 import type { AppRef, AttemptRecord, HealthStatus } from '../../src/fsm/record.ts';
-import type { DeploymentReplicas } from '../../src/fsm/record.ts';
+import type { DeploymentReplicas, RevisionPods } from '../../src/fsm/record.ts';
 import type { ApplicationView, ArgoCdPort } from '../../src/ports/argocd.ts';
 import { IntegrationError, type ErrorCode } from '../../src/ports/errors.ts';
 import type {
@@ -23,6 +23,8 @@ export interface FakeApp extends ApplicationView {
   uptime: Record<string, number>;
   /** What Argo CD reports after syncing a merged rollback. */
   healthAfterMerge: HealthStatus;
+  /** The pods of the current revision of its workloads (setRevisionPods); none unless scripted. */
+  revisionPods?: RevisionPods[];
 }
 
 export interface FakePullRequest extends PullRequestInfo {
@@ -132,6 +134,10 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
         : app!.deployments),
     }));
   }
+  /** The pods of the current revision of the app's workloads, as the cluster port would read them. */
+  async setRevisionPods(ref: AppRef, revisionPods: RevisionPods[]): Promise<void> {
+    await this.update<FakeApp>(K.app(ref), (app) => ({ ...app!, revisionPods }));
+  }
   async setCommits(path: string, commits: CommitInfo[]): Promise<void> { await this.put(K.commits(path), commits); }
   async setCi(sha: string, ci: CiStatus): Promise<void> { await this.put(K.ci(sha), ci); }
   async setPrometheusDown(down: boolean): Promise<void> { await this.put(K.prometheusDown, down); }
@@ -191,6 +197,10 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     return (await this.read<FakeApp>(K.app(app.ref)))?.deployments ?? [];
   }
   async listPods(): Promise<PodSummary[]> { return []; }
+  async currentRevisionPods(app: ApplicationView): Promise<RevisionPods[]> {
+    await this.call('currentRevisionPods');
+    return (await this.read<FakeApp>(K.app(app.ref)))?.revisionPods ?? [];
+  }
 
   // ---- MetricsHistoryPort --------------------------------------------------
 

@@ -13,7 +13,11 @@ export const KWOK_STAGES = fileURLToPath(new URL('./kwok-stages.yaml', import.me
 export const TEST_RELEASE_LABEL = 'ai-operator.io/test-release';
 export const BROKEN_RELEASE = 'broken';
 export const FLAKY_RELEASE = 'flaky';
-/** On a flaky pod: how long it crash-loops before it becomes Ready (10 s by default). */
+/** Issue 21's releases (kwok-stages.yaml): crash twice then run; an image that cannot be pulled; a slow pull (its test-recover-after-ms, 80 s by default). */
+export const CRASH_TWICE_RELEASE = 'crash-twice';
+export const UNPULLABLE_RELEASE = 'unpullable';
+export const SLOW_RELEASE = 'slow';
+/** On a flaky pod: how long it crash-loops before it becomes Ready (10 s by default); on a slow pod, how long it pulls (80 s by default). */
 export const RECOVER_AFTER_ANNOTATION = 'ai-operator.io/test-recover-after-ms';
 export const KWOK_NODE = 'kwok-node-0';
 

@@ -98,7 +98,12 @@ function degradationAudit(facts: Facts, decision: Decision, eventIds: string[]):
       message: detected
         ? `Degraded seen: check 1 of ${facts.settings.persistenceChecks}`
         : `Health left Degraded after ${event.data.checks} check(s): the count restarts`,
-      reasoning: detected ? `Argo CD reports Degraded on ${facts.health?.revision ?? 'an unknown revision'}` : `health now ${facts.health?.status ?? 'not Degraded'}`,
+      reasoning: detected
+        ? event.data.signal
+          // Issue 21: Argo CD still says Progressing; the pods of the current revision fail early.
+          ? `Argo CD reports Progressing on ${facts.health?.revision ?? 'an unknown revision'}, and ${event.data.evidence ?? event.data.signal}`
+          : `Argo CD reports Degraded on ${facts.health?.revision ?? 'an unknown revision'}`
+        : `health now ${facts.health?.status ?? 'not Degraded'}`,
       metadata: { appName: facts.app.name, environment: facts.environment },
       eventId: eventIds[i]!,
     }];

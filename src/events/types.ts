@@ -65,8 +65,12 @@ interface AppData {
 }
 
 export interface EventData {
-  'degradation.detected': AppData & { healthStatus: string; /** Absent when Argo CD reports no synced revision. */ revision?: string; checks: number };
-  'degradation.confirmed': AppData & { checks: number; firstSeenAt: string };
+  'degradation.detected': AppData & {
+    healthStatus: string; /** Absent when Argo CD reports no synced revision. */ revision?: string; checks: number;
+    /** Progressing, and the current revision's pods fail early: the signal (CrashLoopBackOff, …) and its evidence in one line. */
+    signal?: string; evidence?: string;
+  };
+  'degradation.confirmed': AppData & { checks: number; firstSeenAt: string; /** Confirmed on the pods' signal, not on Argo CD's Degraded. */ signal?: string };
   'degradation.cleared': AppData & { checks: number; reason: string };
   'candidate.resolved': AppData & {
     currentRevision: string;

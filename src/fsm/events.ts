@@ -1,7 +1,7 @@
 // The payloads of the events a decision publishes (SPEC §9), one constructor per
 // type, so the state machine says *which* event and this file says *what is in it*.
 import type { EventData, EventType } from '../events/types.ts';
-import type { AppRef, Candidate, Environment, PullRequestRef } from './record.ts';
+import type { AppRef, Candidate, Environment, FailsEarly, PullRequestRef } from './record.ts';
 import type { Reason, State } from './table.ts';
 
 /** An event to publish; it belongs to the decision's attempt unless it names another correlation id. */
@@ -19,12 +19,16 @@ export const events = {
   aborted: (w: Where, fromState: State, reason: Reason, message: string): PendingEvent =>
     ({ type: 'rollback.aborted', data: { ...w, fromState, reason, message } }),
   /** Before an attempt exists these carry the degradation's own correlation id. */
-  degradationDetected: (w: Where, correlationId: string, revision: string | undefined): PendingEvent =>
-    ({ type: 'degradation.detected', data: { ...w, healthStatus: 'Degraded', ...(revision ? { revision } : {}), checks: 1 }, correlationId }),
+  /** `signal`: Argo CD said Progressing and the current revision's pods fail early (issue 21), not Degraded. */
+  degradationDetected: (w: Where, correlationId: string, revision: string | undefined, signal?: FailsEarly): PendingEvent =>
+    ({ type: 'degradation.detected', data: {
+      ...w, healthStatus: signal ? 'Progressing' : 'Degraded', ...(revision ? { revision } : {}), checks: 1,
+      ...(signal ? { signal: signal.signal, evidence: signal.detail.slice(0, 1024) } : {}),
+    }, correlationId }),
   degradationCleared: (w: Where, checks: number, reason: Reason, correlationId?: string): PendingEvent =>
     ({ type: 'degradation.cleared', data: { ...w, checks, reason }, ...(correlationId ? { correlationId } : {}) }),
-  degradationConfirmed: (w: Where, checks: number, firstSeenAt: string): PendingEvent =>
-    ({ type: 'degradation.confirmed', data: { ...w, checks, firstSeenAt } }),
+  degradationConfirmed: (w: Where, checks: number, firstSeenAt: string, signal?: string): PendingEvent =>
+    ({ type: 'degradation.confirmed', data: { ...w, checks, firstSeenAt, ...(signal ? { signal } : {}) } }),
   candidateResolved: (w: Where, currentRevision: string, c: Candidate): PendingEvent =>
     ({ type: 'candidate.resolved', data: { ...w, currentRevision, candidateRevision: c.revision, uptime: c.uptime, mode: c.mode, evidence: c.evidence } }),
   pullRequestCreated: (w: Where, pr: PullRequestRef, adopted: boolean): PendingEvent =>

@@ -9,7 +9,7 @@
 // step idempotent across crashes: a restarted operator re-observes and adopts.
 import { authorizeApproval, type Enforcement } from '../governance/approval.ts';
 import {
-  approvalTimedOut, ciTimedOut, mergeVerdict, persistence, PRE_PULL_REQUEST_INVARIANTS, recoveryTimedOut, restorationHeld, summary, violations, type DeploymentReplicas,
+  approvalTimedOut, ciTimedOut, failingCheck, mergeVerdict, persistence, PRE_PULL_REQUEST_INVARIANTS, recoveryTimedOut, restorationHeld, summary, violations, type DeploymentReplicas,
 } from '../governance/merge-verdict.ts';
 import { comments } from '../modules/pr-generator.ts';
 import type { ErrorCode } from '../ports/errors.ts';
@@ -19,7 +19,7 @@ import { formatDuration } from './format.ts';
 import { checkDue, checksOfCurrentRun, nextChecks } from './persistence.ts';
 import type { ChangedFile } from '../ports/github.ts';
 import {
-  affectsBeyondStaging, attemptBranch, restoredPaths, shortSha, type AffectedApp, type AppRef, type AttemptRecord, type Candidate, type CandidateOutcome, type CiState, type Environment, type HealthCheck, type HealthStatus,
+  affectsBeyondStaging, attemptBranch, restoredPaths, shortSha, type AffectedApp, type AppRef, type AttemptRecord, type Candidate, type CandidateOutcome, type CiState, type Environment, type FailsEarly, type HealthCheck, type HealthStatus,
   type InvariantResult, type PullRequestRef, type RollbackCommit, type Settings, type SourceRef,
 } from './record.ts';
 import { Reason, cooldownEnds, inProgress, isAllowed, type State } from './table.ts';
@@ -62,8 +62,10 @@ export interface Facts {
   /**
    * Argo CD health from the watch cache; undefined when it could not be read.
    * `degradedSince`: when the watch saw the current run of Degraded begin (see persistence.ts).
+   * `failsEarly`: read while Progressing, the current revision's pods fail early (modules/pod-signals.ts):
+   * such a check counts as a Degraded one (SPEC §7 I2).
    */
-  health?: { status: HealthStatus; revision?: string; degradedSince?: string };
+  health?: { status: HealthStatus; revision?: string; degradedSince?: string; failsEarly?: FailsEarly };
   /** The app's source as it is now: a new attempt's record keeps it; an attempt in progress compares it. */
   source?: SourceRef;
   /** The environment the governing policy (or the labels) give the app now; the attempt keeps the one it started in. */
@@ -196,6 +198,17 @@ export function transition(record: AttemptRecord, to: State, reason: Reason, now
 }
 
 const nothing = (): Decision => ({ events: [], intents: [], notes: [] });
+
+/** The check this reconcile reads (Degraded, or Progressing with its pods' signal), when it counts towards persistence. */
+function failingNow(facts: Facts): HealthCheck | undefined {
+  const health = facts.health;
+  if (!health) return undefined;
+  const check: HealthCheck = {
+    at: facts.now.toISOString(), status: health.status, ...(health.revision ? { revision: health.revision } : {}),
+    ...(health.status === 'Progressing' && health.failsEarly ? { signal: health.failsEarly.signal } : {}),
+  };
+  return failingCheck(check) ? check : undefined;
+}
 
 function base(facts: Facts): { app: AppRef; environment: Environment } {
   return { app: facts.app, environment: facts.environment };
@@ -409,8 +422,9 @@ function decideIdle(facts: Facts): Decision {
   const { settings, now } = facts;
   const pending = facts.pendingCorrelationId;
   const cleared = (id: string, checks: number): PendingEvent => ev.degradationCleared(base(facts), checks, Reason.TransientDegradation, id);
-  if (facts.health?.status !== 'Degraded') {
-    // Health left Degraded before persistence was confirmed: the count restarts.
+  const check = failingNow(facts);
+  if (!check || !facts.health) {
+    // Health left Degraded (or the pods stopped failing) before persistence was confirmed: the count restarts.
     if (pending === undefined) return nothing();
     return { ...nothing(), degradation: null, events: [cleared(pending, facts.checks.length)] };
   }
@@ -428,11 +442,12 @@ function decideIdle(facts: Facts): Decision {
   if (!restarted && !checkDue(run, settings, now)) return nothing();
   const correlationId = pending === undefined || restarted ? facts.nextCorrelationId : pending;
   const revision = facts.health.revision;
-  const checks = nextChecks(run, { at: now.toISOString(), status: 'Degraded', ...(revision ? { revision } : {}) }, settings);
+  const checks = nextChecks(run, check, settings);
+  const signal = check.signal ? facts.health.failsEarly : undefined;
   const events: PendingEvent[] = [];
   if (restarted) events.push(cleared(pending!, facts.checks.length));
   if (correlationId !== pending) {
-    events.push(ev.degradationDetected(base(facts), correlationId, revision));
+    events.push(ev.degradationDetected(base(facts), correlationId, revision, signal));
   }
   const [confirmed, detail] = persistence(checks, settings.persistenceChecks, settings.intervalSeconds);
   if (confirmed !== 'PASS') return { ...nothing(), degradation: { correlationId, checks }, events };
@@ -454,12 +469,12 @@ function decideIdle(facts: Facts): Decision {
     since: at,
     version: 0,
     createdAt: at,
-    degradation: { firstSeenAt, checks: checks.length },
+    degradation: { firstSeenAt, checks: checks.length, ...(signal ? { signal } : {}) },
     ...(revision ? { currentRevision: revision } : {}),
     invariants: [],
     transitions: [],
   };
-  const confirmedEvents = [...events, ev.degradationConfirmed(base(facts), checks.length, firstSeenAt)];
+  const confirmedEvents = [...events, ev.degradationConfirmed(base(facts), checks.length, firstSeenAt, signal?.signal)];
   const started = startsWithinHour(facts.attemptStarts, now);
   const limit = settings.maxAttemptsPerHour ?? 0;
   if (limit > 0 && started.length >= limit) {
@@ -469,7 +484,7 @@ function decideIdle(facts: Facts): Decision {
       'it keeps degrading after each attempt, so it is held for a human; reset this attempt to let the operator act again', confirmedEvents), checks };
   }
   const decision = move(facts, idle, 'DegradationDetected', Reason.DegradationConfirmed,
-    `degradation confirmed after ${settings.persistenceChecks} consecutive Degraded checks (${detail})`, confirmedEvents);
+    `degradation confirmed after ${settings.persistenceChecks} consecutive ${signal ? 'failing' : 'Degraded'} checks (${detail})${signal ? `; Argo CD reports Progressing, ${signal.detail}` : ''}`, confirmedEvents);
   // No bound, nothing to count: the app keeps no key for it.
   return { ...decision, checks, ...(limit > 0 ? { app: { attemptStarts: [...started, at] } } : {}) };
 }
@@ -483,7 +498,8 @@ export function startsWithinHour(starts: string[] | undefined, now: Date): strin
 function decideDetected(facts: Facts, record: AttemptRecord): Decision {
   const { settings, now } = facts;
   const run = checksOfCurrentRun(facts.checks, facts.health?.degradedSince);
-  const left = facts.health !== undefined && facts.health.status !== 'Degraded';
+  const check = failingNow(facts);
+  const left = facts.health !== undefined && !check;
   if (left || run.length < facts.checks.length) {
     return move(facts, record, 'Idle', Reason.TransientDegradation,
       `health read ${left ? facts.health!.status : 'something other than Degraded'} after ${facts.checks.length} Degraded check(s)`, [
@@ -491,24 +507,21 @@ function decideDetected(facts: Facts, record: AttemptRecord): Decision {
       ]);
   }
   if (!facts.health) return nothing();
-  const revision = facts.health.revision;
-  const checks = checkDue(run, settings, now)
-    ? nextChecks(run, { at: now.toISOString(), status: 'Degraded', ...(revision ? { revision } : {}) }, settings)
-    : run;
+  const checks = checkDue(run, settings, now) && check ? nextChecks(run, check, settings) : run;
   if (persistence(checks, settings.persistenceChecks, settings.intervalSeconds)[0] !== 'PASS') {
     // A record written before attempts started confirmed: it still counts its checks itself.
     if (checks === run) return nothing();
     return {
       ...nothing(),
       record: update(record, {
-        degradation: { firstSeenAt: checks[0]!.at, checks: checks.length },
-        message: `health check ${checks.length} of ${settings.persistenceChecks} read Degraded`,
+        degradation: { ...record.degradation, firstSeenAt: checks[0]!.at, checks: checks.length },
+        message: `health check ${checks.length} of ${settings.persistenceChecks} read ${check?.signal ? `Progressing, pods failing early (${check.signal})` : 'Degraded'}`,
       }),
       checks,
     };
   }
   if (facts.candidate === undefined) return { ...nothing(), needs: 'candidate' };
-  const confirmed = { ...record, degradation: { firstSeenAt: record.degradation.firstSeenAt, checks: checks.length } };
+  const confirmed = { ...record, degradation: { ...record.degradation, checks: checks.length } };
   return { ...candidateDecision(facts, confirmed, facts.candidate), checks };
 }
 

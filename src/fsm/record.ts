@@ -53,12 +53,87 @@ export interface Settings {
    * required status checks. Undefined when the policy does not say; `[]` explicitly allows no CI at all.
    */
   requiredChecks?: string[];
+  /**
+   * `spec.detection.podSignals`: whether a Progressing app whose current revision's pods fail early
+   * (modules/pod-signals.ts) counts as a degradation. Absent on records written before it existed: off.
+   */
+  podSignals?: PodSignalSettings;
+}
+
+/** When the pods of a revision fail early (SPEC §7 I2; modules/pod-signals.ts). */
+export interface PodSignalSettings {
+  enabled: boolean;
+  /** A container in CrashLoopBackOff with at least this many restarts, or OOMKilled this many times, fails. */
+  minRestarts: number;
+  /** A container waiting in an image-pull or configuration error at least this long fails. */
+  waitingSeconds: number;
 }
 
 export interface HealthCheck {
   at: string;
+  /** Argo CD's health at the check. */
   status: HealthStatus;
   revision?: string;
+  /**
+   * Argo CD said Progressing, and the current revision's pods failed early: the signal (`CrashLoopBackOff`,
+   * `ImagePullBackOff`, …). Such a check counts towards persistence as a Degraded one does.
+   */
+  signal?: string;
+}
+
+// ---- The pods of a revision (read by the cluster port, judged by modules/pod-signals.ts) ----
+
+/** One container's status, as the kubelet reports it (init containers included, flagged). */
+export interface ContainerFacts {
+  name: string;
+  init?: true;
+  ready: boolean;
+  restartCount: number;
+  /** `state.waiting`. */
+  waiting?: { reason: string; message?: string };
+  /** `state.terminated`. */
+  terminated?: { reason?: string; exitCode?: number; finishedAt?: string };
+  /** `lastState.terminated`: Kubernetes keeps the last termination only. */
+  lastTerminated?: { reason?: string; exitCode?: number; finishedAt?: string };
+}
+
+export interface PodFacts {
+  name: string;
+  /** Its Ready condition is True. */
+  ready: boolean;
+  /** `status.startTime` (the kubelet took it), else its creationTimestamp. */
+  startedAt?: string;
+  containers: ContainerFacts[];
+}
+
+/** The current revision of one workload of the app, and its pods (never an older revision's). */
+export interface RevisionPods {
+  kind: 'Deployment' | 'StatefulSet';
+  namespace: string;
+  name: string;
+  /** The new ReplicaSet's pod-template-hash, or the StatefulSet's updateRevision. */
+  revision: string;
+  pods: PodFacts[];
+}
+
+/** One container that failed early: what the PR body and I2 name. */
+export interface PodEvidence {
+  /** `Deployment/web`. */
+  workload: string;
+  pod: string;
+  container: string;
+  /** `CrashLoopBackOff`, `OOMKilled`, `ImagePullBackOff`, … */
+  reason: string;
+  restarts: number;
+  /** How long it has waited in that reason, for a waiting reason. */
+  waitingSeconds?: number;
+}
+
+/** The current revision fails early: the signal (the first container's reason), a one-line detail, the evidence. */
+export interface FailsEarly {
+  signal: string;
+  detail: string;
+  pods: PodEvidence[];
 }
 
 export interface InvariantResult {
@@ -163,7 +238,11 @@ export interface AttemptRecord {
   /** Incremented by every write of the record. */
   version: number;
   createdAt: string;
-  degradation: { firstSeenAt: string; checks: number };
+  /**
+   * `signal`: what started the attempt when it was not Argo CD's Degraded — the current revision's pods
+   * failing early while Argo CD said Progressing, with the evidence at the check that confirmed it.
+   */
+  degradation: { firstSeenAt: string; checks: number; signal?: FailsEarly };
   currentRevision?: string;
   /**
    * The last commit that changed the app's source set at or before the deployed revision: what the

@@ -9,6 +9,12 @@ const t0 = Date.parse('2026-11-22T00:00:00Z');
 const at = (s: number) => new Date(t0 + s * 1000).toISOString();
 const now = new Date(t0 + 60_000);
 
+const crashLoop: NonNullable<InvariantFacts['failsEarly']> = {
+  signal: 'CrashLoopBackOff',
+  detail: 'the current revision of Deployment/web (revision 7d9f) fails early: Deployment/web web-7d9f-a/web: CrashLoopBackOff, 4 restarts',
+  pods: [{ workload: 'Deployment/web', pod: 'web-7d9f-a', container: 'web', reason: 'CrashLoopBackOff', restarts: 4 }],
+};
+
 const passing: InvariantFacts = {
   environment: 'staging',
   health: 'Degraded',
@@ -36,6 +42,10 @@ const cases: Array<[InvariantId, CheckResult, Partial<InvariantFacts> | ((f: Inv
   ['I2_health_degraded', 'FAIL', { health: 'Healthy' }, /Healthy now/],
   ['I2_health_degraded', 'UNKNOWN', (f) => { const { health: _h, ...rest } = f; return rest; }, /could not be read/],
   ['I2_health_degraded', 'UNKNOWN', { health: 'Unknown' }, /could not be read/],
+  // Issue 21: Progressing while the current revision's pods fail early is a degradation Argo CD has not named yet.
+  ['I2_health_degraded', 'PASS', { health: 'Progressing', failsEarly: crashLoop }, /^Argo CD reports Progressing now, and CrashLoopBackOff: the current revision of Deployment\/web .*web-7d9f-a\/web: CrashLoopBackOff, 4 restarts/],
+  ['I2_health_degraded', 'FAIL', { health: 'Progressing' }, /^Argo CD reports Progressing now, and no pod of the current revision fails early$/],
+  ['I2_health_degraded', 'FAIL', { health: 'Healthy', failsEarly: crashLoop }, /Healthy now/],
   ['I3_replica_shortage', 'PASS', {}, /web: 1\/3 updated, 3 available, 1 unavailable, ProgressDeadlineExceeded/],
   ['I3_replica_shortage', 'FAIL', { deployments: [{ name: 'web', desired: 3, updated: 3, available: 3, unavailable: 0, progressDeadlineExceeded: false }] }, /every Deployment runs its current revision in full: web: 3\/3 updated, 3 available, 0 unavailable/],
   ['I3_replica_shortage', 'FAIL', { deployments: [] }, /no Deployments/],
@@ -44,6 +54,11 @@ const cases: Array<[InvariantId, CheckResult, Partial<InvariantFacts> | ((f: Inv
   ['I4_persistence', 'FAIL', { checks: [{ at: at(0), status: 'Degraded' }, { at: at(10), status: 'Degraded' }] }, /2 of 3 checks/],
   ['I4_persistence', 'FAIL', { checks: [{ at: at(0), status: 'Degraded' }, { at: at(10), status: 'Progressing' }, { at: at(20), status: 'Degraded' }] }, /read Progressing/],
   ['I4_persistence', 'FAIL', { checks: [{ at: at(0), status: 'Degraded' }, { at: at(30), status: 'Degraded' }, { at: at(40), status: 'Degraded' }] }, /more than 2 intervals/],
+  ['I4_persistence', 'PASS', { checks: [{ at: at(0), status: 'Progressing', signal: 'CrashLoopBackOff' }, { at: at(10), status: 'Progressing', signal: 'CrashLoopBackOff' }, { at: at(20), status: 'Degraded' }] },
+    /3 consecutive failing \(Progressing with pods failing early: CrashLoopBackOff; or Degraded\) checks/],
+  ['I4_persistence', 'FAIL', { checks: [{ at: at(0), status: 'Progressing', signal: 'ImagePullBackOff' }, { at: at(10), status: 'Progressing' }, { at: at(20), status: 'Progressing', signal: 'ImagePullBackOff' }] }, /read Progressing/],
+  // A signal on a check that did not read Progressing counts for nothing more than its health.
+  ['I4_persistence', 'FAIL', { checks: [{ at: at(0), status: 'Degraded' }, { at: at(10), status: 'Healthy', signal: 'CrashLoopBackOff' }, { at: at(20), status: 'Degraded' }] }, /read Healthy/],
   ['I4_persistence', 'UNKNOWN', (f) => { const { checks: _c, ...rest } = f; return rest; }, /could not be read/],
   ['I5_stable_previous', 'PASS', {}, /99\.50% uptime \(minimum 99\.00%\)/],
   ['I5_stable_previous', 'FAIL', { candidate: { uptime: 0.98, minUptime: 0.99, mode: 'metrics', ciState: 'success', evidence: '' } }, /98\.00% uptime/],

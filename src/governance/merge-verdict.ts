@@ -3,7 +3,7 @@
 // with the deadlines of every waiting state. A fact that could not be read is
 // `undefined` and yields UNKNOWN, which never counts as PASS. The same results
 // feed the merge decision, the status, the PR body and the audit record.
-import type { CheckResult, CheckRun, CiState, DeploymentReplicas, Environment, HealthCheck, HealthStatus, InvariantId, InvariantResult, Settings } from '../fsm/record.ts';
+import type { CheckResult, CheckRun, CiState, DeploymentReplicas, Environment, FailsEarly, HealthCheck, HealthStatus, InvariantId, InvariantResult, Settings } from '../fsm/record.ts';
 import { formatDuration } from '../fsm/format.ts';
 import { INVARIANT_IDS } from '../fsm/record.ts';
 
@@ -15,6 +15,11 @@ export interface InvariantFacts {
   alsoChanges?: string;
   /** A fresh read of Argo CD health. */
   health?: HealthStatus;
+  /**
+   * Read with it, while health is Progressing: the current revision's pods fail early
+   * (modules/pod-signals.ts). Undefined when they do not, or were not read.
+   */
+  failsEarly?: FailsEarly;
   deployments?: DeploymentReplicas[];
   checks?: HealthCheck[];
   persistenceChecks: number;
@@ -52,7 +57,10 @@ const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
 
   I2_health_degraded: (f) => {
     if (f.health === undefined || f.health === 'Unknown') return unknown('Argo CD health');
-    return f.health === 'Degraded' ? ['PASS', 'Argo CD reports Degraded now'] : ['FAIL', `Argo CD reports ${f.health} now`];
+    if (f.health === 'Degraded') return ['PASS', 'Argo CD reports Degraded now'];
+    // Argo CD reads a Deployment's health from its status alone: Progressing until the progress deadline, however the pods fail.
+    if (f.health === 'Progressing' && f.failsEarly) return ['PASS', `Argo CD reports Progressing now, and ${f.failsEarly.signal}: ${f.failsEarly.detail}`];
+    return ['FAIL', `Argo CD reports ${f.health} now${f.health === 'Progressing' ? ', and no pod of the current revision fails early' : ''}`];
   },
 
   I3_replica_shortage: (f) => {
@@ -114,17 +122,27 @@ const rules: Record<InvariantId, (f: InvariantFacts) => Verdict> = {
   },
 };
 
+/**
+ * Whether a check counts towards persistence: Argo CD read Degraded, or Progressing while the current
+ * revision's pods failed early (its `signal`, SPEC §7 I2).
+ */
+export function failingCheck(check: Pick<HealthCheck, 'status' | 'signal'>): boolean {
+  return check.status === 'Degraded' || (check.status === 'Progressing' && check.signal !== undefined);
+}
+
 /** I4 on its own: the StabilityAnalyzer uses it to confirm persistence. */
 export function persistence(checks: HealthCheck[], required: number, intervalSeconds: number): Verdict {
   const recent = checks.slice(-required);
   if (recent.length < required) return ['FAIL', `${recent.length} of ${required} checks so far`];
-  const notDegraded = recent.find((c) => c.status !== 'Degraded');
+  const notDegraded = recent.find((c) => !failingCheck(c));
   if (notDegraded) return ['FAIL', `check at ${notDegraded.at} read ${notDegraded.status}`];
   for (let i = 1; i < recent.length; i++) {
     const gap = (Date.parse(recent[i]!.at) - Date.parse(recent[i - 1]!.at)) / 1000;
     if (gap > 2 * intervalSeconds) return ['FAIL', `checks ${gap.toFixed(0)} s apart, more than 2 intervals`];
   }
-  return ['PASS', `${required} consecutive Degraded checks from ${recent[0]!.at} to ${recent.at(-1)!.at}`];
+  const signals = [...new Set(recent.flatMap((c) => (c.signal ? [c.signal] : [])))];
+  const what = signals.length === 0 ? 'Degraded' : `failing (Progressing with pods failing early: ${signals.join(', ')}${recent.some((c) => c.status === 'Degraded') ? '; or Degraded' : ''})`;
+  return ['PASS', `${required} consecutive ${what} checks from ${recent[0]!.at} to ${recent.at(-1)!.at}`];
 }
 
 // ---- CI: the checks a merge requires (I6, and PRCreated's wait) ------------------

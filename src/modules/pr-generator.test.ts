@@ -26,6 +26,26 @@ describe('the PR body', () => {
     expect(body).toContain('Rollout of the current revision: `web: 1/2 updated, 2 available, 1 unavailable, ProgressDeadlineExceeded`, `worker: 1/1 updated, 1 available, 0 unavailable`.');
   });
 
+  it('says why when the pods of the current revision failed early while Argo CD said Progressing: the pods, reasons and restart counts (issue 21)', () => {
+    const signal = {
+      signal: 'CrashLoopBackOff', detail: 'the current revision of Deployment/web (revision 7d9f) fails early: …',
+      pods: [
+        { workload: 'Deployment/web', pod: 'web-7d9f-a', container: 'web', reason: 'CrashLoopBackOff', restarts: 4 },
+        { workload: 'Deployment/web', pod: 'web-7d9f-b', container: 'web', reason: 'ImagePullBackOff', restarts: 0, waitingSeconds: 75 },
+      ],
+    };
+    const body = pullRequestBody({
+      ...ctx, record: { ...record, degradation: { ...record.degradation, signal } },
+      checks: [{ at, status: 'Progressing', signal: 'CrashLoopBackOff' }, { at, status: 'Degraded' }],
+    });
+    expect(body).toContain('Argo CD reported **web** (staging) `Progressing` while the pods of its current revision failed early (`CrashLoopBackOff`) on 2 consecutive checks');
+    expect(body).toContain('| 1 | 2026-11-22T00:00:00.000Z | Progressing, pods failing early (CrashLoopBackOff) | — |');
+    expect(body).toContain('| 2 | 2026-11-22T00:00:00.000Z | Degraded | — |');
+    expect(body).toContain('| `Deployment/web` | `web-7d9f-a` | `web` | CrashLoopBackOff | 4 | — |');
+    expect(body).toContain('| `Deployment/web` | `web-7d9f-b` | `web` | ImagePullBackOff | 0 | 75 s |');
+    expect(pullRequestBody(ctx)).not.toContain('failed early');
+  });
+
   it('leaves the line out when the Deployments could not be read', () => {
     expect(pullRequestBody(ctx)).not.toContain('Rollout of the current revision');
   });

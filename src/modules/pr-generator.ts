@@ -50,16 +50,31 @@ const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 export function pullRequestBody(ctx: PullRequestContext): string {
   const { record, app } = ctx;
   const candidate = record.candidate!;
+  const signal = record.degradation.signal;
   const lines: string[] = [
     `## Why`,
     ``,
-    `Argo CD reported **${app.ref.name}** (${record.environment}) \`Degraded\` on ${ctx.checks.length} consecutive checks, ` +
-      `every ${formatDuration(record.settings.intervalSeconds)}, from ${record.degradation.firstSeenAt}.`,
+    signal
+      ? `Argo CD reported **${app.ref.name}** (${record.environment}) \`Progressing\` while the pods of its current revision failed early ` +
+        `(\`${signal.signal}\`) on ${ctx.checks.length} consecutive checks, every ${formatDuration(record.settings.intervalSeconds)}, from ${record.degradation.firstSeenAt}. ` +
+        `Argo CD calls a Deployment \`Degraded\` only once its rollout exceeds \`progressDeadlineSeconds\` (600 s unless the manifest says otherwise): waiting for it would leave this release failing for that long.`
+      : `Argo CD reported **${app.ref.name}** (${record.environment}) \`Degraded\` on ${ctx.checks.length} consecutive checks, ` +
+        `every ${formatDuration(record.settings.intervalSeconds)}, from ${record.degradation.firstSeenAt}.`,
     ``,
     `| check | at | health | revision |`,
     `|---|---|---|---|`,
-    ...ctx.checks.map((c, i) => `| ${i + 1} | ${c.at} | ${c.status} | ${c.revision ? `\`${shortSha(c.revision)}\`` : '—'} |`),
+    ...ctx.checks.map((c, i) => `| ${i + 1} | ${c.at} | ${c.status}${c.signal ? `, pods failing early (${c.signal})` : ''} | ${c.revision ? `\`${shortSha(c.revision)}\`` : '—'} |`),
   ];
+  if (signal) {
+    lines.push(
+      ``,
+      `The pods of the current revision when the degradation was confirmed:`,
+      ``,
+      `| workload | pod | container | reason | restarts | waiting |`,
+      `|---|---|---|---|---|---|`,
+      ...signal.pods.map((p) => `| \`${cell(p.workload)}\` | \`${cell(p.pod)}\` | \`${cell(p.container)}\` | ${cell(p.reason)} | ${p.restarts} | ${p.waitingSeconds !== undefined ? formatDuration(p.waitingSeconds) : '—'} |`),
+    );
+  }
   if (ctx.deployments && ctx.deployments.length > 0) {
     lines.push(``, `Rollout of the current revision: ${ctx.deployments.map((d) => `\`${rolloutFigures(d)}\``).join(', ')}.`);
   }

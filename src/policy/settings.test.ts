@@ -13,6 +13,14 @@ describe('monitoring and settings', () => {
     expect(monitoringFor(app('other', { environment: 'staging' }), [], defaults)).toBeUndefined();
   });
 
+  it('reads spec.detection.podSignals over its defaults, field by field (issue 21)', () => {
+    expect(settingsFrom(defaults).podSignals).toEqual({ enabled: true, minRestarts: 3, waitingSeconds: 60 });
+    expect(settingsFrom(defaults, { detection: { podSignals: { minRestarts: 5 } } }).podSignals).toEqual({ enabled: true, minRestarts: 5, waitingSeconds: 60 });
+    expect(settingsFrom(defaults, { detection: { podSignals: { enabled: false } } }).podSignals).toEqual({ enabled: false, minRestarts: 3, waitingSeconds: 60 });
+    // A field left empty in YAML (null) keeps its default, as the API server's schema default would.
+    expect(settingsFrom(defaults, { detection: { podSignals: { waitingSeconds: null as never } } }).podSignals?.waitingSeconds).toBe(60);
+  });
+
   it('treats an unknown environment label as production', () => {
     expect(monitoringFor(app('a', { 'ai-operator.enabled': 'true', environment: 'qa' }), [], defaults)?.environment).toBe('production');
   });

@@ -2,7 +2,7 @@
 // fields over the operator's environment defaults (SPEC §3, §12). Pure: the
 // defaults are handed in (src/config.ts builds them from the environment).
 import { LABELS } from '../api/group.ts';
-import type { AppRef, Environment, Settings } from '../fsm/record.ts';
+import type { AppRef, Environment, PodSignalSettings, Settings } from '../fsm/record.ts';
 
 /** What monitoring is decided on: an Application's name and labels (an ApplicationView has both). */
 export interface LabelledApp {
@@ -37,6 +37,13 @@ export interface PolicyConflict {
  */
 export type Defaults = Omit<Settings, 'approvers'> & { monitoredApps: string[] };
 
+/**
+ * `spec.detection.podSignals` where a policy is silent (the CRD's schema defaults, crds/): a Progressing
+ * app's current revision fails early on 3 restarts in CrashLoopBackOff (or 3 OOM kills), or 60 s in an
+ * image-pull or configuration error (modules/pod-signals.ts).
+ */
+export const DEFAULT_POD_SIGNALS: PodSignalSettings = { enabled: true, minRestarts: 3, waitingSeconds: 60 };
+
 export interface LabelSelector {
   matchLabels?: Record<string, string>;
   matchExpressions?: Array<{ key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }>;
@@ -46,7 +53,7 @@ export interface RollbackPolicySpec {
   selector?: LabelSelector;
   applications?: string[];
   environment?: Environment;
-  detection?: { intervalSeconds?: number; persistenceChecks?: number };
+  detection?: { intervalSeconds?: number; persistenceChecks?: number; podSignals?: Partial<PodSignalSettings> };
   candidate?: { uptimeQuery?: string; minUptime?: number; window?: string; maxCommits?: number; searchTimeoutSeconds?: number };
   merge?: { ciTimeoutSeconds?: number; approvalTimeoutSeconds?: number; method?: Settings['mergeMethod']; approvers?: { users?: string[]; groups?: string[] }; requiredChecks?: string[] };
   healthRestorationSeconds?: number;
@@ -98,9 +105,15 @@ export function settingsFrom(defaults: Defaults, spec: RollbackPolicySpec = {}):
     cooldownSeconds: spec.cooldownSeconds ?? defaults.cooldownSeconds,
     maxAttemptsPerHour: spec.maxAttemptsPerHour ?? defaults.maxAttemptsPerHour,
     dryRun: (spec.dryRun ?? false) || defaults.dryRun,
+    podSignals: { ...(defaults.podSignals ?? DEFAULT_POD_SIGNALS), ...definedOnly(spec.detection?.podSignals) },
     // Absent means "not said" (judged by the branch's required checks); [] says "no CI is fine".
     ...(spec.merge?.requiredChecks !== undefined ? { requiredChecks: [...spec.merge.requiredChecks] } : {}),
   };
+}
+
+/** The fields a partial object sets (a YAML `null` or an absent field leaves the default). */
+function definedOnly<T extends object>(partial: T | undefined): Partial<T> {
+  return Object.fromEntries(Object.entries(partial ?? {}).filter(([, v]) => v !== undefined && v !== null)) as Partial<T>;
 }
 
 /** The app's environment: the policy's, else its `environment` label; anything unknown is production. */

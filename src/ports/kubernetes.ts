@@ -1,6 +1,6 @@
 // Read-only cluster facts for I3 and the PR body (SPEC §8), and the
 // RollbackAttempt objects through which humans see and steer attempts.
-import type { AppRef, AttemptRecord, DeploymentReplicas } from '../fsm/record.ts';
+import type { AppRef, AttemptRecord, DeploymentReplicas, RevisionPods } from '../fsm/record.ts';
 import type { ApplicationView } from './argocd.ts';
 
 export interface PodSummary {
@@ -13,6 +13,13 @@ export interface PodSummary {
 export interface ClusterPort {
   getDeploymentStatus(app: ApplicationView): Promise<DeploymentReplicas[]>;
   listPods(app: ApplicationView): Promise<PodSummary[]>;
+  /**
+   * The pods of the current revision of each Deployment and StatefulSet Argo CD's tracking gives the app
+   * (the new ReplicaSet by pod-template-hash, the StatefulSet's updateRevision), never an older revision's:
+   * what modules/pod-signals.ts judges (issue 21). From a watch cache of the namespaces the app deploys to;
+   * an IntegrationError while that cache cannot be listed.
+   */
+  currentRevisionPods(app: ApplicationView): Promise<RevisionPods[]>;
 }
 
 /** What a human asked for on a RollbackAttempt, by annotation. */

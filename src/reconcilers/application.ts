@@ -9,13 +9,14 @@ import { recordEntry, type AuditOutboxEntry } from '../audit/outbox.ts';
 import { sayDecision, sayIntent, sayStalled, type Said, type SaidEvent } from '../decide/record-keeping.ts';
 import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
 import { decide, failSafe, mergeEnvironment, TransitionRefused, type Decision, type Facts, type Intent, type Preflight } from '../fsm/machine.ts';
-import { affectsBeyondStaging, appKey, isUnder, noApproversNote, ROLLBACK_BRANCH_PREFIX, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
+import { affectsBeyondStaging, appKey, isUnder, noApproversNote, ROLLBACK_BRANCH_PREFIX, attemptBranch, attemptName, branchName, repoFromUrl, type AppRef, type AttemptRecord, type FailsEarly, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
 import { Reason, holdsApp, inProgress } from '../fsm/table.ts';
 import { ciVerdict, evaluateInvariants, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
 import type { MonitoredApp } from '../policy/settings.ts';
 import { blastRadius, SourceSetCache } from '../modules/blast-radius.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
+import { failsEarly } from '../modules/pod-signals.ts';
 import { resolveTargetBranch } from '../modules/target-branch.ts';
 import { comments, openPullRequest } from '../modules/pr-generator.ts';
 import type { Logger } from '../observability/log.ts';
@@ -201,12 +202,15 @@ export class ApplicationReconciler {
     /** Whether a write of this reconcile released the app: its attempt is then never projected again. */
     let released = false;
     let counting: Settings | undefined;
+    let seen: ApplicationView | undefined;
     if (this.deps.hasStoredState?.(storeKey) === false) {
       const app = await this.deps.argocd.getApplication(ref);
-      // Nothing stored and not Degraded: nothing to decide. The watch wakes the app when it changes.
-      if (!app || app.health !== 'Degraded') {
+      // Nothing stored and not Degraded (nor Progressing with its pods failing early): nothing to decide. The watch
+      // wakes the app when it changes; a Progressing one is looked at again an interval later (its pods change unseen).
+      const failingEarly = app?.health === 'Progressing' && await this.podSignal(app, this.deps.monitoring(app)?.settings, this.clock());
+      if (!app || (app.health !== 'Degraded' && !failingEarly)) {
         this.forgetApp(ref, storeKey, app === undefined);
-        return {};
+        return requeue(this.podCheckMs(app));
       }
     }
     try {
@@ -214,6 +218,7 @@ export class ApplicationReconciler {
       for (let round = 0; round < MAX_ROUNDS; round++) {
         const observed = await this.observe(ref, storeKey, memo);
         if (!observed) return {};
+        seen = observed.app;
         latest = observed.facts.record ?? latest;
         let decision = decide(observed.facts);
         if (decision.needs) {
@@ -237,7 +242,7 @@ export class ApplicationReconciler {
         Object.assign(memo, await this.execute(storeKey, decision.intents, written ?? observed.facts.record!, observed));
       }
       // A degradation being counted needs its next check an interval later, as an active attempt does.
-      return requeue(this.nextCheckMs(latest) ?? (counting ? counting.intervalSeconds * 1000 : undefined));
+      return requeue(this.nextCheckMs(latest) ?? (counting ? counting.intervalSeconds * 1000 : undefined) ?? this.podCheckMs(seen));
     } catch (error) {
       if (!isUnexpected(error)) throw error;
       // A record no retry can read: nothing to abort, a human repairs or deletes the key.
@@ -276,10 +281,12 @@ export class ApplicationReconciler {
     }
 
     const settings = record?.settings ?? monitored!.settings;
+    const early = await this.podSignal(app, settings, now);
     const health = app?.health ? {
       status: app.health,
       ...(app.syncRevision ? { revision: app.syncRevision } : {}),
       ...(app.degradedSince ? { degradedSince: app.degradedSince } : {}),
+      ...(early ? { failsEarly: early } : {}),
     } : undefined;
     const policyRef = record?.policyRef ?? monitored?.policyRef;
     // Before any attempt: an attempt in progress keeps the settings it recorded, even if policies now conflict.
@@ -287,7 +294,7 @@ export class ApplicationReconciler {
     // The branch a new attempt would work on, read only for an app that may get one (Degraded, not refused):
     // a tag or a SHA is refused here, before any attempt. Cached by the GitHub port; an outage throws (retried).
     let branch: string | undefined;
-    if (!record && app?.health === 'Degraded' && !refused && app.source) {
+    if (!record && (app?.health === 'Degraded' || early) && !refused && app?.source) {
       const target = await this.targetBranch(ref, app.source);
       if (target?.kind === 'refused') refused = target.message;
       else if (target) branch = target.branch;
@@ -541,6 +548,8 @@ export class ApplicationReconciler {
       settle('Deployment status', this.deps.cluster.getDeploymentStatus(app)),
       pr ? settle('open pull requests', this.deps.github.listOpenPullRequests(repo, { base: pr.base, paths: restoredPaths(record, app.source) })) : undefined,
     ]);
+    // Progressing now: I2 asks whether the current revision's pods still fail early, read now too.
+    const early = health?.status === 'Progressing' ? await this.podSignal({ ...app, health: health.status }, record.settings, facts.now) : undefined;
     const candidate = record.candidate;
     const beyond = heldBack(record);
     return {
@@ -548,6 +557,7 @@ export class ApplicationReconciler {
       environment: record.environment,
       ...(beyond ? { alsoChanges: beyond } : {}),
       ...(health ? { health: health.status } : {}),
+      ...(early ? { failsEarly: early } : {}),
       ...(deployments ? { deployments } : {}),
       checks: facts.checks,
       persistenceChecks: record.settings.persistenceChecks,
@@ -568,7 +578,7 @@ export class ApplicationReconciler {
   private async write(storeKey: string, observed: Observed, decision: Decision): Promise<AttemptRecord | undefined> {
     const { facts } = observed;
     const events = this.cloudEvents(facts, decision);
-    if (facts.health?.status !== 'Degraded') this.waitingSaid.delete(storeKey);
+    if (facts.health?.status !== 'Degraded' && !facts.health?.failsEarly) this.waitingSaid.delete(storeKey);
     const correlationId = (decision.record ?? facts.record)?.correlationId;
     const resetBy = decision.transition?.reason === Reason.Reset && correlationId ? this.resetRequests.get(correlationId) : undefined;
     const said = sayDecision(facts, decision, events.map((e) => e.id), {
@@ -807,6 +817,28 @@ export class ApplicationReconciler {
   /** An active attempt is checked every interval; anything else waits for the watch or the resync. */
   private nextCheckMs(record: AttemptRecord | undefined): number | undefined {
     return record && inProgress(record.state) ? record.settings.intervalSeconds * 1000 : undefined;
+  }
+
+  /**
+   * Issue 21: whether the current revision's pods fail early (modules/pod-signals.ts), read only while Argo CD
+   * reports the app Progressing and its settings ask for it: a Healthy or Degraded app costs nothing here. A
+   * read that fails is no signal (Argo CD's own health still stands), and is logged.
+   */
+  private async podSignal(app: ApplicationView | undefined, settings: Settings | undefined, now: Date): Promise<FailsEarly | undefined> {
+    if (app?.health !== 'Progressing' || !settings?.podSignals?.enabled) return undefined;
+    try {
+      return failsEarly(await this.deps.cluster.currentRevisionPods(app), settings.podSignals, now);
+    } catch (error) {
+      if (!(error instanceof IntegrationError)) throw error;
+      this.deps.log.warn('Could not read the pods of the current revision', { app: `${app.ref.namespace}/${app.ref.name}`, error: error.message });
+      return undefined;
+    }
+  }
+
+  /** A monitored app Progressing with its pods' signal on is looked at again an interval later: its pods change unseen. */
+  private podCheckMs(app: ApplicationView | undefined): number | undefined {
+    const settings = app?.health === 'Progressing' ? this.deps.monitoring(app)?.settings : undefined;
+    return settings?.podSignals?.enabled ? settings.intervalSeconds * 1000 : undefined;
   }
 }
 

@@ -49,10 +49,17 @@ describe('RollbackPolicy CRD', () => {
     });
   });
 
+  it('fills in the pod signals\' defaults of a podSignals that names one field (issue 21)', async () => {
+    const created = JSON.parse(await kubectlOk(stack, ['create', '-o', 'json', '-f', '-'], JSON.stringify(policy(namespace, 'pod-signals', { detection: { podSignals: { minRestarts: 5 } } })))) as { spec: Json };
+    expect(created.spec.detection).toEqual({ podSignals: { enabled: true, minRestarts: 5, waitingSeconds: 60 } });
+  });
+
   const invalid: Array<[string, Json, string, RegExp]> = [
     ['an unknown environment', { environment: 'qa' }, 'spec.environment', /Unsupported value: "qa"/],
     ['a zero check interval', { detection: { intervalSeconds: 0 } }, 'spec.detection.intervalSeconds', /greater than or equal to 1/],
     ['negative persistence checks', { detection: { persistenceChecks: -1 } }, 'spec.detection.persistenceChecks', /greater than or equal to 1/],
+    ['zero restarts for the pod signals', { detection: { podSignals: { minRestarts: 0 } } }, 'spec.detection.podSignals.minRestarts', /greater than or equal to 1/],
+    ['a day and more of waiting for the pod signals', { detection: { podSignals: { waitingSeconds: 86401 } } }, 'spec.detection.podSignals.waitingSeconds', /less than or equal to 86400/],
     ['minUptime above 1', { candidate: { minUptime: 1.5 } }, 'spec.candidate.minUptime', /less than or equal to 1/],
     ['minUptime below 0', { candidate: { minUptime: -0.1 } }, 'spec.candidate.minUptime', /greater than or equal to 0/],
     ['a malformed window duration', { candidate: { window: '1 day' } }, 'spec.candidate.window', /should match/],

@@ -1,6 +1,6 @@
-// The API server as a WatchSource (kube/watch.ts) for one custom resource:
-// lists page by page and opens watches through call(), so a refused or failed
-// request is a classified IntegrationError, timed and counted like any other.
+// The API server as a WatchSource (kube/watch.ts) for one kind — a custom resource, or a built-in
+// kind listed through its typed API (objectSource): lists page by page and opens watches through
+// call(), so a refused or failed request is a classified IntegrationError, timed and counted like any other.
 import { CustomObjectsApi, Watch as KubeWatch, type KubeConfig } from '@kubernetes/client-node';
 import { IntegrationError } from '../../ports/errors.ts';
 import { call, classifyHttpError, type CallMetrics } from '../call.ts';
@@ -39,8 +39,35 @@ export interface CustomObjectSourceOptions {
 
 export function customObjectSource<T extends KubeObject>(options: CustomObjectSourceOptions): WatchSource<T> {
   const api = options.kubeConfig.makeApiClient(CustomObjectsApi);
-  const watcher = new KubeWatch(options.kubeConfig);
   const { group, version, plural } = options.resource;
+  return objectSource<T>({
+    ...options,
+    path: (namespace) => (namespace ? `/apis/${group}/${version}/namespaces/${namespace}/${plural}` : `/apis/${group}/${version}/${plural}`),
+    listPage: (namespace, page) => (namespace
+      ? api.listNamespacedCustomObject({ group, version, plural, ...page, namespace })
+      : api.listClusterCustomObject({ group, version, plural, ...page })) as Promise<ListPage<T>>,
+  });
+}
+
+/** One page of a list, as the API server answers it. */
+export interface ListPage<T> {
+  items: T[];
+  metadata?: { resourceVersion?: string; continue?: string };
+}
+
+export interface ObjectSourceOptions<T> extends Omit<CustomObjectSourceOptions, 'resource'> {
+  /** The collection's path (`/api/v1/namespaces/{namespace}/pods`), all namespaces when undefined. */
+  path(namespace: string | undefined): string;
+  /** One page of the list. */
+  listPage(namespace: string | undefined, page: { labelSelector?: string; limit: number; _continue?: string }): Promise<ListPage<T>>;
+}
+
+/**
+ * The API server as a WatchSource for any kind (a custom resource, or a built-in one such as Pods
+ * listed through its typed API): the list page by page, the watch on `path`, both through call().
+ */
+export function objectSource<T extends KubeObject>(options: ObjectSourceOptions<T>): WatchSource<T> {
+  const watcher = new KubeWatch(options.kubeConfig);
   const callOptions = { classify: classifyHttpError, metrics: options.metrics, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs };
 
   return {
@@ -50,10 +77,8 @@ export function customObjectSource<T extends KubeObject>(options: CustomObjectSo
       let resourceVersion = '';
       let next: string | undefined;
       do {
-        const request = { group, version, plural, labelSelector: options.labelSelector, limit: LIST_PAGE, _continue: next };
-        const page = await call(options.calls.list, () => (namespace
-          ? api.listNamespacedCustomObject({ ...request, namespace })
-          : api.listClusterCustomObject(request)), callOptions) as { items: T[]; metadata?: { resourceVersion?: string; continue?: string } };
+        const request = { labelSelector: options.labelSelector, limit: LIST_PAGE, _continue: next };
+        const page = await call(options.calls.list, () => options.listPage(namespace, request), callOptions);
         items.push(...page.items);
         resourceVersion = page.metadata?.resourceVersion ?? '';
         next = page.metadata?.continue || undefined;
@@ -62,7 +87,6 @@ export function customObjectSource<T extends KubeObject>(options: CustomObjectSo
     },
 
     async watch(namespace, resourceVersion, onEvent, onEnd) {
-      const path = namespace ? `/apis/${group}/${version}/namespaces/${namespace}/${plural}` : `/apis/${group}/${version}/${plural}`;
       const query = {
         resourceVersion, allowWatchBookmarks: true,
         ...(options.labelSelector ? { labelSelector: options.labelSelector } : {}),
@@ -70,7 +94,7 @@ export function customObjectSource<T extends KubeObject>(options: CustomObjectSo
       };
       try {
         // The backoff between watches is the Watch's own: an open that fails is not retried here.
-        return await call(options.calls.watch, (signal) => open(watcher, path, query, onEvent, onEnd, signal), { ...callOptions, backoffMs: [] });
+        return await call(options.calls.watch, (signal) => open(watcher, options.path(namespace), query, onEvent, onEnd, signal), { ...callOptions, backoffMs: [] });
       } catch (error) {
         if (error instanceof IntegrationError && statusOf(error.cause) === 410) throw new ResourceVersionGone(error.message);
         throw error;

@@ -73,13 +73,17 @@ export async function until<T>(what: string, read: () => Promise<T>, done: (valu
 export const json = async <T>(args: string[]): Promise<T> => JSON.parse(await kubectlOk(gitops, [...args, '-o', 'json'])) as T;
 export const apply = (object: unknown) => kubectlOk(gitops, ['apply', '--server-side', '--force-conflicts', '--field-manager=e2e-argocd-real', '-f', '-'], JSON.stringify(object));
 
-/** A release of an app: a plain-YAML Deployment; `release` marks its pods for KWOK's stages (broken: crash-loop for ever, flaky: for a moment). */
-export function deploymentYaml(app: string, namespace: string | undefined, image: string, release?: { label: string; recoverAfterMs?: number }): string {
+/**
+ * A release of an app: a plain-YAML Deployment; `release` marks its pods for KWOK's stages (broken: crash-loop for ever,
+ * flaky: for a moment; kwok-stages.yaml has the others). `defaultDeadline`: no progressDeadlineSeconds, so the API
+ * server's default (600 s) applies, as in most manifests.
+ */
+export function deploymentYaml(app: string, namespace: string | undefined, image: string, release?: { label: string; recoverAfterMs?: number }, options: { defaultDeadline?: boolean } = {}): string {
   return `${JSON.stringify({
     apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: app, ...(namespace ? { namespace } : {}) },
     spec: {
       replicas: 2,
-      progressDeadlineSeconds: PROGRESS_DEADLINE_SECONDS,
+      ...(options.defaultDeadline ? {} : { progressDeadlineSeconds: PROGRESS_DEADLINE_SECONDS }),
       selector: { matchLabels: { app } },
       template: {
         metadata: {
