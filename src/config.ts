@@ -3,7 +3,7 @@
 // once, here; a missing or malformed one stops start-up with one line that names
 // it and says what was expected. Secret values never appear in those lines.
 // The settings defaults every policy falls back on are built here too.
-import { DEFAULT_INSTALLATION, streamNameFor, subjectPrefixFor } from './events/types.ts';
+import { DEFAULT_INSTALLATION, streamNameFor, subjectPrefixFor } from './fsm/cloud-events.ts';
 import type { GitHubAuth } from './integrations/github.ts';
 import { LOG_LEVELS, type LogLevel } from './observability/log.ts';
 import { OTLP_PROTOCOLS, SAMPLERS, type OtlpProtocol, type SamplerName, type TracingConfig } from './observability/tracing.ts';

@@ -4,8 +4,8 @@
 // relays; standbys keep campaigning and are ready to take over.
 import type { AuditLog } from './audit/audit-log.ts';
 import { AuditOutbox } from './audit/outbox.ts';
-import { PER_POD_CONSUMER_PREFIX, wakeConsumerName, type EventBus, type JetStreamBus, type EventConsumer } from './events/jetstream.ts';
-import { OutboxRelay } from './events/outbox-relay.ts';
+import { PER_POD_CONSUMER_PREFIX, wakeConsumerName, type EventBus, type JetStreamBus, type EventConsumer } from './bus/jetstream.ts';
+import { OutboxRelay } from './bus/outbox-relay.ts';
 import { AttemptGauges } from './observability/attempt-gauges.ts';
 import type { Logger } from './observability/log.ts';
 import { storedGauges } from './observability/metrics.ts';

@@ -1,8 +1,8 @@
 // The demo's readable timeline: it follows the operator's own events on
 // JetStream (the same ones any consumer would see) and prints one line each.
 import { Registry } from 'prom-client';
-import { JetStreamBus, type EventConsumer } from '../../src/events/jetstream.ts';
-import type { CloudEvent } from '../../src/events/types.ts';
+import { JetStreamBus, type EventConsumer } from '../../src/bus/jetstream.ts';
+import type { CloudEvent } from '../../src/fsm/cloud-events.ts';
 import { createLogger } from '../../src/observability/log.ts';
 
 const started = Date.now();

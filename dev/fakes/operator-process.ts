@@ -11,7 +11,7 @@ import { ElasticsearchAuditIndex } from '../../src/audit/elasticsearch-sink.ts';
 import { openAuditTrail } from '../../src/audit/trail.ts';
 import { KeepAliveKubeConfig } from '../../src/integrations/kube-config.ts';
 import { ConfigErrors, loadConfig, policyDefaults } from '../../src/config.ts';
-import { JetStreamBus } from '../../src/events/jetstream.ts';
+import { JetStreamBus } from '../../src/bus/jetstream.ts';
 import { RollbackAttemptObjects } from '../../src/integrations/rollback-attempts.ts';
 import { RollbackPolicyObjects } from '../../src/integrations/rollback-policies.ts';
 import { createLogger } from '../../src/observability/log.ts';

@@ -1,6 +1,6 @@
 // What the operator says about a decision, derived from the decision alone.
 import { describe, expect, it } from 'vitest';
-import type { Decision, Facts } from '../fsm/machine.ts';
+import type { Decision, Facts } from './machine.ts';
 import type { AttemptRecord } from '../fsm/record.ts';
 import { Reason } from '../fsm/table.ts';
 import { SETTINGS } from '../fsm/testing.ts';

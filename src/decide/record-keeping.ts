@@ -4,9 +4,9 @@
 // that stopped for good). Pure: the reconciler applies what this returns at two
 // fixed points — the audit records of a write inside its etcd transaction (the
 // audit outbox), the rest once the RollbackAttempt status is projected — and
-// decides nothing about any of it. The CloudEvent payloads are fsm/events.ts's.
+// decides nothing about any of it. The CloudEvent payloads are fsm/event-payloads.ts's.
 import { ANNOTATIONS } from '../api/group.ts';
-import type { Decision, Facts, Intent, Note } from '../fsm/machine.ts';
+import type { Decision, Facts, Intent, Note } from './machine.ts';
 import { type AppRef, type AttemptRecord, type Environment, type InvariantResult } from '../fsm/record.ts';
 import { Reason, type State } from '../fsm/table.ts';
 import { summary, violations } from '../governance/merge-verdict.ts';

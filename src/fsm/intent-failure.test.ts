@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../api/errors.ts';
 import { commentPossible, leftUndone, ON_PERMANENT_FAILURE, onIntentFailure, PERMANENT, TRANSIENT, type IntentFailure } from './intent-failure.ts';
-import { decide, type Facts } from './machine.ts';
+import { decide, type Facts } from '../decide/machine.ts';
 import type { AttemptRecord } from './record.ts';
 import { isAllowed, Reason, type State } from './table.ts';
 import { SETTINGS } from './testing.ts';

@@ -12,7 +12,7 @@
 //   attempt moves on without the effect, a Warning Event.
 import type { ErrorCode } from '../api/errors.ts';
 
-/** The intents of fsm/machine.ts (`Intent['kind']`): execute() records a failure as one, so a new intent without a row does not compile. */
+/** The intents of decide/machine.ts (`Intent['kind']`): execute() records a failure as one, so a new intent without a row does not compile. */
 export type IntentKind = 'openPullRequest' | 'mergePullRequest' | 'closePullRequest' | 'commentPullRequest' | 'requestApproval' | 'removeApproval';
 
 export const TRANSIENT: readonly ErrorCode[] = ['UNAVAILABLE', 'TIMEOUT', 'RATE_LIMITED'];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { transition, TransitionRefused } from './machine.ts';
+import { transition, TransitionRefused } from '../decide/machine.ts';
 import type { AttemptRecord } from './record.ts';
 import { Reason, STATES, TRANSITIONS, cooldownEnds, holdsApp, inProgress, isAllowed, isTerminal, type State } from './table.ts';
 import { SETTINGS } from './testing.ts';

@@ -7,11 +7,11 @@
 // dashboards and alerts written for every kubebuilder operator work on this one.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { EVENTS_REJECTED_METRIC } from '../api/metrics.ts';
-import { EVENT_TYPES } from '../events/types.ts';
+import { EVENT_TYPES } from '../fsm/cloud-events.ts';
 import type { Environment } from '../fsm/record.ts';
 import { Reason, STATES, inProgress, type State } from '../fsm/table.ts';
 import type { ErrorCode } from '../ports/errors.ts';
-import { CONSUMER_RESTART_REASONS } from '../events/consumer-supervisor.ts';
+import { CONSUMER_RESTART_REASONS } from '../bus/consumer-supervisor.ts';
 import type { MetricObservation } from '../ports/observations.ts';
 import type { Lane, QueueMetrics, ReconcileOutcome } from '../ports/queue-metrics.ts';
 import { DROP_REASONS, type DropReason } from './tracing.ts';
@@ -146,7 +146,7 @@ export function storedGauges(attempts: readonly StoredAttemptState[]): StoredGau
   return { activeRollbacks, fsmState, held };
 }
 
-/** The event bus's counters (src/events/jetstream.ts). */
+/** The event bus's counters (src/bus/jetstream.ts). */
 export interface EventBusCounters {
   rejected: Counter<'reason'>;
   consumerRestarts: Counter<'reason'>;

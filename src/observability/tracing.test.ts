@@ -1,6 +1,6 @@
 import { InMemorySpanExporter, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
 import { afterEach, describe, expect, it } from 'vitest';
-import { exampleEvent } from '../events/examples.ts';
+import { exampleEvent } from '../bus/examples.ts';
 import { SETTINGS } from '../fsm/testing.ts';
 import type { AttemptRecord } from '../fsm/record.ts';
 import { call } from '../integrations/call.ts';

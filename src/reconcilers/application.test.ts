@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { FakeWorld, scenarioApp } from '../../dev/fakes/world.ts';
 import { AuditOutbox } from '../audit/outbox.ts';
 import type { AuditInput } from '../audit/record.ts';
-import type { CloudEvent } from '../events/types.ts';
+import type { CloudEvent } from '../fsm/cloud-events.ts';
 import { attemptName, type AttemptRecord } from '../fsm/record.ts';
 import { createLogger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';

@@ -1,5 +1,5 @@
 // The application reconciler drives one app's rollback attempt through the state
-// machine. Each reconcile: observe (the only reads) → decide (pure, fsm/machine)
+// machine. Each reconcile: observe (the only reads) → decide (pure, decide/machine)
 // → commit the record, its events and app facts in one fenced etcd transaction
 // → carry out the intents idempotently → observe again, a few rounds at most so
 // an effect and the transition it enables land in one reconcile. The
@@ -7,8 +7,8 @@
 import { API_VERSION, KINDS } from '../api/group.ts';
 import { recordEntry, type AuditOutboxEntry } from '../audit/outbox.ts';
 import { sayDecision, sayStalled, type Said, type SaidEvent } from '../decide/record-keeping.ts';
-import { appSubject, makeEvent, type CloudEvent } from '../events/types.ts';
-import { decide, failSafe, TransitionRefused, type Decision, type Facts } from '../fsm/machine.ts';
+import { appSubject, makeEvent, type CloudEvent } from '../fsm/cloud-events.ts';
+import { decide, failSafe, TransitionRefused, type Decision, type Facts } from '../decide/machine.ts';
 import { appKey, attemptName, type AppRef, type AttemptRecord, type Settings } from '../fsm/record.ts';
 import { Reason, holdsApp, inProgress } from '../fsm/table.ts';
 import { type RefusalReason } from '../governance/repository.ts';

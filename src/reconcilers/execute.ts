@@ -3,7 +3,7 @@
 // the decision; a failure after its retries is remembered for the next decide
 // (intent-failure.ts says what it means) and said once per distinct failure.
 import { sayIntent, type Said } from '../decide/record-keeping.ts';
-import { decide, type Intent } from '../fsm/machine.ts';
+import { decide, type Intent } from '../decide/machine.ts';
 import { isUnder, type AttemptRecord, restoredPaths } from '../fsm/record.ts';
 import { comments, openPullRequest } from '../modules/pr-generator.ts';
 import { IntegrationError } from '../ports/errors.ts';

@@ -2,7 +2,7 @@
 // project): every fact a decision is taken on is gathered here, and nothing else
 // reads. What a decision asked for (a candidate search, what a PR would be opened
 // on) is read by observeNeeds, then the same decision is taken again.
-import { decide, mergeEnvironment, type Decision, type Facts, type Preflight } from '../fsm/machine.ts';
+import { decide, mergeEnvironment, type Decision, type Facts, type Preflight } from '../decide/machine.ts';
 import { affectsBeyondStaging, noApproversNote, ROLLBACK_BRANCH_PREFIX, attemptBranch, branchName, repoFromUrl, type AppRef, type AttemptRecord, type FailsEarly, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
 import { inProgress } from '../fsm/table.ts';
 import { ciVerdict, evaluateInvariants, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';

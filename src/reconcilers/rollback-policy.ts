@@ -10,7 +10,7 @@ import type { ApplicationView } from '../ports/argocd.ts';
 import type { PolicyCondition, PolicyObject, RollbackPolicyPort, RollbackPolicyStatus } from '../ports/rollback-policies.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
 import { API_VERSION, KINDS } from '../api/group.ts';
-import { DEFAULT_INSTALLATION } from '../events/types.ts';
+import { DEFAULT_INSTALLATION } from '../fsm/cloud-events.ts';
 import { claimOwnership, ignoredMessage, policyOwnership, type Ownership } from '../policy/installation.ts';
 import { monitoringFor, selectingPolicies, type Defaults, type RollbackPolicy } from '../policy/settings.ts';
 import type { AppClaimPort } from '../ports/app-claims.ts';

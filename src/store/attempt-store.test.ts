@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AttemptRecord } from '../fsm/record.ts';
-import { exampleEvent } from '../events/examples.ts';
+import { exampleEvent } from '../bus/examples.ts';
 import { terminalCause } from '../ports/errors.ts';
 import { AttemptStore, CorruptRecord, KEYS } from './attempt-store.ts';
 import { MemoryKV } from './memory.ts';

@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import { KEYS } from '../api/etcd.ts';
 import { readAuditOutboxEntry, type AuditOutboxEntry, type AuditOutboxStore, type StoredAuditOutboxEntry } from '../audit/outbox.ts';
-import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../events/types.ts';
+import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../fsm/cloud-events.ts';
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
 import { attemptEnded, bindAttempt, currentTraceparent, noteWrite, traceCall, traceFields, tracingEnabled, type AttemptFacts } from '../observability/tracing.ts';
 import { TerminalError } from '../ports/errors.ts';

@@ -4,7 +4,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { FakeWorld, scenarioApp } from '../../dev/fakes/world.ts';
-import type { CloudEvent } from '../../src/events/types.ts';
+import type { CloudEvent } from '../../src/fsm/cloud-events.ts';
 import { attemptName, type AttemptRecord } from '../../src/fsm/record.ts';
 import type { State } from '../../src/fsm/table.ts';
 import { AttemptStore, KEYS } from '../../src/store/attempt-store.ts';

@@ -15,9 +15,9 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { binaries } from '../../dev/stack/binaries.ts';
 import { freePort, httpOk, spawnManaged, waitHealthy, type ManagedProcess } from '../../dev/stack/process.ts';
-import { exampleEvent } from '../../src/events/examples.ts';
-import { JetStreamBus, PER_POD_CONSUMER_PREFIX, wakeConsumerName, type EventConsumer } from '../../src/events/jetstream.ts';
-import type { CloudEvent } from '../../src/events/types.ts';
+import { exampleEvent } from '../../src/bus/examples.ts';
+import { JetStreamBus, PER_POD_CONSUMER_PREFIX, wakeConsumerName, type EventConsumer } from '../../src/bus/jetstream.ts';
+import type { CloudEvent } from '../../src/fsm/cloud-events.ts';
 
 const stack = inject('stack');
 const run = randomUUID().slice(0, 8);

@@ -7,10 +7,10 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { exampleEvent } from '../../src/events/examples.ts';
-import { EVENTS_REJECTED_METRIC, InvalidEventError, JetStreamBus, type EventBus, type EventConsumer, type Rejected } from '../../src/events/jetstream.ts';
-import { OutboxRelay } from '../../src/events/outbox-relay.ts';
-import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../../src/events/types.ts';
+import { exampleEvent } from '../../src/bus/examples.ts';
+import { EVENTS_REJECTED_METRIC, InvalidEventError, JetStreamBus, type EventBus, type EventConsumer, type Rejected } from '../../src/bus/jetstream.ts';
+import { OutboxRelay } from '../../src/bus/outbox-relay.ts';
+import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../../src/fsm/cloud-events.ts';
 import { ChainedAuditLog } from '../../src/audit/audit-log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 

@@ -108,7 +108,7 @@ describe('the image definition runs what the tests run', () => {
     for (const path of new Set(copied)) expect(ignore).toContain(existsDir(path) ? `!${path}/` : `!${path}`);
     const { files, packages } = importGraph('src/main.ts');
     expect(files.filter((f) => !f.startsWith('src/') || f.endsWith('.test.ts'))).toEqual([]);
-    // Read at run time, not imported: the event schemas (src/events/validate.ts).
+    // Read at run time, not imported: the event schemas (src/bus/validate.ts).
     expect(readdirSync(join(repoRoot, 'schemas')).length).toBeGreaterThan(0);
     // Only production dependencies are in the image.
     expect([...packages].filter((p) => !(p in pkg.dependencies))).toEqual([]);

@@ -25,7 +25,7 @@ import { appPathOf, fakeSha, FakeWorld, type FakeApp } from '../../dev/fakes/wor
 import { readAuditDir } from '../../src/audit/jsonl-sink.ts';
 import { verifyChain, type AuditRecord } from '../../src/audit/record.ts';
 import { readCheckpoint } from '../../src/audit/shipper.ts';
-import type { CloudEvent } from '../../src/events/types.ts';
+import type { CloudEvent } from '../../src/fsm/cloud-events.ts';
 import { attemptName, branchName, type AttemptRecord } from '../../src/fsm/record.ts';
 import { holdsApp, isTerminal, STATES, type State } from '../../src/fsm/table.ts';
 import type { CommitInfo } from '../../src/ports/github.ts';

@@ -3,7 +3,7 @@
 // becomes one Event's series, and another note another Event.
 import { CoreV1Api, CustomObjectsApi, EventsV1Api, type EventsV1Event } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { kubeEventRecorder, REPORTING_CONTROLLER, type KubeEventRecorder } from '../../src/integrations/events.ts';
+import { kubeEventRecorder, REPORTING_CONTROLLER, type KubeEventRecorder } from '../../src/integrations/kube-events.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { METRIC, Metrics } from '../../src/observability/metrics.ts';
 import type { EventObjectRef, KubeEvent } from '../../src/ports/kubernetes.ts';

@@ -7,7 +7,7 @@
 import { DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { PER_POD_CONSUMER_PREFIX, wakeConsumerName } from '../../src/events/jetstream.ts';
+import { PER_POD_CONSUMER_PREFIX, wakeConsumerName } from '../../src/bus/jetstream.ts';
 import { KEYS } from '../../src/store/attempt-store.ts';
 import { EtcdKV } from '../../src/store/etcd.ts';
 import { eventually } from './support/operator.ts';

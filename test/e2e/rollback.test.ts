@@ -9,7 +9,7 @@ import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { readAuditDir } from '../../src/audit/jsonl-sink.ts';
 import { verifyChain } from '../../src/audit/record.ts';
-import type { CloudEvent } from '../../src/events/types.ts';
+import type { CloudEvent } from '../../src/fsm/cloud-events.ts';
 import { grantPatch, installApprovalPolicy } from './support/approvals.ts';
 import { kubectl, kubectlOk } from './support/kube.ts';
 import { eventually } from './support/operator.ts';

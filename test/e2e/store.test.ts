@@ -2,8 +2,8 @@
 // transactional outbox and the one-active-attempt rule (SPEC §5, §14.3, §14.8).
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { createLogger } from '../../src/observability/log.ts';
-import { makeEvent } from '../../src/events/types.ts';
-import { transition } from '../../src/fsm/machine.ts';
+import { makeEvent } from '../../src/fsm/cloud-events.ts';
+import { transition } from '../../src/decide/machine.ts';
 import type { AttemptRecord } from '../../src/fsm/record.ts';
 import { Reason } from '../../src/fsm/table.ts';
 import { SETTINGS } from '../../src/fsm/testing.ts';

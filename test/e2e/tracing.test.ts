@@ -10,7 +10,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readAuditDir } from '../../src/audit/jsonl-sink.ts';
-import type { CloudEvent } from '../../src/events/types.ts';
+import type { CloudEvent } from '../../src/fsm/cloud-events.ts';
 import type { AttemptRecord } from '../../src/fsm/record.ts';
 import { attemptSpanIdOf, parseTraceparent, traceIdOf } from '../../src/observability/tracing.ts';
 import { grantPatch, installApprovalPolicy } from './support/approvals.ts';

@@ -6,7 +6,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { StackEndpoints } from '../../../dev/stack/index.ts';
-import type { CloudEvent } from '../../../src/events/types.ts';
+import type { CloudEvent } from '../../../src/fsm/cloud-events.ts';
 import { freshNamespace, kubeConfig } from './kube.ts';
 
 export interface HandDrivenApp {

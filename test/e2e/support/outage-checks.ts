@@ -6,7 +6,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { readAuditDir } from '../../../src/audit/jsonl-sink.ts';
 import { verifyChain, type AuditRecord } from '../../../src/audit/record.ts';
-import type { CloudEvent } from '../../../src/events/types.ts';
+import type { CloudEvent } from '../../../src/fsm/cloud-events.ts';
 import type { AttemptRecord } from '../../../src/fsm/record.ts';
 import type { OperatorHandle, Scenario } from './rollback-scenario.ts';
 import { REPO } from './rollback-scenario.ts';

@@ -16,7 +16,7 @@ import type { StackEndpoints } from '../../../dev/stack/index.ts';
 import { freePort } from '../../../dev/stack/process.ts';
 import type { State } from '../../../src/fsm/table.ts';
 import { installationNameFrom } from '../../../src/config.ts';
-import { streamNameFor } from '../../../src/events/types.ts';
+import { streamNameFor } from '../../../src/fsm/cloud-events.ts';
 import type { AttemptRecord } from '../../../src/fsm/record.ts';
 import { AttemptStore } from '../../../src/store/attempt-store.ts';
 import { EtcdKV } from '../../../src/store/etcd.ts';

@@ -1,10 +1,10 @@
 // Two apps rendering one shared source (issue 18 §4): a staging rollback that changes what production
 // deploys waits for an approver, and a second attempt never opens a second PR restoring the same files.
 import { describe, expect, it } from 'vitest';
-import { INVARIANT_IDS, type AttemptRecord } from './record.ts';
+import { INVARIANT_IDS, type AttemptRecord } from '../fsm/record.ts';
 import { decide, type Facts, type Preflight } from './machine.ts';
-import { Reason, type State } from './table.ts';
-import { SETTINGS } from './testing.ts';
+import { Reason, type State } from '../fsm/table.ts';
+import { SETTINGS } from '../fsm/testing.ts';
 
 const now = new Date('2026-12-06T12:00:00Z');
 const later = (seconds: number) => new Date(now.getTime() + seconds * 1000);

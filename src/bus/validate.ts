@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import Ajv2020Module, { type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
-import { appSubject, EVENT_TYPES, eventTypeOf, type CloudEvent, type EventType } from './types.ts';
+import { appSubject, EVENT_TYPES, eventTypeOf, type CloudEvent, type EventType } from '../fsm/cloud-events.ts';
 
 export const SCHEMA_DIR = new URL('../../schemas/', import.meta.url);
 

@@ -2,7 +2,7 @@
 // envelope and data shapes. schemas/<type>.json is the authority on the wire;
 // these types are kept in step with it by validate.test.ts.
 import { randomUUID } from 'node:crypto';
-import type { State } from '../fsm/table.ts';
+import type { State } from './table.ts';
 
 export const EVENT_TYPES = [
   'degradation.detected',

@@ -5,7 +5,7 @@ import { IntegrationError } from '../ports/errors.ts';
 import { exampleEvent } from './examples.ts';
 import { JetStreamError } from '@nats-io/jetstream';
 import { deliver, EVENTS_REJECTED_METRIC, InvalidEventError, PER_POD_CONSUMER_PREFIX, restartReasonOf, sharedSubjects, streamConfig, supersededConsumers, wakeConsumerName, type DeliveryContext, type Rejected } from './jetstream.ts';
-import { streamNameFor, subjectFor, subjectPrefixFor, type CloudEvent } from './types.ts';
+import { streamNameFor, subjectFor, subjectPrefixFor, type CloudEvent } from '../fsm/cloud-events.ts';
 
 const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 

@@ -8,7 +8,7 @@ import { exampleEvent } from './examples.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import { InvalidEventError, type EventBus } from './jetstream.ts';
 import { OutboxRelay } from './outbox-relay.ts';
-import { EVENT_TYPES, type CloudEvent, type DeadLetter, type OutboxEntry, type OutboxStore } from './types.ts';
+import { EVENT_TYPES, type CloudEvent, type DeadLetter, type OutboxEntry, type OutboxStore } from '../fsm/cloud-events.ts';
 import { validateEvent } from './validate.ts';
 
 class MemoryOutbox implements OutboxStore {

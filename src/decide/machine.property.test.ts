@@ -4,13 +4,13 @@
 // and fixed per property so a run can be replayed.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { makeEvent } from '../events/types.ts';
-import { validateEvent } from '../events/validate.ts';
-import { nextDegradedSince } from './persistence.ts';
-import { INVARIANT_IDS, type AttemptRecord, type CheckResult, type HealthCheck, type HealthStatus, type InvariantResult } from './record.ts';
-import { SETTINGS } from './testing.ts';
+import { makeEvent } from '../fsm/cloud-events.ts';
+import { validateEvent } from '../bus/validate.ts';
+import { nextDegradedSince } from '../fsm/persistence.ts';
+import { INVARIANT_IDS, type AttemptRecord, type CheckResult, type HealthCheck, type HealthStatus, type InvariantResult } from '../fsm/record.ts';
+import { SETTINGS } from '../fsm/testing.ts';
 import { decide, type CandidateOutcome, type Decision, type Facts } from './machine.ts';
-import { inProgress, isAllowed, isTerminal } from './table.ts';
+import { inProgress, isAllowed, isTerminal } from '../fsm/table.ts';
 
 
 type Action =

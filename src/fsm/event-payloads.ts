@@ -1,6 +1,6 @@
 // The payloads of the events a decision publishes (SPEC §9), one constructor per
 // type, so the state machine says *which* event and this file says *what is in it*.
-import type { EventData, EventType } from '../events/types.ts';
+import type { EventData, EventType } from './cloud-events.ts';
 import type { AppRef, Candidate, Environment, FailsEarly, PullRequestRef } from './record.ts';
 import type { Reason, State } from './table.ts';
 

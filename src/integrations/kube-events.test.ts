@@ -6,7 +6,7 @@ import type { EventObjectRef, KubeEvent } from '../ports/kubernetes.ts';
 import {
   KubeEventRecorder, NOTE_MAX_BYTES, REPORTING_CONTROLLER, SERIES_WINDOW_MS, eventBody, eventName, problemOf, sanitise, seriesKey, truncateUtf8,
   type EventSeriesUpdate, type EventWriter,
-} from './events.ts';
+} from './kube-events.ts';
 
 const APP: EventObjectRef = { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', namespace: 'argocd', name: 'payment-service' };
 const ATTEMPT: EventObjectRef = { apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackAttempt', namespace: 'argocd', name: 'payment-service-1a2b3c4d', uid: 'attempt-uid' };

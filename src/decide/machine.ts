@@ -13,20 +13,20 @@ import {
 } from '../governance/merge-verdict.ts';
 import { comments } from '../modules/pr-generator.ts';
 import type { ErrorCode } from '../ports/errors.ts';
-import { events as ev, type PendingEvent } from './events.ts';
-import { commentPossible, leftUndone, onIntentFailure, TRANSIENT, type IntentFailure } from './intent-failure.ts';
-import { formatDuration } from './format.ts';
-import { checkDue, checksOfCurrentRun, nextChecks } from './persistence.ts';
+import { events as ev, type PendingEvent } from '../fsm/event-payloads.ts';
+import { commentPossible, leftUndone, onIntentFailure, TRANSIENT, type IntentFailure } from '../fsm/intent-failure.ts';
+import { formatDuration } from '../fsm/format.ts';
+import { checkDue, checksOfCurrentRun, nextChecks } from '../fsm/persistence.ts';
 import type { ChangedFile } from '../ports/github.ts';
 import {
   affectsBeyondStaging, attemptBranch, restoredPaths, shortSha, type AffectedApp, type AppRef, type AttemptRecord, type Candidate, type CandidateOutcome, type CiState, type Environment, type FailsEarly, type HealthCheck, type HealthStatus,
   type InvariantResult, type PullRequestRef, type RollbackCommit, type Settings, type SourceRef,
-} from './record.ts';
-import { Reason, cooldownEnds, inProgress, isAllowed, type State } from './table.ts';
+} from '../fsm/record.ts';
+import { Reason, cooldownEnds, inProgress, isAllowed, type State } from '../fsm/table.ts';
 
-export { nextChecks } from './persistence.ts';
+export { nextChecks } from '../fsm/persistence.ts';
 
-export type { CandidateOutcome } from './record.ts';
+export type { CandidateOutcome } from '../fsm/record.ts';
 
 export interface PullRequestFacts {
   ref: PullRequestRef;
@@ -138,7 +138,7 @@ export type Intent =
   /** Remove an approve annotation no API server check stands behind, so only a checked one can ever count. */
   | { kind: 'removeApproval'; reason: string };
 
-export type { PendingEvent } from './events.ts';
+export type { PendingEvent } from '../fsm/event-payloads.ts';
 
 export interface Note {
   /**

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { STATES } from '../fsm/table.ts';
 import { exampleEvent } from './examples.ts';
-import { EVENT_TYPES, makeEvent, subjectFor, typeOfEvent } from './types.ts';
+import { EVENT_TYPES, makeEvent, subjectFor, typeOfEvent } from '../fsm/cloud-events.ts';
 import { parseEvent, SCHEMA_DIR, validateEvent } from './validate.ts';
 
 function rejectionOf(value: unknown): string {

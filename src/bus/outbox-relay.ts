@@ -12,7 +12,7 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { untraced } from '../observability/tracing.ts';
 import { InvalidEventError, type EventBus, type EventLog } from './jetstream.ts';
-import { eventTypeOf, type OutboxEntry, type OutboxStore } from './types.ts';
+import { eventTypeOf, type OutboxEntry, type OutboxStore } from '../fsm/cloud-events.ts';
 
 export interface OutboxRelayOptions {
   store: OutboxStore;

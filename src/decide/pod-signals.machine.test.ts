@@ -4,8 +4,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decide, type Decision, type Facts } from './machine.ts';
-import type { FailsEarly, HealthCheck, HealthStatus } from './record.ts';
-import { SETTINGS } from './testing.ts';
+import type { FailsEarly, HealthCheck, HealthStatus } from '../fsm/record.ts';
+import { SETTINGS } from '../fsm/testing.ts';
 
 const T0 = Date.parse('2026-12-07T10:00:00Z');
 const CRASH: FailsEarly = {

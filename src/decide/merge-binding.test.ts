@@ -1,10 +1,10 @@
 // What decide() merges (issue 17 §1–§3): only the recorded rollback commit, only into the app's branch, and
 // in production only with an approval given for that commit and not withdrawn. Pure.
 import { describe, expect, it } from 'vitest';
-import { INVARIANT_IDS, type AttemptRecord } from './record.ts';
+import { INVARIANT_IDS, type AttemptRecord } from '../fsm/record.ts';
 import { decide, type Facts } from './machine.ts';
-import { Reason, type State } from './table.ts';
-import { SETTINGS } from './testing.ts';
+import { Reason, type State } from '../fsm/table.ts';
+import { SETTINGS } from '../fsm/testing.ts';
 
 const now = new Date('2026-12-06T12:00:00Z');
 const pr = { number: 42, url: 'https://github.example/acme/gitops/pull/42', branch: 'ai-operator/rollback/app-00000000', state: 'open' as const };

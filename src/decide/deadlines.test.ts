@@ -2,9 +2,9 @@
 // from (issue 12 §2): decide() on records and facts as a reconcile gathers them.
 import { describe, expect, it } from 'vitest';
 import { decide, type Facts } from './machine.ts';
-import type { AttemptRecord } from './record.ts';
-import { Reason, type State } from './table.ts';
-import { SETTINGS } from './testing.ts';
+import type { AttemptRecord } from '../fsm/record.ts';
+import { Reason, type State } from '../fsm/table.ts';
+import { SETTINGS } from '../fsm/testing.ts';
 
 const T0 = Date.parse('2026-12-02T00:00:00Z');
 const at = (s: number) => new Date(T0 + s * 1000);

@@ -2,9 +2,9 @@
 // given a pull request per flap (issue 19 §2).
 import { describe, expect, it } from 'vitest';
 import { decide, startsWithinHour, type Facts } from './machine.ts';
-import type { AttemptRecord } from './record.ts';
-import { Reason, isAllowed } from './table.ts';
-import { SETTINGS } from './testing.ts';
+import type { AttemptRecord } from '../fsm/record.ts';
+import { Reason, isAllowed } from '../fsm/table.ts';
+import { SETTINGS } from '../fsm/testing.ts';
 
 const NOW = new Date('2026-12-06T12:00:00Z');
 const ago = (seconds: number) => new Date(NOW.getTime() - seconds * 1000).toISOString();

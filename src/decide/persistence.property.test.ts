@@ -5,9 +5,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decide, type Decision, type Facts } from './machine.ts';
-import { nextDegradedSince } from './persistence.ts';
-import type { AttemptRecord, HealthCheck, HealthStatus } from './record.ts';
-import { SETTINGS } from './testing.ts';
+import { nextDegradedSince } from '../fsm/persistence.ts';
+import type { AttemptRecord, HealthCheck, HealthStatus } from '../fsm/record.ts';
+import { SETTINGS } from '../fsm/testing.ts';
 
 type Step =
   | { kind: 'health'; status: HealthStatus; afterMs: number }

@@ -1,6 +1,6 @@
 // One valid event of each type, for tests here and elsewhere (and as a quick
 // reference for what each event carries).
-import { appSubject, makeEvent, type AppRef, type CloudEvent, type EventData, type EventType } from './types.ts';
+import { appSubject, makeEvent, type AppRef, type CloudEvent, type EventData, type EventType } from '../fsm/cloud-events.ts';
 
 const app: AppRef = { namespace: 'argocd', name: 'payment-service' };
 const base = { app, environment: 'staging' } as const;

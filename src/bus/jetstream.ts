@@ -16,7 +16,7 @@ import { eventBusCounters } from '../observability/metrics.ts';
 import { traceFrom } from '../observability/tracing.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import { superviseConsumer, type Backoff, type ConsumerRestartReason, type ConsumerSession } from './consumer-supervisor.ts';
-import { STREAM_NAME, SUBJECT_PREFIX, subjectFor, typeOfEvent, type CloudEvent } from './types.ts';
+import { STREAM_NAME, SUBJECT_PREFIX, subjectFor, typeOfEvent, type CloudEvent } from '../fsm/cloud-events.ts';
 import { parseEvent, validateEvent, type RejectReason } from './validate.ts';
 
 export { STREAM_NAME };
