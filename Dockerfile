@@ -19,7 +19,7 @@ COPY --from=deps /app/node_modules ./node_modules
 # "type": "module": Node runs src/*.ts as ES modules, stripping the types.
 COPY package.json ./
 COPY src ./src
-# The event schemas, read at start-up (src/events/validate.ts).
+# The event schemas, read at start-up (src/bus/validate.ts).
 COPY schemas ./schemas
 # The audit spool's default place (AUDIT_FALLBACK_DIR); in Kubernetes a volume.
 RUN mkdir -p /var/lib/ai-operator/audit && chown -R 1000:1000 /var/lib/ai-operator
