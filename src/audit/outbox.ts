@@ -12,26 +12,11 @@
 // Another replica's entries are left to it (its spool is its own chain), unless
 // one has waited longer than `adoptAfterMs`: its chain has not come back, and
 // the leader records it in its own chain, saying whose it was.
-import { ACTION_TYPES, LEVELS, MODULES, type AuditInput } from './record.ts';
+import { ACTION_TYPES, LEVELS, MODULES } from './record.ts';
+import type { AuditInput, AuditOutboxEntry, AuditOutboxStore, StoredAuditOutboxEntry } from '../ports/audit.ts';
 
-/** The audit records of one committed write, as etcd keeps them until they are recorded. */
-export interface AuditOutboxEntry {
-  /** The chain (AuditLog.chainId) that is to record them. */
-  chainId: string;
-  /** When the write committed (ISO 8601). */
-  committedAt: string;
-  records: AuditInput[];
-}
+export type { AuditOutboxEntry, AuditOutboxStore, StoredAuditOutboxEntry } from '../ports/audit.ts';
 
-export interface StoredAuditOutboxEntry {
-  key: string;
-  modRevision: string;
-  /** The stored value as read (what a dead letter keeps). */
-  raw?: string;
-  entry?: AuditOutboxEntry;
-  /** Why the stored value is not an entry, naming the field. */
-  unreadable?: string;
-}
 
 const isString = (value: unknown): value is string => typeof value === 'string';
 
@@ -72,14 +57,6 @@ export function readAuditOutboxEntry(raw: string): { entry: AuditOutboxEntry } |
 }
 
 /** Where the entries live: AttemptStore in etcd. */
-export interface AuditOutboxStore {
-  /** Entries of one chain, or of every chain when `chainId` is undefined, oldest key first. */
-  pendingAuditOutbox(chainId: string | undefined, limit: number): Promise<StoredAuditOutboxEntry[]>;
-  /** Deletes an entry if it is still the one read (another adopter may have taken it). */
-  removeAuditOutbox(entry: Pick<StoredAuditOutboxEntry, 'key' | 'modRevision'>): Promise<boolean>;
-  /** Moves an unreadable entry aside (the audit outbox's dead letters); its new key, or undefined if it changed meanwhile. */
-  deadLetterAuditOutbox(letter: { key: string; raw: string; reason: string; at: string; modRevision: string }): Promise<string | undefined>;
-}
 
 export interface AuditOutboxLog {
   warn(message: string, fields?: Record<string, unknown>): void;

@@ -8,22 +8,8 @@ import type { Logger } from '../observability/log.ts';
 
 type EventLog = Pick<Logger, 'info' | 'warn' | 'error'>;
 
-/** Why a consumer was opened again (the `reason` label of ai_operator_event_consumer_restarts_total). */
-export const CONSUMER_RESTART_REASONS = [
-  /** Its durable consumer was deleted on the server. */
-  'ConsumerDeleted',
-  /** Its durable consumer was not there when the client checked (after a reconnect, say). */
-  'ConsumerNotFound',
-  /** The stream was not there (a server that lost its state). */
-  'StreamNotFound',
-  /** The loop ended by itself, without an error. */
-  'LoopEnded',
-  /** Opening it failed (NATS unreachable, say): tried again. */
-  'OpenFailed',
-  /** Any other error of the client. */
-  'Error',
-] as const;
-export type ConsumerRestartReason = (typeof CONSUMER_RESTART_REASONS)[number];
+export { CONSUMER_RESTART_REASONS, type ConsumerRestartReason } from '../api/metrics.ts';
+import type { ConsumerRestartReason } from '../api/metrics.ts';
 
 /** One open consumer: its loop, and how to close it. */
 export interface ConsumerSession {

@@ -6,12 +6,11 @@
 // names and labels (unprefixed, as controller-runtime exports them), so the
 // dashboards and alerts written for every kubebuilder operator work on this one.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { EVENTS_REJECTED_METRIC } from '../api/metrics.ts';
+import { CONSUMER_RESTART_REASONS, EVENTS_REJECTED_METRIC } from '../api/metrics.ts';
 import { EVENT_TYPES } from '../fsm/cloud-events.ts';
 import type { Environment } from '../fsm/record.ts';
 import { Reason, STATES, inProgress, type State } from '../fsm/table.ts';
 import type { ErrorCode } from '../ports/errors.ts';
-import { CONSUMER_RESTART_REASONS } from '../bus/consumer-supervisor.ts';
 import type { MetricObservation } from '../ports/observations.ts';
 import type { Lane, QueueMetrics, ReconcileOutcome } from '../ports/queue-metrics.ts';
 import { DROP_REASONS, type DropReason } from './tracing.ts';

@@ -93,3 +93,32 @@ export interface AuditRecord {
 export interface AuditPort {
   record(input: AuditInput): Promise<unknown>;
 }
+
+/** The audit records of one committed write, as etcd keeps them until they are recorded. */
+export interface AuditOutboxEntry {
+  /** The chain (AuditLog.chainId) that is to record them. */
+  chainId: string;
+  /** When the write committed (ISO 8601). */
+  committedAt: string;
+  records: AuditInput[];
+}
+
+export interface StoredAuditOutboxEntry {
+  key: string;
+  modRevision: string;
+  /** The stored value as read (what a dead letter keeps). */
+  raw?: string;
+  entry?: AuditOutboxEntry;
+  /** Why the stored value is not an entry, naming the field. */
+  unreadable?: string;
+}
+
+/** Where the audit outbox entries of committed writes wait for their chain (the attempt store, in etcd). */
+export interface AuditOutboxStore {
+  /** Entries of one chain, or of every chain when `chainId` is undefined, oldest key first. */
+  pendingAuditOutbox(chainId: string | undefined, limit: number): Promise<StoredAuditOutboxEntry[]>;
+  /** Deletes an entry if it is still the one read (another adopter may have taken it). */
+  removeAuditOutbox(entry: Pick<StoredAuditOutboxEntry, 'key' | 'modRevision'>): Promise<boolean>;
+  /** Moves an unreadable entry aside (the audit outbox's dead letters); its new key, or undefined if it changed meanwhile. */
+  deadLetterAuditOutbox(letter: { key: string; raw: string; reason: string; at: string; modRevision: string }): Promise<string | undefined>;
+}

@@ -43,3 +43,11 @@ export function terminalCause(error: unknown): TerminalError | undefined {
   }
   return undefined;
 }
+
+/** etcd could not be reached or answered with an error: retried with backoff, never a reason to abort. */
+export class StoreUnavailable extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(`etcd unavailable: ${message}`, options);
+    this.name = 'StoreUnavailable';
+  }
+}

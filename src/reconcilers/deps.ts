@@ -9,13 +9,13 @@ import type { AuditPort } from '../ports/audit.ts';
 import type { GitHubPort } from '../ports/github.ts';
 import type { ApprovalEnforcementPort, AttemptObjectsPort, ClusterPort, EventRecorderPort } from '../ports/kubernetes.ts';
 import type { MetricsHistoryPort } from '../ports/prometheus.ts';
-import type { AttemptStore } from '../store/attempt-store.ts';
+import type { AttemptStorePort } from '../ports/attempt-store.ts';
 
 /** The reconciler writes audit records outside a commit through the audit port. */
 export type AuditSink = AuditPort;
 
 export interface ApplicationReconcilerDeps {
-  store: AttemptStore;
+  store: AttemptStorePort;
   argocd: ArgoCdPort;
   github: GitHubPort;
   cluster: ClusterPort;

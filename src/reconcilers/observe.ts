@@ -14,7 +14,7 @@ import { resolveTargetBranch } from '../modules/target-branch.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
 import type { OpenedPullRequest, PullRequestInfo, RepoRef } from '../ports/github.ts';
-import { type AppState, type StoredAttempt } from '../store/attempt-store.ts';
+import type { AppState, StoredAttempt } from '../ports/attempt-store.ts';
 import type { ApplicationReconcilerDeps, ResetRequested } from './deps.ts';
 
 /** Why a staging attempt waits for an approver (its blast radius), and, when nobody may approve it, what then. */

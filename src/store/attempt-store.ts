@@ -18,7 +18,6 @@ import { readAuditOutboxEntry, type AuditOutboxEntry, type AuditOutboxStore, typ
 import type { CloudEvent, DeadLetter, OutboxEntry, OutboxStore } from '../fsm/cloud-events.ts';
 import type { AttemptRecord, HealthCheck } from '../fsm/record.ts';
 import { attemptEnded, bindAttempt, currentTraceparent, noteWrite, traceCall, traceFields, tracingEnabled, type AttemptFacts } from '../observability/tracing.ts';
-import { TerminalError } from '../ports/errors.ts';
 import { holdsApp, inProgress } from '../fsm/table.ts';
 import type { Compare, KeyValue, KV, Put, Txn, TxnResult } from './kv.ts';
 
@@ -26,94 +25,14 @@ import type { Compare, KeyValue, KV, Put, Txn, TxnResult } from './kv.ts';
 export const RETENTION_SECONDS = 7 * 24 * 3600;
 
 export { KEYS };
-
-/** Proof of leadership checked inside every write: the leader key as this replica created it. */
-export interface Fence {
-  key: string;
-  createRevision: string;
-}
-
-export interface StoredAttempt {
-  record: AttemptRecord;
-  checks: HealthCheck[];
-  /** mod_revision of the state key: the compare-and-swap token of the next write. */
-  modRevision: string;
-}
-
-/** The value of an attempt's state key. */
-export interface StateKey {
-  state: AttemptRecord['state'];
-  since: string;
-  reason: AttemptRecord['reason'];
-  version: number;
-}
-
-/** A degradation being counted before any attempt exists (the app's health key alone). */
-export interface PendingDegradation {
-  correlationId: string;
-  checks: HealthCheck[];
-  /** mod_revision of the health key: the compare-and-swap token of the next write. */
-  modRevision: string;
-}
-
-export interface AppState {
-  active?: StoredAttempt;
-  pending?: PendingDegradation;
-  lastRollbackAt?: string;
-  rolledBackFrom: string[];
-  /** When the app's attempts of the last hour started. */
-  attemptStarts: string[];
-}
-
-export interface AttemptWrite {
-  appKey: string;
-  record: AttemptRecord;
-  /** The health history to keep; undefined leaves it as it is. */
-  checks?: HealthCheck[];
-  /** The state key's mod_revision read before deciding; null for a new attempt. */
-  expectedModRevision: string | null;
-  events: CloudEvent[];
-  /** The app's rollback memory; its keys expire after the retention or the cooldown, whichever is longer. */
-  app?: { rolledBackFrom?: string; lastRollbackAt?: string; cooldownSeconds?: number; attemptStarts?: string[] };
-  /** Release the app's active key (and lease the attempt) although its state is not an ended one. */
-  release?: boolean;
-  /** The transition's audit records, kept until their chain holds them (`id` names them within the chain). */
-  audit?: { id: string; entry: AuditOutboxEntry };
-}
-
-/** A write of the app's health key alone, before any attempt: checks, or null to delete it. */
-export interface DegradationWrite {
-  appKey: string;
-  degradation: { correlationId: string; checks: HealthCheck[] } | null;
-  /** The health key's mod_revision read before deciding; null when it was absent. */
-  expectedModRevision: string | null;
-  events: CloudEvent[];
-  audit?: { id: string; entry: AuditOutboxEntry };
-}
-
-/** Where an attempt is: the value of its index key (KEYS.attemptIndex). */
-export interface AttemptLocation {
-  appKey: string;
-  /** The namespace of its RollbackAttempt (its Application's). */
-  namespace: string;
-}
-
-/** What AttemptStore.indexUnindexed() did. */
-export interface IndexReport {
-  /** The index keys it wrote. */
-  indexed: string[];
-  /** Attempt keys whose value is not JSON (or names no app namespace), left without an index key. */
-  unreadable: string[];
-}
-
-export type CommitResult =
-  | { ok: true; modRevision: string; auditKey?: string }
-  | { ok: false; reason: 'conflict' | 'fenced' };
+export { CorruptRecord } from '../ports/attempt-store.ts';
+export type { AppState, AttemptLocation, AttemptWrite, CommitResult, DegradationWrite, Fence, IndexReport, PendingDegradation, StateKey, StoredAttempt } from '../ports/attempt-store.ts';
+import { CorruptRecord, type AppState, type AttemptLocation, type AttemptStorePort, type AttemptWrite, type CommitResult, type DegradationWrite, type Fence, type IndexReport, type StateKey, type StoredAttempt } from '../ports/attempt-store.ts';
 
 /** The most of an outbox value a dead letter copies (etcd takes 1.5 MiB per request by default). */
 const DEAD_LETTER_VALUE_LIMIT = 64 * 1024;
 
-export class AttemptStore implements OutboxStore, AuditOutboxStore {
+export class AttemptStore implements AttemptStorePort, OutboxStore, AuditOutboxStore {
   private readonly kv: KV;
   private fence: () => Fence | undefined;
   private outboxCounter = 0;
@@ -473,20 +392,6 @@ export class AttemptStore implements OutboxStore, AuditOutboxStore {
   private orderedSuffix(id: string): string {
     const seq = (this.outboxCounter++ % 1_000_000).toString().padStart(6, '0');
     return `${this.now().toString().padStart(15, '0')}-${seq}-${id}`;
-  }
-}
-
-/**
- * A stored value that is not JSON: no retry can read it, so the reconcile stops
- * (TerminalError) instead of failing every backoff forever; the key names what to
- * repair (or delete) by hand.
- */
-export class CorruptRecord extends TerminalError {
-  readonly key: string;
-  constructor(key: string, cause: unknown) {
-    super('CorruptRecord', `${key} in etcd is not JSON (${cause instanceof Error ? cause.message : String(cause)})`, { cause });
-    this.name = 'CorruptRecord';
-    this.key = key;
   }
 }
 

@@ -56,10 +56,4 @@ export interface KV {
   close(): Promise<void>;
 }
 
-/** etcd could not be reached or answered with an error: retried with backoff, never a reason to abort. */
-export class StoreUnavailable extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(`etcd unavailable: ${message}`, options);
-    this.name = 'StoreUnavailable';
-  }
-}
+export { StoreUnavailable } from '../ports/errors.ts';
