@@ -9,7 +9,7 @@
 // step idempotent across crashes: a restarted operator re-observes and adopts.
 import { authorizeApproval, type Enforcement } from '../governance/approval.ts';
 import {
-  approvalTimedOut, ciTimedOut, failingCheck, mergeVerdict, persistence, PRE_PULL_REQUEST_INVARIANTS, recoveryTimedOut, restorationHeld, summary, violations, type DeploymentReplicas,
+  approvalTimedOut, ciTimedOut, evaluateInvariants, failingCheck, mergeVerdict, persistence, PRE_PULL_REQUEST_INVARIANTS, recoveryTimedOut, restorationHeld, summary, violations, type DeploymentReplicas, type InvariantFacts,
 } from '../governance/merge-verdict.ts';
 import { comments } from '../modules/pr-generator.ts';
 import type { ErrorCode } from '../ports/errors.ts';
@@ -102,6 +102,9 @@ export interface Facts {
   ci?: CiState;
   /** What the CI verdict says, naming the checks. */
   ciDetail?: string;
+  /** The raw facts of the eight invariants, read fresh just before a merge decision: decide() evaluates them. */
+  invariantFacts?: InvariantFacts;
+  /** The invariants as evaluated (by decide() from `invariantFacts`; tests of the machine's logic may give results). */
   invariants?: InvariantResult[];
   /** An integration call of this attempt failed after its retries. */
   failure?: { code: ErrorCode; message: string; call: string };
@@ -111,8 +114,10 @@ export interface Facts {
 
 /** The facts a rollback PR is opened on: read once, shown in its body. */
 export interface Preflight {
-  /** I1–I5 as they stand; I6–I8 are UNKNOWN until the PR exists. */
-  invariants: InvariantResult[];
+  /** The raw facts of I1–I5 as observed: decide() evaluates them into `invariants`. */
+  invariantFacts?: InvariantFacts;
+  /** I1–I5 as they stand; I6–I8 are UNKNOWN until the PR exists. Set by decide() from `invariantFacts`. */
+  invariants?: InvariantResult[];
   /** Files the rollback commit would add, change or delete in the app's source set. */
   changedFiles: number;
   /** Those files (the PR body lists them per path of the set). */
@@ -317,10 +322,21 @@ export function failSafe(facts: Facts, message: string): Decision {
   return abort(facts, facts.record, Reason.UnexpectedError, message);
 }
 
+/**
+ * The invariants are evaluated here, from the raw facts observe read (governance/merge-verdict.ts):
+ * what they mean is a decision, not a read.
+ */
+function evaluated(facts: Facts): Facts {
+  const invariants = facts.invariantFacts ? evaluateInvariants(facts.invariantFacts, facts.now) : facts.invariants;
+  const preflight = facts.preflight?.invariantFacts ? { ...facts.preflight, invariants: evaluateInvariants(facts.preflight.invariantFacts, facts.now) } : facts.preflight;
+  return { ...facts, ...(invariants ? { invariants } : {}), ...(preflight ? { preflight } : {}) };
+}
+
 /** A reset is a human's word that the app may be rolled back again: the attempts of the hour are forgotten. */
 const FORGET_STARTS: { attemptStarts: string[] } = { attemptStarts: [] };
 
-export function decide(facts: Facts): Decision {
+export function decide(observed: Facts): Decision {
+  const facts = evaluated(observed);
   const record = facts.record;
   if (!record) return decideIdle(facts);
 
@@ -584,7 +600,7 @@ function decideCandidateResolved(facts: Facts, record: AttemptRecord): Decision 
     if (approvalTimedOut(observed.seconds, record.settings)) {
       return move(facts, record, 'Abort', Reason.InvariantViolated, other
         ? `rollback pull request #${other.number} (${other.title}) still open after ${formatDuration(record.settings.approvalTimeoutSeconds)}: no pull request opened`
-        : `rollback pull request #${awaited.number} (${awaited.title}) was merged, but health did not come back within ${formatDuration(record.settings.approvalTimeoutSeconds)}`, [], { invariants: preflight.invariants });
+        : `rollback pull request #${awaited.number} (${awaited.title}) was merged, but health did not come back within ${formatDuration(record.settings.approvalTimeoutSeconds)}`, [], { invariants: preflight.invariants ?? [] });
     }
     return { ...nothing(), record: record.message === waiting ? { ...record, observed } : update(record, { observed, message: waiting, waitingFor: awaited }) };
   }
@@ -592,13 +608,13 @@ function decideCandidateResolved(facts: Facts, record: AttemptRecord): Decision 
   if (preflight.changedFiles === 0) {
     return move(facts, record, 'Abort', Reason.NothingToRollBack,
       `${paths} on ${preflight.base} already ${restoredPaths(record).length > 1 ? 'match' : 'matches'} ${target}: the degradation is not in Git, so no pull request was opened`, [],
-      { invariants: preflight.invariants });
+      { invariants: preflight.invariants ?? [] });
   }
   // An invariant no PR can change already fails: waiting for CI could only reach the same verdict.
-  const failing = violations(preflight.invariants).filter((r) => PRE_PULL_REQUEST_INVARIANTS.includes(r.id));
+  const failing = violations(preflight.invariants ?? []).filter((r) => PRE_PULL_REQUEST_INVARIANTS.includes(r.id));
   if (failing.length > 0) {
     return move(facts, record, 'Abort', Reason.InvariantViolated,
-      `no pull request opened: ${failing.map((v) => `${v.id}: ${v.detail}`).join('; ')}`, [], { invariants: preflight.invariants });
+      `no pull request opened: ${failing.map((v) => `${v.id}: ${v.detail}`).join('; ')}`, [], { invariants: preflight.invariants ?? [] });
   }
   return { ...nothing(), intents: [{ kind: 'openPullRequest', preflight }] };
 }

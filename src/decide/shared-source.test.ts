@@ -115,3 +115,23 @@ describe('a rollback of a shared source', () => {
     expect(t).toBeGreaterThanOrEqual(SETTINGS.approvalTimeoutSeconds);
   });
 });
+
+describe('the invariants, evaluated by decide() from the raw facts observe read', () => {
+  const raw = { environment: 'staging' as const, health: 'Degraded' as const, persistenceChecks: 3, intervalSeconds: 10, beforePullRequest: true,
+    deployments: [{ name: 'shop', desired: 1, updated: 1, available: 0, unavailable: 1, progressDeadlineExceeded: true }],
+    checks: [0, 10, 20].map((s) => ({ at: new Date(now.getTime() - (30 - s) * 1000).toISOString(), status: 'Degraded' as const, revision: 'bad' })),
+    candidate: { uptime: 1, minUptime: 0.99, mode: 'metrics' as const, ciState: 'success' as const, evidence: 'e' } };
+
+  it('opens the PR on I1–I5 as the merge verdict evaluates them', () => {
+    const decision = decide(facts(record('CandidateResolved'), { preflight: { invariantFacts: raw, changedFiles: 1, base: 'main', affected: [] } }));
+    const open = decision.intents.find((i) => i.kind === 'openPullRequest');
+    expect(open && open.kind === 'openPullRequest' && open.preflight.invariants?.filter((i) => i.result === 'PASS').map((i) => i.id)).toEqual(
+      ['I1_environment', 'I2_health_degraded', 'I3_replica_shortage', 'I4_persistence', 'I5_stable_previous']);
+  });
+
+  it('refuses the PR when the raw facts fail one of them: no Deployment short of replicas (I3)', () => {
+    const decision = decide(facts(record('CandidateResolved'), { preflight: { invariantFacts: { ...raw, deployments: [{ name: 'shop', desired: 1, updated: 1, available: 1, unavailable: 0, progressDeadlineExceeded: false }] }, changedFiles: 1, base: 'main', affected: [] } }));
+    expect(decision.transition).toMatchObject({ to: 'Abort', reason: 'InvariantViolated' });
+    expect(decision.record?.invariants.find((i) => i.id === 'I3_replica_shortage')?.result).toBe('FAIL');
+  });
+});

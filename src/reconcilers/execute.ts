@@ -75,7 +75,7 @@ export class Executor {
             return undefined;
           }
           return openPullRequest(github, repo, {
-            record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants,
+            record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants ?? [],
             files: preflight.files ?? [], affected: preflight.affected ?? [],
             ...(preflight.deployments ? { deployments: preflight.deployments } : {}),
           });

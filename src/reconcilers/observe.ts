@@ -5,7 +5,7 @@
 import { decide, mergeEnvironment, type Decision, type Facts, type Preflight } from '../decide/machine.ts';
 import { affectsBeyondStaging, noApproversNote, ROLLBACK_BRANCH_PREFIX, attemptBranch, branchName, repoFromUrl, type AppRef, type AttemptRecord, type FailsEarly, type PullRequestRef, restoredPaths, type RollbackCommit, type Settings } from '../fsm/record.ts';
 import { inProgress } from '../fsm/table.ts';
-import { ciVerdict, evaluateInvariants, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
+import { ciVerdict, type CiVerdict, type InvariantFacts } from '../governance/merge-verdict.ts';
 import { applicationRefusal, type RefusalReason } from '../governance/repository.ts';
 import { blastRadius, SourceSetCache } from '../modules/blast-radius.ts';
 import { resolveCandidate } from '../modules/candidate-resolver.ts';
@@ -262,7 +262,7 @@ export class Observer {
         facts.ci = verdict.state;
         facts.ciDetail = verdict.detail;
         if (record.state === 'AwaitingMergeApproval' && app) {
-          facts.invariants = evaluateInvariants(await this.invariantFacts(facts, record, app, repo, { ...pr, ci: verdict, headIsRollbackCommit: true }), facts.now);
+          facts.invariantFacts = await this.invariantFacts(facts, record, app, repo, { ...pr, ci: verdict, headIsRollbackCommit: true });
         }
         return;
       }
@@ -326,7 +326,7 @@ export class Observer {
       });
       const beyond = heldBack({ ...record, affected });
       facts.preflight = {
-        invariants: evaluateInvariants({ ...invariantFacts, ...(beyond ? { alsoChanges: beyond } : {}) }, facts.now), changedFiles: preview.changed, base,
+        invariantFacts: { ...invariantFacts, ...(beyond ? { alsoChanges: beyond } : {}) }, changedFiles: preview.changed, base,
         files: preview.files, affected, ...(competing.length > 0 ? { competing } : {}),
         ...(invariantFacts.deployments ? { deployments: invariantFacts.deployments } : {}),
       };
