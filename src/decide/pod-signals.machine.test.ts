@@ -89,3 +89,24 @@ describe('decide: the pods\' signal feeds the persistence rule (issue 21)', () =
     }), { numRuns: 500 });
   });
 });
+
+describe('Argo CD turning Degraded under an attempt the pods\' signal started', () => {
+  it('goes on: one failure, which Argo CD now reports too (the watch saw its Degraded begin after the signal\'s checks)', () => {
+    const { decisions } = run([['Progressing', CRASH], ['Progressing', CRASH], ['Progressing', CRASH]]);
+    const record = decisions[2]!.record!;
+    const checks = decisions[2]!.checks!;
+    const at = T0 + 3 * SETTINGS.intervalSeconds * 1000;
+    const degradedSince = new Date(at - 2000).toISOString();
+    const next = decide({ ...facts(at, 'Degraded', undefined, checks), record, health: { status: 'Degraded', revision: 'b'.repeat(40), degradedSince } });
+    expect(next.transition?.reason).not.toBe('TransientDegradation');
+    expect(next.record?.state ?? record.state).toBe('DegradationDetected');
+  });
+
+  it('but a Degraded run that began after an earlier Degraded check is a new degradation, as before', () => {
+    const { decisions } = run([['Degraded', undefined], ['Degraded', undefined], ['Degraded', undefined]]);
+    const record = decisions[2]!.record!;
+    const at = T0 + 3 * SETTINGS.intervalSeconds * 1000;
+    const next = decide({ ...facts(at, 'Degraded', undefined, decisions[2]!.checks!), record, health: { status: 'Degraded', revision: 'b'.repeat(40), degradedSince: new Date(at - 2000).toISOString() } });
+    expect(next.transition).toMatchObject({ to: 'Idle', reason: 'TransientDegradation' });
+  });
+});

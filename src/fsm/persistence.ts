@@ -33,7 +33,11 @@ export function nextChecks(checks: readonly HealthCheck[], check: HealthCheck, s
 export function checksOfCurrentRun(checks: readonly HealthCheck[], degradedSince: string | undefined): HealthCheck[] {
   if (degradedSince === undefined) return [...checks];
   const since = Date.parse(degradedSince);
-  return checks.some((c) => Date.parse(c.at) < since) ? [] : [...checks];
+  const before = checks.filter((c) => Date.parse(c.at) < since);
+  // Checks counted on the pods' signal while Argo CD said Progressing (modules/pod-signals.ts), then Argo CD's own
+  // Degraded past the progress deadline: one failure, which Argo CD now reports too — the run goes on. A Degraded
+  // check before the run began means health left Degraded in between: a new degradation.
+  return before.length === 0 || before.every((c) => c.signal !== undefined) ? [...checks] : [];
 }
 
 /**
