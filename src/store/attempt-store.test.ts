@@ -105,3 +105,15 @@ describe('the correlationId index', () => {
     expect(store.indexComplete).toBe(false);
   });
 });
+
+describe('the app\'s attempt starts (maxAttemptsPerHour)', () => {
+  it('reads a value that is not a list of times as no starts, instead of stopping the app\'s reconcile', async () => {
+    const kv = new MemoryKV();
+    const store = new AttemptStore(kv);
+    const at = '2026-12-06T12:00:00.000Z';
+    for (const [value, starts] of [['not json', []], ['{"a":1}', []], [JSON.stringify([at, 42, 'soon']), [at]]] as const) {
+      await kv.txn({ compares: [], puts: [{ key: KEYS.attemptStarts('cart'), value }], deletes: [] });
+      expect((await store.loadApp('cart')).attemptStarts, value).toEqual(starts);
+    }
+  });
+});

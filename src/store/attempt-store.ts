@@ -397,7 +397,12 @@ export class AttemptStore implements AttemptStorePort, OutboxStore, AuditOutboxS
 
 /** The hour's attempt starts; a value that is not a list of times counts none, rather than wedge the app's reconcile. */
 function startTimes(kv: KeyValue): string[] {
-  const value = parseStored<unknown>(kv);
+  let value: unknown;
+  try {
+    value = JSON.parse(kv.value);
+  } catch {
+    return [];
+  }
   return Array.isArray(value) ? value.filter((at): at is string => typeof at === 'string' && !Number.isNaN(Date.parse(at))) : [];
 }
 
