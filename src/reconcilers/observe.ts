@@ -81,18 +81,6 @@ export class Observer {
     return this.targetRefusals.size;
   }
 
-  private resetRequested(record: AttemptRecord, now: Date): ResetRequested | undefined {
-    return this.hooks.resetRequested(record, now);
-  }
-
-  private dropPending(storeKey: string, modRevision: string): Promise<void> {
-    return this.hooks.dropPending(storeKey, modRevision);
-  }
-
-  private forgetApp(ref: AppRef, storeKey: string, deleted: boolean): void {
-    this.hooks.forgetApp(ref, storeKey, deleted);
-  }
-
   async observe(ref: AppRef, storeKey: string, memo: RoundMemo): Promise<Observed | undefined> {
     const now = this.clock();
     const [cached, state] = await Promise.all([this.deps.argocd.getApplication(ref), this.deps.store.loadApp(storeKey)]);
@@ -104,8 +92,8 @@ export class Observer {
     const app = cached ?? (holds ? await this.deps.argocd.readApplication(ref) : undefined);
     const monitored = app ? this.deps.monitoring(app) : undefined;
     if (!record && !monitored) {
-      if (state.pending) await this.dropPending(storeKey, state.pending.modRevision);
-      this.forgetApp(ref, storeKey, app === undefined);
+      if (state.pending) await this.hooks.dropPending(storeKey, state.pending.modRevision);
+      this.hooks.forgetApp(ref, storeKey, app === undefined);
       return undefined;
     }
 
@@ -160,7 +148,7 @@ export class Observer {
     const requests = await this.deps.attempts.requests(record);
     facts.human = {
       ...(requests.abort !== undefined ? { abort: requests.abort } : {}),
-      ...(requests.reset || this.resetRequested(record, now) ? { reset: true } : {}),
+      ...(requests.reset || this.hooks.resetRequested(record, now) ? { reset: true } : {}),
       ...(requests.approve !== undefined ? { approval: {
         username: requests.approve,
         ...(requests.approveWrittenAt ? { writtenAt: requests.approveWrittenAt } : {}),
