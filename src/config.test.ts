@@ -58,7 +58,7 @@ describe('loadConfig', () => {
       PROMETHEUS_URL: 'http://prom:9090/', ELASTICSEARCH_URL: 'https://es:9200', ELASTICSEARCH_API_KEY: 'k',
       GITHUB_API_URL: 'https://ghe.example.com/api/v3', MONITORED_APPS: 'payment-service, order-service,payment-service',
       ARGOCD_URL: 'https://argocd.example.com', ARGOCD_TOKEN: 't', ARGOCD_NAMESPACE: 'gitops',
-      AUDIT_FALLBACK_DIR: '/data/audit', DRY_RUN: 'true', LEADER_ELECTION: 'false', HTTP_PORT: '9000',
+      AUDIT_FALLBACK_DIR: '/data/audit', DRY_RUN: 'true', LEADER_ELECTION: 'false', LEADER_LEASE_SECONDS: '10', HTTP_PORT: '9000',
       APPROVAL_POLICY_NAME: 'approvals.example.com', APPROVAL_POLICY_BINDING_NAME: 'approvals-team-a',
     });
     expect(config).toMatchObject({
@@ -68,7 +68,7 @@ describe('loadConfig', () => {
       prometheusUrl: 'http://prom:9090', elasticsearchUrl: 'https://es:9200', elasticsearchApiKey: 'k',
       githubApiUrl: 'https://ghe.example.com/api/v3', monitoredApps: ['payment-service', 'order-service'],
       argocdUrl: 'https://argocd.example.com', argocdToken: 't', argocdNamespace: 'gitops',
-      auditFallbackDir: '/data/audit', dryRun: true, leaderElection: false, httpPort: 9000,
+      auditFallbackDir: '/data/audit', dryRun: true, leaderElection: false, leaderLeaseSec: 10, httpPort: 9000,
       approvalPolicyName: 'approvals.example.com', approvalPolicyBindingName: 'approvals-team-a',
     });
   });
@@ -119,6 +119,7 @@ describe('loadConfig', () => {
     ['ROLLBACK_COOLDOWN', { ROLLBACK_COOLDOWN: '-1' }, /integer from 0/],
     ['ATTEMPT_RETENTION', { ATTEMPT_RETENTION: '7d' }, /integer from 10 to 31536000 \(seconds\), got "7d"/],
     ['ATTEMPT_RETENTION', { ATTEMPT_RETENTION: '5' }, /integer from 10/],
+    ['LEADER_LEASE_SECONDS', { LEADER_LEASE_SECONDS: '2' }, /integer from 3 to 60 \(seconds\), got "2"/],
     ['LOG_LEVEL', { LOG_LEVEL: 'verbose' }, /one of DEBUG, INFO, WARN, ERROR, got "verbose"/],
     ['NATS_URL', { NATS_URL: 'http://nats:4222' }, /nats or tls URL/],
     ['NATS_URL', { NATS_URL: 'nats://' }, /nats or tls URL/],

@@ -8,6 +8,7 @@ import type { GitHubAuth } from './integrations/github.ts';
 import { LOG_LEVELS, type LogLevel } from './observability/log.ts';
 import { OTLP_PROTOCOLS, SAMPLERS, type OtlpProtocol, type SamplerName, type TracingConfig } from './observability/tracing.ts';
 import { DEFAULT_POD_SIGNALS, type Defaults } from './policy/settings.ts';
+import { DEFAULT_LEADER_LEASE_SEC } from './store/leader.ts';
 
 export interface Config {
   pollIntervalSec: number;
@@ -54,6 +55,11 @@ export interface Config {
   auditFallbackDir: string;
   dryRun: boolean;
   leaderElection: boolean;
+  /**
+   * LEADER_LEASE_SECONDS: the leader key's lease. A leader that dies without a word (SIGKILL, a lost node) is
+   * replaced once it expires; the leader renews every third of it.
+   */
+  leaderLeaseSec: number;
   httpPort: number;
   /** The ValidatingAdmissionPolicy that enforces who may approve, and its binding (config/admission/). */
   approvalPolicyName: string;
@@ -398,6 +404,7 @@ export function loadConfig(env: Env = process.env): Config {
     auditFallbackDir: r.matching('AUDIT_FALLBACK_DIR', '/var/lib/ai-operator/audit', /^\//, 'an absolute directory path')!,
     dryRun: r.boolean('DRY_RUN', false),
     leaderElection: r.boolean('LEADER_ELECTION', true),
+    leaderLeaseSec: r.integer('LEADER_LEASE_SECONDS', DEFAULT_LEADER_LEASE_SEC, 3, 60, 'seconds'),
     httpPort: r.integer('HTTP_PORT', 8080, 1, 65_535),
     approvalPolicyName: r.matching('APPROVAL_POLICY_NAME', 'ai-operator-approvals', OBJECT_NAME, 'a ValidatingAdmissionPolicy name (lowercase DNS subdomain)')!,
     approvalPolicyBindingName: r.matching('APPROVAL_POLICY_BINDING_NAME', 'ai-operator-approvals', OBJECT_NAME, 'a ValidatingAdmissionPolicyBinding name (lowercase DNS subdomain)')!,

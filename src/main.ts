@@ -118,7 +118,7 @@ operator = new Operator({
   monitoring: (app) => policies.monitoring(app),
   resyncs: (app) => policies.selects(app),
   afterResync: (apps) => policies.writeStatuses(apps),
-  audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
+  audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection, leaderTtlSeconds: config.leaderLeaseSec,
   // One durable consumer per installation, which its etcd prefix sets apart (as it does the leader key), on the
   // installation's own subjects; the one an older version kept in the shared stream goes once idle.
   eventConsumer: wakeConsumerName(config.etcdPrefix),

@@ -94,7 +94,7 @@ export class Operator {
     this.log = options.log.child('Operator');
     if (options.leaderElection) {
       this.leader = new LeaderElector(options.kv, options.identity, options.log.child('LeaderElection'), {
-        ttlSeconds: options.leaderTtlSeconds ?? 15,
+        ...(options.leaderTtlSeconds !== undefined ? { ttlSeconds: options.leaderTtlSeconds } : {}),
         onElected: () => this.onElected(),
         onDeposed: (why) => this.onDeposed(why),
       });

@@ -59,7 +59,7 @@ operator = new Operator({
   afterResync: (apps) => policies.writeStatuses(apps),
   audit, metrics, log, identity, argocdNamespace: config.argocdNamespace, leaderElection: config.leaderElection,
   resyncIntervalMs: Number(process.env.RESYNC_INTERVAL_MS ?? 2000),
-  leaderTtlSeconds: Number(process.env.LEADER_TTL_SECONDS ?? 15),
+  ...(process.env.LEADER_TTL_SECONDS ? { leaderTtlSeconds: Number(process.env.LEADER_TTL_SECONDS) } : {}),
 });
 await operator.start();
 const server = await startHttp({ port: config.httpPort, host: '127.0.0.1', registry: metrics.registry, readiness: async () => [] });
