@@ -81,10 +81,11 @@ describe(`GitHub requests per rollback, ${N} apps of one repository degrading at
     kv.now = () => now;
     const world = new FakeWorld(kv);
     const metrics = new Metrics();
-    const github = new GitHubClient({ baseUrl: sim.url, auth: { kind: 'token', token }, org: 'acme', metrics, now: () => now, sleep: async () => {} });
+    // Limits an Enterprise Server's administrator might set: what is measured here is requests, not waiting.
+    const github = new GitHubClient({ baseUrl: sim.url, auth: { kind: 'token', token }, org: 'acme', metrics, now: () => now, sleep: async () => {}, limits: { writesPerMinute: 100_000, writesPerHour: 1_000_000 } });
     const reconciler = new ApplicationReconciler({
       store: new AttemptStore(kv, undefined, () => now), argocd: world, github, cluster: world, history: world, attempts: world, approvalEnforcement: world,
-      monitoring: () => ({ settings: settingsFrom(defaults, { intervalSeconds: INTERVAL, merge: { approvers: { users: ['alice'] } } }), environment: 'staging', suspended: false }),
+      monitoring: () => ({ settings: settingsFrom(defaults, { detection: { intervalSeconds: INTERVAL }, merge: { approvers: { users: ['alice'] } } }), environment: 'staging', suspended: false }),
       audit: { record: async () => {} }, metrics, log: createLogger('ERROR'), argocdNamespace: 'argocd', clock: () => new Date(now),
       allowedOwner: 'acme', githubHosts: ['github.com'],
     });
