@@ -30,6 +30,8 @@ export interface GitHubSimOptions {
   rateLimit?: number;
   /** GitHub's secondary limits, enforced per login; none by default (control `setSecondaryLimits` changes them). */
   secondaryLimits?: SecondaryLimits;
+  /** The clock the secondary limits' windows run on (a test's fake clock); Date.now by default. */
+  clock?: () => number;
   port?: number;
 }
 
@@ -55,6 +57,7 @@ export async function startGitHubSim(options: GitHubSimOptions): Promise<GitHubS
     strict: options.strict ?? false,
     rateLimit: options.rateLimit ?? 5000,
     ...(options.secondaryLimits ? { secondaryLimits: options.secondaryLimits } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
     control: (method, name, body) => control!.dispatch(method, name, body),
   });
   control = new SimControl(server);

@@ -51,6 +51,8 @@ export interface ServerOptions {
   rateLimit: number;
   /** GitHub's secondary limits, enforced per login (none by default). */
   secondaryLimits?: SecondaryLimits;
+  /** The clock of the secondary limits' windows (a test's fake clock); Date.now by default. */
+  clock?: () => number;
   control: (method: string, name: string, body: unknown) => Promise<unknown>;
 }
 
@@ -92,7 +94,7 @@ export class SimServer {
     this.world = world;
     this.router = new Router(routes);
     this.options = options;
-    this.secondary = new SecondaryLimiter(options.secondaryLimits ?? {});
+    this.secondary = new SecondaryLimiter(options.secondaryLimits ?? {}, options.clock);
     if (options.validator) {
       // A route that GitHub does not have would make every check meaningless.
       for (const route of routes) {

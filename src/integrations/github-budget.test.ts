@@ -108,6 +108,15 @@ describe('GitHubBudget', () => {
     (await write(b))();
   });
 
+  it('admits no more openings a minute than an endpoint\'s points allow (each writes 5 points to each of its endpoints)', () => {
+    const b = budget({ limits: { writesPerMinute: 1000, writesPerHour: 10_000, pointsPerMinute: 900 } });
+    for (let i = 0; i < 180; i++) b.reserve(`open-${i}`, 5, staging(1));
+    expect(() => b.reserve('open-180', 5, staging(1))).toThrow(BudgetRefusal);
+    expect(b.snapshot().writesLastMinute).toBe(900);
+    vi.setSystemTime(T0 + 60_001);
+    b.reserve('open-180', 5, staging(1));
+  });
+
   it('keeps a claim only while its attempt asks again', () => {
     const b = budget({ limits: { writesPerMinute: 5 }, claimTtlMs: 60_000 });
     b.reserve('first', 5, staging(1));

@@ -64,7 +64,7 @@ export interface BudgetOptions {
   limits?: Partial<GitHubLimits>;
   now?: () => number;
   metrics?: BudgetMetrics;
-  /** How long places set aside for an opening are kept for it (default 2 min). */
+  /** How long places set aside for an opening are kept for it, unused (default 1 min). */
   holdMs?: number;
   /** How long an attempt that stopped asking keeps its place in the line (default 3 min). */
   claimTtlMs?: number;
@@ -125,10 +125,12 @@ interface Claim {
 }
 
 interface Hold {
+  writes: number;
   remaining: number;
   expiresAt: number;
   minute: Stamp;
   hour: Stamp;
+  opening: Stamp;
 }
 
 interface Waiter {
@@ -159,6 +161,8 @@ export class GitHubBudget {
   private readonly claimTtlMs: number;
   private readonly minute = new Window(MINUTE);
   private readonly hour = new Window(HOUR);
+  /** Openings admitted: each sends one write to each of its endpoints (trees, commits, refs, pulls, labels). */
+  private readonly openings = new Window(MINUTE);
   private readonly points = new Map<string, Window>();
   private readonly claims = new Map<string, Claim>();
   private readonly holds = new Map<string, Hold>();
@@ -172,7 +176,7 @@ export class GitHubBudget {
     this.limits = { ...GITHUB_LIMITS, ...options.limits };
     this.now = options.now ?? Date.now;
     this.metrics = options.metrics;
-    this.holdMs = options.holdMs ?? 2 * MINUTE;
+    this.holdMs = options.holdMs ?? MINUTE;
     this.claimTtlMs = options.claimTtlMs ?? 3 * MINUTE;
   }
 
@@ -194,6 +198,7 @@ export class GitHubBudget {
       if (hold.expiresAt > now) continue;
       hold.minute.n -= hold.remaining;
       hold.hour.n -= hold.remaining;
+      if (hold.remaining === hold.writes) hold.opening.n -= 1;
       this.holds.delete(key);
     }
   }
@@ -243,9 +248,15 @@ export class GitHubBudget {
       }
       const waitingWrites = this.waiters.filter((w) => w.write && !this.holds.has(w.reservation ?? '')).length;
       const need = waitingWrites + ahead + writes;
-      if (need <= this.writesFree(now)) {
+      // An opening writes once to each of its endpoints, 5 points each: no more openings a minute than an endpoint's points allow.
+      const openingsAhead = ordered.indexOf(claim);
+      const openingsFree = Math.floor(this.limits.pointsPerMinute / 5) - this.openings.used(now);
+      if (need <= this.writesFree(now) && openingsAhead < openingsFree) {
         this.claims.delete(key);
-        this.holds.set(key, { remaining: writes, expiresAt: now + this.holdMs, minute: this.minute.add(now, writes), hour: this.hour.add(now, writes) });
+        this.holds.set(key, {
+          writes, remaining: writes, expiresAt: now + this.holdMs,
+          minute: this.minute.add(now, writes), hour: this.hour.add(now, writes), opening: this.openings.add(now, 1),
+        });
         this.metrics?.observeGitHubWriteWait((now - claim.firstAt) / 1000);
         return;
       }

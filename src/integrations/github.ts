@@ -114,8 +114,8 @@ export function secondaryLimitOf(error: unknown): { retryAfterMs: number } | und
   const retryAfter = Number(headers['retry-after']);
   const says = /secondary rate limit/i.test(message);
   if (!says && !(e.status === 429 && Number.isFinite(retryAfter))) return undefined;
-  // Without retry-after GitHub says to wait until x-ratelimit-reset, or at least a minute.
-  const reset = Number(headers['x-ratelimit-reset']) * 1000 - Date.now();
+  // Without retry-after GitHub says to wait until x-ratelimit-reset when no request remains, else at least a minute.
+  const reset = headers['x-ratelimit-remaining'] === '0' ? Number(headers['x-ratelimit-reset']) * 1000 - Date.now() : Number.NaN;
   return { retryAfterMs: Number.isFinite(retryAfter) ? retryAfter * 1000 : Number.isFinite(reset) && reset > 0 ? reset : 60_000 };
 }
 

@@ -211,9 +211,11 @@ export class Observer {
     switch (lookForPullRequest ? 'CandidateResolved' : record.state) {
       case 'CandidateResolved': {
         // Its turn among the attempts waiting to write to GitHub, before anything is read for the PR: an attempt
-        // that waits for it (RATE_LIMITED, said in its status) costs no request. One waiting for another
-        // attempt's PR does not hold places meanwhile; the PR just opened needs none.
-        if (record.state === 'CandidateResolved' && !memo?.opened && !record.waitingFor) {
+        // that waits for it (RATE_LIMITED, said in its status) costs no request. None is taken for a PR that
+        // will not be opened (a dry run; health back, which ends the attempt), nor while waiting for another
+        // attempt's PR, nor for the PR just opened.
+        const opening = !memo?.opened && !record.waitingFor && !record.settings.dryRun && facts.health?.status !== 'Healthy';
+        if (record.state === 'CandidateResolved' && opening) {
           await github.reserveWrites({ key: branchName(record.app, record.correlationId), writes: OPENING_WRITES, turn: { production: record.environment === 'production', since: record.createdAt } });
         }
         // The PR this reconcile opened is the one on the branch: no need to look it up again.
