@@ -352,8 +352,10 @@ export class GitHubClient implements GitHubPort {
         maxWaitMs: scope?.polling && !write ? 0 : this.options.budgetWaitMs ?? 10_000, ...(outer ? { signal: outer } : {}),
       });
       const timeout = AbortSignal.timeout(this.timeoutMs);
+      // Octokit's hooks are bound to this options object: the signal is set on it, not on a copy.
+      options.request = { ...options.request, signal: outer ? AbortSignal.any([outer, timeout]) : timeout };
       try {
-        return await request({ ...options, request: { ...options.request, signal: outer ? AbortSignal.any([outer, timeout]) : timeout } });
+        return await request(options);
       } catch (error) {
         const limited = secondaryLimitOf(error);
         if (limited) {
