@@ -24,7 +24,8 @@ describe('GitHubBudget', () => {
     metrics = new RecordingMetrics();
   });
   afterEach(() => { vi.useRealTimers(); });
-  const budget = (limits: ConstructorParameters<typeof GitHubBudget>[0] = {}) => new GitHubBudget({ metrics, ...limits });
+  // No margin unless a test asks: the windows are then exactly a minute and an hour.
+  const budget = (limits: ConstructorParameters<typeof GitHubBudget>[0] = {}) => new GitHubBudget({ metrics, marginMs: 0, ...limits });
   const write = (b: GitHubBudget, route = 'PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge', extra: { reservation?: string; maxWaitMs?: number } = {}) =>
     b.admit({ write: true, route, maxWaitMs: extra.maxWaitMs ?? 0, ...(extra.reservation ? { reservation: extra.reservation } : {}) });
   const read = (b: GitHubBudget, route = 'GET /repos/{owner}/{repo}/pulls', maxWaitMs = 0) => b.admit({ write: false, route, maxWaitMs });
@@ -115,6 +116,18 @@ describe('GitHubBudget', () => {
     expect(b.snapshot().writesLastMinute).toBe(900);
     vi.setSystemTime(T0 + 60_001);
     b.reserve('open-180', 5, staging(1));
+  });
+
+  it('counts an opening\'s write when it leaves, not when its place was set aside, and a little past the minute', async () => {
+    const b = budget({ limits: { writesPerMinute: 5 }, marginMs: 2000 });
+    b.reserve('open', 5, staging(1));
+    vi.setSystemTime(T0 + 30_000);
+    for (const route of ['POST /trees', 'POST /commits', 'POST /refs', 'POST /pulls', 'POST /labels']) (await write(b, route, { reservation: 'open' }))();
+    // Sent at T0 + 30 s: GitHub counts them until T0 + 90 s, and they are counted here until T0 + 92 s.
+    vi.setSystemTime(T0 + 91_000);
+    await expect(write(b)).rejects.toThrow(BudgetRefusal);
+    vi.setSystemTime(T0 + 92_001);
+    (await write(b))();
   });
 
   it('keeps a claim only while its attempt asks again', () => {

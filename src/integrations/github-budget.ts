@@ -68,6 +68,8 @@ export interface BudgetOptions {
   holdMs?: number;
   /** How long an attempt that stopped asking keeps its place in the line (default 3 min). */
   claimTtlMs?: number;
+  /** How much longer than a minute (an hour) a request is counted: GitHub counts it when it arrives (default 2 s). */
+  marginMs?: number;
 }
 
 const MINUTE = 60_000;
@@ -102,6 +104,11 @@ class Window {
     const stamp = { at: now, n };
     this.stamps.push(stamp);
     return stamp;
+  }
+
+  /** Whether `stamp` is still counted at `now`. */
+  holds(stamp: Stamp, now: number): boolean {
+    return stamp.at > now - this.spanMs;
   }
 
   /** When `n` more fit under `limit` (epoch ms; `now` when they fit now). */
@@ -159,10 +166,11 @@ export class GitHubBudget {
   private readonly metrics: BudgetMetrics | undefined;
   private readonly holdMs: number;
   private readonly claimTtlMs: number;
-  private readonly minute = new Window(MINUTE);
-  private readonly hour = new Window(HOUR);
+  private readonly minute: Window;
+  private readonly hour: Window;
   /** Openings admitted: each sends one write to each of its endpoints (trees, commits, refs, pulls, labels). */
-  private readonly openings = new Window(MINUTE);
+  private readonly openings: Window;
+  private readonly marginMs: number;
   private readonly points = new Map<string, Window>();
   private readonly claims = new Map<string, Claim>();
   private readonly holds = new Map<string, Hold>();
@@ -178,6 +186,11 @@ export class GitHubBudget {
     this.metrics = options.metrics;
     this.holdMs = options.holdMs ?? MINUTE;
     this.claimTtlMs = options.claimTtlMs ?? 3 * MINUTE;
+    // A request counted here when it leaves reaches GitHub a little later: its minute there ends a little later too.
+    this.marginMs = options.marginMs ?? 2000;
+    this.minute = new Window(MINUTE + this.marginMs);
+    this.hour = new Window(HOUR + this.marginMs);
+    this.openings = new Window(MINUTE + this.marginMs);
   }
 
   /** Writes the minute's and the hour's windows still allow now. */
@@ -187,7 +200,7 @@ export class GitHubBudget {
 
   private pointsOf(route: string): Window {
     let window = this.points.get(route);
-    if (!window) this.points.set(route, window = new Window(MINUTE));
+    if (!window) this.points.set(route, window = new Window(MINUTE + this.marginMs));
     return window;
   }
 
@@ -327,10 +340,17 @@ export class GitHubBudget {
     const cost = w.write ? 5 : 1;
     const points = this.pointsOf(w.route);
     if (points.used(now) + cost > this.limits.pointsPerMinute) return false;
-    const hold = w.write && w.reservation !== undefined ? this.holds.get(w.reservation) : undefined;
+    // Places set aside still count in the windows; set aside so long ago that they left them, they are no place at all.
+    const held = w.write && w.reservation !== undefined ? this.holds.get(w.reservation) : undefined;
+    const hold = held && this.minute.holds(held.minute, now) ? held : undefined;
     if (w.write && !hold && this.writesFree(now) < 1) return false;
     points.add(now, cost);
     if (hold) {
+      // Counted from now on, when it leaves, as GitHub counts it (not from when its place was set aside).
+      hold.minute.n--;
+      hold.hour.n--;
+      this.minute.add(now, 1);
+      this.hour.add(now, 1);
       if (--hold.remaining <= 0) this.holds.delete(w.reservation!);
     } else if (w.write) {
       this.minute.add(now, 1);
