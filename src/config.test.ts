@@ -40,6 +40,7 @@ describe('loadConfig', () => {
       githubAuth: { kind: 'token', token: 'ghp_secret123' },
       githubWritesPerMinute: 80,
       githubWritesPerHour: 500,
+      githubPointsPerMinute: 900,
       githubCiPollSec: 60,
       monitoredApps: [],
       argocdNamespace: 'argocd',
@@ -63,10 +64,10 @@ describe('loadConfig', () => {
       ARGOCD_URL: 'https://argocd.example.com', ARGOCD_TOKEN: 't', ARGOCD_NAMESPACE: 'gitops',
       AUDIT_FALLBACK_DIR: '/data/audit', DRY_RUN: 'true', LEADER_ELECTION: 'false', HTTP_PORT: '9000',
       APPROVAL_POLICY_NAME: 'approvals.example.com', APPROVAL_POLICY_BINDING_NAME: 'approvals-team-a',
-      GITHUB_WRITES_PER_MINUTE: '1000', GITHUB_WRITES_PER_HOUR: '20000', GITHUB_CI_POLL_SECONDS: '15',
+      GITHUB_WRITES_PER_MINUTE: '1000', GITHUB_WRITES_PER_HOUR: '20000', GITHUB_POINTS_PER_MINUTE: '9000', GITHUB_CI_POLL_SECONDS: '15',
     });
     expect(config).toMatchObject({
-      githubWritesPerMinute: 1000, githubWritesPerHour: 20_000, githubCiPollSec: 15,
+      githubWritesPerMinute: 1000, githubWritesPerHour: 20_000, githubPointsPerMinute: 9000, githubCiPollSec: 15,
       pollIntervalSec: 5, degradationPersistenceChecks: 4, healthRestorationSec: 30, candidateSearchTimeoutSec: 60,
       ciWaitTimeoutSec: 90, mergeApprovalTimeoutSec: 120, recoveryTimeoutSec: 300, cooldownSec: 0, attemptRetentionSec: 86_400, logLevel: 'DEBUG',
       natsServers: ['nats://a:4222', 'nats://b:4222'], etcdEndpoints: ['http://e1:2379', 'https://e2:2379'], etcdPrefix: '/team-a/prod',

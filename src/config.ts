@@ -52,6 +52,8 @@ export interface Config {
    */
   githubWritesPerMinute: number;
   githubWritesPerHour: number;
+  /** Points a minute per REST endpoint (GITHUB_POINTS_PER_MINUTE: GitHub's 900; a GET costs 1, a write 5). */
+  githubPointsPerMinute: number;
   /** How often CI still pending on a rollback PR is read (GITHUB_CI_POLL_SECONDS; by default 6 intervals, at most 60 s). */
   githubCiPollSec: number;
   monitoredApps: string[];
@@ -402,6 +404,7 @@ export function loadConfig(env: Env = process.env): Config {
     githubAuth: r.githubAuth(),
     githubWritesPerMinute: r.integer('GITHUB_WRITES_PER_MINUTE', 80, 1, 1_000_000),
     githubWritesPerHour: r.integer('GITHUB_WRITES_PER_HOUR', 500, 1, 60_000_000),
+    githubPointsPerMinute: r.integer('GITHUB_POINTS_PER_MINUTE', 900, 5, 10_000_000),
     githubCiPollSec: r.integer('GITHUB_CI_POLL_SECONDS', Math.min(60, 6 * pollIntervalSec), 1, 3600, 'seconds'),
     monitoredApps: r.list('MONITORED_APPS', APP_NAME, 'Argo CD Application names'),
     argocdUrl,

@@ -96,7 +96,7 @@ const argocd = new ArgoCdWatcher({
 const github = new GitHubClient({
   baseUrl: config.githubApiUrl, auth: config.githubAuth, org: config.githubOrg, metrics, budgetMetrics: metrics, log: log.child('GitHub'),
   // GitHub's secondary limits, kept by all attempts together; polls of a waiting PR are spaced as configured.
-  limits: { writesPerMinute: config.githubWritesPerMinute, writesPerHour: config.githubWritesPerHour },
+  limits: { writesPerMinute: config.githubWritesPerMinute, writesPerHour: config.githubWritesPerHour, pointsPerMinute: config.githubPointsPerMinute },
   ciPollMs: config.githubCiPollSec * 1000, pullListMaxAgeMs: config.pollIntervalSec * 1000,
 });
 // Its pod watches (issue 21) start only for namespaces a Progressing app deploys to, and stop once idle.
