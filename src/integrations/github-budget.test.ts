@@ -130,6 +130,16 @@ describe('GitHubBudget', () => {
     (await write(b))();
   });
 
+  it('keeps an attempt\'s place when it asks again later, saying it started later', () => {
+    const b = budget({ limits: { writesPerMinute: 5 } });
+    b.reserve('first', 5, staging(0));
+    expect(() => b.reserve('waiting', 5, staging(10))).toThrow(BudgetRefusal);
+    expect(() => b.reserve('newer', 5, staging(5))).toThrow(BudgetRefusal);
+    // createPullRequest asks for an opening the attempt did not set aside with the time it asks: no later in the line.
+    expect(() => b.reserve('waiting', 5, staging(-1))).toThrow(BudgetRefusal);
+    expect(b.snapshot().claims).toEqual(['waiting', 'newer']);
+  });
+
   it('keeps a claim only while its attempt asks again', () => {
     const b = budget({ limits: { writesPerMinute: 5 }, claimTtlMs: 60_000 });
     b.reserve('first', 5, staging(1));

@@ -247,7 +247,9 @@ export class GitHubBudget {
       return;
     }
     const known = this.claims.get(key);
-    const claim: Claim = { key, writes, turn, firstAt: known?.firstAt ?? now, lastAsked: now };
+    // Asking again never loses the place: the earliest start and production, once said, stand.
+    const kept = known ? { production: known.turn.production || turn.production, since: Date.parse(known.turn.since) <= Date.parse(turn.since) ? known.turn.since : turn.since } : turn;
+    const claim: Claim = { key, writes, turn: kept, firstAt: known?.firstAt ?? now, lastAsked: now };
     this.claims.set(key, claim);
     try {
       if (this.writesPausedUntil > now) {
