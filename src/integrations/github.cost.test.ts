@@ -172,7 +172,7 @@ describe(`GitHub requests of ${N} apps of one repository degrading at once`, () 
     expect(b.report.pollingPerRollbackPerInterval).toBeLessThanOrEqual(0.5);
     expect(b.report.pollingSplit.CI).toBeCloseTo(2 / 6, 1);
     expect(b.answers.secondaryRateLimited).toBe(0);
-  }, 240_000);
+  }, Math.max(240_000, N * 1500));
 
   it('open every PR under GitHub\'s documented secondary limits, production first, with no secondary-rate-limit answer', async () => {
     const apps = 40;
