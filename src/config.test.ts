@@ -38,6 +38,10 @@ describe('loadConfig', () => {
       githubOrg: 'acme',
       githubApiUrl: 'https://api.github.com',
       githubAuth: { kind: 'token', token: 'ghp_secret123' },
+      githubWritesPerMinute: 80,
+      githubWritesPerHour: 500,
+      githubPointsPerMinute: 900,
+      githubCiPollSec: 60,
       monitoredApps: [],
       argocdNamespace: 'argocd',
       watchNamespaces: [],
@@ -60,8 +64,10 @@ describe('loadConfig', () => {
       ARGOCD_URL: 'https://argocd.example.com', ARGOCD_TOKEN: 't', ARGOCD_NAMESPACE: 'gitops',
       AUDIT_FALLBACK_DIR: '/data/audit', DRY_RUN: 'true', LEADER_ELECTION: 'false', LEADER_LEASE_SECONDS: '10', HTTP_PORT: '9000',
       APPROVAL_POLICY_NAME: 'approvals.example.com', APPROVAL_POLICY_BINDING_NAME: 'approvals-team-a',
+      GITHUB_WRITES_PER_MINUTE: '1000', GITHUB_WRITES_PER_HOUR: '20000', GITHUB_POINTS_PER_MINUTE: '9000', GITHUB_CI_POLL_SECONDS: '15',
     });
     expect(config).toMatchObject({
+      githubWritesPerMinute: 1000, githubWritesPerHour: 20_000, githubPointsPerMinute: 9000, githubCiPollSec: 15,
       pollIntervalSec: 5, degradationPersistenceChecks: 4, healthRestorationSec: 30, candidateSearchTimeoutSec: 60,
       ciWaitTimeoutSec: 90, mergeApprovalTimeoutSec: 120, recoveryTimeoutSec: 300, cooldownSec: 0, attemptRetentionSec: 86_400, logLevel: 'DEBUG',
       natsServers: ['nats://a:4222', 'nats://b:4222'], etcdEndpoints: ['http://e1:2379', 'https://e2:2379'], etcdPrefix: '/team-a/prod',
@@ -71,6 +77,15 @@ describe('loadConfig', () => {
       auditFallbackDir: '/data/audit', dryRun: true, leaderElection: false, leaderLeaseSec: 10, httpPort: 9000,
       approvalPolicyName: 'approvals.example.com', approvalPolicyBindingName: 'approvals-team-a',
     });
+  });
+
+  it('reads CI still pending every 6 intervals by default, at most every minute', () => {
+    expect(loadConfig({ ...minimal, POLL_INTERVAL_SEC: '1' }).githubCiPollSec).toBe(6);
+    expect(loadConfig({ ...minimal, POLL_INTERVAL_SEC: '30' }).githubCiPollSec).toBe(60);
+    expect(errorsOf({ GITHUB_WRITES_PER_MINUTE: '0', GITHUB_CI_POLL_SECONDS: '1h' })).toEqual([
+      'invalid configuration: GITHUB_WRITES_PER_MINUTE: expected an integer from 1 to 1000000, got "0"',
+      'invalid configuration: GITHUB_CI_POLL_SECONDS: expected an integer from 1 to 3600 (seconds), got "1h"',
+    ]);
   });
 
   it('names the installation from its etcd prefix, and gives it its own stream and subjects (issue 19 §3)', () => {

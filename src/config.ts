@@ -46,6 +46,17 @@ export interface Config {
   githubOrg: string;
   githubApiUrl: string;
   githubAuth: GitHubAuth;
+  /**
+   * GitHub's secondary limits on content-creating requests (every POST, PATCH, PUT, DELETE), kept by all attempts
+   * together (GITHUB_WRITES_PER_MINUTE, GITHUB_WRITES_PER_HOUR: GitHub's documented 80 and 500; an Enterprise
+   * Server's administrator sets its own).
+   */
+  githubWritesPerMinute: number;
+  githubWritesPerHour: number;
+  /** Points a minute per REST endpoint (GITHUB_POINTS_PER_MINUTE: GitHub's 900; a GET costs 1, a write 5). */
+  githubPointsPerMinute: number;
+  /** How often CI still pending on a rollback PR is read (GITHUB_CI_POLL_SECONDS; by default 6 intervals, at most 60 s). */
+  githubCiPollSec: number;
   monitoredApps: string[];
   argocdUrl?: string;
   argocdToken?: string;
@@ -372,8 +383,9 @@ export function loadConfig(env: Env = process.env): Config {
   const installationName = derivedName === undefined
     ? r.required('INSTALLATION_NAME', DNS_LABEL, `a DNS label such as team-a (ETCD_PREFIX ${show(etcdPrefix)} makes no name)`)
     : r.matching('INSTALLATION_NAME', derivedName, DNS_LABEL, 'a DNS label such as team-a (lower case letters, digits and hyphens, up to 63)')!;
+  const pollIntervalSec = r.integer('POLL_INTERVAL_SEC', 10, 1, 3600, 'seconds');
   const config: Config = {
-    pollIntervalSec: r.integer('POLL_INTERVAL_SEC', 10, 1, 3600, 'seconds'),
+    pollIntervalSec,
     degradationPersistenceChecks: r.integer('DEGRADATION_PERSISTENCE_CHECKS', 3, 1, 100),
     healthRestorationSec,
     candidateSearchTimeoutSec: r.integer('CANDIDATE_SEARCH_TIMEOUT', 120, 1, 3600, 'seconds'),
@@ -396,6 +408,10 @@ export function loadConfig(env: Env = process.env): Config {
     githubOrg: r.required('GITHUB_ORG', GITHUB_OWNER, 'a GitHub organization or user name (letters, digits, single hyphens, up to 39)'),
     githubApiUrl: r.url('GITHUB_API_URL', 'https://api.github.com', ['http', 'https'])!,
     githubAuth: r.githubAuth(),
+    githubWritesPerMinute: r.integer('GITHUB_WRITES_PER_MINUTE', 80, 1, 1_000_000),
+    githubWritesPerHour: r.integer('GITHUB_WRITES_PER_HOUR', 500, 1, 60_000_000),
+    githubPointsPerMinute: r.integer('GITHUB_POINTS_PER_MINUTE', 900, 5, 10_000_000),
+    githubCiPollSec: r.integer('GITHUB_CI_POLL_SECONDS', Math.min(60, 6 * pollIntervalSec), 1, 3600, 'seconds'),
     monitoredApps: r.list('MONITORED_APPS', APP_NAME, 'Argo CD Application names'),
     argocdUrl,
     argocdToken,

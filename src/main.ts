@@ -93,7 +93,12 @@ const argocd = new ArgoCdWatcher({
   }),
   ...(config.argocdUrl && config.argocdToken ? { rest: { url: config.argocdUrl, token: config.argocdToken } } : {}),
 });
-const github = new GitHubClient({ baseUrl: config.githubApiUrl, auth: config.githubAuth, org: config.githubOrg, metrics, log: log.child('GitHub') });
+const github = new GitHubClient({
+  baseUrl: config.githubApiUrl, auth: config.githubAuth, org: config.githubOrg, metrics, budgetMetrics: metrics, log: log.child('GitHub'),
+  // GitHub's secondary limits, kept by all attempts together; polls of a waiting PR are spaced as configured.
+  limits: { writesPerMinute: config.githubWritesPerMinute, writesPerHour: config.githubWritesPerHour, pointsPerMinute: config.githubPointsPerMinute },
+  ciPollMs: config.githubCiPollSec * 1000, pullListMaxAgeMs: config.pollIntervalSec * 1000,
+});
 // Its pod watches (issue 21) start only for namespaces a Progressing app deploys to, and stop once idle.
 const cluster = new ClusterReader(kc, { metrics, argocdNamespace: config.argocdNamespace, log: log.child('Pods') });
 const history = new PrometheusHistory({ url: config.prometheusUrl, metrics });

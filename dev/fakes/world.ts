@@ -241,6 +241,9 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     return (await this.read<CiStatus>(K.ci(sha))) ?? { state: 'none', runs: [] };
   }
 
+  /** The fake has no write budget: every opening's turn has come. */
+  async reserveWrites(): Promise<void> {}
+
   async findPullRequest(_repo: RepoRef, branch: string): Promise<PullRequestInfo | undefined> {
     await this.call('findPullRequest');
     const prs = await this.pullRequests();

@@ -5,7 +5,8 @@
 // are served over HTTP as POST /_sim/<name> with the argument as JSON body.
 import { createPublicKey } from 'node:crypto';
 import { ApiError } from './api-error.ts';
-import type { CorruptRule, FaultRule, SimServer } from './server.ts';
+import { GITHUB_SECONDARY_LIMITS, type SecondaryLimits } from './secondary.ts';
+import type { Answers, CorruptRule, FaultRule, SimServer } from './server.ts';
 import type { SimCheckRun, SimComment, SimPull, SimStatus } from './world.ts';
 
 export interface RepoArg {
@@ -150,6 +151,27 @@ export class SimControl {
     this.server.counters.clear();
   }
 
+  /** Every API answer sent since the start (or resetAnswers), by status; 304s and secondary-rate-limit refusals among them. */
+  answers(): Answers {
+    const a = this.server.answers;
+    return { byStatus: { ...a.byStatus }, notModified: a.notModified, secondaryRateLimited: a.secondaryRateLimited };
+  }
+
+  resetAnswers(): void {
+    this.server.answers = { byStatus: {}, notModified: 0, secondaryRateLimited: 0 };
+  }
+
+  /**
+   * GitHub's secondary limits, enforced per login from now on (`{}` turns them off); the windows start afresh.
+   * `github: true` sets GitHub's documented numbers, any other field overrides one of them.
+   */
+  setSecondaryLimits(arg: SecondaryLimits & { github?: boolean }): SecondaryLimits {
+    const { github, ...limits } = arg ?? {};
+    this.server.secondary.limits = { ...(github ? GITHUB_SECONDARY_LIMITS : {}), ...limits };
+    this.server.secondary.reset();
+    return this.server.secondary.limits;
+  }
+
   rateLimit(arg: { login: string }): { limit: number; remaining: number; used: number; reset: number } {
     return this.server.quota(arg.login);
   }
@@ -178,7 +200,8 @@ export class SimControl {
       resolve: this.resolve, setRequiredChecks: this.setRequiredChecks, setStatus: this.setStatus, setCheckRun: this.setCheckRun,
       setMergeable: this.setMergeable, archiveRepo: this.archiveRepo, branches: this.branches, setDeleteBranchOnMerge: this.setDeleteBranchOnMerge,
       pulls: this.pulls, comments: this.comments, fail: this.fail, corrupt: this.corrupt,
-      clearFaults: this.clearFaults, counters: this.counters, resetCounters: this.resetCounters, rateLimit: this.rateLimit,
+      clearFaults: this.clearFaults, counters: this.counters, resetCounters: this.resetCounters, answers: this.answers, resetAnswers: this.resetAnswers,
+      setSecondaryLimits: this.setSecondaryLimits, rateLimit: this.rateLimit,
       setRateLimitUsed: this.setRateLimitUsed, setTreeEntryLimit: this.setTreeEntryLimit, violations: this.violations, clearViolations: this.clearViolations,
     };
     const method = Object.hasOwn(methods, name) ? methods[name] : undefined;

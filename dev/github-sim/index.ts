@@ -11,10 +11,12 @@ import { checkRoutes } from './routes/checks.ts';
 import { gitRoutes } from './routes/git.ts';
 import { identityRoutes } from './routes/identity.ts';
 import { pullRoutes } from './routes/pulls.ts';
+import type { SecondaryLimits } from './secondary.ts';
 import { SimServer } from './server.ts';
 import { World } from './world.ts';
 
-export type { CorruptRule, FaultRule } from './server.ts';
+export type { Answers, CorruptRule, FaultRule } from './server.ts';
+export { GITHUB_SECONDARY_LIMITS, type SecondaryLimits } from './secondary.ts';
 export type { SimControl } from './control.ts';
 
 export interface GitHubSimOptions {
@@ -26,6 +28,10 @@ export interface GitHubSimOptions {
   strict?: boolean;
   /** Requests per hour per login (GitHub: 5000). */
   rateLimit?: number;
+  /** GitHub's secondary limits, enforced per login; none by default (control `setSecondaryLimits` changes them). */
+  secondaryLimits?: SecondaryLimits;
+  /** The clock the secondary limits' windows run on (a test's fake clock); Date.now by default. */
+  clock?: () => number;
   port?: number;
 }
 
@@ -50,6 +56,8 @@ export async function startGitHubSim(options: GitHubSimOptions): Promise<GitHubS
     ...(options.validate ? { validator: githubOpenApi() } : {}),
     strict: options.strict ?? false,
     rateLimit: options.rateLimit ?? 5000,
+    ...(options.secondaryLimits ? { secondaryLimits: options.secondaryLimits } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
     control: (method, name, body) => control!.dispatch(method, name, body),
   });
   control = new SimControl(server);

@@ -1,6 +1,7 @@
 // The HTTP side of the simulator. Every API request goes through one pipeline:
-// route → count → authenticate → injected fault or latency → rate limit →
-// handler → ETag / 304 → (test-only corruption) → OpenAPI check → answer.
+// route → count → authenticate → secondary limits (when asked) → injected fault
+// or latency → rate limit → handler → ETag / 304 → (test-only corruption) →
+// OpenAPI check → answer (counted by status).
 // Requests under /_sim/ are the control API and skip all of that.
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -12,6 +13,7 @@ import { Views } from './factories.ts';
 import type { OpenApiValidator } from './openapi.ts';
 import { malformed, type CorruptRule, type RawBody } from './malformed.ts';
 import { Router, routeKey, type Route, type RouteResult } from './router.ts';
+import { SECONDARY_LIMIT_MESSAGE, SecondaryLimiter, type SecondaryLimits } from './secondary.ts';
 import type { Principal, World } from './world.ts';
 
 /** The next `times` requests to `route` ("METHOD /template") fail or slow down. */
@@ -47,13 +49,26 @@ export interface ServerOptions {
   /** Answer 500 (with the violation as message) instead of a response GitHub would not send. */
   strict: boolean;
   rateLimit: number;
+  /** GitHub's secondary limits, enforced per login (none by default). */
+  secondaryLimits?: SecondaryLimits;
+  /** The clock of the secondary limits' windows (a test's fake clock); Date.now by default. */
+  clock?: () => number;
   control: (method: string, name: string, body: unknown) => Promise<unknown>;
+}
+
+/** Every API answer the simulator sent, by status; the 304s and the secondary-rate-limit refusals among them. */
+export interface Answers {
+  byStatus: Record<string, number>;
+  notModified: number;
+  secondaryRateLimited: number;
 }
 
 interface Quota {
   used: number;
   resetAt: number;
 }
+
+const loginOf = (principal: Principal): string => (principal.kind === 'app' ? `app:${principal.appId}` : principal.login);
 
 async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
@@ -67,6 +82,8 @@ export class SimServer {
   readonly corruptions: Array<CorruptRule & { remaining: number }> = [];
   readonly counters = new Map<string, number>();
   readonly violations: string[] = [];
+  readonly secondary: SecondaryLimiter;
+  answers: Answers = { byStatus: {}, notModified: 0, secondaryRateLimited: 0 };
   private readonly quotas = new Map<string, Quota>();
   private readonly router: Router;
   private readonly options: ServerOptions;
@@ -77,6 +94,7 @@ export class SimServer {
     this.world = world;
     this.router = new Router(routes);
     this.options = options;
+    this.secondary = new SecondaryLimiter(options.secondaryLimits ?? {}, options.clock);
     if (options.validator) {
       // A route that GitHub does not have would make every check meaningless.
       for (const route of routes) {
@@ -129,23 +147,36 @@ export class SimServer {
     if (url.pathname.startsWith('/_sim/')) return this.control(method, url.pathname.slice('/_sim/'.length), raw, res);
 
     const match = this.router.match(method, url.pathname);
-    if (!match) return this.send(res, { status: 404, body: { message: 'Not Found', documentation_url: DOCS_URL } });
+    if (!match) {
+      this.countAnswer(404, undefined);
+      return this.send(res, { status: 404, body: { message: 'Not Found', documentation_url: DOCS_URL } });
+    }
     const key = routeKey(match.route);
     this.counters.set(key, (this.counters.get(key) ?? 0) + 1);
 
     let principal: Principal | undefined;
     let result: RouteResult;
+    let release: (() => void) | undefined;
     try {
       principal = authenticate(this.world, req.headers.authorization, match.route.auth);
+      const admitted = this.secondary.enabled ? this.secondary.admit(loginOf(principal), key) : undefined;
+      if (admitted && !admitted.ok) {
+        throw new ApiError(403, SECONDARY_LIMIT_MESSAGE, { headers: { 'retry-after': String(admitted.retryAfterSeconds) } });
+      }
+      release = admitted?.release;
       result = await this.respond(url, raw, match.route, match.params, principal);
     } catch (error) {
       if (error instanceof DroppedConnection) {
+        release?.();
         res.destroy();
         return;
       }
       result = this.errorResult(error);
+    } finally {
+      // Answered (or about to be): no longer in flight.
+      release?.();
     }
-    const login = principal ? (principal.kind === 'app' ? `app:${principal.appId}` : principal.login) : undefined;
+    const login = principal ? loginOf(principal) : undefined;
     this.finish(res, { method, template: match.route.template, key, login, result, ifNoneMatch: req.headers['if-none-match'] });
   }
 
@@ -233,6 +264,7 @@ export class SimServer {
         if (this.options.strict) result = { status: 500, body: { message: `OpenAPI violation: ${problems.join('; ')}`, documentation_url: DOCS_URL } };
       }
     }
+    this.countAnswer(result.status, result.body);
     if (r.login) {
       const forced = headers['x-ratelimit-remaining'];
       // Every answer costs one request of the quota, except a 304 (GitHub's rule for conditional requests).
@@ -244,6 +276,14 @@ export class SimServer {
       });
     }
     this.send(res, { ...result, headers }, raw);
+  }
+
+  private countAnswer(status: number, body: unknown): void {
+    const a = this.answers;
+    a.byStatus[String(status)] = (a.byStatus[String(status)] ?? 0) + 1;
+    if (status === 304) a.notModified++;
+    const message = (body as { message?: unknown } | undefined)?.message;
+    if ((status === 403 || status === 429) && typeof message === 'string' && message.includes('secondary rate limit')) a.secondaryRateLimited++;
   }
 
   private send(res: ServerResponse, result: RouteResult, raw?: RawBody): void {

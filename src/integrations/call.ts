@@ -26,6 +26,8 @@ export interface CallOptions<T> {
   classify: (error: unknown) => Classified;
   /** For non-idempotent calls: the effect of an earlier try, if it landed. */
   lookBeforeRetry?: () => Promise<T | undefined>;
+  /** An error that is not retried within the call, whatever its code (a request the caller's own budget held back). */
+  isFinal?: (error: unknown) => boolean;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
 }
@@ -77,7 +79,7 @@ async function tries<T>(name: string, run: (signal: AbortSignal) => Promise<T>, 
         ? { code: 'TIMEOUT', message: error.message }
         : error instanceof IntegrationError ? { code: error.code, message: error.message } : options.classify(error);
       options.metrics?.observeCall(name, (performance.now() - started) / 1000, classified.code);
-      if (!isTransient(classified.code) || attempt >= backoff.length) {
+      if (!isTransient(classified.code) || attempt >= backoff.length || options.isFinal?.(error)) {
         throw error instanceof IntegrationError ? error : new IntegrationError(name, classified.code, classified.message, { cause: error });
       }
       // Full jitter on top of the schedule; a server's retry-after wins when longer.

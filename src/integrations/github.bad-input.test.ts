@@ -134,7 +134,8 @@ describe('GitHub answers outside its API description', () => {
     w.v1 = (await w.sim.control.push({ ...REPO, files: { [`${PATH}/deployment.yaml`]: 'image: v1\n' }, message: 'Release v1' })).sha;
     w.sim.control.setStatus({ ...REPO, sha: w.v1, state: 'success', context: 'ci/build' });
     w.v2 = (await w.sim.control.push({ ...REPO, files: { [`${PATH}/deployment.yaml`]: 'image: v2\n' }, message: 'Release v2' })).sha;
-    w.gh = new GitHubClient({ baseUrl: w.sim.url, auth: { kind: 'token', token }, backoffMs: [1, 1, 1] });
+    // The cases push between calls and mean the next call to read the branch's head again: none shared.
+    w.gh = new GitHubClient({ baseUrl: w.sim.url, auth: { kind: 'token', token }, backoffMs: [1, 1, 1], headCacheMs: 0 });
     w.openPull = async () => {
       const pr = await w.gh.createPullRequest(REPO, spec(`ai-operator/rollback/cart-${++branches}`, w.v1));
       return { number: pr.number, headSha: pr.headSha, branch: pr.branch };

@@ -14,13 +14,28 @@
 // commit-tree cache), so asking "is there anything to roll back?" first costs
 // the PR that follows no tree read.
 //
-// CI polling uses conditional requests: the last ETag and body per URL are kept,
-// and a 304 (which GitHub does not count against the rate limit) returns the body.
+// What a burst of rollbacks costs (issue 23 §3). Every request passes through the
+// installation's budget (github-budget.ts): GitHub's secondary limits — requests in
+// flight, points per endpoint, content-creating requests per minute and per hour —
+// are kept by all attempts together, an opening's writes are set aside together and
+// in turn (reserveWrites), and a secondary-rate-limit answer stops every write until
+// its retry-after. Polling an open PR while its CI runs reads nothing per PR: the
+// repository's open PRs are listed once for every attempt that polls (SharedRead,
+// each page ETag'd), a PR the operator just opened is known without a read, and CI
+// still pending is read again only every `ciPollMs`. What a merge is decided on —
+// the PR, its mergeability, CI on the rollback commit, the other open PRs — is always
+// read fresh (getPullRequestStatus and listOpenPullRequests without `polling`).
+// Conditional requests everywhere a GET is repeated: the last ETag and what was read
+// of the answer are kept per URL, and a 304 (which GitHub does not count against the
+// rate limit) returns it. Reads many attempts make at once (a commit's tree, a
+// branch's head for a few seconds, a branch's facts, a settled CI verdict of an old
+// commit) are made once and shared.
 //
 // Files at a commit (readFileAt, listFilesAt: what modules/source-set.ts reads of an
 // app's kustomizations and charts) come from the same per-commit tree cache, and a
 // file's content from the blob API, kept by blob SHA: computing an app's source set
 // again at a commit already read costs no request at all.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
@@ -28,11 +43,14 @@ import { isUnder, itemsUnder, type CheckRun, type CiState } from '../fsm/record.
 import { collapsePaths } from '../modules/source-set.ts';
 import type { Logger } from '../observability/log.ts';
 import { IntegrationError } from '../ports/errors.ts';
-import type {
-  BranchDeletion, CiStatus, CommitIdentity, CommitInfo, GitHubPort, OpenedPullRequest, PullRequestInfo, RepoRef, RollbackCommit, RollbackCommitCheck, RollbackPreview, RollbackPullRequestSpec,
+import {
+  OPENING_WRITES, type BranchDeletion, type CiStatus, type CommitIdentity, type CommitInfo, type GitHubPort, type OpenedPullRequest, type PullRequestInfo, type RepoRef, type RollbackCommit,
+  type RollbackCommitCheck, type RollbackPreview, type RollbackPullRequestSpec,
 } from '../ports/github.ts';
 import { call, classifyHttpError, type CallMetrics, type Classified } from './call.ts';
 import { checkCommit, checkEach, checkJsonBody, checkPull, checkTree, need } from './github-answers.ts';
+import { BudgetRefusal, GitHubBudget, type BudgetMetrics, type GitHubLimits, type WriteTurn } from './github-budget.ts';
+import { SharedRead } from './shared-read.ts';
 
 /** How the operator authenticates to GitHub: a token, or a GitHub App (GITHUB_APP_ID, SPEC §12). */
 export type GitHubAuth =
@@ -51,8 +69,20 @@ export interface GitHubClientOptions {
   /** Delays before retry 1, 2, 3 (default 1 s / 2 s / 4 s). */
   backoffMs?: readonly number[];
   sleep?: (ms: number) => Promise<void>;
-  /** Conditional-request cache entries kept (one per polled URL). */
+  /** Conditional-request cache entries kept (one per polled URL: a PR, CI of a commit, a page of a list). */
   etagCacheSize?: number;
+  /** GitHub's secondary limits this installation keeps (GITHUB_WRITES_PER_MINUTE, GITHUB_WRITES_PER_HOUR; GitHub's numbers by default). */
+  limits?: Partial<GitHubLimits>;
+  /** What the budget says of itself (ai_operator_github_write_wait_seconds, …). */
+  budgetMetrics?: BudgetMetrics;
+  /** How long a request may wait for its place in the budget before the call gives up for this interval (default 10 s). */
+  budgetWaitMs?: number;
+  /** While CI on a rollback commit is pending, a poll reads it again only this often (GITHUB_CI_POLL_SECONDS; default 60 s). */
+  ciPollMs?: number;
+  /** How old the shared list of a repository's open PRs may be for a poll (default 10 s). */
+  pullListMaxAgeMs?: number;
+  /** How long a branch's head, once read, is shared by the previews and PRs of other attempts (default 3 s). */
+  headCacheMs?: number;
   /**
    * How long a repository's default branch, and whether a name is one of its branches, are trusted (5 min by
    * default): asked for every Degraded app before its attempt starts, they change rarely, but they do change.
@@ -62,6 +92,32 @@ export interface GitHubClientOptions {
 }
 
 type Req = { request: { signal: AbortSignal } };
+
+/** What a request is sent for: the budget reads it (a poll does not wait; an opening's writes use its places). */
+interface RequestScope {
+  call: string;
+  /** The opening (its branch) whose places set aside this call's writes use. */
+  reservation?: string;
+  /** A poll while a PR waits: it has an answer to fall back on, so it never waits for the budget. */
+  polling?: boolean;
+}
+
+/** A request that found no answer within the per-request timeout. */
+const TIMED_OUT = Symbol('timed out');
+
+/** GitHub's answer that a secondary rate limit was exceeded (403 or 429 saying so, or a 429 with retry-after). */
+export function secondaryLimitOf(error: unknown): { retryAfterMs: number } | undefined {
+  const e = error as { status?: unknown; message?: unknown; response?: { headers?: Record<string, string>; data?: { message?: unknown } } };
+  if (e.status !== 403 && e.status !== 429) return undefined;
+  const headers = e.response?.headers ?? {};
+  const message = [e.message, e.response?.data?.message].filter((m) => typeof m === 'string').join(' ');
+  const retryAfter = Number(headers['retry-after']);
+  const says = /secondary rate limit/i.test(message);
+  if (!says && !(e.status === 429 && Number.isFinite(retryAfter))) return undefined;
+  // Without retry-after GitHub says to wait until x-ratelimit-reset when no request remains, else at least a minute.
+  const reset = headers['x-ratelimit-remaining'] === '0' ? Number(headers['x-ratelimit-reset']) * 1000 - Date.now() : Number.NaN;
+  return { retryAfterMs: Number.isFinite(retryAfter) ? retryAfter * 1000 : Number.isFinite(reset) && reset > 0 ? reset : 60_000 };
+}
 
 export interface TreeItem {
   path: string;
@@ -89,6 +145,16 @@ interface PullLike {
 
 const USER_AGENT = 'ai-operator/0.1.0';
 const marker = (name: string) => `<!-- ai-operator:${name} -->`;
+
+/** What is kept of a pull request read (a list's or the full object): the fields pullRequestInfo reads, no more. */
+export function keptPull(p: PullLike): PullLike {
+  return {
+    number: p.number, html_url: p.html_url, title: p.title, state: p.state, head: { ref: p.head.ref, sha: p.head.sha }, base: { ref: p.base.ref },
+    user: p.user ? { login: p.user.login } : null, merged_at: p.merged_at ?? null, merge_commit_sha: p.merge_commit_sha ?? null,
+    ...(p.merged !== undefined ? { merged: p.merged } : {}), ...(p.merged_by ? { merged_by: { login: p.merged_by.login } } : {}),
+    ...(p.mergeable !== undefined ? { mergeable: p.mergeable } : {}), ...(p.mergeable_state !== undefined ? { mergeable_state: p.mergeable_state } : {}),
+  };
+}
 
 export function pullRequestInfo(p: PullLike, what = 'pull request'): PullRequestInfo {
   checkPull(p, what);
@@ -188,6 +254,19 @@ const REQUIRED_CHECKS_TTL_MS = 15_000;
 const PULL_FILES_CACHE_SIZE = 2000;
 // File contents by blob SHA (kustomizations, Chart.yaml files: small, and shared by every commit that keeps them).
 const BLOB_CACHE_SIZE = 2000;
+// What is kept per conditional GET is small (a PR's fields, a commit's CI, a page of a list): a PR, its CI and
+// its check runs for thousands of PRs in flight fit, so a poll is never answered 200 for want of room.
+const ETAG_CACHE_SIZE = 12_000;
+/** Commits whose pending CI a poll may reuse: as many as PRs wait at once. */
+const CI_SEEN_SIZE = 5000;
+/** How long a settled CI verdict of a commit (a rollback target's) is shared by the attempts that ask. */
+const SETTLED_CI_TTL_MS = 60_000;
+/** How long a PR the operator opened is remembered for the lists of open PRs. */
+const OWN_PULL_MS = 60_000;
+/** A list that began this soon after a PR the operator opened may not show it yet (GitHub's lists lag). */
+const LIST_LAG_MS = 10_000;
+/** How long "this branch has no PR" read by findPullRequest stands in for createPullRequest's look before creating. */
+const ABSENT_MS = 30_000;
 /** Repositories and (repository, name) pairs whose branch facts are kept. */
 const BRANCH_CACHE_SIZE = 5000;
 
@@ -205,13 +284,46 @@ export class GitHubClient implements GitHubPort {
   private readonly etags = new Map<string, { etag: string; data: unknown }>();
   private readonly pullFiles = new Map<string, string[]>();
   private readonly commitTrees = new Map<string, { sha: string; files: TreeItem[] }>();
+  /** Tree reads under way, by commit: apps reading the same commit at once share one. */
+  private readonly treeReads = new Map<string, Promise<{ sha: string; files: TreeItem[] | undefined }>>();
+  /** The installation's share of GitHub's secondary limits, kept by every request. */
+  readonly budget: GitHubBudget;
+  private readonly scope = new AsyncLocalStorage<RequestScope>();
+  /** Per repository: its open PRs, listed once for every attempt that polls. */
+  private readonly openPullLists = new Map<string, SharedRead<{ pulls: PullLike[]; startedAt: number }>>();
+  /** PRs this process opened, per repository, added to the lists for a while (GitHub's list may lag). */
+  private readonly ownPulls = new Map<string, Map<number, { pull: PullLike; at: number }>>();
+  /** CI last read as pending per commit, and when a poll reads it again. */
+  private readonly ciSeen = new Map<string, { ci: CiStatus; nextReadAt: number }>();
+  /** Settled CI verdicts (success, failure) of commits, shared for a minute; and reads under way. */
+  private readonly settledCi = new Map<string, { ci: CiStatus; at: number }>();
+  private readonly ciReads = new Map<string, Promise<CiStatus>>();
+  /** A branch's head, shared for `headCacheMs` by the attempts previewing and opening on it. */
+  private readonly heads = new Map<string, { at: number; sha: Promise<string> }>();
+  /** Branches findPullRequest found without any PR, and when. */
+  private readonly absent = new Map<string, number>();
   private readonly blobs = new Map<string, string>();
   private readonly requiredChecksCache = new Map<string, { at: number; contexts: string[] }>();
+  private readonly requiredChecksReads = new Map<string, Promise<string[]>>();
   /** Default branches per repository, and branch-or-not per (repository, name), each until its expiry. */
   private readonly branches = new Map<string, { value: string | boolean; until: number }>();
+  private readonly branchReads = new Map<string, Promise<string | boolean>>();
 
   constructor(options: GitHubClientOptions) {
     this.options = options;
+    this.budget = new GitHubBudget({ ...(options.limits ? { limits: options.limits } : {}), ...(options.budgetMetrics ? { metrics: options.budgetMetrics } : {}), ...(options.now ? { now: options.now } : {}) });
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  private get ciPollMs(): number {
+    return this.options.ciPollMs ?? 60_000;
+  }
+
+  private get timeoutMs(): number {
+    return this.options.timeoutMs ?? 15_000;
   }
 
   // ---- plumbing ---------------------------------------------------------------
@@ -227,6 +339,35 @@ export class GitHubClient implements GitHubPort {
     });
     // Every answer the client reads is JSON: a body cut short or an HTML page in a 200 is said here, by its route.
     octokit.hook.after('request', (response, options) => checkJsonBody(response as Parameters<typeof checkJsonBody>[0], options.method));
+    // Every request waits for its place in the installation's budget, then has timeoutMs to be answered.
+    octokit.hook.wrap('request', async (request, options) => {
+      const method = String(options.method).toUpperCase();
+      const url = String(options.url);
+      // An App's installation token is no content: it is a request like a read.
+      const write = !['GET', 'HEAD', 'OPTIONS'].includes(method) && !url.startsWith('/app/');
+      const scope = this.scope.getStore();
+      const outer = (options.request as { signal?: AbortSignal } | undefined)?.signal;
+      const release = await this.budget.admit({
+        write, route: `${method} ${url}`, ...(scope?.reservation ? { reservation: scope.reservation } : {}),
+        maxWaitMs: scope?.polling && !write ? 0 : this.options.budgetWaitMs ?? 10_000, ...(outer ? { signal: outer } : {}),
+      });
+      const timeout = AbortSignal.timeout(this.timeoutMs);
+      // Octokit's hooks are bound to this options object: the signal is set on it, not on a copy.
+      options.request = { ...options.request, signal: outer ? AbortSignal.any([outer, timeout]) : timeout };
+      try {
+        return await request(options);
+      } catch (error) {
+        const limited = secondaryLimitOf(error);
+        if (limited) {
+          this.budget.secondaryLimit(write, limited.retryAfterMs);
+          this.options.log?.warn('GitHub answered that a secondary rate limit was exceeded', { route: `${method} ${url}`, retryAfterSeconds: Math.round(limited.retryAfterMs / 1000) });
+        }
+        if (timeout.aborted && !outer?.aborted) throw new IntegrationError(scope?.call ?? 'github', 'TIMEOUT', `${method} ${url}: no answer within ${this.timeoutMs} ms`, { cause: TIMED_OUT });
+        throw error;
+      } finally {
+        release();
+      }
+    });
     return octokit;
   }
 
@@ -251,48 +392,109 @@ export class GitHubClient implements GitHubPort {
     return this.client;
   }
 
-  private run<T>(name: string, work: (o: Octokit, req: Req) => Promise<T>, extra: { lookBeforeRetry?: (o: Octokit, req: Req) => Promise<T | undefined>; classify?: (error: unknown) => Classified } = {}): Promise<T> {
-    return call(name, async (signal) => work(await this.octokit(signal), { request: { signal } }), {
-      classify: extra.classify ?? classifyHttpError,
+  /**
+   * One port call (SPEC §8) in its request scope. The timeout is each request's, counted once the budget lets it
+   * out (a request that waits for its place is not timed out for waiting); the try as a whole has a generous
+   * bound of its own. A request the budget refused is not retried within the call: the attempt waits an interval.
+   */
+  private run<T>(name: string, work: (o: Octokit, req: Req) => Promise<T>, extra: { lookBeforeRetry?: (o: Octokit, req: Req) => Promise<T | undefined>; classify?: (error: unknown) => Classified; scope?: Omit<RequestScope, 'call'> } = {}): Promise<T> {
+    const scope: RequestScope = { call: name, ...extra.scope };
+    const classify = extra.classify ?? classifyHttpError;
+    return this.scope.run(scope, () => call(name, async (signal) => work(await this.octokit(signal), { request: { signal } }), {
+      classify: (error) => (error instanceof BudgetRefusal ? { code: 'RATE_LIMITED', message: error.message } : classify(error)),
+      isFinal: (error) => error instanceof BudgetRefusal,
       ...(this.options.metrics ? { metrics: this.options.metrics } : {}),
-      ...(this.options.timeoutMs !== undefined ? { timeoutMs: this.options.timeoutMs } : {}),
+      timeoutMs: 8 * this.timeoutMs + (this.options.budgetWaitMs ?? 10_000),
       ...(this.options.backoffMs ? { backoffMs: this.options.backoffMs } : {}),
       ...(this.options.sleep ? { sleep: this.options.sleep } : {}),
       ...(extra.lookBeforeRetry
         ? {
           lookBeforeRetry: async () => {
-            // The look has its own short deadline: it runs outside the call's timeout.
-            const signal = AbortSignal.timeout(this.options.timeoutMs ?? 15_000);
+            // The look has its own deadline: it runs outside the call's.
+            const signal = AbortSignal.timeout(2 * this.timeoutMs);
             return extra.lookBeforeRetry!(await this.octokit(signal), { request: { signal } });
           },
         }
         : {}),
-    });
+    }));
   }
 
   /**
    * A GET that sends the ETag of the last answer for the same URL; a 304 means
    * unchanged and returns the remembered body (and costs no rate limit).
    */
-  private async conditional<T>(key: string, get: (headers: Record<string, string>) => Promise<{ data: T; headers: { etag?: string } }>, check: (data: T) => void): Promise<T> {
+  private async conditional<T, V>(key: string, get: (headers: Record<string, string>) => Promise<{ data: T; headers: { etag?: string } }>, check: (data: T) => void, keep: (data: T) => V): Promise<V> {
     const cached = this.etags.get(key);
     try {
       const response = await get(cached ? { 'if-none-match': cached.etag } : {});
       // Checked before it is kept: a malformed body remembered under its ETag would come back with every 304.
       check(response.data);
-      if (response.headers.etag) this.remember(key, response.headers.etag, response.data);
-      return response.data;
+      // Only what is read of it is kept: thousands of PRs and commits are polled at once.
+      const kept = keep(response.data);
+      if (response.headers.etag) this.remember(key, response.headers.etag, kept);
+      return kept;
     } catch (error) {
       if (statusOf(error) === 304 && cached) {
         this.remember(key, cached.etag, cached.data);
-        return cached.data as T;
+        return cached.data as V;
       }
       throw error;
     }
   }
 
   private remember(key: string, etag: string, data: unknown): void {
-    rememberBounded(this.etags, key, { etag, data }, this.options.etagCacheSize ?? 2000);
+    rememberBounded(this.etags, key, { etag, data }, this.options.etagCacheSize ?? ETAG_CACHE_SIZE);
+  }
+
+  /**
+   * The open PRs of a repository from one listing (every page ETag'd) that started at or after `notBefore`,
+   * shared by every caller, with the PRs this process opened since added: GitHub's list may not show them yet.
+   */
+  private async openPulls(repo: RepoRef, notBefore: number): Promise<PullLike[]> {
+    const key = `${repo.owner}/${repo.repo}`.toLowerCase();
+    let shared = this.openPullLists.get(key);
+    if (!shared) {
+      shared = new SharedRead(() => this.scope.run({ call: 'listOpenPullRequests' }, () => this.listOpen(repo)), () => this.now());
+      this.openPullLists.set(key, shared);
+    }
+    const { pulls, startedAt } = await shared.get(notBefore);
+    const own = this.ownPulls.get(key);
+    if (!own || own.size === 0) return pulls;
+    const now = this.now();
+    for (const [number, entry] of own) if (entry.at < now - OWN_PULL_MS) own.delete(number);
+    const listed = new Set(pulls.map((p) => p.number));
+    // Opened after the listing began, or so shortly before that the list may not show it yet.
+    const added = [...own.values()].filter((e) => !listed.has(e.pull.number) && e.at >= startedAt - LIST_LAG_MS).map((e) => e.pull);
+    return added.length > 0 ? [...pulls, ...added] : pulls;
+  }
+
+  private async listOpen(repo: RepoRef): Promise<{ pulls: PullLike[]; startedAt: number }> {
+    const startedAt = this.now();
+    const signal = AbortSignal.timeout(8 * this.timeoutMs);
+    const o = await this.octokit(signal);
+    const pulls: PullLike[] = [];
+    for (let page = 1; ; page++) {
+      const items = await this.conditional(`${repo.owner}/${repo.repo} open pulls page ${page}`,
+        (headers) => o.rest.pulls.list({ ...repo, state: 'open', per_page: 100, page, headers, request: { signal } }),
+        (data) => checkEach(data, `open pull requests, page ${page}`, checkPull), (data) => data.map(keptPull));
+      pulls.push(...items);
+      if (items.length < 100) break;
+    }
+    return { pulls, startedAt };
+  }
+
+  /** A PR this process opened: in every list from now on, and its files known, without reading either. */
+  private rememberOpened(repo: RepoRef, pull: PullLike, files: string[]): void {
+    const key = `${repo.owner}/${repo.repo}`.toLowerCase();
+    let own = this.ownPulls.get(key);
+    if (!own) this.ownPulls.set(key, own = new Map());
+    own.set(pull.number, { pull: keptPull(pull), at: this.now() });
+    rememberBounded(this.pullFiles, `${repo.owner}/${repo.repo}#${pull.number}@${pull.head.sha}..${pull.base.ref}`, files, PULL_FILES_CACHE_SIZE);
+  }
+
+  /** A PR this process closed or merged leaves the lists at once. */
+  private forgetOpened(repo: RepoRef, number: number): void {
+    this.ownPulls.get(`${repo.owner}/${repo.repo}`.toLowerCase())?.delete(number);
   }
 
   /** The paths a PR changes; they change only with its head (or a retargeted base), so they are read once per pair. */
@@ -326,14 +528,21 @@ export class GitHubClient implements GitHubPort {
     return this.login;
   }
 
-  /** A cached answer, or `read`'s (remembered until branchCacheMs from now); a failure is not remembered. */
-  private async branchFact<T extends string | boolean>(key: string, read: () => Promise<T>): Promise<T> {
-    const now = this.options.now ?? Date.now;
+  /**
+   * A cached answer, or `read`'s (remembered until branchCacheMs from now; callers asking meanwhile share the
+   * read); a failure is not remembered.
+   */
+  private branchFact<T extends string | boolean>(key: string, read: () => Promise<T>): Promise<T> {
     const known = this.branches.get(key);
-    if (known && known.until > now()) return known.value as T;
-    const value = await read();
-    rememberBounded(this.branches, key, { value, until: now() + (this.options.branchCacheMs ?? 5 * 60_000) }, BRANCH_CACHE_SIZE);
-    return value;
+    if (known && known.until > this.now()) return Promise.resolve(known.value as T);
+    const pending = this.branchReads.get(key);
+    if (pending) return pending as Promise<T>;
+    const reading = read().then((value) => {
+      rememberBounded(this.branches, key, { value, until: this.now() + (this.options.branchCacheMs ?? 5 * 60_000) }, BRANCH_CACHE_SIZE);
+      return value;
+    }).finally(() => this.branchReads.delete(key));
+    this.branchReads.set(key, reading);
+    return reading;
   }
 
   defaultBranch(repo: RepoRef): Promise<string> {
@@ -379,17 +588,34 @@ export class GitHubClient implements GitHubPort {
   }
 
   private async ciOf(o: Octokit, repo: RepoRef, sha: string, req: Req): Promise<CiStatus> {
-    const [combined, checks] = await Promise.all([
+    const [statuses, checkRuns] = await Promise.all([
       this.conditional(`${repo.owner}/${repo.repo} status ${sha}`, (headers) => o.rest.repos.getCombinedStatusForRef({ ...repo, ref: sha, per_page: 100, headers, ...req }),
-        (data) => checkEach(data.statuses, `statuses of ${sha}`, (s, at) => { need(s, 'context', 'string', at); need(s, 'state', 'string', at); })),
+        (data) => checkEach(data.statuses, `statuses of ${sha}`, (s, at) => { need(s, 'context', 'string', at); need(s, 'state', 'string', at); }),
+        (data) => data.statuses.map((s) => ({ context: s.context, state: s.state }))),
       this.conditional(`${repo.owner}/${repo.repo} check-runs ${sha}`, (headers) => o.rest.checks.listForRef({ ...repo, ref: sha, per_page: 100, headers, ...req }),
-        (data) => checkEach(data.check_runs, `check runs of ${sha}`, (r, at) => { need(r, 'name', 'string', at); need(r, 'status', 'string', at); })),
+        (data) => checkEach(data.check_runs, `check runs of ${sha}`, (r, at) => { need(r, 'name', 'string', at); need(r, 'status', 'string', at); }),
+        (data) => data.check_runs.map((r) => ({ name: r.name, status: r.status, conclusion: r.conclusion ?? null }))),
     ]);
-    return ciStatus(combined.statuses, checks.check_runs);
+    return ciStatus(statuses, checkRuns);
   }
 
+  /**
+   * CI of a commit (a rollback target's, for the candidate search). A settled verdict is shared for a minute by
+   * every attempt that asks (a burst of apps rolling back to one release asks about one commit), and attempts
+   * asking at once share one read; a pending one is read again each time.
+   */
   getCommitStatus(repo: RepoRef, sha: string): Promise<CiStatus> {
-    return this.run('getCommitStatus', (o, req) => this.ciOf(o, repo, sha, req));
+    const key = `${repo.owner}/${repo.repo}@${sha}`.toLowerCase();
+    const settled = this.settledCi.get(key);
+    if (settled && settled.at > this.now() - SETTLED_CI_TTL_MS) return Promise.resolve(settled.ci);
+    const pending = this.ciReads.get(key);
+    if (pending) return pending;
+    const reading = this.run('getCommitStatus', (o, req) => this.ciOf(o, repo, sha, req)).then((ci) => {
+      if (ci.state === 'success' || ci.state === 'failure' || ci.state === 'error') rememberBounded(this.settledCi, key, { ci, at: this.now() }, CI_SEEN_SIZE);
+      return ci;
+    }).finally(() => this.ciReads.delete(key));
+    this.ciReads.set(key, reading);
+    return reading;
   }
 
   private async findOpenOrLatest(o: Octokit, repo: RepoRef, branch: string, req: Req): Promise<PullRequestInfo | undefined> {
@@ -400,7 +626,29 @@ export class GitHubClient implements GitHubPort {
   }
 
   findPullRequest(repo: RepoRef, branch: string): Promise<PullRequestInfo | undefined> {
-    return this.run('findPullRequest', (o, req) => this.findOpenOrLatest(o, repo, branch, req));
+    return this.run('findPullRequest', async (o, req) => {
+      const found = await this.findOpenOrLatest(o, repo, branch, req);
+      // No PR on the branch, read just now: createPullRequest need not look again before it creates one.
+      if (!found) rememberBounded(this.absent, `${repo.owner}/${repo.repo}:${branch}`, this.now(), BRANCH_CACHE_SIZE);
+      else this.absent.delete(`${repo.owner}/${repo.repo}:${branch}`);
+      return found;
+    });
+  }
+
+  /**
+   * Sets aside the writes of opening the PR of `key` (its branch) in the installation's budget, in turn
+   * (production first, then the earliest attempt); RATE_LIMITED, without any request, while its turn has not
+   * come. Asked before the attempt reads what it would open the PR on: an attempt waiting for its turn costs
+   * no request.
+   */
+  reserveWrites(ask: { key: string; writes: number; turn: WriteTurn }): Promise<void> {
+    try {
+      this.budget.reserve(ask.key, ask.writes, ask.turn);
+      return Promise.resolve();
+    } catch (error) {
+      if (!(error instanceof BudgetRefusal)) throw error;
+      return Promise.reject(new IntegrationError('createPullRequest', 'RATE_LIMITED', error.message, { cause: error }));
+    }
   }
 
   /** Files of `path` in a commit's tree: one recursive read, or a walk down to the path when GitHub truncates. */
@@ -409,28 +657,37 @@ export class GitHubClient implements GitHubPort {
     const key = `${repo.owner}/${repo.repo}@${commitSha}`;
     const known = this.commitTrees.get(key);
     if (known) return { rootTree: known.sha, files: entriesUnder(known.files, prefix) };
-    const whole = await o.rest.git.getTree({ ...repo, tree_sha: commitSha, recursive: 'true', ...req });
-    checkTree(whole.data, `the tree of ${commitSha}`);
-    if (!whole.data.truncated) {
-      const files = whole.data.tree.map((e) => ({ path: e.path!, mode: e.mode!, type: e.type!, sha: e.sha! }))
-        .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-      rememberBounded(this.commitTrees, key, { sha: whole.data.sha, files }, COMMIT_TREE_CACHE_SIZE);
-      return { rootTree: whole.data.sha, files: entriesUnder(files, prefix) };
+    // Apps reading the same commit at once (a burst of rollbacks in one monorepo) share one read.
+    let reading = this.treeReads.get(key);
+    if (!reading) {
+      reading = (async () => {
+        // Not bound to this caller's call: the others waiting for it must not fail with it.
+        const { data } = await o.rest.git.getTree({ ...repo, tree_sha: commitSha, recursive: 'true', request: { signal: AbortSignal.timeout(2 * this.timeoutMs) } });
+        checkTree(data, `the tree of ${commitSha}`);
+        if (data.truncated) return { sha: data.sha, files: undefined };
+        const files = data.tree.map((e) => ({ path: e.path!, mode: e.mode!, type: e.type!, sha: e.sha! }))
+          .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+        rememberBounded(this.commitTrees, key, { sha: data.sha, files }, COMMIT_TREE_CACHE_SIZE);
+        return { sha: data.sha, files };
+      })().finally(() => this.treeReads.delete(key));
+      this.treeReads.set(key, reading);
     }
-    let treeSha = whole.data.sha;
+    const whole = await reading;
+    if (whole.files) return { rootTree: whole.sha, files: entriesUnder(whole.files, prefix) };
+    let treeSha = whole.sha;
     for (const segment of prefix === '' ? [] : prefix.split('/')) {
       const level = await o.rest.git.getTree({ ...repo, tree_sha: treeSha, ...req });
       checkTree(level.data, `the tree ${treeSha}`);
       const next = level.data.tree.find((e) => e.path === segment);
-      if (!next) return { rootTree: whole.data.sha, files: [] };
-      if (next.type !== 'tree') return { rootTree: whole.data.sha, files: [{ path: prefix, mode: next.mode!, type: next.type!, sha: next.sha! }] };
+      if (!next) return { rootTree: whole.sha, files: [] };
+      if (next.type !== 'tree') return { rootTree: whole.sha, files: [{ path: prefix, mode: next.mode!, type: next.type!, sha: next.sha! }] };
       treeSha = next.sha!;
     }
     const sub = await o.rest.git.getTree({ ...repo, tree_sha: treeSha, recursive: 'true', ...req });
     checkTree(sub.data, `the tree of ${prefix}`);
     if (sub.data.truncated) throw new IntegrationError(callName, 'INVALID_ARGUMENT', `the tree of ${prefix || 'the repository'} is too large for GitHub to list`);
     const base = prefix === '' ? '' : `${prefix}/`;
-    return { rootTree: whole.data.sha, files: sub.data.tree.map((e) => ({ path: `${base}${e.path!}`, mode: e.mode!, type: e.type!, sha: e.sha! })) };
+    return { rootTree: whole.sha, files: sub.data.tree.map((e) => ({ path: `${base}${e.path!}`, mode: e.mode!, type: e.type!, sha: e.sha! })) };
   }
 
   readFileAt(repo: RepoRef, sha: string, path: string): Promise<string | undefined> {
@@ -470,16 +727,34 @@ export class GitHubClient implements GitHubPort {
 
   /** The branch's head and the tree entries that restore `prefixes` there to their trees at `targetSha`. */
   private async restoration(o: Octokit, repo: RepoRef, branch: string, targetSha: string, prefixes: string[], req: Req, callName: string) {
-    const head = await o.rest.git.getRef({ ...repo, ref: `heads/${branch}`, ...req });
-    need(head.data, 'object.sha', 'string', `the ref heads/${branch}`);
-    const headSha = head.data.object.sha;
+    const headSha = await this.headOf(o, repo, branch);
     const [now, then] = await Promise.all([this.filesUnder(o, repo, headSha, prefixes, req, callName), this.filesUnder(o, repo, targetSha, prefixes, req, callName)]);
     return { headSha, rootTree: now.rootTree, entries: restoreEntries(now.files, then.files) };
   }
 
+  /**
+   * A branch's head, read afresh (a ref moves) but shared for `headCacheMs` by the attempts that ask meanwhile:
+   * a burst of rollbacks in one monorepo previews and opens on one head instead of reading it twice each. A
+   * PR is opened on the head its preview measured, when both come within that time.
+   */
+  private headOf(o: Octokit, repo: RepoRef, branch: string): Promise<string> {
+    const key = `${repo.owner}/${repo.repo}@${branch}`.toLowerCase();
+    const known = this.heads.get(key);
+    if (known && known.at > this.now() - (this.options.headCacheMs ?? 3000)) return known.sha;
+    const sha = (async () => {
+      const head = await o.rest.git.getRef({ ...repo, ref: `heads/${branch}`, request: { signal: AbortSignal.timeout(2 * this.timeoutMs) } });
+      need(head.data, 'object.sha', 'string', `the ref heads/${branch}`);
+      return head.data.object.sha;
+    })();
+    rememberBounded(this.heads, key, { at: this.now(), sha }, BRANCH_CACHE_SIZE);
+    // A failed read is not shared past its callers.
+    sha.catch(() => { if (this.heads.get(key)?.sha === sha) this.heads.delete(key); });
+    return sha;
+  }
+
   previewRollback(repo: RepoRef, query: { paths: string[]; branch: string; targetSha: string }): Promise<RollbackPreview> {
     return this.run('previewRollback', async (o, req) => {
-      // The head is read afresh (a ref moves), the trees come from the cache when known (a commit's never does).
+      // The head is read afresh (shared a few seconds), the trees come from the cache when known (a commit's never does).
       const { headSha, entries } = await this.restoration(o, repo, query.branch, query.targetSha, normalisePaths(query.paths), req, 'previewRollback');
       return { changed: entries.length, headSha, files: entries.map((e) => ({ path: e.path, change: e.sha === null ? 'deleted' as const : 'restored' as const })) };
     });
@@ -573,11 +848,15 @@ export class GitHubClient implements GitHubPort {
     // meanwhile still blocks the merge: GitHub reports the PR `blocked` (I8) until it passes.
     const cacheKey = `${repo.owner}/${repo.repo}@${branch}`;
     const cached = this.requiredChecksCache.get(cacheKey);
-    if (cached && Date.now() - cached.at < REQUIRED_CHECKS_TTL_MS) return Promise.resolve(cached.contexts);
-    return this.run('requiredChecks', async (o, req) => {
+    if (cached && this.now() - cached.at < REQUIRED_CHECKS_TTL_MS) return Promise.resolve(cached.contexts);
+    // The attempts asking at once share one read.
+    const pending = this.requiredChecksReads.get(cacheKey);
+    if (pending) return pending;
+    const reading = this.run('requiredChecks', async (o, req) => {
       const key = `${repo.owner}/${repo.repo}`;
       const [protection, rules] = await Promise.all([
-        this.conditional(`${key} protection ${branch}`, (headers) => o.rest.repos.getBranchProtection({ ...repo, branch, headers, ...req }), () => {})
+        this.conditional(`${key} protection ${branch}`, (headers) => o.rest.repos.getBranchProtection({ ...repo, branch, headers, ...req }), () => {},
+          (data) => ({ required_status_checks: data.required_status_checks }))
           .catch(async (error: unknown) => {
             // Not protected: no classic rule. Not allowed to read it (it needs admin): the branch summary, which read access sees.
             if (statusOf(error) === 404) return undefined;
@@ -586,7 +865,7 @@ export class GitHubClient implements GitHubPort {
             return data.protection;
           }),
         this.conditional(`${key} rules ${branch}`, (headers) => o.rest.repos.getBranchRules({ ...repo, branch, per_page: 100, headers, ...req }),
-          (data) => checkEach(data, `rules of ${branch}`, (r, at) => need(r, 'type', 'string', at))),
+          (data) => checkEach(data, `rules of ${branch}`, (r, at) => need(r, 'type', 'string', at)), (data) => data),
       ]);
       const contexts = new Set<string>();
       const classic = protection?.required_status_checks;
@@ -597,16 +876,22 @@ export class GitHubClient implements GitHubPort {
         for (const c of rule.parameters?.required_status_checks ?? []) contexts.add(c.context);
       }
       const sorted = [...contexts].sort();
-      rememberBounded(this.requiredChecksCache, cacheKey, { at: Date.now(), contexts: sorted }, PULL_FILES_CACHE_SIZE);
+      rememberBounded(this.requiredChecksCache, cacheKey, { at: this.now(), contexts: sorted }, PULL_FILES_CACHE_SIZE);
       return sorted;
-    });
+    }).finally(() => this.requiredChecksReads.delete(cacheKey));
+    this.requiredChecksReads.set(cacheKey, reading);
+    return reading;
   }
 
   createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<OpenedPullRequest> {
     return this.run('createPullRequest', async (o, req) => {
+      // Its writes go out together: set aside now, unless the attempt did (reserveWrites) before its preflight.
+      if (!this.budget.holding(spec.branch)) this.budget.reserve(spec.branch, OPENING_WRITES, { production: false, since: new Date(this.now()).toISOString() });
       // Look before creating (SPEC §6.4): an open PR of this attempt's branch is adopted as it is when its
-      // head is the rollback commit — rebuilding would move its head and restart its CI.
-      const open = await this.adopt(o, repo, spec, req);
+      // head is the rollback commit — rebuilding would move its head and restart its CI. findPullRequest
+      // found none on the branch moments ago (the attempt looks before it decides to open): that look stands.
+      const absentSince = this.absent.get(`${repo.owner}/${repo.repo}:${spec.branch}`);
+      const open = absentSince !== undefined && absentSince > this.now() - ABSENT_MS ? undefined : await this.adopt(o, repo, spec, req);
       if (open) return open;
       const prefixes = normalisePaths(spec.paths);
       const { headSha: baseSha, rootTree, entries } = await this.restoration(o, repo, spec.base, spec.targetSha, prefixes, req, 'createPullRequest');
@@ -622,9 +907,11 @@ export class GitHubClient implements GitHubPort {
       const rollbackCommit: RollbackCommit = { sha: commit.data.sha, tree: tree.data.sha, parent: baseSha };
       const pointed = await this.pointBranch(o, repo, spec.branch, rollbackCommit, req);
       let pull: PullRequestInfo;
+      let kept: PullLike;
       try {
         const { data } = await o.rest.pulls.create({ ...repo, head: spec.branch, base: spec.base, title: spec.title, body: spec.body, maintainer_can_modify: false, ...req });
         pull = pullRequestInfo(data, 'the created pull request');
+        kept = keptPull(data);
       } catch (error) {
         // Opened by an earlier try whose answer was lost: adopt it.
         if (statusOf(error) !== 422 || !validationMessages(error).some((m) => m.includes('A pull request already exists'))) throw error;
@@ -632,9 +919,14 @@ export class GitHubClient implements GitHubPort {
         if (!existing) throw error;
         return existing;
       }
+      this.absent.delete(`${repo.owner}/${repo.repo}:${spec.branch}`);
       if (spec.labels.length > 0) await o.rest.issues.addLabels({ ...repo, issue_number: pull.number, labels: spec.labels, ...req });
+      // Known without reading it back: the PR in the lists of open PRs, the files it changes, and its CI, which
+      // cannot have reported on a commit made a moment ago (a poll reads it once ciPollMs have passed).
+      this.rememberOpened(repo, kept, entries.map((e) => e.path));
+      rememberBounded(this.ciSeen, `${repo.owner}/${repo.repo}@${pointed.sha}`.toLowerCase(), { ci: { state: 'none', runs: [] }, nextReadAt: this.now() + this.ciPollMs }, CI_SEEN_SIZE);
       return { ...pull, rollbackCommit: pointed };
-    }, { lookBeforeRetry: (o, req) => this.adopt(o, repo, spec, req) });
+    }, { lookBeforeRetry: (o, req) => this.adopt(o, repo, spec, req), scope: { reservation: spec.branch } });
   }
 
   /**
@@ -661,21 +953,65 @@ export class GitHubClient implements GitHubPort {
     }
   }
 
-  getPullRequestStatus(repo: RepoRef, number: number, ciSha?: string): Promise<{ pr: PullRequestInfo; ci: CiStatus }> {
-    return this.run('getPullRequestStatus', async (o, req) => {
-      const data = await this.conditional(`${repo.owner}/${repo.repo} pull ${number}`, (headers) => o.rest.pulls.get({ ...repo, pull_number: number, headers, ...req }),
-        (pull) => checkPull(pull, `pull request #${number}`));
-      const pr = pullRequestInfo(data, `pull request #${number}`);
-      // CI is read on the operator's own commit: checks that passed on a head someone pushed say nothing of it.
-      return { pr, ci: await this.ciOf(o, repo, ciSha ?? pr.headSha, req) };
-    });
+  private get pullListMaxAgeMs(): number {
+    return this.options.pullListMaxAgeMs ?? 10_000;
   }
 
-  listOpenPullRequests(repo: RepoRef, filter: { base: string; paths: string[] }): Promise<PullRequestInfo[]> {
+  /**
+   * The PR and CI on `ciSha`. Fresh unless `polling`: a poll while the PR waits takes the PR from the
+   * repository's shared list of open PRs when it is there, open, with `ciSha` as its head (anything else is
+   * read from the PR itself), and CI still pending as it was read up to ciPollMs ago — or, when the budget has
+   * no place for the read now, as it was read last.
+   */
+  getPullRequestStatus(repo: RepoRef, number: number, ciSha?: string, options: { polling?: boolean } = {}): Promise<{ pr: PullRequestInfo; ci: CiStatus }> {
+    const polling = options.polling === true && ciSha !== undefined;
+    return this.run('getPullRequestStatus', async (o, req) => {
+      let data: PullLike | undefined;
+      if (polling) {
+        const open = await this.openPulls(repo, this.now() - this.pullListMaxAgeMs).catch((error: unknown) => {
+          if (error instanceof BudgetRefusal) return [];
+          throw error;
+        });
+        data = open.find((p) => p.number === number && p.head.sha === ciSha);
+      }
+      data ??= await this.conditional(`${repo.owner}/${repo.repo} pull ${number}`, (headers) => o.rest.pulls.get({ ...repo, pull_number: number, headers, ...req }),
+        (pull) => checkPull(pull, `pull request #${number}`), keptPull);
+      const pr = pullRequestInfo(data, `pull request #${number}`);
+      // CI is read on the operator's own commit: checks that passed on a head someone pushed say nothing of it.
+      return { pr, ci: await this.ciFor(o, repo, ciSha ?? pr.headSha, req, polling) };
+    }, polling ? { scope: { polling: true } } : {});
+  }
+
+  /** CI of a PR's commit: read now, or for a poll, pending CI as read up to ciPollMs ago. */
+  private async ciFor(o: Octokit, repo: RepoRef, sha: string, req: Req, polling: boolean): Promise<CiStatus> {
+    const key = `${repo.owner}/${repo.repo}@${sha}`.toLowerCase();
+    const seen = this.ciSeen.get(key);
+    if (polling && seen && seen.nextReadAt > this.now()) return seen.ci;
+    let ci: CiStatus;
+    try {
+      ci = await this.ciOf(o, repo, sha, req);
+    } catch (error) {
+      if (polling && seen && error instanceof BudgetRefusal) return seen.ci;
+      throw error;
+    }
+    // Only an answer that cannot end the wait is reused: success or failure is read again whenever asked.
+    if (ci.state === 'pending' || ci.state === 'none') rememberBounded(this.ciSeen, key, { ci, nextReadAt: this.now() + this.ciPollMs }, CI_SEEN_SIZE);
+    else this.ciSeen.delete(key);
+    return ci;
+  }
+
+  /**
+   * Open PRs into `base` that change a file at or under any of `paths` (opened by `openedBy`, on a branch
+   * starting with `branchPrefix`, when given: the files of no other PR are read). From a listing of the
+   * repository's open PRs that started after the call (shared with the calls made meanwhile), or with
+   * `polling`, one up to pullListMaxAgeMs old; the PRs this process opened are in it either way.
+   */
+  listOpenPullRequests(repo: RepoRef, filter: { base: string; paths: string[]; openedBy?: string; branchPrefix?: string }, options: { polling?: boolean } = {}): Promise<PullRequestInfo[]> {
     return this.run('listOpenPullRequests', async (o, req) => {
       const prefixes = normalisePaths(filter.paths);
-      const open = await o.paginate(o.rest.pulls.list, { ...repo, state: 'open', base: filter.base, per_page: 100, ...req });
-      checkEach(open, `open pull requests on ${filter.base}`, checkPull);
+      const open = (await this.openPulls(repo, this.now() - (options.polling ? this.pullListMaxAgeMs : 0)))
+        .filter((p) => p.base.ref === filter.base && (filter.openedBy === undefined || p.user?.login === filter.openedBy)
+          && (filter.branchPrefix === undefined || p.head.ref.startsWith(filter.branchPrefix)));
       const touching = await Promise.all(open.map(async (p) => prefixes.includes('') || (await this.filesOf(o, repo, p, req)).some((f) => prefixes.some((prefix) => under(prefix, f)))));
       return open.filter((_, i) => touching[i]).map((p) => pullRequestInfo(p));
     });
@@ -685,6 +1021,7 @@ export class GitHubClient implements GitHubPort {
     return this.run('mergePullRequest', async (o, req) => {
       const { data } = await o.rest.pulls.merge({ ...repo, pull_number: number, sha: options.sha, merge_method: options.method, ...req });
       need(data, 'sha', 'string', `the merge of #${number}`);
+      this.forgetOpened(repo, number);
       return { sha: data.sha };
     }, {
       classify: classifyMerge,
@@ -744,6 +1081,7 @@ export class GitHubClient implements GitHubPort {
       // Say why first: a PR closed without its comment would leave readers guessing.
       await this.commentOnce(o, repo, number, 'closed', comment, req);
       await o.rest.pulls.update({ ...repo, pull_number: number, state: 'closed', ...req });
+      this.forgetOpened(repo, number);
     });
   }
 }

@@ -43,6 +43,9 @@ function exercise(metrics: Metrics): void {
   metrics.outboxDeadLettered('degradation.detected');
   metrics.setOutboxPending(3);
   metrics.setApprovalEnforced(true);
+  metrics.observeGitHubWriteWait(42);
+  metrics.setGitHubWritesQueued(15);
+  metrics.countGitHubSecondaryRateLimit();
   const queue = metrics.queue('application');
   queue.added('normal');
   queue.taken('normal', 0.002);
@@ -54,7 +57,7 @@ function exercise(metrics: Metrics): void {
 
 const HISTOGRAMS = new Set<string>([
   METRIC.meanTimeToRecovery, METRIC.candidateResolutionDuration, METRIC.mcpCallDuration,
-  METRIC.reconcileTime, METRIC.workqueueQueueDuration, METRIC.workqueueWorkDuration,
+  METRIC.reconcileTime, METRIC.workqueueQueueDuration, METRIC.workqueueWorkDuration, METRIC.githubWriteWait,
 ]);
 
 describe('Metrics', () => {

@@ -39,6 +39,9 @@ export const METRIC = {
   eventsRejected: EVENTS_REJECTED_METRIC,
   eventConsumerRestarts: 'ai_operator_event_consumer_restarts_total',
   traceSpansDropped: 'ai_operator_trace_spans_dropped_total',
+  githubWriteWait: 'ai_operator_github_write_wait_seconds',
+  githubWritesQueued: 'ai_operator_github_writes_queued',
+  githubSecondaryRateLimits: 'ai_operator_github_secondary_rate_limits_total',
   // controller-runtime (pkg/internal/controller/metrics) and its work queue (pkg/internal/metrics/workqueue.go).
   reconcileTotal: 'controller_runtime_reconcile_total',
   reconcileErrors: 'controller_runtime_reconcile_errors_total',
@@ -78,6 +81,9 @@ export const METRIC_LABELS = {
   [METRIC.eventsRejected]: ['reason'],
   [METRIC.eventConsumerRestarts]: ['reason'],
   [METRIC.traceSpansDropped]: ['reason'],
+  [METRIC.githubWriteWait]: [],
+  [METRIC.githubWritesQueued]: [],
+  [METRIC.githubSecondaryRateLimits]: [],
   [METRIC.reconcileTotal]: ['controller', 'result'],
   [METRIC.reconcileErrors]: ['controller'],
   [METRIC.terminalReconcileErrors]: ['controller'],
@@ -98,6 +104,9 @@ const MTTR_BUCKETS = [30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 36
 const CANDIDATE_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120];
 // External calls: milliseconds when healthy, up to the 30 s call timeout.
 const CALL_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+// A write's wait for its place in GitHub's secondary limits: none when quiet; minutes, even an hour, in a burst
+// (GitHub allows 80 content-creating requests a minute and 500 an hour).
+const WRITE_WAIT_BUCKETS = [0.1, 1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600];
 // controller-runtime's reconcile_time_seconds buckets, verbatim.
 const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
   1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60];
@@ -212,6 +221,9 @@ export class Metrics {
   readonly #approvalEnforced: Gauge;
   readonly #approvalUnenforcedNamespaces: Gauge;
   readonly #traceSpansDropped: Counter<Labels<typeof METRIC.traceSpansDropped>>;
+  readonly #githubWriteWait: Histogram;
+  readonly #githubWritesQueued: Gauge;
+  readonly #githubSecondaryRateLimits: Counter;
   readonly #reconcileTotal: Counter<Labels<typeof METRIC.reconcileTotal>>;
   readonly #reconcileErrors: Counter<Labels<typeof METRIC.reconcileErrors>>;
   readonly #terminalReconcileErrors: Counter<Labels<typeof METRIC.terminalReconcileErrors>>;
@@ -413,6 +425,22 @@ export class Metrics {
       registers,
     });
     for (const reason of DROP_REASONS) this.#traceSpansDropped.inc({ reason }, 0);
+    this.#githubWriteWait = new Histogram({
+      name: METRIC.githubWriteWait,
+      help: 'Seconds a GitHub write waited for its place in the installation\'s share of GitHub\'s secondary limits: a rollback PR\'s writes from the attempt\'s first ask to their admission, a single write in the queue.',
+      buckets: WRITE_WAIT_BUCKETS,
+      registers,
+    });
+    this.#githubWritesQueued = new Gauge({
+      name: METRIC.githubWritesQueued,
+      help: 'GitHub writes waiting for their place now (each rollback PR not yet admitted counts the writes it takes).',
+      registers,
+    });
+    this.#githubSecondaryRateLimits = new Counter({
+      name: METRIC.githubSecondaryRateLimits,
+      help: 'Answers of GitHub saying a secondary rate limit was exceeded; every write waits out their retry-after.',
+      registers,
+    });
     eventBusCounters(registry);
     if (options.processMetrics) collectDefaultMetrics({ register: registry });
   }
@@ -526,6 +554,18 @@ export class Metrics {
 
   observeCandidateResolution(app: string, seconds: number): void {
     this.#candidateResolution.observe({ app_name: app }, seconds);
+  }
+
+  observeGitHubWriteWait(seconds: number): void {
+    this.#githubWriteWait.observe(seconds);
+  }
+
+  setGitHubWritesQueued(writes: number): void {
+    this.#githubWritesQueued.set(writes);
+  }
+
+  countGitHubSecondaryRateLimit(): void {
+    this.#githubSecondaryRateLimits.inc();
   }
 
   /** Every try's duration; a failed try (retried or not) also counts its error code. */

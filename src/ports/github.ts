@@ -44,6 +44,16 @@ export interface CommitIdentity {
   message: string;
 }
 
+/** The writes createPullRequest sends for a new PR: the tree, the commit, the branch, the PR, its labels. */
+export const OPENING_WRITES = 5;
+
+/** Whose turn comes first among attempts waiting to write to GitHub: production, then the one that started first. */
+export interface WriteTurn {
+  production: boolean;
+  /** When the attempt started (ISO 8601). */
+  since: string;
+}
+
 export interface CiStatus {
   state: CiState | 'none';
   runs: CheckRun[];
@@ -114,6 +124,14 @@ export interface GitHubPort extends RepositorySnapshotReader {
   getCommitStatus(repo: RepoRef, sha: string): Promise<CiStatus>;
   findPullRequest(repo: RepoRef, branch: string): Promise<PullRequestInfo | undefined>;
   /**
+   * Sets aside, in the installation's budget of GitHub writes (GitHub's secondary limits, shared by every
+   * attempt), the `writes` that opening the PR of `key` (its branch) takes; fails RATE_LIMITED, sending no
+   * request, while its turn has not come (production first, then the attempt that started first). Asked
+   * before anything is read for the PR, so an attempt waiting for its turn costs no request; asked again
+   * each interval, it keeps its place in the line.
+   */
+  reserveWrites(ask: { key: string; writes: number; turn: WriteTurn }): Promise<void>;
+  /**
    * What createPullRequest would commit for the same path, branch (its base) and
    * target — asked before opening one, so an empty rollback is never opened.
    */
@@ -131,15 +149,24 @@ export interface GitHubPort extends RepositorySnapshotReader {
   checkRollbackCommit(repo: RepoRef, number: number, spec: { paths: string[]; targetSha: string }): Promise<RollbackCommitCheck>;
   /** Who made a commit (a moved PR head is named with it). */
   describeCommit(repo: RepoRef, sha: string): Promise<CommitIdentity>;
-  /** The PR, and CI on `ciSha` (the operator's rollback commit; the PR's head when not given). */
-  getPullRequestStatus(repo: RepoRef, number: number, ciSha?: string): Promise<{ pr: PullRequestInfo; ci: CiStatus }>;
+  /**
+   * The PR, and CI on `ciSha` (the operator's rollback commit; the PR's head when not given), read fresh.
+   * With `polling` (a PR waiting for its CI; never what a merge is decided on), an open PR whose head is still
+   * `ciSha` may come from a list of the repository's open PRs a few seconds old, and CI that was pending from
+   * a read up to the configured CI poll interval old.
+   */
+  getPullRequestStatus(repo: RepoRef, number: number, ciSha?: string, options?: { polling?: boolean }): Promise<{ pr: PullRequestInfo; ci: CiStatus }>;
   /**
    * The status checks a merge into `branch` requires: branch protection's required contexts and the
    * `required_status_checks` rules of the rulesets that apply to it, together.
    */
   requiredChecks(repo: RepoRef, branch: string): Promise<string[]>;
-  /** Open PRs into `base` that change a file at or under any of `paths`. */
-  listOpenPullRequests(repo: RepoRef, filter: { base: string; paths: string[] }): Promise<PullRequestInfo[]>;
+  /**
+   * Open PRs into `base` that change a file at or under any of `paths` (only those `openedBy` that login, on a
+   * branch starting with `branchPrefix`, when given). Read fresh; with `polling`, from a list of the
+   * repository's open PRs a few seconds old, to which the PRs this operator opened since are added.
+   */
+  listOpenPullRequests(repo: RepoRef, filter: { base: string; paths: string[]; openedBy?: string; branchPrefix?: string }, options?: { polling?: boolean }): Promise<PullRequestInfo[]>;
   mergePullRequest(repo: RepoRef, number: number, options: { sha: string; method: 'squash' | 'merge' | 'rebase' }): Promise<{ sha: string }>;
   /** Adds a comment unless one carrying `marker` is already there. */
   commentPullRequest(repo: RepoRef, number: number, marker: string, body: string): Promise<void>;

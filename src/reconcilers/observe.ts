@@ -13,7 +13,7 @@ import { failsEarly } from '../modules/pod-signals.ts';
 import { resolveTargetBranch } from '../modules/target-branch.ts';
 import type { ApplicationView } from '../ports/argocd.ts';
 import { IntegrationError } from '../ports/errors.ts';
-import type { OpenedPullRequest, PullRequestInfo, RepoRef } from '../ports/github.ts';
+import { OPENING_WRITES, type OpenedPullRequest, type PullRequestInfo, type RepoRef } from '../ports/github.ts';
 import type { AppState, StoredAttempt } from '../ports/attempt-store.ts';
 import type { ApplicationReconcilerDeps, ResetRequested } from './deps.ts';
 
@@ -210,7 +210,16 @@ export class Observer {
     const lookForPullRequest = record.state === 'CandidateResolved' || (record.state === 'Abort' && !record.pullRequest && facts.human.reset === true);
     switch (lookForPullRequest ? 'CandidateResolved' : record.state) {
       case 'CandidateResolved': {
-        const pr = await github.findPullRequest(repo, branchName(record.app, record.correlationId));
+        // Its turn among the attempts waiting to write to GitHub, before anything is read for the PR: an attempt
+        // that waits for it (RATE_LIMITED, said in its status) costs no request. None is taken for a PR that
+        // will not be opened (a dry run; health back, which ends the attempt), nor while waiting for another
+        // attempt's PR, nor for the PR just opened.
+        const opening = !memo?.opened && !record.waitingFor && !record.settings.dryRun && facts.health?.status !== 'Healthy';
+        if (record.state === 'CandidateResolved' && opening) {
+          await github.reserveWrites({ key: branchName(record.app, record.correlationId), writes: OPENING_WRITES, turn: { production: record.environment === 'production', since: record.createdAt } });
+        }
+        // The PR this reconcile opened is the one on the branch: no need to look it up again.
+        const pr = memo?.opened ?? await github.findPullRequest(repo, branchName(record.app, record.correlationId));
         if (!pr) return;
         // Just built by this reconcile, or found by the branch's name: then its head must be checked to be the rollback.
         const opened = memo?.opened?.number === pr.number && memo.opened.rollbackCommit.sha === pr.headSha ? memo.opened.rollbackCommit : undefined;
@@ -222,8 +231,9 @@ export class Observer {
       case 'Abort': {
         if (!record.pullRequest) return;
         const built = record.rollbackCommit;
-        // CI is read on the commit the operator built, never on whatever the head is now.
-        const { pr, ci } = await github.getPullRequestStatus(repo, record.pullRequest.number, built?.sha);
+        // CI is read on the commit the operator built, never on whatever the head is now. While the PR waits for
+        // CI (PRCreated) it is polled; what a merge is decided on (AwaitingMergeApproval) is read fresh.
+        const { pr, ci } = await github.getPullRequestStatus(repo, record.pullRequest.number, built?.sha, record.state === 'PRCreated' ? { polling: true } : {});
         const identity = await this.operatorLogin();
         facts.pullRequest = {
           ref: refOf(pr),
@@ -266,7 +276,8 @@ export class Observer {
   async competingPullRequests(record: AttemptRecord, app: ApplicationView | undefined, repo: RepoRef, base: string): Promise<Array<{ number: number; title: string }>> {
     const own = branchName(record.app, record.correlationId);
     const identity = await this.operatorLogin();
-    return (await this.deps.github.listOpenPullRequests(repo, { base, paths: restoredPaths(record, app?.source) }))
+    // A list a few seconds old will do: this operator's own PRs (the only ones that count here) are in it as soon as opened.
+    return (await this.deps.github.listOpenPullRequests(repo, { base, paths: restoredPaths(record, app?.source), openedBy: identity, branchPrefix: ROLLBACK_BRANCH_PREFIX }, { polling: true }))
       .filter((p) => p.branch !== own && p.branch.startsWith(ROLLBACK_BRANCH_PREFIX) && p.author === identity)
       .map((p) => ({ number: p.number, title: p.title }));
   }

@@ -24,10 +24,11 @@ let aliceToken: string;
 const c: Record<string, string> = {};
 
 /** A client as the operator builds it, with instant (recorded) backoff. */
-function client(options: { metrics?: Metrics; delays?: number[] } = {}) {
+function client(options: { metrics?: Metrics; delays?: number[]; now?: () => number } = {}) {
   return new GitHubClient({
     baseUrl: sim.url, auth: { kind: 'token', token }, timeoutMs: 10_000,
     ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.now ? { now: options.now } : {}),
     sleep: async (ms) => { options.delays?.push(ms); },
   });
 }
@@ -282,21 +283,27 @@ describe('comments and closing', () => {
 });
 
 describe('CI and merging', () => {
-  it('polls CI with ETags: an unchanged answer is a 304 that costs no rate limit', async () => {
-    const gh = client();
+  it('polls CI with ETags: an unchanged answer is a 304 that costs no rate limit; a settled verdict is shared for a minute', async () => {
+    let now = Date.now();
+    const gh = client({ now: () => now });
     const statusRoute = 'GET /repos/{owner}/{repo}/commits/{ref}/status';
     sim.control.setStatus({ ...repo, sha: c.v2!, state: 'success', context: 'ci/build' });
     sim.control.setCheckRun({ ...repo, sha: c.v2!, name: 'unit-tests', conclusion: 'success' });
     expect(await gh.getCommitStatus(repo, c.v2!)).toEqual({ state: 'success', runs: [{ name: 'ci/build', state: 'success' }, { name: 'unit-tests', state: 'success' }] });
     const before = sim.control.rateLimit({ login: OPERATOR }).remaining;
     const requests = sim.control.counters()[statusRoute]!;
-    // When the same poll runs again and nothing changed
+    // Asked again within the minute (another app rolling back to the same commit): no request at all
+    expect((await gh.getCommitStatus(repo, c.v2!)).state).toBe('success');
+    expect(sim.control.counters()[statusRoute]).toBe(requests);
+    // When the same poll runs again a minute later and nothing changed
+    now += 61_000;
     expect((await gh.getCommitStatus(repo, c.v2!)).state).toBe('success');
     // Then both requests went out, answered 304, and the quota did not move
     expect(sim.control.counters()[statusRoute]).toBe(requests + 1);
     expect(sim.control.rateLimit({ login: OPERATOR }).remaining).toBe(before);
     // And a change is seen (a new ETag, a full answer that costs one request)
     sim.control.setStatus({ ...repo, sha: c.v2!, state: 'failure', context: 'ci/build' });
+    now += 61_000;
     expect((await gh.getCommitStatus(repo, c.v2!)).state).toBe('failure');
     expect(sim.control.rateLimit({ login: OPERATOR }).remaining).toBe(before - 1);
   });
@@ -526,7 +533,7 @@ describe('is there anything to roll back?', () => {
     expect((await client().previewRollback(gitops, { paths: ['apps/web-canary'], branch: 'main', targetSha: h.good! })).changed).toBe(1);
   });
 
-  it('costs the PR that follows no tree read: one ref read more than the PR alone', async () => {
+  it('costs the PR that follows no tree read and no ref read: the preview\'s head, read a moment ago, is the PR\'s base', async () => {
     const spec = (app: string, name: string): RollbackPullRequestSpec => ({
       branch: `ai-operator/rollback/${name}`, base: 'main', paths: [`apps/${app}`], targetSha: h.good!,
       title: `Rollback ${app} (staging)`, body: '## Why\n\nTest.', labels: ['ai-operator', 'rollback', 'staging'],
@@ -544,10 +551,10 @@ describe('is there anything to roll back?', () => {
     expect(preview.changed).toBe(1);
     expect(sim.control.counters()).toEqual({ [ref]: 1, [trees]: 2 });
     const pr = await gh.createPullRequest(gitops, spec('api', 'api-ffff0002'));
-    // The PR read no tree: both came from the preview's reads; only the branch head was read again (a ref moves)
+    // The PR read no tree (both came from the preview's reads), nor the branch head: read 3 s ago at most, it is shared
     expect(sim.control.counters()[trees]).toBe(2);
-    expect(sim.control.counters()[ref]).toBe(2);
-    expect(total()).toBe(aloneRequests + 1);
+    expect(sim.control.counters()[ref]).toBe(1);
+    expect(total()).toBe(aloneRequests);
     // and it is the commit the preview described, on the head it measured
     expect(gitIn('rev-parse', `${pr.headSha}^`)).toBe(preview.headSha);
     expect(gitIn('diff', '--name-only', 'main', pr.headSha).split('\n')).toHaveLength(preview.changed);
