@@ -303,8 +303,13 @@ export async function startOperator(endpoints: StackEndpoints, options: { github
     },
     stdout: 'ignore',
   });
+  const deadline = Date.now() + 15 * 60_000;
   for (;;) {
     if (operator.exitCode() !== null) throw new Error(`the operator exited (${operator.exitCode()}) before it was ready`);
+    if (Date.now() > deadline) {
+      await operator.stop();
+      throw new Error('the operator was not ready within 15 minutes');
+    }
     const ready = await fetch(`http://127.0.0.1:${options.httpPort}/readyz`).then((r) => r.ok, () => false);
     if (ready) return operator;
     await new Promise((r) => setTimeout(r, 500));
