@@ -226,14 +226,14 @@ try {
 
   if (failover) {
     const { killed, at, afterPrs, takeover } = failover;
-    const spanning = [...opened].filter(([app, o]) => confirmed.has(app) && confirmed.get(app)! <= at && o.at > at).map(([app, o]) => (o.at - confirmed.get(app)!) / 1000);
-    const apart = [...opened].filter(([app, o]) => confirmed.has(app) && !(confirmed.get(app)! <= at && o.at > at)).map(([app, o]) => (o.at - confirmed.get(app)!) / 1000);
-    out(`    confirmed before the kill, PR after it: ${spanning.length} (p50 ${percentile(spanning, 50).toFixed(2)} s, max ${percentile(spanning, 100).toFixed(2)} s); the other ${apart.length}: p50 ${percentile(apart, 50).toFixed(2)} s, p95 ${percentile(apart, 95).toFixed(2)} s, max ${percentile(apart, 100).toFixed(2)} s`);
     const firstAfter = Math.min(...[...opened.values()].filter((o) => o.at > at).map((o) => o.at));
     out(`  failover: ${killed.identity} (the leader) SIGKILLed after ${afterPrs} PRs, ${s(at - firstConfirmed)} after the first confirmation; ${takeover ? `${takeover.identity} held the leader key ${s(takeover.at - at)} later (target < 10 s)` : 'no other replica held the leader key within 60 s'}; its first PR ${Number.isFinite(firstAfter) ? `${s(firstAfter - at)} after the kill` : 'never opened'}`);
     const before = [...opened.values()].filter((o) => o.at <= at);
     const afterKill = [...opened.values()].filter((o) => o.at > at);
     out(`  PRs opened by replica: ${killed.identity} ${before.length}, ${takeover?.identity ?? 'the standby'} ${afterKill.length}${afterKill.some((o) => o.adopted) ? ` (${afterKill.filter((o) => o.adopted).length} of them adopted: opened on GitHub by ${killed.identity}, recorded by the new leader)` : ''}`);
+    const spanning = [...opened].filter(([app, o]) => confirmed.has(app) && confirmed.get(app)! <= at && o.at > at).map(([app, o]) => (o.at - confirmed.get(app)!) / 1000);
+    const apart = [...opened].filter(([app, o]) => confirmed.has(app) && !(confirmed.get(app)! <= at && o.at > at)).map(([app, o]) => (o.at - confirmed.get(app)!) / 1000);
+    out(`  confirming check → PR opened, confirmed before the kill and opened after it: ${spanning.length} (p50 ${percentile(spanning, 50).toFixed(2)} s, max ${percentile(spanning, 100).toFixed(2)} s); the other ${apart.length}: p50 ${percentile(apart, 50).toFixed(2)} s, p95 ${percentile(apart, 95).toFixed(2)} s, max ${percentile(apart, 100).toFixed(2)} s`);
   } else if (failoverSkipped) out(`  failover: not done (${failoverSkipped})`);
   else if (FAILOVER) out(`  failover: not done (fewer than ${killAfter} PRs opened)`);
 
