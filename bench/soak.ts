@@ -13,7 +13,6 @@
 // the audit chain intact, the event and audit outboxes empty, no active key left.
 // Environment: SOAK_MINUTES (60), SOAK_APPS (10,000), SOAK_DEGRADE_EVERY (60 s),
 // SOAK_RESTART_EVERY (600 s), SOAK_KILL_EVERY (900 s).
-import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -27,7 +26,8 @@ import { STREAM_NAME } from '../src/bus/jetstream.ts';
 import type { CloudEvent } from '../src/fsm/cloud-events.ts';
 import { AttemptStore } from '../src/store/attempt-store.ts';
 import { EtcdKV } from '../src/store/etcd.ts';
-import { benchCluster, createApps, degrade, deploymentResource, gitopsRepo, name, REPO, rolledOut, rssMiB, startOperator, startSimProcess } from './support.ts';
+import { rssMiB } from './figures.ts';
+import { benchCluster, createApps, degrade, deploymentResource, gitopsRepo, name, REPO, rolledOut, startOperator, startSimProcess, writersFromEnv, type BenchProcess } from './support.ts';
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 60);
 const APPS = Number(process.env.SOAK_APPS ?? 10_000);
@@ -69,21 +69,24 @@ const endpoints = endpointsOf(stack);
 const sim = await startSimProcess();
 const kv = new EtcdKV([endpoints.etcd]);
 const store = new AttemptStore(kv);
-let operator: ChildProcess | undefined;
+let operator: BenchProcess | undefined;
+let killing = false;
 let finished = false;
 try {
   await installCrds(endpoints);
   await kubectlOk(endpoints, ['create', 'namespace', 'argocd']);
-  const cluster = benchCluster(endpoints);
+  const writers = writersFromEnv();
+  const cluster = benchCluster(endpoints, writers);
   const { token, good, bad } = await gitopsRepo(sim, DEGRADATIONS);
-  await createApps(cluster, APPS, DEGRADATIONS, good, bad);
+  await createApps(cluster, APPS, DEGRADATIONS, good, bad, writers);
   out(`created ${APPS} Healthy Applications, ${DEGRADATIONS} of them with a Deployment`);
 
   const httpPort = await freePort();
   const auditDir = join(stack.workDir, 'audit');
   const launch = async () => {
-    operator = await startOperator(endpoints, { github: sim.url, token, auditDir, httpPort });
-    operator.once('exit', (code, signal) => { if (signal !== 'SIGKILL' && !finished) out(`${minute(started)} min  the operator exited by itself (${code ?? signal})`); });
+    const launched = await startOperator(endpoints, { github: sim.url, token, auditDir, httpPort });
+    operator = launched;
+    void launched.exited.then((code) => { if (!killing && !finished) out(`${minute(started)} min  the operator exited by itself (${code})`); });
   };
   const started = Date.now();
   await launch();
@@ -140,8 +143,10 @@ try {
     }
     if (second % KILL_EVERY_S === 0) {
       kills++;
+      killing = true;
       operator!.kill('SIGKILL');
-      await new Promise((r) => operator!.once('exit', r));
+      await operator!.exited;
+      killing = false;
       const from = Date.now();
       await launch();
       say(`${minute(started)} min  SIGKILLed the operator; ready again in ${((Date.now() - from) / 1000).toFixed(1)} s`);
@@ -206,8 +211,8 @@ try {
   process.exitCode = problems.length === 0 ? 0 : 1;
 } finally {
   finished = true;
-  operator?.kill('SIGTERM');
-  sim.child.kill('SIGTERM');
+  await operator?.stop();
+  await sim.process.stop();
   await kv.close().catch(() => undefined);
   await stack.stop();
 }
