@@ -17,8 +17,7 @@
 // `make bench` measures); `argocd` writes what a real Argo CD 3.x controller leaves on an
 // Application (operationState, summary, ten history entries with their sources, comparedTo,
 // three resources, kubectl's last-applied-configuration annotation and both managers' managedFields).
-import { createWriteStream } from 'node:fs';
-import { mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { followTimeline } from '../dev/demo/timeline.ts';
@@ -232,7 +231,7 @@ try {
     await settle(before + made);
     const reading = await measure(inspector);
     readings.push({ apps: step, reading });
-    out(`${String(step).padStart(6)} apps (${made} created in ${((Date.now() - started) / 1000).toFixed(0)} s, settled): heap used ${mib(reading.heapUsed)}, heap total ${mib(reading.heapTotal)}, RSS ${mib(reading.rss)}, external ${mib(reading.external)} (array buffers ${mib(reading.arrayBuffers)})`);
+    out(`${String(step).padStart(6)} apps (${made} created in ${((Date.now() - started) / 1000).toFixed(0)} s, settled): heap used ${mib(reading.heapUsed)}, heap total ${mib(reading.heapTotal)}, RSS ${mib(reading.rss)}, external ${mib(reading.external)} (array buffers ${mib(reading.arrayBuffers)}); peak RSS so far ${peakRssMiB(operator.pid!).toFixed(0)} MiB`);
   }
   out('\nBytes per Application (slope between steps, after a full GC):');
   for (let i = 1; i < readings.length; i++) {
@@ -246,8 +245,9 @@ try {
 
   if (ROLLBACKS > 0) {
     if (SNAPSHOT_DIR) mkdirSync(SNAPSHOT_DIR, { recursive: true });
-    const idle = SNAPSHOT_DIR ? await snapshot(inspector, join(SNAPSHOT_DIR, `idle-${last.apps}.heapsnapshot`)) : undefined;
     const idleReading = await measure(inspector);
+    // A snapshot's own allocations raise RSS: the idle reading comes first, and the peak is reset after it.
+    const idle = SNAPSHOT_DIR ? await snapshot(inspector, join(SNAPSHOT_DIR, `idle-${last.apps}.heapsnapshot`)) : undefined;
     const opened = new Set<string>();
     const aborted = new Map<string, string>();
     const merged = new Set<string>();
@@ -257,26 +257,50 @@ try {
       if (event.type === 'io.ai-operator.pr.merged') merged.add(app);
       if (event.type === 'io.ai-operator.rollback.aborted' && !opened.has(app)) aborted.set(app, String((event.data as { reason?: unknown }).reason));
     }, { print: false });
+    // The burst's own peak: VmHWM starts again from the RSS now (proc(5), clear_refs 5).
+    writeFileSync(`/proc/${operator.pid}/clear_refs`, '5');
     const started = Date.now();
+    // What the operator holds while the burst runs, without forcing a GC: sampled every second.
+    const peak = { heapUsed: 0, heapTotal: 0, rss: 0, external: 0, arrayBuffers: 0 };
+    let sampling = true;
+    let midSnapshot: Promise<HeapSummary> | undefined;
+    const sampler = (async () => {
+      while (sampling) {
+        const { result } = await inspector.send<{ result: { value: string } }>('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true });
+        const now = JSON.parse(result.value) as Reading;
+        for (const key of Object.keys(peak) as Array<keyof Reading>) peak[key] = Math.max(peak[key], now[key]);
+        // Half the PRs open: the other half are being prepared, each holding what it reads.
+        if (SNAPSHOT_DIR && !midSnapshot && opened.size >= ROLLBACKS / 2) midSnapshot = snapshot(inspector, join(SNAPSHOT_DIR, `mid-burst-${ROLLBACKS}.heapsnapshot`));
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    })();
     await pool(0, ROLLBACKS, (i) => retried(`degrade ${name(i)}`, () => degrade(cluster, name(i))));
     while (opened.size + aborted.size < ROLLBACKS && Date.now() - started < 15 * 60_000) await new Promise((r) => setTimeout(r, 1000));
+    sampling = false;
+    await sampler;
+    const peakRss = peakRssMiB(operator.pid!);
     out(`\n${ROLLBACKS} Applications Degraded at once: ${opened.size} PRs opened, ${aborted.size} aborted before a PR, ${merged.size} merged, in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    out(`  during the burst (sampled every second, no forced GC): peak heap used ${mib(peak.heapUsed)}, heap total ${mib(peak.heapTotal)}, external ${mib(peak.external)}; peak RSS ${peakRss.toFixed(0)} MiB${SNAPSHOT_DIR ? ' (a heap snapshot was taken during it: RSS figures include its cost)' : ''}`);
+    out(`  peak RSS over idle: ${((peakRss * MiB - idleReading.rss) / ROLLBACKS / 1024).toFixed(0)} KiB per rollback`);
     await new Promise((r) => setTimeout(r, 10_000)); // a few CI polls of every PR
     const busy = await measure(inspector);
     const inFlight = Math.max(1, opened.size);
-    out(`  heap used ${mib(idleReading.heapUsed)} → ${mib(busy.heapUsed)}: ${((busy.heapUsed - idleReading.heapUsed) / inFlight / 1024).toFixed(1)} KiB per rollback in flight`);
-    out(`  RSS ${mib(idleReading.rss)} → ${mib(busy.rss)}: ${((busy.rss - idleReading.rss) / inFlight / 1024).toFixed(1)} KiB per rollback in flight; peak RSS ${peakRssMiB(operator.pid!).toFixed(0)} MiB; external ${mib(idleReading.external)} → ${mib(busy.external)}`);
+    out(`  with ${opened.size} PRs open, after a full GC: heap used ${mib(idleReading.heapUsed)} → ${mib(busy.heapUsed)}: ${((busy.heapUsed - idleReading.heapUsed) / inFlight / 1024).toFixed(1)} KiB per rollback in flight`);
+    out(`  RSS ${mib(idleReading.rss)} → ${mib(busy.rss)}; external ${mib(idleReading.external)} → ${mib(busy.external)}`);
     if (SNAPSHOT_DIR && idle) {
-      const during = await snapshot(inspector, join(SNAPSHOT_DIR, `rollbacks-${ROLLBACKS}.heapsnapshot`));
-      out(`  heap snapshots: ${mib(idle.total)} (${idle.nodes} nodes) → ${mib(during.total)} (${during.nodes} nodes)`);
-      out('  grew most, by holder (retained size of what `Owner.field` alone keeps; count of such edges):');
-      for (const r of growth(idle.byHolder, during.byHolder, (t) => t.retained, 25)) out(row(r));
-      out('  grew most, by constructor (self size):');
-      for (const r of growth(idle.byConstructor, during.byConstructor, (t) => t.self, 25)) out(row(r));
+      const report = (title: string, to: HeapSummary) => {
+        out(`  ${title}: heap snapshots ${mib(idle.total)} (${idle.nodes} nodes) → ${mib(to.total)} (${to.nodes} nodes)`);
+        out('   grew most, by holder (retained size of what `Owner.field` alone keeps; count of such edges):');
+        for (const r of growth(idle.byHolder, to.byHolder, (t) => t.retained, 30)) out(row(r));
+        out('   grew most, by constructor (self size):');
+        for (const r of growth(idle.byConstructor, to.byConstructor, (t) => t.self, 15)) out(row(r));
+      };
+      if (midSnapshot) report('mid-burst (half the PRs open)', await midSnapshot);
+      report('PRs open', await snapshot(inspector, join(SNAPSHOT_DIR, `rollbacks-${ROLLBACKS}.heapsnapshot`)));
       out(`  largest holders at ${last.apps} apps, idle:`);
-      for (const r of largest(idle.byHolder, (t) => t.retained, 25)) out(row(r));
+      for (const r of largest(idle.byHolder, (t) => t.retained, 30)) out(row(r));
       out(`  largest constructors at ${last.apps} apps, idle (self size):`);
-      for (const r of largest(idle.byConstructor, (t) => t.self, 25)) out(row(r));
+      for (const r of largest(idle.byConstructor, (t) => t.self, 15)) out(row(r));
     }
     await timeline.stop();
   }
