@@ -13,6 +13,9 @@
 //   rollbacks in flight) and prints what grew, by constructor and by holder (`Owner.field`, the
 //   retained size of what it alone keeps) — see bench/heap-snapshot.ts. A snapshot of a large
 //   heap is large: take them with fewer apps (BENCH_STEPS=0,2000).
+//   BENCH_ALLOCATION_PROFILE=DIR records what the operator allocates during the burst, garbage
+//   included (V8's sampling heap profiler, every 32 KiB on average), writes it there
+//   (burst.heapprofile, for Chrome DevTools) and prints the functions that allocated most.
 // BENCH_SHAPE: `bench` (default) writes Applications as bench/support.ts's createApps does (what
 // `make bench` measures); `argocd` writes what a real Argo CD 3.x controller leaves on an
 // Application (operationState, summary, ten history entries with their sources, comparedTo,
@@ -30,6 +33,7 @@ import { benchCluster, degrade, deployment, deploymentResource, gitopsRepo, metr
 const STEPS = (process.env.BENCH_STEPS ?? '0,5000,10000,25000').split(',').map(Number);
 const ROLLBACKS = Math.min(Math.max(...STEPS), Number(process.env.BENCH_ROLLBACKS ?? 400));
 const SNAPSHOT_DIR = process.env.BENCH_SNAPSHOT_DIR;
+const PROFILE_DIR = process.env.BENCH_ALLOCATION_PROFILE;
 const SHAPE = process.env.BENCH_SHAPE === 'argocd' ? 'argocd' : 'bench';
 const CONCURRENCY = 32;
 const MiB = 1024 * 1024;
@@ -97,6 +101,33 @@ async function snapshot(inspector: Inspector, file: string): Promise<HeapSummary
   stream.end();
   await once(stream, 'finish');
   return summarizeHeapSnapshot(file);
+}
+
+interface SamplingNode { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: SamplingNode[] }
+interface SamplingProfile { head: SamplingNode }
+
+/** What the burst allocated (sampled), by function, and by the operator's own function nearest to it on the stack. */
+function printAllocations(profile: SamplingProfile): void {
+  const byFunction = new Map<string, number>();
+  const byOwn = new Map<string, number>();
+  let total = 0;
+  const where = (frame: SamplingNode['callFrame']) => `${frame.functionName || '(anonymous)'} ${frame.url.replace(/^file:\/\/.*?\/(src|node_modules|dev)\//, '$1/')}:${frame.lineNumber + 1}`;
+  const walk = (node: SamplingNode, own: string | undefined) => {
+    const here = where(node.callFrame);
+    const mine = /\/src\/.*\.ts$/.test(node.callFrame.url) ? here : own;
+    if (node.selfSize > 0) {
+      total += node.selfSize;
+      byFunction.set(here, (byFunction.get(here) ?? 0) + node.selfSize);
+      byOwn.set(mine ?? '(outside src/)', (byOwn.get(mine ?? '(outside src/)') ?? 0) + node.selfSize);
+    }
+    for (const child of node.children) walk(child, mine);
+  };
+  walk(profile.head, undefined);
+  out(`  allocated during the burst (sampled, garbage included): ${mib(total)} = ${(total / ROLLBACKS / 1024).toFixed(0)} KiB per rollback`);
+  out('   by function:');
+  for (const [key, bytes] of [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, 25)) out(`    ${key.slice(0, 100).padEnd(100)} ${mib(bytes).padStart(11)}`);
+  out('   by the operator\'s own function nearest on the stack:');
+  for (const [key, bytes] of [...byOwn].sort((a, b) => b[1] - a[1]).slice(0, 25)) out(`    ${key.slice(0, 100).padEnd(100)} ${mib(bytes).padStart(11)}`);
 }
 
 // ---- the Applications --------------------------------------------------------------
@@ -259,6 +290,7 @@ try {
     }, { print: false });
     // The burst's own peak: VmHWM starts again from the RSS now (proc(5), clear_refs 5).
     writeFileSync(`/proc/${operator.pid}/clear_refs`, '5');
+    if (PROFILE_DIR) await inspector.send('HeapProfiler.startSampling', { samplingInterval: 32768, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     const started = Date.now();
     // What the operator holds while the burst runs, without forcing a GC: sampled every second.
     const peak = { heapUsed: 0, heapTotal: 0, rss: 0, external: 0, arrayBuffers: 0 };
@@ -278,6 +310,12 @@ try {
     while (opened.size + aborted.size < ROLLBACKS && Date.now() - started < 15 * 60_000) await new Promise((r) => setTimeout(r, 1000));
     sampling = false;
     await sampler;
+    if (PROFILE_DIR) {
+      const { profile } = await inspector.send<{ profile: SamplingProfile }>('HeapProfiler.stopSampling');
+      mkdirSync(PROFILE_DIR, { recursive: true });
+      writeFileSync(join(PROFILE_DIR, 'burst.heapprofile'), JSON.stringify(profile));
+      printAllocations(profile);
+    }
     const peakRss = peakRssMiB(operator.pid!);
     out(`\n${ROLLBACKS} Applications Degraded at once: ${opened.size} PRs opened, ${aborted.size} aborted before a PR, ${merged.size} merged, in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     out(`  during the burst (sampled every second, no forced GC): peak heap used ${mib(peak.heapUsed)}, heap total ${mib(peak.heapTotal)}, external ${mib(peak.external)}; peak RSS ${peakRss.toFixed(0)} MiB${SNAPSHOT_DIR ? ' (a heap snapshot was taken during it: RSS figures include its cost)' : ''}`);
