@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MANIFEST_GENERATE_PATHS } from '../modules/source-set.ts';
-import { APPLICATION_FIELDS, projectApplication, watchedReading, type ApplicationObject } from './argocd.ts';
+import { APPLICATION_FIELDS, projectApplication, SharedStrings, shareStrings, watchedReading, type ApplicationObject } from './argocd.ts';
 import { LAST_APPLIED_ANNOTATION, stripUnread } from './kube/custom-objects.ts';
 import { fieldsAt } from './kube/fields.ts';
 import { onlyWhatTheWatchReads } from './kube/watch.ts';
@@ -74,6 +74,8 @@ function expectKept(object: ApplicationObject): void {
   expect(dropped(object)).toEqual([]);
   const kept = projectApplication(stripUnread(object));
   expect(watchedReading(kept)).toEqual(watchedReading(object));
+  // And the view the watcher keeps, its repeated strings shared, is that view.
+  expect(shareStrings(watchedReading(kept).view, new SharedStrings())).toStrictEqual(watchedReading(object).view);
   // The watch's cache keeps its namespace, name and version, and a deletion's ref is read from that.
   expect(onlyWhatTheWatchReads(kept).metadata).toEqual({ namespace: object.metadata?.namespace, name: object.metadata?.name, resourceVersion: object.metadata?.resourceVersion });
   expect(watchedReading(onlyWhatTheWatchReads(kept)).view.ref).toEqual(watchedReading(object).view.ref);
@@ -160,6 +162,32 @@ const FIXTURES: Array<[string, ApplicationObject]> = [
   ['a sources entry without a repoURL', app({ sources: [SOURCE, { path: 'y' }], destination: 'cart' }, { health: { status: 'Healthy' } }, { annotations: { [MANIFEST_GENERATE_PATHS]: 7 } })],
 ];
 
+describe('shareStrings', () => {
+  it('copies a view with one copy of each repeated value, and not of what one app alone has', () => {
+    const strings = new SharedStrings();
+    const views = ['cart', 'shop'].map((name) => watchedReading({ ...realistic(), metadata: { ...realistic().metadata, name, uid: `uid-${name}` } }).view);
+    const shared = views.map((view) => shareStrings(view, strings));
+    expect(shared).toStrictEqual(views);
+    // Two revisions and their two dates, the repository and its branch, two label values, three kinds, a group,
+    // two namespaces (the Application's, the resources'), two healths, the manifest-generate-paths annotation.
+    expect(strings.size).toBe(17);
+    // A value no view was built with since the relist before last is forgotten.
+    strings.turn();
+    shareStrings(views[0]!.history[0], strings);
+    strings.turn();
+    expect(strings.size).toBe(0);
+    strings.get('x');
+    expect(strings.size).toBe(1);
+  });
+
+  it('keeps a __proto__ key an own property', () => {
+    const view = JSON.parse('{"rendered":{"source":{"plugin":{"__proto__":{"name":"x"}}}}}') as object;
+    const copy = shareStrings(view, new SharedStrings()) as { rendered: { source: { plugin: object } } };
+    expect(copy).toStrictEqual(view);
+    expect(Object.getPrototypeOf(copy.rendered.source.plugin)).toBe(Object.prototype);
+  });
+});
+
 describe('APPLICATION_FIELDS', () => {
   it.each(FIXTURES)('keeps every field the readers read of %s, and they read the same of it', (_name, object) => {
     expectKept(object);
@@ -182,36 +210,37 @@ describe('APPLICATION_FIELDS', () => {
   });
 
   it('keeps every field the readers read of generated Applications, of the right types and of the wrong ones', () => {
-    const junk = fc.oneof(fc.string({ maxLength: 5 }), fc.integer(), fc.constant(null), fc.boolean(), fc.array(fc.string({ maxLength: 3 }), { maxLength: 2 }), fc.dictionary(fc.string({ maxLength: 3 }), fc.string({ maxLength: 3 }), { maxKeys: 2 }));
+    const junk = fc.oneof(fc.string({ maxLength: 5 }), fc.integer(), fc.constant(null), fc.boolean(), fc.array(fc.string({ maxLength: 3 }), { maxLength: 2 }), fc.dictionary(fc.string({ maxLength: 3 }), fc.string({ maxLength: 3 }), { maxKeys: 2, noNullPrototype: true }));
     const text = (...values: string[]) => fc.oneof(fc.constantFrom(...values, ''), junk);
     const date = fc.oneof(fc.constantFrom('2026-02-26T10:00:00Z', '2026-02-27T10:00:00.5+01:00', 'Feb 26 2026'), junk);
     const sha = text(A, B, '9.1.0');
-    const extra = fc.dictionary(fc.constantFrom('x', 'message', 'version', 'status', 'syncWave', 'initiatedBy'), junk, { maxKeys: 2 });
+    const extra = fc.dictionary(fc.constantFrom('x', 'message', 'version', 'status', 'syncWave', 'initiatedBy'), junk, { maxKeys: 2, noNullPrototype: true });
     const source = fc.oneof(fc.record({
       repoURL: text(REPO, 'https://charts.example.com'), path: text('apps/a', '.', ''), chart: text('redis'), targetRevision: text('main', 'HEAD', '9.1.0'), ref: text('values'),
-      helm: fc.oneof(fc.record({ valueFiles: fc.oneof(fc.array(text('values.yaml'), { maxLength: 2 }), junk), fileParameters: fc.oneof(fc.array(fc.oneof(fc.record({ name: text('n'), path: text('p') }), junk), { maxLength: 2 }), junk), values: text('a: 1') }, { requiredKeys: [] }), junk),
-      kustomize: fc.oneof(fc.record({ components: fc.oneof(fc.array(text('c'), { maxLength: 2 }), junk), images: junk }, { requiredKeys: [] }), junk),
-      directory: fc.oneof(fc.record({ recurse: fc.oneof(fc.boolean(), junk), include: text('*.yaml'), exclude: text('x'), disableExtensionFilter: fc.oneof(fc.boolean(), junk), jsonnet: junk }, { requiredKeys: [] }), junk),
+      helm: fc.oneof(fc.record({ valueFiles: fc.oneof(fc.array(text('values.yaml'), { maxLength: 2 }), junk), fileParameters: fc.oneof(fc.array(fc.oneof(fc.record({ name: text('n'), path: text('p') }, { noNullPrototype: true }), junk), { maxLength: 2 }), junk), values: text('a: 1') }, { requiredKeys: [], noNullPrototype: true }), junk),
+      kustomize: fc.oneof(fc.record({ components: fc.oneof(fc.array(text('c'), { maxLength: 2 }), junk), images: junk }, { requiredKeys: [], noNullPrototype: true }), junk),
+      directory: fc.oneof(fc.record({ recurse: fc.oneof(fc.boolean(), junk), include: text('*.yaml'), exclude: text('x'), disableExtensionFilter: fc.oneof(fc.boolean(), junk), jsonnet: junk }, { requiredKeys: [], noNullPrototype: true }), junk),
       plugin: junk,
-    }, { requiredKeys: [] }), junk);
+    }, { requiredKeys: [], noNullPrototype: true }), junk);
     const sources = fc.oneof(fc.array(source, { maxLength: 3 }), junk);
-    const history = fc.oneof(fc.array(fc.oneof(fc.record({ id: fc.oneof(fc.nat(9), junk), revision: sha, revisions: fc.oneof(fc.array(sha, { maxLength: 3 }), junk), deployedAt: date, deployStartedAt: date, source, sources }, { requiredKeys: [] }), junk), { maxLength: 3 }), junk);
-    const resources = fc.oneof(fc.array(fc.oneof(fc.record({ group: text('apps', ''), version: text('v1'), kind: text('Deployment', 'StatefulSet', 'Service'), namespace: text('cart'), name: text('api'), status: text('Synced'), health: fc.oneof(fc.record({ status: text('Healthy', 'Degraded'), message: text('m') }, { requiredKeys: [] }), junk) }, { requiredKeys: [] }), junk), { maxLength: 3 }), junk);
+    const history = fc.oneof(fc.array(fc.oneof(fc.record({ id: fc.oneof(fc.nat(9), junk), revision: sha, revisions: fc.oneof(fc.array(sha, { maxLength: 3 }), junk), deployedAt: date, deployStartedAt: date, source, sources }, { requiredKeys: [], noNullPrototype: true }), junk), { maxLength: 3 }), junk);
+    const resources = fc.oneof(fc.array(fc.oneof(fc.record({ group: text('apps', ''), version: text('v1'), kind: text('Deployment', 'StatefulSet', 'Service'), namespace: text('cart'), name: text('api'), status: text('Synced'), health: fc.oneof(fc.record({ status: text('Healthy', 'Degraded'), message: text('m') }, { requiredKeys: [], noNullPrototype: true }), junk) }, { requiredKeys: [], noNullPrototype: true }), junk), { maxLength: 3 }), junk);
     const application = fc.record({
       apiVersion: fc.constant('argoproj.io/v1alpha1'), kind: fc.constant('Application'),
       metadata: fc.record({
         namespace: fc.constantFrom('argocd', 'team-a'), name: fc.constantFrom('cart', 'shop'), uid: fc.constant('u-1'), resourceVersion: fc.constantFrom('1', '2'), generation: fc.nat(5),
-        labels: fc.dictionary(fc.constantFrom('environment', 'ai-operator.enabled', 'team'), fc.constantFrom('staging', 'production', 'true'), { maxKeys: 3 }),
-        annotations: fc.oneof(fc.record({ [MANIFEST_GENERATE_PATHS]: text('.;../shared'), [LAST_APPLIED_ANNOTATION]: text('{}'), other: text('x') }, { requiredKeys: [] }), junk),
-        managedFields: fc.array(fc.record({ manager: fc.string({ maxLength: 5 }), fieldsV1: fc.dictionary(fc.string({ maxLength: 4 }), junk, { maxKeys: 3 }) }), { maxLength: 2 }),
-      }, { requiredKeys: ['namespace', 'name'] }),
-      spec: fc.oneof(fc.record({ source, sources, sourceHydrator: junk, destination: fc.oneof(fc.record({ namespace: text('cart'), server: text('https://kubernetes.default.svc'), name: text('in-cluster') }, { requiredKeys: [] }), junk), project: text('default'), syncPolicy: junk }, { requiredKeys: [] }), junk),
+        labels: fc.dictionary(fc.constantFrom('environment', 'ai-operator.enabled', 'team'), fc.constantFrom('staging', 'production', 'true'), { maxKeys: 3, noNullPrototype: true }),
+        annotations: fc.oneof(fc.record({ [MANIFEST_GENERATE_PATHS]: text('.;../shared'), [LAST_APPLIED_ANNOTATION]: text('{}'), other: text('x') }, { requiredKeys: [], noNullPrototype: true }), junk),
+        managedFields: fc.array(fc.record({ manager: fc.string({ maxLength: 5 }), fieldsV1: fc.dictionary(fc.string({ maxLength: 4 }), junk, { maxKeys: 3, noNullPrototype: true }) }, { noNullPrototype: true }), { maxLength: 2 }),
+      }, { requiredKeys: ['namespace', 'name'], noNullPrototype: true }),
+      spec: fc.oneof(fc.record({ source, sources, sourceHydrator: junk, destination: fc.oneof(fc.record({ namespace: text('cart'), server: text('https://kubernetes.default.svc'), name: text('in-cluster') }, { requiredKeys: [], noNullPrototype: true }), junk), project: text('default'), syncPolicy: junk }, { requiredKeys: [], noNullPrototype: true }), junk),
       status: fc.oneof(fc.record({
-        health: fc.oneof(fc.record({ status: text('Healthy', 'Progressing', 'Degraded', 'Suspended', 'Missing', 'Unknown', 'degraded'), message: text('m'), lastTransitionTime: date }, { requiredKeys: [] }), junk),
-        sync: fc.oneof(fc.record({ status: text('Synced', 'OutOfSync'), revision: sha, revisions: fc.oneof(fc.array(sha, { maxLength: 3 }), junk), comparedTo: junk }, { requiredKeys: [] }), junk),
+        health: fc.oneof(fc.record({ status: text('Healthy', 'Progressing', 'Degraded', 'Suspended', 'Missing', 'Unknown', 'degraded'), message: text('m'), lastTransitionTime: date }, { requiredKeys: [], noNullPrototype: true }), junk),
+        sync: fc.oneof(fc.record({ status: text('Synced', 'OutOfSync'), revision: sha, revisions: fc.oneof(fc.array(sha, { maxLength: 3 }), junk), comparedTo: junk }, { requiredKeys: [], noNullPrototype: true }), junk),
         history, resources, operationState: junk, conditions: junk, summary: junk, reconciledAt: date, sourceType: text('Helm'),
-      }, { requiredKeys: [] }), junk),
-    }, { requiredKeys: ['metadata'] });
+      }, { requiredKeys: [], noNullPrototype: true }), junk),
+    }, { requiredKeys: ['metadata'], noNullPrototype: true });
+    // Objects as JSON.parse makes them (never of a null prototype).
     fc.assert(fc.property(fc.tuple(application, extra), ([object, more]) => {
       expectKept({ ...more, ...object } as ApplicationObject);
     }), { numRuns: 500 });

@@ -261,6 +261,59 @@ export function watchedReading(object: ApplicationObject): { view: ApplicationVi
   return { view: applicationView(object), syncStatus: object.status?.sync?.status ?? 'Unknown', problems: shapeProblems(object).join('; ') };
 }
 
+/**
+ * One copy of each value many views repeat: revisions and deployment dates (every app of a monorepo
+ * names the same commits), repository URLs and branches, label values, resource kinds, groups and
+ * namespaces. What only one app has (its name, uid, path) is not kept here. A value no view was
+ * built with since the relist before last is forgotten, so the table holds what the views use.
+ */
+export class SharedStrings {
+  private current = new Map<string, string>();
+  private previous = new Map<string, string>();
+
+  get(value: string): string {
+    const known = this.current.get(value);
+    if (known !== undefined) return known;
+    const kept = this.previous.get(value) ?? value;
+    this.current.set(kept, kept);
+    return kept;
+  }
+
+  /** After each relist. */
+  turn(): void {
+    this.previous = this.current;
+    this.current = new Map();
+  }
+
+  get size(): number {
+    return this.current.size;
+  }
+}
+
+/** The keys whose string values SharedStrings keeps (and every value under `labels`). */
+const SHARED_KEYS = new Set(['revision', 'syncRevision', 'deployedAt', 'charts', 'repoURL', 'targetRevision', 'kind', 'group', 'namespace', 'health', 'destinationNamespace', 'manifestGeneratePaths']);
+
+/**
+ * The view as a copy with its repeated strings shared (SharedStrings), everything else copied as
+ * it is: equal to `view`, smaller (fresh objects carry no slack either). Pure but for the table.
+ */
+export function shareStrings<T>(view: T, strings: SharedStrings): T {
+  const copy = (value: unknown, shared: boolean): unknown => {
+    if (typeof value === 'string') return shared ? strings.get(value) : value;
+    if (Array.isArray(value)) return value.map((element) => copy(element, shared));
+    if (typeof value !== 'object' || value === null) return value;
+    const out: Record<string, unknown> = {};
+    for (const [key, element] of Object.entries(value)) {
+      const kept = copy(element, SHARED_KEYS.has(key) || key === 'labels' || (shared && !isObject(element)));
+      // A `__proto__` key (JSON.parse makes it an own property) stays one, never the copy's prototype.
+      if (key === '__proto__') Object.defineProperty(out, key, { value: kept, enumerable: true, writable: true, configurable: true });
+      else out[key] = kept;
+    }
+    return out;
+  };
+  return copy(view, false) as T;
+}
+
 export interface ArgoCdRestSource {
   /** ARGOCD_URL, e.g. https://argocd.example.com */
   url: string;
@@ -303,6 +356,7 @@ export class ArgoCdWatcher implements ArgoCdPort {
   private readonly watch: Watch<ApplicationObject>;
   private readonly entries = new Map<string, Entry>();
   private readonly listeners = new Set<(ref: AppRef) => void>();
+  private readonly strings = new SharedStrings();
 
   constructor(options: ArgoCdWatcherOptions) {
     this.options = options;
@@ -324,6 +378,7 @@ export class ArgoCdWatcher implements ArgoCdPort {
     this.watch.on((event) => {
       if (event.type === 'added' || event.type === 'modified') this.upsert(event.object);
       else if (event.type === 'deleted') this.remove(keyOf(applicationView(event.object).ref));
+      else this.strings.turn();
     });
   }
 
@@ -404,7 +459,7 @@ export class ArgoCdWatcher implements ArgoCdPort {
       this.log.warn('Application status not understood; what it names is ignored', { app: key, problems: read.problems });
       this.options.onShapeProblems?.(view, read.problems);
     }
-    this.entries.set(key, { view, syncStatus: read.syncStatus, problems: read.problems });
+    this.entries.set(key, { view: shareStrings(view, this.strings), syncStatus: read.syncStatus, problems: read.problems });
     this.notify(view.ref);
   }
 
