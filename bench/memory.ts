@@ -230,7 +230,7 @@ try {
   await installCrds(endpoints);
   await kubectlOk(endpoints, ['create', 'namespace', 'argocd']);
   const cluster = benchCluster(endpoints);
-  const { token, good, bad } = await gitopsRepo(sim, ROLLBACKS);
+  const { token, good, bad } = await gitopsRepo(sim, Math.max(1, ROLLBACKS));
   const deployedAt = new Date(Date.now() - 24 * 3600_000).toISOString();
 
   const httpPort = await freePort();
