@@ -16,6 +16,9 @@
 //   BENCH_ALLOCATION_PROFILE=DIR records what the operator allocates during the burst, garbage
 //   included (V8's sampling heap profiler, every 32 KiB on average), writes it there
 //   (burst.heapprofile, for Chrome DevTools) and prints the functions that allocated most.
+// BENCH_HEAP_MB=N runs the operator with --max-old-space-size=N: V8 sizes its heap from the machine's
+// memory (here, without a cgroup limit, ~4 GiB: garbage piles up between major GCs), and from the
+// cgroup's limit in a container (Node 24); this shows a burst under a heap of a container's size.
 // BENCH_SHAPE: `bench` (default) writes Applications as bench/support.ts's createApps does (what
 // `make bench` measures); `argocd` writes what a real Argo CD 3.x controller leaves on an
 // Application (operationState, summary, ten history entries with their sources, comparedTo,
@@ -34,6 +37,7 @@ const STEPS = (process.env.BENCH_STEPS ?? '0,5000,10000,25000').split(',').map(N
 const ROLLBACKS = Math.min(Math.max(...STEPS), Number(process.env.BENCH_ROLLBACKS ?? 400));
 const SNAPSHOT_DIR = process.env.BENCH_SNAPSHOT_DIR;
 const PROFILE_DIR = process.env.BENCH_ALLOCATION_PROFILE;
+const HEAP_MB = process.env.BENCH_HEAP_MB;
 const SHAPE = process.env.BENCH_SHAPE === 'argocd' ? 'argocd' : 'bench';
 const CONCURRENCY = 32;
 const MiB = 1024 * 1024;
@@ -218,7 +222,7 @@ async function createApp(cluster: BenchCluster, i: number, good: string, bad: st
 const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
 const row = (r: { key: string; count: number; bytes: number }) => `    ${r.key.slice(0, 70).padEnd(70)} ${String(r.count).padStart(8)} ${(r.bytes / 1024).toFixed(0).padStart(10)} KiB`;
 
-out(`ai-operator memory benchmark: steps ${STEPS.join(', ')} Applications (${SHAPE} shape), then ${ROLLBACKS} rollbacks in flight${SNAPSHOT_DIR ? `; heap snapshots in ${SNAPSHOT_DIR}` : ''}`);
+out(`ai-operator memory benchmark: steps ${STEPS.join(', ')} Applications (${SHAPE} shape), then ${ROLLBACKS} rollbacks in flight${SNAPSHOT_DIR ? `; heap snapshots in ${SNAPSHOT_DIR}` : ''}${HEAP_MB ? `; operator heap capped at ${HEAP_MB} MB` : ''}`);
 const stack = await startStack();
 const endpoints = endpointsOf(stack);
 const sim = await startSimProcess();
@@ -235,7 +239,7 @@ try {
 
   const httpPort = await freePort();
   const inspectPort = await freePort();
-  operator = await startOperator(endpoints, { github: sim.url, token, auditDir: join(stack.workDir, 'audit'), httpPort, execArgv: [`--inspect=127.0.0.1:${inspectPort}`] });
+  operator = await startOperator(endpoints, { github: sim.url, token, auditDir: join(stack.workDir, 'audit'), httpPort, execArgv: [`--inspect=127.0.0.1:${inspectPort}`, ...(HEAP_MB ? [`--max-old-space-size=${HEAP_MB}`] : [])] });
   const inspector = await inspect(inspectPort);
   const operatorMetrics = () => fetch(`http://127.0.0.1:${httpPort}/metrics`).then((r) => r.text());
   const reconciles = () => metricSum(operatorMetrics(), 'controller_runtime_reconcile_total');
