@@ -107,6 +107,13 @@ async function snapshot(inspector: Inspector, file: string): Promise<HeapSummary
   return summarizeHeapSnapshot(file);
 }
 
+/** Tries per call_name, from ai_operator_mcp_call_duration_seconds_count. */
+function callCounts(metrics: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const match of metrics.matchAll(/^ai_operator_mcp_call_duration_seconds_count\{call_name="([^"]+)"\} (\S+)$/gm)) counts.set(match[1]!, Number(match[2]));
+  return counts;
+}
+
 interface SamplingNode { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: SamplingNode[] }
 interface SamplingProfile { head: SamplingNode }
 
@@ -294,6 +301,7 @@ try {
     }, { print: false });
     // The burst's own peak: VmHWM starts again from the RSS now (proc(5), clear_refs 5).
     writeFileSync(`/proc/${operator.pid}/clear_refs`, '5');
+    const callsBefore = callCounts(await operatorMetrics());
     if (PROFILE_DIR) await inspector.send('HeapProfiler.startSampling', { samplingInterval: 32768, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     const started = Date.now();
     // What the operator holds while the burst runs, without forcing a GC: sampled every second.
@@ -321,9 +329,12 @@ try {
       printAllocations(profile);
     }
     const peakRss = peakRssMiB(operator.pid!);
+    const callsAfter = callCounts(await operatorMetrics());
     out(`\n${ROLLBACKS} Applications Degraded at once: ${opened.size} PRs opened, ${aborted.size} aborted before a PR, ${merged.size} merged, in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     out(`  during the burst (sampled every second, no forced GC): peak heap used ${mib(peak.heapUsed)}, heap total ${mib(peak.heapTotal)}, external ${mib(peak.external)}; peak RSS ${peakRss.toFixed(0)} MiB${SNAPSHOT_DIR ? ' (a heap snapshot was taken during it: RSS figures include its cost)' : ''}`);
     out(`  peak RSS over idle: ${((peakRss * MiB - idleReading.rss) / ROLLBACKS / 1024).toFixed(0)} KiB per rollback`);
+    const calls = [...callsAfter].map(([call, n]) => [call, n - (callsBefore.get(call) ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+    out(`  external calls during the burst (tries): ${calls.slice(0, 14).map(([call, n]) => `${call} ${n}`).join(', ')}`);
     await new Promise((r) => setTimeout(r, 10_000)); // a few CI polls of every PR
     const busy = await measure(inspector);
     const inFlight = Math.max(1, opened.size);
