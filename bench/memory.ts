@@ -302,6 +302,7 @@ try {
     // The burst's own peak: VmHWM starts again from the RSS now (proc(5), clear_refs 5).
     writeFileSync(`/proc/${operator.pid}/clear_refs`, '5');
     const callsBefore = callCounts(await operatorMetrics());
+    const githubBefore = await sim.control<Record<string, number>>('counters');
     if (PROFILE_DIR) await inspector.send('HeapProfiler.startSampling', { samplingInterval: 32768, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     const started = Date.now();
     // What the operator holds while the burst runs, without forcing a GC: sampled every second.
@@ -334,7 +335,10 @@ try {
     out(`  during the burst (sampled every second, no forced GC): peak heap used ${mib(peak.heapUsed)}, heap total ${mib(peak.heapTotal)}, external ${mib(peak.external)}; peak RSS ${peakRss.toFixed(0)} MiB${SNAPSHOT_DIR ? ' (a heap snapshot was taken during it: RSS figures include its cost)' : ''}`);
     out(`  peak RSS over idle: ${((peakRss * MiB - idleReading.rss) / ROLLBACKS / 1024).toFixed(0)} KiB per rollback`);
     const calls = [...callsAfter].map(([call, n]) => [call, n - (callsBefore.get(call) ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
-    out(`  external calls during the burst (tries): ${calls.slice(0, 14).map(([call, n]) => `${call} ${n}`).join(', ')}`);
+    out(`  external calls during the burst (tries): ${calls.map(([call, n]) => `${call} ${n}`).join(', ')}`);
+    const githubAfter = await sim.control<Record<string, number>>('counters');
+    const requests = Object.entries(githubAfter).map(([route, n]) => [route, n - (githubBefore[route] ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+    out(`  GitHub requests during the burst, by route: ${requests.map(([route, n]) => `${route} ${n}`).join(', ')}`);
     await new Promise((r) => setTimeout(r, 10_000)); // a few CI polls of every PR
     const busy = await measure(inspector);
     const inFlight = Math.max(1, opened.size);
