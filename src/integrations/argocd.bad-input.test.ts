@@ -81,6 +81,8 @@ const CASES: ApplicationBadInputCase[] = [
   { name: 'a source-hydrator app', input: app({ health: { status: 'Degraded' } }, { sourceHydrator: { drySource: SOURCE, syncSource: { targetBranch: 'env/prod', path: 'apps/cart' } } }),
     expect: { unsupported: /^spec\.sourceHydrator is set: source-hydrator Applications are not handled yet/ } },
   { name: 'a status that is a string', input: app('Degraded'), expect: { view: { health: undefined, history: [], resources: [] }, problems: ['status is "Degraded", not an object'] } },
+  // As Argo CD's REST API or a schema-less CRD may hand it over; shapeProblems used to throw on it, and the watch kept the app's previous view.
+  { name: 'a status that is null', input: app(null), expect: { view: { health: undefined, history: [], resources: [] }, problems: ['status is null, not an object'] } },
   { name: 'a huge status (10,000 resources, 1,000 history entries, a 1 MiB message)', input: app({
     health: { status: 'Degraded', message: 'm'.repeat(1024 * 1024) },
     history: Array.from({ length: 1000 }, (_, i) => ({ id: i, revision: i % 2 ? A : B, deployedAt: new Date(Date.UTC(2026, 0, 1) + i * 60_000).toISOString() })),

@@ -3,6 +3,7 @@
 // Applications through the Kubernetes API, and this adapter keeps a cache of
 // ApplicationViews from it, so a health check every few seconds costs no API
 // request. Optionally Argo CD's REST API answers health and sync questions instead.
+import { isDeepStrictEqual } from 'node:util';
 import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { nextDegradedSince } from '../fsm/persistence.ts';
 import type { AppRef, HealthStatus } from '../fsm/record.ts';
@@ -12,7 +13,8 @@ import type { AppSource, ApplicationView, ArgoCdPort, RenderedSources } from '..
 import { IntegrationError } from '../ports/errors.ts';
 import { call, classifyHttpError, type CallMetrics, HttpStatusError } from './call.ts';
 import { customObjectSource } from './kube/custom-objects.ts';
-import { Watch } from './kube/watch.ts';
+import { keepFields, type Fields } from './kube/fields.ts';
+import { onlyWhatTheWatchReads, Watch } from './kube/watch.ts';
 
 const GROUP = 'argoproj.io';
 const VERSION = 'v1alpha1';
@@ -40,6 +42,38 @@ export interface ApplicationObject extends KubernetesObject {
     history?: Array<{ id?: number; revision?: string; revisions?: string[]; deployedAt?: string; source?: SourceObject; sources?: SourceObject[] }>;
     resources?: Array<{ group?: string; kind?: string; namespace?: string; name?: string; health?: { status?: string } }>;
   };
+}
+
+/** What appSource and unsupportedShape read of one source (`spec.source`, an entry of `spec.sources` or of a deployment's `sources`). */
+const SOURCE_FIELDS = {
+  repoURL: true, path: true, chart: true, targetRevision: true, ref: true,
+  helm: { valueFiles: true, fileParameters: true },
+  kustomize: { components: true },
+  directory: { recurse: true, include: true, exclude: true, disableExtensionFilter: true },
+  plugin: true,
+} as const satisfies Fields;
+
+/**
+ * Every field of an Application that watchedReading reads (applicationView, shapeProblems, the sync
+ * status), and what the watch reads itself (metadata.resourceVersion): the watch cache keeps no
+ * other (argocd.fields.test.ts records what the readers read and fails on a field this drops).
+ * Not kept: managedFields, the last-applied-configuration and every other annotation, status.operationState,
+ * conditions, summary, comparedTo, each deployment's own `source`, each resource's sync status and message.
+ */
+export const APPLICATION_FIELDS = {
+  metadata: { namespace: true, name: true, uid: true, resourceVersion: true, labels: true, annotations: { [MANIFEST_GENERATE_PATHS]: true } },
+  spec: { source: SOURCE_FIELDS, sources: [SOURCE_FIELDS], sourceHydrator: true, destination: { namespace: true } },
+  status: {
+    health: { status: true },
+    sync: { status: true, revision: true, revisions: true },
+    history: [{ id: true, revision: true, revisions: true, deployedAt: true, sources: [SOURCE_FIELDS] }],
+    resources: [{ group: true, kind: true, namespace: true, name: true, health: { status: true } }],
+  },
+} as const satisfies Fields;
+
+/** The Application as the watch keeps it: APPLICATION_FIELDS of it. Pure. */
+export function projectApplication(object: ApplicationObject): ApplicationObject {
+  return keepFields(object, APPLICATION_FIELDS) as ApplicationObject;
 }
 
 export function healthOf(status: string | undefined): HealthStatus | undefined {
@@ -186,7 +220,7 @@ export function shapeProblems(object: ApplicationObject): string[] {
   }
   if (object.spec?.source === undefined && object.spec?.sources === undefined) problems.push('spec.source is missing');
   else if (object.spec?.source && !object.spec.source.repoURL) problems.push('spec.source.repoURL is missing');
-  if (object.status !== undefined && object.status.history !== undefined && !Array.isArray(object.status.history)) problems.push('status.history is not a list');
+  if (isObject(object.status) && object.status.history !== undefined && !Array.isArray(object.status.history)) problems.push('status.history is not a list');
   let previous: { id: number; at: number } | undefined;
   list(object.status?.history).forEach((h, i) => {
     const entry = isObject(h) ? h : {};
@@ -217,6 +251,68 @@ export function shapeProblems(object: ApplicationObject): string[] {
 }
 
 const keyOf = (ref: AppRef) => `${ref.namespace}/${ref.name}`;
+
+/**
+ * Everything the watcher reads of an Application it is told of, in one place: what the engine
+ * sees of it, its sync status, and what of it cannot be read. The watch keeps APPLICATION_FIELDS
+ * of each Application; this must read no other field (argocd.fields.test.ts). Pure.
+ */
+export function watchedReading(object: ApplicationObject): { view: ApplicationView; syncStatus: string; problems: string } {
+  return { view: applicationView(object), syncStatus: object.status?.sync?.status ?? 'Unknown', problems: shapeProblems(object).join('; ') };
+}
+
+/**
+ * One copy of each value many views repeat: revisions and deployment dates (every app of a monorepo
+ * names the same commits), repository URLs and branches, label values, resource kinds, groups and
+ * namespaces. What only one app has (its name, uid, path) is not kept here. A value no view was
+ * built with since the relist before last is forgotten, so the table holds what the views use.
+ */
+export class SharedStrings {
+  private current = new Map<string, string>();
+  private previous = new Map<string, string>();
+
+  get(value: string): string {
+    const known = this.current.get(value);
+    if (known !== undefined) return known;
+    const kept = this.previous.get(value) ?? value;
+    this.current.set(kept, kept);
+    return kept;
+  }
+
+  /** After each relist. */
+  turn(): void {
+    this.previous = this.current;
+    this.current = new Map();
+  }
+
+  get size(): number {
+    return this.current.size;
+  }
+}
+
+/** The keys whose string values SharedStrings keeps (and every value under `labels`). */
+const SHARED_KEYS = new Set(['revision', 'syncRevision', 'deployedAt', 'charts', 'repoURL', 'targetRevision', 'kind', 'group', 'namespace', 'health', 'destinationNamespace', 'manifestGeneratePaths']);
+
+/**
+ * The view as a copy with its repeated strings shared (SharedStrings), everything else copied as
+ * it is: equal to `view`, smaller (fresh objects carry no slack either). Pure but for the table.
+ */
+export function shareStrings<T>(view: T, strings: SharedStrings): T {
+  const copy = (value: unknown, shared: boolean): unknown => {
+    if (typeof value === 'string') return shared ? strings.get(value) : value;
+    if (Array.isArray(value)) return value.map((element) => copy(element, shared));
+    if (typeof value !== 'object' || value === null) return value;
+    const out: Record<string, unknown> = {};
+    for (const [key, element] of Object.entries(value)) {
+      const kept = copy(element, SHARED_KEYS.has(key) || key === 'labels' || (shared && !isObject(element)));
+      // A `__proto__` key (JSON.parse makes it an own property) stays one, never the copy's prototype.
+      if (key === '__proto__') Object.defineProperty(out, key, { value: kept, enumerable: true, writable: true, configurable: true });
+      else out[key] = kept;
+    }
+    return out;
+  };
+  return copy(view, false) as T;
+}
 
 export interface ArgoCdRestSource {
   /** ARGOCD_URL, e.g. https://argocd.example.com */
@@ -249,8 +345,6 @@ export interface ArgoCdWatcherOptions {
 interface Entry {
   view: ApplicationView;
   syncStatus: string;
-  /** The serialised view and sync status: an update that changes neither wakes nobody. */
-  fingerprint: string;
   /** What of the object could not be read, as last logged. */
   problems: string;
 }
@@ -262,6 +356,7 @@ export class ArgoCdWatcher implements ArgoCdPort {
   private readonly watch: Watch<ApplicationObject>;
   private readonly entries = new Map<string, Entry>();
   private readonly listeners = new Set<(ref: AppRef) => void>();
+  private readonly strings = new SharedStrings();
 
   constructor(options: ArgoCdWatcherOptions) {
     this.options = options;
@@ -270,15 +365,20 @@ export class ArgoCdWatcher implements ArgoCdPort {
     this.watch = new Watch<ApplicationObject>({
       kind: 'Application', log: options.log, namespaces: options.namespaces,
       relistIntervalMs: options.relistIntervalMs, backoffMs: options.restartBackoffMs,
-      source: customObjectSource({
+      // Each Application as it arrives is cut down to what watchedReading reads; the view is what this
+      // adapter keeps of it (entries), so the watch's own cache keeps only what the watch reads.
+      keep: onlyWhatTheWatchReads,
+      source: customObjectSource<ApplicationObject>({
         kubeConfig: options.kubeConfig, resource: { group: GROUP, version: VERSION, plural: PLURAL },
         calls: { list: 'listApplications', watch: 'watchApplications' }, labelSelector: options.labelSelector,
         metrics: options.metrics, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs,
+        transform: projectApplication,
       }),
     });
     this.watch.on((event) => {
       if (event.type === 'added' || event.type === 'modified') this.upsert(event.object);
       else if (event.type === 'deleted') this.remove(keyOf(applicationView(event.object).ref));
+      else this.strings.turn();
     });
   }
 
@@ -348,19 +448,18 @@ export class ArgoCdWatcher implements ArgoCdPort {
   // ---- the cache of views ----------------------------------------------------
 
   private upsert(object: ApplicationObject): void {
-    const key = keyOf(applicationView(object).ref);
-    const view = { ...applicationView(object), ...this.watchedFacts(key, healthOf(object.status?.health?.status)) };
-    const syncStatus = object.status?.sync?.status ?? 'Unknown';
-    const fingerprint = JSON.stringify([view, syncStatus]);
+    const read = watchedReading(object);
+    const key = keyOf(read.view.ref);
+    const view = { ...read.view, ...this.watchedFacts(key, read.view.health) };
     const previous = this.entries.get(key);
-    const problems = shapeProblems(object).join('; ');
-    if (previous?.fingerprint === fingerprint && previous.problems === problems) return;
+    // An update that changes neither the view, the sync status nor what is wrong wakes nobody.
+    if (previous && previous.syncStatus === read.syncStatus && previous.problems === read.problems && isDeepStrictEqual(previous.view, view)) return;
     // Once per change of what is wrong, not per update or relist.
-    if (problems !== '' && problems !== previous?.problems) {
-      this.log.warn('Application status not understood; what it names is ignored', { app: key, problems });
-      this.options.onShapeProblems?.(view, problems);
+    if (read.problems !== '' && read.problems !== previous?.problems) {
+      this.log.warn('Application status not understood; what it names is ignored', { app: key, problems: read.problems });
+      this.options.onShapeProblems?.(view, read.problems);
     }
-    this.entries.set(key, { view, syncStatus, fingerprint, problems });
+    this.entries.set(key, { view: shareStrings(view, this.strings), syncStatus: read.syncStatus, problems: read.problems });
     this.notify(view.ref);
   }
 

@@ -1,6 +1,10 @@
 // The API server as a WatchSource (kube/watch.ts) for one kind — a custom resource, or a built-in
 // kind listed through its typed API (objectSource): lists page by page and opens watches through
 // call(), so a refused or failed request is a classified IntegrationError, timed and counted like any other.
+// Every object is cut down as it arrives, page by page and event by event (client-go's informer
+// transforms): what no reader reads — managedFields, kubectl's last-applied-configuration — is
+// never kept, and a kind's own `transform` keeps only what its readers read, so a full list of
+// 25,000 objects never sits in memory whole.
 import { CustomObjectsApi, Watch as KubeWatch, type KubeConfig } from '@kubernetes/client-node';
 import { IntegrationError } from '../../ports/errors.ts';
 import { call, classifyHttpError, type CallMetrics } from '../call.ts';
@@ -24,7 +28,7 @@ export interface CustomResource {
   plural: string;
 }
 
-export interface CustomObjectSourceOptions {
+export interface CustomObjectSourceOptions<T extends KubeObject = KubeObject> {
   kubeConfig: KubeConfig;
   resource: CustomResource;
   /** Call names for metrics and errors: `listApplications`, `watchApplications`. */
@@ -35,9 +39,38 @@ export interface CustomObjectSourceOptions {
   metrics?: CallMetrics;
   timeoutMs?: number;
   backoffMs?: readonly number[];
+  /**
+   * What is kept of each object (after stripUnread), as it arrives: everything the kind's readers read,
+   * and metadata.namespace, name and resourceVersion, which the watch itself reads. The whole object when absent.
+   */
+  transform?: (object: T) => T;
 }
 
-export function customObjectSource<T extends KubeObject>(options: CustomObjectSourceOptions): WatchSource<T> {
+/** kubectl's copy of the last applied manifest, on every object `kubectl apply` wrote: read by nobody here. */
+export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * The object without what no reader of a watched kind reads: metadata.managedFields (often half
+ * an object's size) and the last-applied-configuration annotation (a whole copy of its spec).
+ * New objects, never `delete`: an object that loses a property in V8 falls back to a slower,
+ * larger dictionary form. Pure.
+ */
+export function stripUnread<T extends KubeObject>(object: T): T {
+  const metadata = object.metadata as (KubeObject['metadata'] & { managedFields?: unknown; annotations?: Record<string, string> }) | undefined;
+  if (!metadata || typeof metadata !== 'object') return object;
+  const annotations = metadata.annotations;
+  const lastApplied = annotations !== null && typeof annotations === 'object' && LAST_APPLIED_ANNOTATION in annotations;
+  if (metadata.managedFields === undefined && !lastApplied) return object;
+  const { managedFields: _managedFields, annotations: _annotations, ...rest } = metadata;
+  let kept: Record<string, string> | undefined = annotations;
+  if (lastApplied) {
+    const { [LAST_APPLIED_ANNOTATION]: _lastApplied, ...others } = annotations!;
+    kept = Object.keys(others).length > 0 ? others : undefined;
+  }
+  return { ...object, metadata: { ...rest, ...(kept !== undefined ? { annotations: kept } : {}) } };
+}
+
+export function customObjectSource<T extends KubeObject>(options: CustomObjectSourceOptions<T>): WatchSource<T> {
   const api = options.kubeConfig.makeApiClient(CustomObjectsApi);
   const { group, version, plural } = options.resource;
   return objectSource<T>({
@@ -55,7 +88,7 @@ export interface ListPage<T> {
   metadata?: { resourceVersion?: string; continue?: string };
 }
 
-export interface ObjectSourceOptions<T> extends Omit<CustomObjectSourceOptions, 'resource'> {
+export interface ObjectSourceOptions<T extends KubeObject> extends Omit<CustomObjectSourceOptions<T>, 'resource'> {
   /** The collection's path (`/api/v1/namespaces/{namespace}/pods`), all namespaces when undefined. */
   path(namespace: string | undefined): string;
   /** One page of the list. */
@@ -69,6 +102,9 @@ export interface ObjectSourceOptions<T> extends Omit<CustomObjectSourceOptions, 
 export function objectSource<T extends KubeObject>(options: ObjectSourceOptions<T>): WatchSource<T> {
   const watcher = new KubeWatch(options.kubeConfig);
   const callOptions = { classify: classifyHttpError, metrics: options.metrics, timeoutMs: options.timeoutMs, backoffMs: options.backoffMs };
+  const transform = options.transform;
+  const keep = (object: T): T => (transform ? transform(stripUnread(object)) : stripUnread(object));
+  const kept = (event: WireEvent<T>): WireEvent<T> => (event.type === 'ERROR' || event.type === 'BOOKMARK' ? event : { type: event.type, object: keep(event.object) });
 
   return {
     // A full list, page by page (10,000 Applications must not be one response).
@@ -79,7 +115,8 @@ export function objectSource<T extends KubeObject>(options: ObjectSourceOptions<
       do {
         const request = { labelSelector: options.labelSelector, limit: LIST_PAGE, _continue: next };
         const page = await call(options.calls.list, () => options.listPage(namespace, request), callOptions);
-        items.push(...page.items);
+        // Each page is cut down before the next is read: the whole list is never held as it came.
+        for (const item of page.items) items.push(keep(item));
         resourceVersion = page.metadata?.resourceVersion ?? '';
         next = page.metadata?.continue || undefined;
       } while (next);
@@ -94,7 +131,7 @@ export function objectSource<T extends KubeObject>(options: ObjectSourceOptions<
       };
       try {
         // The backoff between watches is the Watch's own: an open that fails is not retried here.
-        return await call(options.calls.watch, (signal) => open(watcher, options.path(namespace), query, onEvent, onEnd, signal), { ...callOptions, backoffMs: [] });
+        return await call(options.calls.watch, (signal) => open<T>(watcher, options.path(namespace), query, (event) => onEvent(kept(event)), onEnd, signal), { ...callOptions, backoffMs: [] });
       } catch (error) {
         if (error instanceof IntegrationError && statusOf(error.cause) === 410) throw new ResourceVersionGone(error.message);
         throw error;

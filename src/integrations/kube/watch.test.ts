@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../observability/log.ts';
-import { ResourceVersionGone, Watch, type WatchEvent, type WatchSource, type WireEvent } from './watch.ts';
+import { onlyWhatTheWatchReads, ResourceVersionGone, Watch, type WatchEvent, type WatchSource, type WireEvent } from './watch.ts';
 
 interface Obj {
   metadata: { namespace: string; name: string; resourceVersion: string };
@@ -120,6 +120,25 @@ describe('Watch', () => {
     expect(w.get('b', 'one')).toBeUndefined();
     expect(names()).toEqual(['one', 'three']);
     expect(events).toEqual(['added one', 'added two', 'relisted *', 'modified one', 'added three', 'deleted two']);
+  });
+
+  it('keeps only what `keep` keeps, and still tells listeners of each object as it came, once per version', async () => {
+    server.put('a', 'one', 'v1');
+    const seen: Array<WatchEvent<Obj>> = [];
+    const w = watching({ keep: onlyWhatTheWatchReads });
+    w.on((event) => seen.push(event));
+    await w.start();
+    server.put('a', 'one', 'v2');
+    expect(w.get('a', 'one')).toEqual({ metadata: { namespace: 'a', name: 'one', resourceVersion: '102' } });
+    expect(seen.map((e) => (e.type === 'relisted' ? e.type : `${e.type} ${e.object.data}${e.type === 'modified' ? ` (was ${String(e.previous.data)})` : ''}`)))
+      .toEqual(['added v1', 'relisted', 'modified v2 (was undefined)']);
+    // A relist of the same version is no news; one without the object deletes what was kept of it.
+    server.put('b', 'two', 'x', true);
+    server.delete('a', 'one', true);
+    await vi.advanceTimersByTimeAsync(5 * 60_000);
+    expect(names()).toEqual(['two']);
+    expect(events.slice(-3)).toEqual(['added two', 'deleted one', 'relisted *']);
+    expect(w.get('b', 'two')).toEqual({ metadata: { namespace: 'b', name: 'two', resourceVersion: '103' } });
   });
 
   it('resumes a watch the server ended from the last resourceVersion seen, without a list', async () => {

@@ -64,6 +64,19 @@ export interface WatchOptions<T> {
   /** A failure this long after the previous one starts the backoff afresh; 2 minutes by default (client-go's). */
   healthyAfterMs?: number;
   random?: () => number;
+  /**
+   * What the cache keeps of each object, when not all of it: a kind whose listener keeps its own
+   * reading of each object needs only what the watch itself reads (onlyWhatTheWatchReads). Listeners
+   * are told of an added or modified object as it came; `previous`, a deleted object, get() and
+   * list() are what was kept.
+   */
+  keep?: (object: T) => T;
+}
+
+/** Of an object, what the watch itself reads: its namespace, name and resourceVersion. Pure. */
+export function onlyWhatTheWatchReads<T extends KubeObject>(object: T): T {
+  const { namespace, name, resourceVersion } = object.metadata ?? {};
+  return { metadata: { ...(namespace !== undefined ? { namespace } : {}), ...(name !== undefined ? { name } : {}), ...(resourceVersion !== undefined ? { resourceVersion } : {}) } } as T;
 }
 
 interface Scope {
@@ -264,7 +277,7 @@ export class Watch<T extends KubeObject> {
     const previous = this.cache.get(key);
     // A relist hands back every object unchanged: the same version is no news.
     if (previous && previous.metadata?.resourceVersion !== undefined && previous.metadata.resourceVersion === object.metadata?.resourceVersion) return;
-    this.cache.set(key, object);
+    this.cache.set(key, this.options.keep ? this.options.keep(object) : object);
     const from = listed ? { listed: true as const } : {};
     this.emit(previous ? { type: 'modified', object, previous, ...from } : { type: 'added', object, ...from });
   }
