@@ -30,8 +30,9 @@ import { followTimeline } from '../dev/demo/timeline.ts';
 import { endpointsOf, startStack } from '../dev/stack/index.ts';
 import { installCrds, kubectlOk } from '../dev/stack/kubectl.ts';
 import { freePort } from '../dev/stack/process.ts';
+import { peakRssMiB } from './figures.ts';
 import { growth, largest, summarizeHeapSnapshot, type HeapSummary } from './heap-snapshot.ts';
-import { benchCluster, degrade, deployment, deploymentResource, gitopsRepo, metricSum, name, peakRssMiB, rolledOut, startOperator, startSimProcess, type BenchCluster } from './support.ts';
+import { benchCluster, degrade, deployment, deploymentResource, gitopsRepo, metricSum, name, rolledOut, startOperator, startSimProcess, type BenchCluster } from './support.ts';
 
 const STEPS = (process.env.BENCH_STEPS ?? '0,5000,10000,25000').split(',').map(Number);
 const ROLLBACKS = Math.min(Math.max(...STEPS), Number(process.env.BENCH_ROLLBACKS ?? 400));
@@ -362,10 +363,9 @@ try {
     await timeline.stop();
   }
   inspector.close();
-  operator.kill('SIGTERM');
-  await once(operator, 'exit');
+  await operator.stop();
 } finally {
   operator?.kill('SIGKILL');
-  sim.child.kill('SIGTERM');
+  await sim.process.stop();
   await stack.stop();
 }

@@ -32,6 +32,10 @@
 // The GitHub simulator and each operator replica run as processes of their own
 // (so their CPU is measured apart from the harness's), tethered like the
 // stack's: a bench that crashes or is killed leaves none of them running.
+// The simulator enforces GitHub's secondary limits and the operator is given the
+// same budget (support.ts githubLimitsFor): by default an Enterprise Server's,
+// raised so the burst can open within a minute; BENCH_GITHUB_LIMITS=github for
+// github.com's documented 80 writes a minute and 500 an hour (16 PRs a minute).
 // Environment: BENCH_APPS, BENCH_MINUTES, BENCH_DEGRADE, BENCH_FAILOVER=0 (no
 // standby, no kill), BENCH_WRITERS, BENCH_WRITERS_PER_CONNECTION (support.ts),
 // BENCH_CPU_PROFILE (a directory), BENCH_TRACING=1 (the operators export their
@@ -43,7 +47,7 @@ import { installCrds, kubectlOk } from '../dev/stack/kubectl.ts';
 import { freePort } from '../dev/stack/process.ts';
 import { KEYS } from '../src/api/etcd.ts';
 import { byPurpose, counterDelta, peakRssMiB, percentile, PURPOSES, sampleRss } from './figures.ts';
-import { apiserverMetrics, benchCluster, cpuSeconds, createApps, etcdGet, gitopsRepo, metricSum, name, reportDegraded, stall, startOperator, startSimProcess, writersFromEnv, type BenchProcess } from './support.ts';
+import { apiserverMetrics, benchCluster, cpuSeconds, createApps, etcdGet, githubLimitsFor, gitopsRepo, operatorLimitsEnv, metricSum, name, reportDegraded, stall, startOperator, startSimProcess, writersFromEnv, type BenchProcess } from './support.ts';
 import { pool, WriteStats } from './writes.ts';
 
 const APPS = Number(process.env.BENCH_APPS ?? 10_000);
@@ -79,15 +83,17 @@ interface Replica {
   metrics(): Promise<string>;
 }
 
+const github = githubLimitsFor(DEGRADE);
 const writers = writersFromEnv();
 const connections = writers.perConnection === 0 ? 'a new connection per request' : `${Math.ceil(writers.writers / writers.perConnection)} connection(s)`;
 out(`ai-operator benchmark: ${APPS} Applications, ${MINUTES} min Healthy, then ${DEGRADE} degrade at once${FAILOVER ? ', the leader killed mid-burst' : ''}; tracing ${TRACING ? 'on (the stack\'s Jaeger)' : 'off'}; harness writes ${writers.writers} at once on ${connections}`);
+out(`GitHub: ${github.name}, enforced by the simulator and kept by the operator: ${github.limits.writesPerMinute} writes a minute, ${github.limits.writesPerHour} an hour, ${github.limits.pointsPerMinute} points a minute per endpoint, ${github.limits.concurrency} in flight`);
 const stack = await startStack();
 const endpoints = endpointsOf(stack);
 const replicas: Replica[] = [];
 let sim: Awaited<ReturnType<typeof startSimProcess>> | undefined;
 try {
-  sim = await startSimProcess();
+  sim = await startSimProcess(github.limits);
   await installCrds(endpoints);
   await kubectlOk(endpoints, ['create', 'namespace', 'argocd']);
   const cluster = benchCluster(endpoints, writers);
@@ -106,7 +112,7 @@ try {
     const httpPort = await freePort();
     const operator = await startOperator(endpoints, {
       github: sim!.url, token, auditDir: join(stack.workDir, `audit-${identity}`), httpPort, identity, execArgv: profile,
-      ...(TRACING ? { env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoints.jaeger.otlp } } : {}),
+      env: { ...operatorLimitsEnv(github.limits), ...(TRACING ? { OTEL_EXPORTER_OTLP_ENDPOINT: endpoints.jaeger.otlp } : {}) },
     });
     const replica = { identity, process: operator, httpPort, metrics: () => fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()) };
     replicas.push(replica);
