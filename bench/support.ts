@@ -116,7 +116,7 @@ async function tetheredPid(tether: ChildProcess, command: string): Promise<numbe
 }
 
 /** `node args…` under the tether; stderr is the bench's, stdout piped or ignored. */
-export async function spawnTethered(args: string[], options: { env?: NodeJS.ProcessEnv; stdout: 'pipe' | 'ignore' }): Promise<BenchProcess> {
+export async function spawnTethered(name: string, args: string[], options: { env?: NodeJS.ProcessEnv; stdout: 'pipe' | 'ignore' }): Promise<BenchProcess> {
   const tether = spawn(tetherScript, [String(process.pid), process.execPath, ...args], { env: options.env ?? process.env, stdio: ['ignore', options.stdout, 'inherit'] });
   let code: number | null = null;
   const exited = new Promise<number | null>((resolve) => tether.once('exit', (c, signal) => {
@@ -135,7 +135,10 @@ export async function spawnTethered(args: string[], options: { env?: NodeJS.Proc
     stop: async () => {
       if (code !== null) return;
       kill('SIGTERM');
-      const killer = setTimeout(() => kill('SIGKILL'), 20_000);
+      const killer = setTimeout(() => {
+        process.stderr.write(`${name} still running 20 s after SIGTERM: SIGKILL\n`);
+        kill('SIGKILL');
+      }, 20_000);
       await exited;
       clearTimeout(killer);
     },
@@ -180,7 +183,7 @@ export const operatorLimitsEnv = (limits: GitHubLimits): Record<string, string> 
 export async function startSimProcess(limits?: GitHubLimits): Promise<SimProcess> {
   const enforced = limits ? ['--secondary-content-per-minute', String(limits.writesPerMinute), '--secondary-content-per-hour', String(limits.writesPerHour),
     '--secondary-points-per-minute', String(limits.pointsPerMinute), '--secondary-concurrency', String(limits.concurrency)] : [];
-  const child = await spawnTethered([fileURLToPath(new URL('../dev/github-sim/main.ts', import.meta.url)), '--no-validate', '--rate-limit', '1000000', ...enforced], { stdout: 'pipe' });
+  const child = await spawnTethered('the GitHub simulator', [fileURLToPath(new URL('../dev/github-sim/main.ts', import.meta.url)), '--no-validate', '--rate-limit', '1000000', ...enforced], { stdout: 'pipe' });
   const first = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
     void child.exited.then((code) => reject(new Error(`the GitHub simulator exited (${code})`)));
@@ -321,7 +324,7 @@ export async function degrade(cluster: BenchCluster, app: string): Promise<void>
 
 /** The operator (src/main.ts) on the stack, against the simulator, every 10 s; resolves once it is ready. */
 export async function startOperator(endpoints: StackEndpoints, options: { github: string; token: string; auditDir: string; httpPort: number; identity?: string; env?: Record<string, string>; execArgv?: string[] }): Promise<BenchProcess> {
-  const operator = await spawnTethered([...(options.execArgv ?? []), fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
+  const operator = await spawnTethered(`the operator${options.identity ? ` ${options.identity}` : ''}`, [...(options.execArgv ?? []), fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
     env: {
       PATH: process.env.PATH, KUBECONFIG: endpoints.kubeconfig, ETCD_ENDPOINTS: endpoints.etcd, NATS_URL: endpoints.nats,
       PROMETHEUS_URL: endpoints.prometheus, ELASTICSEARCH_URL: endpoints.elasticsearch, GITHUB_API_URL: options.github,
