@@ -8,7 +8,7 @@ export default defineConfig({
           name: 'unit',
           // Unit tests first: they are fast and say most about a broken change.
           sequence: { groupOrder: 0 },
-          include: ['src/**/*.test.ts', 'dev/**/*.test.ts'],
+          include: ['src/**/*.test.ts', 'dev/**/*.test.ts', 'bench/**/*.test.ts'],
           environment: 'node',
         },
       },
