@@ -80,22 +80,30 @@ interface Stamp {
   n: number;
 }
 
-/** Weighted timestamps, oldest first, within `spanMs` of now. */
+/**
+ * Weighted timestamps, oldest first, within `spanMs` of now, and their sum: `used` is asked by every
+ * request and, while requests wait, by each of them every 100 ms, so it is kept, not summed each time.
+ */
 class Window {
-  readonly stamps: Stamp[] = [];
+  private readonly stamps: Stamp[] = [];
+  private total = 0;
   private readonly spanMs: number;
   constructor(spanMs: number) {
     this.spanMs = spanMs;
   }
 
+  /** Drops what left the window by `now`. */
+  private prune(now: number): void {
+    while (this.stamps.length > 0 && this.stamps[0]!.at <= now - this.spanMs) this.total -= this.stamps.shift()!.n;
+  }
+
   used(now: number): number {
-    while (this.stamps.length > 0 && this.stamps[0]!.at <= now - this.spanMs) this.stamps.shift();
-    let n = 0;
-    for (const s of this.stamps) n += s.n;
-    return n;
+    this.prune(now);
+    return this.total;
   }
 
   add(now: number, n: number): Stamp {
+    this.total += n;
     const last = this.stamps.at(-1);
     if (last && last.at === now) {
       last.n += n;
@@ -104,6 +112,13 @@ class Window {
     const stamp = { at: now, n };
     this.stamps.push(stamp);
     return stamp;
+  }
+
+  /** Gives back `n` of what `stamp` counted (places set aside and not used); nothing once it left the window. */
+  take(stamp: Stamp, n: number, now: number): void {
+    this.prune(now);
+    if (this.holds(stamp, now)) this.total -= n;
+    stamp.n -= n;
   }
 
   /** Whether `stamp` is still counted at `now`. */
@@ -209,9 +224,9 @@ export class GitHubBudget {
     for (const [key, claim] of this.claims) if (claim.lastAsked <= now - this.claimTtlMs) this.claims.delete(key);
     for (const [key, hold] of this.holds) {
       if (hold.expiresAt > now) continue;
-      hold.minute.n -= hold.remaining;
-      hold.hour.n -= hold.remaining;
-      if (hold.remaining === hold.writes) hold.opening.n -= 1;
+      this.minute.take(hold.minute, hold.remaining, now);
+      this.hour.take(hold.hour, hold.remaining, now);
+      if (hold.remaining === hold.writes) this.openings.take(hold.opening, 1, now);
       this.holds.delete(key);
     }
   }
@@ -322,35 +337,46 @@ export class GitHubBudget {
     });
   }
 
-  private refusal(w: Waiter, now: number): BudgetRefusal {
+  /**
+   * Why `w` cannot go now, and when a place is expected (undefined: it can go); and the places set aside it may
+   * use. Said as data: a waiter is asked every 100 ms, an Error (and its stack) is made only for a refusal.
+   */
+  private blocker(w: Waiter, now: number): { blocked: { why: string; retryAt: number } | undefined; hold: Hold | undefined } {
     const paused = w.write ? this.writesPausedUntil : this.readsPausedUntil;
-    if (paused > now) return new BudgetRefusal(`GitHub answered that a secondary rate limit was exceeded: no ${w.write ? 'write' : 'request'} is sent until ${new Date(paused).toISOString()}`, paused);
-    if (this.inFlight >= this.limits.maxInFlight) return new BudgetRefusal(`${this.limits.maxInFlight} requests to GitHub are in flight already`, now + 1000);
-    const points = this.pointsOf(w.route);
-    const cost = w.write ? 5 : 1;
-    if (points.used(now) + cost > this.limits.pointsPerMinute) {
-      return new BudgetRefusal(`${w.route} spent its ${this.limits.pointsPerMinute} points of the minute`, points.freeAt(now, cost, this.limits.pointsPerMinute));
-    }
-    const retryAt = Math.max(this.minute.freeAt(now, 1, this.limits.writesPerMinute), this.hour.freeAt(now, 1, this.limits.writesPerHour));
-    return new BudgetRefusal(`GitHub's write budget of this installation (${this.said()}) is spent`, retryAt);
+    // Places set aside still count in the windows; set aside so long ago that they left them, they are no place at all.
+    const held = w.write && w.reservation !== undefined ? this.holds.get(w.reservation) : undefined;
+    const hold = held && this.minute.holds(held.minute, now) ? held : undefined;
+    const blocked = ((): { why: string; retryAt: number } | undefined => {
+      if (paused > now) return { why: `GitHub answered that a secondary rate limit was exceeded: no ${w.write ? 'write' : 'request'} is sent until ${new Date(paused).toISOString()}`, retryAt: paused };
+      if (this.inFlight >= this.limits.maxInFlight) return { why: `${this.limits.maxInFlight} requests to GitHub are in flight already`, retryAt: now + 1000 };
+      const points = this.pointsOf(w.route);
+      const cost = w.write ? 5 : 1;
+      if (points.used(now) + cost > this.limits.pointsPerMinute) {
+        return { why: `${w.route} spent its ${this.limits.pointsPerMinute} points of the minute`, retryAt: points.freeAt(now, cost, this.limits.pointsPerMinute) };
+      }
+      if (!w.write || hold || this.writesFree(now) >= 1) return undefined;
+      const retryAt = Math.max(this.minute.freeAt(now, 1, this.limits.writesPerMinute), this.hour.freeAt(now, 1, this.limits.writesPerHour));
+      return { why: `GitHub's write budget of this installation (${this.said()}) is spent`, retryAt };
+    })();
+    return { blocked, hold };
+  }
+
+  private refusal(w: Waiter, now: number): BudgetRefusal {
+    const blocked = this.blocker(w, now).blocked ?? { why: 'no place for this request to GitHub in time', retryAt: now + 1000 };
+    return new BudgetRefusal(blocked.why, blocked.retryAt);
   }
 
   /** Admits `w` if everything it needs is free now. */
   private tryAdmit(w: Waiter, now: number): boolean {
-    if (this.inFlight >= this.limits.maxInFlight) return false;
-    if ((w.write ? this.writesPausedUntil : this.readsPausedUntil) > now) return false;
+    const { blocked, hold } = this.blocker(w, now);
+    if (blocked) return false;
     const cost = w.write ? 5 : 1;
     const points = this.pointsOf(w.route);
-    if (points.used(now) + cost > this.limits.pointsPerMinute) return false;
-    // Places set aside still count in the windows; set aside so long ago that they left them, they are no place at all.
-    const held = w.write && w.reservation !== undefined ? this.holds.get(w.reservation) : undefined;
-    const hold = held && this.minute.holds(held.minute, now) ? held : undefined;
-    if (w.write && !hold && this.writesFree(now) < 1) return false;
     points.add(now, cost);
     if (hold) {
       // Counted from now on, when it leaves, as GitHub counts it (not from when its place was set aside).
-      hold.minute.n--;
-      hold.hour.n--;
+      this.minute.take(hold.minute, 1, now);
+      this.hour.take(hold.hour, 1, now);
       this.minute.add(now, 1);
       this.hour.add(now, 1);
       if (--hold.remaining <= 0) this.holds.delete(w.reservation!);
