@@ -277,6 +277,15 @@ function rememberBounded<V>(map: Map<string, V>, key: string, value: V, limit: n
   if (map.size > limit) map.delete(map.keys().next().value!);
 }
 
+/** `read`'s answer, shared by every caller asking for `key` while it is under way (`reads` holds those). */
+function sharedWhileUnderWay<T>(reads: Map<string, Promise<T>>, key: string, read: () => Promise<T>): Promise<T> {
+  const pending = reads.get(key);
+  if (pending) return pending;
+  const reading = read().finally(() => reads.delete(key));
+  reads.set(key, reading);
+  return reading;
+}
+
 export class GitHubClient implements GitHubPort {
   private readonly options: GitHubClientOptions;
   private client: Promise<Octokit> | undefined;
@@ -535,14 +544,10 @@ export class GitHubClient implements GitHubPort {
   private branchFact<T extends string | boolean>(key: string, read: () => Promise<T>): Promise<T> {
     const known = this.branches.get(key);
     if (known && known.until > this.now()) return Promise.resolve(known.value as T);
-    const pending = this.branchReads.get(key);
-    if (pending) return pending as Promise<T>;
-    const reading = read().then((value) => {
+    return sharedWhileUnderWay(this.branchReads, key, () => read().then((value) => {
       rememberBounded(this.branches, key, { value, until: this.now() + (this.options.branchCacheMs ?? 5 * 60_000) }, BRANCH_CACHE_SIZE);
       return value;
-    }).finally(() => this.branchReads.delete(key));
-    this.branchReads.set(key, reading);
-    return reading;
+    })) as Promise<T>;
   }
 
   defaultBranch(repo: RepoRef): Promise<string> {
@@ -608,14 +613,10 @@ export class GitHubClient implements GitHubPort {
     const key = `${repo.owner}/${repo.repo}@${sha}`.toLowerCase();
     const settled = this.settledCi.get(key);
     if (settled && settled.at > this.now() - SETTLED_CI_TTL_MS) return Promise.resolve(settled.ci);
-    const pending = this.ciReads.get(key);
-    if (pending) return pending;
-    const reading = this.run('getCommitStatus', (o, req) => this.ciOf(o, repo, sha, req)).then((ci) => {
+    return sharedWhileUnderWay(this.ciReads, key, () => this.run('getCommitStatus', (o, req) => this.ciOf(o, repo, sha, req)).then((ci) => {
       if (ci.state === 'success' || ci.state === 'failure' || ci.state === 'error') rememberBounded(this.settledCi, key, { ci, at: this.now() }, CI_SEEN_SIZE);
       return ci;
-    }).finally(() => this.ciReads.delete(key));
-    this.ciReads.set(key, reading);
-    return reading;
+    }));
   }
 
   private async findOpenOrLatest(o: Octokit, repo: RepoRef, branch: string, req: Req): Promise<PullRequestInfo | undefined> {
@@ -658,21 +659,16 @@ export class GitHubClient implements GitHubPort {
     const known = this.commitTrees.get(key);
     if (known) return { rootTree: known.sha, files: entriesUnder(known.files, prefix) };
     // Apps reading the same commit at once (a burst of rollbacks in one monorepo) share one read.
-    let reading = this.treeReads.get(key);
-    if (!reading) {
-      reading = (async () => {
-        // Not bound to this caller's call: the others waiting for it must not fail with it.
-        const { data } = await o.rest.git.getTree({ ...repo, tree_sha: commitSha, recursive: 'true', request: { signal: AbortSignal.timeout(2 * this.timeoutMs) } });
-        checkTree(data, `the tree of ${commitSha}`);
-        if (data.truncated) return { sha: data.sha, files: undefined };
-        const files = data.tree.map((e) => ({ path: e.path!, mode: e.mode!, type: e.type!, sha: e.sha! }))
-          .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-        rememberBounded(this.commitTrees, key, { sha: data.sha, files }, COMMIT_TREE_CACHE_SIZE);
-        return { sha: data.sha, files };
-      })().finally(() => this.treeReads.delete(key));
-      this.treeReads.set(key, reading);
-    }
-    const whole = await reading;
+    const whole = await sharedWhileUnderWay(this.treeReads, key, async () => {
+      // Not bound to this caller's call: the others waiting for it must not fail with it.
+      const { data } = await o.rest.git.getTree({ ...repo, tree_sha: commitSha, recursive: 'true', request: { signal: AbortSignal.timeout(2 * this.timeoutMs) } });
+      checkTree(data, `the tree of ${commitSha}`);
+      if (data.truncated) return { sha: data.sha, files: undefined };
+      const files = data.tree.map((e) => ({ path: e.path!, mode: e.mode!, type: e.type!, sha: e.sha! }))
+        .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      rememberBounded(this.commitTrees, key, { sha: data.sha, files }, COMMIT_TREE_CACHE_SIZE);
+      return { sha: data.sha, files };
+    });
     if (whole.files) return { rootTree: whole.sha, files: entriesUnder(whole.files, prefix) };
     let treeSha = whole.sha;
     for (const segment of prefix === '' ? [] : prefix.split('/')) {
@@ -850,9 +846,7 @@ export class GitHubClient implements GitHubPort {
     const cached = this.requiredChecksCache.get(cacheKey);
     if (cached && this.now() - cached.at < REQUIRED_CHECKS_TTL_MS) return Promise.resolve(cached.contexts);
     // The attempts asking at once share one read.
-    const pending = this.requiredChecksReads.get(cacheKey);
-    if (pending) return pending;
-    const reading = this.run('requiredChecks', async (o, req) => {
+    return sharedWhileUnderWay(this.requiredChecksReads, cacheKey, () => this.run('requiredChecks', async (o, req) => {
       const key = `${repo.owner}/${repo.repo}`;
       const [protection, rules] = await Promise.all([
         this.conditional(`${key} protection ${branch}`, (headers) => o.rest.repos.getBranchProtection({ ...repo, branch, headers, ...req }), () => {},
@@ -878,9 +872,7 @@ export class GitHubClient implements GitHubPort {
       const sorted = [...contexts].sort();
       rememberBounded(this.requiredChecksCache, cacheKey, { at: this.now(), contexts: sorted }, PULL_FILES_CACHE_SIZE);
       return sorted;
-    }).finally(() => this.requiredChecksReads.delete(cacheKey));
-    this.requiredChecksReads.set(cacheKey, reading);
-    return reading;
+    }));
   }
 
   createPullRequest(repo: RepoRef, spec: RollbackPullRequestSpec): Promise<OpenedPullRequest> {
