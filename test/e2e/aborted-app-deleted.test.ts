@@ -104,7 +104,10 @@ describe('an aborted attempt whose Application is deleted', () => {
         throw new Error(`${error.message}; the attempt: ${record?.state} (${record?.reason}) "${record?.message}", active key ${await activeKey(s)}\n${s.logs()}`);
       });
     expect(closed.merged).toBe(false);
-    const released = (await s.attempts()).find((r) => r.correlationId === aborted.correlationId)!;
+    // The PR is closed by the release's intent; the record saying so is projected onto the object just after.
+    const releasedSaid = (r: { message?: string }) => r.message?.includes('was deleted while this attempt was aborted (CIFailure): the app is released') === true;
+    const released = await eventually('the release said on the attempt', async () => (await s.attempts()).find((r) => r.correlationId === aborted.correlationId && releasedSaid(r)), 15_000, 250)
+      .catch(async () => (await s.attempts()).find((r) => r.correlationId === aborted.correlationId)!);
     expect(released.message).toContain('was deleted while this attempt was aborted (CIFailure): the app is released');
 
     // And the new Application is told, by an Event regarding it (its uid), what became of the old attempt

@@ -106,7 +106,14 @@ export async function nothingLost(s: Scenario, record: AttemptRecord, natsUrl: s
   const mergeCalls = s.github.control.counters()['PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge'] ?? 0;
   if (record.merge && mergeCalls < 1) problems.push('merged, but no merge call reached GitHub');
 
-  const events = await attemptEvents(natsUrl, record.correlationId, s.stream);
+  // The last transitions' events leave the etcd outbox at the relay's next pass (every second; later on a
+  // loaded machine): the record can reach its end before they are in JetStream. Read until they all are, or 15 s.
+  const wanted = record.transitions.length;
+  let events = await attemptEvents(natsUrl, record.correlationId, s.stream);
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline && events.filter((e) => e.type === 'io.ai-operator.fsm.transition').length < wanted;) {
+    await new Promise((r) => setTimeout(r, 500));
+    events = await attemptEvents(natsUrl, record.correlationId, s.stream);
+  }
   const ids = events.map((e) => e.id);
   if (new Set(ids).size !== ids.length) problems.push(`duplicate event ids: ${ids.filter((id, i) => ids.indexOf(id) !== i).join(', ')}`);
   // Each transition's event once: by version (unique), in the record's order.
