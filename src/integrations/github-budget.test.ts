@@ -109,6 +109,22 @@ describe('GitHubBudget', () => {
     (await write(b))();
   });
 
+  it('gives back places set aside that already left the windows without counting them twice: the hour is never below what it holds', async () => {
+    // Held longer than the minute lasts: by the time they are given back the minute no longer counts them.
+    const b = budget({ limits: { writesPerMinute: 10, writesPerHour: 20 }, holdMs: 90_000 });
+    b.reserve('open-1', 5, staging(1));
+    (await write(b, 'POST /trees', { reservation: 'open-1' }))();
+    expect(b.snapshot()).toMatchObject({ writesLastMinute: 5, writesLastHour: 5 });
+    vi.setSystemTime(T0 + 61_000);
+    expect(b.snapshot()).toMatchObject({ writesLastMinute: 0, writesLastHour: 5, holds: { 'open-1': 4 } });
+    vi.setSystemTime(T0 + 91_000);
+    expect(b.holding('open-1')).toBe(false);
+    // The four unused places leave the hour; the one write sent stays in it. The minute stays at 0, not -4.
+    expect(b.snapshot()).toMatchObject({ writesLastMinute: 0, writesLastHour: 1 });
+    for (let i = 0; i < 10; i++) (await write(b))();
+    await expect(write(b)).rejects.toThrow(BudgetRefusal);
+  });
+
   it('admits no more openings a minute than an endpoint\'s points allow (each writes 5 points to each of its endpoints)', () => {
     const b = budget({ limits: { writesPerMinute: 1000, writesPerHour: 10_000, pointsPerMinute: 900 } });
     for (let i = 0; i < 180; i++) b.reserve(`open-${i}`, 5, staging(1));
