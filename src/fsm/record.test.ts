@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { attemptName, branchName, labelValue, MAX_ATTEMPT_NAME, MAX_LABEL_VALUE } from './record.ts';
+import { attemptName, branchName, isUnder, labelValue, MAX_ATTEMPT_NAME, MAX_LABEL_VALUE } from './record.ts';
 
 // What the API server accepts (apimachinery's IsDNS1123Subdomain and IsValidLabelValue).
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -57,5 +57,22 @@ describe('attemptName', () => {
   it('keeps two long app names with the same first characters apart', () => {
     const prefix = 'b'.repeat(240);
     expect(attemptName({ namespace: 'argocd', name: `${prefix}-one` }, ID)).not.toBe(attemptName({ namespace: 'argocd', name: `${prefix}-two` }, ID));
+  });
+});
+
+describe('isUnder', () => {
+  it('is the path itself or a path below it, never a sibling that shares its first characters', () => {
+    expect(isUnder('apps/web', 'apps/web')).toBe(true);
+    expect(isUnder('apps/web', 'apps/web/deployment.yaml')).toBe(true);
+    expect(isUnder('apps/web', 'apps/web-canary/deployment.yaml')).toBe(false);
+    expect(isUnder('apps/web', 'apps/webx')).toBe(false);
+    expect(isUnder('apps/web', 'apps/we')).toBe(false);
+    expect(isUnder('apps/web', 'apps')).toBe(false);
+    expect(isUnder('apps/web/', 'apps/web/x')).toBe(false);
+  });
+
+  it('takes the repository root (empty or `.`) as above every path', () => {
+    expect(isUnder('', 'apps/web/x')).toBe(true);
+    expect(isUnder('.', 'README.md')).toBe(true);
   });
 });

@@ -364,7 +364,8 @@ export function attemptBranch(record: Pick<AttemptRecord, 'branch' | 'source'>, 
 /** Whether `path` lies at or under the repository path `prefix` ('' or '.' is the root): `apps/web-canary/x` is not under `apps/web`. */
 export function isUnder(prefix: string, path: string): boolean {
   const root = prefix === '' || prefix === '.';
-  return root || path === prefix || path.startsWith(`${prefix}/`);
+  // No `${prefix}/` built: the blast radius asks this of every app of a repository, per rollback of a burst.
+  return root || path === prefix || (path.length > prefix.length && path.charCodeAt(prefix.length) === 0x2f && path.startsWith(prefix));
 }
 
 /**

@@ -86,4 +86,16 @@ describe('blastRadius', () => {
     expect(await ask()).toEqual(first);
     expect(listed).toHaveLength(1);
   });
+
+  it('reads the default branch once for a repository full of HEAD apps, and not at all when the rollback is on another branch', async () => {
+    let asked = 0;
+    const counting = { ...github, defaultBranch: async () => { asked += 1; return 'main'; } } as unknown as GitHubPort;
+    const many = Array.from({ length: 50 }, (_, i) => view(`shop-${i}`, { repoURL: i % 2 ? URL : 'git@github.com:acme/gitops', path: 'apps/shop/overlays/production' }, 'production'));
+    const onMain = await blastRadius(counting, { app: staging, repo, branch: 'main', headSha: HEAD, files: [{ path: 'apps/shop/base/deployment.yaml', change: 'restored' }], others: many, environmentOf });
+    expect(onMain).toHaveLength(50);
+    expect(asked).toBe(1);
+    const onRelease = await blastRadius(counting, { app: staging, repo, branch: 'release', headSha: HEAD, files: [{ path: 'apps/shop/base/deployment.yaml', change: 'restored' }], others: many, environmentOf });
+    expect(onRelease).toEqual([]);
+    expect(asked).toBe(2);
+  });
 });

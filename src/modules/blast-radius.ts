@@ -63,18 +63,39 @@ export class SourceSetCache {
 
 
 /**
- * Whether `app` deploys `branch` of `repo`: one of its Git sources reads that repository at that branch (HEAD
- * the default branch). A tag or a commit is a fixed point: a merge into the branch does not move it.
+ * Whether `app` deploys `branch` of the repository whose key is `key`: one of its Git sources reads that
+ * repository at that branch, or at HEAD (`head`: when the default branch is that branch). A tag or a commit is
+ * a fixed point: a merge into the branch does not move it. `keys` holds each repository URL's key as computed
+ * during this weighing: every app of a monorepo names the same few URLs, and computing a key (four regular
+ * expressions and a copy) for each of 25,000 apps, once per rollback of a burst, was most of what a burst
+ * allocated (issue 23). Synchronous, so that weighing an app of another repository costs no promise.
  */
-async function deploysBranch(github: Pick<GitHubPort, 'defaultBranch'>, app: ApplicationView, key: string, repo: RepoRef, branch: string): Promise<boolean> {
+function deploysBranch(app: ApplicationView, key: string, branch: string, keys: Map<string, string>): 'yes' | 'head' | 'no' {
   const sources = app.rendered ? gitSources(app.rendered) : app.source ? [app.source] : [];
+  let atHead = false;
   for (const source of sources) {
-    if (repositoryKey(source.repoURL) !== key) continue;
+    let sourceKey = keys.get(source.repoURL);
+    if (sourceKey === undefined) keys.set(source.repoURL, sourceKey = repositoryKey(source.repoURL));
+    if (sourceKey !== key) continue;
     const target = targetRevisionOf(source);
-    if (target === branch) return true;
-    if (target === 'HEAD' && (await github.defaultBranch(repo)) === branch) return true;
+    if (target === branch) return 'yes';
+    if (target === 'HEAD') atHead = true;
   }
-  return false;
+  return atHead ? 'head' : 'no';
+}
+
+/** The paths of `set` at or under a changed file; none allocated for an app the files do not touch. */
+function touchedPaths(set: SourceSet, files: readonly ChangedFile[]): string[] {
+  let touched: string[] | undefined;
+  for (const path of set.paths) {
+    for (const file of files) {
+      if (isUnder(path, file.path)) {
+        (touched ??= []).push(path);
+        break;
+      }
+    }
+  }
+  return touched ?? [];
 }
 
 export async function blastRadius(github: GitHubPort, input: BlastRadiusInput): Promise<AffectedApp[]> {
@@ -82,19 +103,22 @@ export async function blastRadius(github: GitHubPort, input: BlastRadiusInput): 
   const affected: AffectedApp[] = [];
   // Every app's set at the one head: its tree listed once, not once per app.
   const reader = wholeTreeReader(github);
-  const self = `${input.app.ref.namespace}/${input.app.ref.name}`;
   const url = input.app.source?.repoURL;
   if (url === undefined) return [];
   const key = repositoryKey(url);
+  const keys = new Map<string, string>();
+  let defaultIsBranch: boolean | undefined;
   for (const other of input.others) {
-    if (`${other.ref.namespace}/${other.ref.name}` === self) continue;
-    if (!(await deploysBranch(github, other, key, input.repo, input.branch))) continue;
+    const deploys = deploysBranch(other, key, input.branch, keys);
+    if (deploys === 'no') continue;
+    if (deploys === 'head' && !(defaultIsBranch ??= (await github.defaultBranch(input.repo)) === input.branch)) continue;
+    if (other.ref.name === input.app.ref.name && other.ref.namespace === input.app.ref.namespace) continue;
     const compute = () => sourceSet(reader, sourceSetApp(other), input.headSha);
     const set = await (input.cache ? input.cache.setAt(input.repo, input.headSha, other, compute) : compute());
     // What an app reads cannot be told (a plugin, Jsonnet…): it may read the files changed, so it counts.
     const paths = set.refused
       ? [`(its source set cannot be computed: ${set.refused})`]
-      : set.paths.filter((p) => input.files.some((f) => isUnder(p, f.path)));
+      : touchedPaths(set, input.files);
     if (paths.length === 0) continue;
     affected.push({ namespace: other.ref.namespace, name: other.ref.name, environment: input.environmentOf(other), paths });
   }
