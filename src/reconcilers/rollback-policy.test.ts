@@ -189,11 +189,11 @@ describe('RollbackPolicies with two installations on one namespace (issue 19 §3
   const named = (name: string, spec: PolicyObject['spec'], status?: RollbackPolicyStatus): PolicyObject =>
     ({ namespace: 'argocd', name, generation: 1, resourceVersion: '10', uid: `uid-${name}`, spec, ...(status ? { status } : {}) });
   const labelled = (name: string): ApplicationView => ({ ...app(name), labels: { 'ai-operator.enabled': 'true' } });
-  const setup = (port: FakePolicies, installation: string, claims?: AppClaimPort) => {
+  const setup = (port: FakePolicies, installation: string, claims?: AppClaimPort, clock = () => T0) => {
     const events: KubeEvent[] = [];
     const lines: Array<Record<string, unknown>> = [];
     const policies = new RollbackPolicies(port, defaults, createLogger('INFO', {}, (l) => lines.push(JSON.parse(l) as Record<string, unknown>)), () => {}, {
-      installation, clock: () => T0, events: { emit: (e) => { events.push(e); }, flush: async () => {} }, ...(claims ? { claims } : {}),
+      installation, clock, events: { emit: (e) => { events.push(e); }, flush: async () => {} }, ...(claims ? { claims } : {}),
     });
     return { policies, events, lines };
   };
@@ -280,13 +280,20 @@ describe('RollbackPolicies with two installations on one namespace (issue 19 §3
       return holders.get(target.ref.name)!;
     } };
     const port = new FakePolicies([]);
-    const a = setup(port, 'team-a', claims);
-    const b = setup(port, 'team-b', claims);
+    let now = T0.getTime();
+    const clock = () => new Date(now);
+    const a = setup(port, 'team-a', claims, clock);
+    const b = setup(port, 'team-b', claims, clock);
     // Before a claim is read, neither acts; both resync it, so that the claim gets taken
     expect(a.policies.monitoring(labelled('cart'))).toBeUndefined();
     expect([a.policies.selects(labelled('cart')), b.policies.selects(labelled('cart')), a.policies.selects(app('unlabelled'))]).toEqual([true, true, false]);
     await a.policies.prepare(labelled('cart'));
     await b.policies.prepare(labelled('cart'));
+    // Each reconcile of a Degraded app asks again: the holder read 29 s ago stands, at 30 s it is read again
+    now += 29_000;
+    await b.policies.prepare(labelled('cart'));
+    expect(calls).toEqual(['cart:team-a', 'cart:team-b']);
+    now += 1_000;
     await b.policies.prepare(labelled('cart'));
     expect(calls).toEqual(['cart:team-a', 'cart:team-b', 'cart:team-b']);
     expect(a.policies.monitoring(labelled('cart'))).toMatchObject({ environment: 'production', suspended: false });

@@ -131,6 +131,12 @@ export interface RollbackPoliciesOptions {
   /** Where this installation says, once, that it ignores a policy or an app another installation acts on. */
   events?: EventRecorderPort;
   clock?: () => Date;
+  /**
+   * How long a claim's holder, once read, is taken as it was (default 30 s). A claim is never taken over, only
+   * lifted by a human; and a Degraded app is reconciled many times while its degradation is counted: reading its
+   * Lease each time was the operator's most frequent request in a 1,000-app burst (issue 23).
+   */
+  claimRecheckMs?: number;
 }
 
 export class RollbackPolicies {
@@ -145,8 +151,9 @@ export class RollbackPolicies {
   private readonly claims: AppClaimPort | undefined;
   private readonly events: EventRecorderPort | undefined;
   private readonly clock: () => Date;
-  /** Holders of the claims of apps no policy governs, by `namespace/name`, as last read (prepare). */
-  private readonly holders = new Map<string, string>();
+  /** Holders of the claims of apps no policy governs, by `namespace/name`, as last read (prepare), and when. */
+  private readonly holders = new Map<string, { holder: string; readAt: number }>();
+  private readonly claimRecheckMs: number;
   /** What was said about a policy or an app another installation acts on, by object: said again only when it changes. */
   private readonly ignoredSaid = new Map<string, string>();
 
@@ -161,6 +168,7 @@ export class RollbackPolicies {
     this.claims = options.claims;
     this.events = options.events;
     this.clock = options.clock ?? (() => new Date());
+    this.claimRecheckMs = options.claimRecheckMs ?? 30_000;
     this.log = log;
     objects.onChange(onChange);
   }
@@ -213,7 +221,7 @@ export class RollbackPolicies {
     }
     // Alone, with nothing to claim against: every app no policy governs is ours, as before installations had names.
     if (!this.claims) return { kind: 'ours' };
-    return claimOwnership(this.holders.get(`${app.ref.namespace}/${app.ref.name}`), this.installation);
+    return claimOwnership(this.holders.get(`${app.ref.namespace}/${app.ref.name}`)?.holder, this.installation);
   }
 
   /**
@@ -226,8 +234,11 @@ export class RollbackPolicies {
     const monitored = monitoringFor(app, this.policies(), this.defaults);
     if (!monitored || monitored.conflict || monitored.policyRef) return;
     const key = `${app.ref.namespace}/${app.ref.name}`;
+    const now = this.clock().getTime();
+    const known = this.holders.get(key);
+    if (known && now - known.readAt < this.claimRecheckMs) return;
     const holder = await this.claims.claim({ ref: app.ref, ...(app.uid ? { uid: app.uid } : {}) }, this.installation);
-    this.holders.set(key, holder);
+    this.holders.set(key, { holder, readAt: now });
     const ownership = claimOwnership(holder, this.installation);
     if (ownership.kind === 'theirs') {
       this.sayIgnored(ownership, { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', ...app.ref, ...(app.uid ? { uid: app.uid } : {}) });
