@@ -88,6 +88,18 @@ describe('GitHubClient: polls, fresh reads and the budget', () => {
     expect(count(PULLS)).toBe(2);
   });
 
+  it('a new leader weighing the open PRs for many attempts at once reads each PR\'s files once', async () => {
+    const opener = new GitHubClient({ baseUrl: sim.url, auth: { kind: 'token', token } });
+    await Promise.all(['a', 'b'].map((app) => opener.createPullRequest(REPO, spec(app))));
+    const open = (await opener.listOpenPullRequests(REPO, { base: 'main', paths: [''] })).length;
+    sim.control.resetCounters();
+    // Another process: it did not open them, so it knows none of their files
+    const leader = new GitHubClient({ baseUrl: sim.url, auth: { kind: 'token', token } });
+    const weighed = await Promise.all(['a', 'b', 'c', 'd', 'a', 'b'].map((app) => leader.listOpenPullRequests(REPO, { base: 'main', paths: [`apps/${app}`] })));
+    expect(weighed.map((prs) => prs.length > 0)).toEqual([true, true, false, false, true, true]);
+    expect(count('GET /repos/{owner}/{repo}/pulls/{pull_number}/files')).toBe(open);
+  });
+
   it('after a secondary-rate-limit answer, holds every write of the installation until its retry-after has passed', async () => {
     const metrics = new Metrics();
     const gh = new GitHubClient({ baseUrl: sim.url, auth: { kind: 'token', token }, budgetMetrics: metrics, sleep: async () => {} });

@@ -292,6 +292,8 @@ export class GitHubClient implements GitHubPort {
   private login: Promise<string> | undefined;
   private readonly etags = new Map<string, { etag: string; data: unknown }>();
   private readonly pullFiles = new Map<string, string[]>();
+  /** A PR's files being read, by the same key: the attempts weighing the open PRs at once (a burst, a new leader) read each once. */
+  private readonly pullFilesReads = new Map<string, Promise<string[]>>();
   private readonly commitTrees = new Map<string, { sha: string; files: TreeItem[] }>();
   /** Tree reads under way, by commit: apps reading the same commit at once share one. */
   private readonly treeReads = new Map<string, Promise<{ sha: string; files: TreeItem[] | undefined }>>();
@@ -511,11 +513,13 @@ export class GitHubClient implements GitHubPort {
     const key = `${repo.owner}/${repo.repo}#${pull.number}@${pull.head.sha}..${pull.base.ref}`;
     const known = this.pullFiles.get(key);
     if (known) return known;
-    const files = await o.paginate(o.rest.pulls.listFiles, { ...repo, pull_number: pull.number, per_page: 100, ...req });
-    checkEach(files, `files of #${pull.number}`, (f, at) => need(f, 'filename', 'string', at));
-    const paths = files.flatMap((f) => (f.previous_filename !== undefined ? [f.filename, f.previous_filename] : [f.filename]));
-    rememberBounded(this.pullFiles, key, paths, PULL_FILES_CACHE_SIZE);
-    return paths;
+    return sharedWhileUnderWay(this.pullFilesReads, key, async () => {
+      const files = await o.paginate(o.rest.pulls.listFiles, { ...repo, pull_number: pull.number, per_page: 100, ...req });
+      checkEach(files, `files of #${pull.number}`, (f, at) => need(f, 'filename', 'string', at));
+      const paths = files.flatMap((f) => (f.previous_filename !== undefined ? [f.filename, f.previous_filename] : [f.filename]));
+      rememberBounded(this.pullFiles, key, paths, PULL_FILES_CACHE_SIZE);
+      return paths;
+    });
   }
 
   // ---- GitHubPort --------------------------------------------------------------
