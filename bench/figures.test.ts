@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { byPurpose, counterDelta, percentile, purposeOf, sampleRss } from './figures.ts';
+import { readFileSync } from 'node:fs';
+import { byPurpose, counterDelta, imageHeapMiB, percentile, purposeOf, sampleRss } from './figures.ts';
 
 describe('purposeOf', () => {
   it('sorts the simulator routes the operator calls by what it calls them for', () => {
@@ -59,5 +60,27 @@ describe('sampleRss', () => {
     expect(self.maxMiB).toBeGreaterThanOrEqual(self.lastMiB);
     expect(self.lastMiB).toBeCloseTo(process.memoryUsage().rss / 2 ** 20, -1);
     expect(series.has('gone')).toBe(false);
+  });
+});
+
+describe('imageHeapMiB', () => {
+  const values = (memory: string) => `replicaCount: 2\nresources:\n  requests:\n    cpu: 200m\n    memory: 512Mi\n  limits:\n    cpu: 500m\n    memory: ${memory}\n`;
+  const dockerfile = 'FROM node\nENV NODE_ENV=production\nENV NODE_OPTIONS=--max-old-space-size-percentage=30\nCMD ["node", "src/main.ts"]\n';
+
+  it('is the Dockerfile\'s percentage of the chart\'s memory limit, not of its request', () => {
+    expect(imageHeapMiB(dockerfile, values('1Gi'))).toEqual({ heapMiB: 307, limit: '1Gi', percent: 30 });
+    expect(imageHeapMiB(dockerfile, values('768Mi'))?.heapMiB).toBe(230);
+    expect(imageHeapMiB(dockerfile, values('1G'))?.heapMiB).toBe(286);
+  });
+
+  it('is undefined without a percentage or a limit, and refuses a limit it cannot read', () => {
+    expect(imageHeapMiB('FROM node\n', values('1Gi'))).toBeUndefined();
+    expect(imageHeapMiB(dockerfile, 'resources: {}\n')).toBeUndefined();
+    expect(() => imageHeapMiB(dockerfile, values('lots'))).toThrow(/resources.limits.memory lots/);
+  });
+
+  it('reads this repository\'s Dockerfile and chart', () => {
+    const read = (file: string) => readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
+    expect(imageHeapMiB(read('Dockerfile'), read('charts/ai-operator/values.yaml'))?.heapMiB).toBeGreaterThan(0);
   });
 });

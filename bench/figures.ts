@@ -2,6 +2,7 @@
 // simulator's per-route counters), and the operator's resident set sampled
 // over a burst.
 import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 
 export const percentile = (values: readonly number[], p: number): number => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -99,4 +100,21 @@ export function sampleRss(processes: () => ReadonlyArray<{ name: string; pid: nu
       return series;
     },
   };
+}
+
+/**
+ * The V8 heap (MiB of old space) the operator's image gives it under the chart's memory limit: the
+ * Dockerfile's `--max-old-space-size-percentage` of `resources.limits.memory` (Node 24 takes the percentage
+ * of the cgroup's limit), or undefined when either is not set. What the bench passes as --max-old-space-size,
+ * so that a process without a cgroup runs with the heap it would have in its container.
+ */
+export function imageHeapMiB(dockerfile: string, values: string): { heapMiB: number; limit: string; percent: number } | undefined {
+  const percent = /^ENV NODE_OPTIONS=.*--max-old-space-size-percentage=(\d+(?:\.\d+)?)/m.exec(dockerfile)?.[1];
+  const limit = (parse(values) as { resources?: { limits?: { memory?: unknown } } } | null)?.resources?.limits?.memory;
+  if (percent === undefined || limit === undefined) return undefined;
+  if (typeof limit !== 'string') throw new Error(`resources.limits.memory ${String(limit)}: not a quantity this bench reads (Mi, Gi, M, G)`);
+  const quantity = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|K|M|G)?$/.exec(limit);
+  if (!quantity) throw new Error(`resources.limits.memory ${limit}: not a quantity this bench reads (Mi, Gi, M, G)`);
+  const unit = { Ki: 1 / 1024, Mi: 1, Gi: 1024, K: 1000 / 2 ** 20, M: 1e6 / 2 ** 20, G: 1e9 / 2 ** 20 }[quantity[2] ?? ''] ?? 1 / 2 ** 20;
+  return { heapMiB: Math.floor((Number(quantity[1]) * unit * Number(percent)) / 100), limit, percent: Number(percent) };
 }

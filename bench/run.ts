@@ -36,17 +36,22 @@
 // same budget (support.ts githubLimitsFor): by default an Enterprise Server's,
 // raised so the burst can open within a minute; BENCH_GITHUB_LIMITS=github for
 // github.com's documented 80 writes a minute and 500 an hour (16 PRs a minute).
+// Each replica runs with the V8 heap the image gives it in its container: the
+// Dockerfile's NODE_OPTIONS percentage of the chart's memory limit, passed as
+// --max-old-space-size (figures.ts imageHeapMiB); BENCH_HEAP=machine lets V8 size it
+// from the machine's memory instead, as a process outside a container would.
 // Environment: BENCH_APPS, BENCH_MINUTES, BENCH_DEGRADE, BENCH_FAILOVER=0 (no
 // standby, no kill), BENCH_WRITERS, BENCH_WRITERS_PER_CONNECTION (support.ts),
 // BENCH_CPU_PROFILE (a directory), BENCH_TRACING=1 (the operators export their
-// traces to the stack's Jaeger; off by default).
+// traces to the stack's Jaeger; off by default), BENCH_HEAP=machine.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { followTimeline } from '../dev/demo/timeline.ts';
 import { endpointsOf, startStack } from '../dev/stack/index.ts';
 import { installCrds, kubectlOk } from '../dev/stack/kubectl.ts';
 import { freePort } from '../dev/stack/process.ts';
 import { KEYS } from '../src/api/etcd.ts';
-import { byPurpose, counterDelta, peakRssMiB, percentile, PURPOSES, sampleRss } from './figures.ts';
+import { byPurpose, counterDelta, imageHeapMiB, peakRssMiB, percentile, PURPOSES, sampleRss } from './figures.ts';
 import { apiserverMetrics, benchCluster, cpuSeconds, createApps, etcdGet, githubLimitsFor, gitopsRepo, operatorLimitsEnv, metricSum, name, reportDegraded, stall, startOperator, startSimProcess, writersFromEnv, type BenchProcess } from './support.ts';
 import { pool, WriteStats } from './writes.ts';
 
@@ -57,6 +62,8 @@ const TRACING = process.env.BENCH_TRACING === '1';
 const FAILOVER = process.env.BENCH_FAILOVER !== '0';
 const BURST_CAP_MS = 600_000;
 const out = (text: string) => process.stdout.write(`${text}\n`);
+const repoFile = (file: string) => readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
+const HEAP = process.env.BENCH_HEAP === 'machine' ? undefined : imageHeapMiB(repoFile('Dockerfile'), repoFile('charts/ai-operator/values.yaml'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
@@ -87,6 +94,7 @@ const github = githubLimitsFor(DEGRADE);
 const writers = writersFromEnv();
 const connections = writers.perConnection === 0 ? 'a new connection per request' : `${Math.ceil(writers.writers / writers.perConnection)} connection(s)`;
 out(`ai-operator benchmark: ${APPS} Applications, ${MINUTES} min Healthy, then ${DEGRADE} degrade at once${FAILOVER ? ', the leader killed mid-burst' : ''}; tracing ${TRACING ? 'on (the stack\'s Jaeger)' : 'off'}; harness writes ${writers.writers} at once on ${connections}`);
+out(HEAP ? `operator heap: --max-old-space-size=${HEAP.heapMiB}, what the image's NODE_OPTIONS (${HEAP.percent} % of the container's memory limit) gives under the chart's limit of ${HEAP.limit}` : 'operator heap: sized by V8 from the machine\'s memory (BENCH_HEAP=machine)');
 out(`GitHub: ${github.name}, enforced by the simulator and kept by the operator: ${github.limits.writesPerMinute} writes a minute, ${github.limits.writesPerHour} an hour, ${github.limits.pointsPerMinute} points a minute per endpoint, ${github.limits.concurrency} in flight`);
 const stack = await startStack();
 const endpoints = endpointsOf(stack);
@@ -111,7 +119,7 @@ try {
   const launch = async (identity: string): Promise<Replica> => {
     const httpPort = await freePort();
     const operator = await startOperator(endpoints, {
-      github: sim!.url, token, auditDir: join(stack.workDir, `audit-${identity}`), httpPort, identity, execArgv: profile,
+      github: sim!.url, token, auditDir: join(stack.workDir, `audit-${identity}`), httpPort, identity, execArgv: [...profile, ...(HEAP ? [`--max-old-space-size=${HEAP.heapMiB}`] : [])],
       env: { ...operatorLimitsEnv(github.limits), ...(TRACING ? { OTEL_EXPORTER_OTLP_ENDPOINT: endpoints.jaeger.otlp } : {}) },
     });
     const replica = { identity, process: operator, httpPort, metrics: () => fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()) };

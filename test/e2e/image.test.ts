@@ -78,6 +78,27 @@ describe('the image', () => {
     console.log(`image size ${(size / 1e6).toFixed(0)} MB`);
     expect(size).toBeGreaterThan(100e6);
   });
+
+  it('sizes V8\'s heap from the container\'s memory limit: the Dockerfile\'s percentage of it, under the chart\'s limit and a smaller one', async () => {
+    const [inspected] = JSON.parse(await podman(['image', 'inspect', image])) as Json[];
+    const percent = Number(/^NODE_OPTIONS=--max-old-space-size-percentage=(\d+)$/m.exec((inspected!.Config.Env as string[]).join('\n'))?.[1]);
+    expect(percent).toBeGreaterThan(0);
+    const chartLimit = (parse(read('charts/ai-operator/values.yaml')) as Json).resources.limits.memory as string;
+    const heapUnder = async (memory: string) => {
+      const out = await podman(['run', '--rm', '--network=none', ...RUNTIME, '--read-only', `--memory=${memory}`, image, 'node', '-p',
+        'JSON.stringify({ heap: require("node:v8").getHeapStatistics().heap_size_limit, limit: process.constrainedMemory() })']);
+      return JSON.parse(out) as { heap: number; limit: number };
+    };
+    for (const memory of [chartLimit, '512Mi']) {
+      const bytes = Number(/^(\d+)Mi$/.exec(memory)?.[1] ?? Number(/^(\d+)Gi$/.exec(memory)![1]) * 1024) * 2 ** 20;
+      const { heap, limit } = await heapUnder(memory.replace(/i$/, '').toLowerCase());
+      console.log(`--memory=${memory}: the container's limit ${(limit / 2 ** 20).toFixed(0)} MiB, V8's heap limit ${(heap / 2 ** 20).toFixed(0)} MiB`);
+      expect(limit).toBe(bytes);
+      // Old space is the percentage of the limit; the young generation comes on top of it (16 MiB semi-spaces, three of them).
+      expect(heap).toBeGreaterThanOrEqual((bytes * percent) / 100);
+      expect(heap).toBeLessThan((bytes * percent) / 100 + 64 * 2 ** 20);
+    }
+  });
 });
 
 describe('the operator from the image', () => {
