@@ -149,6 +149,15 @@ describe('ApplicationReconciler', () => {
     const [pr] = await h.world.pullRequests();
     expect(pr!.state).toBe('open');
     expect(pr!.comments.at(-1)).toMatch(/ApprovalTimeout/);
+    // Aborted, the PR is read again only for what ends the attempt: a reset (which closes it), not at each check.
+    const reads = await h.world.callCount('getPullRequestStatus');
+    await h.reconcileEvery(10, 5, 'argocd/order-service');
+    expect(await h.world.callCount('getPullRequestStatus')).toBe(reads);
+    await h.world.setRequests(attemptName(s.app.ref, (await h.record('order-service'))!.correlationId), { reset: true });
+    await h.reconcileEvery(10, 1, 'argocd/order-service');
+    expect(await h.world.callCount('getPullRequestStatus')).toBeGreaterThan(reads);
+    expect(await h.record('order-service')).toMatchObject({ state: 'Idle', reason: 'Reset' });
+    expect((await h.world.pullRequests())[0]!.state).toBe('closed');
   });
 
   it('starts no attempt for a transient degradation: the checks live in the health key, then are cleared', async () => {

@@ -230,6 +230,9 @@ export class Observer {
       case 'AwaitingMergeApproval':
       case 'Abort': {
         if (!record.pullRequest) return;
+        // An aborted attempt's PR matters only to what ends it (a reset closes it, a deleted app releases it): read
+        // at every check, hundreds of aborted attempts in a burst read their PRs and CI for nothing.
+        if (record.state === 'Abort' && !facts.human.reset && !facts.applicationGone) return;
         const built = record.rollbackCommit;
         // CI is read on the commit the operator built, never on whatever the head is now. While the PR waits for
         // CI (PRCreated) it is polled; what a merge is decided on (AwaitingMergeApproval) is read fresh.
