@@ -88,6 +88,19 @@ describe('GitHubClient: polls, fresh reads and the budget', () => {
     expect(count(PULLS)).toBe(2);
   });
 
+  it('a merge it made moves the head it shares: the next preview on the base measures the merged head, not the one read a moment ago', async () => {
+    const now = Date.now();
+    const gh = new GitHubClient({ baseUrl: sim.url, auth: { kind: 'token', token }, now: () => now });
+    // Two attempts restore apps/c to v1: one opens its PR, the other previews on the same head (shared) and waits
+    const pr = await gh.createPullRequest(REPO, spec('c'));
+    const before = await gh.previewRollback(REPO, { paths: ['apps/c'], branch: 'main', targetSha: v1 });
+    expect(before.changed).toBe(1);
+    const merged = await gh.mergePullRequest(REPO, pr.number, { sha: pr.rollbackCommit.sha, method: 'squash' });
+    // The clock has not moved: without the merge forgetting it, the head read before would be shared still
+    const after = await gh.previewRollback(REPO, { paths: ['apps/c'], branch: 'main', targetSha: v1 });
+    expect(after).toMatchObject({ headSha: merged.sha, changed: 0 });
+  });
+
   it('a new leader weighing the open PRs for many attempts at once reads each PR\'s files once', async () => {
     const opener = new GitHubClient({ baseUrl: sim.url, auth: { kind: 'token', token } });
     await Promise.all(['a', 'b'].map((app) => opener.createPullRequest(REPO, spec(app))));

@@ -752,6 +752,12 @@ export class GitHubClient implements GitHubPort {
     return sha;
   }
 
+  /** Every branch head of the repository this process shares, read afresh from now on. */
+  private forgetHeads(repo: RepoRef): void {
+    const prefix = `${repo.owner}/${repo.repo}@`.toLowerCase();
+    for (const key of this.heads.keys()) if (key.startsWith(prefix)) this.heads.delete(key);
+  }
+
   previewRollback(repo: RepoRef, query: { paths: string[]; branch: string; targetSha: string }): Promise<RollbackPreview> {
     return this.run('previewRollback', async (o, req) => {
       // The head is read afresh (shared a few seconds), the trees come from the cache when known (a commit's never does).
@@ -1018,6 +1024,9 @@ export class GitHubClient implements GitHubPort {
       const { data } = await o.rest.pulls.merge({ ...repo, pull_number: number, sha: options.sha, merge_method: options.method, ...req });
       need(data, 'sha', 'string', `the merge of #${number}`);
       this.forgetOpened(repo, number);
+      // The merge moved its base: an attempt waiting for this PR must measure its own diff on the new head, or it
+      // finds the files it waited for still to restore and opens a second PR restoring them.
+      this.forgetHeads(repo);
       return { sha: data.sha };
     }, {
       classify: classifyMerge,
