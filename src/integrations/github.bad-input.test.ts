@@ -137,6 +137,8 @@ describe('GitHub answers outside its API description', () => {
     // The cases push between calls and mean the next call to read the branch's head again: none shared.
     w.gh = new GitHubClient({ baseUrl: w.sim.url, auth: { kind: 'token', token }, backoffMs: [1, 1, 1], headCacheMs: 0 });
     w.openPull = async () => {
+      // A bad release on main each time: a case that merged restored v1 there, and a PR restoring nothing is never opened.
+      await w.sim.control.push({ ...REPO, files: { [`${PATH}/deployment.yaml`]: `image: v2-${branches + 1}\n` }, message: 'Release v2 again' });
       const pr = await w.gh.createPullRequest(REPO, spec(`ai-operator/rollback/cart-${++branches}`, w.v1));
       return { number: pr.number, headSha: pr.headSha, branch: pr.branch };
     };

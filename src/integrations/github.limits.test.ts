@@ -6,6 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startGitHubSim, type GitHubSim } from '../../dev/github-sim/index.ts';
 import { Metrics } from '../observability/metrics.ts';
 import type { RepoRef } from '../ports/github.ts';
+import type { IntegrationError } from '../ports/errors.ts';
 import { GitHubClient } from './github.ts';
 
 const REPO: RepoRef = { owner: 'acme', repo: 'limits' };
@@ -99,6 +100,11 @@ describe('GitHubClient: polls, fresh reads and the budget', () => {
     // The clock has not moved: without the merge forgetting it, the head read before would be shared still
     const after = await gh.previewRollback(REPO, { paths: ['apps/c'], branch: 'main', targetSha: v1 });
     expect(after).toMatchObject({ headSha: merged.sha, changed: 0 });
+    // Opened anyway (measured before the merge, opened after it): nothing is left to restore, so nothing is written
+    sim.control.resetCounters();
+    const late = await gh.createPullRequest(REPO, spec('c')).then(() => undefined, (error: IntegrationError) => error);
+    expect(late).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining(`main at ${merged.sha.slice(0, 7)} already holds apps/c as at ${v1.slice(0, 7)}`) });
+    expect(Object.keys(sim.control.counters()).filter((route) => !route.startsWith('GET '))).toEqual([]);
   });
 
   it('a new leader weighing the open PRs for many attempts at once reads each PR\'s files once', async () => {
