@@ -54,6 +54,18 @@ async function servedDuring<T>(logFile: string, kv: EtcdKV, run: () => Promise<T
   return { result, requests };
 }
 
+/**
+ * Waits until etcd has served a read whose content has `what`, started after `since`: the leader's cleanup
+ * sweep (after each resync, every 30 s here) reads the index key of an ended attempt that still holds its app,
+ * and a window measured right after that read cannot hold the next one.
+ */
+async function untilServed(logFile: string, what: string, since: number): Promise<void> {
+  await eventually(`etcd serving a read of ${what}`, async () => readFileSync(logFile, 'utf8').split('\n')
+    .filter((l) => l.includes('"request stats"'))
+    .map((l) => JSON.parse(l) as Record<string, string>)
+    .some((r) => r['response type']!.endsWith('/Range') && r['request content']!.includes(what) && Date.parse(r['start time']!) >= since) || undefined, 45_000, 100);
+}
+
 describe('POST /reset/{correlationId}: authorized before the id is read, found through its index', () => {
   it('the same 403 for an existing and an unknown id with no etcd read for it; the reset by the index key, no scan; an attempt written before the index found', async () => {
     // Given an etcd that logs every request with its keys, for the operator and this test
@@ -100,9 +112,13 @@ describe('POST /reset/{correlationId}: authorized before the id is read, found t
     const cid = open.correlationId;
     const attempt = { namespace: ns, name: attemptName(open.app, cid) };
     s.ci(pr.headSha, 'failure');
+    const abortedAt = Date.now();
     await s.inState('Abort');
     await eventually('the operator serving HTTP', async () => (await fetch(`http://127.0.0.1:${operator.httpPort}/healthz`)).ok);
     const unknown = crypto.randomUUID();
+    // The cleanup sweep reads the aborted attempt's index key after each resync (it waits while the attempt holds
+    // its app): the window below starts right after one such read, so that the next falls well outside it.
+    await untilServed(etcd.process.logFile, indexRead(cid), abortedAt);
 
     // When the bystander asks for the aborted attempt and for an id no attempt has
     const whileAborted = await servedDuring(etcd.process.logFile, kv, async () => [
