@@ -523,12 +523,13 @@ export class GitHubClient implements GitHubPort {
   }
 
   /** The paths a PR changes; they change only with its head (or a retargeted base), so they are read once per pair. */
-  private async filesOf(o: Octokit, repo: RepoRef, pull: { number: number; head: { sha: string }; base: { ref: string } }, req: Req): Promise<string[]> {
+  private async filesOf(o: Octokit, repo: RepoRef, pull: { number: number; head: { sha: string }; base: { ref: string } }): Promise<string[]> {
     const key = `${repo.owner}/${repo.repo}#${pull.number}@${pull.head.sha}..${pull.base.ref}`;
     const known = this.pullFiles.get(key);
     if (known) return known;
     return sharedWhileUnderWay(this.pullFilesReads, key, async () => {
-      const files = await o.paginate(o.rest.pulls.listFiles, { ...repo, pull_number: pull.number, per_page: 100, ...req });
+      // Not bound to this caller's call (like a shared tree read): the others waiting for it must not fail with it.
+      const files = await o.paginate(o.rest.pulls.listFiles, { ...repo, pull_number: pull.number, per_page: 100, request: { signal: AbortSignal.timeout(2 * this.timeoutMs) } });
       checkEach(files, `files of #${pull.number}`, (f, at) => need(f, 'filename', 'string', at));
       const paths = files.flatMap((f) => (f.previous_filename !== undefined ? [f.filename, f.previous_filename] : [f.filename]));
       rememberBounded(this.pullFiles, key, paths, PULL_FILES_CACHE_SIZE);
@@ -1031,7 +1032,7 @@ export class GitHubClient implements GitHubPort {
       const open = (await this.openPulls(repo, this.now() - (options.polling ? this.pullListMaxAgeMs : 0)))
         .filter((p) => p.base.ref === filter.base && (filter.openedBy === undefined || p.user?.login === filter.openedBy)
           && (filter.branchPrefix === undefined || p.head.ref.startsWith(filter.branchPrefix)));
-      const touching = await Promise.all(open.map(async (p) => prefixes.includes('') || (await this.filesOf(o, repo, p, req)).some((f) => prefixes.some((prefix) => under(prefix, f)))));
+      const touching = await Promise.all(open.map(async (p) => prefixes.includes('') || (await this.filesOf(o, repo, p)).some((f) => prefixes.some((prefix) => under(prefix, f)))));
       return open.filter((_, i) => touching[i]).map((p) => pullRequestInfo(p));
     });
   }
