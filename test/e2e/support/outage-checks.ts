@@ -8,6 +8,7 @@ import { readAuditDir } from '../../../src/audit/jsonl-sink.ts';
 import { verifyChain, type AuditRecord } from '../../../src/audit/record.ts';
 import type { CloudEvent } from '../../../src/fsm/cloud-events.ts';
 import type { AttemptRecord } from '../../../src/fsm/record.ts';
+import { eventually } from './operator.ts';
 import type { OperatorHandle, Scenario } from './rollback-scenario.ts';
 import { REPO } from './rollback-scenario.ts';
 
@@ -108,12 +109,13 @@ export async function nothingLost(s: Scenario, record: AttemptRecord, natsUrl: s
 
   // The last transitions' events leave the etcd outbox at the relay's next pass (every second; later on a
   // loaded machine): the record can reach its end before they are in JetStream. Read until they all are, or 15 s.
-  const wanted = record.transitions.length;
-  let events = await attemptEvents(natsUrl, record.correlationId, s.stream);
-  for (const deadline = Date.now() + 15_000; Date.now() < deadline && events.filter((e) => e.type === 'io.ai-operator.fsm.transition').length < wanted;) {
-    await new Promise((r) => setTimeout(r, 500));
-    events = await attemptEvents(natsUrl, record.correlationId, s.stream);
-  }
+  // Past 15 s, what JetStream holds then is checked below (and found short, by name).
+  const read = () => attemptEvents(natsUrl, record.correlationId, s.stream);
+  const complete = (all: CloudEvent[]) => all.filter((e) => e.type === 'io.ai-operator.fsm.transition').length >= record.transitions.length;
+  const events = await eventually('every transition\'s event in JetStream', async () => {
+    const all = await read();
+    return complete(all) ? all : undefined;
+  }, 15_000, 500).catch(read);
   const ids = events.map((e) => e.id);
   if (new Set(ids).size !== ids.length) problems.push(`duplicate event ids: ${ids.filter((id, i) => ids.indexOf(id) !== i).join(', ')}`);
   // Each transition's event once: by version (unique), in the record's order.
