@@ -90,7 +90,9 @@ describe('the image', () => {
       return JSON.parse(out) as { heap: number; limit: number };
     };
     for (const memory of [chartLimit, '512Mi']) {
-      const bytes = Number(/^(\d+)Mi$/.exec(memory)?.[1] ?? Number(/^(\d+)Gi$/.exec(memory)![1]) * 1024) * 2 ** 20;
+      const quantity = /^(\d+)(Mi|Gi)$/.exec(memory);
+      if (!quantity) throw new Error(`resources.limits.memory ${memory}: this test reads Mi or Gi only`);
+      const bytes = Number(quantity[1]) * (quantity[2] === 'Gi' ? 2 ** 30 : 2 ** 20);
       const { heap, limit } = await heapUnder(memory.replace(/i$/, '').toLowerCase());
       console.log(`--memory=${memory}: the container's limit ${(limit / 2 ** 20).toFixed(0)} MiB, V8's heap limit ${(heap / 2 ** 20).toFixed(0)} MiB`);
       expect(limit).toBe(bytes);
