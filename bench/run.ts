@@ -95,7 +95,7 @@ const writers = writersFromEnv();
 const connections = writers.perConnection === 0 ? 'a new connection per request' : `${Math.ceil(writers.writers / writers.perConnection)} connection(s)`;
 out(`ai-operator benchmark: ${APPS} Applications, ${MINUTES} min Healthy, then ${DEGRADE} degrade at once${FAILOVER ? ', the leader killed mid-burst' : ''}; tracing ${TRACING ? 'on (the stack\'s Jaeger)' : 'off'}; harness writes ${writers.writers} at once on ${connections}`);
 out(HEAP ? `operator heap: --max-old-space-size=${HEAP.heapMiB}, what the image's NODE_OPTIONS (${HEAP.percent} % of the container's memory limit) gives under the chart's limit of ${HEAP.limit}` : 'operator heap: sized by V8 from the machine\'s memory (BENCH_HEAP=machine)');
-out(`GitHub: ${github.name}, enforced by the simulator and kept by the operator: ${github.limits.writesPerMinute} writes a minute, ${github.limits.writesPerHour} an hour, ${github.limits.pointsPerMinute} points a minute per endpoint, ${github.limits.concurrency} in flight`);
+out(`GitHub: ${github.name}, enforced by the simulator and kept by the operator: ${github.limits.writesPerMinute} writes a minute, ${github.limits.writesPerHour} an hour, ${github.limits.pointsPerMinute} points a minute per endpoint, ${github.limits.maxInFlight} in flight`);
 const stack = await startStack();
 const endpoints = endpointsOf(stack);
 const replicas: Replica[] = [];

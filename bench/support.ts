@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { StackEndpoints } from '../dev/stack/index.ts';
+import { GITHUB_LIMITS, type GitHubLimits } from '../src/integrations/github-budget.ts';
 import { KeepAliveKubeConfig } from '../src/integrations/kube-config.ts';
 import { pool, write, type WriteStats } from './writes.ts';
 
@@ -155,22 +156,13 @@ export interface SimProcess {
 }
 
 /**
- * GitHub's secondary limits, as the simulator enforces them and the operator keeps them (its GITHUB_* budget):
- * content-creating requests a minute and an hour, points a minute per endpoint (a GET 1, a write 5), requests in flight.
- */
-export interface GitHubLimits { writesPerMinute: number; writesPerHour: number; pointsPerMinute: number; concurrency: number }
-
-/** What github.com documents ("Rate limits for the REST API"). */
-export const GITHUB_COM_LIMITS: GitHubLimits = { writesPerMinute: 80, writesPerHour: 500, pointsPerMinute: 900, concurrency: 100 };
-
-/**
  * BENCH_GITHUB_LIMITS: `github` for github.com's numbers; by default an Enterprise Server whose admin raised the
  * content limits to what `burst` rollbacks opened within a minute need (five writes each, with room to spare),
  * the concurrency staying GitHub's 100. The same numbers go to the simulator and to the operator.
  */
 export function githubLimitsFor(burst: number): { name: string; limits: GitHubLimits } {
-  if (process.env.BENCH_GITHUB_LIMITS === 'github') return { name: 'github.com\'s documented secondary limits', limits: GITHUB_COM_LIMITS };
-  const limits = { writesPerMinute: Math.max(80, burst * 6), writesPerHour: Math.max(500, burst * 30), pointsPerMinute: Math.max(900, burst * 30), concurrency: 100 };
+  if (process.env.BENCH_GITHUB_LIMITS === 'github') return { name: 'github.com\'s documented secondary limits', limits: GITHUB_LIMITS };
+  const limits = { writesPerMinute: Math.max(80, burst * 6), writesPerHour: Math.max(500, burst * 30), pointsPerMinute: Math.max(900, burst * 30), maxInFlight: GITHUB_LIMITS.maxInFlight };
   return { name: 'an Enterprise Server\'s secondary limits raised for the burst', limits };
 }
 
@@ -182,7 +174,7 @@ export const operatorLimitsEnv = (limits: GitHubLimits): Record<string, string> 
 /** The simulator in its own process, driven through its control API (POST /_sim/<method>); with `limits`, it enforces them. */
 export async function startSimProcess(limits?: GitHubLimits): Promise<SimProcess> {
   const enforced = limits ? ['--secondary-content-per-minute', String(limits.writesPerMinute), '--secondary-content-per-hour', String(limits.writesPerHour),
-    '--secondary-points-per-minute', String(limits.pointsPerMinute), '--secondary-concurrency', String(limits.concurrency)] : [];
+    '--secondary-points-per-minute', String(limits.pointsPerMinute), '--secondary-concurrency', String(limits.maxInFlight)] : [];
   const child = await spawnTethered('the GitHub simulator', [fileURLToPath(new URL('../dev/github-sim/main.ts', import.meta.url)), '--no-validate', '--rate-limit', '1000000', ...enforced], { stdout: 'pipe' });
   const first = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
