@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { AppRef, AttemptRecord, HealthStatus } from '../../src/fsm/record.ts';
 import type { DeploymentReplicas, RevisionPods } from '../../src/fsm/record.ts';
 import type { ApplicationView, ArgoCdPort } from '../../src/ports/argocd.ts';
-import { IntegrationError, type ErrorCode } from '../../src/ports/errors.ts';
+import { IntegrationError, NothingToRestoreError, type ErrorCode } from '../../src/ports/errors.ts';
 import type {
   BranchDeletion, CiStatus, CommitIdentity, CommitInfo, GitHubPort, OpenedPullRequest, PullRequestInfo, RepoRef, RollbackCommitCheck, RollbackPreview, RollbackPullRequestSpec,
 } from '../../src/ports/github.ts';
@@ -309,6 +309,7 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
     const restored = await this.read<{ sha: string; headSha: string }>(K.restoredTo(path));
     const headSha = restored?.headSha ?? (await this.read<CommitInfo[]>(K.commits(path)))?.[0]?.sha ?? fakeSha(`head:${query.branch}`);
     const changed = restored?.sha === query.targetSha ? 0 : 1;
+    await this.pauseAfter('previewRollback');
     return { changed, headSha, files: changed ? [{ path: `${path}/${MANIFEST}`, change: 'restored' }] : [] };
   }
 
@@ -319,6 +320,9 @@ export class FakeWorld implements ArgoCdPort, GitHubPort, ClusterPort, MetricsHi
 
   async createPullRequest(_repo: RepoRef, spec: RollbackPullRequestSpec): Promise<OpenedPullRequest> {
     await this.call('createPullRequest');
+    // As the client: a branch that already holds the target there (a merge or a revert since the preview) gets no PR.
+    const restored = await this.read<{ sha: string; headSha: string }>(K.restoredTo(appPathOf(spec.paths)));
+    if (restored?.sha === spec.targetSha) throw new NothingToRestoreError('createPullRequest', `${spec.base} at ${restored.headSha.slice(0, 7)} already holds ${appPathOf(spec.paths)} as at ${spec.targetSha.slice(0, 7)}`);
     const number = await this.update<number>(K.prCounter, (n) => (n ?? 0) + 1);
     const rollbackCommit = FakeWorld.rollbackCommitOf(spec);
     const pr: FakePullRequest = {

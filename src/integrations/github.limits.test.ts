@@ -103,7 +103,7 @@ describe('GitHubClient: polls, fresh reads and the budget', () => {
     // Opened anyway (measured before the merge, opened after it): nothing is left to restore, so nothing is written
     sim.control.resetCounters();
     const late = await gh.createPullRequest(REPO, spec('c')).then(() => undefined, (error: IntegrationError) => error);
-    expect(late).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining(`main at ${merged.sha.slice(0, 7)} already holds apps/c as at ${v1.slice(0, 7)}`) });
+    expect(late).toMatchObject({ name: 'NothingToRestoreError', code: 'CONFLICT', message: expect.stringContaining(`main at ${merged.sha.slice(0, 7)} already holds apps/c as at ${v1.slice(0, 7)}`) });
     expect(Object.keys(sim.control.counters()).filter((route) => !route.startsWith('GET '))).toEqual([]);
   });
 

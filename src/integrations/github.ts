@@ -42,7 +42,7 @@ import { Octokit } from '@octokit/rest';
 import { isUnder, itemsUnder, type CheckRun, type CiState } from '../fsm/record.ts';
 import { collapsePaths } from '../modules/source-set.ts';
 import type { Logger } from '../observability/log.ts';
-import { IntegrationError } from '../ports/errors.ts';
+import { IntegrationError, NothingToRestoreError } from '../ports/errors.ts';
 import {
   OPENING_WRITES, type BranchDeletion, type CiStatus, type CommitIdentity, type CommitInfo, type GitHubPort, type OpenedPullRequest, type PullRequestInfo, type RepoRef, type RollbackCommit,
   type RollbackCommitCheck, type RollbackPreview, type RollbackPullRequestSpec,
@@ -277,19 +277,6 @@ function rememberBounded<V>(map: Map<string, V>, key: string, value: V, limit: n
   if (map.size > limit) map.delete(map.keys().next().value!);
 }
 
-/**
- * An opening that finds nothing to restore on the branch: it moved since the attempt measured its diff (a merge
- * of the PR the attempt waited for, a push). Not an outage and not a refusal: nothing is written, and the
- * attempt measures again next interval (UNAVAILABLE holds it) — where it finds nothing to roll back, or waits
- * for the merge to be deployed. A PR restoring nothing would be a second rollback PR for the same files.
- */
-class NothingToRestore extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'NothingToRestore';
-  }
-}
-
 /** `read`'s answer, shared by every caller asking for `key` while it is under way (`reads` holds those). */
 function sharedWhileUnderWay<T>(reads: Map<string, Promise<T>>, key: string, read: () => Promise<T>): Promise<T> {
   const pending = reads.get(key);
@@ -425,9 +412,8 @@ export class GitHubClient implements GitHubPort {
     const scope: RequestScope = { call: name, ...extra.scope };
     const classify = extra.classify ?? classifyHttpError;
     return this.scope.run(scope, () => call(name, async (signal) => work(await this.octokit(signal), { request: { signal } }), {
-      classify: (error) => (error instanceof BudgetRefusal ? { code: 'RATE_LIMITED', message: error.message }
-        : error instanceof NothingToRestore ? { code: 'UNAVAILABLE', message: error.message } : classify(error)),
-      isFinal: (error) => error instanceof BudgetRefusal || error instanceof NothingToRestore,
+      classify: (error) => (error instanceof BudgetRefusal ? { code: 'RATE_LIMITED', message: error.message } : classify(error)),
+      isFinal: (error) => error instanceof BudgetRefusal,
       ...(this.options.metrics ? { metrics: this.options.metrics } : {}),
       timeoutMs: 8 * this.timeoutMs + (this.options.budgetWaitMs ?? 10_000),
       ...(this.options.backoffMs ? { backoffMs: this.options.backoffMs } : {}),
@@ -913,7 +899,7 @@ export class GitHubClient implements GitHubPort {
       const prefixes = normalisePaths(spec.paths);
       const { headSha: baseSha, rootTree, entries } = await this.restoration(o, repo, spec.base, spec.targetSha, prefixes, req, 'createPullRequest');
       if (entries.length === 0) {
-        throw new NothingToRestore(`${spec.base} at ${baseSha.slice(0, 7)} already holds ${describePaths(prefixes)} as at ${spec.targetSha.slice(0, 7)}: it moved since the rollback was measured, so no pull request is opened; measured again next interval`);
+        throw new NothingToRestoreError('createPullRequest', `${spec.base} at ${baseSha.slice(0, 7)} already holds ${describePaths(prefixes)} as at ${spec.targetSha.slice(0, 7)}: it moved since the rollback was measured, so no pull request is opened`);
       }
       const tree = await o.rest.git.createTree({ ...repo, base_tree: rootTree, tree: entries, ...req });
       need(tree.data, 'sha', 'string', 'the created tree');

@@ -16,6 +16,19 @@ export class IntegrationError extends Error {
   }
 }
 
+/**
+ * An opening that found nothing left to restore: the branch moved since the rollback was measured (a merge of the
+ * PR the attempt waited for, a push). Nothing was written. Not a failure of the attempt: the executor opens no PR
+ * and the attempt measures again (then waits for that merge to be deployed, or finds nothing to roll back). A PR
+ * restoring nothing would be a second rollback PR for the same files. CONFLICT: what is there is not what was measured.
+ */
+export class NothingToRestoreError extends IntegrationError {
+  constructor(call: string, message: string) {
+    super(call, 'CONFLICT', message);
+    this.name = 'NothingToRestoreError';
+  }
+}
+
 /** Transient codes are retried by the call wrapper; the others fail at once. */
 export function isTransient(code: ErrorCode): boolean {
   return code === 'UNAVAILABLE' || code === 'TIMEOUT' || code === 'RATE_LIMITED';

@@ -1,6 +1,6 @@
 // The application reconciler end to end over the in-memory KV and the fake
 // world: observe → decide → commit → execute, with a controllable clock.
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeWorld, scenarioApp } from '../../dev/fakes/world.ts';
 import { AuditOutbox } from '../audit/outbox.ts';
 import type { AuditInput } from '../audit/record.ts';
@@ -373,6 +373,25 @@ describe('ApplicationReconciler', () => {
       expect(record!.message).toContain(`already matches ${s.good.slice(0, 7)}: the degradation is not in Git`);
       expect(await h.world.callCount('createPullRequest')).toBe(0);
       expect(h.events.some((e) => e.reason === 'NothingToRollBack' && e.regarding.kind === 'Application')).toBe(true);
+    });
+
+    it('opens no PR when the branch comes to hold the target between the preview and the opening: nothing written, NothingToRollBack', async () => {
+      const s = await given('cart', 'staging');
+      await h.world.setHealth(s.app.ref, 'Degraded');
+      await h.reconcileEvery(10, 2, 'argocd/cart');
+      // The third check confirms and previews a change; a revert lands while the preview's answer is on its way
+      await h.world.setDelayAfter('previewRollback', 300);
+      h.now += 10_000;
+      const confirming = h.reconciler.reconcile('argocd/cart');
+      await vi.waitFor(async () => expect(await h.world.callCount('previewRollback')).toBe(1));
+      await h.world.restorePath(s.app.source!.path, s.good);
+      await confirming;
+      expect(await h.world.callCount('createPullRequest')).toBe(1);
+      expect(await h.world.pullRequests()).toEqual([]);
+      const record = await h.record('cart');
+      expect(record).toMatchObject({ state: 'Abort', reason: 'NothingToRollBack' });
+      expect(record!.transitions.map((t) => t.to)).not.toContain('PRCreated');
+      expect(record!.message).not.toContain('failed');
     });
 
     it('refuses an app whose repository is outside GITHUB_ORG: no attempt, said once per degradation', async () => {

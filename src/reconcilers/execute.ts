@@ -6,7 +6,7 @@ import { sayIntent, type Said } from '../decide/record-keeping.ts';
 import { decide, type Intent } from '../decide/machine.ts';
 import { isUnder, type AttemptRecord, restoredPaths } from '../fsm/record.ts';
 import { comments, openPullRequest } from '../modules/pr-generator.ts';
-import { IntegrationError } from '../ports/errors.ts';
+import { IntegrationError, NothingToRestoreError } from '../ports/errors.ts';
 import type { OpenedPullRequest } from '../ports/github.ts';
 import type { ApplicationReconcilerDeps } from './deps.ts';
 import type { Observed, Observer, RoundMemo } from './observe.ts';
@@ -78,6 +78,12 @@ export class Executor {
             record, app: observed.app!, checks: observed.facts.checks, undone: record.candidate?.undone ?? [], invariants: preflight.invariants ?? [],
             files: preflight.files ?? [], affected: preflight.affected ?? [],
             ...(preflight.deployments ? { deployments: preflight.deployments } : {}),
+          }).catch((error: unknown) => {
+            // The branch moved since the preview (the PR this attempt waited for was merged): nothing was written,
+            // and the next round measures again — it waits for that merge to be deployed, or finds nothing to roll back.
+            if (!(error instanceof NothingToRestoreError)) throw error;
+            this.deps.log.info('Opened no pull request: nothing left to restore', { correlationId: record.correlationId, reason: error.message });
+            return undefined;
           });
         });
         // Another attempt's PR restores these files now: the next round reads it and waits for it.
