@@ -144,10 +144,13 @@ describe('a kill storm', () => {
     const namespace = await freshNamespace(stack, 'kill-storm');
     const apps: StormApp[] = Array.from({ length: APPS }, (_, i) => ({ name: `storm-${i}`, environment: i >= APPS - 2 ? 'production' : 'staging', ciRed: i === APPS - 3 }));
     // The fastest settings that still pass through every state: checks every second, two to confirm,
-    // Healthy held 2 s; timeouts far beyond the run, so that only a kill can disturb an attempt.
+    // Healthy held 2 s; timeouts far beyond the run, so that only a kill can disturb an attempt. Rounds come as
+    // fast as the attempts end: the hour's attempt limit (3 by default) is raised, or a storm that gets through
+    // three rounds turns every app's fourth degradation into AttemptLimitReached — an attempt with no PR, and
+    // rounds that start every 500 ms with nothing to wait for.
     const env = testEnvironment(stack, 'kill-storm', {
       WATCH_NAMESPACES: namespace, LEADER_TTL_SECONDS: '2', POLL_INTERVAL_SEC: '1', DEGRADATION_PERSISTENCE_CHECKS: '2',
-      HEALTH_RESTORATION_DURATION: '2', RECOVERY_TIMEOUT: '900', CI_WAIT_TIMEOUT: '900', MERGE_APPROVAL_TIMEOUT: '900', ROLLBACK_COOLDOWN: '0',
+      HEALTH_RESTORATION_DURATION: '2', RECOVERY_TIMEOUT: '900', CI_WAIT_TIMEOUT: '900', MERGE_APPROVAL_TIMEOUT: '900', ROLLBACK_COOLDOWN: '0', MAX_ATTEMPTS_PER_HOUR: '1000',
       RESYNC_INTERVAL_MS: '1000', LOG_LEVEL: process.env.KILL_STORM_LOG_LEVEL ?? 'INFO',
     });
     const kv = new EtcdKV([stack.etcd], { prefix: env.prefix });
