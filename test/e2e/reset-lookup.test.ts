@@ -31,11 +31,6 @@ async function postReset(port: number, correlationId: string, token: string, who
 /** One unary request etcd served, from its debug log. */
 interface EtcdRequest { type: string; content: string }
 
-/** Every request etcd's debug log says it served so far: its "request stats" lines. */
-function servedSoFar(logFile: string): Array<Record<string, string>> {
-  return readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"request stats"')).map((l) => JSON.parse(l) as Record<string, string>);
-}
-
 /**
  * What etcd served others while `run` ran, from its log: a marker read of the
  * test's own afterwards shows the log has caught up, and which connection is the
@@ -47,10 +42,11 @@ async function servedDuring<T>(logFile: string, kv: EtcdKV, run: () => Promise<T
   const to = Date.now() + 1;
   const marker = `/marker/${crypto.randomUUID()}`;
   await kv.get(marker);
-  const served = await eventually('etcd logged the marker read', async () => {
-    const all = servedSoFar(logFile);
-    return all.some((r) => r['request content']!.includes(marker)) ? all : undefined;
+  const lines = await eventually('etcd logged the marker read', async () => {
+    const all = readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"request stats"'));
+    return all.some((l) => l.includes(marker)) ? all : undefined;
   });
+  const served = lines.map((l) => JSON.parse(l) as Record<string, string>);
   const mine = served.find((r) => r['request content']!.includes(marker))!.remote;
   const requests = served
     .filter((r) => { const at = Date.parse(r['start time']!); return at >= from && at <= to && r.remote !== mine; })
@@ -64,7 +60,9 @@ async function servedDuring<T>(logFile: string, kv: EtcdKV, run: () => Promise<T
  * and a window measured right after that read cannot hold the next one.
  */
 async function untilServed(logFile: string, what: string, since: number): Promise<void> {
-  await eventually(`etcd serving a read of ${what}`, async () => servedSoFar(logFile)
+  await eventually(`etcd serving a read of ${what}`, async () => readFileSync(logFile, 'utf8').split('\n')
+    .filter((l) => l.includes('"request stats"'))
+    .map((l) => JSON.parse(l) as Record<string, string>)
     .some((r) => r['response type']!.endsWith('/Range') && r['request content']!.includes(what) && Date.parse(r['start time']!) >= since) || undefined, 45_000, 100);
 }
 
