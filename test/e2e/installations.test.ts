@@ -13,6 +13,8 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { CloudEvent } from '../../src/fsm/cloud-events.ts';
 import { wakeConsumerName } from '../../src/bus/jetstream.ts';
+import { installationNameFrom } from '../../src/config.ts';
+import { streamNameFor } from '../../src/fsm/cloud-events.ts';
 import { AttemptStore } from '../../src/store/attempt-store.ts';
 import { EtcdKV } from '../../src/store/etcd.ts';
 import { kubeConfig, kubectlOk } from './support/kube.ts';
@@ -26,6 +28,7 @@ const given = (name: string, options: ScenarioOptions) => givenRollbackScenario(
 
 type Json = Record<string, any>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const tail = (handle: OperatorHandle, count = 20) => readFileSync(handle.log, 'utf8').trimEnd().split('\n').slice(-count).join('\n');
 const lines = (handle: OperatorHandle, pattern: RegExp) => readFileSync(handle.log, 'utf8').split('\n').filter((l) => pattern.test(l));
 const api = () => kubeConfig(stack).makeApiClient(CustomObjectsApi);
 const POLICIES = { group: 'ai-operator.io', version: 'v1alpha1', plural: 'rollbackpolicies' };
@@ -36,16 +39,22 @@ const createPolicy = (namespace: string, name: string, spec: Json) => api().crea
   spec: { environment: 'staging', detection: { intervalSeconds: 1, persistenceChecks: 3 }, ...spec },
 } });
 
-/** One installation's side of the stack: its etcd prefix and its records there. */
+/** One installation's side of the stack: its etcd prefix, its records there, and where its wake consumer should be. */
 function installation(prefix: string) {
   const kv = new EtcdKV([stack.etcd], { prefix });
   stoppers.push(() => kv.close());
   const store = new AttemptStore(kv);
-  return { prefix, store, consumer: wakeConsumerName(prefix) };
+  return { prefix, store, consumer: { durable: wakeConsumerName(prefix), stream: streamNameFor(installationNameFrom(prefix)!) } };
 }
 
-/** The stream holding a durable consumer of this name, and the consumer, wherever the operator put it. */
-async function findConsumer(jsm: JetStreamManager, durable: string): Promise<{ stream: string; info: ConsumerInfo } | undefined> {
+/**
+ * The stream holding a durable consumer of this name, and the consumer, wherever the operator put it: the stream
+ * it should be in first (one request), then every stream — the stack holds one per installation any test started,
+ * hundreds by the end of a run, and listing them all at each probe is what a loaded CI machine is slow at.
+ */
+async function findConsumer(jsm: JetStreamManager, { durable, stream: expected }: { durable: string; stream: string }): Promise<{ stream: string; info: ConsumerInfo } | undefined> {
+  const own = await jsm.consumers.info(expected, durable).catch(() => undefined);
+  if (own) return { stream: expected, info: own };
   for await (const stream of jsm.streams.list()) {
     const info = await jsm.consumers.info(stream.config.name, durable).catch(() => undefined);
     if (info) return { stream: stream.config.name, info };
@@ -57,9 +66,9 @@ async function findConsumer(jsm: JetStreamManager, durable: string): Promise<{ s
  * The events a wake consumer was delivered: the messages of its stream on its filter subject, from its creation
  * to the last one it was delivered (it delivers new messages only, in order).
  */
-async function deliveredTo(jsm: JetStreamManager, durable: string): Promise<{ stream: string; filter: string; deliveries: number; events: CloudEvent[] }> {
+async function deliveredTo(jsm: JetStreamManager, durable: { durable: string; stream: string }): Promise<{ stream: string; filter: string; deliveries: number; events: CloudEvent[] }> {
   const found = await findConsumer(jsm, durable);
-  if (!found) throw new Error(`no consumer ${durable} in any stream`);
+  if (!found) throw new Error(`no consumer ${durable.durable} in any stream`);
   const { stream, info } = found;
   const filter = info.config.filter_subject ?? info.config.filter_subjects?.[0] ?? '>';
   const matches = (subject: string) => filter === '>' || (filter.endsWith('.>') ? subject.startsWith(filter.slice(0, -1)) : subject === filter);
@@ -104,7 +113,12 @@ describe('two installations watching one namespace', () => {
     const nc = await connect({ servers: stack.nats });
     stoppers.push(() => nc.close());
     const jsm = await jetstreamManager(nc);
-    await eventually('both wake consumers', async () => (await findConsumer(jsm, a.consumer)) && (await findConsumer(jsm, b.consumer)), 60_000, 250);
+    await eventually('both wake consumers', async () => (await findConsumer(jsm, a.consumer)) && (await findConsumer(jsm, b.consumer)), 60_000, 250)
+      .catch(async (error: Error) => {
+        const missing = [];
+        for (const inst of [a, b]) if (!(await findConsumer(jsm, inst.consumer))) missing.push(`${inst.consumer.stream}/${inst.consumer.durable}, its operator's log ending:\n${tail(operators[inst.prefix]!)}`);
+        throw new Error(`${error.message}; missing ${missing.join('\n')}`);
+      });
 
     // And a RollbackPolicy for cart naming no installation: one installation claims it
     await createPolicy(s.namespace, 'cart-policy', { applications: ['cart'] });
