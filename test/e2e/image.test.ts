@@ -126,7 +126,8 @@ describe('the operator from the image', () => {
 
     // When the operator runs from the image, as config/manager/manager.yaml runs it
     const launch = (env: Record<string, string>) => {
-      const { PATH: _path, HOME: _home, KUBECONFIG: _kc, AUDIT_FALLBACK_DIR: _spool, ...rest } = env;
+      // The runner's PATH, HOME and compile cache are the host's, not the image's.
+      const { PATH: _path, HOME: _home, NODE_COMPILE_CACHE: _cache, KUBECONFIG: _kc, AUDIT_FALLBACK_DIR: _spool, ...rest } = env;
       const args = [
         'run', '--rm', '--name', name, '--network=host', ...RUNTIME,
         '--user', `${pod.securityContext.runAsUser}:${pod.securityContext.runAsGroup}`,

@@ -23,7 +23,7 @@ import type { State } from '../../../src/fsm/table.ts';
 import { AttemptStore } from '../../../src/store/attempt-store.ts';
 import { EtcdKV } from '../../../src/store/etcd.ts';
 import { kubectlOk } from './kube.ts';
-import { eventually } from './operator.ts';
+import { eventually, inheritedEnv } from './operator.ts';
 
 const MAIN = fileURLToPath(new URL('../../../src/main.ts', import.meta.url));
 export const stack = inject('stack');
@@ -241,7 +241,7 @@ export async function givenGitOpsRepo(options: GitOpsRepoOptions): Promise<GitOp
       logFiles.push(log);
       const child = spawn(process.execPath, [MAIN], {
         env: {
-          PATH: process.env.PATH, KUBECONFIG: argocd.kubeconfig, ETCD_ENDPOINTS: stack.etcd, ETCD_PREFIX: `/e2e-argocd/${namespace}`, NATS_URL: stack.nats,
+          ...inheritedEnv(), KUBECONFIG: argocd.kubeconfig, ETCD_ENDPOINTS: stack.etcd, ETCD_PREFIX: `/e2e-argocd/${namespace}`, NATS_URL: stack.nats,
           PROMETHEUS_URL: stack.prometheus, ELASTICSEARCH_URL: stack.elasticsearch, GITHUB_API_URL: github.url, GITHUB_ORG: OWNER,
           GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(dir, 'audit'), HTTP_PORT: String(httpPort), POD_NAME: `${options.name}-${logFiles.length}`,
           POLL_INTERVAL_SEC: '1', WATCH_NAMESPACES: namespace, LOG_LEVEL: 'INFO',

@@ -18,6 +18,16 @@ export interface TestEnvironment {
   env: Record<string, string>;
 }
 
+/**
+ * What every operator process a test starts inherits from the runner: its PATH, and Node's compile cache when the
+ * Makefile set one (NODE_COMPILE_CACHE): a run starts some 600 operators, and the cache saves each about a third of
+ * the CPU it spends loading its modules.
+ */
+export function inheritedEnv(): Record<string, string> {
+  const { PATH = '', NODE_COMPILE_CACHE } = process.env;
+  return { PATH, ...(NODE_COMPILE_CACHE ? { NODE_COMPILE_CACHE } : {}) };
+}
+
 export function testEnvironment(stack: StackEndpoints, name: string, extra: Record<string, string> = {}): TestEnvironment {
   const id = `${name}-${Math.random().toString(36).slice(2, 8)}`;
   const dir = mkdtempSync(join(tmpdir(), `ai-operator-${name}-`));
@@ -26,7 +36,7 @@ export function testEnvironment(stack: StackEndpoints, name: string, extra: Reco
   return {
     prefix: `/t/${id}`, stream, subjectPrefix, dir,
     env: {
-      PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root',
+      ...inheritedEnv(), HOME: process.env.HOME ?? '/root',
       KUBECONFIG: stack.kubeconfig, ETCD_ENDPOINTS: stack.etcd, NATS_URL: stack.nats, ELASTICSEARCH_URL: stack.elasticsearch,
       ETCD_PREFIX: `/t/${id}`, AI_OPERATOR_STREAM: stream, AI_OPERATOR_SUBJECT_PREFIX: subjectPrefix,
       GITHUB_ORG: 'acme', GITHUB_TOKEN: 'test-token', AUDIT_FALLBACK_DIR: join(dir, 'audit'),

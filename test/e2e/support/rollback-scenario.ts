@@ -21,7 +21,7 @@ import type { AttemptRecord } from '../../../src/fsm/record.ts';
 import { AttemptStore } from '../../../src/store/attempt-store.ts';
 import { EtcdKV } from '../../../src/store/etcd.ts';
 import { freshNamespace, kubeConfig, kubectlOk } from './kube.ts';
-import { eventually } from './operator.ts';
+import { eventually, inheritedEnv } from './operator.ts';
 
 const MAIN = fileURLToPath(new URL('../../../src/main.ts', import.meta.url));
 export const REPO = { owner: 'acme', repo: 'gitops' } as const;
@@ -172,7 +172,7 @@ export async function givenRollbackScenario(stack: StackEndpoints, name: string,
     const log = join(dir, `operator-${logs.length + 1}.log`);
     logs.push(log);
     const operatorEnv: Record<string, string> = {
-      PATH: process.env.PATH ?? '', KUBECONFIG: stack.kubeconfig, ETCD_ENDPOINTS: stack.etcd, ETCD_PREFIX: prefix, NATS_URL: stack.nats,
+      ...inheritedEnv(), KUBECONFIG: stack.kubeconfig, ETCD_ENDPOINTS: stack.etcd, ETCD_PREFIX: prefix, NATS_URL: stack.nats,
       PROMETHEUS_URL: stack.prometheus, ELASTICSEARCH_URL: stack.elasticsearch, GITHUB_API_URL: github.url, GITHUB_ORG: REPO.owner,
       GITHUB_TOKEN: token, AUDIT_FALLBACK_DIR: join(dir, 'audit'), HTTP_PORT: String(httpPort), POD_NAME: `${name}-${logs.length}`,
       POLL_INTERVAL_SEC: '1', HEALTH_RESTORATION_DURATION: '3', WATCH_NAMESPACES: namespace, LOG_LEVEL: 'INFO',
