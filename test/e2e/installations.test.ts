@@ -10,6 +10,7 @@ import { jetstreamManager, type ConsumerInfo, type JetStreamManager } from '@nat
 import { connect } from '@nats-io/transport-node';
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { CloudEvent } from '../../src/fsm/cloud-events.ts';
 import { wakeConsumerName } from '../../src/bus/jetstream.ts';
@@ -38,6 +39,12 @@ const createPolicy = (namespace: string, name: string, spec: Json) => api().crea
   apiVersion: 'ai-operator.io/v1alpha1', kind: 'RollbackPolicy', metadata: { name, namespace },
   spec: { environment: 'staging', detection: { intervalSeconds: 1, persistenceChecks: 3 }, ...spec },
 } });
+
+/**
+ * A pod's name and its own audit spool: two processes running at once never share one (each pod of the chart's
+ * StatefulSet has its own claim), and two that did raced for the spool's checkpoint file at start-up.
+ */
+const pod = (s: { namespace: string; dir: string }, name: string) => ({ POD_NAME: `${s.namespace}-${name}`, AUDIT_FALLBACK_DIR: join(s.dir, `audit-${name}`) });
 
 /** One installation's side of the stack: its etcd prefix, its records there, and where its wake consumer should be. */
 function installation(prefix: string) {
@@ -107,8 +114,8 @@ describe('two installations watching one namespace', () => {
     const a = installation(`/e2e/${s.namespace}/a`);
     const b = installation(`/e2e/${s.namespace}/b`);
     const operators = {
-      [a.prefix]: await s.startOperator({ ETCD_PREFIX: a.prefix, POD_NAME: `${s.namespace}-a` }),
-      [b.prefix]: await s.startOperator({ ETCD_PREFIX: b.prefix, POD_NAME: `${s.namespace}-b` }),
+      [a.prefix]: await s.startOperator({ ETCD_PREFIX: a.prefix, ...pod(s, 'a') }),
+      [b.prefix]: await s.startOperator({ ETCD_PREFIX: b.prefix, ...pod(s, 'b') }),
     };
     const nc = await connect({ servers: stack.nats });
     stoppers.push(() => nc.close());
@@ -207,7 +214,7 @@ describe('two replicas of one installation with different GITHUB_ORG', () => {
   it('the replica whose GITHUB_ORG does not hold the repository leaves the attempt as it is, once said; a replica whose org does carries it on', async () => {
     // Given a staging rollback PR opened by the replica for acme, waiting for CI
     const s = await given('installations-org', { environment: 'staging', startOperator: false });
-    const acme = await s.startOperator({ POD_NAME: `${s.namespace}-acme` });
+    const acme = await s.startOperator({ ...pod(s, 'acme') });
     await eventually('acme replica leading', async () => lines(acme, /became leader/).length > 0, 30_000, 200);
     await s.release('v2', true);
     const opened = await s.inState('PRCreated', 90_000);
@@ -215,7 +222,7 @@ describe('two replicas of one installation with different GITHUB_ORG', () => {
 
     // And a standby replica of the same installation (same ETCD_PREFIX) configured for another org, with its own token
     const { token } = s.github.control.addUser({ login: 'other-bot' });
-    const other = await s.startOperator({ POD_NAME: `${s.namespace}-other`, GITHUB_ORG: 'other-org', GITHUB_TOKEN: token });
+    const other = await s.startOperator({ ...pod(s, 'other'), GITHUB_ORG: 'other-org', GITHUB_TOKEN: token });
     await eventually('the other replica up', async () => lines(other, /Started operator/).length > 0, 30_000, 200);
 
     // When the acme replica stops and the other one takes over
@@ -238,7 +245,7 @@ describe('two replicas of one installation with different GITHUB_ORG', () => {
       .toEqual([expect.stringMatching(/^Left RollbackAttempt .*: spec\.source\.repoURL https:\/\/github\.com\/acme\/gitops\.git is outside GITHUB_ORG other-org/)]);
 
     // When a replica for acme leads again
-    const again = await s.startOperator({ POD_NAME: `${s.namespace}-acme-2` });
+    const again = await s.startOperator({ ...pod(s, 'acme-2') });
     await eventually('the new acme replica up', async () => lines(again, /Started operator/).length > 0, 30_000, 200);
     other.child.kill('SIGTERM');
 
