@@ -56,8 +56,8 @@ function installation(prefix: string) {
 
 /**
  * The stream holding a durable consumer of this name, and the consumer, wherever the operator put it: the stream
- * it should be in first (one request), then every stream — the stack holds one per installation any test started,
- * hundreds by the end of a run, and listing them all at each probe is what a loaded CI machine is slow at.
+ * it should be in first (one request), then every stream (the stack holds one per installation any test started,
+ * hundreds by the end of a run).
  */
 async function findConsumer(jsm: JetStreamManager, { durable, stream: expected }: { durable: string; stream: string }): Promise<{ stream: string; info: ConsumerInfo } | undefined> {
   const own = await jsm.consumers.info(expected, durable).catch(() => undefined);
