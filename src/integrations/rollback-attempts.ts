@@ -243,16 +243,16 @@ export class RollbackAttemptObjects implements AttemptObjectsPort, AttemptObject
   endedObjects(): EndedAttemptObject[] {
     const ended: EndedAttemptObject[] = [];
     for (const object of this.watch.list()) {
-      const { namespace, name, uid, labels, annotations } = object.metadata ?? {};
+      const { namespace, name, uid, resourceVersion, labels, annotations } = object.metadata ?? {};
       const active = ((object.status?.conditions ?? []) as Array<{ type?: string; status?: string; lastTransitionTime?: string }>).find((c) => c.type === 'Active');
       const correlationId = object.spec?.correlationId;
-      if (!namespace || !name || !uid || !correlationId || active?.status !== 'False' || !active.lastTransitionTime) continue;
+      if (!namespace || !name || !uid || !resourceVersion || !correlationId || active?.status !== 'False' || !active.lastTransitionTime) continue;
       const store = labels?.[LABELS.store];
       const branch = annotations?.[OPERATOR_ANNOTATIONS.branch];
       const pr = object.status?.pullRequest as EndedAttemptObject['pullRequest'] | undefined;
       const transitions = (object.status?.transitions ?? []) as Array<{ reason?: string }>;
       ended.push({
-        namespace, name, uid, correlationId, endedAt: new Date(active.lastTransitionTime).toISOString(),
+        namespace, name, uid, resourceVersion, correlationId, endedAt: new Date(active.lastTransitionTime).toISOString(),
         ours: store === undefined ? undefined : store === this.options.store, ...(branch !== undefined ? { branch } : {}),
         ...(pr && typeof pr.number === 'number' && typeof pr.url === 'string' && typeof pr.branch === 'string' ? {
           pullRequest: { number: pr.number, url: pr.url, branch: pr.branch, state: pr.state, ...(typeof pr.rollbackCommit === 'string' ? { rollbackCommit: pr.rollbackCommit } : {}) },

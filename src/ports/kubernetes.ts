@@ -56,6 +56,8 @@ export interface EndedAttemptObject {
   namespace: string;
   name: string;
   uid: string;
+  /** Changes with every write to the object, its status's included. */
+  resourceVersion: string;
   correlationId: string;
   /** When its attempt ended (the `Active` condition's lastTransitionTime, when False). */
   endedAt: string;

@@ -36,7 +36,7 @@ describe('branchPlan', () => {
 
   it('reads the same from the object status once the record expired (the repository from the PR URL)', () => {
     const object: EndedAttemptObject = {
-      namespace: 'argocd', name: 'cart-c1', uid: 'u', correlationId: 'c1', endedAt: '2026-03-01T10:00:00.000Z', ours: true, closedByPerson: false,
+      namespace: 'argocd', name: 'cart-c1', uid: 'u', resourceVersion: '7', correlationId: 'c1', endedAt: '2026-03-01T10:00:00.000Z', ours: true, closedByPerson: false,
       pullRequest: { number: 4, url: 'https://github.com/acme/gitops/pull/4', branch: 'ai-operator/rollback/cart-c1', state: 'merged', rollbackCommit: 'a'.repeat(40) },
     };
     expect(branchPlan(factsOfObject(object))).toEqual({ action: 'delete', repo, branch: 'ai-operator/rollback/cart-c1', sha: 'a'.repeat(40), merged: true });
@@ -51,7 +51,7 @@ describe('AttemptCleanup', () => {
     const deleted: string[] = [];
     const deletions: string[] = [];
     const object = (cid: string, ours: boolean): EndedAttemptObject => ({
-      namespace: 'argocd', name: `cart-${cid}`, uid: `u-${cid}`, correlationId: cid, endedAt: '2026-03-01T10:00:00.000Z', ours, closedByPerson: false,
+      namespace: 'argocd', name: `cart-${cid}`, uid: `u-${cid}`, resourceVersion: '7', correlationId: cid, endedAt: '2026-03-01T10:00:00.000Z', ours, closedByPerson: false,
       ...(notes.has(cid) ? { branch: notes.get(cid)! } : {}),
     });
     const cleanup = new AttemptCleanup({
@@ -77,5 +77,45 @@ describe('AttemptCleanup', () => {
     expect(await cleanup.sweep()).toEqual({ branchesDeleted: 0, branchesKept: 0, objectsDeleted: 1 });
     expect(deleted).toEqual(['cart-c1']);
     expect(deletions).toEqual(['ai-operator/rollback/cart-c1']);
+  });
+
+  it('reads an attempt that holds its app once, and again only when its object changed or ten minutes passed', async () => {
+    let now = Date.parse('2026-03-01T10:00:30.000Z');
+    let stored = record({ state: 'Abort', reason: 'CIFailure', pullRequest: { ...record({}).pullRequest!, state: 'open' } });
+    let active: string | undefined = 'c1';
+    let resourceVersion = '7';
+    const reads: string[] = [];
+    const notes: string[] = [];
+    const cleanup = new AttemptCleanup({
+      store: {
+        locateAttempt: async (cid) => { reads.push(`index ${cid}`); return { appKey: 'cart', namespace: 'argocd' }; },
+        getAttempt: async () => { reads.push('record'); return { record: stored, checks: [], modRevision: '1' }; },
+        activeId: async () => { reads.push('active'); return active; },
+      },
+      github: { deleteBranch: async (_r, _b, sha): Promise<BranchDeletion> => ({ outcome: 'deleted', sha }) },
+      objects: {
+        endedObjects: () => [{ namespace: 'argocd', name: 'cart-c1', uid: 'u-c1', resourceVersion, correlationId: 'c1', endedAt: '2026-03-01T10:00:00.000Z', ours: true, closedByPerson: false, ...(notes.length ? { branch: notes[0]! } : {}) }],
+        noteBranch: async (_o, outcome) => { notes.push(outcome); },
+        deleteObject: async () => {},
+      },
+      log: createLogger('ERROR'), retentionSeconds: 3600, clock: () => new Date(now),
+    });
+    // Aborted, holding its app: read once, then left alone while its object is unchanged
+    await cleanup.sweep();
+    await cleanup.sweep();
+    now += 9 * 60_000;
+    await cleanup.sweep();
+    expect(reads).toEqual(['index c1', 'record', 'active']);
+    // Ten minutes on, unchanged: read again (a status write may have been lost)
+    now += 60_000;
+    await cleanup.sweep();
+    expect(reads).toHaveLength(6);
+    // Reset by a person: its status changed, so it is read at the next sweep and its branch kept (the PR is open)
+    stored = { ...stored, state: 'Idle', reason: 'Reset' };
+    active = undefined;
+    resourceVersion = '8';
+    await cleanup.sweep();
+    expect(reads).toHaveLength(9);
+    expect(notes).toEqual(['kept: pull request #4 is still open']);
   });
 });

@@ -9,7 +9,8 @@
 //   - the object of an attempt whose etcd record has expired (the record's lease
 //     is ATTEMPT_RETENTION) is deleted: the window goes with what it showed.
 // etcd is read only for objects not yet annotated and objects past the
-// retention: a quiet sweep costs no request.
+// retention, and an attempt found holding its app (aborted, waiting for a
+// person) again only once its object changed: a quiet sweep costs no request.
 import { branchName, repoFromUrl, type AttemptRecord, type RepoRef } from '../fsm/record.ts';
 import { Reason, inProgress } from '../fsm/table.ts';
 import type { Logger } from '../observability/log.ts';
@@ -96,9 +97,17 @@ export interface CleanupReport {
   objectsDeleted: number;
 }
 
+/**
+ * How long an object found holding its app is not looked at again while it is unchanged. Leaving Abort rewrites its
+ * status, so the change is what brings it back; the bound is for a status write that was lost.
+ */
+const HOLDING_RECHECK_MS = 10 * 60_000;
+
 export class AttemptCleanup {
   private readonly deps: AttemptCleanupDeps;
   private running?: Promise<CleanupReport>;
+  /** Objects whose attempt held its app when last read, by uid: the resourceVersion read and when. */
+  private readonly holding = new Map<string, { resourceVersion: string; at: number }>();
 
   constructor(deps: AttemptCleanupDeps) {
     this.deps = deps;
@@ -113,22 +122,29 @@ export class AttemptCleanup {
   private async run(): Promise<CleanupReport> {
     const now = (this.deps.clock ?? (() => new Date()))().getTime();
     const report: CleanupReport = { branchesDeleted: 0, branchesKept: 0, objectsDeleted: 0 };
+    const listed = new Set<string>();
     for (const object of this.deps.objects.endedObjects()) {
+      listed.add(object.uid);
       // Another installation's: its record is in another store.
       if (object.ours === false) continue;
       const expired = Date.parse(object.endedAt) + this.deps.retentionSeconds * 1000 <= now;
       if (object.branch !== undefined && !expired) continue;
+      const held = this.holding.get(object.uid);
+      if (held?.resourceVersion === object.resourceVersion && now - held.at < HOLDING_RECHECK_MS) continue;
       try {
-        await this.cleanUp(object, expired, report);
+        if (await this.cleanUp(object, expired, report) === 'holding') this.holding.set(object.uid, { resourceVersion: object.resourceVersion, at: now });
+        else this.holding.delete(object.uid);
       } catch (error) {
         // One object's failure (GitHub down, a conflict) waits for the next sweep; the others go on.
         this.deps.log.warn('Could not clean up an ended attempt', { name: object.name, namespace: object.namespace, correlationId: object.correlationId, error: (error as Error).message });
       }
     }
+    for (const uid of this.holding.keys()) if (!listed.has(uid)) this.holding.delete(uid);
     return report;
   }
 
-  private async cleanUp(object: EndedAttemptObject, expired: boolean, report: CleanupReport): Promise<void> {
+  /** Cleans up after one object; says whether its attempt still holds its app (nothing done: the branch waits). */
+  private async cleanUp(object: EndedAttemptObject, expired: boolean, report: CleanupReport): Promise<'holding' | 'looked'> {
     const { store, objects } = this.deps;
     const location = await store.locateAttempt(object.correlationId);
     const stored = location ? await store.getAttempt(location.appKey, object.correlationId) : undefined;
@@ -137,7 +153,7 @@ export class AttemptCleanup {
         // Made before objects were labelled, its record gone: nothing proves it this installation's. Said
         // once on the object (so it is not read again), left for a person to delete.
         if (object.branch === undefined) await objects.noteBranch(object, 'unknown: no record of this attempt in this installation\'s store', { label: false });
-        return;
+        return 'looked';
       }
       // The record expired (a leader away longer than the retention, or a short retention): the branch is
       // cleaned up from what the status last showed, then the object goes with the record.
@@ -146,17 +162,17 @@ export class AttemptCleanup {
         await objects.deleteObject(object);
         report.objectsDeleted++;
       }
-      return;
+      return 'looked';
     }
-    if (object.branch !== undefined) return;
+    if (object.branch !== undefined) return 'looked';
     const holding = (await store.activeId(location!.appKey)) === object.correlationId;
-    await this.cleanBranch(object, factsOfRecord(stored.record, holding), report);
+    return this.cleanBranch(object, factsOfRecord(stored.record, holding), report);
   }
 
-  private async cleanBranch(object: EndedAttemptObject, facts: BranchFacts, report: CleanupReport): Promise<void> {
+  private async cleanBranch(object: EndedAttemptObject, facts: BranchFacts, report: CleanupReport): Promise<'holding' | 'looked'> {
     const { objects, github, log } = this.deps;
     const plan = branchPlan(facts);
-    if (plan.action === 'wait') return;
+    if (plan.action === 'wait') return 'holding';
     const outcome = plan.action === 'keep' ? { outcome: 'kept' as const, why: plan.why } : await github.deleteBranch(plan.repo, plan.branch, plan.sha, { merged: plan.merged });
     const fields = { correlationId: object.correlationId, name: object.name, namespace: object.namespace, ...(plan.action === 'delete' ? { branch: plan.branch } : {}) };
     if (outcome.outcome === 'deleted') {
@@ -167,5 +183,6 @@ export class AttemptCleanup {
       log.info('Kept rollback branch', { ...fields, why: outcome.why });
     }
     await objects.noteBranch(object, branchNote(outcome), { label: true });
+    return 'looked';
   }
 }
