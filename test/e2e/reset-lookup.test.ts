@@ -34,30 +34,37 @@ interface EtcdRequest { type: string; content: string }
 /**
  * What etcd served others while `run` ran, from its log: a marker read of the
  * test's own afterwards shows the log has caught up, and which connection is the
- * test's (left out).
+ * test's (left out). etcd's logger samples each message: past 100 "request
+ * stats" lines in a second it keeps one in a hundred. The window starts after a
+ * second's pause, so that what came before has not used that budget up, and a
+ * window whose second held 100 lines is refused: its count would not be etcd's.
  */
 async function servedDuring<T>(logFile: string, kv: EtcdKV, run: () => Promise<T>): Promise<{ result: T; requests: EtcdRequest[] }> {
+  await new Promise((r) => setTimeout(r, 1100));
   const from = Date.now() - 1;
   const result = await run();
   const to = Date.now() + 1;
   const marker = `/marker/${crypto.randomUUID()}`;
   await kv.get(marker);
-  const lines = await eventually('etcd logged the marker read', async () => {
-    const all = readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"request stats"'));
-    return all.some((l) => l.includes(marker)) ? all : undefined;
+  const served = await eventually(`etcd logged the marker read (if it served 100 requests in that second, its log sampler dropped the line)`, async () => {
+    const all = readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"request stats"')).map((l) => JSON.parse(l) as Record<string, string>);
+    return all.some((r) => r['request content']!.includes(marker)) ? all : undefined;
   });
-  const served = lines.map((l) => JSON.parse(l) as Record<string, string>);
-  const mine = served.find((r) => r['request content']!.includes(marker))!.remote;
+  const markerRead = served.find((r) => r['request content']!.includes(marker))!;
+  // The sampler goes by when a line is logged (`ts`): any second of it that dropped a line logged 100 before.
+  const logged = served.map((r) => Date.parse(r.ts!)).filter((at) => at >= from - 1000 && at <= Date.parse(markerRead.ts!));
+  const busiest = Math.max(...logged.map((at) => logged.filter((other) => other >= at && other < at + 1000).length));
+  expect(busiest, 'etcd logged 100 requests within a second of this window: its log sampler may have dropped some').toBeLessThan(100);
   const requests = served
-    .filter((r) => { const at = Date.parse(r['start time']!); return at >= from && at <= to && r.remote !== mine; })
+    .filter((r) => { const at = Date.parse(r['start time']!); return at >= from && at <= to && r.remote !== markerRead.remote; })
     .map((r) => ({ type: r['response type']!, content: r['request content']! }));
   return { result, requests };
 }
 
 /**
  * Waits until etcd has served a read whose content has `what`, started after `since`: the leader's cleanup
- * sweep (after each resync, every 30 s here) reads the index key of an ended attempt that still holds its app,
- * and a window measured right after that read cannot hold the next one.
+ * sweep (after each resync) reads the index key of an aborted attempt that holds its app once, and again only
+ * when its RollbackAttempt object changes (or ten minutes on), so no window after that read holds another.
  */
 async function untilServed(logFile: string, what: string, since: number): Promise<void> {
   await eventually(`etcd serving a read of ${what}`, async () => readFileSync(logFile, 'utf8').split('\n')
@@ -116,8 +123,8 @@ describe('POST /reset/{correlationId}: authorized before the id is read, found t
     await s.inState('Abort');
     await eventually('the operator serving HTTP', async () => (await fetch(`http://127.0.0.1:${operator.httpPort}/healthz`)).ok);
     const unknown = crypto.randomUUID();
-    // The cleanup sweep reads the aborted attempt's index key after each resync (it waits while the attempt holds
-    // its app): the window below starts right after one such read, so that the next falls well outside it.
+    // The cleanup sweep reads the aborted attempt's index key once (it holds its app; the branch waits), then
+    // not again while its object is unchanged: the windows below start after that read.
     await untilServed(etcd.process.logFile, indexRead(cid), abortedAt);
 
     // When the bystander asks for the aborted attempt and for an id no attempt has
