@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { VersionApi } from '@kubernetes/client-node';
 import { ElasticsearchAuditIndex } from './audit/elasticsearch-sink.ts';
 import { auditLogTee } from './audit/log-line.ts';
+import { SpoolInUseError } from './audit/spool-lock.ts';
 import { openAuditTrail } from './audit/trail.ts';
 import { KEYS } from './api/etcd.ts';
 import { ConfigErrors, loadConfig, policyDefaults, type Config } from './config.ts';
@@ -70,9 +71,21 @@ kc.loadFromDefault();
 const kv = new EtcdKV(config.etcdEndpoints, { prefix: config.etcdPrefix });
 // Every record is fsync'd to the spool, shipped from there to Elasticsearch, and
 // is also a line of the log, where the runbook's jq filters look for it.
+// Stops the operator: set once start-up is done; before that, a stop is an exit.
+let stop: ((code: number, why: Record<string, unknown>) => void) | undefined;
 const audit = await openAuditTrail({
   dir: config.auditFallbackDir, index: new ElasticsearchAuditIndex({ url: config.elasticsearchUrl, apiKey: config.elasticsearchApiKey }),
   log: log.child('AuditShipper'), metrics, onSealed: auditLogTee({ replica: identity }),
+  onLockLost: (holder) => {
+    log.error('Another operator process took the audit spool (AUDIT_FALLBACK_DIR): stopping, so that one chain has one writer', { dir: config.auditFallbackDir, pid: holder.pid, host: holder.host });
+    if (stop) stop(1, { why: 'audit spool taken' });
+    else process.exit(1);
+  },
+}).catch((error: Error) => {
+  // Another process writes this spool: one line and an exit, as for a bad setting.
+  if (!(error instanceof SpoolInUseError)) throw error;
+  process.stderr.write(`${error.message}\n`);
+  process.exit(2);
 });
 const bus = await untilReady('NATS JetStream', log, async () => {
   // The installation's own stream and subjects: another installation's wake consumer never sees its events.
@@ -166,16 +179,15 @@ log.info('Started operator', {
 });
 
 let stopping = false;
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.once(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    log.info('Shutting down', { signal });
-    void (async () => {
-      await operator!.stop();
-      await Promise.allSettled([kubeEvents.flush(2000), approvalEnforcement.stop(), argocd.stop(), attempts.stop(), policies.stop(), cluster.stop(), bus.close(), audit.close(), kv.close()]);
-      await tracing?.shutdown().catch(() => undefined);
-      server.close(() => process.exit(0));
-    })();
-  });
-}
+stop = (code, why) => {
+  if (stopping) return;
+  stopping = true;
+  log.info('Shutting down', why);
+  void (async () => {
+    await operator!.stop();
+    await Promise.allSettled([kubeEvents.flush(2000), approvalEnforcement.stop(), argocd.stop(), attempts.stop(), policies.stop(), cluster.stop(), bus.close(), audit.close(), kv.close()]);
+    await tracing?.shutdown().catch(() => undefined);
+    server.close(() => process.exit(code));
+  })();
+};
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => stop!(0, { signal }));

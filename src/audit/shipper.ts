@@ -17,6 +17,7 @@ import type { AuditSink } from './audit-log.ts';
 import type { AuditIndex, AuditDocument } from './elasticsearch-sink.ts';
 import { countSpooled, listAuditFiles, readSpool, recordEndingAt, type JsonlSink, type SpoolPosition } from './jsonl-sink.ts';
 import type { AuditRecord } from './record.ts';
+import type { SpoolLock } from './spool-lock.ts';
 
 export const CHECKPOINT_FILE = 'elasticsearch.checkpoint.json';
 
@@ -296,17 +297,19 @@ export class AuditShipper {
 
 /**
  * The spool as the audit log's sink: each batch is fsync'd to the file first,
- * then the shipper is told. Closing stops the shipper (after a short drain) and
- * then the file.
+ * then the shipper is told. Closing stops the shipper (after a short drain),
+ * then the file, then lets go of the spool's lock.
  */
 export class ShippingSpool implements AuditSink {
   readonly name = 'file';
   readonly #file: JsonlSink;
   readonly shipper: AuditShipper;
+  readonly #lock: Pick<SpoolLock, 'release'> | undefined;
 
-  constructor(file: JsonlSink, shipper: AuditShipper) {
+  constructor(file: JsonlSink, shipper: AuditShipper, lock?: Pick<SpoolLock, 'release'>) {
     this.#file = file;
     this.shipper = shipper;
+    this.#lock = lock;
   }
 
   async write(records: readonly AuditRecord[]): Promise<void> {
@@ -321,7 +324,11 @@ export class ShippingSpool implements AuditSink {
     try {
       await this.shipper.stop();
     } finally {
-      await this.#file.close();
+      try {
+        await this.#file.close();
+      } finally {
+        await this.#lock?.release();
+      }
     }
   }
 }
