@@ -1,5 +1,6 @@
 // The engine against the real etcd, NATS JetStream and API server, with the
 // outside world (GitHub, Argo CD) faked in etcd. Written as the runbook reads.
+import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, inject, it } from 'vitest';
@@ -227,7 +228,8 @@ describe('leader election', () => {
   it('lets only the leader act, and a standby finishes the attempts when the leader is killed', async () => {
     const t = await setUp('leader', 'staging');
     const a = operator(t.env, 'replica-a');
-    const b = operator(t.env, 'replica-b');
+    // Each replica its own audit spool, as each pod has its own volume (the spool is one process's: spool-lock.ts).
+    const b = operator({ ...t.env, env: { ...t.env.env, AUDIT_FALLBACK_DIR: join(t.env.dir, 'audit-b') } }, 'replica-b');
     await a.start();
     const leaderOf = async () => (await t.kv.get(KEYS.leader))?.value;
     const first = await eventually('a leader', leaderOf);

@@ -199,7 +199,9 @@ describe('an operator that dies between opening the PR and writing its status', 
     const first = await s.startOperator();
     await s.release('v2', true);
     const pr = await s.firstPull();
+    const exited = new Promise((resolve) => first.child.once('exit', resolve));
     first.child.kill('SIGKILL');
+    await exited;
     const [before] = await s.attempts();
     expect(before!.state).toBe('CandidateResolved');
 
