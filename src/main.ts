@@ -126,7 +126,7 @@ let operator: Operator | undefined;
 const attempts = new RollbackAttemptObjects(kc, log.child('RollbackAttempts'), (app) => operator?.enqueue(app), { metrics, store: storeLabel(config.etcdPrefix) });
 // Which installation acts on an app: its policy's (spec.installation, or the first to claim it), or, with no
 // policy, the holder of its claim Lease. Status writes name the installation as their field manager.
-const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics, fieldManager: `ai-operator-${config.installationName}` }), policyDefaults(config), log.child('RollbackPolicies'), () => void operator?.resync(), {
+const policies = new RollbackPolicies(new RollbackPolicyObjects(kc, { log: log.child('RollbackPolicies'), metrics, fieldManager: `ai-operator-${config.installationName}` }), policyDefaults(config), log.child('RollbackPolicies'), () => operator?.resyncSoon('a RollbackPolicy changed'), {
   allowedOwner: config.githubOrg, githubHosts: githubHosts(config.githubApiUrl), namespaces: config.watchNamespaces,
   knownRefusal: (app) => operator?.targetRefusal(app),
   installation: config.installationName, claims: new AppClaims(kc, { metrics }), events: kubeEvents,

@@ -17,6 +17,7 @@ import type { ApplicationView } from './ports/argocd.ts';
 import { ApplicationReconciler, type ApplicationReconcilerDeps } from './reconcilers/application.ts';
 import { AttemptStore, KEYS } from './store/attempt-store.ts';
 import { MemoryKV } from './store/memory.ts';
+import { StoreUnavailable } from './ports/errors.ts';
 
 const defaults = policyDefaults(loadConfig({ GITHUB_ORG: 'acme', GITHUB_TOKEN: 'test-token' }));
 const SRE = { username: 'system:serviceaccount:shop:sre', groups: ['system:serviceaccounts'] };
@@ -331,5 +332,28 @@ describe('Operator prepare (issue 19 §3)', () => {
     await operator.resync();
     await settle();
     expect(prepared).toContain('web');
+  });
+});
+
+describe('Operator.resyncSoon', () => {
+  it('logs a resync that etcd refuses instead of rejecting: a RollbackPolicy changed during an etcd outage never stops the operator', async () => {
+    w = new World();
+    const lines: string[] = [];
+    const operator = await w.operator(false, { log: createLogger('WARN', {}, (line) => lines.push(line)) });
+    vi.spyOn(w.kv, 'getKeys').mockRejectedValue(new StoreUnavailable('etcd unavailable: get /ai-operator/apps/* (keys only): circuit breaker open'));
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      operator.resyncSoon('a RollbackPolicy changed');
+      await vi.waitFor(() => expect(lines.some((l) => l.includes('Resync failed'))).toBe(true));
+      await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+    expect(JSON.parse(lines.find((l) => l.includes('Resync failed'))!)).toMatchObject({
+      level: 'WARN', module: 'Operator', why: 'a RollbackPolicy changed', error: expect.stringContaining('etcd unavailable'),
+    });
   });
 });

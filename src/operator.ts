@@ -296,6 +296,14 @@ export class Operator {
     await this.leader?.stop();
   }
 
+  /**
+   * A resync asked for by a change (a RollbackPolicy's, an election): never rejects, since nothing awaits it. A
+   * failure (etcd down) is logged, and the periodic resync tries again.
+   */
+  resyncSoon(why: string): void {
+    void this.resync().catch((error: Error) => this.log.warn('Resync failed; the periodic resync tries again', { why, error: error.message }));
+  }
+
   /** Every watched app and every app with an active attempt goes through the queue. */
   async resync(): Promise<void> {
     if (!this.isLeader()) return;
@@ -409,7 +417,7 @@ export class Operator {
     void this.options.audit.record({ module: 'Operator', actionType: 'LEADER_ELECTED', message: `${this.options.identity} became leader`, metadata: { identity: this.options.identity } })
       .catch((error: Error) => this.log.error('Could not audit leader election', { error: error.message }));
     this.relay.start(this.options.relayIntervalMs ?? 1000);
-    void this.resync().catch((error: Error) => this.log.warn('Resync after election failed', { error: error.message }));
+    this.resyncSoon('elected');
   }
 
   private onDeposed(why: string): void {
