@@ -52,6 +52,21 @@ describe('call', () => {
     expect(error).toMatchObject({ code: 'TIMEOUT' });
   });
 
+  it('turns a call that throws before it returns a promise into its error, leaving no timeout armed to reject later', async () => {
+    const h = harness();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const error = await call('sync', () => { throw httpError(400); }, { ...h.options, timeoutMs: 20, backoffMs: [] }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await new Promise((r) => setTimeout(r, 60));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+  });
+
   it('looks before it retries a non-idempotent call', async () => {
     const h = harness();
     let created = 0;

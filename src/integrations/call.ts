@@ -43,6 +43,8 @@ class CallTimeout extends Error {
 
 function withTimeout<T>(run: (signal: AbortSignal) => Promise<T>, ms: number): Promise<T> {
   const controller = new AbortController();
+  // Started before the timer: a run that throws synchronously leaves no armed timeout to reject unhandled.
+  const work = run(controller.signal);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -50,7 +52,7 @@ function withTimeout<T>(run: (signal: AbortSignal) => Promise<T>, ms: number): P
       reject(new CallTimeout(ms));
     }, ms);
   });
-  return Promise.race([run(controller.signal), timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
 const errorCodeOf = (error: unknown) => (error instanceof IntegrationError ? error.code : undefined);

@@ -246,7 +246,8 @@ export class RollbackAttemptObjects implements AttemptObjectsPort, AttemptObject
       const { namespace, name, uid, resourceVersion, labels, annotations } = object.metadata ?? {};
       const active = ((object.status?.conditions ?? []) as Array<{ type?: string; status?: string; lastTransitionTime?: string }>).find((c) => c.type === 'Active');
       const correlationId = object.spec?.correlationId;
-      if (!namespace || !name || !uid || !resourceVersion || !correlationId || active?.status !== 'False' || !active.lastTransitionTime) continue;
+      // One object with a timestamp that does not parse is left out, not every sweep failed over it.
+      if (!namespace || !name || !uid || !resourceVersion || !correlationId || active?.status !== 'False' || !active.lastTransitionTime || Number.isNaN(Date.parse(active.lastTransitionTime))) continue;
       const store = labels?.[LABELS.store];
       const branch = annotations?.[OPERATOR_ANNOTATIONS.branch];
       const pr = object.status?.pullRequest as EndedAttemptObject['pullRequest'] | undefined;
