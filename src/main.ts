@@ -171,6 +171,10 @@ const server = await startHttp({
     watched: async () => (config.watchNamespaces.length > 0 ? config.watchNamespaces
       : [config.argocdNamespace, ...(await argocd.listApplications()).map((app) => app.ref.namespace)]),
   }),
+}).catch((error: Error) => {
+  // A port another process holds: one line and an exit, as for a bad setting (what it did so far is in etcd).
+  process.stderr.write(`HTTP_PORT ${config.httpPort}: cannot listen: ${error.message}\n`);
+  process.exit(2);
 });
 log.info('Started operator', {
   identity, installation: config.installationName, etcdPrefix: config.etcdPrefix, stream: config.natsStream, subjects: `${config.natsSubjectPrefix}.>`,

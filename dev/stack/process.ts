@@ -126,16 +126,32 @@ process.once('exit', () => {
   }
 });
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports handed out below the kernel's ephemeral range (ip_local_port_range starts at 32768 by default): a port
+ * taken from the ephemeral range and closed again can be given to any outgoing connection before the process
+ * it was meant for binds it (an operator died of EADDRINUSE that way in a full run). Below the range only a
+ * listener can take it; each is checked free on every address, and none is handed out twice by one process.
+ */
+const FREE_PORTS = { from: 20_000, to: 32_767 };
+const handedOut = new Set<number>();
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)));
   });
+}
+
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const port = FREE_PORTS.from + Math.floor(Math.random() * (FREE_PORTS.to - FREE_PORTS.from + 1));
+    if (handedOut.has(port) || !(await bindable(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port between ${FREE_PORTS.from} and ${FREE_PORTS.to} after 200 tries`);
 }
 
 export function tail(file: string, lines = 20): string {
