@@ -357,3 +357,22 @@ describe('Operator.resyncSoon', () => {
     });
   });
 });
+
+describe('the cleanup of ended attempts', () => {
+  it('sweeps a few seconds after an attempt lets go of its app, not only after the next resync; one sweep for a burst', async () => {
+    w = new World();
+    let sweeps = 0;
+    const objects = { endedObjects: () => { sweeps++; return []; }, noteBranch: async () => {}, deleteObject: async () => {} };
+    await w.kv.txn({ compares: [], deletes: [], puts: [{ key: KEYS.active('argocd_cart'), value: 'c1' }, { key: KEYS.active('argocd_shop'), value: 'c2' }] });
+    await w.operator(false, { cleanupObjects: objects, cleanupDelayMs: 20, resyncIntervalMs: 600_000 });
+    // The start's resync sweeps once
+    await vi.waitFor(() => expect(sweeps).toBe(1));
+    // When two attempts end at once
+    await w.kv.txn({ compares: [], puts: [], deletes: [KEYS.active('argocd_cart')] });
+    await w.kv.txn({ compares: [], puts: [], deletes: [KEYS.active('argocd_shop')] });
+    // Then one sweep follows, long before the next resync
+    await vi.waitFor(() => expect(sweeps).toBe(2));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(sweeps).toBe(2);
+  });
+});

@@ -51,8 +51,13 @@ export interface OperatorOptions extends Pick<ApplicationReconcilerDeps, 'argocd
   afterResync?: (apps: ApplicationView[]) => Promise<void>;
   /** How long an ended attempt is kept (ATTEMPT_RETENTION, seconds): its record's lease; 7 days when not given. */
   retentionSeconds?: number;
-  /** The RollbackAttempt objects the leader cleans up after each resync (branches, expired objects); none when not given. */
+  /**
+   * The RollbackAttempt objects the leader cleans up (branches, expired objects): after each resync, and a few
+   * seconds after an attempt lets go of its app. None when not given.
+   */
   cleanupObjects?: AttemptObjectCleanupPort;
+  /** How long after an attempt let go of its app its cleanup runs: by then its object shows it ended. */
+  cleanupDelayMs?: number;
 }
 
 export class Operator {
@@ -65,7 +70,7 @@ export class Operator {
   /** This replica's audit records that etcd holds for its chain (every replica drains its own; the leader adopts). */
   readonly auditOutbox: AuditOutbox;
   private readonly reconciler: ApplicationReconciler;
-  /** Rollback branches and expired RollbackAttempt objects of ended attempts, swept after each resync. */
+  /** Rollback branches and expired RollbackAttempt objects of ended attempts, swept after each resync and soon after an attempt ends. */
   readonly cleanup?: AttemptCleanup;
   private resyncTimer?: NodeJS.Timeout;
   private stopWatch?: () => Promise<void>;
@@ -86,6 +91,7 @@ export class Operator {
   /** The attempt gauges, read from etcd by the leader at each resync and soon after each write. */
   private readonly gauges: AttemptGauges;
   private gaugesTimer?: NodeJS.Timeout;
+  private cleanupTimer?: NodeJS.Timeout;
   private gaugesRunning?: Promise<void>;
   private gaugesAgain = false;
 
@@ -264,6 +270,8 @@ export class Operator {
         this.attemptOrigins.delete(app);
         this.gauges.forget(app);
         this.refreshGaugesSoon();
+        // The attempt ended (or was reset): its branch need not wait for the next resync's sweep.
+        if (deleted) this.cleanupSoon();
       }
       this.enqueueStoreKey(app);
     }, (error) => {
@@ -289,6 +297,8 @@ export class Operator {
     clearTimeout(this.resyncTimer);
     clearTimeout(this.gaugesTimer);
     this.gaugesTimer = undefined;
+    clearTimeout(this.cleanupTimer);
+    this.cleanupTimer = undefined;
     await this.queue.stop();
     await this.relay.stop();
     await this.stopConsumer();
@@ -316,6 +326,16 @@ export class Operator {
     await this.options.afterResync?.(apps);
     // Not awaited: a slow GitHub must not hold the resync that wakes the apps.
     if (this.cleanup) void this.cleanup.sweep().catch((error: Error) => this.log.warn('Cleanup of ended attempts failed', { error: error.message }));
+  }
+
+  /** One sweep a few seconds after attempts let go of their apps: a burst of endings costs one sweep. */
+  private cleanupSoon(): void {
+    if (!this.cleanup || !this.isLeader() || this.cleanupTimer) return;
+    this.cleanupTimer = setTimeout(() => {
+      this.cleanupTimer = undefined;
+      void this.cleanup?.sweep().catch((error: Error) => this.log.warn('Cleanup of ended attempts failed', { error: error.message }));
+    }, this.options.cleanupDelayMs ?? 3000);
+    this.cleanupTimer.unref?.();
   }
 
   /** The attempt gauges from etcd, 2 s after a write: a burst of writes costs one read of the active attempts, not one per write (Prometheus scrapes far less often). */

@@ -1,6 +1,7 @@
 // What an ended attempt leaves behind, and when it goes (README "Retention").
 //
-// Run by the leader after each resync, from the RollbackAttempt watch cache:
+// Run by the leader after each resync and a few seconds after an attempt lets
+// go of its app, from the RollbackAttempt watch cache:
 //   - the rollback branch of an attempt that ended with its PR merged, or closed
 //     by the operator, is deleted — only while its head is still the rollback
 //     commit recorded on the attempt (GitHubPort.deleteBranch compares first);

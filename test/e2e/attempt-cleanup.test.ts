@@ -19,7 +19,8 @@ const stoppers: Stopper[] = [];
 afterEach(async () => { for (const stop of stoppers.splice(0).reverse()) await stop(); });
 const given = (name: string, options: ScenarioOptions) => givenRollbackScenario(stack, name, options, stoppers);
 const ROLLBACK_BRANCHES = /^ai-operator\/rollback\//;
-// Resyncs are 30 s apart (the cleanup runs after each): what the operator does after an attempt ends is seen within about that.
+// The cleanup runs a few seconds after an attempt ends, and after each resync (30 s apart): what the operator does after an
+// attempt ends is seen within about that, and the expiry of a record within a resync of it.
 const SWEEP_MS = 75_000;
 
 async function rollbackBranches(s: Scenario): Promise<Array<{ name: string; sha: string }>> {

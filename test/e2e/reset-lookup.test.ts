@@ -39,7 +39,7 @@ interface EtcdRequest { type: string; content: string }
  * second's pause, so that what came before has not used that budget up, and a
  * window whose second held 100 lines is refused: its count would not be etcd's.
  */
-async function servedDuring<T>(logFile: string, kv: EtcdKV, run: () => Promise<T>): Promise<{ result: T; requests: EtcdRequest[] }> {
+async function servedDuring<T>(logFile: string, kv: EtcdKV, run: () => Promise<T>): Promise<{ result: T; requests: EtcdRequest[]; until: number }> {
   await new Promise((r) => setTimeout(r, 1100));
   const from = Date.now() - 1;
   const result = await run();
@@ -58,7 +58,7 @@ async function servedDuring<T>(logFile: string, kv: EtcdKV, run: () => Promise<T
   const requests = served
     .filter((r) => { const at = Date.parse(r['start time']!); return at >= from && at <= to && r.remote !== markerRead.remote; })
     .map((r) => ({ type: r['response type']!, content: r['request content']! }));
-  return { result, requests };
+  return { result, requests, until: to };
 }
 
 /**
@@ -157,6 +157,10 @@ describe('POST /reset/{correlationId}: authorized before the id is read, found t
     const [indexKey, attemptKey] = [await kv.get(KEYS.attemptIndex(cid)), await kv.get(KEYS.attempt(key, cid))];
     expect(attemptKey?.lease).toBeDefined();
     expect(indexKey).toMatchObject({ value: JSON.stringify({ appKey: key, namespace: ns }), lease: attemptKey!.lease });
+
+    // The cleanup sweep that follows an attempt's end reads it once more; then its object says what became of its
+    // branch, and nothing reads it again: the next window starts after that read.
+    await untilServed(etcd.process.logFile, indexRead(cid), reset.until);
 
     // When the bystander asks for the ended attempt (nothing of the operator reads it any more) and an unknown id
     const ended = await servedDuring(etcd.process.logFile, kv, async () => [
