@@ -298,6 +298,32 @@ describe('ApprovalEnforcementCheck: since, kept across restarts, and judged per 
     expect((await check.forNamespace('team-a')).since).toBe('2026-12-01T10:02:00.000Z');
   });
 
+  it('keeps the newest confirmation when two namespaces are judged at once and the older save is the slower', async () => {
+    const api = new FakeAdmission();
+    class SlowFirstMemory extends Memory {
+      slowNext = 0;
+      override async save(c: EnforcementConfirmation | undefined) {
+        const copy = c === undefined ? undefined : structuredClone(c);
+        const delay = this.slowNext;
+        this.slowNext = 0;
+        await new Promise((r) => setTimeout(r, delay));
+        this.kept = copy;
+      }
+    }
+    const memory = new SlowFirstMemory();
+    namespaces['team-c'] = { uid: 'ns-c', resourceVersion: '13', labels: { 'kubernetes.io/metadata.name': 'team-c', approvals: 'enforced' } };
+    try {
+      const { check } = start(api, memory, '2026-12-01T10:00:00Z');
+      await check.check();
+      memory.slowNext = 50;
+      await Promise.all([check.forNamespace('team-a'), check.forNamespace('team-c')]);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(Object.keys(memory.kept!.namespaces).sort()).toEqual(['team-a', 'team-c']);
+    } finally {
+      delete namespaces['team-c'];
+    }
+  });
+
   it('says unknown, not a gap, when the Namespace cannot be read', async () => {
     const { check } = start(new FakeAdmission(), new Memory(), '2026-12-01T10:00:00Z');
     await check.check();

@@ -194,6 +194,7 @@ export class ApprovalEnforcementCheck implements ApprovalEnforcementPort {
   #global: GlobalState = { state: 'unknown', problem: 'not checked yet' };
   /** The last confirmation, as kept in etcd: loaded at start, rewritten when it changes. */
   #confirmation: EnforcementConfirmation | undefined;
+  #saving: Promise<void> = Promise.resolve();
   #loaded = false;
   /** Namespaces asked about (their attempts wait for approvals), read at most once per interval. */
   readonly #namespaces = new Map<string, NamespaceFacts>();
@@ -334,14 +335,19 @@ export class ApprovalEnforcementCheck implements ApprovalEnforcementPort {
     await this.#keep(wanted);
   }
 
-  async #keep(confirmation: EnforcementConfirmation | undefined): Promise<void> {
+  #keep(confirmation: EnforcementConfirmation | undefined): Promise<void> {
     this.#confirmation = confirmation;
-    try {
-      await this.#options.memory?.save(confirmation);
-    } catch (error) {
-      // Kept in memory meanwhile; the next change writes it again. A restart then confirms afresh: safe, only later.
-      this.#options.log.warn('Could not keep the approval enforcement confirmation in etcd', { error: (error as Error).message });
-    }
+    // One save at a time, each of the newest confirmation: two namespaces judged at once would otherwise race
+    // their saves, and the older could land last, losing a namespace's entry (and the time it changed).
+    this.#saving = this.#saving.then(async () => {
+      try {
+        await this.#options.memory?.save(this.#confirmation);
+      } catch (error) {
+        // Kept in memory meanwhile; the next change writes it again. A restart then confirms afresh: safe, only later.
+        this.#options.log.warn('Could not keep the approval enforcement confirmation in etcd', { error: (error as Error).message });
+      }
+    });
+    return this.#saving;
   }
 
   async #readNamespace(namespace: string): Promise<NamespaceFacts> {
