@@ -114,12 +114,13 @@ describe('the operator on a spool another live process holds', () => {
     const held = await SpoolLock.acquire(dir);
     const main = fileURLToPath(new URL('../main.ts', import.meta.url));
     const failure = await promisify(execFile)(process.execPath, [main], {
-      env: { PATH: process.env.PATH, GITHUB_ORG: 'acme', GITHUB_TOKEN: 'ghp_secret123', AUDIT_FALLBACK_DIR: dir, LOG_LEVEL: 'ERROR' }, timeout: 20_000,
+      // Killed before the test's own timeout: an operator left running would take the spool once this process let go.
+      env: { PATH: process.env.PATH, GITHUB_ORG: 'acme', GITHUB_TOKEN: 'ghp_secret123', AUDIT_FALLBACK_DIR: dir, LOG_LEVEL: 'ERROR' }, timeout: 20_000, killSignal: 'SIGKILL',
     }).then(() => undefined, (error: { code: number; stderr: string }) => error);
     await held.release();
     expect(failure?.code).toBe(2);
     const lines = failure!.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(`the audit spool ${dir} (AUDIT_FALLBACK_DIR) is held by another operator process, pid ${process.pid} on ${hostname()}`);
-  }, 20_000);
+  }, 40_000);
 });
