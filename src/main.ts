@@ -82,9 +82,9 @@ const audit = await openAuditTrail({
     else process.exit(1);
   },
 }).catch((error: Error) => {
-  // Another process writes this spool: one line and an exit, as for a bad setting.
-  if (!(error instanceof SpoolInUseError)) throw error;
-  process.stderr.write(`${error.message}\n`);
+  // Another process writes this spool, or it cannot be used (a foreign lock file, no permission): one line and
+  // an exit, as for a bad setting.
+  process.stderr.write(error instanceof SpoolInUseError ? `${error.message}\n` : `AUDIT_FALLBACK_DIR ${config.auditFallbackDir}: ${error.message}\n`);
   process.exit(2);
 });
 const bus = await untilReady('NATS JetStream', log, async () => {

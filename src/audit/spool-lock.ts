@@ -115,9 +115,10 @@ export class SpoolLock {
       if (verdict === 'refuse') throw new SpoolInUseError(dir, held, 'it is running on this host');
       if (verdict === 'watch') {
         const later = await new Promise<LockHolder | undefined>((resolve, reject) => setTimeout(() => readHolder(path).then(resolve, reject), staleMs));
-        if (later?.owner === held.owner && later.beat !== held.beat) throw new SpoolInUseError(dir, held, `its heartbeat moved within ${staleMs / 1000} s`);
-        // Gone, or another took it meanwhile: look again; else it stood still, so take it over.
-        if (later?.owner !== held.owner || later.beat !== held.beat) continue;
+        // Gone, or another took it meanwhile: look again.
+        if (later?.owner !== held.owner) continue;
+        if (later.beat !== held.beat) throw new SpoolInUseError(dir, held, `its heartbeat moved within ${staleMs / 1000} s`);
+        // It stood still: take it over.
       }
       await SpoolLock.#replace(path, me);
       break;
